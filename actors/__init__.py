@@ -1,0 +1,1 @@
+"""Session actors: the Supervisor, one SessionActor per chat, the heartbeat timer."""

@@ -1,0 +1,73 @@
+"""Showing a reply while it streams: throttled to the channel, and never ahead of the disk.
+
+Before each visible update the partial turn is committed durably (the
+checkpoint), so whatever the user has seen survives `kill -9`. Updates come no
+faster than the channel allows (about once a second per Telegram chat); the
+final text is shown by the session after its final commit, not here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from vigil.logs import get_logger
+from vigil.ports import Outbox, ReplyStream
+from vigil.store.schema import Target
+
+
+class CheckpointedDisplay:
+    """The TurnDisplay of a session turn."""
+
+    def __init__(self, stream: ReplyStream, outbox: Outbox, target: Target, interval: float,
+                 checkpoint: Callable[[str], bool], key: str) -> None:
+        self._stream = stream
+        self._outbox = outbox
+        self._target = target
+        self._interval = interval
+        self._checkpoint = checkpoint
+        self._lock = threading.Lock()
+        self._latest = ""
+        self._shown = ""
+        self._last = 0.0
+        self._closed = False
+        self._log = get_logger("vigil.display", session=key)
+
+    def text(self, full: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._latest = full
+            if time.monotonic() - self._last >= self._interval:
+                self._flush()
+
+    def progress(self, line: str) -> None:
+        with self._lock:
+            if not self._closed:
+                self._stream.progress(line)
+
+    def keepalive(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._outbox.typing(self._target)
+            if self._latest != self._shown and time.monotonic() - self._last >= self._interval:
+                self._flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def _flush(self) -> None:
+        self._last = time.monotonic()
+        if not self._latest.strip() or self._latest == self._shown:
+            return
+        try:
+            durable = self._checkpoint(self._latest)
+        except Exception as exc:  # an unsaved preview is simply not shown; the final commit decides
+            self._log.warning("display.checkpoint_failed", error=repr(exc))
+            return
+        if durable:
+            self._stream.update(self._latest)
+            self._shown = self._latest

@@ -1,0 +1,443 @@
+"""SessionActor: one per chat; owns its header (history pointer, cwd, model, heartbeat).
+
+One turn at a time. A message that arrives during a turn waits in the mailbox;
+each user message is appended to the durable `pending` list and the actor tells
+itself `RunTurn`, which lands behind everything already queued, so when a turn
+ends every message that came meanwhile is answered together in one follow-up
+turn. Pending messages and a turn in progress are in the header on disk, so a
+restart (or `kill -9`) answers them instead of losing them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import msgspec
+import pykka
+
+from actors.display import CheckpointedDisplay
+from actors.protocol import (
+    ActorFailed,
+    DeliveryFailed,
+    Drain,
+    Evict,
+    EvictDeclined,
+    Evicted,
+    HeartbeatDue,
+    Recover,
+    RunTurn,
+    SessionCommand,
+    UserText,
+)
+from actors.registry import Registry, SessionControl
+from actors.turn import ToolSet, TurnOutcome, TurnRunner
+from vigil.cancel import CancelToken
+from vigil.logs import get_logger
+from vigil.model.history import (
+    choose_window_start,
+    input_text,
+    normalize,
+    turn_messages,
+    with_cache_point,
+)
+from vigil.model.prices import to_usage
+from vigil.model.prompt import system_blocks
+from vigil.ports import ModelRequest, Outbox, Reply, Store, TokenUsage
+from vigil.settings import Settings
+from vigil.store.schema import Heartbeat, Input, SessionHeader, Target, Turn, Usage
+from vigil.store.store import SessionGone, UsageEntry, utc_day
+from vigil.tools.outcome import ToolOutcome
+from vigil.tools.toolbox import Toolbox
+
+MAX_PARTICIPANTS = 200
+RESTART_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class SessionDeps:
+    """Everything a session needs, shared by all sessions of the process."""
+
+    settings: Settings
+    store: Store
+    outboxes: dict[str, Outbox]
+    runner: TurnRunner
+    toolbox: Toolbox
+    registry: Registry
+    clock: Callable[[], float] = time.time
+    schedule_heartbeat: Callable[[str, float | None], None] = lambda key, due: None
+
+    def outbox(self, target: Target) -> Outbox | None:
+        return self.outboxes.get(target.channel)
+
+
+def is_group(header: SessionHeader) -> bool:
+    return header.chat_type in ("group", "supergroup")
+
+
+class SessionActor(pykka.ThreadingActor):
+    """The actor of one session key."""
+
+    def __init__(self, key: str, deps: SessionDeps, supervisor: pykka.ActorRef[Any], control: SessionControl) -> None:
+        super().__init__()
+        self.key = key
+        self.deps = deps
+        self.supervisor = supervisor
+        self.control = control
+        self.header: SessionHeader | None = None
+        self.persisted = False
+        self.run_scheduled = False
+        self.resume_turn: Turn | None = None
+        self.broken = ""
+        self.log = get_logger("vigil.session", session=key)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_start(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:  # a session that cannot load answers with why, instead of dying silently
+            self.broken = str(exc)
+            self.log.error("session.load_failed", error=self.broken)
+
+    def _load(self) -> None:
+        header = self.deps.store.header(self.key)
+        if header is None:
+            return
+        self.header, self.persisted = header, True
+        if header.open_turn is not None:
+            self._recover_open_turn(header.open_turn)
+        if self.header.pending or self.resume_turn is not None:
+            self._schedule_run()
+        self._publish()
+
+    def on_failure(self, exception_type: type[BaseException] | None, exception_value: BaseException | None,
+                   traceback: TracebackType | None) -> None:
+        """Hand back what we had not handled; the Supervisor respawns from the durable state."""
+        undelivered: list[object] = []
+        while True:
+            try:
+                envelope = self.actor_inbox.get_nowait()  # type: ignore[attr-defined]
+            except Exception:
+                break
+            message = getattr(envelope, "message", None)
+            if message is not None and not isinstance(message, RunTurn):
+                undelivered.append(message)
+        self.log.error("session.failed", error=repr(exception_value), undelivered=len(undelivered))
+        try:
+            self.deps.store.sync()
+        except Exception as exc:
+            self.log.error("session.failed_sync", error=repr(exc))
+        self.control.end()
+        if self.header is not None and not self.deps.registry.shutting_down.is_set():
+            self._send("⚠️ Something went wrong in this chat's session; it was restarted from its last saved state.")
+        self.deps.registry.remove(self.key, self.control)
+        self.supervisor.tell(ActorFailed(key=self.key, undelivered=tuple(undelivered)))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, RunTurn):
+            self.run_scheduled = False
+            if not self.deps.registry.shutting_down.is_set():
+                self._answer_pending()
+            return None
+        if isinstance(message, Evict):
+            return self._on_evict()
+        if isinstance(message, Drain):
+            if self._has_work() and not self.deps.registry.shutting_down.is_set():
+                self.actor_ref.tell(message)  # behind the RunTurn already queued
+            else:
+                message.done.set()
+            return None
+        if self.broken:
+            self._refuse_broken(message)
+            return None
+        if isinstance(message, UserText):
+            self._on_user_text(message)
+        elif isinstance(message, SessionCommand):
+            self.on_command(message)
+        elif isinstance(message, HeartbeatDue):
+            self.on_heartbeat(message)
+        elif isinstance(message, DeliveryFailed):
+            self.on_delivery_failed(message)
+        elif isinstance(message, Recover):
+            pass  # on_start already picked up what the store holds
+        else:
+            self.log.warning("session.unknown_message", kind=type(message).__name__)
+        return None
+
+    # Overridden by the command and heartbeat mixins of the concrete actor.
+    def on_command(self, message: SessionCommand) -> None:
+        self._send(f"Unknown command /{message.name}.")
+
+    def on_heartbeat(self, message: HeartbeatDue) -> None:
+        return None
+
+    def on_delivery_failed(self, message: DeliveryFailed) -> None:
+        self.log.warning("session.delivery_failed", permanent=message.permanent, reason=message.reason)
+
+    def _refuse_broken(self, message: Any) -> None:
+        target = getattr(message, "target", None)
+        if isinstance(target, Target):
+            outbox = self.deps.outbox(target)
+            if outbox is not None:
+                outbox.send(self.key, target, Reply(text=f"⚠️ This chat's stored session can't be used: {self.broken}"))
+
+    def _has_work(self) -> bool:
+        return self.run_scheduled or self.resume_turn is not None or bool(self.header and self.header.pending)
+
+    def _on_evict(self) -> None:
+        if self._has_work() or self.control.busy:
+            self.supervisor.tell(EvictDeclined(key=self.key))
+            return
+        self.deps.store.sync()  # whatever this actor wrote is on disk before a successor reads it
+        self.deps.registry.remove(self.key, self.control)
+        self.supervisor.tell(Evicted(key=self.key))
+        self.stop()
+
+    # ------------------------------------------------------------------ header
+
+    def ensure_header(self, target: Target, title: str = "", chat_type: str = "") -> SessionHeader:
+        """The header, created on a chat's first message; a user message also refreshes the target."""
+        now = self.deps.clock()
+        if self.header is None:
+            settings = self.deps.settings
+            self.header = SessionHeader(
+                key=self.key, incarnation=random.getrandbits(62), created_at=now, generation_started_at=now,
+                target=target, cwd=str(settings.workdir_root), model=settings.model, title=title,
+                chat_type=chat_type, heartbeat=Heartbeat(interval_s=settings.heartbeat_default_interval_s),
+            )
+        elif (target, title or self.header.title, chat_type or self.header.chat_type) != (
+                self.header.target, self.header.title, self.header.chat_type):
+            self.header = msgspec.structs.replace(self.header, target=target, title=title or self.header.title,
+                                                  chat_type=chat_type or self.header.chat_type)
+        return self.header
+
+    def commit(self, turn: Turn | None = None, usage: Sequence[UsageEntry] = (), new_members: Sequence[int] = (),
+               wait: bool = False) -> bool:
+        """Persist the header (and a turn). Waiting makes it durable; False if the store refused."""
+        assert self.header is not None
+        future = self.deps.store.commit(self.header, turn, usage, new_members, create=not self.persisted)
+        self.persisted = True
+        self._publish()
+        if not wait:
+            return True
+        try:
+            future.result()
+        except SessionGone:
+            self._recreate_after_delete(turn, usage)
+        except Exception as exc:
+            self.log.error("session.commit_failed", error=repr(exc))
+            return False
+        return True
+
+    def _recreate_after_delete(self, turn: Turn | None, usage: Sequence[UsageEntry]) -> None:
+        """Another process deleted this session: carry on as a fresh one rather than resurrect the old."""
+        assert self.header is not None
+        self.log.info("session.deleted_elsewhere")
+        now = self.deps.clock()
+        self.header = msgspec.structs.replace(
+            self.header, incarnation=random.getrandbits(62), created_at=now, generation=1,
+            generation_started_at=now, next_seq=1 if turn is not None else 0, window_start=0,
+            past_generations=(), usage=Usage(), heartbeat_usage=Usage(), turns_total=1 if turn else 0,
+            participants=self.header.participants[-1:], open_turn=None if turn is None or turn.final else 0)
+        fresh = msgspec.structs.replace(turn, seq=0) if turn is not None else None
+        self.deps.store.commit(self.header, fresh, usage, self.header.participants, create=True).result()
+
+    def _publish(self) -> None:
+        self.control.publish(self.header, len(self.header.pending) if self.header else 0)
+
+    def _schedule_run(self) -> None:
+        if not self.run_scheduled:
+            self.run_scheduled = True
+            self.actor_ref.tell(RunTurn())
+
+    def _send(self, text: str, markdown: bool = False, target: Target | None = None) -> None:
+        target = target or (self.header.target if self.header else None)
+        if target is None:
+            return
+        outbox = self.deps.outbox(target)
+        if outbox is not None:
+            outbox.send(self.key, target, Reply(text=text, markdown=markdown))
+
+    # ------------------------------------------------------------------ user turns
+
+    def _on_user_text(self, message: UserText) -> None:
+        header = self.ensure_header(message.target, message.chat_title, message.chat_type)
+        item = Input(text=message.text, at=message.at, user_id=message.sender.user_id,
+                     user_name=message.sender.name or message.sender.username, message_id=message.message_id)
+        new_members: tuple[int, ...] = ()
+        participants = header.participants
+        if message.sender.user_id not in participants:
+            new_members = (message.sender.user_id,)
+            participants = (*participants, message.sender.user_id)[-MAX_PARTICIPANTS:]
+        self.header = msgspec.structs.replace(header, pending=(*header.pending, item), participants=participants,
+                                              last_activity=message.at)
+        self.commit(new_members=new_members)
+        self._schedule_run()
+
+    def _answer_pending(self) -> None:
+        if self.header is None:
+            return
+        now = self.deps.clock()
+        if self.resume_turn is not None:
+            old, self.resume_turn = self.resume_turn, None
+            turn = msgspec.structs.replace(
+                old, status="open", messages=(), reply="", note="", attempts=old.attempts + 1,
+                superseded_reply=old.reply or old.superseded_reply, started_at=now)
+            self.header = msgspec.structs.replace(self.header, open_turn=turn.seq)
+        elif self.header.pending:
+            header = self.header
+            turn = Turn(seq=header.next_seq, kind="user", started_at=now, inputs=header.pending, model=header.model)
+            self.header = msgspec.structs.replace(
+                header, pending=(), open_turn=turn.seq, next_seq=header.next_seq + 1,
+                turns_total=header.turns_total + 1, last_turn_at=now)
+        else:
+            return
+        self.commit(turn)  # ordered before the final commit, which is the one waited for
+        self.run_user_turn(turn)
+
+    def run_user_turn(self, turn: Turn) -> None:
+        assert self.header is not None
+        target = self.header.target
+        outbox = self.deps.outbox(target)
+        if outbox is None:
+            self.log.error("session.no_outbox", channel=target.channel)
+            return
+        cancel = CancelToken()
+        self.control.begin("answering", cancel)
+        started = time.monotonic()
+        stream = outbox.stream(self.key, target)
+        outbox.typing(target)
+        live = {"turn": turn}
+
+        def checkpoint(text: str) -> bool:
+            live["turn"] = msgspec.structs.replace(live["turn"], reply=text)
+            return self.commit(live["turn"], wait=True)
+
+        def on_round(messages: tuple[Any, ...], text: str) -> None:
+            live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text)
+            self.commit(live["turn"], wait=True)
+
+        display = CheckpointedDisplay(stream, outbox, target, outbox.update_interval(target), checkpoint, self.key)
+        try:
+            request = self.build_request(turn)
+            outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round)
+        finally:
+            display.close()
+            self.control.end()
+        if cancel.reason == "shutdown":
+            self._suspend_for_shutdown(live["turn"], outcome, stream)
+            return
+        final = msgspec.structs.replace(
+            turn, status=outcome.status, messages=outcome.messages, reply=outcome.reply, note=outcome.note,
+            ended_at=self.deps.clock(), model=self.header.model, usage=self._usage_of(outcome.calls))
+        self.header = msgspec.structs.replace(self.header, open_turn=None,
+                                              usage=self.header.usage + final.usage)
+        user_id = turn.inputs[0].user_id if turn.inputs else 0
+        entries = self._usage_entries(user_id, "chat", final.usage)
+        saved = self.commit(final, entries, wait=True)
+        reply, note = self._presentable(outcome, saved)
+        stream.finish(reply, note)
+        self.log.info("turn.done", seq=turn.seq, status=outcome.status, ms=round((time.monotonic() - started) * 1000),
+                      input_tokens=final.usage.input_tokens, output_tokens=final.usage.output_tokens,
+                      cache_read=final.usage.cache_read_tokens, rounds=len(outcome.calls))
+
+    def _suspend_for_shutdown(self, turn: Turn, outcome: TurnOutcome, stream: Any) -> None:
+        """Shutdown cut the turn: keep it open on disk so the next start answers it again."""
+        assert self.header is not None
+        kept = msgspec.structs.replace(turn, reply=outcome.reply or turn.reply, usage=self._usage_of(outcome.calls))
+        self.commit(kept, wait=True)
+        stream.finish(outcome.reply, "⏸ vigil is restarting; I'll answer this again as soon as it's back")
+
+    @staticmethod
+    def _presentable(outcome: TurnOutcome, saved: bool) -> tuple[str, str]:
+        note = outcome.note
+        if not saved:
+            note = "⚠️ this reply could not be saved (storage error); it may be missing from the history"
+        elif outcome.status == "stopped":
+            note = "⏹ stopped"
+        elif outcome.status == "failed":
+            note = f"⚠️ {outcome.note}"
+        elif note:
+            note = f"⚠️ {note}"
+        reply = outcome.reply
+        if not reply.strip() and not note:
+            note = "(the model sent an empty reply)"
+        return reply, note
+
+    def _usage_of(self, calls: Sequence[tuple[str, TokenUsage]]) -> Usage:
+        total = Usage()
+        for model, usage in calls:
+            total = total + to_usage(model, usage)
+        return total
+
+    def _usage_entries(self, user_id: int, kind: str, usage: Usage) -> tuple[UsageEntry, ...]:
+        if usage.calls == 0:
+            return ()
+        return (UsageEntry(user_id=user_id, day=utc_day(self.deps.clock()), key=self.key, kind=kind, usage=usage),)
+
+    def build_request(self, turn: Turn) -> ModelRequest:
+        """System prompt, the history window (moved in steps), and this turn's input."""
+        assert self.header is not None
+        header = self.header
+        group = is_group(header)
+        store = self.deps.store
+        history_turns = store.turns(self.key, header.generation, header.window_start, turn.seq)
+        start = choose_window_start(history_turns, header.window_start, self.deps.settings.history_tokens, group)
+        if start != header.window_start:
+            history_turns = [t for t in history_turns if t.seq >= start]
+            self.header = msgspec.structs.replace(header, window_start=start)
+        raw: list[dict[str, Any]] = []
+        for past in history_turns:
+            raw.extend(turn_messages(past, group))
+        history = normalize(raw)
+        if history:
+            history[-1] = with_cache_point(history[-1])
+        current = {"role": "user", "content": [{"type": "text", "text": input_text(turn, group) or "(empty message)"}]}
+        tools = self.toolset()
+        return ModelRequest(
+            model=header.model, max_tokens=self.deps.settings.max_output_tokens,
+            system=system_blocks(header, store.notes(self.key), [t["name"] for t in tools.specs]),
+            messages=tuple(normalize([*history, current])),
+        )
+
+    def toolset(self) -> ToolSet:
+        """The tools of a user turn: the jailed editor (and bash when enabled), in this session's cwd."""
+        toolbox = self.deps.toolbox
+        cwd = Path(self.header.cwd if self.header else str(self.deps.settings.workdir_root))
+
+        def run(name: str, tool_input: dict[str, Any], cancel: CancelToken) -> ToolOutcome:
+            return toolbox.run(name, tool_input, cwd, cancel.event)
+
+        def describe(name: str, tool_input: dict[str, Any]) -> str:
+            return toolbox.describe(name, tool_input, cwd)
+
+        return ToolSet(specs=tuple(toolbox.specs()), run=run, describe=describe)
+
+    # ------------------------------------------------------------------ recovery
+
+    def _recover_open_turn(self, seq: int) -> None:
+        """A turn was in progress when the process died (or shut down mid-turn)."""
+        assert self.header is not None
+        turn = self.deps.store.turn(self.key, self.header.generation, seq)
+        if turn is None or turn.final:
+            self.header = msgspec.structs.replace(self.header, open_turn=None)
+            self.commit(wait=True)
+            return
+        if turn.kind == "user" and turn.attempts < RESTART_ATTEMPTS:
+            self.log.info("session.resuming_turn", seq=seq, attempts=turn.attempts)
+            self.resume_turn = turn
+            return
+        note = "interrupted by a restart"
+        final = msgspec.structs.replace(turn, status="interrupted", note=note, ended_at=self.deps.clock())
+        self.header = msgspec.structs.replace(self.header, open_turn=None)
+        self.commit(final, wait=True)
+        if turn.kind == "user":
+            self._send("⚠️ I couldn't finish answering your last message after vigil restarted; please ask again.")

@@ -1,0 +1,121 @@
+"""The commands that change a session, run inside its actor (in order with its messages)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+
+from actors.protocol import SessionCommand
+from actors.session import SessionActor
+from vigil.model.prices import MODEL_CHOICES
+from vigil.ports import Button, Reply
+from vigil.store.schema import GenerationInfo
+from vigil.tools.jail import Jail, JailError
+
+MAX_PAST_GENERATIONS = 50
+_MODEL_NAME = re.compile(r"^claude-[a-z0-9][a-z0-9.-]{1,60}$")
+
+
+class SessionCommandsMixin(SessionActor):
+    """/new, /cd, /model, /notes, /forget."""
+
+    def on_command(self, message: SessionCommand) -> None:
+        handler = {
+            "new": self._cmd_new,
+            "cd": self._cmd_cd,
+            "model": self._cmd_model,
+            "notes": self._cmd_notes,
+            "forget": self._cmd_forget,
+        }.get(message.name)
+        if handler is None:
+            super().on_command(message)
+            return
+        handler(message)
+
+    def _reply(self, message: SessionCommand, text: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> None:
+        outbox = self.deps.outbox(message.target)
+        if outbox is not None:
+            outbox.send(self.key, message.target, Reply(text=text, buttons=buttons))
+
+    def _cmd_new(self, message: SessionCommand) -> None:
+        header = self.ensure_header(message.target, message.chat_title, message.chat_type)
+        now = self.deps.clock()
+        past = GenerationInfo(generation=header.generation, turns=header.next_seq,
+                              started_at=header.generation_started_at, ended_at=now)
+        kept = (*header.past_generations, past)[-MAX_PAST_GENERATIONS:] if header.next_seq else header.past_generations
+        self.header = msgspec.structs.replace(
+            header, generation=header.generation + 1, generation_started_at=now, next_seq=0, window_start=0,
+            past_generations=kept)
+        if not self.commit(wait=True):
+            self._reply(message, "⚠️ Couldn't start a fresh conversation: the store refused the write.")
+            return
+        previous = (f" The previous one ({header.next_seq} turns) stays readable until cleanup."
+                    if header.next_seq else "")
+        self._reply(message, f"🆕 Fresh conversation started.{previous} "
+                             f"Directory, model and heartbeat are unchanged.")
+
+    def _cmd_cd(self, message: SessionCommand) -> None:
+        header = self.ensure_header(message.target, message.chat_title, message.chat_type)
+        root = self.deps.settings.workdir_root
+        wanted = message.args.strip() or str(root)
+        try:
+            path = Jail(root).resolve(Path(header.cwd), wanted)
+        except JailError as exc:
+            self._reply(message, f"⛔ {exc}. The directory stays {header.cwd}")
+            return
+        if not path.is_dir():
+            reason = "does not exist" if not path.exists() else "is not a directory"
+            self._reply(message, f"⛔ {wanted} {reason}. The directory stays {header.cwd}")
+            return
+        self.header = msgspec.structs.replace(header, cwd=str(path))
+        self.commit(wait=True)
+        self._reply(message, f"📁 {path}")
+
+    def _cmd_model(self, message: SessionCommand) -> None:
+        header = self.ensure_header(message.target, message.chat_title, message.chat_type)
+        name = message.args.strip().lower()
+        if not name:
+            choices = "\n".join(f"{'•' if m == header.model else '◦'} {m}" for m in
+                                dict.fromkeys((header.model, *MODEL_CHOICES)))
+            self._reply(message, f"Model for this chat: {header.model}\n\nChoices:\n{choices}\n\n"
+                                 "Set one with /model NAME.")
+            return
+        if not _MODEL_NAME.match(name):
+            self._reply(message, f"⛔ {message.args.strip()!r} is not a Claude model name. Choose one of: "
+                                 f"{', '.join(MODEL_CHOICES)}. The model stays {header.model}.")
+            return
+        previous = header.model
+        self.header = msgspec.structs.replace(header, model=name)
+        self.commit(wait=True)
+        self._reply(message, f"🧠 Model for this chat: {name} (was {previous}).")
+
+    def _cmd_notes(self, message: SessionCommand) -> None:
+        store = self.deps.store
+        if message.args.strip().lower() == "clear":
+            store.clear_notes(self.key).result()
+            self._reply(message, "🗒 Notes cleared.")
+            return
+        notes = sorted(store.notes(self.key), key=lambda n: n.at, reverse=True)
+        if not notes:
+            self._reply(message, "🗒 No notes yet. Claude saves notes here with its save_note tool.")
+            return
+        lines = [f"🗒 Notes ({len(notes)}), newest first:"]
+        lines += [f"• {n.text}" for n in notes[:30]]
+        lines.append("\n/notes clear empties them.")
+        self._reply(message, "\n".join(lines))
+
+    def _cmd_forget(self, message: SessionCommand) -> None:
+        if message.args.strip().lower() != "confirm":
+            self._reply(message, "Delete this chat's stored history, notes and settings? This cannot be undone. "
+                                 "(Usage records are kept for accounting.) Type /forget confirm, or press:",
+                        buttons=((Button("🗑 Yes, forget", f"forget:{self.key}"),
+                                  Button("Cancel", "cancel")),))
+            return
+        self.deps.store.delete_session(self.key).result()
+        self.deps.schedule_heartbeat(self.key, None)
+        self.header = None
+        self.persisted = False
+        self._publish()
+        self._reply(message, "🗑 Forgotten: this chat's history, notes and settings were deleted.")

@@ -1,0 +1,247 @@
+"""One turn against the model: streaming, the tool loop, cancellation, the global call cap.
+
+The runner is shared by user turns and heartbeat turns; what differs is passed
+in (the request, the tools, the display). Model calls run on a small pool so
+that the session's thread can walk away the moment `/stop` is pressed, even if
+the HTTP call is stuck before its first byte; the abandoned call still holds
+its slot until it really ends, so the cap on calls in flight stays honest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+
+from vigil.cancel import CancelToken
+from vigil.logs import get_logger
+from vigil.model.history import with_cache_point
+from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage
+from vigil.store.schema import Message
+from vigil.tools.outcome import ToolOutcome
+
+KEEPALIVE_S = 4.0  # Telegram's typing indicator lasts about five seconds
+
+
+class QuerySlots:
+    """The process-wide cap on model calls in flight (VIGIL_MAX_CONCURRENT_QUERIES)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def acquire(self, cancel: CancelToken) -> bool:
+        """Wait for a slot; False if the turn was cancelled while waiting."""
+        with cancel.on_cancel(self._wake), self._cond:
+            while self._in_flight >= self.limit:
+                if cancel.cancelled:
+                    return False
+                self._cond.wait()
+            if cancel.cancelled:
+                return False
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class TurnDisplay(Protocol):
+    """Where a turn shows itself while it runs."""
+
+    def text(self, full: str) -> None: ...
+
+    def progress(self, line: str) -> None: ...
+
+    def keepalive(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    specs: tuple[dict[str, Any], ...]
+    run: Callable[[str, dict[str, Any], CancelToken], ToolOutcome]
+    describe: Callable[[str, dict[str, Any]], str]
+
+
+class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    messages: tuple[Message, ...]
+    reply: str
+    status: str  # done | stopped | failed
+    note: str = ""
+    calls: tuple[tuple[str, TokenUsage], ...] = ()
+    error_kind: str = ""
+
+
+@dataclass
+class _Progress:
+    """What the turn has said so far, across rounds."""
+
+    rounds: list[str] = field(default_factory=list)
+    current: list[str] = field(default_factory=list)
+
+    def joined(self) -> str:
+        parts = [*self.rounds, "".join(self.current)]
+        return "\n\n".join(p for p in (s.strip() for s in parts) if p)
+
+
+def _text_of(content: tuple[dict[str, Any], ...]) -> str:
+    return "".join(b["text"] for b in content if b.get("type") == "text")
+
+
+def _result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id,
+                             "content": outcome.content if outcome.content.strip() else "(no output)"}
+    if outcome.is_error:
+        block["is_error"] = True
+    return block
+
+
+CANCELLED = ToolOutcome(content="cancelled: the user stopped this turn before the tool ran", is_error=True)
+
+
+class TurnRunner:
+    """Runs turns; one instance per process, used from many session threads."""
+
+    def __init__(self, model: ModelPort, slots: QuerySlots, max_rounds: int) -> None:
+        self._model = model
+        self._slots = slots
+        self._max_rounds = max_rounds
+        self._pool = ThreadPoolExecutor(max_workers=slots.limit, thread_name_prefix="model-call")
+        self._log = get_logger("vigil.turn")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def run(self, request: ModelRequest, cancel: CancelToken, display: TurnDisplay,
+            tools: ToolSet | None = None,
+            on_round: Callable[[tuple[Message, ...], str], None] | None = None) -> TurnOutcome:
+        base = list(request.messages)
+        exchange: list[Message] = []
+        calls: list[tuple[str, TokenUsage]] = []
+        said = _Progress()
+        status, note, error_kind = "done", "", ""
+        for round_no in range(self._max_rounds + 1):
+            messages = base + [{"role": m.role, "content": list(m.content)} for m in exchange]
+            if exchange:
+                messages[-1] = with_cache_point(messages[-1])
+            call = msgspec.structs.replace(request, messages=tuple(messages),
+                                           tools=tools.specs if tools else ())
+            said.current = []
+
+            def on_text(delta: str) -> None:
+                said.current.append(delta)
+                display.text(said.joined())
+
+            try:
+                response = self._call(call, cancel, on_text, display)
+            except ModelError as exc:
+                partial = exc.partial
+                if partial is not None:
+                    calls.append((partial.model or request.model, partial.usage))
+                    if partial.content:
+                        exchange.append(Message(role="assistant", content=partial.content))
+                status, note, error_kind = "failed", exc.sentence, exc.kind
+                said.rounds.append(_text_of(partial.content) if partial else "")
+                break
+            calls.append((response.model or request.model, response.usage))
+            if response.content:
+                exchange.append(Message(role="assistant", content=response.content))
+            said.rounds.append(_text_of(response.content))
+            said.current = []
+            if response.stop_reason == "cancelled" or cancel.cancelled:
+                status, note = "stopped", "stopped"
+                break
+            tool_uses = [b for b in response.content if b.get("type") == "tool_use"]
+            if response.stop_reason != "tool_use" or not tool_uses or tools is None:
+                if response.stop_reason == "max_tokens":
+                    note = "the reply hit the length limit"
+                break
+            if round_no == self._max_rounds:
+                limit = ToolOutcome(content=f"not run: the limit of {self._max_rounds} tool rounds per turn "
+                                            "was reached", is_error=True)
+                exchange.append(Message(role="user", content=tuple(_result(b["id"], limit) for b in tool_uses)))
+                note = f"stopped after {self._max_rounds} tool rounds"
+                break
+            results = []
+            for block in tool_uses:
+                if cancel.cancelled:
+                    results.append(_result(block["id"], CANCELLED))
+                    continue
+                display.progress(tools.describe(block["name"], block.get("input") or {}))
+                outcome = tools.run(block["name"], dict(block.get("input") or {}), cancel)
+                results.append(_result(block["id"], outcome))
+            exchange.append(Message(role="user", content=tuple(results)))
+            if on_round is not None:
+                on_round(tuple(exchange), said.joined())
+            if cancel.cancelled:
+                status, note = "stopped", "stopped"
+                break
+        return TurnOutcome(messages=tuple(exchange), reply=said.joined(), status=status, note=note,
+                           calls=tuple(calls), error_kind=error_kind)
+
+    def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
+              display: TurnDisplay) -> ModelResponse:
+        cancelled = ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
+        if not self._slots.acquire(cancel):
+            return cancelled
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        gate = threading.Lock()
+        abandoned = False
+        streamed: list[str] = []
+
+        def guarded(delta: str) -> None:
+            with gate:
+                if abandoned:
+                    return
+                streamed.append(delta)
+                on_text(delta)
+
+        def work() -> None:
+            try:
+                box["response"] = self._model.stream(request, guarded, cancel)
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                self._slots.release()
+                done.set()
+
+        try:
+            self._pool.submit(work)
+        except RuntimeError:  # the pool is shut down: the service is stopping
+            self._slots.release()
+            return cancelled
+        with cancel.on_cancel(done.set):
+            while not done.wait(KEEPALIVE_S):
+                display.keepalive()
+        with gate:
+            if "response" not in box and "error" not in box:
+                # Cancelled while the call is still blocked: leave it behind with what it streamed.
+                abandoned = True
+                text = "".join(streamed)
+                content = ({"type": "text", "text": text},) if text.strip() else ()
+                return msgspec.structs.replace(cancelled, content=content)
+        if "error" in box:
+            error = box["error"]
+            if isinstance(error, ModelError):
+                raise error
+            self._log.exception("model.unexpected_error", exc_info=error)
+            raise ModelError("Something went wrong inside vigil while answering; please try again.",
+                             "internal") from error
+        response: ModelResponse = box["response"]
+        return response

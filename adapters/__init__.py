@@ -1,0 +1,1 @@
+"""Channel adapters: they turn channel messages into actor messages and deliver replies."""

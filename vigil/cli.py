@@ -1,0 +1,186 @@
+"""The `vigil` command line: run, chat, sessions, check, systemd-unit, bench.
+
+Errors a user can fix (a bad setting, a missing key, a second instance) are one
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from vigil import __version__
+from vigil.logs import configure_logging, get_logger
+from vigil.settings import Settings, SettingsError, ensure_data_dir, load_settings
+
+EXIT_USAGE = 2
+_SESSION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class UserError(Exception):
+    """Something the user must fix; printed as one line, exit 2."""
+
+
+def _settings(log_default: str | None = None) -> Settings:
+    settings = load_settings()
+    level = settings.log_level if (log_default is None or "VIGIL_LOG_LEVEL" in os.environ) else log_default
+    configure_logging(level, settings.log_format, settings.secrets())
+    return settings
+
+
+def _require_api_key(settings: Settings) -> None:
+    if settings.anthropic_api_key:
+        os.environ.setdefault("ANTHROPIC_API_KEY", settings.anthropic_api_key)
+        return
+    if os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+        return
+    raise UserError("no Anthropic API key: set ANTHROPIC_API_KEY (or anthropic_api_key in the file named by "
+                    "VIGIL_CONFIG) to a key from console.anthropic.com")
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from actors.chat_session import ChatSession
+    from adapters.console import ConsoleOutbox, run_console
+    from vigil.lock import ProcessLock
+    from vigil.model.anthropic_model import AnthropicModel
+    from vigil.runtime import Runtime
+
+    name = args.session
+    if not _SESSION_NAME.match(name):
+        raise UserError(f"--session {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    settings = _settings(log_default="warning")
+    _require_api_key(settings)
+    data_dir = ensure_data_dir(settings)
+    lock = ProcessLock(data_dir / f"console-{name}.lock", f"vigil chat --session {name}").acquire()
+    outbox = ConsoleOutbox()
+    model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
+    model.warm_up()
+    runtime = Runtime(settings, {"console": outbox}, model, actor_class=ChatSession)
+    runtime.start()
+    try:
+        run_console(runtime, name, sys.stdin, outbox)
+    except KeyboardInterrupt:
+        outbox.err.write("\n")
+    finally:
+        runtime.shutdown(grace_s=2.0)
+        lock.release()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from adapters.telegram.service import run_service
+
+    settings = _settings()
+    if not settings.telegram_bot_token:
+        raise UserError("TELEGRAM_BOT_TOKEN is not set: vigil run serves Telegram and needs the bot token "
+                        "from @BotFather (use `vigil chat` for the console)")
+    _require_api_key(settings)
+    ensure_data_dir(settings)
+    return run_service(settings)
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    from vigil.admin import sessions_command
+
+    settings = _settings(log_default="warning")
+    ensure_data_dir(settings)
+    return sessions_command(settings, args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from vigil.check import run_checks
+
+    try:
+        settings = _settings(log_default="warning")
+    except SettingsError as exc:
+        print(f"FAIL settings: {exc}")
+        return 1
+    return run_checks(settings)
+
+
+def cmd_systemd_unit(args: argparse.Namespace) -> int:
+    from vigil.systemd import unit_file
+
+    print(unit_file(user=args.user, env_file=args.env_file, workdir_root=args.workdir_root), end="")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vigil.bench import run_bench
+
+    configure_logging("warning", "auto")
+    return run_bench(as_json=args.json, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="Claude in Telegram, one session per chat.")
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the Telegram service")
+    run.set_defaults(func=cmd_run)
+
+    chat = sub.add_parser("chat", help="talk to a session on the console (one line in, the reply out)")
+    chat.add_argument("--session", default="default", help="console session name (default: default)")
+    chat.set_defaults(func=cmd_chat)
+
+    sessions = sub.add_parser("sessions", help="list, show, clean up, delete or export stored sessions")
+    ssub = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = ssub.add_parser("list", help="stored sessions, newest first")
+    listing.add_argument("--user", type=int, help="only sessions this Telegram user takes part in")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = ssub.add_parser("show", help="one session's settings and latest turns")
+    show.add_argument("key")
+    show.add_argument("--turns", type=int, default=10)
+    cleanup = ssub.add_parser("cleanup", help="delete sessions idle longer than AGE")
+    cleanup.add_argument("--older-than", default="24h", metavar="AGE")
+    cleanup.add_argument("--yes", action="store_true", help="delete without asking")
+    delete = ssub.add_parser("delete", help="delete one session's stored data")
+    delete.add_argument("key")
+    delete.add_argument("--yes", action="store_true", help="delete without asking")
+    export = ssub.add_parser("export", help="one session's history as JSON")
+    export.add_argument("key")
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    sessions.set_defaults(func=cmd_sessions)
+
+    check = sub.add_parser("check", help="check settings, store, Telegram and the model")
+    check.set_defaults(func=cmd_check)
+
+    unit = sub.add_parser("systemd-unit", help="print a systemd unit file for `vigil run`")
+    unit.add_argument("--user", default="vigil", help="the service user (default: vigil)")
+    unit.add_argument("--env-file", default="/etc/vigil/vigil.env", help="EnvironmentFile with the secrets")
+    unit.add_argument("--workdir-root", default="/srv/vigil", help="VIGIL_WORKDIR_ROOT, writable by the service")
+    unit.set_defaults(func=cmd_systemd_unit)
+
+    bench = sub.add_parser("bench", help="measure vigil in-process with a zero-latency model")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vigil.lock import AlreadyRunning
+    from vigil.store.lmdb_env import StoreError
+    from vigil.store.schema import NewerSchemaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (SettingsError, UserError, AlreadyRunning) as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (StoreError, NewerSchemaError) as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:
+        get_logger("vigil.cli").exception("vigil.crashed")
+        print("vigil: an unexpected error stopped vigil; the log above has the details", file=sys.stderr)
+        return 1

@@ -1,0 +1,70 @@
+"""The chat commands: one catalogue (names, help, where each runs) and one parser.
+
+A command either changes the session, and so goes through the session's
+mailbox in order with its messages ("session"), or only reads or signals, and
+is answered at once without waiting behind a running turn ("control").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    usage: str
+    summary: str
+    scope: str  # "session" | "control"
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", "/start", "what vigil is and how to use it", "control"),
+    CommandSpec("help", "/help", "this list of commands", "control"),
+    CommandSpec("new", "/new", "start a fresh conversation here (cwd, model and heartbeat stay)", "session"),
+    CommandSpec("status", "/status", "this session: state, model, directory, turns, cost, heartbeat", "control"),
+    CommandSpec("sessions", "/sessions [cleanup [AGE]]",
+                "your sessions, newest first; cleanup deletes those idle longer than AGE (default 24h)", "control"),
+    CommandSpec("cd", "/cd DIR", "change this chat's working directory (inside the work root)", "session"),
+    CommandSpec("pwd", "/pwd", "show this chat's working directory", "control"),
+    CommandSpec("model", "/model [NAME]", "show the models, or set this chat's model", "session"),
+    CommandSpec("heartbeat", "/heartbeat [on|off|every DUR|hours HH-HH|tz ZONE|test|status]",
+                "this chat's own check-ins", "session"),
+    CommandSpec("notes", "/notes [clear]", "the notes Claude keeps for this chat", "session"),
+    CommandSpec("usage", "/usage", "your tokens and cost: today, 7 and 30 days, per chat", "control"),
+    CommandSpec("stop", "/stop", "stop the reply in progress at once", "control"),
+    CommandSpec("export", "/export", "this session's history as a JSON file", "control"),
+    CommandSpec("forget", "/forget", "delete this session's stored data (asks first)", "session"),
+)
+BY_NAME = {spec.name: spec for spec in COMMANDS}
+
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{3,64}))?(?:\s+(.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    name: str
+    args: str
+    addressed_to: str | None  # the @bot suffix, if any
+
+    @property
+    def spec(self) -> CommandSpec | None:
+        return BY_NAME.get(self.name)
+
+
+def parse_command(text: str) -> ParsedCommand | None:
+    """`/name[@bot] args` -> ParsedCommand; None if the text is not a command at all."""
+    match = _COMMAND.match(text.strip())
+    if match is None:
+        return None
+    name, bot, args = match.groups()
+    return ParsedCommand(name=name.lower(), args=(args or "").strip(), addressed_to=bot)
+
+
+def help_text() -> str:
+    lines = ["Commands:"]
+    lines += [f"{spec.usage} — {spec.summary}" for spec in COMMANDS]
+    lines.append("")
+    lines.append("Anything else you write goes to Claude. Every chat (and each forum topic) is its own session.")
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""Commands answered at once, outside the session mailboxes: they read or signal, never wait.
+
+`/status` reads the snapshot the live actor publishes (or the store, for a
+session that is not live); `/stop` sets the running turn's cancel token;
+`/sessions`, `/usage`, `/export` read the store, which any thread may do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import msgspec
+
+from actors.protocol import Sender, SessionCommand
+from vigil.commands import ParsedCommand, help_text
+from vigil.durations import DurationError, format_duration, parse_duration
+from vigil.ports import Button, Document, Reply, Store
+from vigil.runtime import Runtime
+from vigil.store.schema import SessionHeader, Target
+from vigil.store.store import utc_day
+from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
+
+PAGE_SIZE = 5
+DEFAULT_CLEANUP_AGE = 86400.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, from which chat (and so about which session)."""
+
+    key: str
+    target: Target
+    sender: Sender
+    admin: bool
+    chat_title: str = ""
+    chat_type: str = ""
+
+    @property
+    def user_id(self) -> int:
+        return self.sender.user_id
+
+
+class Control:
+    """Out-of-band command handlers over a Runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.settings = runtime.settings
+
+    # ------------------------------------------------------------------ helpers
+
+    def header(self, key: str) -> SessionHeader | None:
+        control = self.runtime.control(key)
+        if control is not None and control.status.header is not None:
+            return control.status.header
+        return self.store.header(key)
+
+    def state(self, key: str, now: float | None = None) -> str:
+        control = self.runtime.control(key)
+        if control is None:
+            return "idle"
+        status = control.status
+        now = time.time() if now is None else now
+        if status.state == "idle":
+            return f"idle, {status.queued} waiting" if status.queued else "idle"
+        queued = f", {status.queued} waiting" if status.queued else ""
+        verb = "checking in" if status.state == "heartbeat" else "answering"
+        return f"{verb} for {format_duration(max(1.0, now - status.since))}{queued}"
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle(self, command: ParsedCommand, caller: Caller) -> Reply | None:
+        """Answer a control command, or forward a session command (then None: the session answers)."""
+        spec = command.spec
+        if spec is None:
+            return Reply(text=f"Unknown command /{command.name}. /help lists the commands.")
+        if spec.scope == "session":
+            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
+                                               name=command.name, args=command.args,
+                                               chat_title=caller.chat_title, chat_type=caller.chat_type))
+            return None
+        args = command.args.split()
+        if command.name == "sessions":
+            if args[:1] == ["cleanup"]:
+                rest = args[1:]
+                confirmed = bool(rest) and rest[-1].lower() in ("yes", "confirm")
+                if confirmed:
+                    rest = rest[:-1]
+                    try:
+                        age = parse_duration(" ".join(rest)) if rest else DEFAULT_CLEANUP_AGE
+                    except DurationError as exc:
+                        return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
+                    return self.cleanup(caller, age)
+                return self.cleanup_prompt(caller, " ".join(rest))
+            return self.sessions(caller, int(args[0]) - 1 if args and args[0].isdigit() else 0)
+        simple = {"start": self.start, "help": self.help}
+        if command.name in simple:
+            return simple[command.name]()
+        per_caller = {"status": self.status, "stop": self.stop, "pwd": self.pwd, "usage": self.usage,
+                      "export": self.export}
+        return per_caller[command.name](caller)
+
+    # ------------------------------------------------------------------ commands
+
+    def start(self) -> Reply:
+        return Reply(text="👋 This is vigil: Claude in this chat, with its own history, working directory and "
+                          "optional check-ins. Write anything to talk; every chat and forum topic is a separate "
+                          "session.\n\n" + help_text())
+
+    def help(self) -> Reply:
+        return Reply(text=help_text())
+
+    def stop(self, caller: Caller) -> Reply:
+        if self.runtime.stop_turn(caller.key):
+            return Reply(text="⏹ Stopping the reply in progress.")
+        return Reply(text="Nothing to stop: no reply is in progress here.")
+
+    def pwd(self, caller: Caller) -> Reply:
+        header = self.header(caller.key)
+        return Reply(text=f"📁 {header.cwd if header else self.settings.workdir_root}")
+
+    def status(self, caller: Caller) -> Reply:
+        header = self.header(caller.key)
+        live = self.runtime.registry.live_count()
+        busy = self.runtime.registry.busy_count()
+        live_line = f"Live sessions: {live} ({busy} busy) · model calls in flight: {self.runtime.slots.in_flight}"
+        if header is None:
+            return Reply(text=f"📊 Session {caller.key}\nNo conversation yet: write something to start one.\n"
+                              f"Directory: {self.settings.workdir_root} · Model: {self.settings.model}\n{live_line}")
+        beat = header.heartbeat
+        beat_text = heartbeat_line(beat)
+        if beat.enabled and beat.next_due:
+            beat_text += f", next {clock(beat.next_due)}"
+        if beat.last_beat_at:
+            beat_text += f", last {clock(beat.last_beat_at)} ({beat.last_decision or '?'})"
+        chat = header.usage
+        beats = header.heartbeat_usage
+        lines = [
+            f"📊 Session {header.key} — {session_title(header)}",
+            f"State: {self.state(caller.key)}",
+            f"Model: {header.model}",
+            f"Directory: {header.cwd}",
+            f"Turns: {header.next_seq} in this conversation, {header.turns_total} in all "
+            f"(generation {header.generation})",
+            f"Tokens: {tokens(chat.input_tokens)} in · {tokens(chat.output_tokens)} out · "
+            f"{tokens(chat.cache_read_tokens)} cache read · {tokens(chat.cache_write_tokens)} cache write",
+            f"Cost: {money(chat.cost_micros + beats.cost_micros)} "
+            f"(heartbeats {money(beats.cost_micros)} in {beats.calls} calls)",
+            f"Heartbeat: {beat_text}",
+            live_line,
+        ]
+        return Reply(text="\n".join(lines))
+
+    def sessions(self, caller: Caller, page: int = 0) -> Reply:
+        headers = self.store.headers(None if caller.admin else caller.user_id)
+        headers.sort(key=lambda h: max(h.last_activity, h.last_turn_at, h.created_at), reverse=True)
+        if not headers:
+            return Reply(text="🗂 No stored sessions yet.")
+        pages = (len(headers) + PAGE_SIZE - 1) // PAGE_SIZE
+        page = min(max(page, 0), pages - 1)
+        now = time.time()
+        whose = "All sessions" if caller.admin else "Your sessions"
+        lines = [f"🗂 {whose} ({len(headers)}), newest first — page {page + 1}/{pages}", ""]
+        for index, header in enumerate(headers[page * PAGE_SIZE:(page + 1) * PAGE_SIZE], page * PAGE_SIZE + 1):
+            lines.append(session_line(index, header, self.state(header.key, now), now))
+        row: list[Button] = []
+        if page > 0:
+            row.append(Button("◀ Newer", f"sessions:page:{page - 1}"))
+        if page + 1 < pages:
+            row.append(Button("Older ▶", f"sessions:page:{page + 1}"))
+        buttons: tuple[tuple[Button, ...], ...] = (tuple(row),) if row else ()
+        buttons += ((Button("🧹 Clean up idle > 24h", f"sessions:cleanup:{int(DEFAULT_CLEANUP_AGE)}"),),)
+        return Reply(text="\n".join(lines), buttons=buttons)
+
+    def cleanup_candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
+        cutoff = time.time() - age_s
+        headers = self.store.headers(None if caller.admin else caller.user_id)
+        out = []
+        for header in headers:
+            control = self.runtime.control(header.key)
+            if control is not None and (control.busy or control.status.queued):
+                continue
+            if max(header.last_activity, header.last_turn_at, header.created_at) < cutoff:
+                out.append(header)
+        return out
+
+    def cleanup_prompt(self, caller: Caller, args: str) -> Reply:
+        try:
+            age = parse_duration(args) if args.strip() else DEFAULT_CLEANUP_AGE
+        except DurationError as exc:
+            return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
+        candidates = self.cleanup_candidates(caller, age)
+        if not candidates:
+            return Reply(text=f"🧹 Nothing to clean up: no stored session has been idle longer than "
+                              f"{format_duration(age)}.")
+        names = "\n".join(f"• {session_title(h)} ({h.key}), last active {clock(h.last_activity or h.created_at)}"
+                          for h in candidates[:20])
+        more = f"\n…and {len(candidates) - 20} more" if len(candidates) > 20 else ""
+        return Reply(text=f"🧹 {len(candidates)} session(s) idle longer than {format_duration(age)}:\n{names}{more}"
+                          f"\n\nDelete them? Their history and notes go; usage records stay.",
+                     buttons=((Button("🗑 Delete them", f"sessions:cleanup-yes:{int(age)}"),
+                               Button("Cancel", "cancel")),))
+
+    def cleanup(self, caller: Caller, age_s: float) -> Reply:
+        candidates = self.cleanup_candidates(caller, age_s)
+        removed = []
+        for header in candidates:
+            turns = self.store.delete_session(header.key).result()
+            removed.append(f"• {session_title(header)} ({header.key}): {turns} turns")
+        if not removed:
+            return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
+        return Reply(text=f"🧹 Deleted {len(removed)} session(s):\n" + "\n".join(removed[:30]))
+
+    def usage(self, caller: Caller) -> Reply:
+        now = time.time()
+        today = utc_day(now)
+        week = utc_day(now - 6 * 86400)
+        month = utc_day(now - 29 * 86400)
+        rows = self.store.usage_rows(None if caller.admin else caller.user_id, month)
+        titles = {h.key: session_title(h) for h in self.store.headers(None if caller.admin else caller.user_id)}
+        who = "everyone (admin view)" if caller.admin else f"you (id {caller.user_id})"
+        budget = self.settings.daily_budget_usd
+        spent = self.store.user_cost_micros(caller.user_id, today)
+        budget_line = ("" if caller.admin else
+                       f"\nDaily budget: {money(spent)} of ${budget:.2f} used today (resets 00:00 UTC)")
+        body = usage_report(rows, titles, today, week, month, per_user=caller.admin)
+        return Reply(text=f"💰 Usage for {who}\n{body}{budget_line}")
+
+    def export(self, caller: Caller) -> Reply:
+        document = export_session(self.runtime.store, caller.key)
+        if document is None:
+            return Reply(text="Nothing to export: this chat has no stored session.")
+        name = f"vigil-{caller.key.replace(':', '_')}.json"
+        return Reply(text="📦 This session's history.",
+                     document=Document(filename=name, content=document, caption=f"{caller.key} history"))
+
+
+def export_session(store: Store, key: str) -> bytes | None:
+    """The whole stored session (every generation, notes) as pretty JSON bytes."""
+    header = store.header(key)
+    if header is None:
+        return None
+    generations = []
+    for generation in store.generations(key):
+        turns = store.turns(key, generation)
+        generations.append({"generation": generation, "turns": msgspec.to_builtins(turns)})
+    document = {
+        "exported_at": clock(time.time()),
+        "session": msgspec.to_builtins(header),
+        "generations": generations,
+        "notes": msgspec.to_builtins(store.notes(key)),
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2).encode()

@@ -1,0 +1,151 @@
+"""The model port on the anthropic SDK: streaming, the SDK's own retries, plain-sentence errors.
+
+The SDK is imported on first use: it takes about a second to import, and a
+service with 100,000 sessions should be ready before then. `/stop` closes the
+HTTP stream from another thread; the reading thread then sees the stream end
+and the call returns what arrived so far as a "cancelled" response.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from vigil.cancel import CancelToken
+from vigil.logs import get_logger
+from vigil.ports import ModelError, ModelRequest, ModelResponse, TokenUsage
+
+if TYPE_CHECKING:
+    import anthropic
+
+
+def explain(exc: BaseException) -> tuple[str, str]:
+    """(kind, one plain sentence for the user) for a failed call, after the SDK's retries."""
+    import anthropic
+
+    if isinstance(exc, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
+        return "auth", ("The model service refused vigil's API key, so I can't answer right now; "
+                        "the operator needs to check ANTHROPIC_API_KEY.")
+    if isinstance(exc, anthropic.RateLimitError):
+        return "rate_limited", "The model service is rate-limiting us right now; please try again in a minute."
+    if isinstance(exc, anthropic.NotFoundError):
+        return "not_found", "The model service doesn't know this session's model; pick another with /model."
+    if isinstance(exc, anthropic.BadRequestError):
+        message = getattr(exc, "message", str(exc))
+        return "bad_request", f"The model service refused the request ({_short(message)})."
+    if isinstance(exc, anthropic.APIStatusError):
+        if exc.status_code == 529 or "overloaded" in str(exc).lower():
+            return "overloaded", "The model service is overloaded right now; please try again shortly."
+        return "server_error", (f"The model service had an error (HTTP {exc.status_code}); "
+                                "please try again shortly.")
+    if isinstance(exc, anthropic.APITimeoutError):
+        return "timeout", "The model service took too long to answer; please try again."
+    if isinstance(exc, anthropic.APIConnectionError):
+        return "unreachable", "I couldn't reach the model service (network error); please try again."
+    text = str(exc).lower()
+    if "overloaded" in text:
+        return "overloaded", "The model service is overloaded right now; please try again shortly."
+    return "dropped", "The connection to the model service broke off mid-reply; please try again."
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _blocks(content: Any, complete: bool) -> tuple[dict[str, Any], ...]:
+    """SDK content blocks -> request-form dicts; partial tool_use blocks are dropped."""
+    out: list[dict[str, Any]] = []
+    for block in content:
+        if block.type == "text":
+            if block.text.strip():
+                out.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use" and complete:
+            out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input or {})})
+    return tuple(out)
+
+
+def _usage(usage: Any) -> TokenUsage:
+    if usage is None:
+        return TokenUsage()
+    return TokenUsage(
+        input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        cache_read_tokens=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
+        cache_write_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+    )
+
+
+class AnthropicModel:
+    """ModelPort on `anthropic.Anthropic` (a thread-safe sync client shared by all sessions)."""
+
+    def __init__(self, timeout_s: float = 120.0, max_retries: int = 2) -> None:
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
+        self._client: anthropic.Anthropic | None = None
+        self._lock = threading.Lock()
+        self._log = get_logger("vigil.model")
+
+    def client(self) -> anthropic.Anthropic:
+        with self._lock:
+            if self._client is None:
+                import anthropic
+
+                self._client = anthropic.Anthropic(
+                    timeout=anthropic.Timeout(self._timeout_s, connect=10.0),
+                    max_retries=self._max_retries,
+                )
+            return self._client
+
+    def warm_up(self) -> None:
+        """Import the SDK and build the client in the background, off the start-up path."""
+        threading.Thread(target=self.client, name="model-warm-up", daemon=True).start()
+
+    def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken) -> ModelResponse:
+        import anthropic
+
+        if cancel.cancelled:
+            return ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
+        client = self.client()
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "system": list(request.system),
+            "messages": list(request.messages),
+        }
+        if request.tools:
+            kwargs["tools"] = list(request.tools)
+        stream: Any = None
+        try:
+            with client.messages.stream(**kwargs) as stream, cancel.on_cancel(stream.close):
+                for event in stream:
+                    if cancel.cancelled:
+                        break
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        on_text(event.delta.text)
+                if cancel.cancelled:
+                    return self._partial(stream, request.model, "cancelled")
+                final = stream.get_final_message()
+        except anthropic.AnthropicError as exc:
+            if cancel.cancelled:
+                return self._partial(stream, request.model, "cancelled")
+            raise self._error(exc, stream, request.model) from exc
+        except Exception as exc:  # httpx2 errors escaping a stream that broke off mid-read
+            if cancel.cancelled:
+                return self._partial(stream, request.model, "cancelled")
+            raise self._error(exc, stream, request.model) from exc
+        return ModelResponse(content=_blocks(final.content, complete=True), stop_reason=final.stop_reason or "end_turn",
+                             usage=_usage(final.usage), model=final.model or request.model)
+
+    def _partial(self, stream: Any, model: str, stop_reason: str) -> ModelResponse:
+        snapshot = getattr(stream, "_current_snapshot_or_none", lambda: None)() if stream is not None else None
+        if snapshot is None:
+            return ModelResponse(content=(), stop_reason=stop_reason, usage=TokenUsage(), model=model)
+        return ModelResponse(content=_blocks(snapshot.content, complete=False), stop_reason=stop_reason,
+                             usage=_usage(snapshot.usage), model=model)
+
+    def _error(self, exc: BaseException, stream: Any, model: str) -> ModelError:
+        kind, sentence = explain(exc)
+        self._log.warning("model.call_failed", kind=kind, error=_short(repr(exc), 300))
+        return ModelError(sentence, kind, self._partial(stream, model, "error"))

@@ -1,0 +1,200 @@
+"""Stored turns -> a Messages API request that the API accepts, whatever happened to them.
+
+Turns can be cut short anywhere: `/stop` mid-stream, a model error, `kill -9`
+between a `tool_use` and its result. `normalize` is the one place that turns any
+sequence of stored messages into a valid request:
+- text blocks are never empty or whitespace-only;
+- roles alternate, starting with the user (same-role neighbours are merged);
+- every `tool_use` is answered by a `tool_result` first thing in the next user
+  message (a missing one becomes an error result saying it was interrupted), and
+  a `tool_result` without its `tool_use` is dropped.
+The window of history sent to the model moves in steps (`choose_window_start`),
+so the prompt prefix stays the same between turns and prompt caching pays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from vigil.store.schema import Turn
+
+Block = dict[str, Any]
+ApiMessage = dict[str, Any]
+
+INTERRUPTED_RESULT = "interrupted: this tool call was cut short and produced no result"
+_STATUS_NOTES = {
+    "stopped": "reply stopped by the user",
+    "failed": "reply failed",
+    "interrupted": "reply interrupted by a restart",
+}
+
+
+def _text_block(text: str) -> Block:
+    return {"type": "text", "text": text}
+
+
+def input_text(turn: Turn, group: bool) -> str:
+    """The user-role text of a turn: its collected messages, with senders named in groups."""
+    if turn.kind == "heartbeat":
+        return turn.prompt
+    lines = []
+    for item in turn.inputs:
+        lines.append(f"[{item.user_name or item.user_id}] {item.text}" if group else item.text)
+    return "\n\n".join(lines)
+
+
+def turn_messages(turn: Turn, group: bool = False) -> list[ApiMessage]:
+    """A stored turn as API messages (before normalization)."""
+    if turn.kind == "heartbeat":
+        # A beat is kept only for what it said; its tool calls and silence are not conversation.
+        if not turn.reply.strip():
+            return []
+        return [{"role": "user", "content": [_text_block(turn.prompt or "(scheduled check-in)")]},
+                {"role": "assistant", "content": [_text_block(turn.reply)]}]
+    messages: list[ApiMessage] = [{"role": "user", "content": [_text_block(input_text(turn, group))]}]
+    messages.extend({"role": m.role, "content": [dict(b) for b in m.content]} for m in turn.messages)
+    note = _STATUS_NOTES.get(turn.status)
+    if note:
+        # Tell the model the reply was cut, in an assistant message, which also keeps roles alternating.
+        messages.append({"role": "assistant", "content": [_text_block(f"[{note}]")]})
+    return messages
+
+
+def _clean(content: Any) -> list[Block]:
+    if isinstance(content, str):
+        return [_text_block(content)] if content.strip() else []
+    blocks: list[Block] = []
+    for block in content:
+        if block.get("type") == "text" and not str(block.get("text", "")).strip():
+            continue
+        blocks.append(dict(block))
+    return blocks
+
+
+def _merge_roles(messages: Iterable[ApiMessage]) -> list[ApiMessage]:
+    merged: list[ApiMessage] = []
+    for message in messages:
+        content = _clean(message["content"])
+        if not content:
+            continue
+        if merged and merged[-1]["role"] == message["role"]:
+            merged[-1]["content"].extend(content)
+        else:
+            merged.append({"role": message["role"], "content": content})
+    return merged
+
+
+def _tool_use_ids(message: ApiMessage) -> list[str]:
+    return [b["id"] for b in message["content"] if b.get("type") == "tool_use"]
+
+
+def _pair_tools(messages: list[ApiMessage]) -> tuple[list[ApiMessage], bool]:
+    """Answer every tool_use, drop orphan tool_results; reports whether anything was dropped."""
+    out: list[ApiMessage] = []
+    dropped = False
+    seen_ids: set[str] = set()
+    for index, message in enumerate(messages):
+        if message["role"] == "assistant":
+            content = []
+            for block in message["content"]:
+                if block.get("type") == "tool_use":
+                    if block.get("id") in seen_ids:
+                        dropped = True
+                        continue
+                    seen_ids.add(block["id"])
+                content.append(block)
+            message = {"role": "assistant", "content": content}
+            out.append(message)
+            ids = _tool_use_ids(message)
+            following = messages[index + 1] if index + 1 < len(messages) else None
+            if ids and (following is None or following["role"] != "user"):
+                out.append({"role": "user", "content": [_interrupted(i) for i in ids]})
+            continue
+        previous = out[-1] if out and out[-1]["role"] == "assistant" else None
+        expected = _tool_use_ids(previous) if previous is not None else []
+        results: dict[str, Block] = {}
+        others: list[Block] = []
+        for block in message["content"]:
+            if block.get("type") == "tool_result":
+                tool_id = block.get("tool_use_id")
+                if tool_id in expected and tool_id not in results:
+                    results[tool_id] = block
+                else:
+                    dropped = True
+            else:
+                others.append(block)
+        answered = [results.get(i) or _interrupted(i) for i in expected]
+        content = answered + others
+        if content:
+            out.append({"role": "user", "content": content})
+        else:
+            dropped = True
+    return out, dropped
+
+
+def _interrupted(tool_use_id: str) -> Block:
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": INTERRUPTED_RESULT, "is_error": True}
+
+
+def normalize(messages: Iterable[ApiMessage]) -> list[ApiMessage]:
+    """Any message sequence -> a valid one (possibly empty); see the module docstring."""
+    current = _merge_roles(messages)
+    for _ in range(8):
+        paired, dropped = _pair_tools(current)
+        current = _merge_roles(paired)
+        if not dropped:
+            break
+    while current and current[0]["role"] != "user":
+        current.pop(0)
+    # A leading user message can only carry tool_results answered by nothing before it.
+    if current and any(b.get("type") == "tool_result" for b in current[0]["content"]):
+        return normalize([{"role": "user", "content": [b for b in current[0]["content"]
+                                                        if b.get("type") != "tool_result"]}, *current[1:]])
+    return current
+
+
+def estimate_tokens(messages: Iterable[ApiMessage]) -> int:
+    """A cheap, deliberately generous token estimate (about 3.5 characters per token)."""
+    chars = 0
+    for message in messages:
+        for block in message["content"]:
+            if block.get("type") == "text":
+                chars += len(block["text"])
+            else:
+                chars += len(json.dumps(block, ensure_ascii=False))
+    return int(chars / 3.5) + 4
+
+
+def choose_window_start(turns: Sequence[Turn], window_start: int, budget: int, group: bool) -> int:
+    """The first seq to send: unchanged while the window fits, else advanced to ~60% of the budget.
+
+    Moving in steps rather than one turn at a time keeps the request prefix (and
+    so the prompt cache) stable for many turns in a row.
+    """
+    sizes = [(t.seq, estimate_tokens(turn_messages(t, group))) for t in turns if t.seq >= window_start]
+    if sum(size for _, size in sizes) <= budget:
+        return window_start
+    target = int(budget * 0.6)
+    remaining = sum(size for _, size in sizes)
+    for seq, size in sizes:
+        if remaining <= target:
+            return seq
+        remaining -= size
+    return sizes[-1][0] + 1 if sizes else window_start
+
+
+def with_cache_point(message: ApiMessage) -> ApiMessage:
+    """A copy of `message` whose last block carries an ephemeral cache breakpoint."""
+    content = [dict(b) for b in message["content"]]
+    content[-1]["cache_control"] = {"type": "ephemeral"}
+    return {"role": message["role"], "content": content}
+
+
+def strip_cache_points(messages: Iterable[ApiMessage]) -> list[ApiMessage]:
+    out = []
+    for message in messages:
+        content = [{k: v for k, v in b.items() if k != "cache_control"} for b in message["content"]]
+        out.append({"role": message["role"], "content": content})
+    return out

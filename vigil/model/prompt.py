@@ -1,0 +1,68 @@
+"""The system prompt of a session.
+
+It holds only what changes rarely (the chat, its directory, the notes), so it
+stays byte-identical between turns and the prompt cache keeps paying; the time
+of day travels in the heartbeat prompt instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vigil.store.schema import Note, SessionHeader
+
+NOTES_SHOWN = 20
+NOTES_CHARS = 4000
+
+_BASE = """You are Claude, talking with people through {channel} via vigil. Each chat is its own \
+session with its own history and working directory.
+
+This chat: {where}.
+Working directory: {cwd}
+{tools}
+Your replies are shown in a chat app: write concisely; use Markdown sparingly (bold, italics, \
+`code`, fenced code blocks, short lists). {group_hint}"""
+
+
+def _where(header: SessionHeader) -> str:
+    if header.chat_type in ("group", "supergroup"):
+        topic = f", topic {header.target.thread_id}" if header.target.thread_id else ""
+        return f'the group "{header.title}"{topic}' if header.title else f"a group chat{topic}"
+    if header.chat_type == "console":
+        return "a terminal session"
+    return f"a private chat with {header.title}" if header.title else "a private chat"
+
+
+def notes_section(notes: Sequence[Note]) -> str:
+    """Newest first, bounded in count and characters."""
+    lines: list[str] = []
+    used = 0
+    for note in sorted(notes, key=lambda n: n.at, reverse=True)[:NOTES_SHOWN]:
+        line = f"- {note.text.strip()}"
+        if used + len(line) > NOTES_CHARS:
+            break
+        lines.append(line)
+        used += len(line)
+    if not lines:
+        return ""
+    return "Your notes for this chat (saved with save_note, newest first):\n" + "\n".join(lines)
+
+
+def system_blocks(header: SessionHeader, notes: Sequence[Note],
+                  tool_names: Sequence[str]) -> tuple[dict[str, Any], ...]:
+    """The system prompt as text blocks; the last carries the cache breakpoint."""
+    tools = ""
+    if "str_replace_based_edit_tool" in tool_names:
+        tools = ("You can read and edit files in the working directory with the text editor tool; "
+                 "relative paths resolve against it and you cannot leave the working root.\n")
+    if "bash" in tool_names:
+        tools += "You can run shell commands with the bash tool; each command starts in the working directory.\n"
+    group_hint = ("Messages from the group are prefixed with the sender's name in brackets."
+                  if header.chat_type in ("group", "supergroup") else "")
+    text = _BASE.format(channel="a terminal" if header.chat_type == "console" else "Telegram",
+                        where=_where(header), cwd=header.cwd, tools=tools, group_hint=group_hint).strip()
+    section = notes_section(notes)
+    if section:
+        text = f"{text}\n\n{section}"
+    return ({"type": "text", "text": text, "cache_control": {"type": "ephemeral"}},)

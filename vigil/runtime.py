@@ -1,0 +1,115 @@
+"""The running system: store, model, Supervisor, timers, wired together for the adapters.
+
+Adapters only call `submit` (a tell to the Supervisor) and the out-of-band
+`stop_turn` / `status`; everything else happens on actor threads. Shutdown
+runs in a fixed order: stop taking turns, give running turns a short grace,
+cancel the rest (they stay open on disk and are answered after the restart),
+stop the actors, and close the store last so every write is flushed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actors.protocol import DeliveryFailed, Recover, Tick
+from actors.registry import Registry, SessionControl
+from actors.session import SessionActor, SessionDeps
+from actors.supervisor import StopSessions, Supervisor
+from actors.turn import QuerySlots, TurnRunner
+from vigil.logs import get_logger
+from vigil.ports import ModelPort, Outbox, Store
+from vigil.settings import Settings
+from vigil.store.store import open_store
+from vigil.tools.toolbox import Toolbox
+
+SCRUBBED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "TELEGRAM_BOT_TOKEN")
+
+
+def channel_of(key: str) -> str:
+    return key.split(":", 1)[0]
+
+
+class Runtime:
+    """One per process."""
+
+    def __init__(self, settings: Settings, outboxes: dict[str, Outbox], model: ModelPort,
+                 store: Store | None = None, actor_class: type[SessionActor] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.outboxes = outboxes
+        self.model = model
+        self.store: Store = store if store is not None else open_store(settings.data_dir, settings.store_map_mb)
+        self.registry = Registry()
+        self.slots = QuerySlots(settings.max_concurrent_queries)
+        self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds)
+        self.toolbox = Toolbox(settings.workdir_root, enable_bash=settings.enable_bash,
+                               bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV)
+        self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
+                                toolbox=self.toolbox, registry=self.registry, clock=clock)
+        self.actor_class = actor_class or SessionActor
+        self.supervisor: pykka.ActorRef[Any] | None = None
+        self._ticker_stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.log = get_logger("vigil.runtime")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.supervisor = Supervisor.start(self.deps, self.actor_class)
+        self._ticker = threading.Thread(target=self._tick, name="supervisor-ticker", daemon=True)
+        self._ticker.start()
+        recovered = [k for k in self.store.recovery_keys() if channel_of(k) in self.outboxes]
+        for key in recovered:
+            self.supervisor.tell(Recover(key=key))
+        self.log.info("runtime.started", channels=sorted(self.outboxes), recovering=len(recovered))
+
+    def _tick(self) -> None:
+        period = max(0.2, min(1.0, self.settings.idle_evict_s / 4))
+        while not self._ticker_stop.wait(period):
+            if self.supervisor is not None:
+                self.supervisor.tell(Tick(now=time.time()))
+
+    def shutdown(self, grace_s: float = 5.0) -> None:
+        """Finish or suspend running turns, stop every session, flush the store."""
+        self.registry.shutting_down.set()
+        self._ticker_stop.set()
+        deadline = time.monotonic() + grace_s
+        while self.registry.busy_count() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancelled = self.registry.cancel_all("shutdown")
+        if self.supervisor is not None:
+            try:
+                futures: list[pykka.Future[Any]] = self.supervisor.ask(StopSessions(), timeout=10)  # type: ignore[assignment]
+                for future in futures:
+                    try:
+                        future.get(timeout=max(0.5, deadline + 5 - time.monotonic()))
+                    except Exception as exc:
+                        self.log.warning("runtime.session_stop_slow", error=repr(exc))
+                self.supervisor.stop(timeout=5)
+            except pykka.ActorDeadError:
+                pass
+        self.runner.close()
+        self.store.close()
+        self.log.info("runtime.stopped", cancelled_turns=cancelled)
+
+    # ------------------------------------------------------------------ adapter API
+
+    def submit(self, message: object) -> None:
+        """Hand a message to the Supervisor (never blocks)."""
+        if self.supervisor is not None:
+            self.supervisor.tell(message)
+
+    def control(self, key: str) -> SessionControl | None:
+        return self.registry.get(key)
+
+    def stop_turn(self, key: str) -> bool:
+        control = self.registry.get(key)
+        return control.stop("stopped") if control is not None else False
+
+    def on_delivery_failure(self, key: str, permanent: bool, reason: str) -> None:
+        self.submit(DeliveryFailed(key=key, permanent=permanent, reason=reason))

@@ -1,0 +1,298 @@
+"""Settings: the environment contract, an optional TOML file, one frozen Struct.
+
+Every setting is an environment variable; `VIGIL_CONFIG` may name a TOML file
+holding the same settings in lower case (with or without the `vigil_` prefix).
+The environment wins over the file. A bad value raises `SettingsError` whose
+message names the variable and what is wrong, so the command line can print
+one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from vigil.durations import DurationError, parse_duration
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
+
+
+class SettingsError(Exception):
+    """A setting has a value vigil cannot use; str() is the one line to show."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything vigil reads from its environment, validated and typed."""
+
+    telegram_bot_token: str | None = None
+    telegram_base_url: str = DEFAULT_TELEGRAM_BASE_URL
+    anthropic_api_key: str | None = None
+    model: str = DEFAULT_MODEL
+    data_dir: Path
+    allow_all_users: bool = False
+    allowed_users: frozenset[int] = frozenset()
+    admin_users: frozenset[int] = frozenset()
+    workdir_root: Path
+    idle_evict_s: float = 1800.0
+    max_live_sessions: int = 1000
+    max_concurrent_queries: int = 16
+    heartbeat_min_interval_s: float = 300.0
+    heartbeat_default_interval_s: float = 1800.0
+    heartbeat_history_turns: int = 12
+    enable_bash: bool = False
+    # Beyond the contract: limits and knobs a production service needs.
+    messages_per_minute: int = 20
+    daily_budget_usd: float = 5.0
+    history_tokens: int = 60_000
+    max_output_tokens: int = 4096
+    model_timeout_s: float = 120.0
+    model_max_retries: int = 2
+    max_tool_rounds: int = 20
+    bash_timeout_s: float = 120.0
+    store_map_mb: int = 64
+    log_level: str = "info"
+    log_format: str = "auto"
+    notify_socket: str | None = None
+    watchdog_usec: int = 0
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.admin_users
+
+    def is_allowed(self, user_id: int) -> bool:
+        return self.allow_all_users or user_id in self.allowed_users or user_id in self.admin_users
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never reach a log line."""
+        return tuple(s for s in (self.telegram_bot_token, self.anthropic_api_key) if s)
+
+
+# --- value parsers: each raises ValueError with a message that reads after "NAME='value': "
+
+
+def _text(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("not a whole number") from None
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("not a whole number") from None
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _money(raw: str) -> float:
+    try:
+        value = float(raw.strip().lstrip("$"))
+    except ValueError:
+        raise ValueError("not an amount of dollars, like 5 or 2.50") from None
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _duration(raw: str) -> float:
+    try:
+        return parse_duration(raw)
+    except DurationError as exc:
+        raise ValueError(exc.reason) from None
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("not a yes/no value; use 1/true or 0/false")
+
+
+def _user_ids(raw: str) -> frozenset[int]:
+    ids: set[int] = set()
+    for part in raw.replace(";", ",").split(","):
+        item = part.strip()
+        if not item:
+            continue
+        try:
+            ids.add(int(item))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a numeric Telegram user id") from None
+    return frozenset(ids)
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _url(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+@dataclass(frozen=True)
+class _Var:
+    env: str
+    field: str
+    parse: Callable[[str], Any]
+
+
+_VARS: tuple[_Var, ...] = (
+    _Var("TELEGRAM_BOT_TOKEN", "telegram_bot_token", _optional_text),
+    _Var("VIGIL_TELEGRAM_BASE_URL", "telegram_base_url", _url),
+    _Var("ANTHROPIC_API_KEY", "anthropic_api_key", _optional_text),
+    _Var("VIGIL_MODEL", "model", _text),
+    _Var("VIGIL_ADMIN_USERS", "admin_users", _user_ids),
+    _Var("VIGIL_IDLE_EVICT", "idle_evict_s", _duration),
+    _Var("VIGIL_MAX_LIVE_SESSIONS", "max_live_sessions", _positive_int),
+    _Var("VIGIL_MAX_CONCURRENT_QUERIES", "max_concurrent_queries", _positive_int),
+    _Var("VIGIL_HEARTBEAT_MIN_INTERVAL", "heartbeat_min_interval_s", _duration),
+    _Var("VIGIL_HEARTBEAT_DEFAULT_INTERVAL", "heartbeat_default_interval_s", _duration),
+    _Var("VIGIL_HEARTBEAT_HISTORY_TURNS", "heartbeat_history_turns", _non_negative_int),
+    _Var("VIGIL_ENABLE_BASH", "enable_bash", _flag),
+    _Var("VIGIL_MESSAGES_PER_MINUTE", "messages_per_minute", _positive_int),
+    _Var("VIGIL_DAILY_BUDGET_USD", "daily_budget_usd", _money),
+    _Var("VIGIL_HISTORY_TOKENS", "history_tokens", _positive_int),
+    _Var("VIGIL_MAX_OUTPUT_TOKENS", "max_output_tokens", _positive_int),
+    _Var("VIGIL_MODEL_TIMEOUT", "model_timeout_s", _duration),
+    _Var("VIGIL_MODEL_MAX_RETRIES", "model_max_retries", _non_negative_int),
+    _Var("VIGIL_MAX_TOOL_ROUNDS", "max_tool_rounds", _positive_int),
+    _Var("VIGIL_BASH_TIMEOUT", "bash_timeout_s", _duration),
+    _Var("VIGIL_STORE_MAP_MB", "store_map_mb", _positive_int),
+    _Var("VIGIL_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error")),
+    _Var("VIGIL_LOG_FORMAT", "log_format", _choice("auto", "console", "json")),
+    _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
+    _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
+)
+# Variables handled by hand below (paths and the allowlist need more than a parser).
+_SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")
+_KNOWN = {v.env for v in _VARS} | set(_SPECIAL) | {"ANTHROPIC_BASE_URL"}
+
+
+def _file_settings(path_text: str) -> dict[str, str]:
+    """The TOML file's settings as environment-style NAME -> text."""
+    path = Path(path_text).expanduser()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"VIGIL_CONFIG={path_text}: no such file") from None
+    except OSError as exc:
+        raise SettingsError(f"VIGIL_CONFIG={path_text}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"VIGIL_CONFIG={path_text}: not valid TOML ({exc})") from None
+    out: dict[str, str] = {}
+    for name, value in data.items():
+        env = name.upper()
+        if env not in _KNOWN and f"VIGIL_{env}" in _KNOWN:
+            env = f"VIGIL_{env}"
+        if env not in _KNOWN:
+            raise SettingsError(f"VIGIL_CONFIG={path_text}: unknown setting {name!r}")
+        out[env] = _toml_text(value)
+    return out
+
+
+def _toml_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_toml_text(v) for v in value)
+    return str(value)
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    if state := env.get("STATE_DIRECTORY", "").split(":")[0]:
+        return Path(state)
+    if xdg := env.get("XDG_DATA_HOME", ""):
+        return Path(xdg) / "vigil"
+    return Path.home() / ".local" / "share" / "vigil"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, validate and freeze the settings; raises SettingsError on the first bad one."""
+    env = dict(os.environ if environ is None else environ)
+    merged: dict[str, str] = {}
+    if config := env.get("VIGIL_CONFIG", "").strip():
+        merged.update(_file_settings(config))
+    merged.update({k: v for k, v in env.items() if k in _KNOWN})
+
+    values: dict[str, Any] = {}
+    for var in _VARS:
+        if var.env in merged:
+            values[var.field] = _parse(var.env, merged[var.env], var.parse)
+
+    allowed = merged.get("VIGIL_ALLOWED_USERS", "").strip()
+    if allowed == "*":
+        values["allow_all_users"] = True
+    elif allowed:
+        values["allowed_users"] = _parse("VIGIL_ALLOWED_USERS", allowed, _user_ids)
+
+    data_dir = merged.get("VIGIL_DATA_DIR", "").strip()
+    values["data_dir"] = Path(data_dir).expanduser() if data_dir else _default_data_dir(env)
+    root = merged.get("VIGIL_WORKDIR_ROOT", "").strip()
+    values["workdir_root"] = _existing_dir("VIGIL_WORKDIR_ROOT", Path(root).expanduser() if root else Path.home())
+
+    settings = Settings(**values)
+    if settings.heartbeat_default_interval_s < settings.heartbeat_min_interval_s:
+        settings = msgspec.structs.replace(settings, heartbeat_default_interval_s=settings.heartbeat_min_interval_s)
+    return settings
+
+
+def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise SettingsError(f"{name}={shown!r}: {exc}") from None
+
+
+def _existing_dir(name: str, path: Path) -> Path:
+    resolved = path.resolve()
+    if not resolved.is_dir():
+        raise SettingsError(f"{name}={path}: not an existing directory")
+    return resolved
+
+
+def ensure_data_dir(settings: Settings) -> Path:
+    """Create the data directory and prove it is writable, or raise SettingsError naming it."""
+    path = settings.data_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SettingsError(f"VIGIL_DATA_DIR={path}: not writable ({exc.strerror or exc})") from None
+    return path

@@ -1,0 +1,74 @@
+"""Byte layouts of the store's keys, chosen so that LMDB's sort order is the useful order.
+
+- turns: `<session key> NUL <generation u32 BE> <seq u64 BE>`: one session's turns
+  are contiguous and in order, so a window is one cursor range.
+- usage: `<user id> NUL <YYYY-MM-DD> NUL <session key> NUL <kind>`: a user's days
+  are contiguous, newest last.
+- members: `<user id> NUL <session key>`: the sessions a user takes part in.
+- notes: `<session key> NUL <time f64 BE>`: a session's notes in time order.
+Session keys never contain NUL (they are `tg:<id>[:<thread>]` or `console:<name>`).
+"""
+
+from __future__ import annotations
+
+import struct
+
+SEP = b"\x00"
+_TURN = struct.Struct(">IQ")
+_TIME = struct.Struct(">d")
+
+
+def session(key: str) -> bytes:
+    return key.encode()
+
+
+def turn(key: str, generation: int, seq: int) -> bytes:
+    return key.encode() + SEP + _TURN.pack(generation, seq)
+
+
+def turn_prefix(key: str, generation: int | None = None) -> bytes:
+    base = key.encode() + SEP
+    return base if generation is None else base + struct.pack(">I", generation)
+
+
+def turn_position(raw: bytes) -> tuple[int, int]:
+    """(generation, seq) of a turn key."""
+    generation, seq = _TURN.unpack(raw[-_TURN.size:])
+    return int(generation), int(seq)
+
+
+def usage(user_id: int, day: str, key: str, kind: str) -> bytes:
+    return f"{user_id}\x00{day}\x00{key}\x00{kind}".encode()
+
+
+def usage_prefix(user_id: int) -> bytes:
+    return f"{user_id}\x00".encode()
+
+
+def parse_usage(raw: bytes) -> tuple[int, str, str, str]:
+    user, day, key, kind = raw.decode().split("\x00")
+    return int(user), day, key, kind
+
+
+def member(user_id: int, key: str) -> bytes:
+    return f"{user_id}\x00{key}".encode()
+
+
+def member_prefix(user_id: int) -> bytes:
+    return f"{user_id}\x00".encode()
+
+
+def note(key: str, at: float) -> bytes:
+    return key.encode() + SEP + _TIME.pack(at)
+
+
+def note_prefix(key: str) -> bytes:
+    return key.encode() + SEP
+
+
+def time_value(at: float) -> bytes:
+    return _TIME.pack(at)
+
+
+def parse_time(raw: bytes) -> float:
+    return float(_TIME.unpack(raw)[0])

@@ -1,0 +1,122 @@
+"""The one LMDB environment of a data directory, and the gate that lets it grow.
+
+LMDB may only change its map size while no transaction is open anywhere in the
+process. Readers therefore hold a shared gate for the (microseconds-long) life
+of their read transaction and the single writer takes it exclusively to grow
+the map. Another process (`vigil sessions ...`) may have grown the map: then
+beginning a transaction fails with MapResizedError and we adopt the new size.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+T = TypeVar("T")
+
+DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members", b"recover",
+            b"aliases", b"notes")
+MAX_DBS = 16
+MAX_READERS = 4096
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (disk full, locked, corrupt); str() is for people."""
+
+
+class _ResizeGate:
+    """Many readers or one resizer, never both."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class LmdbEnv:
+    """An opened environment with its named databases."""
+
+    def __init__(self, path: Path, map_size: int) -> None:
+        self.path = path
+        self.gate = _ResizeGate()
+        try:
+            self.env = lmdb.open(
+                str(path), map_size=map_size, max_dbs=MAX_DBS, max_readers=MAX_READERS,
+                subdir=True, sync=True, metasync=True, readahead=False, meminit=False,
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the store at {path}: {exc}") from None
+        with self.env.begin(write=True) as txn:
+            self.dbs: dict[bytes, Any] = {name: self.env.open_db(name, txn=txn) for name in DB_NAMES}
+
+    def db(self, name: bytes) -> Any:
+        return self.dbs[name]
+
+    @property
+    def map_size(self) -> int:
+        return int(self.env.info()["map_size"])
+
+    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `fn` in a read transaction (cheap; any thread)."""
+        while True:
+            with self.gate.shared():
+                try:
+                    txn = self.env.begin(buffers=False)
+                except lmdb.MapResizedError:
+                    pass
+                else:
+                    try:
+                        return fn(txn)
+                    finally:
+                        txn.abort()
+            self.adopt_new_size()
+
+    def adopt_new_size(self) -> None:
+        """Another process grew the map; take its size (needs no open transaction here)."""
+        with self.gate.exclusive():
+            self.env.set_mapsize(0)
+
+    def grow(self) -> int:
+        """Double the map; called by the writer when a write found it full."""
+        with self.gate.exclusive():
+            new_size = self.map_size * 2
+            self.env.set_mapsize(new_size)
+            return new_size
+
+    def close(self) -> None:
+        self.env.close()

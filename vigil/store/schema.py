@@ -1,0 +1,230 @@
+"""The persisted records: versioned, tagged msgspec Structs encoded as MessagePack.
+
+Rules that keep old data readable for as long as users run vigil:
+- every record carries a `type` tag and a `schema` number from the first release;
+- fields are only ever added, each with a default, so older records decode;
+- `omit_defaults` keeps an encoding stable when a defaulted field is added;
+- a record whose `schema` is newer than this code knows is refused with a clear
+  message (`NewerSchemaError`) instead of being half-understood.
+Golden-bytes tests pin the v1 encodings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+    """Base of every persisted record. `schema` stays 1 by default forever; newer writers write theirs."""
+
+    schema: int = 1
+    CURRENT: ClassVar[int] = 1
+
+
+class NewerSchemaError(Exception):
+    """A record was written by a newer vigil than this one."""
+
+
+class Target(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="target"):
+    """Where a session's replies go; owned by the session, never rewritten by a heartbeat."""
+
+    channel: str
+    chat_id: int = 0
+    thread_id: int | None = None
+
+
+class Input(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="input"):
+    """One user message as it arrived."""
+
+    text: str
+    at: float
+    user_id: int = 0
+    user_name: str = ""
+    message_id: int = 0
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="usage"):
+    """Tokens and money of one or more model calls. Money is integer micro-dollars: sums stay exact."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_micros: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            calls=self.calls + other.calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cost_micros=self.cost_micros + other.cost_micros,
+        )
+
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_micros / 1_000_000
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="heartbeat"):
+    """A session's own check-in schedule; it lives in the header so it outlives the actor."""
+
+    enabled: bool = False
+    interval_s: float = 1800.0
+    active_from: int | None = None  # hour of day, inclusive, in `tz`
+    active_until: int | None = None  # hour of day, exclusive, in `tz`
+    tz: str = "UTC"
+    next_due: float = 0.0
+    last_beat_at: float = 0.0
+    last_decision: str = ""
+    recent_hashes: tuple[tuple[str, float], ...] = ()  # (sha256 of a sent message, when): no repeats in 24h
+    disabled_reason: str = ""
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="message"):
+    """One Messages API message in request form (role + content blocks)."""
+
+    role: str
+    content: tuple[dict[str, Any], ...]
+
+
+class Turn(Record, frozen=True, kw_only=True, tag="turn"):
+    """One exchange, appended under (key, generation, seq); never rewritten once final.
+
+    `messages` holds the model exchange of this turn after the user input:
+    assistant messages and the user tool_result messages between them.
+    """
+
+    CURRENT: ClassVar[int] = 1
+
+    seq: int
+    kind: str = "user"  # user | heartbeat
+    status: str = "open"  # open | done | stopped | failed | interrupted
+    started_at: float
+    ended_at: float = 0.0
+    inputs: tuple[Input, ...] = ()
+    prompt: str = ""  # the user-role text a heartbeat turn was given
+    messages: tuple[Message, ...] = ()
+    reply: str = ""  # what the user was shown (heartbeat: the messages sent)
+    note: str = ""  # e.g. "stopped", or the plain sentence of a failure
+    model: str = ""
+    usage: Usage = Usage()
+    attempts: int = 1
+    superseded_reply: str = ""  # partial text shown before a restart re-ran this turn
+
+    @property
+    def final(self) -> bool:
+        return self.status != "open"
+
+
+class Note(Record, frozen=True, kw_only=True, tag="note"):
+    """One entry of the session's scratchpad, written by the model with save_note."""
+
+    text: str
+    at: float
+
+
+class GenerationInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type",
+                     tag="generation"):
+    """A past generation kept readable after /new until cleanup."""
+
+    generation: int
+    turns: int
+    started_at: float
+    ended_at: float
+
+
+class SessionHeader(Record, frozen=True, kw_only=True, tag="session"):
+    """The small per-session record: settings, schedule, counters. Turns live elsewhere."""
+
+    CURRENT: ClassVar[int] = 1
+
+    key: str
+    incarnation: int  # a fresh random id per creation: detects a delete by another process
+    created_at: float
+    target: Target
+    cwd: str
+    model: str
+    title: str = ""
+    chat_type: str = ""
+    generation: int = 1
+    generation_started_at: float = 0.0
+    next_seq: int = 0
+    window_start: int = 0  # first seq of the history window sent to the model (moves in steps: cache-friendly)
+    last_activity: float = 0.0  # last user message; heartbeats do not count
+    last_turn_at: float = 0.0
+    participants: tuple[int, ...] = ()
+    usage: Usage = Usage()
+    heartbeat_usage: Usage = Usage()
+    heartbeat: Heartbeat = Heartbeat()
+    pending: tuple[Input, ...] = ()  # received, not yet answered: survives a restart
+    open_turn: int | None = None  # seq of a turn in progress: recovered after a crash
+    past_generations: tuple[GenerationInfo, ...] = ()
+    turns_total: int = 0
+
+    @property
+    def needs_recovery(self) -> bool:
+        return bool(self.pending) or self.open_turn is not None
+
+
+class UsageDay(Record, frozen=True, kw_only=True, tag="usage_day"):
+    """Usage of one user in one session on one day (UTC), split by call kind."""
+
+    usage: Usage = Usage()
+
+
+class StoreMeta(Record, frozen=True, kw_only=True, tag="store"):
+    """The store's own format marker."""
+
+    CURRENT: ClassVar[int] = 1
+
+    created_at: float
+    created_by: str = ""
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (SessionHeader, Turn, Note, UsageDay, StoreMeta)
+
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def encode(record: Record) -> bytes:
+    return _ENCODER.encode(record)
+
+
+T = TypeVar("T", bound=Record)
+
+
+class _Decoder(Generic[T]):
+    def __init__(self, kind: type[T]) -> None:
+        self._kind = kind
+        self._decoder = msgspec.msgpack.Decoder(kind)
+
+    def __call__(self, data: bytes) -> T:
+        try:
+            record = self._decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise NewerSchemaError(
+                f"a stored {self._kind.__name__} record could not be read ({exc}); "
+                "it may have been written by a newer vigil"
+            ) from None
+        if record.schema > self._kind.CURRENT:
+            raise NewerSchemaError(
+                f"this store holds {self._kind.__name__} records of schema {record.schema}, written by a "
+                f"newer vigil; this vigil reads schema {self._kind.CURRENT} at most. Upgrade vigil."
+            )
+        return record
+
+
+decode_header = _Decoder(SessionHeader)
+decode_turn = _Decoder(Turn)
+decode_note = _Decoder(Note)
+decode_usage_day = _Decoder(UsageDay)
+decode_meta = _Decoder(StoreMeta)

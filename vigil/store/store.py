@@ -1,0 +1,401 @@
+"""LmdbStore: sessions, turns, notes, usage and the indexes, on one LMDB environment.
+
+Reads run in the caller's thread (LMDB read transactions are cheap and never
+block the writer). Writes are small closures handed to the group-commit writer;
+each returns a future that resolves once the write is durable.
+
+Persisting a turn writes the header and that one turn record: the cost does
+not depend on how long the history is.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from vigil.store import keys
+from vigil.store.lmdb_env import LmdbEnv, StoreError
+from vigil.store.schema import (
+    Note,
+    SessionHeader,
+    StoreMeta,
+    Turn,
+    Usage,
+    UsageDay,
+    decode_header,
+    decode_meta,
+    decode_note,
+    decode_turn,
+    decode_usage_day,
+    encode,
+)
+from vigil.store.writer import GroupCommitWriter
+
+_META_KEY = b"store"
+
+
+class SessionGone(Exception):
+    """The session was deleted (by `vigil sessions delete` or cleanup in another process)."""
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """Usage to add to one (user, day, session, kind) row."""
+
+    user_id: int
+    day: str
+    key: str
+    kind: str
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    user_id: int
+    day: str
+    key: str
+    kind: str
+    usage: Usage
+
+
+def utc_day(at: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if at is None else at))
+
+
+_OPEN: dict[Path, LmdbStore] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_store(data_dir: Path, map_mb: int = 64) -> LmdbStore:
+    """The process's one store for `data_dir` (LMDB wants one Environment per process)."""
+    path = data_dir.resolve()
+    with _OPEN_LOCK:
+        store = _OPEN.get(path)
+        if store is None or store.closed:
+            store = LmdbStore(path, map_mb)
+            _OPEN[path] = store
+        return store
+
+
+class LmdbStore:
+    """The real store port."""
+
+    def __init__(self, data_dir: Path, map_mb: int = 64) -> None:
+        self.data_dir = data_dir
+        self._lmdb = LmdbEnv(data_dir, map_mb * 1024 * 1024)
+        self._db = self._lmdb.dbs
+        self.writer = GroupCommitWriter(self._lmdb)
+        self.closed = False
+        self._check_meta()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _check_meta(self) -> None:
+        raw = self._lmdb.read(lambda txn: _get(txn, _META_KEY, self._db[b"meta"]))
+        if raw is None:
+            meta = StoreMeta(created_at=time.time(), created_by=f"vigil pid {os.getpid()}")
+            self.writer.write(lambda txn: txn.put(_META_KEY, encode(meta), db=self._db[b"meta"],
+                                                  overwrite=False))
+        else:
+            decode_meta(raw)  # refuses a store written by a newer vigil, with a clear message
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.writer.close()
+        self._lmdb.close()
+
+    @property
+    def map_size(self) -> int:
+        return self._lmdb.map_size
+
+    def read(self, fn: Any) -> Any:
+        return self._lmdb.read(fn)
+
+    # ------------------------------------------------------------------ reads
+
+    def header(self, key: str) -> SessionHeader | None:
+        raw = self._lmdb.read(lambda txn: _get(txn, keys.session(key), self._db[b"sessions"]))
+        return None if raw is None else decode_header(raw)
+
+    def canonical(self, key: str) -> str:
+        """The stable key of a chat that changed id (a group upgraded to a supergroup)."""
+        raw = self._lmdb.read(lambda txn: _get(txn, keys.session(key), self._db[b"aliases"]))
+        return key if raw is None else raw.decode()
+
+    def turn(self, key: str, generation: int, seq: int) -> Turn | None:
+        raw = self._lmdb.read(lambda txn: _get(txn, keys.turn(key, generation, seq), self._db[b"turns"]))
+        return None if raw is None else decode_turn(raw)
+
+    def turns(self, key: str, generation: int, start: int = 0, stop: int | None = None) -> list[Turn]:
+        """Turns with start <= seq < stop, oldest first: one cursor range."""
+        first = keys.turn(key, generation, start)
+        prefix = keys.turn_prefix(key, generation)
+
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            out: list[bytes] = []
+            cursor = txn.cursor(db=self._db[b"turns"])
+            if not cursor.set_range(first):
+                return out
+            for raw_key, value in _items(cursor):
+                if not raw_key.startswith(prefix):
+                    break
+                if stop is not None and keys.turn_position(raw_key)[1] >= stop:
+                    break
+                out.append(value)
+            return out
+
+        return [decode_turn(raw) for raw in self._lmdb.read(scan)]
+
+    def last_turns(self, key: str, generation: int, count: int) -> list[Turn]:
+        """The newest `count` turns, oldest first, read backwards from the end."""
+        prefix = keys.turn_prefix(key, generation)
+        end = keys.turn(key, generation, 2**64 - 1)
+
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            out: list[bytes] = []
+            cursor = txn.cursor(db=self._db[b"turns"])
+            if not cursor.set_range(end):
+                if not cursor.last():
+                    return out
+            elif bytes(cursor.key()) != end and not cursor.prev():
+                return out
+            while len(out) < count and bytes(cursor.key()).startswith(prefix):
+                out.append(bytes(cursor.value()))
+                if not cursor.prev():
+                    break
+            return out
+
+        return [decode_turn(raw) for raw in reversed(self._lmdb.read(scan))]
+
+    def generations(self, key: str) -> list[int]:
+        prefix = keys.turn_prefix(key)
+
+        def scan(txn: lmdb.Transaction) -> list[int]:
+            found: list[int] = []
+            cursor = txn.cursor(db=self._db[b"turns"])
+            position = prefix
+            while cursor.set_range(position) and bytes(cursor.key()).startswith(prefix):
+                generation = keys.turn_position(bytes(cursor.key()))[0]
+                found.append(generation)
+                position = keys.turn_prefix(key, generation + 1)
+            return found
+
+        return list(self._lmdb.read(scan))
+
+    def headers(self, user_id: int | None = None) -> list[SessionHeader]:
+        """Every session (user_id None) or those the user takes part in."""
+
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            sessions = self._db[b"sessions"]
+            if user_id is None:
+                return [value for _, value in _items(txn.cursor(db=sessions))]
+            out: list[bytes] = []
+            prefix = keys.member_prefix(user_id)
+            cursor = txn.cursor(db=self._db[b"members"])
+            if cursor.set_range(prefix):
+                for raw_key in _keys(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    value = _get(txn, raw_key[len(prefix):], sessions)
+                    if value is not None:
+                        out.append(value)
+            return out
+
+        return [decode_header(raw) for raw in self._lmdb.read(scan)]
+
+    def session_count(self) -> int:
+        return int(self._lmdb.read(lambda txn: txn.stat(self._db[b"sessions"])["entries"]))
+
+    def recovery_keys(self) -> list[str]:
+        """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
+        return self._lmdb.read(lambda txn: [k.decode() for k in _keys(txn.cursor(db=self._db[b"recover"]))])
+
+    def heartbeat_schedule(self) -> list[tuple[str, float]]:
+        """(key, next due) of every session with heartbeats on: the timer's start-up load."""
+        return self._lmdb.read(lambda txn: [(k.decode(), keys.parse_time(v)) for k, v in
+                                            _items(txn.cursor(db=self._db[b"heartbeats"]))])
+
+    def notes(self, key: str) -> list[Note]:
+        prefix = keys.note_prefix(key)
+
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            cursor = txn.cursor(db=self._db[b"notes"])
+            out: list[bytes] = []
+            if cursor.set_range(prefix):
+                for raw_key, value in _items(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    out.append(value)
+            return out
+
+        return [decode_note(raw) for raw in self._lmdb.read(scan)]
+
+    def usage_rows(self, user_id: int | None = None, since_day: str = "") -> list[UsageRow]:
+        def scan(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
+            cursor = txn.cursor(db=self._db[b"usage"])
+            if user_id is None:
+                return list(_items(cursor))
+            prefix = keys.usage_prefix(user_id)
+            out: list[tuple[bytes, bytes]] = []
+            if cursor.set_range(prefix + since_day.encode()):
+                for raw_key, value in _items(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    out.append((raw_key, value))
+            return out
+
+        rows: list[UsageRow] = []
+        for raw_key, value in self._lmdb.read(scan):
+            user, day, key, kind = keys.parse_usage(raw_key)
+            if day >= since_day:
+                rows.append(UsageRow(user, day, key, kind, decode_usage_day(value).usage))
+        return rows
+
+    def user_cost_micros(self, user_id: int, day: str) -> int:
+        return sum(row.usage.cost_micros for row in self.usage_rows(user_id, day) if row.day == day)
+
+    # ------------------------------------------------------------------ writes
+
+    def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
+               new_members: Iterable[int] = (), create: bool = False) -> Future[Any]:
+        """Persist a session's header (and one turn, usage, membership) in one transaction.
+
+        `create` says the header is new; otherwise the stored header must still be
+        this incarnation, or the session was deleted elsewhere and SessionGone is raised.
+        """
+        db = self._db
+        members = tuple(new_members)
+        header_key = keys.session(header.key)
+        header_bytes = encode(header)
+        turn_key = keys.turn(header.key, header.generation, turn.seq) if turn is not None else b""
+        turn_bytes = encode(turn) if turn is not None else b""
+        heartbeat = header.heartbeat
+        due = keys.time_value(heartbeat.next_due) if heartbeat.enabled else None
+
+        def op(txn: lmdb.Transaction) -> None:
+            stored = _get(txn, header_key, db[b"sessions"])
+            if stored is None:
+                if not create:
+                    raise SessionGone(header.key)
+            elif decode_header(stored).incarnation != header.incarnation:
+                raise SessionGone(header.key)
+            txn.put(header_key, header_bytes, db=db[b"sessions"])
+            if turn is not None:
+                txn.put(turn_key, turn_bytes, db=db[b"turns"])
+            if header.needs_recovery:
+                txn.put(header_key, b"", db=db[b"recover"])
+            else:
+                txn.delete(header_key, db=db[b"recover"])
+            if due is not None:
+                txn.put(header_key, due, db=db[b"heartbeats"])
+            else:
+                txn.delete(header_key, db=db[b"heartbeats"])
+            for user in members:
+                txn.put(keys.member(user, header.key), b"", db=db[b"members"])
+            for entry in usage:
+                _add_usage(txn, db[b"usage"], entry)
+
+        return self.writer.submit(op)
+
+    def delete_session(self, key: str) -> Future[Any]:
+        """Delete a session's header, every generation's turns, notes and indexes (not its usage)."""
+        db = self._db
+
+        def op(txn: lmdb.Transaction) -> int:
+            header_key = keys.session(key)
+            stored = _get(txn, header_key, db[b"sessions"])
+            if stored is not None:
+                for user in decode_header(stored).participants:
+                    txn.delete(keys.member(user, key), db=db[b"members"])
+            for name in (b"sessions", b"recover", b"heartbeats"):
+                txn.delete(header_key, db=db[name])
+            removed = _delete_prefix(txn, db[b"turns"], keys.turn_prefix(key))
+            _delete_prefix(txn, db[b"notes"], keys.note_prefix(key))
+            aliases = [k for k, v in _items(txn.cursor(db=db[b"aliases"])) if v == header_key]
+            for alias in aliases:
+                txn.delete(alias, db=db[b"aliases"])
+            return removed
+
+        return self.writer.submit(op)
+
+    def drop_generation(self, key: str, generation: int) -> Future[Any]:
+        return self.writer.submit(lambda txn: _delete_prefix(txn, self._db[b"turns"],
+                                                              keys.turn_prefix(key, generation)))
+
+    def add_note(self, key: str, note: Note, keep: int) -> Future[Any]:
+        """Append a note, dropping the oldest beyond `keep`."""
+        db = self._db[b"notes"]
+        prefix = keys.note_prefix(key)
+
+        def op(txn: lmdb.Transaction) -> None:
+            txn.put(keys.note(key, note.at), encode(note), db=db)
+            cursor = txn.cursor(db=db)
+            existing = []
+            if cursor.set_range(prefix):
+                for raw_key in _keys(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    existing.append(raw_key)
+            for old in existing[: max(0, len(existing) - keep)]:
+                txn.delete(old, db=db)
+
+        return self.writer.submit(op)
+
+    def clear_notes(self, key: str) -> Future[Any]:
+        return self.writer.submit(lambda txn: _delete_prefix(txn, self._db[b"notes"], keys.note_prefix(key)))
+
+    def set_alias(self, alias: str, canonical: str) -> Future[Any]:
+        return self.writer.submit(lambda txn: txn.put(keys.session(alias), keys.session(canonical),
+                                                      db=self._db[b"aliases"]))
+
+    def sync(self) -> None:
+        """Wait until everything submitted so far is on disk."""
+        self.writer.write(lambda txn: None)
+
+
+def _get(txn: lmdb.Transaction, key: bytes, db: Any) -> bytes | None:
+    # Transactions are opened with buffers=False, so values are bytes; bytes() of bytes is free.
+    value = txn.get(key, db=db)
+    return None if value is None else bytes(value)
+
+
+def _items(cursor: lmdb.Cursor) -> Iterator[tuple[bytes, bytes]]:
+    for key, value in cursor.iternext(keys=True, values=True):
+        yield bytes(key), bytes(value)
+
+
+def _keys(cursor: lmdb.Cursor) -> Iterator[bytes]:
+    for key in cursor.iternext(keys=True, values=False):
+        yield bytes(key)
+
+
+def _add_usage(txn: lmdb.Transaction, db: Any, entry: UsageEntry) -> None:
+    row_key = keys.usage(entry.user_id, entry.day, entry.key, entry.kind)
+    raw = _get(txn, row_key, db)
+    current = decode_usage_day(raw).usage if raw is not None else Usage()
+    txn.put(row_key, encode(UsageDay(usage=current + entry.usage)), db=db)
+
+
+def _delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes) -> int:
+    cursor = txn.cursor(db=db)
+    removed = 0
+    if not cursor.set_range(prefix):
+        return 0
+    while bytes(cursor.key()).startswith(prefix):
+        removed += 1
+        if not cursor.delete():
+            break
+    return removed
+
+
+__all__ = ["LmdbStore", "SessionGone", "StoreError", "UsageEntry", "UsageRow", "open_store", "utc_day"]

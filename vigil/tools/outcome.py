@@ -1,0 +1,18 @@
+"""The result of one tool call, as it goes back to Claude in a `tool_result` block."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class ToolOutcome(msgspec.Struct, frozen=True):
+    """What a tool produced: the text Claude reads, and whether the call failed.
+
+    `is_error` maps onto the `is_error` flag of the Messages API's `tool_result`
+    block. Tools set it when they could not do what was asked (bad input, a path
+    outside the jail, a timeout); a command that ran and exited non-zero is not a
+    tool failure, so its exit code is reported in `content` instead.
+    """
+
+    content: str
+    is_error: bool = False

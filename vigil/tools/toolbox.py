@@ -1,0 +1,139 @@
+"""The set of tools one vigil instance offers Claude, and the single entry point to run them.
+
+The conversation code needs four things from the tools: the definitions to put
+in the request (`specs`), which names are ours (`names`), a way to run a
+`tool_use` block (`run`), and a short line to show in the chat while it runs
+(`describe`). Everything else — the jail, the editor, bash — stays behind this
+class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from vigil.tools import bash as bash_tool
+from vigil.tools import editor as editor_tool
+from vigil.tools.bash import BashRunner
+from vigil.tools.editor import TextEditor
+from vigil.tools.jail import Jail
+from vigil.tools.outcome import ToolOutcome
+
+__all__ = ["DESCRIBE_WIDTH", "Toolbox"]
+
+_log = logging.getLogger(__name__)
+
+# Progress lines share a chat message with other text; keep them one short line.
+DESCRIBE_WIDTH = 60
+
+
+def _printable(text: str) -> str:
+    # A progress line must stay one line whatever the model put in a path.
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _cut_end(text: str, width: int = DESCRIBE_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _cut_start(text: str, width: int = DESCRIBE_WIDTH) -> str:
+    # For paths the file name at the end is the informative part.
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+class Toolbox:
+    """The text editor (always) and bash (only when enabled), over one working root."""
+
+    def __init__(
+        self,
+        root: Path,
+        enable_bash: bool,
+        view_max_characters: int = 16000,
+        bash_timeout_s: float = 120,
+        bash_output_cap: int = 16000,
+        scrub_env: Iterable[str] = (),
+    ) -> None:
+        self._jail = Jail(root)
+        self._editor = TextEditor(self._jail, max_characters=view_max_characters)
+        self._bash: BashRunner | None = (
+            BashRunner(timeout_s=bash_timeout_s, output_cap=bash_output_cap, scrub_env=scrub_env)
+            if enable_bash
+            else None
+        )
+
+    @property
+    def jail(self) -> Jail:
+        """The jail over the working root (the chat's `/cd` resolves through it)."""
+        return self._jail
+
+    def specs(self) -> list[dict[str, object]]:
+        """Tool definitions for the Messages API `tools` parameter."""
+        specs = [self._editor.spec()]
+        if self._bash is not None:
+            specs.append(self._bash.spec())
+        return specs
+
+    def names(self) -> frozenset[str]:
+        """Names of the tools offered, as they appear in `tool_use` blocks."""
+        if self._bash is None:
+            return frozenset({editor_tool.TOOL_NAME})
+        return frozenset({editor_tool.TOOL_NAME, bash_tool.TOOL_NAME})
+
+    def run(
+        self, name: str, tool_input: dict[str, object], cwd: Path, cancel: threading.Event
+    ) -> ToolOutcome:
+        """Run one `tool_use` block (blocking). Never raises for anything the model sent."""
+        if not isinstance(tool_input, dict):
+            return ToolOutcome("Error: the tool input must be an object", is_error=True)
+        try:
+            if name == editor_tool.TOOL_NAME:
+                return self._editor.run(cwd, tool_input)
+            if name == bash_tool.TOOL_NAME and self._bash is not None:
+                return self._bash.run(cwd, tool_input, cancel)
+        except Exception:
+            # A bug in a tool must cost one tool call, not the conversation:
+            # Claude gets an error it can react to and the traceback goes to the log.
+            _log.exception("tool %s failed on input %r", name, tool_input)
+            return ToolOutcome(f"Error: internal error in tool `{name}`", is_error=True)
+        offered = ", ".join(f"`{n}`" for n in sorted(self.names()))
+        return ToolOutcome(f"Error: unknown tool `{name}`; available tools: {offered}", is_error=True)
+
+    def describe(self, name: str, tool_input: dict[str, object], cwd: Path) -> str:
+        """A short progress line for the chat, e.g. `view src/app.py` or `$ pytest -q`."""
+        if not isinstance(tool_input, dict):
+            return _cut_end(_printable(name))
+        if name == editor_tool.TOOL_NAME:
+            command = tool_input.get("command")
+            path = tool_input.get("path")
+            verb = _printable(command) if isinstance(command, str) and command else "edit"
+            if not isinstance(path, str) or not path:
+                return _cut_end(verb)
+            shown = _cut_start(self._display_path(path, cwd), DESCRIBE_WIDTH - len(verb) - 1)
+            return _cut_end(f"{verb} {shown}")
+        if name == bash_tool.TOOL_NAME:
+            if tool_input.get("restart") is True:
+                return "bash restart"
+            command = tool_input.get("command")
+            if not isinstance(command, str):
+                return "$ ?"
+            lines = command.strip().splitlines() or [""]
+            first = _printable(lines[0])
+            if len(lines) > 1:
+                first += " …"
+            return _cut_end(f"$ {first}")
+        return _cut_end(_printable(name))
+
+    def _display_path(self, path: str, cwd: Path) -> str:
+        """`path` relative to `cwd` when it lies there (lexically), else as the model wrote it."""
+        if "\x00" in path:
+            return _printable(path)
+        target = os.path.normpath(os.path.join(cwd, path))
+        base = os.path.normpath(cwd)
+        if target == base:
+            return "."
+        if target.startswith(base.rstrip("/") + "/"):
+            return _printable(os.path.relpath(target, base))
+        return _printable(path)
