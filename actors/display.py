@@ -30,9 +30,11 @@ class CheckpointedDisplay:
         self._lock = threading.Lock()
         self._latest = ""
         self._shown = ""
-        self._last = 0.0
+        # The first preview waits one interval too: a reply done sooner is shown once, final, and
+        # costs no checkpoint.
+        self._last = time.monotonic()
         self._closed = False
-        self._log = get_logger("vigil.display", session=key)
+        self._key = key
 
     def text(self, full: str) -> None:
         with self._lock:
@@ -66,7 +68,7 @@ class CheckpointedDisplay:
         try:
             durable = self._checkpoint(self._latest)
         except Exception as exc:  # an unsaved preview is simply not shown; the final commit decides
-            self._log.warning("display.checkpoint_failed", error=repr(exc))
+            get_logger("vigil.display", session=self._key).warning("display.checkpoint_failed", error=repr(exc))
             return
         if durable:
             self._stream.update(self._latest)

@@ -1,15 +1,18 @@
 """SessionActor: one per chat; owns its header (history pointer, cwd, model, heartbeat).
 
 One turn at a time. A message that arrives during a turn waits in the mailbox;
-each user message is appended to the durable `pending` list and the actor tells
-itself `RunTurn`, which lands behind everything already queued, so when a turn
-ends every message that came meanwhile is answered together in one follow-up
-turn. Pending messages and a turn in progress are in the header on disk, so a
-restart (or `kill -9`) answers them instead of losing them.
+each user message is appended to the header's `pending` list and the actor
+tells itself `RunTurn`, which lands behind everything already queued, so when a
+turn ends every message that came meanwhile is answered together in one
+follow-up turn. The turn is written (open) before the model is called and
+again (final) before the reply is shown; pending messages are written at
+shutdown. A restart (or `kill -9`) answers an open turn again instead of
+losing it.
 """
 
 from __future__ import annotations
 
+import queue
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -37,20 +40,15 @@ from actors.protocol import (
 )
 from actors.registry import Registry, SessionControl
 from actors.turn import ToolSet, TurnOutcome, TurnRunner
+from actors.window import HistoryWindow
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
-from vigil.model.history import (
-    choose_window_start,
-    input_text,
-    normalize,
-    turn_messages,
-    with_cache_point,
-)
+from vigil.model.history import input_text, join, with_cache_point
 from vigil.model.prices import to_usage
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest, Outbox, Reply, Store, TokenUsage
 from vigil.settings import Settings
-from vigil.store.schema import Heartbeat, Input, SessionHeader, Target, Turn, Usage
+from vigil.store.schema import Heartbeat, Input, Note, SessionHeader, Target, Turn, Usage
 from vigil.store.store import SessionGone, UsageEntry, utc_day
 from vigil.tools.outcome import ToolOutcome
 from vigil.tools.toolbox import Toolbox
@@ -83,6 +81,11 @@ def is_group(header: SessionHeader) -> bool:
 class SessionActor(pykka.ThreadingActor):
     """The actor of one session key."""
 
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
+        # pykka's hook for actor implementations: the C SimpleQueue is much cheaper than queue.Queue.
+        return queue.SimpleQueue()
+
     def __init__(self, key: str, deps: SessionDeps, supervisor: pykka.ActorRef[Any], control: SessionControl) -> None:
         super().__init__()
         self.key = key
@@ -90,7 +93,12 @@ class SessionActor(pykka.ThreadingActor):
         self.supervisor = supervisor
         self.control = control
         self.header: SessionHeader | None = None
-        self.persisted = False
+        self.committed: SessionHeader | None = None  # the header as last written: index flags follow changes
+        self.dirty = False  # the header changed in memory since the last commit
+        self.new_members: set[int] = set()
+        self.window: HistoryWindow | None = None
+        self._notes: list[Note] | None = None
+        self._toolset: tuple[str, ToolSet] | None = None
         self.run_scheduled = False
         self.resume_turn: Turn | None = None
         self.broken = ""
@@ -109,7 +117,7 @@ class SessionActor(pykka.ThreadingActor):
         header = self.deps.store.header(self.key)
         if header is None:
             return
-        self.header, self.persisted = header, True
+        self.header = self.committed = header
         if header.open_turn is not None:
             self._recover_open_turn(header.open_turn)
         if self.header.pending or self.resume_turn is not None:
@@ -130,6 +138,8 @@ class SessionActor(pykka.ThreadingActor):
                 undelivered.append(message)
         self.log.error("session.failed", error=repr(exception_value), undelivered=len(undelivered))
         try:
+            if self.dirty and self.header is not None:
+                self.commit(wait=True)
             self.deps.store.sync()
         except Exception as exc:
             self.log.error("session.failed_sync", error=repr(exc))
@@ -138,6 +148,11 @@ class SessionActor(pykka.ThreadingActor):
             self._send("⚠️ Something went wrong in this chat's session; it was restarted from its last saved state.")
         self.deps.registry.remove(self.key, self.control)
         self.supervisor.tell(ActorFailed(key=self.key, undelivered=tuple(undelivered)))
+
+    def on_stop(self) -> None:
+        """Shutdown or eviction: what is only in memory (messages not yet answered) goes to disk."""
+        if self.dirty and self.header is not None:
+            self.commit(wait=True)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -219,12 +234,15 @@ class SessionActor(pykka.ThreadingActor):
                                                   chat_type=chat_type or self.header.chat_type)
         return self.header
 
-    def commit(self, turn: Turn | None = None, usage: Sequence[UsageEntry] = (), new_members: Sequence[int] = (),
-               wait: bool = False) -> bool:
+    def commit(self, turn: Turn | None = None, usage: Sequence[UsageEntry] = (), wait: bool = False) -> bool:
         """Persist the header (and a turn). Waiting makes it durable; False if the store refused."""
         assert self.header is not None
-        future = self.deps.store.commit(self.header, turn, usage, new_members, create=not self.persisted)
-        self.persisted = True
+        members = tuple(self.new_members)
+        self.new_members.clear()
+        future = self.deps.store.commit(self.header, turn, usage, members, create=self.committed is None,
+                                        previous=self.committed)
+        self.committed = self.header
+        self.dirty = False
         self._publish()
         if not wait:
             return True
@@ -247,8 +265,10 @@ class SessionActor(pykka.ThreadingActor):
             generation_started_at=now, next_seq=1 if turn is not None else 0, window_start=0,
             past_generations=(), usage=Usage(), heartbeat_usage=Usage(), turns_total=1 if turn else 0,
             participants=self.header.participants[-1:], open_turn=None if turn is None or turn.final else 0)
+        self.window = None
         fresh = msgspec.structs.replace(turn, seq=0) if turn is not None else None
         self.deps.store.commit(self.header, fresh, usage, self.header.participants, create=True).result()
+        self.committed = self.header
 
     def _publish(self) -> None:
         self.control.publish(self.header, len(self.header.pending) if self.header else 0)
@@ -272,14 +292,15 @@ class SessionActor(pykka.ThreadingActor):
         header = self.ensure_header(message.target, message.chat_title, message.chat_type)
         item = Input(text=message.text, at=message.at, user_id=message.sender.user_id,
                      user_name=message.sender.name or message.sender.username, message_id=message.message_id)
-        new_members: tuple[int, ...] = ()
         participants = header.participants
         if message.sender.user_id not in participants:
-            new_members = (message.sender.user_id,)
+            self.new_members.add(message.sender.user_id)
             participants = (*participants, message.sender.user_id)[-MAX_PARTICIPANTS:]
+        # Not committed here: it goes to disk with the open turn that answers it (or at shutdown).
         self.header = msgspec.structs.replace(header, pending=(*header.pending, item), participants=participants,
                                               last_activity=message.at)
-        self.commit(new_members=new_members)
+        self.dirty = True
+        self._publish()
         self._schedule_run()
 
     def _answer_pending(self) -> None:
@@ -343,6 +364,8 @@ class SessionActor(pykka.ThreadingActor):
         user_id = turn.inputs[0].user_id if turn.inputs else 0
         entries = self._usage_entries(user_id, "chat", final.usage)
         saved = self.commit(final, entries, wait=True)
+        if self.window is not None and self.window.upto == final.seq:
+            self.window.add(final)
         reply, note = self._presentable(outcome, saved)
         stream.finish(reply, note)
         self.log.info("turn.done", seq=turn.seq, status=outcome.status, ms=round((time.monotonic() - started) * 1000),
@@ -388,30 +411,42 @@ class SessionActor(pykka.ThreadingActor):
         assert self.header is not None
         header = self.header
         group = is_group(header)
-        store = self.deps.store
-        history_turns = store.turns(self.key, header.generation, header.window_start, turn.seq)
-        start = choose_window_start(history_turns, header.window_start, self.deps.settings.history_tokens, group)
-        if start != header.window_start:
-            history_turns = [t for t in history_turns if t.seq >= start]
-            self.header = msgspec.structs.replace(header, window_start=start)
-        raw: list[dict[str, Any]] = []
-        for past in history_turns:
-            raw.extend(turn_messages(past, group))
-        history = normalize(raw)
+        window = self.window
+        if window is None or not window.matches(header.generation, header.window_start, turn.seq, group):
+            window = HistoryWindow.load(self.deps.store, self.key, header.generation, header.window_start,
+                                        turn.seq, group)
+            self.window = window
+        if window.slide(self.deps.settings.history_tokens):
+            self.header = header = msgspec.structs.replace(header, window_start=window.start)
+        history = window.messages()
         if history:
             history[-1] = with_cache_point(history[-1])
         current = {"role": "user", "content": [{"type": "text", "text": input_text(turn, group) or "(empty message)"}]}
         tools = self.toolset()
         return ModelRequest(
             model=header.model, max_tokens=self.deps.settings.max_output_tokens,
-            system=system_blocks(header, store.notes(self.key), [t["name"] for t in tools.specs]),
-            messages=tuple(normalize([*history, current])),
+            system=system_blocks(header, self.notes(), [t["name"] for t in tools.specs]),
+            messages=tuple(join([history, [current]])),
         )
+
+    def notes(self) -> list[Note]:
+        """This session's notes, read once and kept while the actor lives (only it writes them)."""
+        if self._notes is None:
+            self._notes = self.deps.store.notes(self.key)
+        return self._notes
+
+    def forget_cached(self) -> None:
+        """Drop what is cached from the store (after /new, /forget, notes changes)."""
+        self.window = None
+        self._notes = None
 
     def toolset(self) -> ToolSet:
         """The tools of a user turn: the jailed editor (and bash when enabled), in this session's cwd."""
+        cwd_text = self.header.cwd if self.header else str(self.deps.settings.workdir_root)
+        if self._toolset is not None and self._toolset[0] == cwd_text:
+            return self._toolset[1]
         toolbox = self.deps.toolbox
-        cwd = Path(self.header.cwd if self.header else str(self.deps.settings.workdir_root))
+        cwd = Path(cwd_text)
 
         def run(name: str, tool_input: dict[str, Any], cancel: CancelToken) -> ToolOutcome:
             return toolbox.run(name, tool_input, cwd, cancel.event)
@@ -419,7 +454,9 @@ class SessionActor(pykka.ThreadingActor):
         def describe(name: str, tool_input: dict[str, Any]) -> str:
             return toolbox.describe(name, tool_input, cwd)
 
-        return ToolSet(specs=tuple(toolbox.specs()), run=run, describe=describe)
+        toolset = ToolSet(specs=tuple(toolbox.specs()), run=run, describe=describe)
+        self._toolset = (cwd_text, toolset)
+        return toolset
 
     # ------------------------------------------------------------------ recovery
 

@@ -95,6 +95,7 @@ class SessionCommandsMixin(SessionActor):
         store = self.deps.store
         if message.args.strip().lower() == "clear":
             store.clear_notes(self.key).result()
+            self.forget_cached()
             self._reply(message, "🗒 Notes cleared.")
             return
         notes = sorted(store.notes(self.key), key=lambda n: n.at, reverse=True)
@@ -115,7 +116,8 @@ class SessionCommandsMixin(SessionActor):
             return
         self.deps.store.delete_session(self.key).result()
         self.deps.schedule_heartbeat(self.key, None)
-        self.header = None
-        self.persisted = False
+        self.header = self.committed = None
+        self.dirty = False
+        self.forget_cached()
         self._publish()
         self._reply(message, "🗑 Forgotten: this chat's history, notes and settings were deleted.")

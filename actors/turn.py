@@ -9,9 +9,9 @@ its slot until it really ends, so the cap on calls in flight stays honest.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,8 +32,10 @@ class QuerySlots:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._in_flight = 0
+        self._waiting = 0
 
     @property
     def in_flight(self) -> int:
@@ -41,20 +43,29 @@ class QuerySlots:
 
     def acquire(self, cancel: CancelToken) -> bool:
         """Wait for a slot; False if the turn was cancelled while waiting."""
+        with self._lock:  # the common case: a slot is free
+            if self._in_flight < self.limit and not self._waiting:
+                self._in_flight += 1
+                return True
         with cancel.on_cancel(self._wake), self._cond:
-            while self._in_flight >= self.limit:
+            self._waiting += 1
+            try:
+                while self._in_flight >= self.limit:
+                    if cancel.cancelled:
+                        return False
+                    self._cond.wait()
                 if cancel.cancelled:
                     return False
-                self._cond.wait()
-            if cancel.cancelled:
-                return False
-            self._in_flight += 1
-            return True
+                self._in_flight += 1
+                return True
+            finally:
+                self._waiting -= 1
 
     def release(self) -> None:
-        with self._cond:
+        with self._lock:
             self._in_flight -= 1
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def _wake(self) -> None:
         with self._cond:
@@ -114,6 +125,40 @@ def _result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
 CANCELLED = ToolOutcome(content="cancelled: the user stopped this turn before the tool ran", is_error=True)
 
 
+class _Call:
+    """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
+
+    __slots__ = ("abandoned", "cancel", "error", "latch", "on_text", "opened", "release_lock", "request",
+                 "response", "streamed", "text_gate")
+
+    def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken) -> None:
+        self.request = request
+        self.on_text = on_text
+        self.cancel = cancel
+        self.latch = threading.Lock()
+        self.latch.acquire()
+        self.release_lock = threading.Lock()
+        self.opened = False
+        self.text_gate = threading.Lock()
+        self.abandoned = False
+        self.streamed: list[str] = []
+        self.response: ModelResponse | None = None
+        self.error: BaseException | None = None
+
+    def open(self) -> None:
+        with self.release_lock:
+            if not self.opened:
+                self.opened = True
+                self.latch.release()
+
+    def text(self, delta: str) -> None:
+        with self.text_gate:
+            if self.abandoned:
+                return
+            self.streamed.append(delta)
+            self.on_text(delta)
+
+
 class TurnRunner:
     """Runs turns; one instance per process, used from many session threads."""
 
@@ -121,11 +166,28 @@ class TurnRunner:
         self._model = model
         self._slots = slots
         self._max_rounds = max_rounds
-        self._pool = ThreadPoolExecutor(max_workers=slots.limit, thread_name_prefix="model-call")
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._work, name=f"model-call-{i}", daemon=True)
+                         for i in range(slots.limit)]
+        for worker in self._workers:
+            worker.start()
+        self._closed = False
         self._log = get_logger("vigil.turn")
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        for _ in self._workers:
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            try:
+                call.response = self._model.stream(call.request, call.text, call.cancel)
+            except BaseException as exc:
+                call.error = exc
+            finally:
+                self._slots.release()
+                call.open()
 
     def run(self, request: ModelRequest, cancel: CancelToken, display: TurnDisplay,
             tools: ToolSet | None = None,
@@ -197,51 +259,25 @@ class TurnRunner:
     def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
               display: TurnDisplay) -> ModelResponse:
         cancelled = ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
-        if not self._slots.acquire(cancel):
+        if self._closed or not self._slots.acquire(cancel):
             return cancelled
-        done = threading.Event()
-        box: dict[str, Any] = {}
-        gate = threading.Lock()
-        abandoned = False
-        streamed: list[str] = []
-
-        def guarded(delta: str) -> None:
-            with gate:
-                if abandoned:
-                    return
-                streamed.append(delta)
-                on_text(delta)
-
-        def work() -> None:
-            try:
-                box["response"] = self._model.stream(request, guarded, cancel)
-            except BaseException as exc:
-                box["error"] = exc
-            finally:
-                self._slots.release()
-                done.set()
-
-        try:
-            self._pool.submit(work)
-        except RuntimeError:  # the pool is shut down: the service is stopping
-            self._slots.release()
-            return cancelled
-        with cancel.on_cancel(done.set):
-            while not done.wait(KEEPALIVE_S):
+        call = _Call(request, on_text, cancel)
+        self._calls.put(call)
+        with cancel.on_cancel(call.open):
+            while not call.latch.acquire(timeout=KEEPALIVE_S):
                 display.keepalive()
-        with gate:
-            if "response" not in box and "error" not in box:
+        with call.text_gate:
+            if call.response is None and call.error is None:
                 # Cancelled while the call is still blocked: leave it behind with what it streamed.
-                abandoned = True
-                text = "".join(streamed)
+                call.abandoned = True
+                text = "".join(call.streamed)
                 content = ({"type": "text", "text": text},) if text.strip() else ()
                 return msgspec.structs.replace(cancelled, content=content)
-        if "error" in box:
-            error = box["error"]
-            if isinstance(error, ModelError):
-                raise error
-            self._log.exception("model.unexpected_error", exc_info=error)
+        if call.error is not None:
+            if isinstance(call.error, ModelError):
+                raise call.error
+            self._log.error("model.unexpected_error", exc_info=call.error)
             raise ModelError("Something went wrong inside vigil while answering; please try again.",
-                             "internal") from error
-        response: ModelResponse = box["response"]
-        return response
+                             "internal") from call.error
+        assert call.response is not None
+        return call.response

@@ -76,7 +76,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", secrets: Iterable[
         renderer = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
     else:
         renderer = structlog.processors.JSONRenderer()
-    tail: list[Processor] = [] if use_console else [structlog.processors.dict_tracebacks]
+    # Tracebacks without local variables: locals can hold message texts and keys.
+    tail: list[Processor] = [] if use_console else [structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False))]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail,

@@ -8,14 +8,12 @@ sequence of stored messages into a valid request:
 - every `tool_use` is answered by a `tool_result` first thing in the next user
   message (a missing one becomes an error result saying it was interrupted), and
   a `tool_result` without its `tool_use` is dropped.
-The window of history sent to the model moves in steps (`choose_window_start`),
-so the prompt prefix stays the same between turns and prompt caching pays.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from vigil.store.schema import Turn
@@ -155,6 +153,20 @@ def normalize(messages: Iterable[ApiMessage]) -> list[ApiMessage]:
     return current
 
 
+def join(parts: Iterable[list[ApiMessage]]) -> list[ApiMessage]:
+    """Concatenate individually normalized turns, merging a same-role joint (copies only there)."""
+    out: list[ApiMessage] = []
+    for part in parts:
+        if not part:
+            continue
+        if out and out[-1]["role"] == part[0]["role"]:
+            out[-1] = {"role": part[0]["role"], "content": [*out[-1]["content"], *part[0]["content"]]}
+            out.extend(part[1:])
+        else:
+            out.extend(part)
+    return out
+
+
 def estimate_tokens(messages: Iterable[ApiMessage]) -> int:
     """A cheap, deliberately generous token estimate (about 3.5 characters per token)."""
     chars = 0
@@ -165,24 +177,6 @@ def estimate_tokens(messages: Iterable[ApiMessage]) -> int:
             else:
                 chars += len(json.dumps(block, ensure_ascii=False))
     return int(chars / 3.5) + 4
-
-
-def choose_window_start(turns: Sequence[Turn], window_start: int, budget: int, group: bool) -> int:
-    """The first seq to send: unchanged while the window fits, else advanced to ~60% of the budget.
-
-    Moving in steps rather than one turn at a time keeps the request prefix (and
-    so the prompt cache) stable for many turns in a row.
-    """
-    sizes = [(t.seq, estimate_tokens(turn_messages(t, group))) for t in turns if t.seq >= window_start]
-    if sum(size for _, size in sizes) <= budget:
-        return window_start
-    target = int(budget * 0.6)
-    remaining = sum(size for _, size in sizes)
-    for seq, size in sizes:
-        if remaining <= target:
-            return seq
-        remaining -= size
-    return sizes[-1][0] + 1 if sizes else window_start
 
 
 def with_cache_point(message: ApiMessage) -> ApiMessage:

@@ -8,6 +8,7 @@ family it names (or as Sonnet) and flagged so the operator can see it in logs.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ MODEL_CHOICES: tuple[str, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=256)
 def price_for(model: str) -> tuple[Price, bool]:
     """(price, known): `known` is False when the model fell back to a family or default price."""
     best = ""

@@ -37,19 +37,18 @@ class _ResizeGate:
         self._readers = 0
         self._resizing = False
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    # enter/leave rather than a context manager: every store read passes here.
+    def enter(self) -> None:
         with self._cond:
             while self._resizing:
                 self._cond.wait()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0 and self._resizing:
+                self._cond.notify_all()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -93,8 +92,10 @@ class LmdbEnv:
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run `fn` in a read transaction (cheap; any thread)."""
+        gate = self.gate
         while True:
-            with self.gate.shared():
+            gate.enter()
+            try:
                 try:
                     txn = self.env.begin(buffers=False)
                 except lmdb.MapResizedError:
@@ -104,6 +105,8 @@ class LmdbEnv:
                         return fn(txn)
                     finally:
                         txn.abort()
+            finally:
+                gate.leave()
             self.adopt_new_size()
 
     def adopt_new_size(self) -> None:

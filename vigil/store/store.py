@@ -1,11 +1,14 @@
 """LmdbStore: sessions, turns, notes, usage and the indexes, on one LMDB environment.
 
 Reads run in the caller's thread (LMDB read transactions are cheap and never
-block the writer). Writes are small closures handed to the group-commit writer;
-each returns a future that resolves once the write is durable.
+block the writer). Writes go to the group-commit writer; each returns a future
+that resolves once the write is durable. The per-turn session commit is a
+`SessionWrite` record applied in bulk (see `SessionWriteApplier`); rarer writes
+are closures.
 
 Persisting a turn writes the header and that one turn record: the cost does
-not depend on how long the history is.
+not depend on how long the history is. The recovery and heartbeat indexes hold
+a flag per session (written, never deleted, on the hot path); readers filter.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,13 @@ from vigil.store.schema import (
     decode_usage_day,
     encode,
 )
-from vigil.store.writer import GroupCommitWriter
+from vigil.store.writer import GroupCommitWriter, WriteFuture
+
+RECOVER_YES = b"1"
+RECOVER_NO = b"0"
+HEARTBEAT_OFF = b""
+_UNKNOWN = object()
+INCARNATION_CACHE_LIMIT = 300_000
 
 _META_KEY = b"store"
 
@@ -85,6 +93,106 @@ def open_store(data_dir: Path, map_mb: int = 64) -> LmdbStore:
         return store
 
 
+class SessionWrite:
+    """One session commit, already encoded: applied in bulk by the writer."""
+
+    __slots__ = ("create", "header", "heartbeat", "incarnation", "key", "members", "recover", "turn", "turn_key",
+                 "usage")
+
+    def __init__(self, key: bytes, incarnation: int, create: bool, header: bytes, turn_key: bytes | None,
+                 turn: bytes | None, recover: bytes | None, heartbeat: bytes | None, members: tuple[bytes, ...],
+                 usage: tuple[UsageEntry, ...]) -> None:
+        self.key = key
+        self.incarnation = incarnation
+        self.create = create
+        self.header = header
+        self.turn_key = turn_key
+        self.turn = turn
+        self.recover = recover
+        self.heartbeat = heartbeat
+        self.members = members
+        self.usage = usage
+
+
+class SessionWriteApplier:
+    """Applies SessionWrites with a handful of LMDB calls per batch, not per write.
+
+    Each write must still find its own incarnation of the session stored (or none,
+    when creating); incarnations are cached here and the cache is dropped whenever
+    LMDB's transaction counter shows that another process wrote in between.
+    """
+
+    def __init__(self, dbs: dict[bytes, Any]) -> None:
+        self._dbs = dbs
+        self._known: dict[bytes, int | None] = {}
+        self._tentative: dict[bytes, int | None] = {}
+        self._last_txnid = -1
+
+    def forget(self, key: bytes) -> None:
+        """A closure in this transaction deleted the session."""
+        self._tentative[key] = None
+
+    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> list[BaseException | None]:
+        if txn.id() - 1 != self._last_txnid:
+            self._known.clear()  # someone else committed since our last transaction
+        dbs = self._dbs
+        stored: dict[bytes, Any] = {}
+        unknown = [w.key for w in records if self._lookup(w.key) is _UNKNOWN]
+        if unknown:
+            for raw_key, value in txn.cursor(db=dbs[b"sessions"]).getmulti(unknown):
+                stored[bytes(raw_key)] = decode_header(bytes(value)).incarnation
+            for key in unknown:
+                self._tentative[key] = stored.get(key)
+        results: list[BaseException | None] = []
+        puts: dict[bytes, list[tuple[bytes, bytes]]] = {name: [] for name in
+                                                        (b"sessions", b"turns", b"recover", b"heartbeats",
+                                                         b"members")}
+        usage: dict[bytes, Usage] = {}
+        for write in records:
+            current = self._lookup(write.key)
+            if (current is None and not write.create) or (current is not None and current != write.incarnation):
+                results.append(SessionGone(write.key.decode()))
+                continue
+            self._tentative[write.key] = write.incarnation
+            puts[b"sessions"].append((write.key, write.header))
+            if write.turn_key is not None and write.turn is not None:
+                puts[b"turns"].append((write.turn_key, write.turn))
+            if write.recover is not None:
+                puts[b"recover"].append((write.key, write.recover))
+            if write.heartbeat is not None:
+                puts[b"heartbeats"].append((write.key, write.heartbeat))
+            for member in write.members:
+                puts[b"members"].append((member, b""))
+            for entry in write.usage:
+                row = keys.usage(entry.user_id, entry.day, entry.key, entry.kind)
+                usage[row] = usage[row] + entry.usage if row in usage else entry.usage
+            results.append(None)
+        if usage:
+            for raw_key, value in txn.cursor(db=dbs[b"usage"]).getmulti(list(usage)):
+                row = bytes(raw_key)
+                usage[row] = decode_usage_day(bytes(value)).usage + usage[row]
+            puts[b"usage"] = [(row, encode(UsageDay(usage=total))) for row, total in usage.items()]
+        for name, items in puts.items():
+            if items:
+                txn.cursor(db=dbs[name]).putmulti(items)
+        return results
+
+    def _lookup(self, key: bytes) -> Any:
+        if key in self._tentative:
+            return self._tentative[key]
+        return self._known.get(key, _UNKNOWN)
+
+    def committed(self, txn_id: int) -> None:
+        if len(self._known) > INCARNATION_CACHE_LIMIT:
+            self._known.clear()
+        self._known.update(self._tentative)
+        self._tentative.clear()
+        self._last_txnid = txn_id
+
+    def aborted(self) -> None:
+        self._tentative.clear()
+
+
 class LmdbStore:
     """The real store port."""
 
@@ -92,7 +200,8 @@ class LmdbStore:
         self.data_dir = data_dir
         self._lmdb = LmdbEnv(data_dir, map_mb * 1024 * 1024)
         self._db = self._lmdb.dbs
-        self.writer = GroupCommitWriter(self._lmdb)
+        self._applier = SessionWriteApplier(self._db)
+        self.writer = GroupCommitWriter(self._lmdb, self._applier)
         self.closed = False
         self._check_meta()
 
@@ -218,12 +327,13 @@ class LmdbStore:
 
     def recovery_keys(self) -> list[str]:
         """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
-        return self._lmdb.read(lambda txn: [k.decode() for k in _keys(txn.cursor(db=self._db[b"recover"]))])
+        return self._lmdb.read(lambda txn: [k.decode() for k, v in _items(txn.cursor(db=self._db[b"recover"]))
+                                            if v == RECOVER_YES])
 
     def heartbeat_schedule(self) -> list[tuple[str, float]]:
         """(key, next due) of every session with heartbeats on: the timer's start-up load."""
         return self._lmdb.read(lambda txn: [(k.decode(), keys.parse_time(v)) for k, v in
-                                            _items(txn.cursor(db=self._db[b"heartbeats"]))])
+                                            _items(txn.cursor(db=self._db[b"heartbeats"])) if v])
 
     def notes(self, key: str) -> list[Note]:
         prefix = keys.note_prefix(key)
@@ -267,52 +377,36 @@ class LmdbStore:
     # ------------------------------------------------------------------ writes
 
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
-               new_members: Iterable[int] = (), create: bool = False) -> Future[Any]:
+               new_members: Iterable[int] = (), create: bool = False,
+               previous: SessionHeader | None = None) -> WriteFuture:
         """Persist a session's header (and one turn, usage, membership) in one transaction.
 
         `create` says the header is new; otherwise the stored header must still be
         this incarnation, or the session was deleted elsewhere and SessionGone is raised.
+        `previous` is the header as last committed: index flags are written only if they changed.
         """
-        db = self._db
-        members = tuple(new_members)
-        header_key = keys.session(header.key)
-        header_bytes = encode(header)
-        turn_key = keys.turn(header.key, header.generation, turn.seq) if turn is not None else b""
-        turn_bytes = encode(turn) if turn is not None else b""
-        heartbeat = header.heartbeat
-        due = keys.time_value(heartbeat.next_due) if heartbeat.enabled else None
+        recover = None
+        if previous is None or previous.needs_recovery != header.needs_recovery:
+            recover = RECOVER_YES if header.needs_recovery else RECOVER_NO
+        beat = header.heartbeat
+        heartbeat = None
+        if previous is None or (previous.heartbeat.enabled, previous.heartbeat.next_due) != (beat.enabled,
+                                                                                           beat.next_due):
+            heartbeat = keys.time_value(beat.next_due) if beat.enabled else HEARTBEAT_OFF
+        record = SessionWrite(
+            key=keys.session(header.key), incarnation=header.incarnation, create=create, header=encode(header),
+            turn_key=keys.turn(header.key, header.generation, turn.seq) if turn is not None else None,
+            turn=encode(turn) if turn is not None else None, recover=recover, heartbeat=heartbeat,
+            members=tuple(keys.member(user, header.key) for user in new_members), usage=tuple(usage))
+        return self.writer.submit_record(record)
 
-        def op(txn: lmdb.Transaction) -> None:
-            stored = _get(txn, header_key, db[b"sessions"])
-            if stored is None:
-                if not create:
-                    raise SessionGone(header.key)
-            elif decode_header(stored).incarnation != header.incarnation:
-                raise SessionGone(header.key)
-            txn.put(header_key, header_bytes, db=db[b"sessions"])
-            if turn is not None:
-                txn.put(turn_key, turn_bytes, db=db[b"turns"])
-            if header.needs_recovery:
-                txn.put(header_key, b"", db=db[b"recover"])
-            else:
-                txn.delete(header_key, db=db[b"recover"])
-            if due is not None:
-                txn.put(header_key, due, db=db[b"heartbeats"])
-            else:
-                txn.delete(header_key, db=db[b"heartbeats"])
-            for user in members:
-                txn.put(keys.member(user, header.key), b"", db=db[b"members"])
-            for entry in usage:
-                _add_usage(txn, db[b"usage"], entry)
-
-        return self.writer.submit(op)
-
-    def delete_session(self, key: str) -> Future[Any]:
+    def delete_session(self, key: str) -> WriteFuture:
         """Delete a session's header, every generation's turns, notes and indexes (not its usage)."""
         db = self._db
 
         def op(txn: lmdb.Transaction) -> int:
             header_key = keys.session(key)
+            self._applier.forget(header_key)
             stored = _get(txn, header_key, db[b"sessions"])
             if stored is not None:
                 for user in decode_header(stored).participants:
@@ -328,11 +422,11 @@ class LmdbStore:
 
         return self.writer.submit(op)
 
-    def drop_generation(self, key: str, generation: int) -> Future[Any]:
+    def drop_generation(self, key: str, generation: int) -> WriteFuture:
         return self.writer.submit(lambda txn: _delete_prefix(txn, self._db[b"turns"],
                                                               keys.turn_prefix(key, generation)))
 
-    def add_note(self, key: str, note: Note, keep: int) -> Future[Any]:
+    def add_note(self, key: str, note: Note, keep: int) -> WriteFuture:
         """Append a note, dropping the oldest beyond `keep`."""
         db = self._db[b"notes"]
         prefix = keys.note_prefix(key)
@@ -351,10 +445,10 @@ class LmdbStore:
 
         return self.writer.submit(op)
 
-    def clear_notes(self, key: str) -> Future[Any]:
+    def clear_notes(self, key: str) -> WriteFuture:
         return self.writer.submit(lambda txn: _delete_prefix(txn, self._db[b"notes"], keys.note_prefix(key)))
 
-    def set_alias(self, alias: str, canonical: str) -> Future[Any]:
+    def set_alias(self, alias: str, canonical: str) -> WriteFuture:
         return self.writer.submit(lambda txn: txn.put(keys.session(alias), keys.session(canonical),
                                                       db=self._db[b"aliases"]))
 
@@ -377,13 +471,6 @@ def _items(cursor: lmdb.Cursor) -> Iterator[tuple[bytes, bytes]]:
 def _keys(cursor: lmdb.Cursor) -> Iterator[bytes]:
     for key in cursor.iternext(keys=True, values=False):
         yield bytes(key)
-
-
-def _add_usage(txn: lmdb.Transaction, db: Any, entry: UsageEntry) -> None:
-    row_key = keys.usage(entry.user_id, entry.day, entry.key, entry.kind)
-    raw = _get(txn, row_key, db)
-    current = decode_usage_day(raw).usage if raw is not None else Usage()
-    txn.put(row_key, encode(UsageDay(usage=current + entry.usage)), db=db)
 
 
 def _delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes) -> int:

@@ -1,0 +1,139 @@
+"""`vigil sessions list|show|cleanup|delete|export`: the store from another shell.
+
+These open the same LMDB environment as the running service (LMDB is made
+for several processes); reads never block it, and the few writes (cleanup,
+delete) take LMDB's own write lock. A live session deleted this way notices on
+its next write and starts afresh instead of resurrecting the deleted data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import msgspec
+
+from vigil.control import export_session
+from vigil.durations import DurationError, parse_duration
+from vigil.settings import Settings
+from vigil.store.schema import SessionHeader
+from vigil.store.store import LmdbStore, open_store
+from vigil.views import ago, clock, heartbeat_line, money, session_title, usage_line
+
+
+def _confirm(question: str, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"{question} Refusing without --yes (stdin is not a terminal).", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _activity(header: SessionHeader) -> float:
+    return max(header.last_activity, header.last_turn_at, header.created_at)
+
+
+def _list(store: LmdbStore, args: argparse.Namespace) -> int:
+    headers = sorted(store.headers(args.user), key=_activity, reverse=True)
+    if args.json:
+        for header in headers:
+            print(json.dumps(msgspec.to_builtins(header), ensure_ascii=False))
+        return 0
+    if not headers:
+        print("no stored sessions")
+        return 0
+    print(f"{'KEY':<28} {'LAST ACTIVE':<14} {'TURNS':>6} {'COST':>9}  {'HEARTBEAT':<14} TITLE / CWD")
+    for h in headers:
+        total = h.usage + h.heartbeat_usage
+        print(f"{h.key:<28} {ago(_activity(h)):<14} {h.next_seq:>6} {money(total.cost_micros):>9}  "
+              f"{heartbeat_line(h.heartbeat):<14} {session_title(h)} — {h.cwd}")
+    print(f"{len(headers)} session(s)")
+    return 0
+
+
+def _show(store: LmdbStore, args: argparse.Namespace) -> int:
+    key = store.canonical(args.key)
+    header = store.header(key)
+    if header is None:
+        print(f"vigil: no stored session {args.key!r}", file=sys.stderr)
+        return 1
+    print(f"session     {header.key} — {session_title(header)} ({header.chat_type or 'chat'})")
+    print(f"target      {header.target.channel} chat {header.target.chat_id}"
+          + (f" thread {header.target.thread_id}" if header.target.thread_id else ""))
+    print(f"model       {header.model}")
+    print(f"cwd         {header.cwd}")
+    print(f"generation  {header.generation} ({header.next_seq} turns; {header.turns_total} in all)")
+    print(f"created     {clock(header.created_at)}; last active {ago(_activity(header))}")
+    print(f"usage       {usage_line(header.usage)}")
+    print(f"heartbeats  {heartbeat_line(header.heartbeat)}; {usage_line(header.heartbeat_usage)}")
+    if header.pending:
+        print(f"pending     {len(header.pending)} unanswered message(s)")
+    turns = store.last_turns(key, header.generation, args.turns)
+    if turns:
+        print(f"\nlast {len(turns)} turn(s):")
+    for turn in turns:
+        said = " / ".join(i.text for i in turn.inputs) if turn.kind == "user" else "(heartbeat)"
+        reply = turn.reply.replace("\n", " ")
+        print(f"  #{turn.seq} {clock(turn.started_at)} [{turn.status}] {said[:80]}")
+        if reply:
+            print(f"      → {reply[:100]}")
+    return 0
+
+
+def _cleanup(store: LmdbStore, args: argparse.Namespace) -> int:
+    try:
+        age = parse_duration(args.older_than)
+    except DurationError as exc:
+        print(f"vigil: --older-than: {exc}", file=sys.stderr)
+        return 2
+    cutoff = time.time() - age
+    doomed = [h for h in store.headers() if _activity(h) < cutoff]
+    if not doomed:
+        print(f"nothing to clean up: no session idle longer than {args.older_than}")
+        return 0
+    for h in doomed:
+        print(f"  {h.key:<28} last active {ago(_activity(h))}, {h.next_seq} turns — {session_title(h)}")
+    if not _confirm(f"Delete these {len(doomed)} session(s)?", args.yes):
+        return 1
+    for h in doomed:
+        store.delete_session(h.key).result()
+    print(f"deleted {len(doomed)} session(s)")
+    return 0
+
+
+def _delete(store: LmdbStore, args: argparse.Namespace) -> int:
+    key = store.canonical(args.key)
+    if store.header(key) is None:
+        print(f"vigil: no stored session {args.key!r}", file=sys.stderr)
+        return 1
+    if not _confirm(f"Delete session {key} (history, notes, settings)?", args.yes):
+        return 1
+    turns = store.delete_session(key).result()
+    print(f"deleted {key} ({turns} turns)")
+    return 0
+
+
+def _export(store: LmdbStore, args: argparse.Namespace) -> int:
+    document = export_session(store, store.canonical(args.key))
+    if document is None:
+        print(f"vigil: no stored session {args.key!r}", file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, "wb") as handle:
+            handle.write(document)
+        print(f"wrote {args.output} ({len(document)} bytes)")
+    else:
+        sys.stdout.buffer.write(document + b"\n")
+    return 0
+
+
+def sessions_command(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings.data_dir, settings.store_map_mb)
+    try:
+        action = {"list": _list, "show": _show, "cleanup": _cleanup, "delete": _delete, "export": _export}
+        return action[args.action](store, args)
+    finally:
+        store.close()

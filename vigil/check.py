@@ -1,0 +1,71 @@
+"""`vigil check`: settings, store, Telegram getMe, model reachability — one line each.
+
+Exit status 0 only when every check passes, so an operator (or a deploy
+script) can run it before starting the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from vigil.logs import redact
+from vigil.settings import Settings, ensure_data_dir
+from vigil.store.store import open_store
+
+
+def _settings(settings: Settings) -> str:
+    allowed = "anyone" if settings.allow_all_users else f"{len(settings.allowed_users)} allowed user(s)"
+    return (f"model {settings.model}, {allowed}, {len(settings.admin_users)} admin(s), "
+            f"work root {settings.workdir_root}, bash {'on' if settings.enable_bash else 'off'}")
+
+
+def _store(settings: Settings) -> str:
+    ensure_data_dir(settings)
+    store = open_store(settings.data_dir, settings.store_map_mb)
+    try:
+        sessions = store.session_count()
+        return f"{settings.data_dir / 'data.mdb'}: {sessions} session(s), map {store.map_size // (1024 * 1024)} MiB"
+    finally:
+        store.close()
+
+
+def _telegram(settings: Settings) -> str:
+    if not settings.telegram_bot_token:
+        raise RuntimeError("TELEGRAM_BOT_TOKEN is not set")
+    from telegram import Bot
+
+    async def get_me() -> str:
+        bot = Bot(settings.telegram_bot_token or "", base_url=settings.telegram_base_url)
+        async with bot:
+            me = await bot.get_me()
+        return f"@{me.username} (id {me.id})"
+
+    return asyncio.run(get_me())
+
+
+def _model(settings: Settings) -> str:
+    if not (settings.anthropic_api_key or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
+        raise RuntimeError("ANTHROPIC_API_KEY is not set")
+    import anthropic
+
+    client = anthropic.Anthropic(api_key=settings.anthropic_api_key, max_retries=1, timeout=15.0)
+    info = client.models.retrieve(settings.model)
+    return f"{info.id} reachable at {client.base_url}"
+
+
+def run_checks(settings: Settings) -> int:
+    checks: list[tuple[str, Callable[[Settings], str]]] = [
+        ("settings", _settings), ("store", _store), ("telegram", _telegram), ("model", _model)]
+    failed = 0
+    for name, check in checks:
+        try:
+            detail = check(settings)
+        except Exception as exc:
+            failed += 1
+            message = str(exc) or type(exc).__name__
+            print(f"FAIL {name}: {redact(message)}", flush=True)
+        else:
+            print(f"ok   {name}: {redact(detail)}", flush=True)
+    return 1 if failed else 0

@@ -1,0 +1,104 @@
+"""systemd integration: the unit file, and sd_notify (READY, WATCHDOG, STOPPING).
+
+The notify protocol is one datagram on the socket named by NOTIFY_SOCKET; the
+maintained bindings (systemd-python) need libsystemd headers to build, so a
+dozen lines here beat a compiler dependency on every install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+
+from vigil.logs import get_logger
+
+
+class Notifier:
+    """Sends sd_notify messages; a no-op when not run by systemd (no NOTIFY_SOCKET)."""
+
+    def __init__(self, address: str | None) -> None:
+        self._address = address
+        self._log = get_logger("vigil.systemd")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._address)
+
+    def notify(self, state: str) -> bool:
+        if not self._address:
+            return False
+        address = self._address
+        if address.startswith("@"):  # abstract namespace socket
+            address = "\0" + address[1:]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.connect(address)
+                sock.sendall(state.encode())
+            return True
+        except OSError as exc:
+            self._log.warning("systemd.notify_failed", state=state.split("\n")[0], error=str(exc))
+            return False
+
+    def ready(self, status: str = "") -> bool:
+        return self.notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
+
+    def watchdog(self) -> bool:
+        return self.notify("WATCHDOG=1")
+
+    def stopping(self) -> bool:
+        return self.notify("STOPPING=1")
+
+
+def _vigil_executable() -> str:
+    found = shutil.which("vigil")
+    if found:
+        return os.path.realpath(found)
+    return f"{sys.executable} -m vigil"
+
+
+def unit_file(user: str = "vigil", env_file: str = "/etc/vigil/vigil.env",
+              workdir_root: str = "/srv/vigil") -> str:
+    """A ready unit for `vigil run` (`systemd-analyze verify` accepts it)."""
+    return f"""[Unit]
+Description=vigil: Claude in Telegram, one session per chat
+Documentation=https://github.com/vigil/vigil
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={_vigil_executable()} run
+Restart=on-failure
+RestartSec=5s
+WatchdogSec=60s
+TimeoutStopSec=20s
+KillMode=mixed
+User={user}
+Group={user}
+# Secrets (TELEGRAM_BOT_TOKEN, ANTHROPIC_API_KEY) and other settings, one NAME=value per line.
+EnvironmentFile={env_file}
+StateDirectory=vigil
+StateDirectoryMode=0700
+Environment=VIGIL_WORKDIR_ROOT={workdir_root}
+Environment=VIGIL_LOG_FORMAT=json
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=read-only
+ReadWritePaths={workdir_root}
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RestrictRealtime=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+UMask=0077
+
+[Install]
+WantedBy=multi-user.target
+"""
