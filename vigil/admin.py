@@ -13,9 +13,7 @@ import json
 import sys
 import time
 
-import msgspec
-
-from vigil.control import export_session
+from vigil.control import complete, export_session
 from vigil.durations import DurationError, parse_duration
 from vigil.settings import Settings
 from vigil.store.schema import SessionHeader
@@ -40,7 +38,7 @@ def _list(store: LmdbStore, args: argparse.Namespace) -> int:
     headers = sorted(store.headers(args.user), key=_activity, reverse=True)
     if args.json:
         for header in headers:
-            print(json.dumps(msgspec.to_builtins(header), ensure_ascii=False))
+            print(json.dumps(complete(header), ensure_ascii=False))
         return 0
     if not headers:
         print("no stored sessions")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -246,11 +247,24 @@ def export_session(store: Store, key: str) -> bytes | None:
     generations = []
     for generation in store.generations(key):
         turns = store.turns(key, generation)
-        generations.append({"generation": generation, "turns": msgspec.to_builtins(turns)})
+        generations.append({"generation": generation, "turns": [complete(t) for t in turns]})
     document = {
         "exported_at": clock(time.time()),
-        "session": msgspec.to_builtins(header),
+        "session": complete(header),
         "generations": generations,
-        "notes": msgspec.to_builtins(store.notes(key)),
+        "notes": [complete(n) for n in store.notes(key)],
     }
     return json.dumps(document, ensure_ascii=False, indent=2).encode()
+
+
+def complete(value: Any) -> Any:
+    """Plain data with every field, defaults included (the stored encoding omits them)."""
+    if isinstance(value, msgspec.Struct):
+        return {f: complete(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, list | tuple):
+        return [complete(v) for v in value]
+    if isinstance(value, dict):
+        return {k: complete(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value

@@ -1,0 +1,151 @@
+"""End to end on the console: `vigil chat` as a subprocess against the Messages API stand-in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.procs import VigilProcess, run_vigil, vigil_env
+from tests.standins.messages_api import MessagesAPI
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def api() -> Iterator[MessagesAPI]:
+    with MessagesAPI() as server:
+        yield server
+
+
+def chat_env(tmp_path: Path, api: MessagesAPI, **extra: str) -> dict[str, str]:
+    return vigil_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=api.base_url, **extra)
+
+
+def texts(request_body: dict[str, object]) -> list[str]:
+    out = []
+    for message in request_body["messages"]:  # type: ignore[attr-defined]
+        for block in message["content"]:
+            if block.get("type") == "text":
+                out.append(block["text"])
+    return out
+
+
+def test_a_second_process_continues_the_conversation(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api)
+    first = run_vigil(["chat"], env, stdin="my favourite fruit is the quince\n")
+    assert first.returncode == 0, first.stderr
+    assert "echo: my favourite fruit is the quince" in first.stdout
+
+    second = run_vigil(["chat"], env, stdin="what is my favourite fruit?\n")
+    assert second.returncode == 0, second.stderr
+    assert "echo: what is my favourite fruit?" in second.stdout
+    history = texts(api.requests[-1].body)
+    assert history[:2] == ["my favourite fruit is the quince", "echo: my favourite fruit is the quince"]
+    assert history[-1] == "what is my favourite fruit?"
+    assert (Path(env["VIGIL_DATA_DIR"]) / "data.mdb").is_file()
+    assert not api.errors
+
+
+def test_sessions_are_separate_by_name(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api)
+    assert run_vigil(["chat", "--session", "alpha"], env, stdin="alpha secret\n").returncode == 0
+    assert run_vigil(["chat", "--session", "beta"], env, stdin="beta hello\n").returncode == 0
+    assert "alpha secret" not in api.requests[-1].all_text()
+    listing = run_vigil(["sessions", "list"], env)
+    assert "console:alpha" in listing.stdout and "console:beta" in listing.stdout
+
+
+def test_kill_9_right_after_a_reply_loses_nothing(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api)
+    with VigilProcess(["chat"], env) as vigil:
+        vigil.send("remember the number 4711")
+        vigil.out.wait_for(lambda t: "echo: remember the number 4711\n" in t, what="the reply")
+        vigil.kill9()
+
+    shown = run_vigil(["sessions", "show", "console:default"], env)
+    assert "remember the number 4711" in shown.stdout
+    assert "echo: remember the number 4711" in shown.stdout
+
+    again = run_vigil(["chat"], env, stdin="and now?\n")
+    assert again.returncode == 0, again.stderr
+    history = texts(api.requests[-1].body)
+    assert history[:2] == ["remember the number 4711", "echo: remember the number 4711"]
+
+
+def test_kill_9_mid_reply_keeps_what_was_shown_and_answers_again(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api)
+    with VigilProcess(["chat"], env) as vigil:
+        vigil.send("[[len=400]][[slow=4]] tell me a long story")
+        shown = vigil.out.wait_for(lambda t: len(t) > 40, what="part of the streamed reply")
+        vigil.kill9()
+    partial = shown.strip()
+    exported = run_vigil(["sessions", "export", "console:default"], env)
+    turn = json.loads(exported.stdout)["generations"][0]["turns"][0]
+    assert turn["status"] == "open"
+    assert partial[:30] in turn["reply"], "what the user saw was durable before it was shown"
+
+    # The next start answers the interrupted message again, without being asked.
+    again = run_vigil(["chat"], env, stdin="")
+    assert again.returncode == 0, again.stderr
+    assert len(again.stdout.strip()) >= 400
+    exported = json.loads(run_vigil(["sessions", "export", "console:default"], env).stdout)
+    turn = exported["generations"][0]["turns"][0]
+    assert turn["status"] == "done" and turn["attempts"] == 2
+    assert partial[:30] in turn["superseded_reply"]
+
+
+def fail_then_recover(env: dict[str, str], first: str, words: str) -> str:
+    """Send a line that makes the model fail, wait for the sentence, then a normal line."""
+    with VigilProcess(["chat"], env) as vigil:
+        vigil.send(first)
+        vigil.out.wait_for(lambda t: words in t.lower(), what=f"a sentence with {words!r}")
+        vigil.send("then this")
+        vigil.out.wait_for(lambda t: "echo: then this" in t, what="the next reply")
+        vigil.close_stdin()
+        assert vigil.wait() == 0
+        output = vigil.out.wait_closed() + vigil.err.wait_closed()
+    assert "Traceback" not in output
+    return output
+
+
+def test_a_model_failure_is_one_sentence_and_the_next_line_works(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api, VIGIL_MODEL_MAX_RETRIES="0")
+    output = fail_then_recover(env, "[[error=529]] please", "overloaded")
+    assert "⚠️ The model service is overloaded right now; please try again shortly." in output
+    assert not api.errors, "every request stayed valid after the failure"
+
+
+@pytest.mark.parametrize("directive, words", [
+    ("[[error=401]]", "api key"),
+    ("[[error=429]]", "rate-limiting"),
+    ("[[error=500]]", "had an error"),
+    ("[[drop=30]]", "broke off"),
+    ("[[stream_error=overloaded]]", "overloaded"),
+])
+def test_each_model_failure_reads_plainly(tmp_path: Path, api: MessagesAPI, directive: str, words: str) -> None:
+    env = chat_env(tmp_path, api, VIGIL_MODEL_MAX_RETRIES="0")
+    fail_then_recover(env, f"{directive} hi", words)
+    assert not api.errors
+
+
+def test_a_hanging_model_times_out_plainly(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api, VIGIL_MODEL_MAX_RETRIES="0", VIGIL_MODEL_TIMEOUT="1s")
+    fail_then_recover(env, "[[hang]] hello", "took too long")
+
+
+def test_console_commands(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api)
+    work = Path(env["VIGIL_WORKDIR_ROOT"])
+    (work / "p1").mkdir()
+    result = run_vigil(["chat"], env, stdin="/pwd\n/cd p1\n/cd ../..\n/pwd\nhello\n/status\n/help\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"📁 {work}\n" in out
+    assert f"📁 {work / 'p1'}" in out
+    assert "escapes the working root" in out
+    assert "Model: claude-sonnet-5-5" in out
+    assert "/heartbeat" in out
+    assert f"Working directory: {work / 'p1'}" in api.requests[-1].body["system"][0]["text"]
