@@ -63,6 +63,13 @@ class DeliveryFailed(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
+class TargetMoved(msgspec.Struct, frozen=True, kw_only=True):
+    """The chat got a new id (a group upgraded to a supergroup); the session keeps its key."""
+
+    key: str
+    chat_id: int
+
+
 class Recover(msgspec.Struct, frozen=True, kw_only=True):
     """Wake a session that has unanswered messages or a turn cut short by a restart."""
 
@@ -109,4 +116,4 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True):
     now: float
 
 
-SessionMessage = UserText | SessionCommand | HeartbeatDue | DeliveryFailed | Recover | Drain
+SessionMessage = UserText | SessionCommand | HeartbeatDue | DeliveryFailed | TargetMoved | Recover | Drain

@@ -36,6 +36,7 @@ from actors.protocol import (
     Recover,
     RunTurn,
     SessionCommand,
+    TargetMoved,
     UserText,
 )
 from actors.registry import Registry, SessionControl
@@ -181,6 +182,11 @@ class SessionActor(pykka.ThreadingActor):
             self.on_heartbeat(message)
         elif isinstance(message, DeliveryFailed):
             self.on_delivery_failed(message)
+        elif isinstance(message, TargetMoved):
+            if self.header is not None and self.header.target.chat_id != message.chat_id:
+                self.header = msgspec.structs.replace(
+                    self.header, target=msgspec.structs.replace(self.header.target, chat_id=message.chat_id))
+                self.commit(wait=True)
         elif isinstance(message, Recover):
             pass  # on_start already picked up what the store holds
         else:

@@ -28,6 +28,7 @@ from actors.protocol import (
     HeartbeatDue,
     Recover,
     SessionCommand,
+    TargetMoved,
     Tick,
     UserText,
 )
@@ -39,7 +40,7 @@ class StopSessions(msgspec.Struct, frozen=True):
     """Asked by the runtime at shutdown: stop every live session; answers their stop futures."""
 
 
-_ROUTED = (UserText, SessionCommand, HeartbeatDue, DeliveryFailed, Recover, Drain)
+_ROUTED = (UserText, SessionCommand, HeartbeatDue, DeliveryFailed, TargetMoved, Recover, Drain)
 
 
 class Supervisor(pykka.ThreadingActor):

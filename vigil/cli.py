@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from adapters.telegram.service import StartupError
     from vigil.lock import AlreadyRunning
     from vigil.store.lmdb_env import StoreError
     from vigil.store.schema import NewerSchemaError
@@ -173,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, UserError, AlreadyRunning) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (StoreError, NewerSchemaError) as exc:
+    except (StoreError, NewerSchemaError, StartupError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -111,5 +111,10 @@ class Runtime:
         control = self.registry.get(key)
         return control.stop("stopped") if control is not None else False
 
+    def healthy(self) -> bool:
+        """Sessions can be served: the Supervisor and the store's writer are alive."""
+        return (self.supervisor is not None and self.supervisor.is_alive() and self.store.writer_alive
+                and not self.registry.shutting_down.is_set())
+
     def on_delivery_failure(self, key: str, permanent: bool, reason: str) -> None:
         self.submit(DeliveryFailed(key=key, permanent=permanent, reason=reason))

@@ -224,6 +224,10 @@ class LmdbStore:
         self._lmdb.close()
 
     @property
+    def writer_alive(self) -> bool:
+        return self.writer.alive
+
+    @property
     def map_size(self) -> int:
         return self._lmdb.map_size
 

@@ -110,6 +110,10 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._closed
+
     def submit(self, op: WriteOp) -> WriteFuture:
         """Queue a closure; the future resolves (to its result) once it is durably committed."""
         return self._put(op)

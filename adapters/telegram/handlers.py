@@ -1,0 +1,198 @@
+"""PTB handlers: turn Telegram updates into session messages, and never block the loop.
+
+In a private chat every message is for the bot; in a group only commands,
+mentions of the bot and replies to its messages are. The access gate runs
+before anything else, so an outsider's words reach neither the store nor the
+model. Messages are `tell`s to the Supervisor; commands answered out of band
+(/status, /sessions, /usage, ...) run in a worker thread, since they read (and
+/sessions cleanup writes) the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from telegram import Chat, Message, MessageEntity, Update, User
+from telegram.error import BadRequest
+from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+
+from actors.protocol import Sender, SessionCommand, TargetMoved, UserText
+from adapters.telegram.access import Gate
+from adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
+from adapters.telegram.outbox import TelegramOutbox, _markup
+from vigil.commands import parse_command
+from vigil.control import Caller, Control
+from vigil.logs import get_logger
+from vigil.ports import Reply
+from vigil.runtime import Runtime
+from vigil.store.schema import Target
+
+NOT_TEXT = "I can only read text messages for now; please write your message as text."
+
+
+class TelegramHandlers:
+    """The bot's update handlers, bound to one Runtime."""
+
+    def __init__(self, runtime: Runtime, control: Control, outbox: TelegramOutbox, gate: Gate) -> None:
+        self.runtime = runtime
+        self.control = control
+        self.outbox = outbox
+        self.gate = gate
+        self.bot_id = 0
+        self.bot_username = ""
+        self.log = get_logger("vigil.telegram")
+
+    def register(self, app: Application) -> None:  # type: ignore[type-arg]
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
+        app.add_handler(MessageHandler(
+            filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT, self.on_message))
+        app.add_handler(CallbackQueryHandler(self.on_callback))
+        app.add_error_handler(self.on_error)
+
+    # ------------------------------------------------------------------ where a message belongs
+
+    def key_and_target(self, message: Message) -> tuple[str, Target]:
+        thread = topic_of(message)
+        canonical = self.runtime.store.canonical(chat_key(message.chat.id))
+        return session_key(canonical, thread), target_for(message.chat.id, thread)
+
+    def caller(self, message: Message, user: User) -> Caller:
+        key, target = self.key_and_target(message)
+        return Caller(key=key, target=target, sender=_sender(user), admin=self.gate.is_admin(user.id),
+                      chat_title=chat_title(message.chat, user.full_name), chat_type=chat_type(message.chat))
+
+    def addressed(self, message: Message, text: str | None) -> bool:
+        if message.chat.type == Chat.PRIVATE:
+            return True
+        if text is not None and text.startswith("/"):
+            return True
+        reply = message.reply_to_message
+        if reply is not None and reply.from_user is not None and reply.from_user.id == self.bot_id:
+            return True
+        return self.mentioned(message)
+
+    def mentioned(self, message: Message) -> bool:
+        handle = f"@{self.bot_username}".lower()
+        for entity, value in (message.parse_entities() | message.parse_caption_entities()).items():
+            if entity.type == MessageEntity.MENTION and value.lower() == handle:
+                return True
+            if entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and entity.user.id == self.bot_id:
+                return True
+        return False
+
+    def without_mention(self, text: str) -> str:
+        handle = f"@{self.bot_username}"
+        stripped = " ".join(part for part in text.split(" ") if part.lower() != handle.lower()).strip()
+        return stripped or text
+
+    # ------------------------------------------------------------------ handlers
+
+    async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        user = update.effective_user
+        if message is None or user is None or user.is_bot:
+            return
+        text = message.text if message.text is not None else message.caption
+        command = parse_command(text) if text is not None and text.startswith("/") else None
+        if command is not None and command.addressed_to and command.addressed_to.lower() != self.bot_username.lower():
+            return  # "/cmd@otherbot": for another bot in the group
+        if not self.addressed(message, text):
+            return
+        verdict = self.gate.admit(user.id)
+        key, target = self.key_and_target(message)
+        if not verdict.allowed:
+            self.log.info("telegram.refused", user_id=user.id, chat_id=message.chat.id)
+            if verdict.reply:
+                self.outbox.send(key, target, Reply(text=verdict.reply))
+            return
+        if message.text is None or text is None:
+            self.outbox.send(key, target, Reply(text=NOT_TEXT))
+            return
+        if command is not None:
+            caller = self.caller(message, user)
+            reply = await asyncio.to_thread(self.control.handle, command, caller)
+            if reply is not None:
+                self.outbox.send(key, target, reply)
+            return
+        spend = self.gate.spend(user.id)
+        if not spend.allowed:
+            if spend.reply:
+                self.outbox.send(key, target, Reply(text=spend.reply))
+            return
+        self.runtime.submit(UserText(
+            key=key, target=target, sender=_sender(user), text=self.without_mention(text), at=time.time(),
+            message_id=message.message_id, chat_title=chat_title(message.chat, user.full_name),
+            chat_type=chat_type(message.chat)))
+
+    async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.migrate_to_chat_id is None:
+            return
+        old_key = self.runtime.store.canonical(chat_key(message.chat.id))
+        new_id = int(message.migrate_to_chat_id)
+        await asyncio.to_thread(lambda: self.runtime.store.set_alias(chat_key(new_id), old_key).result())
+        self.runtime.submit(TargetMoved(key=old_key, chat_id=new_id))
+        self.log.info("telegram.chat_migrated", session=old_key, new_chat_id=new_id)
+
+    async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or query.data is None:
+            return
+        user = query.from_user
+        if not self.gate.admit(user.id).allowed:
+            await query.answer(f"This bot is private. Your Telegram user id is {user.id}.", show_alert=True)
+            return
+        message = query.message
+        if not isinstance(message, Message):
+            await query.answer("That message is too old to act on.")
+            return
+        caller = self.caller(message, user)
+        data = query.data
+        if data == "cancel":
+            await query.answer("Cancelled.")
+            with contextlib.suppress(BadRequest):
+                await query.edit_message_reply_markup(None)
+            return
+        if data.startswith("forget:"):
+            if data.removeprefix("forget:") != caller.key:
+                await query.answer("That button belongs to another chat.", show_alert=True)
+                return
+            await query.answer("Forgetting this chat's session…")
+            with contextlib.suppress(BadRequest):
+                await query.edit_message_reply_markup(None)
+            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
+                                               name="forget", args="confirm", chat_title=caller.chat_title,
+                                               chat_type=caller.chat_type))
+            return
+        kind, _, value = data.removeprefix("sessions:").partition(":")
+        if not data.startswith("sessions:") or not value.isdigit():
+            await query.answer("I don't know that button any more.")
+            return
+        number = int(value)
+        if kind == "page":
+            reply = await asyncio.to_thread(self.control.sessions, caller, number)
+        elif kind == "cleanup":
+            reply = await asyncio.to_thread(self.control.cleanup_prompt, caller, f"{number}s")
+            await query.answer()
+            self.outbox.send(caller.key, caller.target, reply)
+            return
+        elif kind == "cleanup-yes":
+            reply = await asyncio.to_thread(self.control.cleanup, caller, float(number))
+        else:
+            await query.answer("I don't know that button any more.")
+            return
+        await query.answer()
+        try:
+            await query.edit_message_text(reply.text, reply_markup=_markup(reply))
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                self.outbox.send(caller.key, caller.target, reply)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self.log.error("telegram.handler_error", error=repr(context.error))
+
+
+def _sender(user: User) -> Sender:
+    return Sender(user_id=user.id, name=user.full_name, username=user.username or "")

@@ -1,0 +1,132 @@
+"""`vigil run`: the Telegram service, from start-up to a clean SIGTERM.
+
+The Application's lifecycle is driven by hand (rather than `run_polling`) so
+that every step happens in a known order:
+start: lock the data dir → getMe → sessions up → setMyCommands → polling → READY=1.
+stop (SIGTERM/SIGINT): STOPPING=1 → stop polling (no new updates) → let
+handlers finish → stop every session (running turns get a short grace, then
+are suspended to be answered after the restart) → deliver what is still
+queued for Telegram → close; exit 0, well within systemd's 10 seconds.
+While it runs, WATCHDOG=1 is sent for as long as the sessions and the store
+writer are alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+from vigil.logs import get_logger
+from vigil.settings import Settings
+
+SHUTDOWN_GRACE_S = 3.0
+DRAIN_S = 3.0
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+
+class StartupError(Exception):
+    """Telegram refused to start (bad token, unreachable); str() is for people."""
+
+
+def run_service(settings: Settings) -> int:
+    """Serve until SIGTERM; the exit code."""
+    # PTB: report retry_after as timedelta (and skip its deprecation warning on every 429).
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    from vigil.lock import ProcessLock
+
+    lock = ProcessLock(settings.data_dir / "vigil-run.lock", "vigil run").acquire()
+    try:
+        return asyncio.run(_serve(settings))
+    finally:
+        lock.release()
+
+
+async def _serve(settings: Settings) -> int:
+    from telegram import BotCommand
+    from telegram.error import InvalidToken, NetworkError
+    from telegram.ext import AIORateLimiter, ApplicationBuilder
+
+    from actors.chat_session import ChatSession
+    from actors.protocol import TargetMoved
+    from adapters.telegram.access import Gate
+    from adapters.telegram.handlers import TelegramHandlers
+    from adapters.telegram.outbox import TelegramOutbox
+    from vigil.commands import COMMANDS
+    from vigil.control import Control
+    from vigil.model.anthropic_model import AnthropicModel
+    from vigil.runtime import Runtime
+    from vigil.systemd import Notifier
+
+    log = get_logger("vigil.service")
+    notifier = Notifier(settings.notify_socket)
+    holder: dict[str, Runtime] = {}
+    outbox = TelegramOutbox(
+        on_failure=lambda key, permanent, reason: holder["runtime"].on_delivery_failure(key, permanent, reason),
+        on_moved=lambda key, chat_id: holder["runtime"].submit(TargetMoved(key=key, chat_id=chat_id)))
+    model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
+    model.warm_up()
+    runtime = holder["runtime"] = Runtime(settings, {"tg": outbox}, model, actor_class=ChatSession)
+    control = Control(runtime)
+    gate = Gate(settings, runtime.store.user_cost_micros)
+    app = (ApplicationBuilder()
+           .token(settings.telegram_bot_token or "")
+           .base_url(settings.telegram_base_url)
+           .rate_limiter(AIORateLimiter(max_retries=8))
+           .concurrent_updates(False)
+           .build())
+    handlers = TelegramHandlers(runtime, control, outbox, gate)
+    handlers.register(app)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    try:
+        await app.initialize()
+    except InvalidToken as exc:
+        runtime.store.close()
+        raise StartupError(f"Telegram refused TELEGRAM_BOT_TOKEN ({exc}); check the token from @BotFather") from None
+    except NetworkError as exc:
+        runtime.store.close()
+        raise StartupError(f"cannot reach Telegram at {settings.telegram_base_url} ({exc})") from None
+    handlers.bot_id = app.bot.id
+    handlers.bot_username = app.bot.username
+    outbox.attach(loop, app.bot)
+    runtime.start()
+    watchdog: asyncio.Task[Any] | None = None
+    try:
+        await app.bot.set_my_commands([BotCommand(c.name, c.summary[:256]) for c in COMMANDS])
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        notifier.ready(f"polling as @{app.bot.username}")
+        log.info("service.ready", bot=app.bot.username, sessions=runtime.store.session_count())
+        if settings.watchdog_usec:
+            watchdog = asyncio.create_task(_watchdog(notifier, runtime, settings.watchdog_usec / 2e6))
+        await stop.wait()
+    finally:
+        notifier.stopping()
+        log.info("service.stopping")
+        if watchdog is not None:
+            watchdog.cancel()
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await asyncio.to_thread(runtime.shutdown, SHUTDOWN_GRACE_S)
+        left = await outbox.drain(DRAIN_S)
+        if left:
+            log.warning("service.undelivered_at_exit", deliveries=left)
+        await app.shutdown()
+        log.info("service.stopped")
+    return 0
+
+
+async def _watchdog(notifier: Any, runtime: Any, period: float) -> None:
+    while True:
+        if runtime.healthy():
+            notifier.watchdog()
+        await asyncio.sleep(period)
