@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.session_commands import SessionCommandsMixin
+from actors.heartbeat import HeartbeatMixin
 
 
-class ChatSession(SessionCommandsMixin):
-    """One chat's actor: turns (SessionActor) plus /new, /cd, /model, /notes, /forget."""
+class ChatSession(HeartbeatMixin):
+    """One chat's actor: turns (SessionActor), /new /cd /model /notes /forget, and heartbeats."""

@@ -56,6 +56,14 @@ from vigil.tools.toolbox import Toolbox
 
 MAX_PARTICIPANTS = 200
 RESTART_ATTEMPTS = 2
+SAVE_NOTE_TOOL: dict[str, Any] = {
+    "name": "save_note",
+    "description": ("Save a short note to this chat's scratchpad: your memory across turns and check-ins. "
+                    "Notes are shown to you, newest first, in every later turn of this chat."),
+    "input_schema": {"type": "object", "properties": {"text": {"type": "string",
+                                                               "description": "The note, one or two lines."}},
+                     "required": ["text"]},
+}
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class SessionActor(pykka.ThreadingActor):
         self.dirty = False  # the header changed in memory since the last commit
         self.new_members: set[int] = set()
         self.window: HistoryWindow | None = None
+        self.turn_ended_at = 0.0  # wall clock: a heartbeat that fell due before this was due during a turn
         self._notes: list[Note] | None = None
         self._toolset: tuple[str, ToolSet] | None = None
         self.run_scheduled = False
@@ -359,6 +368,7 @@ class SessionActor(pykka.ThreadingActor):
         finally:
             display.close()
             self.control.end()
+            self.turn_ended_at = self.deps.clock()
         if cancel.reason == "shutdown":
             self._suspend_for_shutdown(live["turn"], outcome, stream)
             return
@@ -446,8 +456,25 @@ class SessionActor(pykka.ThreadingActor):
         self.window = None
         self._notes = None
 
+    MAX_NOTES = 50
+    MAX_NOTE_CHARS = 1000
+
+    def save_note(self, tool_input: dict[str, Any]) -> ToolOutcome:
+        text = str(tool_input.get("text", "")).strip()
+        if not text:
+            return ToolOutcome(content="not saved: the note was empty", is_error=True)
+        if len(text) > self.MAX_NOTE_CHARS:
+            return ToolOutcome(content=f"not saved: notes are at most {self.MAX_NOTE_CHARS} characters; shorten it",
+                               is_error=True)
+        try:
+            self.deps.store.add_note(self.key, Note(text=text, at=self.deps.clock()), self.MAX_NOTES).result()
+        except Exception as exc:
+            return ToolOutcome(content=f"not saved: the store refused ({exc})", is_error=True)
+        self._notes = None
+        return ToolOutcome(content="saved")
+
     def toolset(self) -> ToolSet:
-        """The tools of a user turn: the jailed editor (and bash when enabled), in this session's cwd."""
+        """The tools of a user turn: the jailed editor (and bash when enabled) in this session's cwd, save_note."""
         cwd_text = self.header.cwd if self.header else str(self.deps.settings.workdir_root)
         if self._toolset is not None and self._toolset[0] == cwd_text:
             return self._toolset[1]
@@ -455,12 +482,16 @@ class SessionActor(pykka.ThreadingActor):
         cwd = Path(cwd_text)
 
         def run(name: str, tool_input: dict[str, Any], cancel: CancelToken) -> ToolOutcome:
+            if name == "save_note":
+                return self.save_note(tool_input)
             return toolbox.run(name, tool_input, cwd, cancel.event)
 
         def describe(name: str, tool_input: dict[str, Any]) -> str:
+            if name == "save_note":
+                return "save_note"
             return toolbox.describe(name, tool_input, cwd)
 
-        toolset = ToolSet(specs=tuple(toolbox.specs()), run=run, describe=describe)
+        toolset = ToolSet(specs=(*toolbox.specs(), SAVE_NOTE_TOOL), run=run, describe=describe)
         self._toolset = (cwd_text, toolset)
         return toolset
 

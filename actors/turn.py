@@ -82,6 +82,19 @@ class TurnDisplay(Protocol):
     def keepalive(self) -> None: ...
 
 
+class SilentDisplay:
+    """Shows nothing: a heartbeat's own text is never shown (only what it sends is)."""
+
+    def text(self, full: str) -> None:
+        return None
+
+    def progress(self, line: str) -> None:
+        return None
+
+    def keepalive(self) -> None:
+        return None
+
+
 @dataclass(frozen=True)
 class ToolSet:
     specs: tuple[dict[str, Any], ...]
@@ -191,13 +204,15 @@ class TurnRunner:
 
     def run(self, request: ModelRequest, cancel: CancelToken, display: TurnDisplay,
             tools: ToolSet | None = None,
-            on_round: Callable[[tuple[Message, ...], str], None] | None = None) -> TurnOutcome:
+            on_round: Callable[[tuple[Message, ...], str], None] | None = None,
+            max_rounds: int | None = None) -> TurnOutcome:
+        rounds = self._max_rounds if max_rounds is None else max_rounds
         base = list(request.messages)
         exchange: list[Message] = []
         calls: list[tuple[str, TokenUsage]] = []
         said = _Progress()
         status, note, error_kind = "done", "", ""
-        for round_no in range(self._max_rounds + 1):
+        for round_no in range(rounds + 1):
             messages = base + [{"role": m.role, "content": list(m.content)} for m in exchange]
             if exchange:
                 messages[-1] = with_cache_point(messages[-1])
@@ -233,11 +248,11 @@ class TurnRunner:
                 if response.stop_reason == "max_tokens":
                     note = "the reply hit the length limit"
                 break
-            if round_no == self._max_rounds:
-                limit = ToolOutcome(content=f"not run: the limit of {self._max_rounds} tool rounds per turn "
+            if round_no == rounds:
+                limit = ToolOutcome(content=f"not run: the limit of {rounds} tool rounds per turn "
                                             "was reached", is_error=True)
                 exchange.append(Message(role="user", content=tuple(_result(b["id"], limit) for b in tool_uses)))
-                note = f"stopped after {self._max_rounds} tool rounds"
+                note = f"stopped after {rounds} tool rounds"
                 break
             results = []
             for block in tool_uses:

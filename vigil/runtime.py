@@ -20,6 +20,7 @@ from actors.protocol import DeliveryFailed, Recover, Tick
 from actors.registry import Registry, SessionControl
 from actors.session import SessionActor, SessionDeps
 from actors.supervisor import StopSessions, Supervisor
+from actors.timer import HeartbeatTimer
 from actors.turn import QuerySlots, TurnRunner
 from vigil.logs import get_logger
 from vigil.ports import ModelPort, Outbox, Store
@@ -49,8 +50,10 @@ class Runtime:
         self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds)
         self.toolbox = Toolbox(settings.workdir_root, enable_bash=settings.enable_bash,
                                bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV)
+        self.timer = HeartbeatTimer(self.submit, clock=clock)
         self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
-                                toolbox=self.toolbox, registry=self.registry, clock=clock)
+                                toolbox=self.toolbox, registry=self.registry, clock=clock,
+                                schedule_heartbeat=self._schedule_heartbeat)
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None
         self._ticker_stop = threading.Event()
@@ -66,7 +69,15 @@ class Runtime:
         recovered = [k for k in self.store.recovery_keys() if channel_of(k) in self.outboxes]
         for key in recovered:
             self.supervisor.tell(Recover(key=key))
-        self.log.info("runtime.started", channels=sorted(self.outboxes), recovering=len(recovered))
+        beats = self.timer.load((k, due) for k, due in self.store.heartbeat_schedule()
+                                if channel_of(k) in self.outboxes)
+        self.timer.start()
+        self.log.info("runtime.started", channels=sorted(self.outboxes), recovering=len(recovered),
+                      heartbeats=beats)
+
+    def _schedule_heartbeat(self, key: str, due: float | None) -> None:
+        if channel_of(key) in self.outboxes:
+            self.timer.schedule(key, due)
 
     def _tick(self) -> None:
         period = max(0.2, min(1.0, self.settings.idle_evict_s / 4))
@@ -78,6 +89,7 @@ class Runtime:
         """Finish or suspend running turns, stop every session, flush the store."""
         self.registry.shutting_down.set()
         self._ticker_stop.set()
+        self.timer.stop()
         deadline = time.monotonic() + grace_s
         while self.registry.busy_count() and time.monotonic() < deadline:
             time.sleep(0.05)

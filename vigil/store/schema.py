@@ -87,6 +87,8 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, t
     last_decision: str = ""
     recent_hashes: tuple[tuple[str, float], ...] = ()  # (sha256 of a sent message, when): no repeats in 24h
     disabled_reason: str = ""
+    owner: int = 0  # who turned it on: beats are charged to them
+    last_message: str = ""
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="message"):
