@@ -162,6 +162,7 @@ class Supervisor(pykka.ThreadingActor):
         self.live.pop(key, None)
         self.activity.pop(key, None)
         self.evicted += 1
+        self.log.debug("supervisor.evicted", session=key, live=len(self.live))
         for message in self.held.pop(key, []):
             self._route(message)
 
