@@ -13,7 +13,7 @@ import pytest
 
 from tests.procs import VigilProcess, run_vigil, vigil_env
 from tests.standins.bot_api import BotAPI
-from tests.standins.messages_api import MessagesAPI, RecordedRequest, Responder, TextReply, ToolCall, ToolUseReply
+from tests.standins.messages_api import MessagesAPI, RecordedRequest, Responder, ToolCall, ToolUseReply
 
 pytestmark = pytest.mark.e2e
 
@@ -119,11 +119,7 @@ def test_beats_go_on_through_idle_eviction_and_resume_after_kill_9(
         command(tg, ANN, "/heartbeat off", "Heartbeat off")
         silenced = len(said(tg, ANN, "beat "))
         requests = len(beat_requests(api))
-        # Proving a negative needs time: three intervals with nothing new.
-        deadline = time.monotonic() + 6
-        while time.monotonic() < deadline:
-            assert tg.wait_for(lambda: True, timeout=1)
-            time.sleep(0.5)
+        time.sleep(6)  # proving an absence takes time: three intervals in which nothing may arrive
         assert len(said(tg, ANN, "beat ")) == silenced
         assert len(beat_requests(api)) <= requests + 1  # at most one already in flight when /heartbeat off came
         vigil.terminate()
@@ -197,7 +193,7 @@ def test_a_beat_costs_a_bounded_context_however_long_the_history(
             tg.wait_for_bot_text(ANN, f"echo: message {i}:", timeout=15)
         command(tg, ANN, "/heartbeat test", "Test beat")
         vigil.terminate()
-    chat = [r for r in api.requests if not is_beat(r.body) and "message 49:" in r.last_user_text()][0]
+    chat = next(r for r in api.requests if not is_beat(r.body) and "message 49:" in r.last_user_text())
     beat = beat_requests(api)[-1]
     chat_size, beat_size = len(json.dumps(chat.body)), len(json.dumps(beat.body))
     beat_turns = sum(1 for m in beat.body["messages"] if m["role"] == "user")
