@@ -267,6 +267,8 @@ class TelegramStream:
 
     def update(self, text: str) -> None:
         with self._lock:
+            if text != self._text:
+                self._progress = ""  # the model is writing again: the tool it ran is done
             self._text = text
             self._schedule()
 
