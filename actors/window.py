@@ -55,7 +55,8 @@ class HistoryWindow:
         if self._tokens <= budget:
             return False
         target = int(budget * SLIDE_TO)
-        while self._entries and self._tokens > target:
+        # Never drop the newest turn while it fits the budget on its own: the model should see it.
+        while self._entries and self._tokens > target and (len(self._entries) > 1 or self._tokens > budget):
             _, tokens, _ = self._entries.pop(0)
             self._tokens -= tokens
         self.start = self._entries[0][0] if self._entries else self.upto

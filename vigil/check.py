@@ -50,7 +50,8 @@ def _model(settings: Settings) -> str:
         raise RuntimeError("ANTHROPIC_API_KEY is not set")
     import anthropic
 
-    client = anthropic.Anthropic(api_key=settings.anthropic_api_key, max_retries=1, timeout=15.0)
+    client = anthropic.Anthropic(api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url,
+                                 max_retries=1, timeout=15.0)
     info = client.models.retrieve(settings.model)
     return f"{info.id} reachable at {client.base_url}"
 

@@ -32,8 +32,8 @@ def _settings(log_default: str | None = None) -> Settings:
 
 
 def _require_api_key(settings: Settings) -> None:
+    settings.export_for_sdk()
     if settings.anthropic_api_key:
-        os.environ.setdefault("ANTHROPIC_API_KEY", settings.anthropic_api_key)
         return
     if os.environ.get("ANTHROPIC_AUTH_TOKEN"):
         return

@@ -13,6 +13,7 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w))+\s*$")
 
 HINT = "use a number with a unit, like 90s, 15m, 2h or 1d"
+MAX_SECONDS = 10 * 366 * 86400.0
 
 
 class DurationError(ValueError):
@@ -31,6 +32,8 @@ def parse_duration(text: str) -> float:
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(cleaned))
     if seconds <= 0:
         raise DurationError(text, f"not a positive duration; {HINT}")
+    if not seconds < MAX_SECONDS:
+        raise DurationError(text, "longer than ten years; use a shorter duration")
     return seconds
 
 

@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     telegram_bot_token: str | None = None
     telegram_base_url: str = DEFAULT_TELEGRAM_BASE_URL
     anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
     model: str = DEFAULT_MODEL
     data_dir: Path
     allow_all_users: bool = False
@@ -67,6 +68,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def is_allowed(self, user_id: int) -> bool:
         return self.allow_all_users or user_id in self.allowed_users or user_id in self.admin_users
+
+    def export_for_sdk(self) -> None:
+        """The anthropic SDK reads its key and base URL from the environment: hand it the file's values."""
+        for name, value in (("ANTHROPIC_API_KEY", self.anthropic_api_key),
+                            ("ANTHROPIC_BASE_URL", self.anthropic_base_url)):
+            if value:
+                os.environ.setdefault(name, value)
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line."""
@@ -174,6 +182,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("TELEGRAM_BOT_TOKEN", "telegram_bot_token", _optional_text),
     _Var("VIGIL_TELEGRAM_BASE_URL", "telegram_base_url", _url),
     _Var("ANTHROPIC_API_KEY", "anthropic_api_key", _optional_text),
+    _Var("ANTHROPIC_BASE_URL", "anthropic_base_url", _optional_text),
     _Var("VIGIL_MODEL", "model", _text),
     _Var("VIGIL_ADMIN_USERS", "admin_users", _user_ids),
     _Var("VIGIL_IDLE_EVICT", "idle_evict_s", _duration),
@@ -199,12 +208,12 @@ _VARS: tuple[_Var, ...] = (
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")
-_KNOWN = {v.env for v in _VARS} | set(_SPECIAL) | {"ANTHROPIC_BASE_URL"}
+_KNOWN = {v.env for v in _VARS} | set(_SPECIAL)
 
 
 def _file_settings(path_text: str) -> dict[str, str]:
     """The TOML file's settings as environment-style NAME -> text."""
-    path = Path(path_text).expanduser()
+    path = Path(os.path.expanduser(path_text))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -232,12 +241,23 @@ def _toml_text(value: object) -> str:
     return str(value)
 
 
+def _home(env: Mapping[str, str]) -> Path:
+    """$HOME of the environment being read (not necessarily this process's)."""
+    return Path(env["HOME"]) if env.get("HOME") else Path.home()
+
+
+def _path(text: str, env: Mapping[str, str]) -> Path:
+    if text == "~" or text.startswith("~/"):
+        return _home(env) / text[2:]
+    return Path(os.path.expanduser(text))
+
+
 def _default_data_dir(env: Mapping[str, str]) -> Path:
     if state := env.get("STATE_DIRECTORY", "").split(":")[0]:
         return Path(state)
     if xdg := env.get("XDG_DATA_HOME", ""):
         return Path(xdg) / "vigil"
-    return Path.home() / ".local" / "share" / "vigil"
+    return _home(env) / ".local" / "share" / "vigil"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -260,9 +280,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values["allowed_users"] = _parse("VIGIL_ALLOWED_USERS", allowed, _user_ids)
 
     data_dir = merged.get("VIGIL_DATA_DIR", "").strip()
-    values["data_dir"] = Path(data_dir).expanduser() if data_dir else _default_data_dir(env)
+    values["data_dir"] = _path(data_dir, env) if data_dir else _default_data_dir(env)
     root = merged.get("VIGIL_WORKDIR_ROOT", "").strip()
-    values["workdir_root"] = _existing_dir("VIGIL_WORKDIR_ROOT", Path(root).expanduser() if root else Path.home())
+    values["workdir_root"] = _existing_dir("VIGIL_WORKDIR_ROOT", _path(root, env) if root else _home(env))
 
     settings = Settings(**values)
     if settings.heartbeat_default_interval_s < settings.heartbeat_min_interval_s:

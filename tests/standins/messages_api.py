@@ -1762,3 +1762,15 @@ def _loads_or_none(raw: bytes) -> Any:
         return json.loads(raw) if raw else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
+
+
+def validate_request(body: dict[str, Any]) -> str | None:
+    """Check a request body against the stand-in's rules without a server: the refusal message, or None.
+
+    The ``anthropic-version`` header the SDK always sends is supplied here, so only the body is judged.
+    """
+    try:
+        _Validator(body, {"anthropic-version": "2023-06-01"}).run()
+    except _Refusal as refusal:
+        return refusal.message
+    return None

@@ -132,9 +132,11 @@ class SessionWriteApplier:
         """A closure in this transaction deleted the session."""
         self._tentative[key] = None
 
-    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> list[BaseException | None]:
+    def begin(self, txn: lmdb.Transaction) -> None:
         if txn.id() - 1 != self._last_txnid:
             self._known.clear()  # someone else committed since our last transaction
+
+    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> list[BaseException | None]:
         dbs = self._dbs
         stored: dict[bytes, Any] = {}
         unknown = [w.key for w in records if self._lookup(w.key) is _UNKNOWN]
@@ -203,7 +205,11 @@ class LmdbStore:
         self._applier = SessionWriteApplier(self._db)
         self.writer = GroupCommitWriter(self._lmdb, self._applier)
         self.closed = False
-        self._check_meta()
+        try:
+            self._check_meta()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -74,6 +74,10 @@ class WriteFuture:
 class BatchApplier(Protocol):
     """Applies many records in one transaction with few LMDB calls."""
 
+    def begin(self, txn: lmdb.Transaction) -> None:
+        """A write transaction (batch) starts: whatever it runs, records or closures."""
+        ...
+
     def apply(self, txn: lmdb.Transaction, records: list[Any]) -> list[BaseException | None]:
         """Write the records; per record, None or the exception that refused it (nothing written for it)."""
         ...
@@ -170,6 +174,8 @@ class GroupCommitWriter:
             except lmdb.MapResizedError:
                 self._env.adopt_new_size()
                 continue
+            if self._applier is not None:
+                self._applier.begin(txn)
             try:
                 results, failed = self._apply(txn, batch)
                 if failed is not None:
@@ -227,8 +233,10 @@ class GroupCommitWriter:
             op, _ = item
             try:
                 results.append(op(txn))
-            except lmdb.Error:
+            except (lmdb.MapFullError, lmdb.MapResizedError):
                 raise
+            except lmdb.Error as exc:
+                return results, (index, StoreError(f"the store refused a write ({exc})"))
             except Exception as exc:
                 return results, (index, exc)
             index += 1
