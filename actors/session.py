@@ -171,6 +171,8 @@ class SessionActor(pykka.ThreadingActor):
             self.run_scheduled = False
             if not self.deps.registry.shutting_down.is_set():
                 self._answer_pending()
+                if self.resume_turn is not None or (self.header is not None and self.header.pending):
+                    self._schedule_run()  # a resumed turn went first; what else waits goes next
             return None
         if isinstance(message, Evict):
             return self._on_evict()

@@ -147,15 +147,18 @@ class Supervisor(pykka.ThreadingActor):
 
     def _sweep(self) -> None:
         cutoff = self.monotonic() - self.deps.settings.idle_evict_s
+        excess = len(self.live) - len(self.evicting) - self.deps.settings.max_live_sessions
         for key in list(self.live):
-            if self.activity.get(key, 0.0) > cutoff:
+            # Idle ones go; and while over the cap (a burst of busy sessions), the least recent idle ones too.
+            if self.activity.get(key, 0.0) > cutoff and excess <= 0:
                 break
             if key in self.evicting:
                 continue
             control = self.deps.registry.get(key)
-            if control is not None and control.busy:
+            if control is not None and (control.busy or control.status.queued):
                 continue
             self._evict(key)
+            excess -= 1
 
     def _on_evicted(self, key: str) -> None:
         self.evicting.discard(key)
@@ -196,6 +199,15 @@ class Supervisor(pykka.ThreadingActor):
     def _stop_sessions(self) -> list[pykka.Future[Any]]:
         self.stopping = True
         futures: list[pykka.Future[Any]] = []
+        # Messages held for a session being evicted must still reach a session that saves them on stop.
+        for key, held in self.held.items():
+            ref = self.live.get(key)
+            if ref is None or not ref.is_alive():
+                ref = self.live[key] = self.actor_class.start(key, self.deps, self.actor_ref,
+                                                              self.deps.registry.add(key))
+            for message in held:
+                ref.tell(message)
+        self.held.clear()
         for ref in self.live.values():
             try:
                 futures.append(ref.stop(block=False))

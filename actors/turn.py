@@ -227,6 +227,7 @@ class TurnRunner:
             try:
                 response = self._call(call, cancel, on_text, display)
             except ModelError as exc:
+                said.current = []  # the partial below holds what was streamed; don't count it twice
                 partial = exc.partial
                 if partial is not None:
                     calls.append((partial.model or request.model, partial.usage))
