@@ -1,0 +1,123 @@
+"""Crash safety: `vigil run` killed with SIGKILL again and again while several chats talk.
+
+After every restart, each reply a user saw (every bot message with model text, as Telegram
+shows it) must be in the store, and every session's history must still make a valid request.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.window import HistoryWindow
+from tests.procs import VigilProcess, vigil_env
+from tests.standins.bot_api import BotAPI
+from tests.standins.messages_api import MessagesAPI, validate_request
+from vigil.model.history import join
+from vigil.store.store import open_store
+
+pytestmark = pytest.mark.e2e
+
+CHATS = (101, 102, 103, 104)
+KILLS = 6
+
+
+def chatter(tg: BotAPI, chat: int, stop: threading.Event, sent: list[str]) -> None:
+    """One user: a message, wait for its answer (or a while, if vigil is down), the next message."""
+    rng = random.Random(chat)
+    number = 0
+    while not stop.is_set():
+        number += 1
+        body = f"c{chat}-m{number}"
+        style = rng.choice(["", "", "[[slow=1]][[len=300]] ", "[[len=5000]] "])
+        tg.send_text(chat, chat, f"{style}{body}")
+        sent.append(body)
+        deadline = time.monotonic() + 8
+        while not stop.is_set() and time.monotonic() < deadline:
+            if any(body in m.text for m in tg.bot_messages(chat)):
+                break
+            stop.wait(0.05)
+
+
+NOTICES = ("⏸", "⚠️", "⏳", "⏹", "📊", "🆕")
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def model_text(shown: str) -> str:
+    """The model's words in a bot message: without vigil's note line and the preview's leading ellipsis."""
+    for marker in NOTICES:
+        shown = shown.split(f"\n\n{marker}")[0]
+    return squash(shown.lstrip("…"))
+
+
+def check_store(data_dir: Path, tg: BotAPI) -> None:
+    """Everything a user saw is stored; every stored history makes a valid request."""
+    store = open_store(data_dir)
+    try:
+        for chat in CHATS:
+            key = f"tg:{chat}"
+            header = store.header(key)
+            shown = [model_text(m.text) for m in tg.bot_messages(chat) if not m.text.startswith(NOTICES)]
+            shown = [text for text in shown if text]
+            if header is None:
+                assert not shown, f"{key}: replies were shown but nothing is stored"
+                continue
+            turns = store.turns(key, header.generation)
+            stored = squash(" ".join(f"{t.reply} {t.superseded_reply}" for t in turns))
+            for text in shown:
+                assert text[:80] in stored, f"{key}: the user saw {text[:80]!r}, which is not stored"
+            window = HistoryWindow.load(store, key, header.generation, 0, header.next_seq, False)
+            messages = join([window.messages(), [{"role": "user", "content": [{"type": "text", "text": "next"}]}]])
+            problem = validate_request({"model": "claude-sonnet-5-5", "max_tokens": 100, "messages": messages})
+            assert problem is None, f"{key}: {problem}"
+    finally:
+        store.close()
+
+
+def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
+    rng = random.Random(4711)
+    with MessagesAPI() as api, BotAPI() as tg:
+        for chat in CHATS:
+            tg.add_private_chat(tg.add_user(chat, f"user{chat}"))
+        env = vigil_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=api.base_url,
+                        TELEGRAM_BOT_TOKEN=tg.token, VIGIL_TELEGRAM_BASE_URL=tg.base_url,
+                        VIGIL_ALLOWED_USERS=",".join(map(str, CHATS)), VIGIL_MESSAGES_PER_MINUTE="10000")
+        data_dir = Path(env["VIGIL_DATA_DIR"])
+        stop = threading.Event()
+        sent: dict[int, list[str]] = {chat: [] for chat in CHATS}
+        users = [threading.Thread(target=chatter, args=(tg, chat, stop, sent[chat]), daemon=True) for chat in CHATS]
+        vigil = VigilProcess(["run"], env)
+        tg.wait_for(lambda: tg.commands, timeout=30, message="vigil to start")
+        for user in users:
+            user.start()
+        try:
+            for _ in range(KILLS):
+                served = len([c for c in tg.calls if c.method in ("sendMessage", "editMessageText")])
+                tg.wait_for(lambda served=served: len([c for c in tg.calls if c.method in (
+                    "sendMessage", "editMessageText")]) >= served + rng.randint(2, 12), timeout=30,
+                    message="some traffic before the next kill")
+                time.sleep(rng.uniform(0, 0.4))  # a random moment, not a quiet one
+                vigil.kill9()
+                check_store(data_dir, tg)
+                vigil = VigilProcess(["run"], env)
+                tg.wait_for(lambda v=vigil: v.out is not None and any(
+                    '"service.ready"' in line for line in v.err.lines), timeout=30, message="vigil to restart")
+        finally:
+            stop.set()
+            for user in users:
+                user.join(timeout=15)
+        # Quiet now: every chat's last message gets its answer, and the histories are still valid.
+        for chat in CHATS:
+            tg.send_text(chat, chat, f"final c{chat}")
+            tg.wait_for_bot_text(chat, f"echo: final c{chat}", timeout=30)
+        assert vigil.terminate() == 0
+        check_store(data_dir, tg)
+        assert not api.errors, f"invalid requests after crashes: {api.errors[:3]}"
+        assert sum(len(v) for v in sent.values()) > 20
