@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import VigilProcess, run_vigil, vigil_env
-from tests.standins.messages_api import MessagesAPI
+from tests.standins.messages_api import MessagesAPI, filler_text
 
 pytestmark = pytest.mark.e2e
 
@@ -149,3 +149,21 @@ def test_console_commands(tmp_path: Path, api: MessagesAPI) -> None:
     assert "Model: claude-sonnet-5-5" in out
     assert "/heartbeat" in out
     assert f"Working directory: {work / 'p1'}" in api.requests[-1].body["system"][0]["text"]
+
+
+def test_a_full_map_grows_instead_of_failing(tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api, VIGIL_STORE_MAP_MB="1", VIGIL_LOG_LEVEL="info")
+    turns = 60
+    ending = filler_text(12000)[-40:]
+    with VigilProcess(["chat"], env) as vigil:
+        for i in range(turns):
+            vigil.send(f"[[len=12000]] long reply {i}")
+            vigil.out.wait_for(lambda t, n=i + 1: t.count(ending) >= n, timeout=30, what=f"reply {i + 1}")
+        vigil.close_stdin()
+        assert vigil.wait() == 0
+        output = vigil.out.wait_closed() + vigil.err.wait_closed()
+    assert "Traceback" not in output
+    assert '"store.map_grown"' in output
+    assert (Path(env["VIGIL_DATA_DIR"]) / "data.mdb").stat().st_size > 1024 * 1024
+    shown = run_vigil(["sessions", "show", "console:default", "--turns", str(turns)], env)
+    assert f"long reply {turns - 1}" in shown.stdout and "long reply 0" in shown.stdout
