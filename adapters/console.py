@@ -22,6 +22,7 @@ from vigil.control import Caller, Control
 from vigil.ports import Reply
 from vigil.runtime import Runtime
 from vigil.store.schema import Target
+from vigil.text import clean
 
 CONSOLE_TARGET = Target(channel="console")
 STREAM_INTERVAL_S = 0.25
@@ -103,7 +104,7 @@ def run_console(runtime: Runtime, name: str, stdin: TextIO, outbox: ConsoleOutbo
                     chat_type="console")
     control = Control(runtime)
     for raw in stdin:
-        text = raw.rstrip("\r\n")
+        text = clean(raw.rstrip("\r\n"))
         if not text.strip():
             continue
         command = parse_command(text)

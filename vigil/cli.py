@@ -55,6 +55,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     _require_api_key(settings)
     data_dir = ensure_data_dir(settings)
     lock = ProcessLock(data_dir / f"console-{name}.lock", f"vigil chat --session {name}").acquire()
+    # A terminal may send bytes that aren't UTF-8: show U+FFFD rather than stop reading.
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")
     outbox = ConsoleOutbox()
     model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
     model.warm_up()

@@ -21,13 +21,14 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from actors.protocol import Sender, SessionCommand, TargetMoved, UserText
 from adapters.telegram.access import Gate
 from adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
-from adapters.telegram.outbox import TelegramOutbox, _markup
+from adapters.telegram.outbox import TelegramOutbox, markup_for
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
 from vigil.logs import get_logger
 from vigil.ports import Reply
 from vigil.runtime import Runtime
 from vigil.store.schema import Target
+from vigil.text import clean
 
 NOT_TEXT = "I can only read text messages for now; please write your message as text."
 
@@ -94,7 +95,8 @@ class TelegramHandlers:
         user = update.effective_user
         if message is None or user is None or user.is_bot:
             return
-        text = message.text if message.text is not None else message.caption
+        raw = message.text if message.text is not None else message.caption
+        text = clean(raw) if raw is not None else None
         command = parse_command(text) if text is not None and text.startswith("/") else None
         if command is not None and command.addressed_to and command.addressed_to.lower() != self.bot_username.lower():
             return  # "/cmd@otherbot": for another bot in the group
@@ -185,7 +187,7 @@ class TelegramHandlers:
             return
         await query.answer()
         try:
-            await query.edit_message_text(reply.text, reply_markup=_markup(reply))
+            await query.edit_message_text(reply.text, reply_markup=markup_for(reply))
         except BadRequest as exc:
             if "not modified" not in str(exc).lower():
                 self.outbox.send(caller.key, caller.target, reply)

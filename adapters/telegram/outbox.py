@@ -47,7 +47,7 @@ class Undeliverable(Exception):
     """Telegram refused for good (blocked, chat gone); the session was told."""
 
 
-def _markup(reply: Reply) -> InlineKeyboardMarkup | None:
+def markup_for(reply: Reply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row]
@@ -156,7 +156,7 @@ class TelegramOutbox:
                         chat, document=InputFile(document.content, filename=document.filename),
                         caption=document.caption or None, message_thread_id=target.thread_id))
                     return
-                markup = _markup(reply)
+                markup = markup_for(reply)
                 if reply.markdown:
                     chunks = split_for_telegram(reply.text)
                 else:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.ports import ModelError, ModelRequest, ModelResponse, TokenUsage
+from vigil.text import clean
 
 if TYPE_CHECKING:
     import anthropic
@@ -60,7 +61,7 @@ def _blocks(content: Any, complete: bool) -> tuple[dict[str, Any], ...]:
     for block in content:
         if block.type == "text":
             if block.text.strip():
-                out.append({"type": "text", "text": block.text})
+                out.append({"type": "text", "text": clean(block.text)})
         elif block.type == "tool_use" and complete:
             out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input or {})})
     return tuple(out)
@@ -123,7 +124,7 @@ class AnthropicModel:
                     if cancel.cancelled:
                         break
                     if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                        on_text(event.delta.text)
+                        on_text(clean(event.delta.text))
                 if cancel.cancelled:
                     return self._partial(stream, request.model, "cancelled")
                 final = stream.get_final_message()
