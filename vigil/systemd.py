@@ -52,10 +52,12 @@ class Notifier:
 
 
 def _vigil_executable() -> str:
+    """The `vigil` installed beside the interpreter running now (the one the operator just used)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "vigil")
+    if os.access(beside, os.X_OK):
+        return beside
     found = shutil.which("vigil")
-    if found:
-        return os.path.realpath(found)
-    return f"{sys.executable} -m vigil"
+    return os.path.abspath(found) if found else f"{sys.executable} -m vigil"
 
 
 def unit_file(user: str = "vigil", env_file: str = "/etc/vigil/vigil.env",
