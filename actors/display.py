@@ -21,7 +21,7 @@ class CheckpointedDisplay:
     """The TurnDisplay of a session turn."""
 
     def __init__(self, stream: ReplyStream, outbox: Outbox, target: Target, interval: float,
-                 checkpoint: Callable[[str], bool], key: str) -> None:
+                 checkpoint: Callable[[str], bool], key: str, slow: Callable[[], None] | None = None) -> None:
         self._stream = stream
         self._outbox = outbox
         self._target = target
@@ -35,6 +35,7 @@ class CheckpointedDisplay:
         self._last = time.monotonic()
         self._closed = False
         self._key = key
+        self._slow = slow
 
     def text(self, full: str) -> None:
         with self._lock:
@@ -53,6 +54,9 @@ class CheckpointedDisplay:
         with self._lock:
             if self._closed:
                 return
+            if self._slow is not None:
+                slow, self._slow = self._slow, None
+                slow()  # the first keepalive: this turn is taking a while, so it is written down as open
             self._outbox.typing(self._target)
             if self._latest != self._shown and time.monotonic() - self._last >= self._interval:
                 self._flush()

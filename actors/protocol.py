@@ -4,7 +4,9 @@ Adapters build `UserText` and `SessionCommand` and tell them to the Supervisor,
 which routes them to the session's actor. The rest are the actors' own
 conversation: eviction handshakes, failures, heartbeats, timer ticks.
 Events (`threading.Event`) ride along where a caller outside the actor system
-must learn that something finished; nothing here is ever persisted.
+must learn that something finished; nothing here is ever persisted. None of
+them can be part of a reference cycle, so they are `gc=False`: messages waiting
+in mailboxes add nothing to the cyclic collector's work.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import msgspec
 from vigil.store.schema import Target
 
 
-class Sender(msgspec.Struct, frozen=True, kw_only=True):
+class Sender(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     user_id: int
     name: str = ""
     username: str = ""
 
 
-class UserText(msgspec.Struct, frozen=True, kw_only=True):
+class UserText(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A message for the model from a user in a chat."""
 
     key: str
@@ -35,7 +37,7 @@ class UserText(msgspec.Struct, frozen=True, kw_only=True):
     chat_type: str = ""
 
 
-class SessionCommand(msgspec.Struct, frozen=True, kw_only=True):
+class SessionCommand(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A command that changes the session (/new, /cd, /model NAME, /heartbeat ..., /forget ...)."""
 
     key: str
@@ -47,7 +49,7 @@ class SessionCommand(msgspec.Struct, frozen=True, kw_only=True):
     chat_type: str = ""
 
 
-class HeartbeatDue(msgspec.Struct, frozen=True, kw_only=True):
+class HeartbeatDue(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """The timer (or /heartbeat test) wakes a session for a check-in."""
 
     key: str
@@ -55,7 +57,7 @@ class HeartbeatDue(msgspec.Struct, frozen=True, kw_only=True):
     test: bool = False
 
 
-class DeliveryFailed(msgspec.Struct, frozen=True, kw_only=True):
+class DeliveryFailed(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """The outbox could not deliver; `permanent` means the chat is gone or the bot blocked."""
 
     key: str
@@ -63,54 +65,54 @@ class DeliveryFailed(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
-class TargetMoved(msgspec.Struct, frozen=True, kw_only=True):
+class TargetMoved(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """The chat got a new id (a group upgraded to a supergroup); the session keeps its key."""
 
     key: str
     chat_id: int
 
 
-class Recover(msgspec.Struct, frozen=True, kw_only=True):
+class Recover(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Wake a session that has unanswered messages or a turn cut short by a restart."""
 
     key: str
 
 
-class Drain(msgspec.Struct, frozen=True, kw_only=True):
+class Drain(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Set `done` once the session has answered everything it holds (the console waits on it)."""
 
     key: str
     done: threading.Event
 
 
-class RunTurn(msgspec.Struct, frozen=True):
+class RunTurn(msgspec.Struct, frozen=True, gc=False):
     """A session's note to itself: answer what is pending (queued behind what already arrived)."""
 
 
-class Evict(msgspec.Struct, frozen=True, kw_only=True):
+class Evict(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     key: str
 
 
-class Evicted(msgspec.Struct, frozen=True, kw_only=True):
+class Evicted(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """The actor saved everything and is stopping; the Supervisor may spawn the key again."""
 
     key: str
 
 
-class EvictDeclined(msgspec.Struct, frozen=True, kw_only=True):
+class EvictDeclined(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """The actor has work pending, so it stays."""
 
     key: str
 
 
-class ActorFailed(msgspec.Struct, frozen=True, kw_only=True):
+class ActorFailed(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """An actor died of an unexpected exception; `undelivered` are the messages it had not handled."""
 
     key: str
     undelivered: tuple[object, ...] = ()
 
 
-class Tick(msgspec.Struct, frozen=True, kw_only=True):
+class Tick(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Periodic: the Supervisor evicts idle actors."""
 
     now: float

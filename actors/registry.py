@@ -16,7 +16,7 @@ from vigil.cancel import CancelToken
 from vigil.store.schema import SessionHeader
 
 
-class SessionStatus(msgspec.Struct, frozen=True, kw_only=True):
+class SessionStatus(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     state: str = "idle"  # idle | answering | heartbeat
     since: float = 0.0
     queued: int = 0

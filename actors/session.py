@@ -4,10 +4,14 @@ One turn at a time. A message that arrives during a turn waits in the mailbox;
 each user message is appended to the header's `pending` list and the actor
 tells itself `RunTurn`, which lands behind everything already queued, so when a
 turn ends every message that came meanwhile is answered together in one
-follow-up turn. The turn is written (open) before the model is called and
-again (final) before the reply is shown; pending messages are written at
-shutdown. A restart (or `kill -9`) answers an open turn again instead of
-losing it.
+follow-up turn.
+
+A turn is written (final) before its reply is shown, and before that (open) as
+soon as it shows anything, runs a tool, or has taken a quarter of a second; a
+restart (or `kill -9`) answers an open turn again instead of losing it. A fast
+turn is thus one durable commit, not two; the price is that a `kill -9` in the
+first quarter second of a turn loses the question (never a reply anyone saw).
+Pending messages are written at shutdown.
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ def is_group(header: SessionHeader) -> bool:
 class SessionActor(pykka.ThreadingActor):
     """The actor of one session key."""
 
+    # vigil always stops its actors itself (Runtime.shutdown); should an unexpected error skip that,
+    # the process must still exit rather than hang on threads nobody will stop.
+    use_daemon_thread = True
+
     @staticmethod
     def _create_actor_inbox() -> queue.SimpleQueue[Any]:
         # pykka's hook for actor implementations: the C SimpleQueue is much cheaper than queue.Queue.
@@ -104,8 +112,11 @@ class SessionActor(pykka.ThreadingActor):
         self.header: SessionHeader | None = None
         self.committed: SessionHeader | None = None  # the header as last written: index flags follow changes
         self.dirty = False  # the header changed in memory since the last commit
+        self.unsynced = False  # a commit nobody waited for may still be in flight
         self.new_members: set[int] = set()
         self.window: HistoryWindow | None = None
+        self.current: Turn | None = None  # the user turn running, until it is written down as open
+
         self.turn_ended_at = 0.0  # wall clock: a heartbeat that fell due before this was due during a turn
         self._notes: list[Note] | None = None
         self._toolset: tuple[str, ToolSet] | None = None
@@ -148,8 +159,8 @@ class SessionActor(pykka.ThreadingActor):
                 undelivered.append(message)
         self.log.error("session.failed", error=repr(exception_value), undelivered=len(undelivered))
         try:
-            if self.dirty and self.header is not None:
-                self.commit(wait=True)
+            if self.header is not None and (self.dirty or self.current is not None):
+                self.commit(self.current, wait=True)  # the turn cut short stays open: the respawn answers it
             self.deps.store.sync()
         except Exception as exc:
             self.log.error("session.failed_sync", error=repr(exc))
@@ -158,11 +169,22 @@ class SessionActor(pykka.ThreadingActor):
             self._send("⚠️ Something went wrong in this chat's session; it was restarted from its last saved state.")
         self.deps.registry.remove(self.key, self.control)
         self.supervisor.tell(ActorFailed(key=self.key, undelivered=tuple(undelivered)))
+        self._release()
 
     def on_stop(self) -> None:
         """Shutdown or eviction: what is only in memory (messages not yet answered) goes to disk."""
         if self.dirty and self.header is not None:
             self.commit(wait=True)
+        self._release()
+
+    def _release(self) -> None:
+        """Break the cycles through this actor (its cached tools hold it), so it is freed at once.
+
+        Left to the cyclic collector, a hundred thousand evicted sessions pile up between collections.
+        """
+        self._toolset = None
+        self.window = None
+        self._notes = None
 
     # ------------------------------------------------------------------ dispatch
 
@@ -228,7 +250,11 @@ class SessionActor(pykka.ThreadingActor):
         if self._has_work() or self.control.busy:
             self.supervisor.tell(EvictDeclined(key=self.key))
             return
-        self.deps.store.sync()  # whatever this actor wrote is on disk before a successor reads it
+        # Whatever this actor wrote is on disk before a successor reads it.
+        if self.dirty and self.header is not None:
+            self.commit(wait=True)
+        elif self.unsynced:
+            self.deps.store.sync()
         self.deps.registry.remove(self.key, self.control)
         self.supervisor.tell(Evicted(key=self.key))
         self.stop()
@@ -257,12 +283,14 @@ class SessionActor(pykka.ThreadingActor):
         members = tuple(self.new_members)
         self.new_members.clear()
         future = self.deps.store.commit(self.header, turn, usage, members, create=self.committed is None,
-                                        previous=self.committed)
+                                        previous=self.committed, urgent=wait)
         self.committed = self.header
         self.dirty = False
         self._publish()
         if not wait:
+            self.unsynced = True
             return True
+        self.unsynced = False  # the writer keeps order: a durable commit makes every earlier one durable
         try:
             future.result()
         except SessionGone:
@@ -338,7 +366,7 @@ class SessionActor(pykka.ThreadingActor):
                 turns_total=header.turns_total + 1, last_turn_at=now)
         else:
             return
-        self.commit(turn)  # ordered before the final commit, which is the one waited for
+        self.current = turn  # written as open only if it shows anything or takes a while (see the docstring)
         self.run_user_turn(turn)
 
     def run_user_turn(self, turn: Turn) -> None:
@@ -357,13 +385,21 @@ class SessionActor(pykka.ThreadingActor):
 
         def checkpoint(text: str) -> bool:
             live["turn"] = msgspec.structs.replace(live["turn"], reply=text)
+            self.current = None
             return self.commit(live["turn"], wait=True)
 
         def on_round(messages: tuple[Any, ...], text: str) -> None:
             live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text)
+            self.current = None
             self.commit(live["turn"], wait=True)
 
-        display = CheckpointedDisplay(stream, outbox, target, outbox.update_interval(target), checkpoint, self.key)
+        def slow() -> None:
+            if self.current is not None:
+                self.current = None
+                self.commit(turn)  # not waited for: only the final commit must be on disk before the reply
+
+        display = CheckpointedDisplay(stream, outbox, target, outbox.update_interval(target), checkpoint, self.key,
+                                      slow=slow)
         try:
             request = self.build_request(turn)
             outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round)
@@ -374,6 +410,7 @@ class SessionActor(pykka.ThreadingActor):
         if cancel.reason == "shutdown":
             self._suspend_for_shutdown(live["turn"], outcome, stream)
             return
+        self.current = None
         final = msgspec.structs.replace(
             turn, status=outcome.status, messages=outcome.messages, reply=outcome.reply, note=outcome.note,
             ended_at=self.deps.clock(), model=self.header.model, usage=self._usage_of(outcome.calls))
@@ -394,6 +431,7 @@ class SessionActor(pykka.ThreadingActor):
         """Shutdown cut the turn: keep it open on disk so the next start answers it again."""
         assert self.header is not None
         kept = msgspec.structs.replace(turn, reply=outcome.reply or turn.reply, usage=self._usage_of(outcome.calls))
+        self.current = None
         self.commit(kept, wait=True)
         stream.finish(outcome.reply, "⏸ vigil is restarting; I'll answer this again as soon as it's back")
 

@@ -46,6 +46,10 @@ _ROUTED = (UserText, SessionCommand, HeartbeatDue, DeliveryFailed, TargetMoved, 
 class Supervisor(pykka.ThreadingActor):
     """Maps session keys to live actors."""
 
+    # vigil always stops its actors itself (Runtime.shutdown); should an unexpected error skip that,
+    # the process must still exit rather than hang on threads nobody will stop.
+    use_daemon_thread = True
+
     @staticmethod
     def _create_actor_inbox() -> queue.SimpleQueue[Any]:
         # pykka's hook for actor implementations: the C SimpleQueue is much cheaper than queue.Queue.

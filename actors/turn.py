@@ -25,6 +25,7 @@ from vigil.store.schema import Message
 from vigil.tools.outcome import ToolOutcome
 
 KEEPALIVE_S = 4.0  # Telegram's typing indicator lasts about five seconds
+FIRST_WAIT_S = 0.25  # a model call still running after this is a turn worth writing down as open
 
 
 class QuerySlots:
@@ -73,7 +74,7 @@ class QuerySlots:
 
 
 class TurnDisplay(Protocol):
-    """Where a turn shows itself while it runs."""
+    """Where a turn shows itself while it runs; `keepalive` comes a moment into a slow call, then every few s."""
 
     def text(self, full: str) -> None: ...
 
@@ -201,6 +202,8 @@ class TurnRunner:
             finally:
                 self._slots.release()
                 call.open()
+                # An idle worker must not keep its last call (and through it a whole session) alive.
+                del call
 
     def run(self, request: ModelRequest, cancel: CancelToken, display: TurnDisplay,
             tools: ToolSet | None = None,
@@ -280,8 +283,10 @@ class TurnRunner:
         call = _Call(request, on_text, cancel)
         self._calls.put(call)
         with cancel.on_cancel(call.open):
-            while not call.latch.acquire(timeout=KEEPALIVE_S):
+            wait = FIRST_WAIT_S
+            while not call.latch.acquire(timeout=wait):
                 display.keepalive()
+                wait = KEEPALIVE_S
         with call.text_gate:
             if call.response is None and call.error is None:
                 # Cancelled while the call is still blocked: leave it behind with what it streamed.

@@ -6,15 +6,23 @@ estimate, so a turn costs the same at 10 turns as at 10,000. It is bounded by
 the token budget, and it moves in steps (down to ~60% of the budget when it
 overflows) so that the request prefix, and with it the prompt cache, stays
 stable for many turns.
+
+Each turn is kept as encoded JSON bytes, not as dicts: bytes are compact and
+invisible to Python's cyclic garbage collector, whose pauses (which stop every
+session at once) grow with the number of long-lived objects it must walk.
 """
 
 from __future__ import annotations
+
+import msgspec
 
 from vigil.model.history import ApiMessage, estimate_tokens, join, normalize, turn_messages
 from vigil.ports import Store
 from vigil.store.schema import Turn
 
 SLIDE_TO = 0.6
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder(list[dict[str, object]]).decode
 
 
 class HistoryWindow:
@@ -25,7 +33,7 @@ class HistoryWindow:
         self.start = start
         self.upto = start
         self.group = group
-        self._entries: list[tuple[int, int, list[ApiMessage]]] = []  # (seq, tokens, messages)
+        self._entries: list[tuple[int, int, bytes]] = []  # (seq, tokens, messages as JSON)
         self._tokens = 0
 
     @classmethod
@@ -42,7 +50,7 @@ class HistoryWindow:
     def add(self, turn: Turn) -> None:
         messages = normalize(turn_messages(turn, self.group))
         tokens = estimate_tokens(messages)
-        self._entries.append((turn.seq, tokens, messages))
+        self._entries.append((turn.seq, tokens, _ENCODE(messages)))
         self._tokens += tokens
         self.upto = turn.seq + 1
 
@@ -63,5 +71,5 @@ class HistoryWindow:
         return True
 
     def messages(self) -> list[ApiMessage]:
-        """The window as one valid message list (shared dicts: callers copy before changing)."""
-        return join(entry[2] for entry in self._entries)
+        """The window as one valid message list (fresh dicts: the caller may change them)."""
+        return join(_DECODE(entry[2]) for entry in self._entries)

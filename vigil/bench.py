@@ -370,7 +370,7 @@ def run_bench(as_json: bool = False, quick: bool = False) -> int:
     details: dict[str, Any] = {"chats": 1000 // scale, "machine_cores": os.cpu_count()}
     try:
         started = time.perf_counter()
-        results["turns_per_s"] = measure_throughput(root / "throughput", chats=1000 // scale, turns_each=8)
+        results["turns_per_s"] = measure_throughput(root / "throughput", chats=1000 // scale, turns_each=12)
         results["p99_overhead_ms"] = measure_latency(root / "latency", chats=1000 // scale,
                                                      rate=results["turns_per_s"] / 2, seconds=10 / scale)
         at10, at1000 = measure_persist_ratio(root / "persist", commits=400 // scale)

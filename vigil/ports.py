@@ -21,14 +21,14 @@ from vigil.store.writer import WriteFuture
 # ---------------------------------------------------------------------------- model
 
 
-class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
+class TokenUsage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
 
-class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
+class ModelRequest(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """One Messages API call, already valid: alternating roles, answered tool_use, no empty text."""
 
     model: str
@@ -38,7 +38,7 @@ class ModelRequest(msgspec.Struct, frozen=True, kw_only=True):
     tools: tuple[dict[str, Any], ...] = ()
 
 
-class ModelResponse(msgspec.Struct, frozen=True, kw_only=True):
+class ModelResponse(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """The assistant message. `stop_reason` is "cancelled" when /stop cut it short."""
 
     content: tuple[dict[str, Any], ...]
@@ -67,18 +67,18 @@ class ModelPort(Protocol):
 # ---------------------------------------------------------------------------- outbox
 
 
-class Button(msgspec.Struct, frozen=True):
+class Button(msgspec.Struct, frozen=True, gc=False):
     label: str
     data: str
 
 
-class Document(msgspec.Struct, frozen=True):
+class Document(msgspec.Struct, frozen=True, gc=False):
     filename: str
     content: bytes
     caption: str = ""
 
 
-class Reply(msgspec.Struct, frozen=True, kw_only=True):
+class Reply(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A message for the user: Markdown from the model, or plain text from vigil itself."""
 
     text: str
@@ -153,7 +153,7 @@ class Store(Protocol):
 
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
-               previous: SessionHeader | None = None) -> WriteFuture: ...
+               previous: SessionHeader | None = None, urgent: bool = True) -> WriteFuture: ...
 
     def delete_session(self, key: str) -> WriteFuture: ...
 

@@ -7,6 +7,11 @@ Rules that keep old data readable for as long as users run vigil:
 - a record whose `schema` is newer than this code knows is refused with a clear
   message (`NewerSchemaError`) instead of being half-understood.
 Golden-bytes tests pin the v1 encodings.
+
+Records are `gc=False`: they hold only strings, numbers, tuples and plain
+dicts, so they can never be part of a reference cycle, and keeping them out of
+the cyclic collector's sight keeps its pauses (which stop every session at
+once) short; a busy service replaces a header at every turn.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
+class Record(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type"):
     """Base of every persisted record. `schema` stays 1 by default forever; newer writers write theirs."""
 
     schema: int = 1
@@ -27,7 +32,7 @@ class NewerSchemaError(Exception):
     """A record was written by a newer vigil than this one."""
 
 
-class Target(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="target"):
+class Target(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="target"):
     """Where a session's replies go; owned by the session, never rewritten by a heartbeat."""
 
     channel: str
@@ -35,7 +40,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_
     thread_id: int | None = None
 
 
-class Input(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="input"):
+class Input(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="input"):
     """One user message as it arrived."""
 
     text: str
@@ -45,7 +50,7 @@ class Input(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_f
     message_id: int = 0
 
 
-class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="usage"):
+class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="usage"):
     """Tokens and money of one or more model calls. Money is integer micro-dollars: sums stay exact."""
 
     calls: int = 0
@@ -74,7 +79,8 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_f
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
-class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="heartbeat"):
+class Heartbeat(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
+                tag="heartbeat"):
     """A session's own check-in schedule; it lives in the header so it outlives the actor."""
 
     enabled: bool = False
@@ -91,14 +97,14 @@ class Heartbeat(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, t
     last_message: str = ""
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type", tag="message"):
+class Message(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="message"):
     """One Messages API message in request form (role + content blocks)."""
 
     role: str
     content: tuple[dict[str, Any], ...]
 
 
-class Turn(Record, frozen=True, kw_only=True, tag="turn"):
+class Turn(Record, frozen=True, gc=False, kw_only=True, tag="turn"):
     """One exchange, appended under (key, generation, seq); never rewritten once final.
 
     `messages` holds the model exchange of this turn after the user input:
@@ -127,14 +133,14 @@ class Turn(Record, frozen=True, kw_only=True, tag="turn"):
         return self.status != "open"
 
 
-class Note(Record, frozen=True, kw_only=True, tag="note"):
+class Note(Record, frozen=True, gc=False, kw_only=True, tag="note"):
     """One entry of the session's scratchpad, written by the model with save_note."""
 
     text: str
     at: float
 
 
-class GenerationInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type",
+class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
                      tag="generation"):
     """A past generation kept readable after /new until cleanup."""
 
@@ -144,7 +150,7 @@ class GenerationInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     ended_at: float
 
 
-class SessionHeader(Record, frozen=True, kw_only=True, tag="session"):
+class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     """The small per-session record: settings, schedule, counters. Turns live elsewhere."""
 
     CURRENT: ClassVar[int] = 1
@@ -177,13 +183,13 @@ class SessionHeader(Record, frozen=True, kw_only=True, tag="session"):
         return bool(self.pending) or self.open_turn is not None
 
 
-class UsageDay(Record, frozen=True, kw_only=True, tag="usage_day"):
+class UsageDay(Record, frozen=True, gc=False, kw_only=True, tag="usage_day"):
     """Usage of one user in one session on one day (UTC), split by call kind."""
 
     usage: Usage = Usage()
 
 
-class StoreMeta(Record, frozen=True, kw_only=True, tag="store"):
+class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):
     """The store's own format marker."""
 
     CURRENT: ClassVar[int] = 1

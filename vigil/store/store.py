@@ -126,6 +126,9 @@ class SessionWriteApplier:
         self._dbs = dbs
         self._known: dict[bytes, int | None] = {}
         self._tentative: dict[bytes, int | None] = {}
+        # Usage rows as last written: adding to them needs no read (and no GIL hand-off) per batch.
+        self._usage: dict[bytes, Usage] = {}
+        self._usage_tentative: dict[bytes, Usage] = {}
         self._last_txnid = -1
 
     def forget(self, key: bytes) -> None:
@@ -135,6 +138,7 @@ class SessionWriteApplier:
     def begin(self, txn: lmdb.Transaction) -> None:
         if txn.id() - 1 != self._last_txnid:
             self._known.clear()  # someone else committed since our last transaction
+            self._usage.clear()
 
     def apply(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> list[BaseException | None]:
         dbs = self._dbs
@@ -170,9 +174,15 @@ class SessionWriteApplier:
                 usage[row] = usage[row] + entry.usage if row in usage else entry.usage
             results.append(None)
         if usage:
-            for raw_key, value in txn.cursor(db=dbs[b"usage"]).getmulti(list(usage)):
-                row = bytes(raw_key)
-                usage[row] = decode_usage_day(bytes(value)).usage + usage[row]
+            missing = [row for row in usage if row not in self._usage and row not in self._usage_tentative]
+            on_disk: dict[bytes, Usage] = {}
+            if missing:
+                for raw_key, value in txn.cursor(db=dbs[b"usage"]).getmulti(missing):
+                    on_disk[bytes(raw_key)] = decode_usage_day(bytes(value)).usage
+            for row in list(usage):
+                before = self._usage_tentative.get(row) or self._usage.get(row) or on_disk.get(row) or Usage()
+                usage[row] = before + usage[row]
+                self._usage_tentative[row] = usage[row]
             puts[b"usage"] = [(row, encode(UsageDay(usage=total))) for row, total in usage.items()]
         for name, items in puts.items():
             if items:
@@ -187,12 +197,17 @@ class SessionWriteApplier:
     def committed(self, txn_id: int) -> None:
         if len(self._known) > INCARNATION_CACHE_LIMIT:
             self._known.clear()
+        if len(self._usage) > INCARNATION_CACHE_LIMIT:
+            self._usage.clear()
         self._known.update(self._tentative)
         self._tentative.clear()
+        self._usage.update(self._usage_tentative)
+        self._usage_tentative.clear()
         self._last_txnid = txn_id
 
     def aborted(self) -> None:
         self._tentative.clear()
+        self._usage_tentative.clear()
 
 
 class LmdbStore:
@@ -388,12 +403,13 @@ class LmdbStore:
 
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
-               previous: SessionHeader | None = None) -> WriteFuture:
+               previous: SessionHeader | None = None, urgent: bool = True) -> WriteFuture:
         """Persist a session's header (and one turn, usage, membership) in one transaction.
 
         `create` says the header is new; otherwise the stored header must still be
         this incarnation, or the session was deleted elsewhere and SessionGone is raised.
         `previous` is the header as last committed: index flags are written only if they changed.
+        `urgent` means the caller waits for it now: this thread then commits the queue itself.
         """
         recover = None
         if previous is None or previous.needs_recovery != header.needs_recovery:
@@ -408,7 +424,7 @@ class LmdbStore:
             turn_key=keys.turn(header.key, header.generation, turn.seq) if turn is not None else None,
             turn=encode(turn) if turn is not None else None, recover=recover, heartbeat=heartbeat,
             members=tuple(keys.member(user, header.key) for user in new_members), usage=tuple(usage))
-        return self.writer.submit_record(record)
+        return self.writer.submit_record(record, urgent)
 
     def delete_session(self, key: str) -> WriteFuture:
         """Delete a session's header, every generation's turns, notes and indexes (not its usage)."""

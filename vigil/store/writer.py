@@ -1,25 +1,27 @@
-"""The single writer: every write goes through one thread that commits in groups.
+"""The single writer role: one owner of LMDB's write transactions at a time, committing in groups.
 
-Sessions submit writes and (when the write must be durable before a reply is
-shown) wait on the returned future. The writer takes everything queued at that
-moment and commits it in one transaction with one fsync: under load, hundreds
-of turns share a commit; alone, a turn pays one.
+Writes enter one FIFO queue. Whoever holds the writer role takes everything
+queued and commits it in one transaction with one fsync: under load, hundreds
+of turns share a commit; alone, a turn pays one. When a thread needs its write
+on disk now and nobody holds the role, it commits the queue itself (sparing two
+thread hand-offs); if a commit is under way, it just waits on its own write,
+and whoever finishes a commit hands what is left to the background thread,
+which also commits the writes nobody waits on. Waiters never wake each other.
 
 Two kinds of write: records (the per-turn session commits) are handed to a
 `BatchApplier` in bulk, because py-lmdb releases the GIL around every call and
-a writer making one call per put would wait for the GIL behind every session
+a writer making one call per put waits for the GIL behind every session
 thread; generic operations (deletes, notes, aliases) are closures run in order.
 A closure that raises is rolled back and the batch run again without it, so one
-failing write never spoils its neighbours. This thread is also the only place
-that grows the map: on MapFullError the batch is aborted, the map doubled, and
-the batch run again.
+failing write never spoils its neighbours. Only the role's holder grows the
+map: on MapFullError the batch is aborted, the map doubled, the batch rerun.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,23 +31,23 @@ from vigil.logs import get_logger
 from vigil.store.lmdb_env import LmdbEnv, StoreError
 
 WriteOp = Callable[[lmdb.Transaction], Any]
-_STOP = object()
 
 
 class WriteFuture:
-    """The outcome of a write, available once it is durable.
+    """The outcome of a write, available once it is durable; waiting for it commits it if need be.
 
     A lock used as a latch: far cheaper than concurrent.futures.Future (which builds
-    a Condition per instance), and there are two of these per turn.
+    a Condition per instance), and there are one or two of these per turn.
     """
 
-    __slots__ = ("_error", "_latch", "_value")
+    __slots__ = ("_error", "_latch", "_value", "_writer")
 
-    def __init__(self) -> None:
+    def __init__(self, writer: GroupCommitWriter | None = None) -> None:
         self._latch = threading.Lock()
         self._latch.acquire()
         self._value: Any = None
         self._error: BaseException | None = None
+        self._writer = writer
 
     def set_result(self, value: Any) -> None:
         self._value = value
@@ -63,6 +65,8 @@ class WriteFuture:
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait until durable; raises what the write raised (or TimeoutError)."""
+        if self._writer is not None and not self.done():
+            self._writer.lead(self)
         if not self._latch.acquire(timeout=-1 if timeout is None else timeout):
             raise TimeoutError("the store did not confirm the write in time")
         self._latch.release()
@@ -99,75 +103,122 @@ class _Record:
         self.future = future
 
 
+class _Op:
+    __slots__ = ("future", "op")
+
+    def __init__(self, op: WriteOp, future: WriteFuture) -> None:
+        self.op = op
+        self.future = future
+
+
 class GroupCommitWriter:
     """Owns the write transactions of one environment."""
 
-    def __init__(self, env: LmdbEnv, applier: BatchApplier | None = None, max_batch: int = 2048) -> None:
+    def __init__(self, env: LmdbEnv, applier: BatchApplier | None = None) -> None:
         self._env = env
         self._applier = applier
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._max_batch = max_batch
-        self._log = get_logger("vigil.store.writer")
+        self._queue: deque[_Record | _Op] = deque()
+        self._mutex = threading.Lock()  # guards the queue and the flags below
+        self._work = threading.Condition(self._mutex)  # the background thread waits here for queued writes
+        self._idle = threading.Condition(self._mutex)  # notified when the role is given up (for close)
+        self._leading = False  # the writer role: taken and given up under the mutex
         self._closed = False
+        self._log = get_logger("vigil.store.writer")
         self.commits = 0
         self.ops = 0
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread = threading.Thread(target=self._background, name="store-writer", daemon=True)
         self._thread.start()
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and not self._closed
 
+    # ------------------------------------------------------------------ submitting
+
     def submit(self, op: WriteOp) -> WriteFuture:
         """Queue a closure; the future resolves (to its result) once it is durably committed."""
-        return self._put(op)
+        future = WriteFuture(self)
+        self._enqueue(_Op(op, future), wake=True, future=future)
+        return future
 
-    def submit_record(self, record: Any) -> WriteFuture:
-        """Queue a record for the batch applier; the future resolves to None once durable."""
-        future = WriteFuture()
-        return self._put(_Record(record, future), future)
+    def submit_record(self, record: Any, urgent: bool = True) -> WriteFuture:
+        """Queue a record for the batch applier; the future resolves to None once durable.
+
+        `urgent` says the caller will wait for it now: its `result()` then commits the queue itself
+        (or waits for the commit under way). Otherwise the background thread commits it soon.
+        """
+        future = WriteFuture(self)
+        self._enqueue(_Record(record, future), wake=not urgent, future=future)
+        return future
 
     def write(self, op: WriteOp) -> Any:
         """Submit and wait: returns once the write is on disk."""
         return self.submit(op).result()
 
-    def _put(self, item: Any, future: WriteFuture | None = None) -> WriteFuture:
-        if future is None:
-            future = WriteFuture()
-            item = (item, future)
-        if self._closed:
-            future.set_exception(StoreError("the store is closed"))
-            return future
-        self._queue.put(item)
-        return future
+    def _enqueue(self, item: _Record | _Op, wake: bool, future: WriteFuture) -> bool:
+        with self._mutex:
+            if self._closed:
+                future.set_exception(StoreError("the store is closed"))
+                return False
+            self._queue.append(item)
+            if wake:
+                self._work.notify()
+        return True
 
     def close(self) -> None:
-        """Commit what is queued, then stop the thread."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        """Commit what is queued, then stop the background thread."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            self._work.notify()
         self._thread.join()
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch: list[Any] = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._commit(batch)
+    # ------------------------------------------------------------------ the role
 
-    def _commit(self, batch: list[Any]) -> None:
+    def lead(self, future: WriteFuture) -> None:
+        """Commit the queue now if nobody is committing; else the current leader's successor will."""
+        with self._mutex:
+            if future.done() or self._leading:
+                return
+            batch = self._take_role()
+        self._cycle(batch)
+
+    def _take_role(self) -> list[_Record | _Op]:
+        """With the mutex held and the role free: take the role and the queue."""
+        self._leading = True
+        batch = list(self._queue)
+        self._queue.clear()
+        return batch
+
+    def _cycle(self, batch: list[_Record | _Op]) -> None:
+        """With the role held: commit the batch, then give the role up."""
+        try:
+            if batch:
+                self._commit(batch)
+        finally:
+            with self._mutex:
+                self._leading = False
+                self._idle.notify_all()
+                if self._queue:
+                    self._work.notify()
+
+    def _background(self) -> None:
+        while True:
+            with self._mutex:
+                while (not self._queue or self._leading) and not self._closed:
+                    self._work.wait()
+                if self._closed:
+                    while self._leading:
+                        self._idle.wait()
+                    if not self._queue:
+                        return
+                batch = self._take_role()
+            self._cycle(batch)
+
+    # ------------------------------------------------------------------ one transaction
+
+    def _commit(self, batch: list[_Record | _Op]) -> None:
         while batch:
             try:
                 txn = self._env.env.begin(write=True)
@@ -183,7 +234,7 @@ class GroupCommitWriter:
                     if self._applier is not None:
                         self._applier.aborted()
                     index, exc = failed
-                    _future(batch[index]).set_exception(exc)
+                    batch[index].future.set_exception(exc)
                     batch = batch[:index] + batch[index + 1:]
                     continue
                 txn_id = txn.id()
@@ -202,21 +253,21 @@ class GroupCommitWriter:
                 error = StoreError(f"the store could not save ({exc})")
                 self._log.error("store.commit_failed", error=str(exc), ops=len(batch))
                 for item in batch:
-                    _future(item).set_exception(error)
+                    item.future.set_exception(error)
                 return
             if self._applier is not None:
                 self._applier.committed(txn_id)
             self.commits += 1
             self.ops += len(batch)
             for item, result in zip(batch, results, strict=True):
-                future = _future(item)
                 if isinstance(result, BaseException):
-                    future.set_exception(result)
+                    item.future.set_exception(result)
                 else:
-                    future.set_result(result)
+                    item.future.set_result(result)
             return
 
-    def _apply(self, txn: lmdb.Transaction, batch: list[Any]) -> tuple[list[Any], tuple[int, Exception] | None]:
+    def _apply(self, txn: lmdb.Transaction, batch: list[_Record | _Op]
+               ) -> tuple[list[Any], tuple[int, Exception] | None]:
         """Run the batch in order: runs of records go to the applier together, closures one by one."""
         results: list[Any] = []
         index = 0
@@ -227,12 +278,11 @@ class GroupCommitWriter:
                 while end < len(batch) and isinstance(batch[end], _Record):
                     end += 1
                 assert self._applier is not None
-                results.extend(self._applier.apply(txn, [r.record for r in batch[index:end]]))
+                results.extend(self._applier.apply(txn, [r.record for r in batch[index:end]]))  # type: ignore[union-attr]
                 index = end
                 continue
-            op, _ = item
             try:
-                results.append(op(txn))
+                results.append(item.op(txn))
             except (lmdb.MapFullError, lmdb.MapResizedError):
                 raise
             except lmdb.Error as exc:
@@ -241,10 +291,6 @@ class GroupCommitWriter:
                 return results, (index, exc)
             index += 1
         return results, None
-
-
-def _future(item: Any) -> WriteFuture:
-    return item.future if isinstance(item, _Record) else item[1]
 
 
 def _abort(txn: lmdb.Transaction) -> None:
