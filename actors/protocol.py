@@ -63,6 +63,7 @@ class DeliveryFailed(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     key: str
     permanent: bool
     reason: str
+    seq: int | None = None  # the turn whose reply did not arrive (to send again)
 
 
 class TargetMoved(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -76,6 +77,13 @@ class Recover(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Wake a session that has unanswered messages or a turn cut short by a restart."""
 
     key: str
+
+
+class Forget(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """Delete the session's stored data and start it afresh (cleanup); `done` is set when it is gone."""
+
+    key: str
+    done: threading.Event
 
 
 class Drain(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -118,4 +126,4 @@ class Tick(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     now: float
 
 
-SessionMessage = UserText | SessionCommand | HeartbeatDue | DeliveryFailed | TargetMoved | Recover | Drain
+SessionMessage = UserText | SessionCommand | HeartbeatDue | DeliveryFailed | TargetMoved | Recover | Drain | Forget

@@ -36,6 +36,7 @@ from actors.protocol import (
     Evict,
     EvictDeclined,
     Evicted,
+    Forget,
     HeartbeatDue,
     Recover,
     RunTurn,
@@ -141,6 +142,8 @@ class SessionActor(pykka.ThreadingActor):
         self.header = self.committed = header
         if header.open_turn is not None:
             self._recover_open_turn(header.open_turn)
+        if self.header.undelivered:
+            self.resend_undelivered()
         if self.header.pending or self.resume_turn is not None:
             self._schedule_run()
         self._publish()
@@ -204,6 +207,12 @@ class SessionActor(pykka.ThreadingActor):
             else:
                 message.done.set()
             return None
+        if isinstance(message, Forget):
+            try:
+                self.forget()
+            finally:
+                message.done.set()
+            return None
         if self.broken:
             self._refuse_broken(message)
             return None
@@ -234,7 +243,30 @@ class SessionActor(pykka.ThreadingActor):
         return None
 
     def on_delivery_failed(self, message: DeliveryFailed) -> None:
-        self.log.warning("session.delivery_failed", permanent=message.permanent, reason=message.reason)
+        self.log.warning("session.delivery_failed", permanent=message.permanent, reason=message.reason,
+                         seq=message.seq)
+        header = self.header
+        if message.permanent or message.seq is None or header is None or message.seq in header.undelivered:
+            return
+        # Retries ran out (an outage): keep the reply, send it again before the next turn or after a restart.
+        self.header = msgspec.structs.replace(header, undelivered=(*header.undelivered, message.seq)[-50:])
+        self.commit(wait=True)
+
+    def resend_undelivered(self) -> None:
+        """Send again the final replies that may not have reached the chat."""
+        assert self.header is not None
+        header = self.header
+        outbox = self.deps.outbox(header.target)
+        if outbox is None:
+            return
+        for seq in header.undelivered:
+            turn = self.deps.store.turn(self.key, header.generation, seq)
+            if turn is not None and (turn.reply.strip() or turn.note):
+                text = f"{turn.reply}\n\n_{turn.note}_" if turn.note and turn.reply.strip() else turn.reply or turn.note
+                outbox.send(self.key, header.target, Reply(text=text, markdown=True), ref=seq)
+        self.log.info("session.resent_undelivered", replies=len(header.undelivered))
+        self.header = msgspec.structs.replace(header, undelivered=())
+        self.commit(wait=True)
 
     def _refuse_broken(self, message: Any) -> None:
         target = getattr(message, "target", None)
@@ -300,6 +332,24 @@ class SessionActor(pykka.ThreadingActor):
             return False
         return True
 
+    def forget(self) -> int:
+        """Delete everything stored for this session and start afresh; the number of turns deleted."""
+        removed = int(self.deps.store.delete_session(self.key).result() or 0)
+        self.deps.schedule_heartbeat(self.key, None)
+        self.header = self.committed = None
+        self.dirty = self.unsynced = False
+        self.resume_turn = self.current = None
+        self.forget_cached()
+        self._publish()
+        return removed
+
+    def _deleted_elsewhere(self) -> bool:
+        """Did another process (vigil sessions delete/cleanup) delete this session since we wrote it?"""
+        if self.committed is None or not self.deps.store.changed_elsewhere():
+            return False
+        stored = self.deps.store.header(self.key)
+        return stored is None or stored.incarnation != self.committed.incarnation
+
     def _recreate_after_delete(self, turn: Turn | None, usage: Sequence[UsageEntry]) -> None:
         """Another process deleted this session: carry on as a fresh one rather than resurrect the old."""
         assert self.header is not None
@@ -359,6 +409,19 @@ class SessionActor(pykka.ThreadingActor):
                 superseded_reply=old.reply or old.superseded_reply, started_at=now)
             self.header = msgspec.structs.replace(self.header, open_turn=turn.seq)
         elif self.header.pending:
+            if self.header.undelivered:
+                self.resend_undelivered()
+            if self._deleted_elsewhere():
+                # Start afresh with the messages that are waiting; nothing deleted may reach the model.
+                self.log.info("session.deleted_elsewhere")
+                waiting, target = self.header.pending, self.header.target
+                title, kind, members = self.header.title, self.header.chat_type, self.header.participants
+                self.header = self.committed = None
+                self.forget_cached()
+                self.ensure_header(target, title, kind)
+                assert self.header is not None
+                self.header = msgspec.structs.replace(self.header, pending=waiting, participants=members)
+                self.new_members.update(members)
             header = self.header
             turn = Turn(seq=header.next_seq, kind="user", started_at=now, inputs=header.pending, model=header.model)
             self.header = msgspec.structs.replace(
@@ -379,7 +442,7 @@ class SessionActor(pykka.ThreadingActor):
         cancel = CancelToken()
         self.control.begin("answering", cancel)
         started = time.monotonic()
-        stream = outbox.stream(self.key, target)
+        stream = outbox.stream(self.key, target, ref=turn.seq)
         outbox.typing(target)
         live = {"turn": turn}
 

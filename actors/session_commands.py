@@ -114,10 +114,5 @@ class SessionCommandsMixin(SessionActor):
                         buttons=((Button("🗑 Yes, forget", f"forget:{self.key}"),
                                   Button("Cancel", "cancel")),))
             return
-        self.deps.store.delete_session(self.key).result()
-        self.deps.schedule_heartbeat(self.key, None)
-        self.header = self.committed = None
-        self.dirty = False
-        self.forget_cached()
-        self._publish()
+        self.forget()
         self._reply(message, "🗑 Forgotten: this chat's history, notes and settings were deleted.")

@@ -25,6 +25,7 @@ from actors.protocol import (
     Evict,
     EvictDeclined,
     Evicted,
+    Forget,
     HeartbeatDue,
     Recover,
     SessionCommand,
@@ -40,7 +41,7 @@ class StopSessions(msgspec.Struct, frozen=True):
     """Asked by the runtime at shutdown: stop every live session; answers their stop futures."""
 
 
-_ROUTED = (UserText, SessionCommand, HeartbeatDue, DeliveryFailed, TargetMoved, Recover, Drain)
+_ROUTED = (UserText, SessionCommand, HeartbeatDue, DeliveryFailed, TargetMoved, Recover, Drain, Forget)
 
 
 class Supervisor(pykka.ThreadingActor):
@@ -94,7 +95,7 @@ class Supervisor(pykka.ThreadingActor):
         key: str = message.key
         if self.stopping:
             self.log.info("supervisor.dropped_during_shutdown", session=key, kind=type(message).__name__)
-            if isinstance(message, Drain):
+            if isinstance(message, Drain | Forget):
                 message.done.set()
             return
         if key in self.evicting:

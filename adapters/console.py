@@ -76,7 +76,7 @@ class ConsoleOutbox:
     def update_interval(self, target: Target) -> float:
         return STREAM_INTERVAL_S
 
-    def send(self, key: str, target: Target, reply: Reply) -> None:
+    def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
         with self.lock:
             text = reply.text
             if reply.document is not None:
@@ -89,7 +89,7 @@ class ConsoleOutbox:
             self.out.write(text.rstrip("\n") + "\n")
             self.out.flush()
 
-    def stream(self, key: str, target: Target) -> ConsoleStream:
+    def stream(self, key: str, target: Target, ref: int | None = None) -> ConsoleStream:
         return ConsoleStream(self)
 
     def typing(self, target: Target) -> None:

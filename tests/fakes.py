@@ -316,13 +316,13 @@ class RecordingOutbox:
     def update_interval(self, target: Target) -> float:
         return self.interval
 
-    def send(self, key: str, target: Target, reply: Reply) -> None:
+    def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
         assert target.channel == CHANNEL
         with self.cond:
             self.sends.append((key, reply))
             self.cond.notify_all()
 
-    def stream(self, key: str, target: Target) -> RecordingStream:
+    def stream(self, key: str, target: Target, ref: int | None = None) -> RecordingStream:
         assert target.channel == CHANNEL
         hook = self.stream_hook
         if hook is not None:

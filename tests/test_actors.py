@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from actors.chat_session import ChatSession
-from actors.protocol import Tick
+from actors.protocol import DeliveryFailed, Tick
 from tests.fakes import (
     WAIT_S,
     Block,
@@ -755,3 +755,32 @@ def test_forget_asks_then_deletes(make: HarnessFactory) -> None:
     assert "private stuff" not in all_text(request)
     header = h.runtime.store.header(key)
     assert header is not None and header.next_seq == 1
+
+
+def test_a_reply_the_channel_could_not_deliver_is_sent_again_before_the_next_turn(make: HarnessFactory) -> None:
+    h = make()
+    key = key_of(41)
+    h.say(key, "first question")
+    assert h.drain(key)
+    # The channel's retries ran out for turn 0 (an outage): the session keeps it to send again.
+    h.runtime.submit(DeliveryFailed(key=key, permanent=False, reason="network down", seq=0))
+    assert h.drain(key)
+    assert h.runtime.store.header(key).undelivered == (0,)  # type: ignore[union-attr]
+    h.say(key, "second question")
+    assert h.drain(key)
+    assert h.outbox.wait_for(lambda: any("echo: first question" in r.text for r in h.outbox.sent_replies(key)))
+    assert h.runtime.store.header(key).undelivered == ()  # type: ignore[union-attr]
+    assert [t for t, _ in h.outbox.finished(key)][-1] == "echo: second question"
+
+
+def test_an_undelivered_reply_survives_a_restart(make: HarnessFactory) -> None:
+    h = make()
+    key = key_of(42)
+    h.say(key, "lost in transit")
+    assert h.drain(key)
+    h.shutdown()  # as `vigil run` does at SIGTERM: the outbox could not deliver turn 0 in time
+    store = open_store(h.settings.data_dir)
+    store.mark_undelivered(key, 0).result()
+    store.close()
+    h.start()
+    assert h.outbox.wait_for(lambda: any("echo: lost in transit" in r.text for r in h.outbox.sent_replies(key)))

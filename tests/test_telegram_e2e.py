@@ -433,9 +433,6 @@ def test_in_a_group_the_bot_answers_only_what_is_addressed_to_it(rig: Rig) -> No
         "/status@other_bot was answered too"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: in a group every text starting with '/' counts as addressed to the bot, so chatter such as "
-    "'/usr/lib is ...' (no bot_command entity: Telegram does not see a command there) goes to the model"))
 def test_group_chatter_that_starts_with_a_slash_is_not_for_the_bot(rig: Rig) -> None:
     group = rig.group("Sysadmins")
     sid = rig.person("Sid")
@@ -667,10 +664,6 @@ def test_sessions_cleanup_deletes_idle_sessions(rig: Rig) -> None:
     assert f"tg:{group.id}" not in rig.sessions_list()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: /sessions cleanup deletes a live session only in the store; the live actor keeps its cached "
-    "header and history window, so /status still shows the deleted conversation and the next message "
-    "sends the deleted turns to the model"))
 def test_cleanup_of_a_live_session_leaves_nothing_behind(rig: Rig) -> None:
     clem = rig.person("Clem")
     group = rig.group("Clem's live group")
@@ -686,9 +679,6 @@ def test_cleanup_of_a_live_session_leaves_nothing_behind(rig: Rig) -> None:
     assert len(request.body["messages"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: /sessions cleanup leaves a live session's header published: /status in the deleted chat "
-    "still reports its turns, tokens and cost"))
 def test_status_after_cleanup_of_a_live_session(rig: Rig) -> None:
     cody = rig.person("Cody")
     group = rig.group("Cody's live group")
@@ -758,9 +748,6 @@ def test_bad_gateway_is_retried(fresh: Callable[..., Rig]) -> None:
     assert [c.http_status for c in sends] == [502, 502, 200]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a sendMessage whose answer comes later than PTB's 5 s read timeout took effect on Telegram's "
-    "side, but the outbox retries it on TimedOut, so the user gets the reply twice"))
 def test_a_slow_telegram_answer_does_not_duplicate_the_reply(fresh: Callable[..., Rig]) -> None:
     rig = fresh()
     sal = rig.person("Sal")
@@ -829,9 +816,6 @@ def test_a_turn_cut_by_sigterm_is_answered_after_the_restart(fresh: Callable[...
     assert not rig.api.errors
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a finished reply still waiting out Telegram's flood control at SIGTERM is dropped after the "
-    "3 s drain ('service.undelivered_at_exit'); the turn is stored as done, so the restart never sends it"))
 def test_a_reply_held_back_at_shutdown_is_delivered_after_the_restart(fresh: Callable[..., Rig]) -> None:
     rig = fresh()
     flo = rig.person("Flo")

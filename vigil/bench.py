@@ -85,10 +85,10 @@ class BenchOutbox:
     def update_interval(self, target: Target) -> float:
         return 1.0
 
-    def send(self, key: str, target: Target, reply: Reply) -> None:
+    def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
         return None
 
-    def stream(self, key: str, target: Target) -> _BenchStream:
+    def stream(self, key: str, target: Target, ref: int | None = None) -> _BenchStream:
         return _BenchStream(self, key)
 
     def typing(self, target: Target) -> None:

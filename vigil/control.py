@@ -8,13 +8,14 @@ session that is not live); `/stop` sets the running turn's cancel token;
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from actors.protocol import Sender, SessionCommand
+from actors.protocol import Forget, Sender, SessionCommand
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.ports import Button, Document, Reply, Store
@@ -24,6 +25,7 @@ from vigil.store.store import utc_day
 from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
 
 PAGE_SIZE = 5
+CLEANUP_WAIT_S = 30.0
 DEFAULT_CLEANUP_AGE = 86400.0
 
 
@@ -207,10 +209,14 @@ class Control:
 
     def cleanup(self, caller: Caller, age_s: float) -> Reply:
         candidates = self.cleanup_candidates(caller, age_s)
+        # Each session deletes itself (a live one must drop what it holds in memory too).
+        done = [(header, threading.Event()) for header in candidates]
+        for header, event in done:
+            self.runtime.submit(Forget(key=header.key, done=event))
         removed = []
-        for header in candidates:
-            turns = self.store.delete_session(header.key).result()
-            removed.append(f"• {session_title(header)} ({header.key}): {turns} turns")
+        for header, event in done:
+            if event.wait(CLEANUP_WAIT_S):
+                removed.append(f"• {session_title(header)} ({header.key}): {header.next_seq} turns")
         if not removed:
             return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
         return Reply(text=f"🧹 Deleted {len(removed)} session(s):\n" + "\n".join(removed[:30]))

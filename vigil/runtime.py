@@ -101,8 +101,8 @@ class Runtime:
                 next_collection = time.monotonic() + FULL_COLLECTION_EVERY_S
                 self.log.debug("runtime.collected", objects=freed, ms=round((time.monotonic() - started) * 1000, 1))
 
-    def shutdown(self, grace_s: float = 5.0) -> None:
-        """Finish or suspend running turns, stop every session, flush the store."""
+    def shutdown(self, grace_s: float = 5.0, close_store: bool = True) -> None:
+        """Finish or suspend running turns, stop every session, flush (and close) the store."""
         self.registry.shutting_down.set()
         self._ticker_stop.set()
         self.timer.stop()
@@ -122,7 +122,8 @@ class Runtime:
             except pykka.ActorDeadError:
                 pass
         self.runner.close()
-        self.store.close()
+        if close_store:
+            self.store.close()
         self.log.info("runtime.stopped", cancelled_turns=cancelled)
 
     # ------------------------------------------------------------------ adapter API
@@ -144,5 +145,12 @@ class Runtime:
         return (self.supervisor is not None and self.supervisor.is_alive() and self.store.writer_alive
                 and not self.registry.shutting_down.is_set())
 
-    def on_delivery_failure(self, key: str, permanent: bool, reason: str) -> None:
-        self.submit(DeliveryFailed(key=key, permanent=permanent, reason=reason))
+    def on_delivery_failure(self, key: str, permanent: bool, reason: str, seq: int | None = None) -> None:
+        self.submit(DeliveryFailed(key=key, permanent=permanent, reason=reason, seq=seq))
+
+    def record_undelivered(self, refs: list[tuple[str, int]]) -> None:
+        """After the sessions stopped: replies the channel could not deliver, to be sent after the restart."""
+        for key, seq in refs:
+            self.store.mark_undelivered(key, seq).result()
+        if refs:
+            self.log.warning("runtime.undelivered_kept", replies=len(refs))

@@ -64,10 +64,8 @@ class TelegramHandlers:
         return Caller(key=key, target=target, sender=_sender(user), admin=self.gate.is_admin(user.id),
                       chat_title=chat_title(message.chat, user.full_name), chat_type=chat_type(message.chat))
 
-    def addressed(self, message: Message, text: str | None) -> bool:
-        if message.chat.type == Chat.PRIVATE:
-            return True
-        if text is not None and text.startswith("/"):
+    def addressed(self, message: Message, is_command: bool) -> bool:
+        if message.chat.type == Chat.PRIVATE or is_command:
             return True
         reply = message.reply_to_message
         if reply is not None and reply.from_user is not None and reply.from_user.id == self.bot_id:
@@ -97,11 +95,14 @@ class TelegramHandlers:
             return
         raw = message.text if message.text is not None else message.caption
         text = clean(raw) if raw is not None else None
-        command = parse_command(text) if text is not None and text.startswith("/") else None
+        command = parse_command(text) if text is not None and _starts_with_command(message) else None
         if command is not None and command.addressed_to and command.addressed_to.lower() != self.bot_username.lower():
             return  # "/cmd@otherbot": for another bot in the group
-        if not self.addressed(message, text):
+        if not self.addressed(message, command is not None):
             return
+        group = message.chat.type != Chat.PRIVATE
+        if command is not None and command.spec is None and group and not command.addressed_to:
+            return  # "/weather" in a group is for some other bot; answer unknown commands only when named
         verdict = self.gate.admit(user.id)
         key, target = self.key_and_target(message)
         if not verdict.allowed:
@@ -194,6 +195,11 @@ class TelegramHandlers:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.log.error("telegram.handler_error", error=repr(context.error))
+
+
+def _starts_with_command(message: Message) -> bool:
+    """Telegram marks commands: "/usr/lib is…" starts with a slash but is not one."""
+    return any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in message.entities or ())
 
 
 def _sender(user: User) -> Sender:

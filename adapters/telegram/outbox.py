@@ -47,6 +47,16 @@ class Undeliverable(Exception):
     """Telegram refused for good (blocked, chat gone); the session was told."""
 
 
+class AmbiguousTimeout(Undeliverable):
+    """A new message timed out after it was sent: it probably arrived, so it is not sent again."""
+
+
+def _not_sent(exc: TimedOut) -> bool:
+    """Whether the request certainly never left (no connection, or no free one in the pool)."""
+    cause = exc.__cause__
+    return type(cause).__name__ in ("ConnectTimeout", "PoolTimeout") or "Pool timeout" in str(exc)
+
+
 def markup_for(reply: Reply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
@@ -88,7 +98,7 @@ class TelegramOutbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bot: Bot | None = None
         self._locks: dict[tuple[int, int | None], asyncio.Lock] = {}
-        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._pending: dict[concurrent.futures.Future[Any], tuple[str, int] | None] = {}
         self._pending_lock = threading.Lock()
         self._log = get_logger("vigil.telegram.outbox")
 
@@ -106,16 +116,16 @@ class TelegramOutbox:
     def update_interval(self, target: Target) -> float:
         return PRIVATE_INTERVAL_S if target.chat_id > 0 else GROUP_INTERVAL_S
 
-    def send(self, key: str, target: Target, reply: Reply) -> None:
-        self.submit(self.deliver(key, target, reply))
+    def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
+        self.submit(self.deliver(key, target, reply, ref), None if ref is None else (key, ref))
 
-    def stream(self, key: str, target: Target) -> TelegramStream:
-        return TelegramStream(self, key, target)
+    def stream(self, key: str, target: Target, ref: int | None = None) -> TelegramStream:
+        return TelegramStream(self, key, target, ref)
 
     def typing(self, target: Target) -> None:
         self.submit(self._typing(target))
 
-    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def submit(self, coroutine: Coroutine[Any, Any, Any], ref: tuple[str, int] | None = None) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             self._log.error("outbox.not_running")
@@ -123,20 +133,28 @@ class TelegramOutbox:
             return
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)
         with self._pending_lock:
-            self._pending.add(future)
+            self._pending[future] = ref
         future.add_done_callback(self._done)
+
+    def unfinished(self) -> list[tuple[str, int]]:
+        """(key, turn seq) of final replies still not delivered (asked at shutdown, after drain)."""
+        with self._pending_lock:
+            return [ref for future, ref in self._pending.items() if ref is not None and not future.done()]
 
     def _done(self, future: concurrent.futures.Future[Any]) -> None:
         with self._pending_lock:
-            self._pending.discard(future)
+            self._pending.pop(future, None)
         if not future.cancelled() and (error := future.exception()) is not None and not isinstance(
                 error, Undeliverable):
             self._log.error("outbox.delivery_failed", error=repr(error))
 
+    def report_failure(self, key: str, reason: str, ref: int | None) -> None:
+        self._on_failure(key, False, reason, ref)
+
     async def drain(self, timeout: float) -> int:
         """Wait (on the loop) for deliveries in flight; returns how many did not finish."""
         with self._pending_lock:
-            pending = [asyncio.wrap_future(f) for f in self._pending]
+            pending = [asyncio.wrap_future(f) for f in list(self._pending)]
         if not pending:
             return 0
         _, left = await asyncio.wait(pending, timeout=timeout)
@@ -147,7 +165,7 @@ class TelegramOutbox:
     def lock(self, target: Target) -> asyncio.Lock:
         return self._locks.setdefault((target.chat_id, target.thread_id), asyncio.Lock())
 
-    async def deliver(self, key: str, target: Target, reply: Reply) -> None:
+    async def deliver(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
         async with self.lock(target):
             try:
                 if reply.document is not None:
@@ -165,6 +183,8 @@ class TelegramOutbox:
                     await self.send_chunk(key, target, chunk, markup if index == len(chunks) - 1 else None)
             except Undeliverable:
                 return
+            except Exception as exc:  # retries ran out: the session keeps the reply to send again
+                self._on_failure(key, False, str(exc), ref)
 
     async def send_chunk(self, key: str, target: Target, chunk: Chunk,
                          markup: InlineKeyboardMarkup | None = None, plain_only: bool = False) -> Message | None:
@@ -198,7 +218,7 @@ class TelegramOutbox:
                                                         reply_markup=markup, disable_web_page_preview=True)
 
             try:
-                await self.call(key, target, edit)
+                await self.call(key, target, edit, idempotent=True)
                 return True
             except BadRequest as exc:
                 reason = str(exc).lower()
@@ -212,8 +232,13 @@ class TelegramOutbox:
                 raise
         return True
 
-    async def call(self, key: str, target: Target, request: Callable[[int], Awaitable[T]]) -> T:
-        """One Bot API call with vigil's retry policy (429s are PTB's rate limiter's job)."""
+    async def call(self, key: str, target: Target, request: Callable[[int], Awaitable[T]],
+                   idempotent: bool = False) -> T:
+        """One Bot API call with vigil's retry policy (429s are PTB's rate limiter's job).
+
+        A call that timed out after it was sent may have taken effect: only an idempotent one
+        (an edit) is retried then, or a new message would arrive twice.
+        """
         chat_id = target.chat_id
         failures = 0
         while True:
@@ -229,17 +254,25 @@ class TelegramOutbox:
                 delay = exc.retry_after
                 await asyncio.sleep(delay if isinstance(delay, int | float) else delay.total_seconds())
             except Forbidden as exc:
-                self._on_failure(key, True, str(exc))
+                self._on_failure(key, True, str(exc), None)
                 raise Undeliverable(str(exc)) from exc
             except BadRequest as exc:
                 if any(marker in str(exc).lower() for marker in _PERMANENT):
-                    self._on_failure(key, True, str(exc))
+                    self._on_failure(key, True, str(exc), None)
                     raise Undeliverable(str(exc)) from exc
                 raise
-            except (TimedOut, NetworkError) as exc:
+            except TimedOut as exc:
+                if not idempotent and not _not_sent(exc):
+                    self._log.warning("outbox.timed_out_after_sending", error=str(exc))
+                    raise AmbiguousTimeout(str(exc)) from exc
                 failures += 1
                 if failures >= NETWORK_ATTEMPTS:
-                    self._on_failure(key, False, str(exc))
+                    raise
+                self._log.info("outbox.retrying", error=str(exc), attempt=failures)
+                await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
+            except NetworkError as exc:
+                failures += 1
+                if failures >= NETWORK_ATTEMPTS:
                     raise
                 self._log.info("outbox.retrying", error=str(exc), attempt=failures)
                 await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
@@ -254,10 +287,11 @@ class TelegramOutbox:
 class TelegramStream:
     """One reply streaming into one message, edited in place; finished into its final chunks."""
 
-    def __init__(self, outbox: TelegramOutbox, key: str, target: Target) -> None:
+    def __init__(self, outbox: TelegramOutbox, key: str, target: Target, ref: int | None = None) -> None:
         self._outbox = outbox
         self._key = key
         self._target = target
+        self._ref = ref
         self._lock = threading.Lock()
         self._text = ""
         self._progress = ""
@@ -278,7 +312,7 @@ class TelegramStream:
             self._schedule()
 
     def finish(self, text: str, note: str = "") -> None:
-        self._outbox.submit(self._finish(text, note))
+        self._outbox.submit(self._finish(text, note), None if self._ref is None else (self._key, self._ref))
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -320,6 +354,8 @@ class TelegramStream:
                     await self._outbox.send_chunk(self._key, self._target, chunk)
             except Undeliverable:
                 return
+            except Exception as exc:  # retries ran out: the session keeps the reply to send again
+                self._outbox.report_failure(self._key, str(exc), self._ref)
 
 
 def _with_note(chunks: list[Chunk], note: str) -> list[Chunk]:

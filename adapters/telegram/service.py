@@ -63,7 +63,8 @@ async def _serve(settings: Settings) -> int:
     notifier = Notifier(settings.notify_socket)
     holder: dict[str, Runtime] = {}
     outbox = TelegramOutbox(
-        on_failure=lambda key, permanent, reason: holder["runtime"].on_delivery_failure(key, permanent, reason),
+        on_failure=lambda key, permanent, reason, ref: holder["runtime"].on_delivery_failure(
+            key, permanent, reason, ref),
         on_moved=lambda key, chat_id: holder["runtime"].submit(TargetMoved(key=key, chat_id=chat_id)))
     model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
     model.warm_up()
@@ -74,6 +75,8 @@ async def _serve(settings: Settings) -> int:
            .token(settings.telegram_bot_token or "")
            .base_url(settings.telegram_base_url)
            .rate_limiter(AIORateLimiter(max_retries=8))
+           # Long enough that a slow answer rarely times out after Telegram took the message.
+           .connect_timeout(10).read_timeout(20).write_timeout(20).pool_timeout(10)
            .concurrent_updates(False)
            .build())
     handlers = TelegramHandlers(runtime, control, outbox, gate)
@@ -116,10 +119,13 @@ async def _serve(settings: Settings) -> int:
             await app.updater.stop()
         if app.running:
             await app.stop()
-        await asyncio.to_thread(runtime.shutdown, SHUTDOWN_GRACE_S)
+        await asyncio.to_thread(runtime.shutdown, SHUTDOWN_GRACE_S, False)
         left = await outbox.drain(DRAIN_S)
         if left:
             log.warning("service.undelivered_at_exit", deliveries=left)
+        # Replies Telegram has not taken yet (flood control, an outage) are sent after the restart.
+        await asyncio.to_thread(runtime.record_undelivered, outbox.unfinished())
+        await asyncio.to_thread(runtime.store.close)
         await app.shutdown()
         log.info("service.stopped")
     return 0

@@ -175,12 +175,13 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     heartbeat: Heartbeat = Heartbeat()
     pending: tuple[Input, ...] = ()  # received, not yet answered: survives a restart
     open_turn: int | None = None  # seq of a turn in progress: recovered after a crash
+    undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
     past_generations: tuple[GenerationInfo, ...] = ()
     turns_total: int = 0
 
     @property
     def needs_recovery(self) -> bool:
-        return bool(self.pending) or self.open_turn is not None
+        return bool(self.pending) or self.open_turn is not None or bool(self.undelivered)
 
 
 class UsageDay(Record, frozen=True, gc=False, kw_only=True, tag="usage_day"):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import msgspec
 
 from vigil.store import keys
 from vigil.store.lmdb_env import LmdbEnv, StoreError
@@ -189,6 +190,10 @@ class SessionWriteApplier:
                 txn.cursor(db=dbs[name]).putmulti(items)
         return results
 
+    @property
+    def last_txnid(self) -> int:
+        return self._last_txnid
+
     def _lookup(self, key: bytes) -> Any:
         if key in self._tentative:
             return self._tentative[key]
@@ -347,6 +352,10 @@ class LmdbStore:
 
         return [decode_header(raw) for raw in self._lmdb.read(scan)]
 
+    def changed_elsewhere(self) -> bool:
+        """Whether another process may have written since this one last committed (cheap)."""
+        return int(self._lmdb.env.info()["last_txnid"]) != self._applier.last_txnid
+
     def session_count(self) -> int:
         return int(self._lmdb.read(lambda txn: txn.stat(self._db[b"sessions"])["entries"]))
 
@@ -445,6 +454,24 @@ class LmdbStore:
             for alias in aliases:
                 txn.delete(alias, db=db[b"aliases"])
             return removed
+
+        return self.writer.submit(op)
+
+    def mark_undelivered(self, key: str, seq: int) -> WriteFuture:
+        """Note that turn `seq`'s reply may not have arrived (used at shutdown, when no session runs)."""
+        db = self._db
+
+        def op(txn: lmdb.Transaction) -> None:
+            header_key = keys.session(key)
+            stored = _get(txn, header_key, db[b"sessions"])
+            if stored is None:
+                return
+            header = decode_header(stored)
+            if seq in header.undelivered:
+                return
+            header = msgspec.structs.replace(header, undelivered=(*header.undelivered, seq)[-50:])
+            txn.put(header_key, encode(header), db=db[b"sessions"])
+            txn.put(header_key, RECOVER_YES, db=db[b"recover"])
 
         return self.writer.submit(op)
 
