@@ -2,21 +2,24 @@
 
 Rebuilding the request from the store every turn costs time proportional to
 the history; the window keeps each turn's normalized messages and token
-estimate, so a turn costs the same at 10 turns as at 10,000. It is bounded by
-the token budget, and it moves in steps (down to ~60% of the budget when it
-overflows) so that the request prefix, and with it the prompt cache, stays
-stable for many turns.
+estimate, so the cost of a turn does not depend on how long the session is. It
+is bounded by the token budget, and it moves in steps (down to ~60% of the
+budget when it overflows) so that the request prefix, and with it the prompt
+cache, stays stable for many turns.
 
-Each turn is kept as encoded JSON bytes, not as dicts: bytes are compact and
-invisible to Python's cyclic garbage collector, whose pauses (which stop every
-session at once) grow with the number of long-lived objects it must walk.
+Messages are kept as encoded JSON, one bytes object each, not as dicts: bytes
+are compact and invisible to Python's cyclic garbage collector, whose pauses
+(which stop every session at once) grow with the number of long-lived objects.
+A request is built with one bytes join and one decode, both in C.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 import msgspec
 
-from vigil.model.history import ApiMessage, estimate_tokens, join, normalize, turn_messages
+from vigil.model.history import ApiMessage, estimate_tokens, normalize, turn_messages
 from vigil.ports import Store
 from vigil.store.schema import Turn
 
@@ -33,8 +36,10 @@ class HistoryWindow:
         self.start = start
         self.upto = start
         self.group = group
-        self._entries: list[tuple[int, int, bytes]] = []  # (seq, tokens, messages as JSON)
+        self._parts: list[bytes] = []  # one encoded message each, oldest first
+        self._turns: deque[tuple[int, int, int, str]] = deque()  # (seq, tokens, parts, role it ends with)
         self._tokens = 0
+        self._joints = 0  # turns that begin in the role the previous one ended in: merged when read
 
     @classmethod
     def load(cls, store: Store, key: str, generation: int, start: int, upto: int, group: bool) -> HistoryWindow:
@@ -50,7 +55,11 @@ class HistoryWindow:
     def add(self, turn: Turn) -> None:
         messages = normalize(turn_messages(turn, self.group))
         tokens = estimate_tokens(messages)
-        self._entries.append((turn.seq, tokens, _ENCODE(messages)))
+        self._parts.extend(_ENCODE(message) for message in messages)
+        if messages and self._turns and self._turns[-1][3] == messages[0]["role"]:
+            self._joints += 1
+        ends = messages[-1]["role"] if messages else (self._turns[-1][3] if self._turns else "")
+        self._turns.append((turn.seq, tokens, len(messages), ends))
         self._tokens += tokens
         self.upto = turn.seq + 1
 
@@ -63,13 +72,46 @@ class HistoryWindow:
         if self._tokens <= budget:
             return False
         target = int(budget * SLIDE_TO)
+        dropped = 0
         # Never drop the newest turn while it fits the budget on its own: the model should see it.
-        while self._entries and self._tokens > target and (len(self._entries) > 1 or self._tokens > budget):
-            _, tokens, _ = self._entries.pop(0)
+        while self._turns and self._tokens > target and (len(self._turns) > 1 or self._tokens > budget):
+            _, tokens, count, _ = self._turns.popleft()
             self._tokens -= tokens
-        self.start = self._entries[0][0] if self._entries else self.upto
+            dropped += count
+        del self._parts[:dropped]
+        self._joints = self._count_joints()
+        self.start = self._turns[0][0] if self._turns else self.upto
         return True
 
     def messages(self) -> list[ApiMessage]:
         """The window as one valid message list (fresh dicts: the caller may change them)."""
-        return join(_DECODE(entry[2]) for entry in self._entries)
+        if not self._parts:
+            return []
+        decoded: list[ApiMessage] = _DECODE(b"[" + b",".join(self._parts) + b"]")
+        if not self._joints:
+            return decoded
+        # Each turn is valid alone; where one ends and the next begins in the same role, merge.
+        out: list[ApiMessage] = []
+        for message in decoded:
+            if out and out[-1]["role"] == message["role"]:
+                out[-1]["content"].extend(message["content"])
+            else:
+                out.append(message)
+        return out
+
+    def _count_joints(self) -> int:
+        joints = 0
+        previous = ""
+        first = 0
+        for _, _, count, ends in self._turns:
+            if count and previous and _role(self._parts[first]) == previous:
+                joints += 1
+            first += count
+            previous = ends
+        return joints
+
+
+def _role(part: bytes) -> str:
+    """The role of one encoded message (only on a slide, which is rare)."""
+    role = _DECODE(b"[" + part + b"]")[0]["role"]
+    return str(role)

@@ -419,3 +419,17 @@ def test_any_window_after_sliding_is_valid_and_under_budget(turns: list[Turn], b
         if history:
             history[-1] = with_cache_point(history[-1])
         assert refusal(history) is None
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(_histories(), st.booleans(), st.integers(20, 400))
+def test_the_window_equals_the_plain_join_of_its_turns_across_slides(turns: list[Turn], group: bool,
+                                                                    budget: int) -> None:
+    """The encoded window (with its joint bookkeeping) reads back as joining the turns it still holds."""
+    window = HistoryWindow(generation=1, start=0, group=group)
+    for turn in turns:
+        window.add(turn)
+        window.slide(budget)
+        kept = [t for t in turns[: turn.seq + 1] if t.seq >= window.start]
+        assert window.messages() == join(normalize(turn_messages(t, group)) for t in kept)
+        assert refusal(window.messages()) is None

@@ -95,24 +95,21 @@ def _optional_text(raw: str) -> str | None:
     return raw.strip() or None
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError("not a whole number") from None
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("not a whole number") from None
+        if value < minimum:
+            raise ValueError("must be at least 1" if minimum == 1 else "must not be negative")
+        return value
+
+    return parse
 
 
-def _non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError("not a whole number") from None
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+_positive_int = _whole(1)
+_non_negative_int = _whole(0)
 
 
 def _money(raw: str) -> float:
