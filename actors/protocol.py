@@ -54,7 +54,6 @@ class HeartbeatDue(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
     key: str
     due: float
-    test: bool = False
 
 
 class DeliveryFailed(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -83,6 +82,14 @@ class Forget(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Delete the session's stored data and start it afresh (cleanup); `done` is set when it is gone."""
 
     key: str
+    done: threading.Event
+
+
+class Prune(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """Delete the session's past generations (earlier /new conversations) that ended before `before`."""
+
+    key: str
+    before: float
     done: threading.Event
 
 
@@ -125,5 +132,3 @@ class Tick(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
     now: float
 
-
-SessionMessage = UserText | SessionCommand | HeartbeatDue | DeliveryFailed | TargetMoved | Recover | Drain | Forget

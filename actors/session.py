@@ -38,6 +38,7 @@ from actors.protocol import (
     Evicted,
     Forget,
     HeartbeatDue,
+    Prune,
     Recover,
     RunTurn,
     SessionCommand,
@@ -207,9 +208,9 @@ class SessionActor(pykka.ThreadingActor):
             else:
                 message.done.set()
             return None
-        if isinstance(message, Forget):
+        if isinstance(message, Forget | Prune):
             try:
-                self.forget()
+                self.forget() if isinstance(message, Forget) else self.prune(message.before)
             finally:
                 message.done.set()
             return None
@@ -219,6 +220,10 @@ class SessionActor(pykka.ThreadingActor):
         if isinstance(message, UserText):
             self._on_user_text(message)
         elif isinstance(message, SessionCommand):
+            # Commands keep their place: messages sent before "/new" (or "/model x") are answered first,
+            # under the old settings, then the command acts; the RunTurn already queued finds them done.
+            if self.header is not None and self.header.pending and not self.deps.registry.shutting_down.is_set():
+                self._answer_pending()
             self.on_command(message)
         elif isinstance(message, HeartbeatDue):
             self.on_heartbeat(message)
@@ -342,6 +347,19 @@ class SessionActor(pykka.ThreadingActor):
         self.forget_cached()
         self._publish()
         return removed
+
+    def prune(self, before: float) -> int:
+        """Delete past generations that ended before `before`; how many went."""
+        if self.header is None:
+            return 0
+        old = [g for g in self.header.past_generations if g.ended_at < before]
+        for info in old:
+            self.deps.store.drop_generation(self.key, info.generation).result()
+        if old:
+            kept = tuple(g for g in self.header.past_generations if g.ended_at >= before)
+            self.header = msgspec.structs.replace(self.header, past_generations=kept)
+            self.commit(wait=True)
+        return len(old)
 
     def _deleted_elsewhere(self) -> bool:
         """Did another process (vigil sessions delete/cleanup) delete this session since we wrote it?"""

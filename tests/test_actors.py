@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from actors.chat_session import ChatSession
-from actors.protocol import DeliveryFailed, Tick
+from actors.protocol import DeliveryFailed, Prune, Tick
 from tests.fakes import (
     WAIT_S,
     Block,
@@ -784,3 +784,35 @@ def test_an_undelivered_reply_survives_a_restart(make: HarnessFactory) -> None:
     store.close()
     h.start()
     assert h.outbox.wait_for(lambda: any("echo: lost in transit" in r.text for r in h.outbox.sent_replies(key)))
+
+
+def test_cleanup_prunes_old_conversations_of_sessions_that_stay(make: HarnessFactory) -> None:
+    h = make()
+    key = key_of(43)
+    h.say(key, "from the first conversation")
+    assert h.drain(key)
+    h.command(key, "new")
+    h.say(key, "from the second conversation")
+    assert h.drain(key)
+    store = h.runtime.store
+    assert store.generations(key) == [1, 2]
+    done = threading.Event()
+    h.runtime.submit(Prune(key=key, before=time.time() + 1, done=done))
+    assert done.wait(5)
+    assert store.generations(key) == [2]
+    assert store.header(key).past_generations == ()  # type: ignore[union-attr]
+    assert [t.inputs[0].text for t in h.turns(key)] == ["from the second conversation"]
+
+
+def test_a_command_acts_after_the_messages_sent_before_it(make: HarnessFactory) -> None:
+    h = make()
+    key = key_of(44)
+    h.say(key, "question for the old conversation")
+    h.command(key, "new")
+    h.say(key, "question for the new one")
+    assert h.drain(key)
+    store = h.runtime.store
+    first = store.turns(key, 1)
+    second = store.turns(key, 2)
+    assert [t.inputs[0].text for t in first] == ["question for the old conversation"]
+    assert [t.inputs[0].text for t in second] == ["question for the new one"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +168,19 @@ def test_a_full_map_grows_instead_of_failing(tmp_path: Path, api: MessagesAPI) -
     assert (Path(env["VIGIL_DATA_DIR"]) / "data.mdb").stat().st_size > 1024 * 1024
     shown = run_vigil(["sessions", "show", "console:default", "--turns", str(turns)], env)
     assert f"long reply {turns - 1}" in shown.stdout and "long reply 0" in shown.stdout
+
+
+def test_cleanup_from_the_shell_prunes_old_conversations_and_keeps_active_sessions(
+        tmp_path: Path, api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, api)
+    assert run_vigil(["chat"], env, stdin="from the first conversation\n/new\n").returncode == 0
+    started = time.monotonic()
+    time.sleep(2.2)  # the first conversation must be older than the cutoff below; only time makes it so
+    assert run_vigil(["chat"], env, stdin="from the second conversation\n").returncode == 0
+    cleaned = run_vigil(["sessions", "cleanup", "--older-than", f"{time.monotonic() - started - 0.5:.1f}s",
+                         "--yes"], env)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "deleted 0 session(s) and 1 earlier conversation(s)" in cleaned.stdout
+    exported = json.loads(run_vigil(["sessions", "export", "console:default"], env).stdout)
+    assert [g["generation"] for g in exported["generations"]] == [2]
+    assert exported["session"]["past_generations"] == []

@@ -94,9 +94,10 @@ def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
         sent: dict[int, list[str]] = {chat: [] for chat in CHATS}
         users = [threading.Thread(target=chatter, args=(tg, chat, stop, sent[chat]), daemon=True) for chat in CHATS]
         vigil = VigilProcess(["run"], env)
-        tg.wait_for(lambda: tg.commands, timeout=30, message="vigil to start")
+        tg.wait_for(lambda: tg.commands, timeout=60, message="vigil to start")
         for user in users:
             user.start()
+        logs: list[str] = []
         try:
             for _ in range(KILLS):
                 served = len([c for c in tg.calls if c.method in ("sendMessage", "editMessageText")])
@@ -105,10 +106,14 @@ def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
                     message="some traffic before the next kill")
                 time.sleep(rng.uniform(0, 0.4))  # a random moment, not a quiet one
                 vigil.kill9()
+                logs.append(vigil.err.text)
                 check_store(data_dir, tg)
                 vigil = VigilProcess(["run"], env)
                 tg.wait_for(lambda v=vigil: v.out is not None and any(
-                    '"service.ready"' in line for line in v.err.lines), timeout=30, message="vigil to restart")
+                    '"service.ready"' in line for line in v.err.lines), timeout=60, message="vigil to restart")
+        except AssertionError as exc:
+            tail = "\n".join((logs[-1] if logs else vigil.err.text).splitlines()[-40:])
+            raise AssertionError(f"{exc}\n--- the last vigil's log:\n{tail}") from exc
         finally:
             stop.set()
             for user in users:
@@ -116,7 +121,7 @@ def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
         # Quiet now: every chat's last message gets its answer, and the histories are still valid.
         for chat in CHATS:
             tg.send_text(chat, chat, f"final c{chat}")
-            tg.wait_for_bot_text(chat, f"echo: final c{chat}", timeout=30)
+            tg.wait_for_bot_text(chat, f"echo: final c{chat}", timeout=60)
         assert vigil.terminate() == 0
         check_store(data_dir, tg)
         assert not api.errors, f"invalid requests after crashes: {api.errors[:3]}"

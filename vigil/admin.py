@@ -88,17 +88,22 @@ def _cleanup(store: LmdbStore, args: argparse.Namespace) -> int:
         print(f"vigil: --older-than: {exc}", file=sys.stderr)
         return 2
     cutoff = time.time() - age
-    doomed = [h for h in store.headers() if _activity(h) < cutoff]
-    if not doomed:
+    headers = store.headers()
+    doomed = [h for h in headers if _activity(h) < cutoff]
+    old = sum(1 for h in headers if h not in doomed for g in h.past_generations if g.ended_at < cutoff)
+    if not doomed and not old:
         print(f"nothing to clean up: no session idle longer than {args.older_than}")
         return 0
     for h in doomed:
         print(f"  {h.key:<28} last active {ago(_activity(h))}, {h.next_seq} turns — {session_title(h)}")
-    if not _confirm(f"Delete these {len(doomed)} session(s)?", args.yes):
+    if old:
+        print(f"  and {old} earlier conversation(s) (from /new) older than {args.older_than} in other sessions")
+    if not _confirm(f"Delete these {len(doomed)} session(s) and {old} earlier conversation(s)?", args.yes):
         return 1
     for h in doomed:
         store.delete_session(h.key).result()
-    print(f"deleted {len(doomed)} session(s)")
+    pruned = sum(int(store.prune_generations(h.key, cutoff).result()) for h in headers if h not in doomed)
+    print(f"deleted {len(doomed)} session(s) and {pruned} earlier conversation(s)")
     return 0
 
 

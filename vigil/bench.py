@@ -315,26 +315,6 @@ def measure_many_chats(data_dir: Path, chats: int, live: int, in_flight: int = 2
     return rss
 
 
-def _seed_sessions(data_dir: Path, count: int) -> None:
-    """A store of `count` sessions, one in ten with heartbeats on (what the timer loads at start)."""
-    store = open_store(data_dir)
-    now = time.time()
-    futures = []
-    for i in range(count):
-        header = SessionHeader(key=f"bench:{i}", incarnation=i + 1, created_at=now, target=Target(channel="bench"),
-                               cwd="/", model="claude-sonnet-5-5", next_seq=1)
-        if i % 10 == 0:
-            header = msgspec.structs.replace(header, heartbeat=msgspec.structs.replace(
-                header.heartbeat, enabled=True, next_due=now + 3600 + i))
-        futures.append(store.commit(header, _turn(0, "hello"), create=True))
-        if len(futures) >= 5000:
-            futures[-1].result()
-            futures.clear()
-    if futures:
-        futures[-1].result()
-    store.close()
-
-
 def measure_cold_start(data_dir: Path) -> float:
     """Seconds from exec of a fresh `vigil` process to its runtime being ready over this store."""
     env = dict(os.environ, VIGIL_DATA_DIR=str(data_dir), VIGIL_WORKDIR_ROOT=str(data_dir), HOME=str(data_dir),

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from actors.protocol import Forget, Sender, SessionCommand
+from actors.protocol import Forget, Prune, Sender, SessionCommand
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.ports import Button, Document, Reply, Store
@@ -217,9 +217,27 @@ class Control:
         for header, event in done:
             if event.wait(CLEANUP_WAIT_S):
                 removed.append(f"• {session_title(header)} ({header.key}): {header.next_seq} turns")
-        if not removed:
+        pruned = self.prune_generations(caller, age_s, {h.key for h in candidates})
+        if not removed and not pruned:
             return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
-        return Reply(text=f"🧹 Deleted {len(removed)} session(s):\n" + "\n".join(removed[:30]))
+        lines = [f"🧹 Deleted {len(removed)} session(s):", *removed[:30]] if removed else []
+        if pruned:
+            lines.append(f"Also deleted {pruned} earlier conversation(s) (from /new) older than "
+                         f"{format_duration(age_s)} in the sessions that stay.")
+        return Reply(text="\n".join(lines))
+
+    def prune_generations(self, caller: Caller, age_s: float, skip: set[str]) -> int:
+        """Past generations (kept readable after /new) older than the age go too."""
+        cutoff = time.time() - age_s
+        headers = self.store.headers(None if caller.admin else caller.user_id)
+        old = [(h, sum(1 for g in h.past_generations if g.ended_at < cutoff)) for h in headers if h.key not in skip]
+        waits = []
+        for header, count in old:
+            if count:
+                event = threading.Event()
+                self.runtime.submit(Prune(key=header.key, before=cutoff, done=event))
+                waits.append((event, count))
+        return sum(count for event, count in waits if event.wait(CLEANUP_WAIT_S))
 
     def usage(self, caller: Caller) -> Reply:
         now = time.time()

@@ -184,11 +184,3 @@ def with_cache_point(message: ApiMessage) -> ApiMessage:
     content = [dict(b) for b in message["content"]]
     content[-1]["cache_control"] = {"type": "ephemeral"}
     return {"role": message["role"], "content": content}
-
-
-def strip_cache_points(messages: Iterable[ApiMessage]) -> list[ApiMessage]:
-    out = []
-    for message in messages:
-        content = [{k: v for k, v in b.items() if k != "cache_control"} for b in message["content"]]
-        out.append({"role": message["role"], "content": content})
-    return out

@@ -199,8 +199,6 @@ class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):
     created_by: str = ""
 
 
-RECORD_TYPES: tuple[type[Record], ...] = (SessionHeader, Turn, Note, UsageDay, StoreMeta)
-
 _ENCODER = msgspec.msgpack.Encoder()
 
 

@@ -457,6 +457,27 @@ class LmdbStore:
 
         return self.writer.submit(op)
 
+    def prune_generations(self, key: str, before: float) -> WriteFuture:
+        """From another process: delete past generations that ended before `before`; resolves to how many."""
+        db = self._db
+
+        def op(txn: lmdb.Transaction) -> int:
+            header_key = keys.session(key)
+            stored = _get(txn, header_key, db[b"sessions"])
+            if stored is None:
+                return 0
+            header = decode_header(stored)
+            old = [g for g in header.past_generations if g.ended_at < before]
+            for info in old:
+                _delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, info.generation))
+            if old:
+                kept = tuple(g for g in header.past_generations if g.ended_at >= before)
+                txn.put(header_key, encode(msgspec.structs.replace(header, past_generations=kept)),
+                        db=db[b"sessions"])
+            return len(old)
+
+        return self.writer.submit(op)
+
     def mark_undelivered(self, key: str, seq: int) -> WriteFuture:
         """Note that turn `seq`'s reply may not have arrived (used at shutdown, when no session runs)."""
         db = self._db
