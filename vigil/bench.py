@@ -123,6 +123,16 @@ def _message(key: str, chat: int, text: str) -> UserText:
                     text=text, at=time.time(), chat_type="private")
 
 
+def _warm_up(runtime: Any, outbox: BenchOutbox, chats: int) -> None:
+    """One turn per chat, so every actor is live before measuring (spawning is the 100k phase's part)."""
+    warm = threading.Semaphore(0)
+    outbox.on_delivered = lambda key: warm.release()
+    for i in range(chats):
+        runtime.submit(_message(f"bench:{i}", i, "hello"))
+    for _ in range(chats):
+        warm.acquire()
+
+
 def measure_throughput(data_dir: Path, chats: int, turns_each: int) -> float:
     """Closed loop: each chat sends its next message when its previous reply is delivered."""
     runtime, outbox = _runtime(data_dir, max_live_sessions=max(1000, chats))
@@ -142,13 +152,7 @@ def measure_throughput(data_dir: Path, chats: int, turns_each: int) -> float:
                 return
         runtime.submit(_message(key, int(key.split(":")[1]), f"message {left}"))
 
-    # Warm-up: one turn per chat spawns the actors (spawning is measured by the 100k phase).
-    warm = threading.Semaphore(0)
-    outbox.on_delivered = lambda key: warm.release()
-    for i in range(chats):
-        runtime.submit(_message(f"bench:{i}", i, "hello"))
-    for _ in range(chats):
-        warm.acquire()
+    _warm_up(runtime, outbox, chats)
     outbox.on_delivered = next_turn
     started = time.perf_counter()
     for i in range(chats):
@@ -175,12 +179,7 @@ def measure_latency(data_dir: Path, chats: int, rate: float, seconds: float) -> 
                 latencies.append(now - started)
             idle.append(int(key.split(":")[1]))
 
-    warm = threading.Semaphore(0)
-    outbox.on_delivered = lambda key: warm.release()
-    for i in range(chats):
-        runtime.submit(_message(f"bench:{i}", i, "hello"))
-    for _ in range(chats):
-        warm.acquire()
+    _warm_up(runtime, outbox, chats)
     outbox.on_delivered = delivered
     rng = random.Random(7)
     deadline = time.perf_counter() + seconds

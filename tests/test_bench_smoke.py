@@ -1,0 +1,18 @@
+"""`vigil bench` runs and reports every metric (its numbers are judged by people, not by this test)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.procs import run_vigil, vigil_env
+from vigil.bench import GOALS
+
+
+def test_the_quick_bench_reports_every_metric_as_json(tmp_path: Path) -> None:
+    result = run_vigil(["bench", "--quick", "--json"], vigil_env(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(GOALS) <= set(report)
+    assert all(isinstance(report[name], int | float) and report[name] > 0 for name in GOALS)
+    assert report["details"]["persist_us_per_turn_at_10"] > 0
