@@ -27,7 +27,7 @@ from actors.session_commands import SessionCommandsMixin
 from actors.turn import SilentDisplay, ToolSet
 from vigil.cancel import CancelToken
 from vigil.durations import DurationError, format_duration, parse_duration
-from vigil.model.history import estimate_tokens, join, normalize, turn_messages
+from vigil.model.history import estimate_tokens, join, normalized_turn
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
 from vigil.store.schema import Heartbeat, SessionHeader, Turn
@@ -171,7 +171,7 @@ class HeartbeatMixin(SessionCommandsMixin):
         count = self.deps.settings.heartbeat_history_turns
         if count == 0:
             return []
-        parts = [normalize(turn_messages(t, header.chat_type in ("group", "supergroup")))
+        parts = [normalized_turn(t, header.chat_type in ("group", "supergroup"))
                  for t in self.deps.store.last_turns(self.key, header.generation, count) if t.final]
         while parts and estimate_tokens(join(parts)) > BEAT_HISTORY_TOKENS:
             parts.pop(0)

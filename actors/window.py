@@ -19,7 +19,7 @@ from collections import deque
 
 import msgspec
 
-from vigil.model.history import ApiMessage, estimate_tokens, normalize, turn_messages
+from vigil.model.history import ApiMessage, estimate_tokens, normalized_turn
 from vigil.ports import Store
 from vigil.store.schema import Turn
 
@@ -53,7 +53,7 @@ class HistoryWindow:
         return (self.generation, self.start, self.upto, self.group) == (generation, start, upto, group)
 
     def add(self, turn: Turn) -> None:
-        messages = normalize(turn_messages(turn, self.group))
+        messages = normalized_turn(turn, self.group)
         tokens = estimate_tokens(messages)
         self._parts.extend(_ENCODE(message) for message in messages)
         if messages and self._turns and self._turns[-1][3] == messages[0]["role"]:

@@ -25,6 +25,7 @@ from vigil.model.history import (
     input_text,
     join,
     normalize,
+    normalized_turn,
     turn_messages,
     with_cache_point,
 )
@@ -431,3 +432,9 @@ def test_the_window_equals_the_plain_join_of_its_turns_across_slides(turns: list
         kept = [t for t in turns[: turn.seq + 1] if t.seq >= window.start]
         assert window.messages() == join(normalize(turn_messages(t, group)) for t in kept)
         assert refusal(window.messages()) is None
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(_turns(0), st.booleans())
+def test_the_plain_turn_fast_path_agrees_with_normalize(turn: Turn, group: bool) -> None:
+    assert normalized_turn(turn, group) == normalize(turn_messages(turn, group))

@@ -60,6 +60,20 @@ def turn_messages(turn: Turn, group: bool = False) -> list[ApiMessage]:
     return messages
 
 
+def normalized_turn(turn: Turn, group: bool = False) -> list[ApiMessage]:
+    """`normalize(turn_messages(turn))`, without the work for the common plain turn (text in, text out)."""
+    messages = turn_messages(turn, group)
+    if (turn.kind == "user" and turn.status == "done" and len(messages) == 2
+            and _plain_text(messages[0]) and _plain_text(messages[1])):
+        return messages
+    return normalize(messages)
+
+
+def _plain_text(message: ApiMessage) -> bool:
+    return all(b.get("type") == "text" and str(b.get("text", "")).strip() and "cache_control" not in b
+               for b in message["content"]) and bool(message["content"])
+
+
 def _clean(content: Any) -> list[Block]:
     if isinstance(content, str):
         return [_text_block(content)] if content.strip() else []
