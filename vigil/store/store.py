@@ -131,12 +131,14 @@ class SessionWriteApplier:
         self._usage: dict[bytes, Usage] = {}
         self._usage_tentative: dict[bytes, Usage] = {}
         self._last_txnid = -1
+        self._committing = -1  # the id of our transaction being committed right now
 
     def forget(self, key: bytes) -> None:
         """A closure in this transaction deleted the session."""
         self._tentative[key] = None
 
     def begin(self, txn: lmdb.Transaction) -> None:
+        self._committing = txn.id()
         if txn.id() - 1 != self._last_txnid:
             self._known.clear()  # someone else committed since our last transaction
             self._usage.clear()
@@ -190,9 +192,9 @@ class SessionWriteApplier:
                 txn.cursor(db=dbs[name]).putmulti(items)
         return results
 
-    @property
-    def last_txnid(self) -> int:
-        return self._last_txnid
+    def ours(self, txnid: int) -> bool:
+        """Whether the transaction with this id is one of ours (the last committed, or committing now)."""
+        return txnid in (self._last_txnid, self._committing)
 
     def _lookup(self, key: bytes) -> Any:
         if key in self._tentative:
@@ -354,7 +356,7 @@ class LmdbStore:
 
     def changed_elsewhere(self) -> bool:
         """Whether another process may have written since this one last committed (cheap)."""
-        return int(self._lmdb.env.info()["last_txnid"]) != self._applier.last_txnid
+        return not self._applier.ours(int(self._lmdb.env.info()["last_txnid"]))
 
     def session_count(self) -> int:
         return int(self._lmdb.read(lambda txn: txn.stat(self._db[b"sessions"])["entries"]))
