@@ -16,6 +16,7 @@ Pending messages are written at shutdown.
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import time
@@ -126,6 +127,7 @@ class SessionActor(pykka.ThreadingActor):
         self.resume_turn: Turn | None = None
         self.broken = ""
         self.log = get_logger("vigil.session", session=key)
+        self.log_turns = logging.getLogger("vigil.session").isEnabledFor(logging.INFO)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -391,6 +393,15 @@ class SessionActor(pykka.ThreadingActor):
             self.run_scheduled = True
             self.actor_ref.tell(RunTurn())
 
+    def _run_soon(self) -> None:
+        """Answer what is pending: at once if nothing else waits in the mailbox, else behind what does."""
+        if not self.run_scheduled and self.actor_inbox.empty() and not self.deps.registry.shutting_down.is_set():
+            self._answer_pending()
+            if self.resume_turn is not None or (self.header is not None and self.header.pending):
+                self._schedule_run()
+        else:
+            self._schedule_run()
+
     def _send(self, text: str, markdown: bool = False, target: Target | None = None) -> None:
         target = target or (self.header.target if self.header else None)
         if target is None:
@@ -414,7 +425,7 @@ class SessionActor(pykka.ThreadingActor):
                                               last_activity=message.at)
         self.dirty = True
         self._publish()
-        self._schedule_run()
+        self._run_soon()
 
     def _answer_pending(self) -> None:
         if self.header is None:
@@ -504,9 +515,11 @@ class SessionActor(pykka.ThreadingActor):
             self.window.add(final)
         reply, note = self._presentable(outcome, saved)
         stream.finish(reply, note)
-        self.log.info("turn.done", seq=turn.seq, status=outcome.status, ms=round((time.monotonic() - started) * 1000),
-                      input_tokens=final.usage.input_tokens, output_tokens=final.usage.output_tokens,
-                      cache_read=final.usage.cache_read_tokens, rounds=len(outcome.calls))
+        if self.log_turns:
+            self.log.info("turn.done", seq=turn.seq, status=outcome.status,
+                          ms=round((time.monotonic() - started) * 1000), input_tokens=final.usage.input_tokens,
+                          output_tokens=final.usage.output_tokens, cache_read=final.usage.cache_read_tokens,
+                          rounds=len(outcome.calls))
 
     def _suspend_for_shutdown(self, turn: Turn, outcome: TurnOutcome, stream: Any) -> None:
         """Shutdown cut the turn: keep it open on disk so the next start answers it again."""

@@ -18,7 +18,8 @@ class CancelToken:
     """Thread-safe, one-way: once cancelled it stays cancelled."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancelled = False
+        self._event: threading.Event | None = None  # made only for code that polls an Event (a subprocess)
         self._lock = threading.Lock()
         self._aborts: list[Callable[[], None]] = []
         self.reason = ""
@@ -26,10 +27,12 @@ class CancelToken:
     def cancel(self, reason: str = "stopped") -> bool:
         """Cancel; returns False if it already was."""
         with self._lock:
-            if self._event.is_set():
+            if self._cancelled:
                 return False
             self.reason = reason
-            self._event.set()
+            self._cancelled = True
+            if self._event is not None:
+                self._event.set()
             aborts = list(self._aborts)
         for abort in aborts:
             try:
@@ -40,21 +43,26 @@ class CancelToken:
 
     @property
     def event(self) -> threading.Event:
-        """The underlying event, for code that polls (a subprocess loop)."""
-        return self._event
+        """An event set on cancel, for code that polls (a subprocess loop)."""
+        with self._lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._cancelled:
+                    self._event.set()
+            return self._event
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
     def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
+        return self.event.wait(timeout)
 
     @contextmanager
     def on_cancel(self, abort: Callable[[], None]) -> Iterator[None]:
         """Run `abort` if the token is cancelled while inside this block (at once if it already is)."""
         with self._lock:
-            already = self._event.is_set()
+            already = self._cancelled
             if not already:
                 self._aborts.append(abort)
         if already:
