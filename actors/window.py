@@ -7,10 +7,12 @@ is bounded by the token budget, and it moves in steps (down to ~60% of the
 budget when it overflows) so that the request prefix, and with it the prompt
 cache, stays stable for many turns.
 
-Messages are kept as encoded JSON, one bytes object each, not as dicts: bytes
-are compact and invisible to Python's cyclic garbage collector, whose pauses
-(which stop every session at once) grow with the number of long-lived objects.
-A request is built with one bytes join and one decode, both in C.
+Messages are kept as encoded JSON, one bytes object each: compact, and
+invisible to Python's cyclic garbage collector. While the window is small (the
+common case) a decoded copy is kept too and extended turn by turn, so a turn
+costs the same however long the session has run; a large window is decoded
+per request instead (one bytes join and one decode, both in C), which keeps
+the memory of a thousand live sessions bounded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vigil.ports import Store
 from vigil.store.schema import Turn
 
 SLIDE_TO = 0.6
+DECODED_UP_TO_TOKENS = 16_000  # windows up to this size also keep their messages decoded
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder(list[dict[str, object]]).decode
 
@@ -40,6 +43,7 @@ class HistoryWindow:
         self._turns: deque[tuple[int, int, int, str]] = deque()  # (seq, tokens, parts, role it ends with)
         self._tokens = 0
         self._joints = 0  # turns that begin in the role the previous one ended in: merged when read
+        self._decoded: list[ApiMessage] | None = None  # the merged messages, while the window is small
 
     @classmethod
     def load(cls, store: Store, key: str, generation: int, start: int, upto: int, group: bool) -> HistoryWindow:
@@ -56,6 +60,11 @@ class HistoryWindow:
         messages = normalized_turn(turn, self.group)
         tokens = estimate_tokens(messages)
         self._parts.extend(_ENCODE(message) for message in messages)
+        if self._decoded is not None:
+            if self._tokens + tokens > DECODED_UP_TO_TOKENS:
+                self._decoded = None
+            else:
+                _append_merged(self._decoded, messages)
         if messages and self._turns and self._turns[-1][3] == messages[0]["role"]:
             self._joints += 1
         ends = messages[-1]["role"] if messages else (self._turns[-1][3] if self._turns else "")
@@ -80,24 +89,26 @@ class HistoryWindow:
             dropped += count
         del self._parts[:dropped]
         self._joints = self._count_joints()
+        self._decoded = None
         self.start = self._turns[0][0] if self._turns else self.upto
         return True
 
     def messages(self) -> list[ApiMessage]:
-        """The window as one valid message list (fresh dicts: the caller may change them)."""
+        """The window as one valid message list (a new list; callers replace items, never change them)."""
+        if self._decoded is not None:
+            return list(self._decoded)
         if not self._parts:
+            self._decoded = []
             return []
         decoded: list[ApiMessage] = _DECODE(b"[" + b",".join(self._parts) + b"]")
-        if not self._joints:
-            return decoded
-        # Each turn is valid alone; where one ends and the next begins in the same role, merge.
-        out: list[ApiMessage] = []
-        for message in decoded:
-            if out and out[-1]["role"] == message["role"]:
-                out[-1]["content"].extend(message["content"])
-            else:
-                out.append(message)
-        return out
+        if self._joints:
+            merged: list[ApiMessage] = []
+            _append_merged(merged, decoded)
+            decoded = merged
+        if self._tokens <= DECODED_UP_TO_TOKENS:
+            self._decoded = decoded
+            return list(decoded)
+        return decoded
 
     def _count_joints(self) -> int:
         joints = 0
@@ -115,3 +126,12 @@ def _role(part: bytes) -> str:
     """The role of one encoded message (only on a slide, which is rare)."""
     role = _DECODE(b"[" + part + b"]")[0]["role"]
     return str(role)
+
+
+def _append_merged(out: list[ApiMessage], messages: list[ApiMessage]) -> None:
+    """Append turns' messages, merging where one ends and the next begins in the same role (new dicts)."""
+    for message in messages:
+        if out and out[-1]["role"] == message["role"]:
+            out[-1] = {"role": message["role"], "content": [*out[-1]["content"], *message["content"]]}
+        else:
+            out.append(message)
