@@ -64,7 +64,7 @@ def normalized_turn(turn: Turn, group: bool = False) -> list[ApiMessage]:
     """`normalize(turn_messages(turn))`, without the work for the common plain turn (text in, text out)."""
     messages = turn_messages(turn, group)
     if (turn.kind == "user" and turn.status == "done" and len(messages) == 2
-            and _plain_text(messages[0]) and _plain_text(messages[1])):
+            and messages[1]["role"] == "assistant" and _plain_text(messages[0]) and _plain_text(messages[1])):
         return messages
     return normalize(messages)
 
