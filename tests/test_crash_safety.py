@@ -125,4 +125,5 @@ def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
         assert vigil.terminate() == 0
         check_store(data_dir, tg)
         assert not api.errors, f"invalid requests after crashes: {api.errors[:3]}"
-        assert sum(len(v) for v in sent.values()) > 20
+        # Every user kept talking across the kills (each chat got past its first message).
+        assert all(len(v) >= 2 for v in sent.values()), {chat: len(v) for chat, v in sent.items()}
