@@ -444,9 +444,9 @@ class LmdbStore:
         def op(txn: lmdb.Transaction) -> int:
             header_key = keys.session(key)
             self._applier.forget(header_key)
-            stored = _get(txn, header_key, db[b"sessions"])
-            if stored is not None:
-                for user in decode_header(stored).participants:
+            header = _header(txn, header_key, db[b"sessions"])
+            if header is not None:
+                for user in header.participants:
                     txn.delete(keys.member(user, key), db=db[b"members"])
             for name in (b"sessions", b"recover", b"heartbeats"):
                 txn.delete(header_key, db=db[name])
@@ -465,10 +465,9 @@ class LmdbStore:
 
         def op(txn: lmdb.Transaction) -> int:
             header_key = keys.session(key)
-            stored = _get(txn, header_key, db[b"sessions"])
-            if stored is None:
+            header = _header(txn, header_key, db[b"sessions"])
+            if header is None:
                 return 0
-            header = decode_header(stored)
             old = [g for g in header.past_generations if g.ended_at < before]
             for info in old:
                 _delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, info.generation))
@@ -486,11 +485,8 @@ class LmdbStore:
 
         def op(txn: lmdb.Transaction) -> None:
             header_key = keys.session(key)
-            stored = _get(txn, header_key, db[b"sessions"])
-            if stored is None:
-                return
-            header = decode_header(stored)
-            if seq in header.undelivered:
+            header = _header(txn, header_key, db[b"sessions"])
+            if header is None or seq in header.undelivered:
                 return
             header = msgspec.structs.replace(header, undelivered=(*header.undelivered, seq)[-50:])
             txn.put(header_key, encode(header), db=db[b"sessions"])
@@ -537,6 +533,11 @@ def _get(txn: lmdb.Transaction, key: bytes, db: Any) -> bytes | None:
     # Transactions are opened with buffers=False, so values are bytes; bytes() of bytes is free.
     value = txn.get(key, db=db)
     return None if value is None else bytes(value)
+
+
+def _header(txn: lmdb.Transaction, header_key: bytes, db: Any) -> SessionHeader | None:
+    stored = _get(txn, header_key, db)
+    return None if stored is None else decode_header(stored)
 
 
 def _items(cursor: lmdb.Cursor) -> Iterator[tuple[bytes, bytes]]:
