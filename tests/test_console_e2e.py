@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -156,10 +156,14 @@ def test_a_full_map_grows_instead_of_failing(tmp_path: Path, api: MessagesAPI) -
     env = chat_env(tmp_path, api, VIGIL_STORE_MAP_MB="1", VIGIL_LOG_LEVEL="info")
     turns = 60
     ending = filler_text(12000)[-40:]
+
+    def replies_reach(count: int) -> Callable[[str], bool]:
+        return lambda text: text.count(ending) >= count
+
     with VigilProcess(["chat"], env) as vigil:
         for i in range(turns):
             vigil.send(f"[[len=12000]] long reply {i}")
-            vigil.out.wait_for(lambda t, n=i + 1: t.count(ending) >= n, timeout=30, what=f"reply {i + 1}")
+            vigil.out.wait_for(replies_reach(i + 1), timeout=30, what=f"reply {i + 1}")
         vigil.close_stdin()
         assert vigil.wait() == 0
         output = vigil.out.wait_closed() + vigil.err.wait_closed()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,19 +99,26 @@ def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
         for user in users:
             user.start()
         logs: list[str] = []
+
+        def deliveries() -> int:
+            return len([c for c in tg.calls if c.method in ("sendMessage", "editMessageText")])
+
+        def deliveries_reach(target: int) -> Callable[[], bool]:
+            return lambda: deliveries() >= target
+
+        def is_ready(process: VigilProcess) -> Callable[[], bool]:
+            return lambda: process.out is not None and any('"service.ready"' in line for line in process.err.lines)
+
         try:
             for _ in range(KILLS):
-                served = len([c for c in tg.calls if c.method in ("sendMessage", "editMessageText")])
-                tg.wait_for(lambda served=served: len([c for c in tg.calls if c.method in (
-                    "sendMessage", "editMessageText")]) >= served + rng.randint(2, 12), timeout=30,
-                    message="some traffic before the next kill")
+                tg.wait_for(deliveries_reach(deliveries() + rng.randint(2, 12)), timeout=30,
+                            message="some traffic before the next kill")
                 time.sleep(rng.uniform(0, 0.4))  # a random moment, not a quiet one
                 vigil.kill9()
                 logs.append(vigil.err.text)
                 check_store(data_dir, tg)
                 vigil = VigilProcess(["run"], env)
-                tg.wait_for(lambda v=vigil: v.out is not None and any(
-                    '"service.ready"' in line for line in v.err.lines), timeout=60, message="vigil to restart")
+                tg.wait_for(is_ready(vigil), timeout=60, message="vigil to restart")
         except AssertionError as exc:
             tail = "\n".join((logs[-1] if logs else vigil.err.text).splitlines()[-40:])
             raise AssertionError(f"{exc}\n--- the last vigil's log:\n{tail}") from exc

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -42,6 +42,16 @@ from telegram.request import HTTPXRequest
 from tests.standins.bot_api import ANY, BotAPI, HtmlParseError, parse_html
 
 T = TypeVar("T")
+
+
+def present(value: T | None) -> T:
+    """The value Telegram's schema calls optional but this test has just arranged to be there."""
+    assert value is not None
+    return value
+
+
+def message_of(update: Update) -> Message:
+    return present(update.message)
 
 ALICE = 1001
 BOB = 1002
@@ -114,7 +124,7 @@ def test_long_polling_round_trip_with_offsets(api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         first = await bot.get_updates(timeout=0)
         assert [u.message.text for u in first if u.message] == ["hello"]
-        assert first[0].message.from_user.id == ALICE and first[0].message.chat.type == "private"
+        assert present(message_of(first[0]).from_user).id == ALICE and message_of(first[0]).chat.type == "private"
         # Unconfirmed updates come again.
         assert [u.update_id for u in await bot.get_updates(timeout=0)] == [first[0].update_id]
         # An offset confirms and drops them.
@@ -155,7 +165,10 @@ def test_a_second_poller_terminates_the_first_with_409(api: BotAPI) -> None:
     assert any(c.error_code == 409 for c in api.calls)
 
 
-async def _run_app(api: BotAPI, app: Application, body: Callable[[], Awaitable[None]]) -> None:
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+async def _run_app(api: BotAPI, app: AnyApplication, body: Callable[[], Awaitable[None]]) -> None:
     await app.initialize()
     await app.start()
     assert app.updater is not None
@@ -168,11 +181,11 @@ async def _run_app(api: BotAPI, app: Application, body: Callable[[], Awaitable[N
         await app.shutdown()
 
 
-def _app(api: BotAPI, limiter: bool = True) -> Application:
+def _app(api: BotAPI, limiter: bool = True) -> AnyApplication:
     builder = ApplicationBuilder().token(api.token).base_url(api.base_url)
-    if limiter:
-        builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
-    return builder.build()
+    if not limiter:
+        return builder.build()
+    return builder.rate_limiter(AIORateLimiter(max_retries=3)).build()
 
 
 async def _echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -280,9 +293,9 @@ def test_replies_to_bot_messages_carry_the_bot_as_author(api: BotAPI) -> None:
         sent = await bot.send_message(ALICE, "question?")
         api.send_text(ALICE, ALICE, "answer", reply_to_message_id=sent.message_id)
         (update,) = await bot.get_updates(timeout=0)
-        reply = update.message.reply_to_message
-        assert reply.message_id == sent.message_id and reply.from_user.id == bot.id
-        assert update.message.message_id == sent.message_id + 1  # ids are shared per chat
+        reply = present(message_of(update).reply_to_message)
+        assert reply.message_id == sent.message_id and present(reply.from_user).id == bot.id
+        assert message_of(update).message_id == sent.message_id + 1  # ids are shared per chat
 
     with_bot(api, body)
 
@@ -299,11 +312,11 @@ def test_forum_topics(api: BotAPI) -> None:
 
     async def body(bot: Bot) -> None:
         updates = await bot.get_updates(timeout=0)
-        created, in_topic, general = (u.message for u in updates)
-        assert created.forum_topic_created.name == "Work" and created.message_id == topic
+        created, in_topic, general = (message_of(u) for u in updates)
+        assert present(created.forum_topic_created).name == "Work" and created.message_id == topic
         assert in_topic.message_thread_id == topic and in_topic.is_topic_message
         # Telegram presents topic messages as replies to the topic's creation message.
-        assert in_topic.reply_to_message.message_id == topic
+        assert present(in_topic.reply_to_message).message_id == topic
         assert general.message_thread_id is None and not general.is_topic_message
         assert general.reply_to_message is None
 
@@ -398,7 +411,7 @@ def test_html_errors_reach_ptb_as_bad_request(api: BotAPI) -> None:
         for html, reason in HTML_ERRORS:
             with pytest.raises(BadRequest, match="Can't parse entities"):
                 await bot.send_message(ALICE, html, parse_mode=ParseMode.HTML)
-            assert api.calls[-1].description.startswith(f"Bad Request: can't parse entities: {reason}")
+            assert present(api.calls[-1].description).startswith(f"Bad Request: can't parse entities: {reason}")
         with pytest.raises(BadRequest, match="Can't parse entities"):
             await bot.send_message(ALICE, "*bold*", parse_mode=ParseMode.MARKDOWN_V2)
 
@@ -447,6 +460,7 @@ def test_edits_and_message_not_modified(api: BotAPI) -> None:
         edited = await bot.edit_message_text(
             "<b>final</b>", ALICE, sent.message_id, parse_mode=ParseMode.HTML, reply_markup=keyboard
         )
+        assert isinstance(edited, Message)  # True only for inline messages
         assert edited.text == "final" and edited.edit_date is not None
         with pytest.raises(BadRequest, match="Message is not modified"):
             await bot.edit_message_text(
@@ -554,7 +568,7 @@ def test_migration_to_supergroup(api: BotAPI) -> None:
 
     async def body(bot: Bot) -> None:
         updates = await bot.get_updates(timeout=0)
-        old, new = (u.message for u in updates)
+        old, new = (message_of(u) for u in updates)
         assert (old.chat.id, old.migrate_to_chat_id) == (GROUP, new_id)
         assert (new.chat.id, new.chat.type, new.migrate_from_chat_id) == (new_id, "supergroup", GROUP)
         # PTB turns Telegram's 400 with migrate_to_chat_id into ChatMigrated.
@@ -630,7 +644,8 @@ def test_send_document_multipart_upload(api: BotAPI) -> None:
             parse_mode=ParseMode.HTML,
             message_thread_id=topic,
         )
-        assert msg.document.file_name == 'report "final".txt' and msg.document.file_size == len(content)
+        document = present(msg.document)
+        assert document.file_name == 'report "final".txt' and document.file_size == len(content)
         assert msg.caption == "Report attached" and msg.message_thread_id == topic
         with pytest.raises(BadRequest, match="Message caption is too long"):
             await bot.send_document(FORUM, b"x", filename="a.txt", caption="c" * 1025)
