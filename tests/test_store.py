@@ -484,26 +484,26 @@ store.close()
 """
 
 
-def test_delete_by_another_process_is_seen(store: LmdbStore, data_dir: Path) -> None:
-    h = header(incarnation=1)
-    done(store.commit(h, turn=turn(0), create=True))
-    done(store.commit(h, turn=turn(1)))
-    deleter = run_python(DELETER, str(data_dir), "tg:1")
-    out, err = deleter.communicate(timeout=WAIT)
-    assert deleter.returncode == 0, err
-    assert out.strip() == "2"
-    with pytest.raises(SessionGone):
-        done(store.commit(h, turn=turn(2)))
-    assert store.header("tg:1") is None
-
-
-def test_delete_by_another_process_is_seen_after_an_unrelated_write(store: LmdbStore, data_dir: Path) -> None:
+def two_turns_then_deleted_elsewhere(store: LmdbStore, data_dir: Path) -> SessionHeader:
+    """Session tg:1 with two committed turns, deleted by a second process; its stale header."""
     h = header(incarnation=1)
     done(store.commit(h, turn=turn(0), create=True))
     done(store.commit(h, turn=turn(1)))
     deleter = run_python(DELETER, str(data_dir), "tg:1")
     out, err = deleter.communicate(timeout=WAIT)
     assert (deleter.returncode, out.strip()) == (0, "2"), err
+    return h
+
+
+def test_delete_by_another_process_is_seen(store: LmdbStore, data_dir: Path) -> None:
+    h = two_turns_then_deleted_elsewhere(store, data_dir)
+    with pytest.raises(SessionGone):
+        done(store.commit(h, turn=turn(2)))
+    assert store.header("tg:1") is None
+
+
+def test_delete_by_another_process_is_seen_after_an_unrelated_write(store: LmdbStore, data_dir: Path) -> None:
+    h = two_turns_then_deleted_elsewhere(store, data_dir)
     # Any write that is not a session commit (a note, an alias, /forget) before the session's next commit:
     done(store.add_note("tg:2", Note(text="unrelated", at=1.0), keep=5))
     with pytest.raises(SessionGone):
