@@ -157,6 +157,17 @@ class Rig:
 
         return self.bot.wait_for(found, timeout, f"message {message_id} in chat {chat_id} showing {needle!r}")
 
+    def clean_up_idle(self, user: User) -> tuple[str, SentMessage]:
+        """After more than 1 s of real idle time, `/sessions cleanup 1s` from `user`'s private chat, confirmed.
+
+        Returns the confirmation prompt's text as it read before the button, and the final report.
+        """
+        time.sleep(1.2)  # real idle time: the session must be idle for longer than 1 s
+        prompt = self.ask(user.id, user, "/sessions cleanup 1s", "🧹")
+        listed = prompt.text
+        self.bot.press_button(user.id, user.id, prompt.message_id, "sessions:cleanup-yes:1")
+        return listed, self.edited_to(user.id, prompt.message_id, "Deleted")
+
     def text_calls(self, chat_id: int) -> list[ApiCall]:
         return [c for c in list(self.bot.calls)
                 if c.method in ("sendMessage", "editMessageText") and chat_of(c) == chat_id]
@@ -655,11 +666,8 @@ def test_sessions_cleanup_deletes_idle_sessions(rig: Rig) -> None:
     group = rig.group("Cleo's old group")
     rig.ask(group.id, cleo, f"@{BOT} soon idle", "soon idle")
     assert f"tg:{group.id} " in rig.sessions_list()
-    time.sleep(1.2)  # real idle time: the session must be idle for longer than 1 s
-    prompt = rig.ask(cleo.id, cleo, "/sessions cleanup 1s", "🧹")
-    assert f"tg:{group.id}" in prompt.text, prompt.text
-    rig.bot.press_button(cleo.id, cleo.id, prompt.message_id, "sessions:cleanup-yes:1")
-    done = rig.edited_to(cleo.id, prompt.message_id, "Deleted")
+    listed, done = rig.clean_up_idle(cleo)
+    assert f"tg:{group.id}" in listed, listed
     assert f"tg:{group.id}" in done.text and "1 turns" in done.text, done.text
     assert f"tg:{group.id}" not in rig.sessions_list()
 
@@ -668,10 +676,7 @@ def test_cleanup_of_a_live_session_leaves_nothing_behind(rig: Rig) -> None:
     clem = rig.person("Clem")
     group = rig.group("Clem's live group")
     rig.ask(group.id, clem, f"@{BOT} the secret is zebra", "the secret is zebra")
-    time.sleep(1.2)  # real idle time: the session must be idle for longer than 1 s
-    prompt = rig.ask(clem.id, clem, "/sessions cleanup 1s", "🧹")
-    rig.bot.press_button(clem.id, clem.id, prompt.message_id, "sessions:cleanup-yes:1")
-    rig.edited_to(clem.id, prompt.message_id, "Deleted")
+    rig.clean_up_idle(clem)
 
     rig.ask(group.id, clem, f"@{BOT} anything stored", "anything stored")
     request = rig.requests_with("anything stored")[-1]
@@ -683,10 +688,7 @@ def test_status_after_cleanup_of_a_live_session(rig: Rig) -> None:
     cody = rig.person("Cody")
     group = rig.group("Cody's live group")
     rig.ask(group.id, cody, f"@{BOT} about to be cleaned", "about to be cleaned")
-    time.sleep(1.2)  # real idle time: the session must be idle for longer than 1 s
-    prompt = rig.ask(cody.id, cody, "/sessions cleanup 1s", "🧹")
-    rig.bot.press_button(cody.id, cody.id, prompt.message_id, "sessions:cleanup-yes:1")
-    rig.edited_to(cody.id, prompt.message_id, "Deleted")
+    rig.clean_up_idle(cody)
     status = rig.ask(group.id, cody, "/status", "📊 Session")
     assert "No conversation yet" in status.text, status.text
 
