@@ -62,9 +62,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.standins.loopback import LoopbackHandler, LoopbackServer
 
 T = TypeVar("T")
 
@@ -999,29 +1000,16 @@ def _socket_closed(sock: socket.socket) -> bool:
         return True
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(LoopbackServer):
     request_queue_size = 128  # httpx opens many connections in a burst
 
     def __init__(self, api: BotAPI) -> None:
         self.api = api
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as PTB's httpx pool expects
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.api._track_connection(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.api._track_connection(self.connection, add=False)
 
     def do_POST(self) -> None:
         self.server.api._serve(self)
@@ -1061,8 +1049,6 @@ class BotAPI:
         self._stop_event = threading.Event()
         self._stopping = False
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
         self._t0 = time.monotonic()
 
         self._users: dict[int, User] = {self.bot_user.id: self.bot_user}
@@ -1118,15 +1104,8 @@ class BotAPI:
         if self._server is not None:
             return self
         self._server = _Server(self)
-        port = self._server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{port}/bot"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="bot-api-standin",
-            daemon=True,
-        )
-        self._thread.start()
+        self.base_url = f"http://127.0.0.1:{self._server.port}/bot"
+        self._server.serve_in_thread("bot-api-standin")
         return self
 
     def stop(self) -> None:
@@ -1137,16 +1116,7 @@ class BotAPI:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
-        # Keep-alive connections would otherwise keep being served after stop().
-        with self._cond:
-            connections = list(self._connections)
-        for sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        server.close()
 
     def __enter__(self) -> BotAPI:
         return self.start()
@@ -1549,13 +1519,6 @@ class BotAPI:
             gone = " (client gone)" if c.client_gone else ""
             lines.append(f"  +{c.time - self._t0:8.3f}s {c.method} {params} -> {outcome}{gone}")
         return "\n".join(lines) or "  (none)"
-
-    def _track_connection(self, sock: socket.socket, add: bool) -> None:
-        with self._cond:
-            if add:
-                self._connections.add(sock)
-            else:
-                self._connections.discard(sock)
 
     # -- internals: HTTP ---------------------------------------------------------------------
 

@@ -55,9 +55,10 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tests.standins.loopback import LoopbackHandler, LoopbackServer
 
 __all__ = [
     "DropStream",
@@ -1097,14 +1098,10 @@ class _Disconnected(Exception):
     """The client went away, or stop() released the request."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # A stand-in restarted by a test must not be refused its port by lingering TIME_WAIT sockets.
-    allow_reuse_address = True
-
+class _Server(LoopbackServer):
     def __init__(self, api: MessagesAPI) -> None:
         self.api = api
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client hanging up mid-answer is routine here (timeouts, drops); anything else is a bug.
@@ -1113,20 +1110,10 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.1: keep-alive like the real API, and chunked streams, so that a dropped stream is
+class _Handler(LoopbackHandler):
+    # HTTP/1.1 (from LoopbackHandler) also gives chunked streams, so that a dropped stream is
     # detectable by the client as an incomplete body.
-    protocol_version = "HTTP/1.1"
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.api._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        with contextlib.suppress(OSError):
-            super().finish()
-        self.server.api._track(self.connection, add=False)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
@@ -1200,22 +1187,15 @@ class MessagesAPI:
         self._cache: set[str] = set()
         self._error_counts: dict[str, int] = {}
         self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle ----
 
     def start(self) -> MessagesAPI:
         self._stopping.clear()
         self._server = _Server(self)
-        port = self._server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        # A short poll interval keeps stop() (which waits for the serve loop to notice) fast.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name=f"messages-api:{port}", daemon=True
-        )
-        self._thread.start()
+        self.base_url = f"http://127.0.0.1:{self._server.port}"
+        self._server.serve_in_thread(f"messages-api:{self._server.port}")
         return self
 
     def stop(self) -> None:
@@ -1223,17 +1203,7 @@ class MessagesAPI:
         self._stopping.set()
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        # Idle keep-alive connections would otherwise keep clients believing the server is up.
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+            server.close()
 
     def __enter__(self) -> MessagesAPI:
         return self.start()
@@ -1274,13 +1244,6 @@ class MessagesAPI:
             return list(self.requests)
 
     # ---- request handling ----
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
 
     def _refuse(self, handler: _Handler, refusal: _Refusal, request_id: str, body: Any) -> None:
         # Recorded so a test can assert vigil was never refused; errors a test asked for (rules,
