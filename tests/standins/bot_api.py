@@ -60,7 +60,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -838,26 +838,33 @@ def _is_ascii_word(ch: str) -> bool:
     return ch.isascii() and (ch.isalnum() or ch == "_")
 
 
+def _marked_runs(text: str, marker: str, run_char: Callable[[str], bool],
+                 not_after: str = "") -> Iterator[tuple[int, int]]:
+    """(start, end) of each `marker` not preceded by a word character (or one of `not_after`),
+    taken with the run of `run_char` characters that follows it."""
+    n = len(text)
+    i = 0
+    while (i := text.find(marker, i)) >= 0:
+        start = i
+        i += 1
+        if start > 0 and (_is_word(text[start - 1]) or text[start - 1] in not_after):
+            continue
+        while i < n and run_char(text[i]):
+            i += 1
+        yield start, i
+
+
 def _find_auto_entities(text: str) -> list[dict[str, Any]]:
     """The entities Telegram detects in a user's plain text: bot commands, mentions, hashtags."""
     spans: list[tuple[str, int, int]] = []
     n = len(text)
     # Bot commands: /(?<!\b|[/<>])/([a-zA-Z0-9_]{1,64})(?:@([a-zA-Z0-9_]{3,32}))?(?!\B|[/<>])
-    i = 0
-    while (i := text.find("/", i)) >= 0:
-        if i > 0 and (_is_word(text[i - 1]) or text[i - 1] in "/<>"):
-            i += 1
-            continue
-        start = i
-        i += 1
-        cmd_begin = i
-        while i < n and _is_ascii_word(text[i]):
-            i += 1
-        if not 1 <= i - cmd_begin <= 64:
+    for start, i in _marked_runs(text, "/", _is_ascii_word, not_after="/<>"):
+        if not 1 <= i - start - 1 <= 64:
             continue
         if i < n and text[i] == "@":
-            i += 1
-            at_begin = i
+            at_begin = i + 1
+            i = at_begin
             while i < n and _is_ascii_word(text[i]):
                 i += 1
             if not 3 <= i - at_begin <= 32:
@@ -866,34 +873,14 @@ def _find_auto_entities(text: str) -> list[dict[str, Any]]:
             continue
         spans.append(("bot_command", start, i))
     # Mentions: (?<=\B)@([a-zA-Z0-9_]{2,32})(?=\b)
-    i = 0
-    while (i := text.find("@", i)) >= 0:
-        if i > 0 and _is_word(text[i - 1]):
-            i += 1
-            continue
-        start = i
-        i += 1
-        name_begin = i
-        while i < n and _is_ascii_word(text[i]):
-            i += 1
-        if not 2 <= i - name_begin <= 32 or (i < n and _is_word(text[i])):
-            continue
-        spans.append(("mention", start, i))
+    for start, i in _marked_runs(text, "@", _is_ascii_word):
+        if 2 <= i - start - 1 <= 32 and not (i < n and _is_word(text[i])):
+            spans.append(("mention", start, i))
     # Hashtags: #, then letters/digits/_ with at least one letter, not followed by another '#'.
-    i = 0
-    while (i := text.find("#", i)) >= 0:
-        if i > 0 and _is_word(text[i - 1]):
-            i += 1
-            continue
-        start = i
-        i += 1
-        tag_begin = i
-        while i < n and _is_word(text[i]):
-            i += 1
-        body = text[tag_begin:i]
-        if not body or len(body) > 256 or (i < n and text[i] == "#") or not any(ch.isalpha() for ch in body):
-            continue
-        spans.append(("hashtag", start, i))
+    for start, i in _marked_runs(text, "#", _is_word):
+        body = text[start + 1:i]
+        if body and len(body) <= 256 and not (i < n and text[i] == "#") and any(ch.isalpha() for ch in body):
+            spans.append(("hashtag", start, i))
 
     # Convert code point indices to UTF-16 offsets.
     prefix = [0]
