@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, Target
 from vigil.store.store import utc_day
 from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
+from vigil.workspace import own_directory
 
 PAGE_SIZE = 5
 CLEANUP_WAIT_S = 30.0
@@ -123,7 +125,11 @@ class Control:
 
     def pwd(self, caller: Caller) -> Reply:
         header = self.header(caller.key)
-        return Reply(text=f"📁 {header.cwd if header else self.settings.workdir_root}")
+        return Reply(text=f"📁 {header.cwd if header else self.first_directory(caller)}")
+
+    def first_directory(self, caller: Caller) -> Path:
+        """Where the caller's session will start once it is created (it has no header yet)."""
+        return self.settings.workdir_root.joinpath(*own_directory(caller.key, caller.target, caller.chat_type).parts)
 
     def status(self, caller: Caller) -> Reply:
         header = self.header(caller.key)
@@ -132,7 +138,7 @@ class Control:
         live_line = f"Live sessions: {live} ({busy} busy) · model calls in flight: {self.runtime.slots.in_flight}"
         if header is None:
             return Reply(text=f"📊 Session {caller.key}\nNo conversation yet: write something to start one.\n"
-                              f"Directory: {self.settings.workdir_root} · Model: {self.settings.model}\n{live_line}")
+                              f"Directory: {self.first_directory(caller)} · Model: {self.settings.model}\n{live_line}")
         beat = header.heartbeat
         beat_text = heartbeat_line(beat)
         if beat.enabled and beat.next_due:
