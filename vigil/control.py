@@ -24,7 +24,7 @@ from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, Target
 from vigil.store.store import utc_day
 from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
-from vigil.workspace import own_directory
+from vigil.workspace import own_directory, placed
 
 PAGE_SIZE = 5
 CLEANUP_WAIT_S = 30.0
@@ -125,7 +125,11 @@ class Control:
 
     def pwd(self, caller: Caller) -> Reply:
         header = self.header(caller.key)
-        return Reply(text=f"📁 {header.cwd if header else self.first_directory(caller)}")
+        return Reply(text=f"📁 {self.placed(header).cwd if header else self.first_directory(caller)}")
+
+    def placed(self, header: SessionHeader) -> SessionHeader:
+        """A stored header as its session will see it (one from before workspaces gains one)."""
+        return placed(header, self.settings.workdir_root)
 
     def first_directory(self, caller: Caller) -> Path:
         """Where the caller's session will start once it is created (it has no header yet)."""
@@ -151,7 +155,7 @@ class Control:
             f"📊 Session {header.key} — {session_title(header)}",
             f"State: {self.state(caller.key)}",
             f"Model: {header.model}",
-            f"Directory: {header.cwd}",
+            f"Directory: {self.placed(header).cwd}",
             f"Turns: {header.next_seq} in this conversation, {header.turns_total} in all "
             f"(generation {header.generation})",
             f"Tokens: {tokens(chat.input_tokens)} in · {tokens(chat.output_tokens)} out · "

@@ -114,23 +114,28 @@ def start_header(header: SessionHeader, root: Path) -> SessionHeader:
     return msgspec.structs.replace(header, cwd=home, workspace=home)
 
 
-def settle(header: SessionHeader, root: Path) -> SessionHeader:
-    """An existing header with a workspace under `root` and its cwd inside it.
+def placed(header: SessionHeader, root: Path) -> SessionHeader:
+    """`header` with a workspace under `root` and its cwd inside it; creates nothing (for views too).
 
     A header from before workspaces keeps its cwd as its workspace. One whose directory lies outside
     the root (the root was moved, or it is a pre-upgrade session whose cwd was the old default `$HOME`)
-    cannot keep it: it moves to its own directory, as a new session would. A session's own directory
-    that was deleted meanwhile is made again.
+    cannot keep it: it moves to its own directory, as a new session would.
     """
     workspace = header.workspace or header.cwd
     if not within(workspace, root):
-        return start_header(header, root)
-    if workspace == str(root.joinpath(*own_directory(header.key, header.target, header.chat_type).parts)):
-        _own(header, root)
+        workspace = str(root.joinpath(*own_directory(header.key, header.target, header.chat_type).parts))
     cwd = header.cwd if within(header.cwd, workspace) else workspace
     if (workspace, cwd) == (header.workspace, header.cwd):
         return header
     return msgspec.structs.replace(header, workspace=workspace, cwd=cwd)
+
+
+def settle(header: SessionHeader, root: Path) -> SessionHeader:
+    """`placed`, and the session's own directory made (again) if that is where it works."""
+    header = placed(header, root)
+    if header.workspace == str(root.joinpath(*own_directory(header.key, header.target, header.chat_type).parts)):
+        _own(header, root)
+    return header
 
 
 def _own(header: SessionHeader, root: Path) -> str:
