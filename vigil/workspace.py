@@ -7,7 +7,7 @@ to, and a cwd inside it:
 
 - a new session starts in its own directory, created on demand (0700):
   `users/<user_id>` for a private chat, `chats/<chat_id>` for a group (all
-  topics of a forum share it), `console/<name>` for the console;
+  topics of a forum share it); the console starts at the root itself;
 - a non-admin's `/cd` moves the cwd inside the workspace only;
 - an admin's `/cd` may go anywhere under the root: into the workspace it only
   moves the cwd, out of it the workspace moves along (pointing the chat at a
@@ -21,9 +21,9 @@ to, and a cwd inside it:
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 
 import msgspec
@@ -46,18 +46,12 @@ def is_operator(key: str) -> bool:
     return key.startswith(CONSOLE_PREFIX)
 
 
-def _component(text: str) -> str:
-    """`text` as one safe path component (never empty, `.`, `..`, or containing a slash)."""
-    cleaned = text.replace("/", "_").replace("\x00", "_")
-    return cleaned if cleaned.strip(".") else f"_{cleaned}"
-
-
 def own_directory(key: str, target: Target, chat_type: str) -> PurePosixPath:
     """The directory a new session of `key` starts in, relative to the root."""
     if is_operator(key):
-        # The operator's own corner rather than the root itself: the console's scratch files stay out
-        # of the tree the chats' directories live in, and as an admin it can still /cd anywhere.
-        return PurePosixPath("console", _component(key.removeprefix(CONSOLE_PREFIX)))
+        # The root itself: the console is the operator's, who owns the whole tree anyway, and
+        # `vigil chat` has always started there to work on the projects under it.
+        return PurePosixPath()
     if chat_type == "private":
         # In a private chat Telegram's chat id is the user's id.
         return PurePosixPath("users", str(target.chat_id))
@@ -86,8 +80,7 @@ def ensure_directory(root: Path, relative: PurePosixPath) -> Path:
             try:
                 child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             except OSError as exc:
-                why = "is a symlink" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
-                raise WorkspaceError(f"cannot use {root / relative}: {part} {why}") from None
+                raise WorkspaceError(f"cannot use {root / relative}: {part} {_what_is(part, fd, exc)}") from None
             os.close(fd)
             fd = child
     except OSError as exc:
@@ -95,6 +88,14 @@ def ensure_directory(root: Path, relative: PurePosixPath) -> Path:
     finally:
         os.close(fd)
     return root.joinpath(*relative.parts)
+
+
+def _what_is(name: str, dir_fd: int, exc: OSError) -> str:
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return exc.strerror or str(exc)
+    return "is a symlink" if stat.S_ISLNK(mode) else "is not a directory"
 
 
 def within(path: str | Path, tree: str | Path) -> bool:
