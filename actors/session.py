@@ -60,6 +60,7 @@ from vigil.store.schema import Heartbeat, Input, Note, SessionHeader, Target, Tu
 from vigil.store.store import SessionGone, UsageEntry, utc_day
 from vigil.tools.outcome import ToolOutcome
 from vigil.tools.toolbox import Toolbox
+from vigil.workspace import settle, start_header, workspace_of
 
 MAX_PARTICIPANTS = 200
 RESTART_ATTEMPTS = 2
@@ -122,7 +123,7 @@ class SessionActor(pykka.ThreadingActor):
 
         self.turn_ended_at = 0.0  # wall clock: a heartbeat that fell due before this was due during a turn
         self._notes: list[Note] | None = None
-        self._toolset: tuple[str, ToolSet] | None = None
+        self._toolset: tuple[tuple[str, str], ToolSet] | None = None
         self.run_scheduled = False
         self.resume_turn: Turn | None = None
         self.broken = ""
@@ -142,7 +143,9 @@ class SessionActor(pykka.ThreadingActor):
         header = self.deps.store.header(self.key)
         if header is None:
             return
-        self.header = self.committed = header
+        self.committed = header
+        # Placed as it is written next (a pre-workspace header gains its workspace): see vigil/workspace.py.
+        self.header = header = settle(header, self.deps.settings.workdir_root)
         if header.open_turn is not None:
             self._recover_open_turn(header.open_turn)
         if self.header.undelivered:
@@ -305,11 +308,11 @@ class SessionActor(pykka.ThreadingActor):
         now = self.deps.clock()
         if self.header is None:
             settings = self.deps.settings
-            self.header = SessionHeader(
+            self.header = start_header(SessionHeader(
                 key=self.key, incarnation=random.getrandbits(62), created_at=now, generation_started_at=now,
                 target=target, cwd=str(settings.workdir_root), model=settings.model, title=title,
                 chat_type=chat_type, heartbeat=Heartbeat(interval_s=settings.heartbeat_default_interval_s),
-            )
+            ), settings.workdir_root)
         elif (target, title or self.header.title, chat_type or self.header.chat_type) != (
                 self.header.target, self.header.title, self.header.chat_type):
             self.header = msgspec.structs.replace(self.header, target=target, title=title or self.header.title,
@@ -608,17 +611,19 @@ class SessionActor(pykka.ThreadingActor):
         return ToolOutcome(content="saved")
 
     def toolset(self) -> ToolSet:
-        """The tools of a user turn: the jailed editor (and bash when enabled) in this session's cwd, save_note."""
-        cwd_text = self.header.cwd if self.header else str(self.deps.settings.workdir_root)
-        if self._toolset is not None and self._toolset[0] == cwd_text:
+        """The tools of a user turn: the editor (and bash when enabled) jailed to this session's workspace,
+        starting in its cwd; save_note."""
+        assert self.header is not None, "tools run only in a session that has a header"
+        place = (self.header.cwd, str(workspace_of(self.header)))
+        if self._toolset is not None and self._toolset[0] == place:
             return self._toolset[1]
         toolbox = self.deps.toolbox
-        cwd = Path(cwd_text)
+        cwd, workspace = Path(place[0]), Path(place[1])
 
         def run(name: str, tool_input: dict[str, Any], cancel: CancelToken) -> ToolOutcome:
             if name == "save_note":
                 return self.save_note(tool_input)
-            return toolbox.run(name, tool_input, cwd, cancel.event)
+            return toolbox.run(name, tool_input, cwd, cancel.event, workspace=workspace)
 
         def describe(name: str, tool_input: dict[str, Any]) -> str:
             if name == "save_note":
@@ -626,7 +631,7 @@ class SessionActor(pykka.ThreadingActor):
             return toolbox.describe(name, tool_input, cwd)
 
         toolset = ToolSet(specs=(*toolbox.specs(), SAVE_NOTE_TOOL), run=run, describe=describe)
-        self._toolset = (cwd_text, toolset)
+        self._toolset = (place, toolset)
         return toolset
 
     # ------------------------------------------------------------------ recovery

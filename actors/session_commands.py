@@ -13,6 +13,7 @@ from vigil.model.prices import MODEL_CHOICES
 from vigil.ports import Button, Reply
 from vigil.store.schema import GenerationInfo
 from vigil.tools.jail import Jail, JailError
+from vigil.workspace import is_operator, within, workspace_of
 
 MAX_PAST_GENERATIONS = 50
 _MODEL_NAME = re.compile(r"^claude-[a-z0-9][a-z0-9.-]{1,60}$")
@@ -57,21 +58,35 @@ class SessionCommandsMixin(SessionActor):
                              f"Directory, model and heartbeat are unchanged.")
 
     def _cmd_cd(self, message: SessionCommand) -> None:
+        """Move the cwd; a non-admin stays in the chat's workspace, an admin may move the workspace too."""
         header = self.ensure_header(message.target, message.chat_title, message.chat_type)
         root = self.deps.settings.workdir_root
-        wanted = message.args.strip() or str(root)
+        workspace = workspace_of(header)
+        admin = is_operator(self.key) or self.deps.settings.is_admin(message.sender.user_id)
+        wanted = message.args.strip()
         try:
-            path = Jail(root).resolve(Path(header.cwd), wanted)
+            # Relative paths are taken from the cwd for everyone, as in a shell.
+            path = Jail(root if admin else workspace).resolve(Path(header.cwd), wanted or str(workspace))
         except JailError as exc:
-            self._reply(message, f"⛔ {exc}. The directory stays {header.cwd}")
+            reason = str(exc)
+            if not admin:
+                reason = reason.replace("escapes the working root", "is outside this chat's directory "
+                                        f"{workspace} (only an admin can go elsewhere)")
+            self._reply(message, f"⛔ {reason}. The directory stays {header.cwd}")
             return
         if not path.is_dir():
             reason = "does not exist" if not path.exists() else "is not a directory"
             self._reply(message, f"⛔ {wanted} {reason}. The directory stays {header.cwd}")
             return
-        self.header = msgspec.structs.replace(header, cwd=str(path))
-        self.commit(wait=True)
-        self._reply(message, f"📁 {path}")
+        # An admin going outside the workspace takes it along (the chat now works on that tree);
+        # inside it only the cwd moves, so the chat's members keep the reach they had.
+        moved = admin and not within(path, workspace)
+        self.header = msgspec.structs.replace(header, cwd=str(path),
+                                              workspace=str(path) if moved else str(workspace))
+        if not self.commit(wait=True):
+            self._reply(message, "⚠️ Couldn't change the directory: the store refused the write.")
+            return
+        self._reply(message, f"📁 {path}" + (" (this chat's tools now work in this tree)" if moved else ""))
 
     def _cmd_model(self, message: SessionCommand) -> None:
         header = self.ensure_header(message.target, message.chat_title, message.chat_type)

@@ -145,8 +145,8 @@ def test_a_tool_turn_runs_the_real_editor_in_the_sessions_directory(make: Harnes
                            Say("Done: notes/hello.txt")])
     h = make(model=model)
     key = key_of(1)
-    root = h.settings.workdir_root
-    (root / "proj").mkdir()
+    root = h.settings.workdir_root / "users" / "1"  # a private chat's own directory (user 7 is no admin)
+    (root / "proj").mkdir(parents=True)
     h.command(key, "cd", "proj")
     h.outbox.wait_sent(key, 1)
     h.say(key, "make a file")
@@ -686,8 +686,8 @@ def test_new_starts_a_fresh_generation(make: HarnessFactory) -> None:
 def test_cd_moves_inside_the_root_and_refuses_escapes(make: HarnessFactory) -> None:
     h = make()
     key = key_of(1)
-    root = h.settings.workdir_root
-    (root / "proj").mkdir()
+    root = h.settings.workdir_root / "users" / "1"  # a private chat's own directory (user 7 is no admin)
+    (root / "proj").mkdir(parents=True)
     h.command(key, "cd", "proj")
     assert h.outbox.wait_sent(key, 1)[0] == f"📁 {root / 'proj'}"
     assert h.runtime.store.header(key).cwd == str(root / "proj")  # type: ignore[union-attr]

@@ -90,6 +90,30 @@ def test_a_data_dir_under_a_regular_file(env: dict[str, str], tmp_path: Path) ->
     assert "not writable" in line
 
 
+@pytest.mark.parametrize("command", [("chat",), ("sessions", "list"), pytest.param(("run",), marks=_needs_service)])
+@pytest.mark.parametrize("inside", ["store", "."])
+def test_a_data_dir_inside_the_work_root(env: dict[str, str], tmp_path: Path, command: tuple[str, ...],
+                                         inside: str) -> None:
+    """The chats' tools work under the root: a store there could be read or truncated by them."""
+    env |= {"ANTHROPIC_API_KEY": "sk-test", "TELEGRAM_BOT_TOKEN": "123456:test-token"}
+    root = Path(env["VIGIL_WORKDIR_ROOT"]).resolve()
+    env["VIGIL_DATA_DIR"] = str(root / inside)
+    line = one_line_error(vigil(env, *command))
+    data = (root / inside).resolve()
+    assert line == (f"vigil: VIGIL_DATA_DIR={data} lies inside VIGIL_WORKDIR_ROOT={root}, where the chats' "
+                    "tools work: put the data directory outside the work root")
+    assert not (root / "store").exists(), "nothing was created before the refusal"
+
+
+def test_a_data_dir_reaching_into_the_work_root_through_a_symlink(env: dict[str, str], tmp_path: Path) -> None:
+    root = Path(env["VIGIL_WORKDIR_ROOT"]).resolve()
+    (root / "inner").mkdir()
+    (tmp_path / "looks-outside").symlink_to(root / "inner")
+    env["VIGIL_DATA_DIR"] = str(tmp_path / "looks-outside" / "data")
+    line = one_line_error(vigil(env, "sessions", "list"))
+    assert f"VIGIL_DATA_DIR={root / 'inner' / 'data'} lies inside VIGIL_WORKDIR_ROOT={root}" in line
+
+
 def test_an_unknown_config_key(env: dict[str, str], tmp_path: Path) -> None:
     config = tmp_path / "vigil.toml"
     config.write_text('idle_evict = "1h"\ncolour = "blue"\n')

@@ -11,6 +11,8 @@ import pytest
 
 from tests.procs import VigilProcess, run_vigil, vigil_env
 from tests.standins.messages_api import MessagesAPI, filler_text
+from vigil.store.schema import SessionHeader, Target
+from vigil.store.store import open_store
 
 pytestmark = pytest.mark.e2e
 
@@ -150,6 +152,38 @@ def test_console_commands(tmp_path: Path, api: MessagesAPI) -> None:
     assert "Model: claude-sonnet-5-5" in out
     assert "/heartbeat" in out
     assert f"Working directory: {work / 'p1'}" in api.requests[-1].body["system"][0]["text"]
+
+
+def test_the_console_counts_as_an_admin(tmp_path: Path, api: MessagesAPI) -> None:
+    """The operator's console moves its workspace anywhere under the root, as an admin's chat may.
+
+    Its session is stored as a pre-workspace vigil left it, in a subdirectory: such a session is
+    confined to that directory, so only an admin's /cd gets it out.
+    """
+    env = chat_env(tmp_path, api)
+    work = Path(env["VIGIL_WORKDIR_ROOT"]).resolve()
+    (work / "old" / "place").mkdir(parents=True)
+    (work / "projects" / "y").mkdir(parents=True)
+    store = open_store(Path(env["VIGIL_DATA_DIR"]))
+    try:
+        store.commit(SessionHeader(key="console:default", incarnation=1, created_at=1.0,
+                                   target=Target(channel="console"), cwd=str(work / "old" / "place"),
+                                   model="claude-sonnet-5-5", chat_type="console"), create=True).result()
+    finally:
+        store.close()
+    create = {"command": "create", "path": "made.txt", "file_text": "by the operator\n"}
+    with VigilProcess(["chat"], env) as vigil:
+        vigil.send("/cd ../../projects")
+        vigil.out.wait_for(lambda t: f"📁 {work / 'projects'} " in t, what="the cd out of the old place")
+        vigil.send("/cd y")
+        vigil.out.wait_for(lambda t: f"📁 {work / 'projects' / 'y'}\n" in t, what="the cd into the project")
+        vigil.send(f"[[tool=str_replace_based_edit_tool {json.dumps(create)}]] write it")
+        vigil.out.wait_for(lambda t: "tool results" in t, what="the tool result")
+        vigil.close_stdin()
+        assert vigil.wait() == 0, vigil.err.text
+    assert "⛔" not in vigil.out.text
+    assert (work / "projects" / "y" / "made.txt").read_text() == "by the operator\n"
+    assert not api.errors
 
 
 def test_a_full_map_grows_instead_of_failing(tmp_path: Path, api: MessagesAPI) -> None:

@@ -7,6 +7,7 @@ Every variable of the environment contract is read, defaulted and refused here; 
 from __future__ import annotations
 
 import math
+import stat
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from vigil.settings import (
     Settings,
     SettingsError,
     ensure_data_dir,
+    ensure_workdir_root,
     load_settings,
 )
 
@@ -58,7 +60,7 @@ def test_defaults_of_an_empty_environment(home: Path) -> None:
     assert settings.anthropic_api_key is None
     assert settings.model == DEFAULT_MODEL
     assert settings.data_dir == home / ".local" / "share" / "vigil"
-    assert settings.workdir_root == home
+    assert settings.workdir_root == home / ".local" / "share" / "vigil-work"
     assert not settings.allow_all_users
     assert settings.allowed_users == frozenset()
     assert settings.admin_users == frozenset()
@@ -137,7 +139,7 @@ def test_home_defaults_follow_the_given_environment(home: Path, tmp_path: Path) 
     other = (tmp_path / "other-home").resolve()
     other.mkdir()
     settings = load_settings({"HOME": str(other)})
-    assert settings.workdir_root == other
+    assert settings.workdir_root == other / ".local/share/vigil-work"
     assert settings.data_dir == other / ".local/share/vigil"
 
 
@@ -158,6 +160,92 @@ def test_workdir_root_must_be_an_existing_directory(home: Path, tmp_path: Path, 
     message = refusal(home, VIGIL_WORKDIR_ROOT=str(path))
     assert message.startswith(f"VIGIL_WORKDIR_ROOT={path}")
     assert "not an existing directory" in message
+
+
+# The work root is where the chats' tools work: never the home directory, never around the store.
+
+
+def test_the_default_work_root_is_vigils_own_not_home(home: Path) -> None:
+    settings = load(home)
+    root = settings.workdir_root
+    assert root != home
+    assert root == home / ".local" / "share" / "vigil-work"
+    assert root not in (settings.data_dir, *settings.data_dir.parents), "the default root holds the store"
+    assert settings.data_dir not in (root, *root.parents)
+    assert not root.exists(), "reading the settings creates nothing"
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"XDG_DATA_HOME": "/xdg"},
+    {"STATE_DIRECTORY": "/var/lib/vigil"},
+    {"STATE_DIRECTORY": "/var/lib/vigil:/var/lib/vigil-work"},
+], ids=["home", "xdg", "one-state-dir", "two-state-dirs"])
+def test_no_default_root_contains_the_default_data_dir(home: Path, env: dict[str, str]) -> None:
+    settings = load(home, **env)
+    root, data = settings.workdir_root, settings.data_dir.resolve()
+    assert data != root and root not in data.parents, (root, data)
+    assert root != home
+
+
+def test_default_work_root_beside_xdg_data_home(home: Path) -> None:
+    assert load(home, XDG_DATA_HOME="/xdg").workdir_root == Path("/xdg/vigil-work")
+
+
+def test_state_directory_with_two_paths_gives_data_dir_and_work_root(home: Path) -> None:
+    settings = load(home, STATE_DIRECTORY="/var/lib/vigil:/var/lib/vigil-work", XDG_DATA_HOME="/xdg")
+    assert settings.data_dir == Path("/var/lib/vigil")
+    assert settings.workdir_root == Path("/var/lib/vigil-work")
+
+
+def test_state_directory_with_one_path_gets_a_sibling_work_root(home: Path) -> None:
+    settings = load(home, STATE_DIRECTORY="/var/lib/vigil")
+    assert settings.data_dir == Path("/var/lib/vigil")
+    assert settings.workdir_root == Path("/var/lib/vigil-work")
+
+
+def test_an_explicit_root_wins_over_state_directory(home: Path, tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    settings = load(home, STATE_DIRECTORY="/var/lib/vigil:/var/lib/vigil-work", VIGIL_WORKDIR_ROOT=str(root))
+    assert settings.workdir_root == root.resolve()
+
+
+def test_ensure_workdir_root_creates_the_default_private(home: Path) -> None:
+    settings = load(home)
+    assert ensure_workdir_root(settings) == settings.workdir_root
+    assert settings.workdir_root.is_dir()
+    assert stat.S_IMODE(settings.workdir_root.stat().st_mode) == 0o700
+    assert ensure_workdir_root(settings) == settings.workdir_root, "a second start finds it there"
+
+
+@pytest.mark.parametrize("where", ["equal", "inside", "deep", "via-symlink", "home-root"])
+def test_a_data_dir_inside_the_work_root_is_refused(home: Path, tmp_path: Path, where: str) -> None:
+    root = (tmp_path / "work").resolve()
+    root.mkdir()
+    data = {"equal": root, "inside": root / "data", "deep": root / "a" / "b"}.get(where)
+    variables = {"VIGIL_WORKDIR_ROOT": str(root)}
+    if where == "via-symlink":
+        (tmp_path / "elsewhere").symlink_to(root / "x", target_is_directory=True)
+        (root / "x").mkdir()
+        data = tmp_path / "elsewhere" / "data"
+    if where == "home-root":  # the old defaults: root $HOME, the store in ~/.local/share/vigil
+        variables = {"VIGIL_WORKDIR_ROOT": str(home)}
+        root = home
+    else:
+        variables["VIGIL_DATA_DIR"] = str(data)
+    message = refusal(home, **variables)
+    assert message.startswith("VIGIL_DATA_DIR="), message
+    assert f"VIGIL_WORKDIR_ROOT={root}" in message
+    resolved_data = message.split(" ", 1)[0].removeprefix("VIGIL_DATA_DIR=")
+    assert Path(resolved_data).is_relative_to(root), message
+
+
+def test_a_data_dir_beside_the_root_with_a_common_prefix_is_fine(home: Path, tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    root.mkdir()
+    settings = load(home, VIGIL_WORKDIR_ROOT=str(root), VIGIL_DATA_DIR=str(tmp_path / "work-data"))
+    assert settings.data_dir == tmp_path / "work-data"
 
 
 def test_ensure_data_dir_creates_it(home: Path, tmp_path: Path) -> None:

@@ -599,12 +599,13 @@ def test_stop_interrupts_a_streaming_reply(rig: Rig) -> None:
 
 
 def test_cd_and_pwd_stay_inside_the_work_root(rig: Rig) -> None:
-    root = Path(rig.env["VIGIL_WORKDIR_ROOT"]).resolve()
+    carl = rig.person("Carl")
+    # Carl is no admin: his chat's own directory is as far as he may go (tests/test_workspace_e2e.py).
+    root = Path(rig.env["VIGIL_WORKDIR_ROOT"]).resolve() / "users" / str(carl.id)
     (root / "cd_project" / "inner").mkdir(parents=True)
     outside = rig.tmp / "outside"
     outside.mkdir()
     (root / "cd_escape").symlink_to(outside)
-    carl = rig.person("Carl")
     project = root / "cd_project"
 
     rig.ask(carl.id, carl, "/cd cd_project", f"📁 {project}")

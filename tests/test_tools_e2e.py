@@ -30,6 +30,11 @@ def tool_results(request: RecordedRequest) -> list[dict[str, Any]]:
     return [b for b in last if isinstance(b, dict) and b.get("type") == "tool_result"]
 
 
+def chat_dir(env: dict[str, str]) -> Path:
+    """Ann's private chat's own directory under the work root (she is no admin: her tools stay there)."""
+    return Path(env["VIGIL_WORKDIR_ROOT"]) / "users" / str(ANN)
+
+
 def result_text(block: dict[str, Any]) -> str:
     content = block.get("content")
     if isinstance(content, list):
@@ -44,8 +49,8 @@ def world(tmp_path: Path) -> Iterator[tuple[BotAPI, MessagesAPI, dict[str, str],
         env = vigil_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=api.base_url,
                         TELEGRAM_BOT_TOKEN=tg.token, VIGIL_TELEGRAM_BASE_URL=tg.base_url,
                         VIGIL_ALLOWED_USERS=str(ANN), VIGIL_MESSAGES_PER_MINUTE="1000")
-        root = Path(env["VIGIL_WORKDIR_ROOT"])
-        (root / "p1").mkdir()
+        root = chat_dir(env)
+        (root / "p1").mkdir(parents=True)
         (root / "p1" / "hello.txt").write_text("hello from p1\nsecond line\n")
         outside = tmp_path / "outside"
         outside.mkdir()
@@ -101,6 +106,7 @@ def test_escapes_are_refused_and_nothing_outside_reaches_the_model(
         ask(tg, tool(EDITOR, command="create", path="../../planted.txt", file_text="x"), "tool results")
         assert tool_results(api.requests[-1])[0].get("is_error") is True
         vigil.terminate()
+    assert not (chat_dir(env).parent / "planted.txt").exists()
     assert not (Path(env["VIGIL_WORKDIR_ROOT"]).parent / "planted.txt").exists()
     assert all(SECRET not in r.all_text() and "root:x:0:0:root" not in r.all_text() for r in api.requests)
     assert not api.errors
@@ -115,7 +121,7 @@ def test_create_then_view_round_trips(world: tuple[BotAPI, MessagesAPI, dict[str
         reply = ask(tg, two_rounds, "ship it")
         assert "Plan" in reply
         vigil.terminate()
-    assert (Path(env["VIGIL_WORKDIR_ROOT"]) / "p1" / "notes" / "plan.md").read_text() == "# Plan\n- ship it\n"
+    assert (chat_dir(env) / "p1" / "notes" / "plan.md").read_text() == "# Plan\n- ship it\n"
     assert not api.errors
 
 
@@ -130,7 +136,7 @@ def test_bash_runs_in_the_chats_directory_only_when_enabled(
     with start(tg, env, VIGIL_ENABLE_BASH="1") as vigil:
         ask(tg, "/cd p1", "📁")
         ask(tg, tool("bash", command="pwd"), "tool results")
-        assert result_text(tool_results(api.requests[-1])[0]).strip() == str(Path(env["VIGIL_WORKDIR_ROOT"]) / "p1")
+        assert result_text(tool_results(api.requests[-1])[0]).strip() == str(chat_dir(env) / "p1")
         ask(tg, tool("bash", command="echo hi-$((6*7))"), "tool results")
         assert result_text(tool_results(api.requests[-1])[0]).strip() == "hi-42"
         ask(tg, tool("bash", command="env"), "tool results")
@@ -144,7 +150,7 @@ def test_stop_ends_a_tool_loop_at_once_and_the_history_stays_valid(
         world: tuple[BotAPI, MessagesAPI, dict[str, str], Path]) -> None:
     tg, api, env, _ = world
     with start(tg, env, VIGIL_ENABLE_BASH="1") as vigil:
-        marker = Path(env["VIGIL_WORKDIR_ROOT"]) / "started"
+        marker = chat_dir(env) / "started"
         tg.send_text(ANN, ANN, tool("bash", command=f"touch {marker}; sleep 60") + tool("bash", command="echo never"))
         tg.wait_for(lambda: marker.exists(), timeout=20, message="the long command to start")
         tg.send_text(ANN, ANN, "/stop")
@@ -164,7 +170,7 @@ def test_stop_ends_a_tool_loop_at_once_and_the_history_stays_valid(
 def test_kill_9_in_the_middle_of_a_tool_loop_restores_a_valid_history(
         world: tuple[BotAPI, MessagesAPI, dict[str, str], Path]) -> None:
     tg, api, env, _ = world
-    root = Path(env["VIGIL_WORKDIR_ROOT"])
+    root = chat_dir(env)
     marker = root / "began"
     with start(tg, env, VIGIL_ENABLE_BASH="1") as vigil:
         tg.send_text(ANN, ANN, tool(EDITOR, command="create", path="a.txt", file_text="one")

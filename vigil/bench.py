@@ -108,8 +108,10 @@ class BenchOutbox:
 
 
 def _bench_settings(data_dir: Path, **overrides: Any) -> Settings:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    base = load_settings({"VIGIL_DATA_DIR": str(data_dir), "VIGIL_WORKDIR_ROOT": str(data_dir),
+    work = data_dir.with_name(f"{data_dir.name}-work")  # beside the store: vigil refuses a store inside the root
+    for path in (data_dir, work):
+        path.mkdir(parents=True, exist_ok=True)
+    base = load_settings({"VIGIL_DATA_DIR": str(data_dir), "VIGIL_WORKDIR_ROOT": str(work),
                           "VIGIL_LOG_LEVEL": "warning", "HOME": str(data_dir)})
     return msgspec.structs.replace(base, **{"max_concurrent_queries": BENCH_MAX_CONCURRENT_QUERIES, **overrides})
 

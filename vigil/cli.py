@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from vigil import __version__
 from vigil.logs import configure_logging, get_logger
-from vigil.settings import Settings, SettingsError, ensure_data_dir, load_settings
+from vigil.settings import Settings, SettingsError, ensure_data_dir, ensure_workdir_root, load_settings
 
 EXIT_USAGE = 2
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -54,6 +54,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     settings = _settings(log_default="warning")
     _require_api_key(settings)
     data_dir = ensure_data_dir(settings)
+    ensure_workdir_root(settings)
     lock = ProcessLock(data_dir / f"console-{name}.lock", f"vigil chat --session {name}").acquire()
     # A terminal may send bytes that aren't UTF-8: show U+FFFD rather than stop reading.
     if hasattr(sys.stdin, "reconfigure"):
@@ -82,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                         "from @BotFather (use `vigil chat` for the console)")
     _require_api_key(settings)
     ensure_data_dir(settings)
+    ensure_workdir_root(settings)
     return run_service(settings)
 
 

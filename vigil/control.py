@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, Target
 from vigil.store.store import utc_day
 from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
+from vigil.workspace import own_directory, placed
 
 PAGE_SIZE = 5
 CLEANUP_WAIT_S = 30.0
@@ -123,7 +125,15 @@ class Control:
 
     def pwd(self, caller: Caller) -> Reply:
         header = self.header(caller.key)
-        return Reply(text=f"📁 {header.cwd if header else self.settings.workdir_root}")
+        return Reply(text=f"📁 {self.placed(header).cwd if header else self.first_directory(caller)}")
+
+    def placed(self, header: SessionHeader) -> SessionHeader:
+        """A stored header as its session will see it (one from before workspaces gains one)."""
+        return placed(header, self.settings.workdir_root)
+
+    def first_directory(self, caller: Caller) -> Path:
+        """Where the caller's session will start once it is created (it has no header yet)."""
+        return self.settings.workdir_root.joinpath(*own_directory(caller.key, caller.target, caller.chat_type).parts)
 
     def status(self, caller: Caller) -> Reply:
         header = self.header(caller.key)
@@ -132,7 +142,7 @@ class Control:
         live_line = f"Live sessions: {live} ({busy} busy) · model calls in flight: {self.runtime.slots.in_flight}"
         if header is None:
             return Reply(text=f"📊 Session {caller.key}\nNo conversation yet: write something to start one.\n"
-                              f"Directory: {self.settings.workdir_root} · Model: {self.settings.model}\n{live_line}")
+                              f"Directory: {self.first_directory(caller)} · Model: {self.settings.model}\n{live_line}")
         beat = header.heartbeat
         beat_text = heartbeat_line(beat)
         if beat.enabled and beat.next_due:
@@ -145,7 +155,7 @@ class Control:
             f"📊 Session {header.key} — {session_title(header)}",
             f"State: {self.state(caller.key)}",
             f"Model: {header.model}",
-            f"Directory: {header.cwd}",
+            f"Directory: {self.placed(header).cwd}",
             f"Turns: {header.next_seq} in this conversation, {header.turns_total} in all "
             f"(generation {header.generation})",
             f"Tokens: {tokens(chat.input_tokens)} in · {tokens(chat.output_tokens)} out · "

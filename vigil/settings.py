@@ -249,12 +249,35 @@ def _path(text: str, env: Mapping[str, str]) -> Path:
     return Path(os.path.expanduser(text))
 
 
+def _state_directories(env: Mapping[str, str]) -> list[str]:
+    """systemd's STATE_DIRECTORY: one path per `StateDirectory=` entry, joined by colons."""
+    return [part for part in env.get("STATE_DIRECTORY", "").split(":") if part]
+
+
 def _default_data_dir(env: Mapping[str, str]) -> Path:
-    if state := env.get("STATE_DIRECTORY", "").split(":")[0]:
-        return Path(state)
+    if state := _state_directories(env):
+        return Path(state[0])
     if xdg := env.get("XDG_DATA_HOME", ""):
         return Path(xdg) / "vigil"
     return _home(env) / ".local" / "share" / "vigil"
+
+
+def _default_workdir_root(env: Mapping[str, str]) -> Path:
+    """A directory of vigil's own beside the default data directory, never around it, never $HOME.
+
+    Under systemd the unit may give a second state directory (`StateDirectory=vigil vigil-work`):
+    that one is the root. With a single state directory the root is its sibling `<name>-work`
+    (the data directory itself would put the store in the chats' reach).
+    """
+    state = _state_directories(env)
+    if len(state) > 1:
+        return Path(state[1])
+    if state:
+        first = Path(state[0])
+        return first.parent / f"{first.name}-work"
+    if xdg := env.get("XDG_DATA_HOME", ""):
+        return Path(xdg) / "vigil-work"
+    return _home(env) / ".local" / "share" / "vigil-work"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -279,7 +302,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     data_dir = merged.get("VIGIL_DATA_DIR", "").strip()
     values["data_dir"] = _path(data_dir, env) if data_dir else _default_data_dir(env)
     root = merged.get("VIGIL_WORKDIR_ROOT", "").strip()
-    values["workdir_root"] = _existing_dir("VIGIL_WORKDIR_ROOT", _path(root, env) if root else _home(env))
+    # A root the operator named must exist (a typo must not silently create a tree somewhere);
+    # the default one is vigil's own and is created by `ensure_workdir_root`.
+    values["workdir_root"] = (_existing_dir("VIGIL_WORKDIR_ROOT", _path(root, env)) if root
+                              else Path(os.path.realpath(_default_workdir_root(env))))
+    _refuse_store_in_reach(values["data_dir"], values["workdir_root"])
 
     settings = Settings(**values)
     if settings.heartbeat_default_interval_s < settings.heartbeat_min_interval_s:
@@ -300,6 +327,26 @@ def _existing_dir(name: str, path: Path) -> Path:
     if not resolved.is_dir():
         raise SettingsError(f"{name}={path}: not an existing directory")
     return resolved
+
+
+def _refuse_store_in_reach(data_dir: Path, root: Path) -> None:
+    """Every chat's tools work under the root: a store inside it could be read or truncated by them."""
+    data = Path(os.path.realpath(data_dir))  # symlinks followed, also for a data dir not made yet
+    if data == root or root in data.parents:
+        raise SettingsError(f"VIGIL_DATA_DIR={data} lies inside VIGIL_WORKDIR_ROOT={root}, where the chats' "
+                            "tools work: put the data directory outside the work root")
+
+
+def ensure_workdir_root(settings: Settings) -> Path:
+    """Create the work root (0700: only the service user enters the chats' directories) if missing."""
+    path = settings.workdir_root
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"VIGIL_WORKDIR_ROOT={path}: cannot create it ({exc.strerror or exc})") from None
+    if not path.is_dir():
+        raise SettingsError(f"VIGIL_WORKDIR_ROOT={path}: not an existing directory")
+    return path
 
 
 def ensure_data_dir(settings: Settings) -> Path:

@@ -161,6 +161,10 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     target: Target
     cwd: str
     model: str
+    # The tree this chat's /cd and tools are confined to (cwd lies inside it); "" in headers written
+    # before workspaces existed (see vigil/workspace.py: such a session is confined to its cwd).
+    # Added with a default, so no schema bump: an older vigil ignores it and confines to the root.
+    workspace: str = ""
     title: str = ""
     chat_type: str = ""
     generation: int = 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from vigil.tools import bash as bash_tool
 from vigil.tools import editor as editor_tool
 from vigil.tools.bash import BashRunner
 from vigil.tools.editor import TextEditor
-from vigil.tools.jail import Jail
+from vigil.tools.jail import Jail, JailError
 from vigil.tools.outcome import ToolOutcome
 
 __all__ = ["DESCRIBE_WIDTH", "Toolbox"]
@@ -28,6 +29,9 @@ _log = logging.getLogger(__name__)
 
 # Progress lines share a chat message with other text; keep them one short line.
 DESCRIBE_WIDTH = 60
+
+# Workspaces whose editor is kept (the chats active lately); more are made again on demand.
+_EDITOR_CACHE = 256
 
 
 def _printable(text: str) -> str:
@@ -57,7 +61,12 @@ class Toolbox:
         scrub_env: Iterable[str] = (),
     ) -> None:
         self._jail = Jail(root)
+        self._view_max = view_max_characters
         self._editor = TextEditor(self._jail, max_characters=view_max_characters)
+        # One editor per workspace seen lately: a Jail pins its root's real path once, so making them
+        # per call would cost a realpath each time; bounded, since a service sees many chats.
+        self._editors: OrderedDict[Path, TextEditor] = OrderedDict()
+        self._editors_lock = threading.Lock()
         self._bash: BashRunner | None = (
             BashRunner(timeout_s=bash_timeout_s, output_cap=bash_output_cap, scrub_env=scrub_env)
             if enable_bash
@@ -83,14 +92,27 @@ class Toolbox:
         return frozenset({editor_tool.TOOL_NAME, bash_tool.TOOL_NAME})
 
     def run(
-        self, name: str, tool_input: dict[str, object], cwd: Path, cancel: threading.Event
+        self,
+        name: str,
+        tool_input: dict[str, object],
+        cwd: Path,
+        cancel: threading.Event,
+        workspace: Path | None = None,
     ) -> ToolOutcome:
-        """Run one `tool_use` block (blocking). Never raises for anything the model sent."""
+        """Run one `tool_use` block (blocking). Never raises for anything the model sent.
+
+        `workspace` is the tree the chat is confined to (the whole root when None): the editor's
+        jail, and the only directory bash may write.
+        """
         if not isinstance(tool_input, dict):
             return ToolOutcome("Error: the tool input must be an object", is_error=True)
         try:
             if name == editor_tool.TOOL_NAME:
-                return self._editor.run(cwd, tool_input)
+                try:
+                    editor = self._editor_for(workspace)
+                except JailError as exc:
+                    return ToolOutcome(f"Error: this chat's directory cannot be used: {exc}", is_error=True)
+                return editor.run(cwd, tool_input)
             if name == bash_tool.TOOL_NAME and self._bash is not None:
                 return self._bash.run(cwd, tool_input, cancel)
         except Exception:
@@ -100,6 +122,28 @@ class Toolbox:
             return ToolOutcome(f"Error: internal error in tool `{name}`", is_error=True)
         offered = ", ".join(f"`{n}`" for n in sorted(self.names()))
         return ToolOutcome(f"Error: unknown tool `{name}`; available tools: {offered}", is_error=True)
+
+    def _editor_for(self, workspace: Path | None) -> TextEditor:
+        """The editor jailed to `workspace`, which must lie under the root (checked on every call).
+
+        The workspace is resolved through the root's jail first, so a directory on its way that was
+        swapped for a symlink (by bash in an admin's chat, say) cannot move the jail out of the root.
+        """
+        if workspace is None:
+            return self._editor
+        real = self._jail.resolve(self._jail.root, str(workspace))
+        if real == self._jail.root:
+            return self._editor
+        with self._editors_lock:
+            editor = self._editors.get(real)
+            if editor is None:
+                editor = TextEditor(Jail(real), max_characters=self._view_max)
+                self._editors[real] = editor
+                while len(self._editors) > _EDITOR_CACHE:
+                    self._editors.popitem(last=False)
+            else:
+                self._editors.move_to_end(real)
+            return editor
 
     def describe(self, name: str, tool_input: dict[str, object], cwd: Path) -> str:
         """A short progress line for the chat, e.g. `view src/app.py` or `$ pytest -q`."""
