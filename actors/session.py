@@ -47,7 +47,7 @@ from actors.protocol import (
     UserText,
 )
 from actors.registry import Registry, SessionControl
-from actors.turn import ToolSet, TurnOutcome, TurnRunner
+from actors.turn import ToolSet, TurnOutcome, TurnRunner, resume_exchange
 from actors.window import HistoryWindow
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
@@ -484,8 +484,10 @@ class SessionActor(pykka.ThreadingActor):
         now = self.deps.clock()
         if self.resume_turn is not None:
             old, self.resume_turn = self.resume_turn, None
+            # The tool rounds stored are kept: the model continues from them, and no tool runs twice.
             turn = msgspec.structs.replace(
-                old, status="open", messages=(), reply="", note="", attempts=old.attempts + 1,
+                old, status="open", messages=resume_exchange(old.messages), reply="", note="",
+                attempts=old.attempts + 1,
                 superseded_reply=old.reply or old.superseded_reply, started_at=now)
             self.header = msgspec.structs.replace(self.header, open_turn=turn.seq)
         elif self.header.pending:
@@ -548,7 +550,8 @@ class SessionActor(pykka.ThreadingActor):
                                       slow=slow)
         try:
             request = self.build_request(turn)
-            outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round)
+            outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round,
+                                           resume=turn.messages, on_tool=on_round)
         finally:
             display.close()
             self.control.end()
