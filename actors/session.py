@@ -437,6 +437,9 @@ class SessionActor(pykka.ThreadingActor):
         self.committed = self.header
 
     def _publish(self) -> None:
+        if self.broken:  # /status then reads the store, and says the record can't be read
+            self.control.publish(None, 0)
+            return
         self.control.publish(self.header, len(self.header.pending) if self.header else 0)
 
     def _schedule_run(self) -> None:
