@@ -8,10 +8,15 @@ follow-up turn.
 
 A turn is written (final) before its reply is shown, and before that (open) as
 soon as it shows anything, runs a tool, or has taken a quarter of a second; a
-restart (or `kill -9`) answers an open turn again instead of losing it. A fast
+restart (or `kill -9`) answers an open turn again instead of losing it, going
+on from the tool rounds it stored (no tool call runs twice). A fast
 turn is thus one durable commit, not two; the price is that a `kill -9` in the
 first quarter second of a turn loses the question (never a reply anyone saw).
 Pending messages are written at shutdown.
+
+A session whose stored record can't be read (damaged, or a newer vigil's) is
+"broken": it writes nothing, answers every message with why, and reads the
+record again on each one, so that once an operator deleted it the chat goes on.
 """
 
 from __future__ import annotations
@@ -542,7 +547,8 @@ class SessionActor(pykka.ThreadingActor):
         def on_round(messages: tuple[Any, ...], text: str) -> None:
             live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text)
             self.current = None
-            self.commit(live["turn"], wait=True)
+            if not self.commit(live["turn"], wait=True) and self.broken:
+                cancel.cancel("stopped")  # nothing of this turn can be kept: run no further tools
 
         def slow() -> None:
             if self.current is not None:
