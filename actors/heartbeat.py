@@ -57,11 +57,20 @@ silence is the right default, and small talk or "just checking in" is not worth 
 notes with save_note. Text you write outside send_message is never shown to anyone."""
 
 
-def _zone(name: str) -> ZoneInfo:
+def parse_zone(name: str) -> ZoneInfo | None:
+    """The time zone of an IANA name, or None: also for a tzdata directory ("America", which raises
+    IsADirectoryError), a data file ("zone.tab"), paths that climb out ("../../etc/passwd") and ""."""
+    if not name or len(name) > 64 or name.startswith(("/", ".")):
+        return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def _zone(name: str) -> ZoneInfo:
+    """A stored zone, never failing: one stored before this vigil checked names as it does falls back to UTC."""
+    return parse_zone(name) or ZoneInfo("UTC")
 
 
 def in_active_hours(beat: Heartbeat, now: float) -> bool:
@@ -134,6 +143,8 @@ class HeartbeatMixin(SessionCommandsMixin):
     # ------------------------------------------------------------------ the beat
 
     def on_heartbeat(self, message: HeartbeatDue) -> None:
+        if self.deps.registry.shutting_down.is_set():
+            return  # the schedule is on disk: the next start beats when due, nothing is lost by waiting
         header = self.header
         if header is None or not header.heartbeat.enabled:
             self.deps.schedule_heartbeat(self.key, None)
@@ -197,21 +208,32 @@ class HeartbeatMixin(SessionCommandsMixin):
         cancel = CancelToken()
         self.control.begin("heartbeat", cancel)
         try:
+            # Shutdown cancels the tokens of the turns it finds running; a beat that began just after
+            # that must not run (and pay for) a model call the shutdown would then wait for.
+            if self.deps.registry.shutting_down.is_set():
+                cancel.cancel("shutdown")
+                return []
             outcome = self.deps.runner.run(request, cancel, SilentDisplay(), tools, max_rounds=BEAT_MAX_ROUNDS)
         finally:
             self.control.end()
         sent = list(self._beat_sent)
         usage = self._usage_of(outcome.calls)
         assert self.header is not None
-        decision = (f"spoke ({len(sent)} message{'s' if len(sent) > 1 else ''})" if sent
+        cut = cancel.reason == "shutdown"
+        decision = ("cut short: vigil was shutting down" if cut
+                    else f"spoke ({len(sent)} message{'s' if len(sent) > 1 else ''})" if sent
                     else "failed: " + outcome.note if outcome.status == "failed" else "stayed silent")
         beat = self.header.heartbeat
-        self._set_beat(last_beat_at=now, last_decision=decision, last_message=sent[-1] if sent else beat.last_message,
-                       next_due=next_due(beat, now) if reschedule else beat.next_due)
+        # A beat cut by shutdown, having said nothing, keeps its due time: the next start runs it again.
+        spent = sent or not cut
+        self._set_beat(last_beat_at=now if spent else beat.last_beat_at, last_decision=decision,
+                       last_message=sent[-1] if sent else beat.last_message,
+                       next_due=next_due(beat, now) if reschedule and spent else beat.next_due)
         self.header = msgspec.structs.replace(self.header, heartbeat_usage=self.header.heartbeat_usage + usage)
         turn = None
         if self._beat_turn is not None:
-            turn = msgspec.structs.replace(self._beat_turn, status="done", messages=outcome.messages,
+            turn = msgspec.structs.replace(self._beat_turn, status="stopped" if cut else "done",
+                                           note="cut short by a restart" if cut else "", messages=outcome.messages,
                                            reply="\n\n".join(sent), ended_at=self.deps.clock(), usage=usage)
             self.header = msgspec.structs.replace(self.header, open_turn=None)
         self.commit(turn, self._usage_entries(beat.owner, "heartbeat", usage), wait=True)
@@ -309,10 +331,9 @@ class HeartbeatMixin(SessionCommandsMixin):
             if beat.enabled:
                 beat = self._set_beat(next_due=next_window_start(beat, max(now, beat.next_due)))
         elif verb == "tz":
-            try:
-                ZoneInfo(rest.strip())
-            except (ZoneInfoNotFoundError, ValueError):
-                self._reply(message, f"⛔ {rest.strip()!r} is not a time zone. Example: /heartbeat tz Europe/Lisbon")
+            if parse_zone(rest.strip()) is None:
+                shown = rest.strip()[:64]
+                self._reply(message, f"⛔ {shown!r} is not a time zone. Example: /heartbeat tz Europe/Lisbon")
                 return
             beat = self._set_beat(tz=rest.strip())
             text = f"🫀 Heartbeat time zone: {beat.tz} (it is {self._local(now)} there)."
@@ -323,6 +344,7 @@ class HeartbeatMixin(SessionCommandsMixin):
             self._reply(message, "Usage: /heartbeat [on|off|every DUR|hours HH-HH|tz ZONE|test|status]")
             return
         if not self.commit(wait=True):
+            self.header = header  # not saved, so not in effect
             self._reply(message, "⚠️ The heartbeat setting could not be saved; please try again.")
             return
         self._reschedule()
@@ -331,6 +353,9 @@ class HeartbeatMixin(SessionCommandsMixin):
     def _heartbeat_test(self, message: SessionCommand, now: float) -> None:
         if self.header is None or self._has_work():
             self._reply(message, "🫀 Not now: messages are waiting to be answered.")
+            return
+        if self.deps.registry.shutting_down.is_set():
+            self._reply(message, "🫀 Not now: vigil is restarting.")
             return
         if not self.header.heartbeat.owner:
             self._set_beat(owner=message.sender.user_id)

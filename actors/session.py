@@ -8,10 +8,15 @@ follow-up turn.
 
 A turn is written (final) before its reply is shown, and before that (open) as
 soon as it shows anything, runs a tool, or has taken a quarter of a second; a
-restart (or `kill -9`) answers an open turn again instead of losing it. A fast
+restart (or `kill -9`) answers an open turn again instead of losing it, going
+on from the tool rounds it stored (no tool call runs twice). A fast
 turn is thus one durable commit, not two; the price is that a `kill -9` in the
 first quarter second of a turn loses the question (never a reply anyone saw).
 Pending messages are written at shutdown.
+
+A session whose stored record can't be read (damaged, or a newer vigil's) is
+"broken": it writes nothing, answers every message with why, and reads the
+record again on each one, so that once an operator deleted it the chat goes on.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from actors.protocol import (
     UserText,
 )
 from actors.registry import Registry, SessionControl
-from actors.turn import ToolSet, TurnOutcome, TurnRunner
+from actors.turn import ToolSet, TurnOutcome, TurnRunner, resume_exchange
 from actors.window import HistoryWindow
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
@@ -56,8 +61,8 @@ from vigil.model.prices import to_usage
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest, Outbox, Reply, Store, TokenUsage
 from vigil.settings import Settings
-from vigil.store.schema import Heartbeat, Input, Note, SessionHeader, Target, Turn, Usage
-from vigil.store.store import SessionGone, UsageEntry, utc_day
+from vigil.store.schema import Heartbeat, Input, Note, SessionHeader, Target, Turn, UnreadableRecord, Usage
+from vigil.store.store import CorruptRecord, SessionGone, UsageEntry, utc_day
 from vigil.tools.outcome import ToolOutcome
 from vigil.tools.toolbox import Toolbox
 from vigil.workspace import settle, start_header, workspace_of
@@ -140,7 +145,10 @@ class SessionActor(pykka.ThreadingActor):
             self.log.error("session.load_failed", error=self.broken)
 
     def _load(self) -> None:
-        header = self.deps.store.header(self.key)
+        try:
+            header = self.deps.store.header(self.key)
+        except UnreadableRecord as exc:
+            raise CorruptRecord(self.key, exc.reason) from None
         if header is None:
             return
         self.committed = header
@@ -200,7 +208,7 @@ class SessionActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, RunTurn):
             self.run_scheduled = False
-            if not self.deps.registry.shutting_down.is_set():
+            if not self.deps.registry.shutting_down.is_set() and not self.broken:
                 self._answer_pending()
                 if self.resume_turn is not None or (self.header is not None and self.header.pending):
                     self._schedule_run()  # a resumed turn went first; what else waits goes next
@@ -219,7 +227,7 @@ class SessionActor(pykka.ThreadingActor):
             finally:
                 message.done.set()
             return None
-        if self.broken:
+        if self.broken and self._still_broken():
             self._refuse_broken(message)
             return None
         if isinstance(message, UserText):
@@ -278,6 +286,44 @@ class SessionActor(pykka.ThreadingActor):
         self.header = msgspec.structs.replace(header, undelivered=())
         self.commit(wait=True)
 
+    def _break(self, error: Exception) -> None:
+        """The stored session can't be read (damaged, or a newer vigil's): refuse everything until it is removed.
+
+        Nothing is written from now on: the record may hold a newer vigil's data. What waited is dropped
+        from memory (it could not be saved anyway), and the chat is told why, once, now.
+        """
+        self.broken = str(error)
+        self.log.error("session.unreadable", error=self.broken)
+        target = self.header.target if self.header is not None else None
+        if self.header is not None:
+            self.header = msgspec.structs.replace(self.header, pending=())
+        self.dirty = self.unsynced = False
+        self.resume_turn = self.current = None
+        self.forget_cached()
+        self._publish()
+        if target is not None:
+            self._send(f"⚠️ This chat's stored session can't be used: {self.broken}", target=target)
+
+    def _still_broken(self) -> bool:
+        """Read the record again: once an operator deleted (or fixed) it, the chat works again."""
+        try:
+            self.deps.store.header(self.key)
+        except UnreadableRecord:
+            return True
+        except Exception as exc:
+            self.log.warning("session.recheck_failed", error=repr(exc))
+            return True
+        self.log.info("session.readable_again")
+        self.broken = ""
+        self.header = self.committed = None
+        self.dirty = self.unsynced = self.run_scheduled = False
+        try:
+            self._load()
+        except Exception as exc:
+            self.broken = str(exc)
+            return True
+        return False
+
     def _refuse_broken(self, message: Any) -> None:
         target = getattr(message, "target", None)
         if isinstance(target, Target):
@@ -322,6 +368,8 @@ class SessionActor(pykka.ThreadingActor):
     def commit(self, turn: Turn | None = None, usage: Sequence[UsageEntry] = (), wait: bool = False) -> bool:
         """Persist the header (and a turn). Waiting makes it durable; False if the store refused."""
         assert self.header is not None
+        if self.broken:
+            return False
         members = tuple(self.new_members)
         self.new_members.clear()
         future = self.deps.store.commit(self.header, turn, usage, members, create=self.committed is None,
@@ -337,6 +385,9 @@ class SessionActor(pykka.ThreadingActor):
             future.result()
         except SessionGone:
             self._recreate_after_delete(turn, usage)
+        except CorruptRecord as exc:  # found at commit time: another process wrote what we can't read
+            self._break(exc)
+            return False
         except Exception as exc:
             self.log.error("session.commit_failed", error=repr(exc))
             return False
@@ -346,6 +397,7 @@ class SessionActor(pykka.ThreadingActor):
         """Delete everything stored for this session and start afresh; the number of turns deleted."""
         removed = int(self.deps.store.delete_session(self.key).result() or 0)
         self.deps.schedule_heartbeat(self.key, None)
+        self.broken = ""  # whatever could not be read is gone with the rest
         self.header = self.committed = None
         self.dirty = self.unsynced = False
         self.resume_turn = self.current = None
@@ -370,7 +422,11 @@ class SessionActor(pykka.ThreadingActor):
         """Did another process (vigil sessions delete/cleanup) delete this session since we wrote it?"""
         if self.committed is None or not self.deps.store.changed_elsewhere():
             return False
-        stored = self.deps.store.header(self.key)
+        try:
+            stored = self.deps.store.header(self.key)
+        except UnreadableRecord as exc:
+            self._break(CorruptRecord(self.key, exc.reason))
+            return False
         return stored is None or stored.incarnation != self.committed.incarnation
 
     def _recreate_after_delete(self, turn: Turn | None, usage: Sequence[UsageEntry]) -> None:
@@ -389,6 +445,9 @@ class SessionActor(pykka.ThreadingActor):
         self.committed = self.header
 
     def _publish(self) -> None:
+        if self.broken:  # /status then reads the store, and says the record can't be read
+            self.control.publish(None, 0)
+            return
         self.control.publish(self.header, len(self.header.pending) if self.header else 0)
 
     def _schedule_run(self) -> None:
@@ -436,14 +495,19 @@ class SessionActor(pykka.ThreadingActor):
         now = self.deps.clock()
         if self.resume_turn is not None:
             old, self.resume_turn = self.resume_turn, None
+            # The tool rounds stored are kept: the model continues from them, and no tool runs twice.
             turn = msgspec.structs.replace(
-                old, status="open", messages=(), reply="", note="", attempts=old.attempts + 1,
+                old, status="open", messages=resume_exchange(old.messages), reply="", note="",
+                attempts=old.attempts + 1,
                 superseded_reply=old.reply or old.superseded_reply, started_at=now)
             self.header = msgspec.structs.replace(self.header, open_turn=turn.seq)
         elif self.header.pending:
             if self.header.undelivered:
                 self.resend_undelivered()
-            if self._deleted_elsewhere():
+            deleted = self._deleted_elsewhere()
+            if self.broken:
+                return
+            if deleted:
                 # Start afresh with the messages that are waiting; nothing deleted may reach the model.
                 self.log.info("session.deleted_elsewhere")
                 waiting, target = self.header.pending, self.header.target
@@ -486,7 +550,8 @@ class SessionActor(pykka.ThreadingActor):
         def on_round(messages: tuple[Any, ...], text: str) -> None:
             live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text)
             self.current = None
-            self.commit(live["turn"], wait=True)
+            if not self.commit(live["turn"], wait=True) and self.broken:
+                cancel.cancel("stopped")  # nothing of this turn can be kept: run no further tools
 
         def slow() -> None:
             if self.current is not None:
@@ -497,7 +562,8 @@ class SessionActor(pykka.ThreadingActor):
                                       slow=slow)
         try:
             request = self.build_request(turn)
-            outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round)
+            outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round,
+                                           resume=turn.messages, on_tool=on_round)
         finally:
             display.close()
             self.control.end()

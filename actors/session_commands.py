@@ -16,6 +16,7 @@ from vigil.tools.jail import Jail, JailError
 from vigil.workspace import is_operator, within, workspace_of
 
 MAX_PAST_GENERATIONS = 50
+NOT_SAVED = "⚠️ That could not be saved (the store refused the write), so it did not happen."
 _MODEL_NAME = re.compile(r"^claude-[a-z0-9][a-z0-9.-]{1,60}$")
 
 
@@ -84,7 +85,8 @@ class SessionCommandsMixin(SessionActor):
         self.header = msgspec.structs.replace(header, cwd=str(path),
                                               workspace=str(path) if moved else str(workspace))
         if not self.commit(wait=True):
-            self._reply(message, "⚠️ Couldn't change the directory: the store refused the write.")
+            self.header = header  # not saved, so not in effect: what the chat is told must be true
+            self._reply(message, f"{NOT_SAVED} The directory stays {header.cwd}")
             return
         self._reply(message, f"📁 {path}" + (" (this chat's tools now work in this tree)" if moved else ""))
 
@@ -103,14 +105,23 @@ class SessionCommandsMixin(SessionActor):
             return
         previous = header.model
         self.header = msgspec.structs.replace(header, model=name)
-        self.commit(wait=True)
+        if not self.commit(wait=True):
+            self.header = header
+            self._reply(message, f"{NOT_SAVED} The model stays {previous}.")
+            return
         self._reply(message, f"🧠 Model for this chat: {name} (was {previous}).")
 
     def _cmd_notes(self, message: SessionCommand) -> None:
         store = self.deps.store
         if message.args.strip().lower() == "clear":
-            store.clear_notes(self.key).result()
-            self.forget_cached()
+            try:
+                store.clear_notes(self.key).result()
+            except Exception as exc:
+                self.log.error("session.notes_clear_failed", error=repr(exc))
+                self._reply(message, f"{NOT_SAVED} The notes are still there.")
+                return
+            finally:
+                self.forget_cached()
             self._reply(message, "🗒 Notes cleared.")
             return
         notes = sorted(store.notes(self.key), key=lambda n: n.at, reverse=True)
@@ -129,5 +140,10 @@ class SessionCommandsMixin(SessionActor):
                         buttons=((Button("🗑 Yes, forget", f"forget:{self.key}"),
                                   Button("Cancel", "cancel")),))
             return
-        self.forget()
+        try:
+            self.forget()
+        except Exception as exc:
+            self.log.error("session.forget_failed", error=repr(exc))
+            self._reply(message, f"{NOT_SAVED} Nothing was deleted.")
+            return
         self._reply(message, "🗑 Forgotten: this chat's history, notes and settings were deleted.")

@@ -137,6 +137,46 @@ def _result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
 
 
 CANCELLED = ToolOutcome(content="cancelled: the user stopped this turn before the tool ran", is_error=True)
+RESTARTED_WHILE_RUNNING = ToolOutcome(
+    content=("interrupted: vigil restarted while this tool call was running. It may have taken effect, in part "
+             "or in full, so it was not run again; check before calling it again."), is_error=True)
+RESTARTED_BEFORE_IT_BEGAN = ToolOutcome(
+    content="not run: vigil restarted before this tool call began; call it again if it is still needed.",
+    is_error=True)
+
+
+def _tool_uses(message: Message) -> list[dict[str, Any]]:
+    return [b for b in message.content if b.get("type") == "tool_use"] if message.role == "assistant" else []
+
+
+def resume_exchange(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """The stored exchange of a turn cut short by a restart, ready for the model to continue.
+
+    Tool calls whose results were stored are kept as they are (never run again: they may have had
+    effects). Tools run one at a time and the exchange is stored before the first and after each, so
+    of the calls without a stored result only the first can have begun: it is answered as interrupted,
+    the rest as never run. Trailing assistant text (already shown, and kept as the superseded reply) goes:
+    the model writes its answer anew.
+    """
+    out = list(messages)
+    while out and out[-1].role == "assistant" and not _tool_uses(out[-1]):
+        out.pop()
+    if not out:
+        return ()
+    if out[-1].role == "assistant":
+        calls, answered = _tool_uses(out[-1]), []
+    elif len(out) >= 2 and out[-2].role == "assistant":
+        calls, answered = _tool_uses(out[-2]), list(out.pop().content)
+    else:
+        return tuple(out)
+    stored = {b.get("tool_use_id") for b in answered if b.get("type") == "tool_result"}
+    results = list(answered)
+    for block in calls:
+        if block["id"] not in stored:
+            began = len(results) == len(stored)  # the first call without a result
+            results.append(_result(block["id"], RESTARTED_WHILE_RUNNING if began else RESTARTED_BEFORE_IT_BEGAN))
+    out.append(Message(role="user", content=tuple(results)))
+    return tuple(out)
 
 
 class _Call:
@@ -208,10 +248,18 @@ class TurnRunner:
     def run(self, request: ModelRequest, cancel: CancelToken, display: TurnDisplay,
             tools: ToolSet | None = None,
             on_round: Callable[[tuple[Message, ...], str], None] | None = None,
-            max_rounds: int | None = None) -> TurnOutcome:
+            max_rounds: int | None = None, resume: tuple[Message, ...] = (),
+            on_tool: Callable[[tuple[Message, ...], str], None] | None = None) -> TurnOutcome:
+        """Call the model (and tools) until the turn ends.
+
+        `on_round` gets the exchange after each round of tool results; `on_tool` gets it before any tool
+        of a round runs (ending with the assistant's tool calls) and after each tool but the round's last
+        (ending with the results so far): a restart then knows which calls ran. `resume` is the exchange
+        of a turn cut short by a restart (ending with tool results): the model continues from it.
+        """
         rounds = self._max_rounds if max_rounds is None else max_rounds
         base = list(request.messages)
-        exchange: list[Message] = []
+        exchange: list[Message] = list(resume)
         calls: list[tuple[str, TokenUsage]] = []
         said = _Progress()
         status, note, error_kind = "done", "", ""
@@ -258,6 +306,8 @@ class TurnRunner:
                 exchange.append(Message(role="user", content=tuple(_result(b["id"], limit) for b in tool_uses)))
                 note = f"stopped after {rounds} tool rounds"
                 break
+            if on_tool is not None:
+                on_tool(tuple(exchange), said.joined())
             results = []
             for block in tool_uses:
                 if cancel.cancelled:
@@ -266,6 +316,8 @@ class TurnRunner:
                 display.progress(tools.describe(block["name"], block.get("input") or {}))
                 outcome = tools.run(block["name"], dict(block.get("input") or {}), cancel)
                 results.append(_result(block["id"], outcome))
+                if on_tool is not None and len(results) < len(tool_uses):
+                    on_tool((*exchange, Message(role="user", content=tuple(results))), said.joined())
             exchange.append(Message(role="user", content=tuple(results)))
             if on_round is not None:
                 on_round(tuple(exchange), said.joined())

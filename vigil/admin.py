@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -17,7 +18,7 @@ from vigil.control import complete, export_session
 from vigil.durations import DurationError, parse_duration
 from vigil.settings import Settings
 from vigil.store.schema import SessionHeader
-from vigil.store.store import LmdbStore, open_store
+from vigil.store.store import LmdbStore, open_store, unreadable_line
 from vigil.views import ago, clock, heartbeat_line, money, session_title, usage_line
 
 
@@ -35,20 +36,27 @@ def _activity(header: SessionHeader) -> float:
 
 
 def _list(store: LmdbStore, args: argparse.Namespace) -> int:
-    headers = sorted(store.headers(args.user), key=_activity, reverse=True)
+    found, skipped = store.scan_headers(args.user)
+    headers = sorted(found, key=_activity, reverse=True)
+    # Unreadable records are named, so they can be deleted; on stderr with --json (one session per line).
+    unreadable = unreadable_line(skipped)
     if args.json:
         for header in headers:
             print(json.dumps(complete(header), ensure_ascii=False))
+        if unreadable:
+            print(f"vigil: {unreadable}", file=sys.stderr)
         return 0
     if not headers:
         print("no stored sessions")
-        return 0
-    print(f"{'KEY':<28} {'LAST ACTIVE':<14} {'TURNS':>6} {'COST':>9}  {'HEARTBEAT':<14} TITLE / CWD")
-    for h in headers:
-        total = h.usage + h.heartbeat_usage
-        print(f"{h.key:<28} {ago(_activity(h)):<14} {h.next_seq:>6} {money(total.cost_micros):>9}  "
-              f"{heartbeat_line(h.heartbeat):<14} {session_title(h)} — {h.cwd}")
-    print(f"{len(headers)} session(s)")
+    else:
+        print(f"{'KEY':<28} {'LAST ACTIVE':<14} {'TURNS':>6} {'COST':>9}  {'HEARTBEAT':<14} TITLE / CWD")
+        for h in headers:
+            total = h.usage + h.heartbeat_usage
+            print(f"{h.key:<28} {ago(_activity(h)):<14} {h.next_seq:>6} {money(total.cost_micros):>9}  "
+                  f"{heartbeat_line(h.heartbeat):<14} {session_title(h)} — {h.cwd}")
+        print(f"{len(headers)} session(s)")
+    if unreadable:
+        print(f"{unreadable}; `vigil sessions delete KEY` removes one")
     return 0
 
 
@@ -109,7 +117,7 @@ def _cleanup(store: LmdbStore, args: argparse.Namespace) -> int:
 
 def _delete(store: LmdbStore, args: argparse.Namespace) -> int:
     key = store.canonical(args.key)
-    if store.header(key) is None:
+    if not store.has_session(key):  # not decoded: deleting is how an unreadable record is removed
         print(f"vigil: no stored session {args.key!r}", file=sys.stderr)
         return 1
     if not _confirm(f"Delete session {key} (history, notes, settings)?", args.yes):
@@ -125,7 +133,10 @@ def _export(store: LmdbStore, args: argparse.Namespace) -> int:
         print(f"vigil: no stored session {args.key!r}", file=sys.stderr)
         return 1
     if args.output:
-        with open(args.output, "wb") as handle:
+        # Only the service user may read a conversation: 0600 whatever the umask, also for a file that existed.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
             handle.write(document)
         print(f"wrote {args.output} ({len(document)} bytes)")
     else:

@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from adapters.telegram.service import StartupError
     from vigil.lock import AlreadyRunning
     from vigil.store.lmdb_env import StoreError
-    from vigil.store.schema import NewerSchemaError
+    from vigil.store.schema import UnreadableRecord
 
     args = build_parser().parse_args(argv)
     try:
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, UserError, AlreadyRunning) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (StoreError, NewerSchemaError, StartupError) as exc:
+    except (StoreError, UnreadableRecord, StartupError) as exc:
         print(f"vigil: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

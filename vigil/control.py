@@ -3,6 +3,11 @@
 `/status` reads the snapshot the live actor publishes (or the store, for a
 session that is not live); `/stop` sets the running turn's cancel token;
 `/sessions`, `/usage`, `/export` read the store, which any thread may do.
+
+What `/sessions`, `/usage` and cleanup show depends on where they are asked: in
+a group, that group's sessions only (its chat and its forum topics), whoever
+asks, because everyone in the group reads the answer; in a private chat, the
+asker's own sessions, or every session for an admin.
 """
 
 from __future__ import annotations
@@ -21,14 +26,15 @@ from vigil.commands import ParsedCommand, help_text
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
-from vigil.store.schema import SessionHeader, Target
-from vigil.store.store import utc_day
+from vigil.store.schema import SessionHeader, Target, UnreadableRecord
+from vigil.store.store import Unreadable, UsageRow, unreadable_line, utc_day
 from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
 from vigil.workspace import own_directory, placed
 
 PAGE_SIZE = 5
 CLEANUP_WAIT_S = 30.0
 DEFAULT_CLEANUP_AGE = 86400.0
+GROUP_TYPES = ("group", "supergroup")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,23 @@ class Caller:
     def user_id(self) -> int:
         return self.sender.user_id
 
+    @property
+    def group_key(self) -> str | None:
+        """In a group, the key of its chat (its forum topics' keys extend it); None elsewhere."""
+        if self.chat_type not in GROUP_TYPES:
+            return None
+        return ":".join(self.key.split(":")[:2])
+
+    @property
+    def sees_everyone(self) -> bool:
+        """Every user's sessions: an admin, outside groups only."""
+        return self.admin and self.group_key is None
+
+    def sees(self, key: str) -> bool:
+        """Whether a session of this key belongs to where the caller asks from (membership aside)."""
+        group = self.group_key
+        return group is None or key == group or key.startswith(group + ":")
+
 
 class Control:
     """Out-of-band command handlers over a Runtime."""
@@ -61,7 +84,23 @@ class Control:
         control = self.runtime.control(key)
         if control is not None and control.status.header is not None:
             return control.status.header
-        return self.store.header(key)
+        try:
+            return self.store.header(key)
+        except UnreadableRecord:
+            return None  # the session itself says why when it is written to; /status says so too
+
+    def visible(self, caller: Caller) -> tuple[list[SessionHeader], list[Unreadable]]:
+        """The sessions this caller may list from where they ask, and the unreadable ones among them, named."""
+        headers, skipped = self.store.scan_headers(None if caller.admin else caller.user_id)
+        if caller.group_key is None:
+            return headers, skipped
+        return [h for h in headers if caller.sees(h.key)], [u for u in skipped if caller.sees(u.key)]
+
+    def visible_usage(self, caller: Caller, since_day: str) -> tuple[list[UsageRow], list[Unreadable]]:
+        rows, skipped = self.store.scan_usage(None if caller.admin else caller.user_id, since_day)
+        if caller.group_key is None:
+            return rows, skipped
+        return [r for r in rows if caller.sees(r.key)], [u for u in skipped if caller.sees(u.key)]
 
     def state(self, key: str, now: float | None = None) -> str:
         control = self.runtime.control(key)
@@ -140,6 +179,9 @@ class Control:
         live = self.runtime.registry.live_count()
         busy = self.runtime.registry.busy_count()
         live_line = f"Live sessions: {live} ({busy} busy) · model calls in flight: {self.runtime.slots.in_flight}"
+        if header is None and self.store.has_session(caller.key):
+            return Reply(text=f"📊 Session {caller.key}\n⚠️ {unreadable_line([self._unreadable(caller.key)])}.\n"
+                              f"{live_line}")
         if header is None:
             return Reply(text=f"📊 Session {caller.key}\nNo conversation yet: write something to start one.\n"
                               f"Directory: {self.first_directory(caller)} · Model: {self.settings.model}\n{live_line}")
@@ -167,18 +209,29 @@ class Control:
         ]
         return Reply(text="\n".join(lines))
 
+    def _unreadable(self, key: str) -> Unreadable:
+        try:
+            self.store.header(key)
+        except UnreadableRecord as exc:
+            return Unreadable(key, exc.reason)
+        return Unreadable(key, "unreadable")
+
     def sessions(self, caller: Caller, page: int = 0) -> Reply:
-        headers = self.store.headers(None if caller.admin else caller.user_id)
+        headers, skipped = self.visible(caller)
         headers.sort(key=lambda h: max(h.last_activity, h.last_turn_at, h.created_at), reverse=True)
+        unreadable = f"⚠️ {unreadable_line(skipped)}" if skipped else ""
         if not headers:
-            return Reply(text="🗂 No stored sessions yet.")
+            return Reply(text="\n\n".join(t for t in ("🗂 No stored sessions yet.", unreadable) if t))
         pages = (len(headers) + PAGE_SIZE - 1) // PAGE_SIZE
         page = min(max(page, 0), pages - 1)
         now = time.time()
-        whose = "All sessions" if caller.admin else "Your sessions"
+        whose = ("This group's sessions" if caller.group_key is not None
+                 else "All sessions" if caller.admin else "Your sessions")
         lines = [f"🗂 {whose} ({len(headers)}), newest first — page {page + 1}/{pages}", ""]
         for index, header in enumerate(headers[page * PAGE_SIZE:(page + 1) * PAGE_SIZE], page * PAGE_SIZE + 1):
             lines.append(session_line(index, header, self.state(header.key, now), now))
+        if unreadable:
+            lines += ["", unreadable]
         row: list[Button] = []
         if page > 0:
             row.append(Button("◀ Newer", f"sessions:page:{page - 1}"))
@@ -190,7 +243,7 @@ class Control:
 
     def cleanup_candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
         cutoff = time.time() - age_s
-        headers = self.store.headers(None if caller.admin else caller.user_id)
+        headers, _ = self.visible(caller)
         out = []
         for header in headers:
             control = self.runtime.control(header.key)
@@ -239,7 +292,7 @@ class Control:
     def prune_generations(self, caller: Caller, age_s: float, skip: set[str]) -> int:
         """Past generations (kept readable after /new) older than the age go too."""
         cutoff = time.time() - age_s
-        headers = self.store.headers(None if caller.admin else caller.user_id)
+        headers, _ = self.visible(caller)
         old = [(h, sum(1 for g in h.past_generations if g.ended_at < cutoff)) for h in headers if h.key not in skip]
         waits = []
         for header, count in old:
@@ -254,18 +307,27 @@ class Control:
         today = utc_day(now)
         week = utc_day(now - 6 * 86400)
         month = utc_day(now - 29 * 86400)
-        rows = self.store.usage_rows(None if caller.admin else caller.user_id, month)
-        titles = {h.key: session_title(h) for h in self.store.headers(None if caller.admin else caller.user_id)}
-        who = "everyone (admin view)" if caller.admin else f"you (id {caller.user_id})"
+        rows, bad_rows = self.visible_usage(caller, month)
+        headers, bad_headers = self.visible(caller)
+        titles = {h.key: session_title(h) for h in headers}
+        if caller.group_key is not None:
+            who = "this group" + (" (admin view)" if caller.admin else f", your share (id {caller.user_id})")
+        else:
+            who = "everyone (admin view)" if caller.admin else f"you (id {caller.user_id})"
         budget = self.settings.daily_budget_usd
         spent = self.store.user_cost_micros(caller.user_id, today)
         budget_line = ("" if caller.admin else
                        f"\nDaily budget: {money(spent)} of ${budget:.2f} used today (resets 00:00 UTC)")
-        body = usage_report(rows, titles, today, week, month, per_user=caller.admin)
-        return Reply(text=f"💰 Usage for {who}\n{body}{budget_line}")
+        body = usage_report(rows, titles, today, week, month, per_user=caller.sees_everyone)
+        skipped = [*bad_headers, *bad_rows]
+        unreadable = f"\n\n⚠️ {unreadable_line(skipped)}" if skipped else ""
+        return Reply(text=f"💰 Usage for {who}\n{body}{budget_line}{unreadable}")
 
     def export(self, caller: Caller) -> Reply:
-        document = export_session(self.runtime.store, caller.key)
+        try:
+            document = export_session(self.runtime.store, caller.key)
+        except UnreadableRecord as exc:
+            return Reply(text=f"⚠️ {unreadable_line([Unreadable(caller.key, exc.reason)])}.")
         if document is None:
             return Reply(text="Nothing to export: this chat has no stored session.")
         name = f"vigil-{caller.key.replace(':', '_')}.json"
@@ -274,7 +336,10 @@ class Control:
 
 
 def export_session(store: Store, key: str) -> bytes | None:
-    """The whole stored session (every generation, notes) as pretty JSON bytes."""
+    """The whole stored session (every generation, notes) as pretty JSON bytes.
+
+    Raises UnreadableRecord for a session whose header can't be read.
+    """
     header = store.header(key)
     if header is None:
         return None

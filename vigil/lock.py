@@ -25,6 +25,7 @@ class ProcessLock:
 
     def acquire(self) -> ProcessLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # also a lock file an older vigil (or another umask) created
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

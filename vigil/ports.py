@@ -15,7 +15,7 @@ import msgspec
 
 from vigil.cancel import CancelToken
 from vigil.store.schema import Note, SessionHeader, Target, Turn
-from vigil.store.store import UsageEntry, UsageRow
+from vigil.store.store import Unreadable, UsageEntry, UsageRow
 from vigil.store.writer import WriteFuture
 
 # ---------------------------------------------------------------------------- model
@@ -141,6 +141,10 @@ class Store(Protocol):
 
     def headers(self, user_id: int | None = None) -> list[SessionHeader]: ...
 
+    def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]: ...
+
+    def has_session(self, key: str) -> bool: ...
+
     def session_count(self) -> int: ...
 
     def changed_elsewhere(self) -> bool: ...
@@ -152,6 +156,9 @@ class Store(Protocol):
     def notes(self, key: str) -> list[Note]: ...
 
     def usage_rows(self, user_id: int | None = None, since_day: str = "") -> list[UsageRow]: ...
+
+    def scan_usage(self, user_id: int | None = None, since_day: str = ""
+                   ) -> tuple[list[UsageRow], list[Unreadable]]: ...
 
     def user_cost_micros(self, user_id: int, day: str) -> int: ...
 

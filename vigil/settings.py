@@ -353,7 +353,9 @@ def ensure_data_dir(settings: Settings) -> Path:
     """Create the data directory and prove it is writable, or raise SettingsError naming it."""
     path = settings.data_dir
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o700)  # the store, the locks and nothing for anyone else: also for an older install
         probe = path / ".write-probe"
         probe.write_bytes(b"")
         probe.unlink()

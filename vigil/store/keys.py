@@ -16,6 +16,7 @@ import struct
 SEP = b"\x00"
 _TURN = struct.Struct(">IQ")
 _TIME = struct.Struct(">d")
+TIME_SIZE = _TIME.size
 
 
 def session(key: str) -> bytes:

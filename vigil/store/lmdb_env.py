@@ -9,6 +9,8 @@ beginning a transaction fails with MapResizedError and we adopt the new size.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,20 @@ DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members",
             b"aliases", b"notes")
 MAX_DBS = 16
 MAX_READERS = 4096
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private(path: Path, mode: int) -> None:
+    """Readable by the service user only: set explicitly, so neither the umask nor an older install decides.
+
+    Conversations, notes and usage are in the store; a path owned by someone else is left as it is.
+    """
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        if path.stat().st_mode & 0o7777 != mode:
+            os.chmod(path, mode)
 
 
 class StoreError(Exception):
@@ -73,13 +89,17 @@ class LmdbEnv:
         self.path = path
         self.gate = _ResizeGate()
         try:
+            # mode: the directory 0700, data.mdb and lock.mdb 0600 (py-lmdb drops the x bits for files).
             self.env = lmdb.open(
                 str(path), map_size=map_size, max_dbs=MAX_DBS, max_readers=MAX_READERS,
                 subdir=True, sync=True, metasync=True, readahead=False, meminit=False,
-                lock=True,
+                lock=True, mode=PRIVATE_DIR,
             )
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from None
+        private(path, PRIVATE_DIR)
+        for name in ("data.mdb", "lock.mdb"):
+            private(path / name, PRIVATE_FILE)
         with self.env.begin(write=True) as txn:
             self.dbs: dict[bytes, Any] = {name: self.env.open_db(name, txn=txn) for name in DB_NAMES}
 

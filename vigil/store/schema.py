@@ -5,7 +5,9 @@ Rules that keep old data readable for as long as users run vigil:
 - fields are only ever added, each with a default, so older records decode;
 - `omit_defaults` keeps an encoding stable when a defaulted field is added;
 - a record whose `schema` is newer than this code knows is refused with a clear
-  message (`NewerSchemaError`) instead of being half-understood.
+  message (`NewerSchemaError`) instead of being half-understood; bytes that are
+  no record at all raise `DamagedRecord`. Both are `UnreadableRecord`s: the
+  store refuses only the session that owns one, and listings name it and go on.
 Golden-bytes tests pin the v1 encodings.
 
 Records are `gc=False`: they hold only strings, numbers, tuples and plain
@@ -28,8 +30,26 @@ class Record(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=
     CURRENT: ClassVar[int] = 1
 
 
-class NewerSchemaError(Exception):
+class UnreadableRecord(Exception):
+    """A stored record that cannot be decoded; `reason` says why in a few words, for listings."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NewerSchemaError(UnreadableRecord):
     """A record was written by a newer vigil than this one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "written by a newer vigil")
+
+
+class DamagedRecord(UnreadableRecord):
+    """A record whose bytes are not a record at all (corruption, a stray write)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "damaged")
 
 
 class Target(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="target"):
@@ -222,10 +242,13 @@ class _Decoder(Generic[T]):
         try:
             record = self._decoder.decode(data)
         except msgspec.ValidationError as exc:
+            # Well-formed MessagePack of an unknown shape (a new tag, a changed field): a newer writer.
             raise NewerSchemaError(
                 f"a stored {self._kind.__name__} record could not be read ({exc}); "
                 "it may have been written by a newer vigil"
             ) from None
+        except msgspec.DecodeError as exc:
+            raise DamagedRecord(f"a stored {self._kind.__name__} record is damaged ({exc})") from None
         if record.schema > self._kind.CURRENT:
             raise NewerSchemaError(
                 f"this store holds {self._kind.__name__} records of schema {record.schema}, written by a "

@@ -31,6 +31,7 @@ from vigil.store.schema import (
     SessionHeader,
     StoreMeta,
     Turn,
+    UnreadableRecord,
     Usage,
     UsageDay,
     decode_header,
@@ -53,6 +54,37 @@ _META_KEY = b"store"
 
 class SessionGone(Exception):
     """The session was deleted (by `vigil sessions delete` or cleanup in another process)."""
+
+
+class CorruptRecord(StoreError):
+    """A stored record of one session can't be read; that session's writes are refused, nobody else's.
+
+    Never overwritten: it may hold a newer vigil's data. `vigil sessions delete KEY` removes it.
+    """
+
+    def __init__(self, key: str, reason: str, what: str = "record") -> None:
+        super().__init__(f"its stored {what} can't be read ({reason}); an operator can remove it with "
+                         f"`vigil sessions delete {key}`")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A session record a listing skipped, named so that it can be found and removed."""
+
+    key: str
+    reason: str
+
+
+def unreadable_line(skipped: Sequence[Unreadable]) -> str:
+    """"1 session could not be read: tg:123 (written by a newer vigil)" (empty when none)."""
+    if not skipped:
+        return ""
+    names = ", ".join(f"{u.key} ({u.reason})" for u in skipped[:20])
+    more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+    plural = "session" if len(skipped) == 1 else "sessions"
+    return f"{len(skipped)} {plural} could not be read: {names}{more}"
 
 
 @dataclass(frozen=True)
@@ -145,22 +177,26 @@ class SessionWriteApplier:
 
     def apply(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> list[BaseException | None]:
         dbs = self._dbs
-        stored: dict[bytes, Any] = {}
-        unknown = [w.key for w in records if self._lookup(w.key) is _UNKNOWN]
-        if unknown:
-            for raw_key, value in txn.cursor(db=dbs[b"sessions"]).getmulti(unknown):
-                stored[bytes(raw_key)] = decode_header(bytes(value)).incarnation
-            for key in unknown:
-                self._tentative[key] = stored.get(key)
+        refused = self._read_incarnations(txn, records)
+        rows_of = [[keys.usage(e.user_id, e.day, e.key, e.kind) for e in write.usage] for write in records]
+        on_disk, damaged = self._read_usage(txn, rows_of)
         results: list[BaseException | None] = []
         puts: dict[bytes, list[tuple[bytes, bytes]]] = {name: [] for name in
                                                         (b"sessions", b"turns", b"recover", b"heartbeats",
                                                          b"members")}
         usage: dict[bytes, Usage] = {}
-        for write in records:
-            current = self._lookup(write.key)
-            if (current is None and not write.create) or (current is not None and current != write.incarnation):
-                results.append(SessionGone(write.key.decode()))
+        for write, rows in zip(records, rows_of, strict=True):
+            error: BaseException | None = refused.get(write.key)
+            if error is None:
+                current = self._lookup(write.key)
+                if (current is None and not write.create) or (current is not None and current != write.incarnation):
+                    error = SessionGone(write.key.decode())
+            if error is None and damaged:
+                bad = next((row for row in rows if row in damaged), None)
+                if bad is not None:
+                    error = CorruptRecord(write.key.decode(), damaged[bad], "usage record")
+            if error is not None:
+                results.append(error)
                 continue
             self._tentative[write.key] = write.incarnation
             puts[b"sessions"].append((write.key, write.header))
@@ -172,16 +208,10 @@ class SessionWriteApplier:
                 puts[b"heartbeats"].append((write.key, write.heartbeat))
             for member in write.members:
                 puts[b"members"].append((member, b""))
-            for entry in write.usage:
-                row = keys.usage(entry.user_id, entry.day, entry.key, entry.kind)
+            for row, entry in zip(rows, write.usage, strict=True):
                 usage[row] = usage[row] + entry.usage if row in usage else entry.usage
             results.append(None)
         if usage:
-            missing = [row for row in usage if row not in self._usage and row not in self._usage_tentative]
-            on_disk: dict[bytes, Usage] = {}
-            if missing:
-                for raw_key, value in txn.cursor(db=dbs[b"usage"]).getmulti(missing):
-                    on_disk[bytes(raw_key)] = decode_usage_day(bytes(value)).usage
             for row in list(usage):
                 before = self._usage_tentative.get(row) or self._usage.get(row) or on_disk.get(row) or Usage()
                 usage[row] = before + usage[row]
@@ -191,6 +221,39 @@ class SessionWriteApplier:
             if items:
                 txn.cursor(db=dbs[name]).putmulti(items)
         return results
+
+    def _read_incarnations(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> dict[bytes, CorruptRecord]:
+        """Learn the stored incarnation of sessions not cached; those whose header can't be read are refused."""
+        unknown = [w.key for w in records if self._lookup(w.key) is _UNKNOWN]
+        refused: dict[bytes, CorruptRecord] = {}
+        if not unknown:
+            return refused
+        stored: dict[bytes, int] = {}
+        for raw_key, value in txn.cursor(db=self._dbs[b"sessions"]).getmulti(unknown):
+            try:
+                stored[bytes(raw_key)] = decode_header(bytes(value)).incarnation
+            except UnreadableRecord as exc:
+                # Not cached: once `vigil sessions delete` removed it, the session may start afresh.
+                refused[bytes(raw_key)] = CorruptRecord(bytes(raw_key).decode(errors="replace"), exc.reason)
+        for key in unknown:
+            if key not in refused:
+                self._tentative[key] = stored.get(key)
+        return refused
+
+    def _read_usage(self, txn: lmdb.Transaction, rows_of: list[list[bytes]]
+                    ) -> tuple[dict[bytes, Usage], dict[bytes, str]]:
+        """Usage rows to add to that are not cached: (their totals, the reason of those that can't be read)."""
+        missing = list({row: None for rows in rows_of for row in rows
+                        if row not in self._usage and row not in self._usage_tentative})
+        on_disk: dict[bytes, Usage] = {}
+        damaged: dict[bytes, str] = {}
+        if missing:
+            for raw_key, value in txn.cursor(db=self._dbs[b"usage"]).getmulti(missing):
+                try:
+                    on_disk[bytes(raw_key)] = decode_usage_day(bytes(value)).usage
+                except UnreadableRecord as exc:
+                    damaged[bytes(raw_key)] = exc.reason
+        return on_disk, damaged
 
     def ours(self, txnid: int) -> bool:
         """Whether the transaction with this id is one of ours (the last committed, or committing now)."""
@@ -334,25 +397,41 @@ class LmdbStore:
         return list(self._lmdb.read(scan))
 
     def headers(self, user_id: int | None = None) -> list[SessionHeader]:
-        """Every session (user_id None) or those the user takes part in."""
+        """Every session (user_id None) or those the user takes part in; unreadable ones are skipped."""
+        return self.scan_headers(user_id)[0]
 
-        def scan(txn: lmdb.Transaction) -> list[bytes]:
+    def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]:
+        """Like `headers`, and the sessions skipped because their record can't be read, named."""
+
+        def scan(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
             sessions = self._db[b"sessions"]
             if user_id is None:
-                return [value for _, value in _items(txn.cursor(db=sessions))]
-            out: list[bytes] = []
+                return list(_items(txn.cursor(db=sessions)))
+            out: list[tuple[bytes, bytes]] = []
             prefix = keys.member_prefix(user_id)
             cursor = txn.cursor(db=self._db[b"members"])
             if cursor.set_range(prefix):
                 for raw_key in _keys(cursor):
                     if not raw_key.startswith(prefix):
                         break
-                    value = _get(txn, raw_key[len(prefix):], sessions)
+                    session_key = raw_key[len(prefix):]
+                    value = _get(txn, session_key, sessions)
                     if value is not None:
-                        out.append(value)
+                        out.append((session_key, value))
             return out
 
-        return [decode_header(raw) for raw in self._lmdb.read(scan)]
+        headers: list[SessionHeader] = []
+        skipped: list[Unreadable] = []
+        for raw_key, raw in self._lmdb.read(scan):
+            try:
+                headers.append(decode_header(raw))
+            except UnreadableRecord as exc:  # one bad record must not hide every other session
+                skipped.append(Unreadable(raw_key.decode(errors="replace"), exc.reason))
+        return headers, skipped
+
+    def has_session(self, key: str) -> bool:
+        """Whether a header is stored for `key`, readable or not (nothing is decoded)."""
+        return self._lmdb.read(lambda txn: _get(txn, keys.session(key), self._db[b"sessions"])) is not None
 
     def changed_elsewhere(self) -> bool:
         """Whether another process may have written since this one last committed (cheap)."""
@@ -363,13 +442,15 @@ class LmdbStore:
 
     def recovery_keys(self) -> list[str]:
         """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
-        return self._lmdb.read(lambda txn: [k.decode() for k, v in _items(txn.cursor(db=self._db[b"recover"]))
-                                            if v == RECOVER_YES])
+        return self._lmdb.read(lambda txn: [k.decode(errors="replace") for k, v in
+                                            _items(txn.cursor(db=self._db[b"recover"])) if v == RECOVER_YES])
 
     def heartbeat_schedule(self) -> list[tuple[str, float]]:
         """(key, next due) of every session with heartbeats on: the timer's start-up load."""
-        return self._lmdb.read(lambda txn: [(k.decode(), keys.parse_time(v)) for k, v in
-                                            _items(txn.cursor(db=self._db[b"heartbeats"])) if v])
+        # A value of the wrong size (damage) is skipped: it must not stop the start-up of every session.
+        return self._lmdb.read(lambda txn: [(k.decode(errors="replace"), keys.parse_time(v)) for k, v in
+                                            _items(txn.cursor(db=self._db[b"heartbeats"]))
+                                            if len(v) == keys.TIME_SIZE])
 
     def notes(self, key: str) -> list[Note]:
         prefix = keys.note_prefix(key)
@@ -387,6 +468,10 @@ class LmdbStore:
         return [decode_note(raw) for raw in self._lmdb.read(scan)]
 
     def usage_rows(self, user_id: int | None = None, since_day: str = "") -> list[UsageRow]:
+        return self.scan_usage(user_id, since_day)[0]
+
+    def scan_usage(self, user_id: int | None = None, since_day: str = "") -> tuple[list[UsageRow], list[Unreadable]]:
+        """Usage rows (of everyone, or one user) from `since_day` on, and the rows that can't be read."""
         def scan(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
             cursor = txn.cursor(db=self._db[b"usage"])
             if user_id is None:
@@ -401,11 +486,20 @@ class LmdbStore:
             return out
 
         rows: list[UsageRow] = []
+        skipped: list[Unreadable] = []
         for raw_key, value in self._lmdb.read(scan):
-            user, day, key, kind = keys.parse_usage(raw_key)
-            if day >= since_day:
+            try:
+                user, day, key, kind = keys.parse_usage(raw_key)
+            except ValueError:
+                skipped.append(Unreadable(raw_key.decode(errors="replace"), "a usage key of unknown form"))
+                continue
+            if day < since_day:
+                continue
+            try:
                 rows.append(UsageRow(user, day, key, kind, decode_usage_day(value).usage))
-        return rows
+            except UnreadableRecord as exc:
+                skipped.append(Unreadable(key, f"usage of {day} {exc.reason}"))
+        return rows, skipped
 
     def user_cost_micros(self, user_id: int, day: str) -> int:
         return sum(row.usage.cost_micros for row in self.usage_rows(user_id, day) if row.day == day)
@@ -444,7 +538,14 @@ class LmdbStore:
         def op(txn: lmdb.Transaction) -> int:
             header_key = keys.session(key)
             self._applier.forget(header_key)
-            header = _header(txn, header_key, db[b"sessions"])
+            try:
+                header = _header(txn, header_key, db[b"sessions"])
+            except UnreadableRecord:
+                # Deleting is how an operator gets rid of an unreadable record: find its members without it.
+                suffix = keys.SEP + header_key
+                for member in [k for k in _keys(txn.cursor(db=db[b"members"])) if k.endswith(suffix)]:
+                    txn.delete(member, db=db[b"members"])
+                header = None
             if header is not None:
                 for user in header.participants:
                     txn.delete(keys.member(user, key), db=db[b"members"])
@@ -562,4 +663,5 @@ def _delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes) -> int:
     return removed
 
 
-__all__ = ["LmdbStore", "SessionGone", "StoreError", "UsageEntry", "UsageRow", "open_store", "utc_day"]
+__all__ = ["CorruptRecord", "LmdbStore", "SessionGone", "StoreError", "Unreadable", "UsageEntry", "UsageRow",
+           "open_store", "unreadable_line", "utc_day"]

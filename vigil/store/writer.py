@@ -13,7 +13,10 @@ Two kinds of write: records (the per-turn session commits) are handed to a
 a writer making one call per put waits for the GIL behind every session
 thread; generic operations (deletes, notes, aliases) are closures run in order.
 A closure that raises is rolled back and the batch run again without it, so one
-failing write never spoils its neighbours. Only the role's holder grows the
+failing write never spoils its neighbours; should the applier itself raise (a
+bug, or a record it cannot handle), the batch is run again one record per call
+to find the culprit, and that write alone fails. Nothing a write does may end
+the writer: every session's next commit would then wait forever. Only the role's holder grows the
 map: on MapFullError the batch is aborted, the map doubled, the batch rerun.
 """
 
@@ -196,6 +199,12 @@ class GroupCommitWriter:
         try:
             if batch:
                 self._commit(batch)
+        except Exception as exc:  # the last line of defence: fail these writes, keep the writer
+            self._log.error("store.commit_crashed", error=repr(exc), ops=len(batch))
+            error = StoreError(f"the store could not save ({exc})")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
         finally:
             with self._mutex:
                 self._leading = False
@@ -219,6 +228,7 @@ class GroupCommitWriter:
     # ------------------------------------------------------------------ one transaction
 
     def _commit(self, batch: list[_Record | _Op]) -> None:
+        singly = False  # records go to the applier one per call: set once a bulk call raised
         while batch:
             try:
                 txn = self._env.env.begin(write=True)
@@ -228,7 +238,15 @@ class GroupCommitWriter:
             if self._applier is not None:
                 self._applier.begin(txn)
             try:
-                results, failed = self._apply(txn, batch)
+                try:
+                    results, failed = self._apply(txn, batch, singly)
+                except _ApplierFailed as split:
+                    _abort(txn)
+                    if self._applier is not None:
+                        self._applier.aborted()
+                    self._log.error("store.applier_failed", error=repr(split.error), records=split.count)
+                    singly = True
+                    continue
                 if failed is not None:
                     _abort(txn)
                     if self._applier is not None:
@@ -266,7 +284,7 @@ class GroupCommitWriter:
                     item.future.set_result(result)
             return
 
-    def _apply(self, txn: lmdb.Transaction, batch: list[_Record | _Op]
+    def _apply(self, txn: lmdb.Transaction, batch: list[_Record | _Op], singly: bool = False
                ) -> tuple[list[Any], tuple[int, Exception] | None]:
         """Run the batch in order: runs of records go to the applier together, closures one by one."""
         results: list[Any] = []
@@ -274,11 +292,18 @@ class GroupCommitWriter:
         while index < len(batch):
             item = batch[index]
             if isinstance(item, _Record):
-                end = index
-                while end < len(batch) and isinstance(batch[end], _Record):
+                end = index + 1
+                while not singly and end < len(batch) and isinstance(batch[end], _Record):
                     end += 1
                 assert self._applier is not None
-                results.extend(self._applier.apply(txn, [r.record for r in batch[index:end]]))  # type: ignore[union-attr]
+                try:
+                    results.extend(self._applier.apply(txn, [r.record for r in batch[index:end]]))  # type: ignore[union-attr]
+                except (lmdb.MapFullError, lmdb.MapResizedError):
+                    raise
+                except Exception as exc:
+                    if end - index > 1:
+                        raise _ApplierFailed(exc, end - index) from exc
+                    return results, (index, StoreError(f"the store could not save this write ({exc})"))
                 index = end
                 continue
             try:
@@ -291,6 +316,15 @@ class GroupCommitWriter:
                 return results, (index, exc)
             index += 1
         return results, None
+
+
+class _ApplierFailed(Exception):
+    """The applier raised on a run of records: which one is at fault is found by applying them singly."""
+
+    def __init__(self, error: Exception, count: int) -> None:
+        super().__init__(repr(error))
+        self.error = error
+        self.count = count
 
 
 def _abort(txn: lmdb.Transaction) -> None:
