@@ -47,8 +47,9 @@ from actors.protocol import (
     UserText,
 )
 from actors.registry import Registry, SessionControl
-from actors.turn import ToolSet, TurnOutcome, TurnRunner
+from actors.turn import Meter, ToolSet, TurnOutcome, TurnRunner
 from actors.window import HistoryWindow
+from vigil.budget import Allowance, call_guard
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.history import input_text, join, with_cache_point
@@ -83,6 +84,7 @@ class SessionDeps:
     runner: TurnRunner
     toolbox: Toolbox
     registry: Registry
+    allowance: Allowance
     clock: Callable[[], float] = time.time
     schedule_heartbeat: Callable[[str, float | None], None] = lambda key, due: None
 
@@ -474,27 +476,33 @@ class SessionActor(pykka.ThreadingActor):
         stream = outbox.stream(self.key, target, ref=turn.seq)
         outbox.typing(target)
         live = {"turn": turn}
+        # Each write of the open turn carries what its calls used so far: a crash is charged on recovery.
+        meter = Meter()
 
         def checkpoint(text: str) -> bool:
-            live["turn"] = msgspec.structs.replace(live["turn"], reply=text)
+            live["turn"] = msgspec.structs.replace(live["turn"], reply=text, usage=meter.usage())
             self.current = None
             return self.commit(live["turn"], wait=True)
 
         def on_round(messages: tuple[Any, ...], text: str) -> None:
-            live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text)
+            live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text, usage=meter.usage())
             self.current = None
             self.commit(live["turn"], wait=True)
 
         def slow() -> None:
             if self.current is not None:
                 self.current = None
-                self.commit(turn)  # not waited for: only the final commit must be on disk before the reply
+                # Not waited for: only the final commit must be on disk before the reply.
+                self.commit(msgspec.structs.replace(turn, usage=meter.usage()))
 
         display = CheckpointedDisplay(stream, outbox, target, outbox.update_interval(target), checkpoint, self.key,
                                       slow=slow)
+        payer = turn.inputs[0].user_id if turn.inputs else 0  # whose message started the turn pays for it
+        may_call = call_guard(self.deps.allowance, payer, cancel, first_counted=True, on_wait=display.progress)
         try:
             request = self.build_request(turn)
-            outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round)
+            outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round, may_call=may_call,
+                                           meter=meter)
         finally:
             display.close()
             self.control.end()
@@ -641,11 +649,37 @@ class SessionActor(pykka.ThreadingActor):
             return
         if turn.kind == "user" and turn.attempts < RESTART_ATTEMPTS:
             self.log.info("session.resuming_turn", seq=seq, attempts=turn.attempts)
-            self.resume_turn = turn
+            self.resume_turn = self._charge_cut_turn(turn, keep_open=True)
             return
         note = "interrupted by a restart"
         final = msgspec.structs.replace(turn, status="interrupted", note=note, ended_at=self.deps.clock())
         self.header = msgspec.structs.replace(self.header, open_turn=None)
-        self.commit(final, wait=True)
+        self._charge_cut_turn(final, keep_open=False)
         if turn.kind == "user":
             self._send("⚠️ I couldn't finish answering your last message after vigil restarted; please ask again.")
+
+    def _charge_cut_turn(self, turn: Turn, keep_open: bool) -> Turn:
+        """Charge what a turn cut by a crash (or a shutdown) had used when last written down, and write it.
+
+        Usage is charged when a turn ends; a turn that never ended is charged here, once: a turn that
+        stays open (to be answered again) is written back with its usage cleared in the same
+        transaction, so a second crash cannot charge it twice.
+        """
+        assert self.header is not None
+        used = turn.usage
+        if keep_open and not used.calls:
+            return turn
+        entries: tuple[UsageEntry, ...] = ()
+        if used.calls:
+            if turn.kind == "heartbeat":
+                payer, kind = self.header.heartbeat.owner, "heartbeat"
+                self.header = msgspec.structs.replace(self.header, heartbeat_usage=self.header.heartbeat_usage + used)
+            else:
+                payer, kind = (turn.inputs[0].user_id if turn.inputs else 0), "chat"
+                self.header = msgspec.structs.replace(self.header, usage=self.header.usage + used)
+            entries = self._usage_entries(payer, kind, used)
+            self.log.info("session.charged_cut_turn", seq=turn.seq, calls=used.calls, input_tokens=used.input_tokens,
+                          output_tokens=used.output_tokens, cost_micros=used.cost_micros)
+        written = msgspec.structs.replace(turn, usage=Usage()) if keep_open else turn
+        self.commit(written, entries, wait=True)
+        return written

@@ -5,6 +5,14 @@ in (the request, the tools, the display). Model calls run on a small pool so
 that the session's thread can walk away the moment `/stop` is pressed, even if
 the HTTP call is stuck before its first byte; the abandoned call still holds
 its slot until it really ends, so the cap on calls in flight stays honest.
+
+Money: before every call the runner asks the turn's `may_call` (the budget and
+rate limit of whoever pays, see `vigil.budget`); a refusal ends the turn there,
+after the tool results of the round before, so the history stays valid. The
+turn's `Meter` knows what its calls used so far, the call in flight included
+(its input as soon as the API reports it, its output estimated from what has
+streamed), so a turn written down while open, or cut short, is charged for what
+it consumed, never zero.
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ import msgspec
 
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
-from vigil.model.history import with_cache_point
+from vigil.model.history import estimate_tokens, with_cache_point
+from vigil.model.prices import output_estimate, to_usage
 from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage
-from vigil.store.schema import Message
+from vigil.store.schema import Message, Usage
 from vigil.tools.outcome import ToolOutcome
 
 KEEPALIVE_S = 4.0  # Telegram's typing indicator lasts about five seconds
@@ -71,6 +80,66 @@ class QuerySlots:
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+
+MayCall = Callable[[int, int], "str | None"]
+"""Asked before each model call of a turn with (round number from 0, micro-dollars the turn has used so
+far): None to go ahead, or the sentence that ends the turn instead (a budget or rate limit)."""
+
+
+class Meter:
+    """What one turn's model calls used so far, the call in flight included; read from other threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[tuple[str, TokenUsage]] = []
+        self._live: tuple[str, TokenUsage] | None = None  # the call in flight, as last reported
+        self._live_chars = 0
+
+    def started(self, model: str, usage: TokenUsage) -> None:
+        """The call in flight reported its usage (the input at message_start, the output at message_delta)."""
+        with self._lock:
+            self._live = (model, usage)
+
+    def streamed(self, chars: int) -> None:
+        with self._lock:
+            self._live_chars += chars
+
+    def add(self, model: str, usage: TokenUsage) -> None:
+        """A call ended (or was cut short): its usage is final."""
+        with self._lock:
+            self._calls.append((model, usage))
+            self._live, self._live_chars = None, 0
+
+    def end_live(self) -> None:
+        """The call in flight ended without a word on its usage: keep what it reported, if anything."""
+        with self._lock:
+            live = self._live_call()
+            if live is not None:
+                self._calls.append(live)
+            self._live, self._live_chars = None, 0
+
+    def _live_call(self) -> tuple[str, TokenUsage] | None:
+        """The call in flight as known now: its reported usage, output at least what it streamed. Holds the lock."""
+        if self._live is None:
+            return None
+        model, live = self._live
+        output = max(live.output_tokens, output_estimate(self._live_chars))
+        return model, msgspec.structs.replace(live, output_tokens=output)
+
+    @property
+    def calls(self) -> tuple[tuple[str, TokenUsage], ...]:
+        with self._lock:
+            return tuple(self._calls)
+
+    def usage(self) -> Usage:
+        with self._lock:
+            live = self._live_call()
+            calls = [*self._calls, live] if live is not None else list(self._calls)
+        total = Usage()
+        for model, usage in calls:
+            total = total + to_usage(model, usage)
+        return total
 
 
 class TurnDisplay(Protocol):
@@ -142,13 +211,16 @@ CANCELLED = ToolOutcome(content="cancelled: the user stopped this turn before th
 class _Call:
     """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
 
-    __slots__ = ("abandoned", "cancel", "error", "latch", "on_text", "opened", "release_lock", "request",
-                 "response", "streamed", "text_gate")
+    __slots__ = ("abandoned", "cancel", "error", "latch", "meter", "on_text", "opened", "release_lock", "request",
+                 "response", "seen", "streamed", "text_gate")
 
-    def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken) -> None:
+    def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
+                 meter: Meter) -> None:
         self.request = request
         self.on_text = on_text
         self.cancel = cancel
+        self.meter = meter
+        self.seen: TokenUsage | None = None  # the usage the API reported so far
         self.latch = threading.Lock()
         self.latch.acquire()
         self.release_lock = threading.Lock()
@@ -170,7 +242,25 @@ class _Call:
             if self.abandoned:
                 return
             self.streamed.append(delta)
+            self.meter.streamed(len(delta))
             self.on_text(delta)
+
+    def usage(self, usage: TokenUsage) -> None:
+        with self.text_gate:
+            if self.abandoned:
+                return
+            self.seen = usage
+            self.meter.started(self.request.model, usage)
+
+    def abandoned_usage(self) -> TokenUsage:
+        """What a call left behind used, as far as known: the reported input, else an estimate of it."""
+        seen = self.seen
+        if seen is None:  # no message_start yet: the request may still be billed, so count its input
+            request = self.request
+            seen = TokenUsage(input_tokens=estimate_tokens(
+                [{"role": "user", "content": [*request.system, *request.tools]}, *request.messages]))
+        output = output_estimate(sum(len(piece) for piece in self.streamed))
+        return msgspec.structs.replace(seen, output_tokens=max(seen.output_tokens, output))
 
 
 class TurnRunner:
@@ -196,7 +286,7 @@ class TurnRunner:
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
             try:
-                call.response = self._model.stream(call.request, call.text, call.cancel)
+                call.response = self._model.stream(call.request, call.text, call.cancel, on_usage=call.usage)
             except BaseException as exc:
                 call.error = exc
             finally:
@@ -208,14 +298,23 @@ class TurnRunner:
     def run(self, request: ModelRequest, cancel: CancelToken, display: TurnDisplay,
             tools: ToolSet | None = None,
             on_round: Callable[[tuple[Message, ...], str], None] | None = None,
-            max_rounds: int | None = None) -> TurnOutcome:
+            max_rounds: int | None = None, may_call: MayCall | None = None,
+            meter: Meter | None = None) -> TurnOutcome:
         rounds = self._max_rounds if max_rounds is None else max_rounds
+        meter = meter if meter is not None else Meter()
         base = list(request.messages)
         exchange: list[Message] = []
-        calls: list[tuple[str, TokenUsage]] = []
         said = _Progress()
         status, note, error_kind = "done", "", ""
         for round_no in range(rounds + 1):
+            refusal = may_call(round_no, meter.usage().cost_micros) if may_call is not None else None
+            if refusal is not None:
+                # Before the call: the exchange so far ends with the tool results of the last round (or is empty).
+                status, note, error_kind = "failed", refusal, "limit"
+                break
+            if cancel.cancelled:  # /stop while may_call waited for the rate window
+                status, note = "stopped", "stopped"
+                break
             messages = base + [{"role": m.role, "content": list(m.content)} for m in exchange]
             if exchange:
                 messages[-1] = with_cache_point(messages[-1])
@@ -228,18 +327,20 @@ class TurnRunner:
                 display.text(said.joined())
 
             try:
-                response = self._call(call, cancel, on_text, display)
+                response = self._call(call, cancel, on_text, display, meter)
             except ModelError as exc:
                 said.current = []  # the partial below holds what was streamed; don't count it twice
                 partial = exc.partial
                 if partial is not None:
-                    calls.append((partial.model or request.model, partial.usage))
+                    meter.add(partial.model or request.model, partial.usage)
                     if partial.content:
                         exchange.append(Message(role="assistant", content=partial.content))
+                else:
+                    meter.end_live()
                 status, note, error_kind = "failed", exc.sentence, exc.kind
                 said.rounds.append(_text_of(partial.content) if partial else "")
                 break
-            calls.append((response.model or request.model, response.usage))
+            meter.add(response.model or request.model, response.usage)
             if response.content:
                 exchange.append(Message(role="assistant", content=response.content))
             said.rounds.append(_text_of(response.content))
@@ -273,14 +374,14 @@ class TurnRunner:
                 status, note = "stopped", "stopped"
                 break
         return TurnOutcome(messages=tuple(exchange), reply=said.joined(), status=status, note=note,
-                           calls=tuple(calls), error_kind=error_kind)
+                           calls=meter.calls, error_kind=error_kind)
 
     def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
-              display: TurnDisplay) -> ModelResponse:
+              display: TurnDisplay, meter: Meter) -> ModelResponse:
         cancelled = ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
         if self._closed or not self._slots.acquire(cancel):
             return cancelled
-        call = _Call(request, on_text, cancel)
+        call = _Call(request, on_text, cancel, meter)
         self._calls.put(call)
         with cancel.on_cancel(call.open):
             wait = FIRST_WAIT_S
@@ -293,7 +394,7 @@ class TurnRunner:
                 call.abandoned = True
                 text = "".join(call.streamed)
                 content = ({"type": "text", "text": text},) if text.strip() else ()
-                return msgspec.structs.replace(cancelled, content=content)
+                return msgspec.structs.replace(cancelled, content=content, usage=call.abandoned_usage())
         if call.error is not None:
             if isinstance(call.error, ModelError):
                 raise call.error

@@ -70,7 +70,7 @@ async def _serve(settings: Settings) -> int:
     model.warm_up()
     runtime = holder["runtime"] = Runtime(settings, {"tg": outbox}, model, actor_class=ChatSession)
     control = Control(runtime)
-    gate = Gate(settings, runtime.store.user_cost_micros)
+    gate = Gate(settings, runtime.allowance)
     app = (ApplicationBuilder()
            .token(settings.telegram_bot_token or "")
            .base_url(settings.telegram_base_url)

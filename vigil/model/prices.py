@@ -98,6 +98,11 @@ def _warn_unpriced(model: str, price: Price) -> None:
         note="not in the price table: charged at the highest price of its family; costs are estimates")
 
 
+def output_estimate(chars: int) -> int:
+    """Output tokens for `chars` characters streamed, generously (3.5 a token): a call cut short is charged this."""
+    return -(-chars * 2 // 7)
+
+
 def cost_micros(model: str, usage: TokenUsage) -> int:
     """Cost of one call in integer micro-dollars (USD per MTok == micro-dollars per token)."""
     price, _ = price_for(model)
