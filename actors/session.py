@@ -214,7 +214,10 @@ class SessionActor(pykka.ThreadingActor):
             return None
         if isinstance(message, Forget | Prune):
             try:
-                self.forget() if isinstance(message, Forget) else self.prune(message.before)
+                if isinstance(message, Prune):
+                    self.prune(message.before)
+                elif message.idle_since is None or self._idle_since(message.idle_since):
+                    self.forget()
             finally:
                 message.done.set()
             return None
@@ -283,6 +286,14 @@ class SessionActor(pykka.ThreadingActor):
             outbox = self.deps.outbox(target)
             if outbox is not None:
                 outbox.send(self.key, target, Reply(text=f"⚠️ This chat's stored session can't be used: {self.broken}"))
+
+    def _idle_since(self, since: float) -> bool:
+        """Nothing happened here after `since` and nothing waits: what a cleanup listed is still idle."""
+        header = self.header
+        if header is None:
+            return True
+        activity = max(header.last_activity, header.last_turn_at, header.created_at)
+        return activity <= since and not self._has_work() and not self.control.busy
 
     def _has_work(self) -> bool:
         return self.run_scheduled or self.resume_turn is not None or bool(self.header and self.header.pending)

@@ -1,4 +1,4 @@
-"""Money beneath the end-to-end tests: prices of unknown models, the Allowance, the runner's checks."""
+"""Beneath the end-to-end tests: prices of unknown models, the Allowance, the runner's checks, cleanup offers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from vigil.budget import Allowance, call_guard
 from vigil.cancel import CancelToken
 from vigil.model.history import normalize
 from vigil.model.prices import price_for, to_usage
+from vigil.offers import EXPIRED, NOT_YOURS, Offer, Offers
 from vigil.ports import ModelRequest, TokenUsage
 from vigil.tools.outcome import ToolOutcome
 
@@ -102,3 +103,21 @@ def test_the_runner_asks_before_every_call_and_leaves_a_valid_exchange(tmp_path:
     assert exchange[-1]["role"] == "user"  # the last round's tool results: every tool_use answered
     full = [request.messages[0], *exchange]
     assert normalize(full) == full
+
+
+# ------------------------------------------------------------------------------------------------ cleanup offers
+
+
+def test_a_cleanup_offer_is_for_its_asker_once_and_expires() -> None:
+    now = [1000.0]
+    offers = Offers(ttl_s=600, clock=lambda: now[0])
+    offer = Offer(asker=5, chat_key="tg:-1", age_s=60, sessions=(), prune=(), prune_before=0, created_at=now[0])
+    token = offers.put(offer)
+    assert offers.take(token, 6, "tg:-1") == (None, NOT_YOURS)  # another member
+    assert offers.take(token, 5, "tg:5") == (None, NOT_YOURS)  # the asker, from another chat
+    assert offers.take("86400", 5, "tg:-1") == (None, EXPIRED)  # an age-only button of an earlier vigil
+    assert offers.take(token, 5, "tg:-1") == (offer, "")
+    assert offers.take(token, 5, "tg:-1") == (None, EXPIRED)  # one press acts once
+    late = offers.put(offer)
+    now[0] += 601
+    assert offers.take(late, 5, "tg:-1") == (None, EXPIRED)
