@@ -7,7 +7,7 @@ import datetime as dt
 
 from telegram import Chat, Message, MessageEntity, Update, User
 
-from adapters.telegram.order import PerChatOrder, lane_of
+from adapters.telegram.order import PerChatOrder, lanes_of
 
 
 def update(update_id: int, chat_id: int, text: str) -> Update:
@@ -47,7 +47,13 @@ def test_chats_run_side_by_side_and_each_keeps_its_order() -> None:
 
 
 def test_only_stop_and_status_skip_the_line() -> None:
-    assert lane_of(update(1, 5, "/stop")) is None
-    assert lane_of(update(1, 5, "/status@vigil_bot")) is None
-    assert lane_of(update(1, 5, "/export")) == (5, None)
-    assert lane_of(update(1, 5, "stop")) == (5, None)
+    assert lanes_of(update(1, 5, "/stop")) == ()
+    assert lanes_of(update(1, 5, "/status@vigil_bot")) == ()
+    assert lanes_of(update(1, 5, "/export")) == ((5, None),)
+    assert lanes_of(update(1, 5, "stop")) == ((5, None),)
+
+
+def test_an_upgrade_to_a_supergroup_keeps_the_order_of_both_chats() -> None:
+    moved = Message(message_id=1, date=dt.datetime.now(dt.UTC), chat=Chat(-5, Chat.GROUP),
+                    migrate_to_chat_id=-1005)
+    assert lanes_of(Update(1, message=moved)) == ((-1005, None), (-5, None))

@@ -17,6 +17,7 @@ overtake anything they depend on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -58,27 +59,28 @@ class PerChatOrder(BaseUpdateProcessor):
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         started = time.monotonic()
-        lane = lane_of(update)
-        try:
-            if lane is None:
-                await coroutine
-                return
+        lanes = lanes_of(update)
+        lines = []
+        for lane in lanes:
             line = self._lines.get(lane)
             if line is None:
                 line = self._lines[lane] = _Line()
             line.users += 1
-            try:
-                # No await before this point: updates reach their chat's lock in the order PTB started them.
-                async with line.lock:
-                    await coroutine
-            finally:
+            lines.append(line)
+        try:
+            async with contextlib.AsyncExitStack() as held:
+                # No await before the first lock: updates reach their chat's lock in the order PTB started them.
+                for line in lines:  # several only for a migration; sorted, so two can never wait for each other
+                    await held.enter_async_context(line.lock)
+                await coroutine
+        finally:
+            for lane, line in zip(lanes, lines, strict=True):
                 line.users -= 1
                 if not line.users:
                     del self._lines[lane]
-        finally:
             elapsed = time.monotonic() - started
             if elapsed >= SLOW_UPDATE_S:
-                self._log.info("telegram.slow_update", chat_id=lane[0] if lane else None, what=describe(update),
+                self._log.info("telegram.slow_update", chat_id=lanes[0][0] if lanes else None, what=describe(update),
                                ms=round(elapsed * 1000))
 
     async def initialize(self) -> None:
@@ -88,15 +90,24 @@ class PerChatOrder(BaseUpdateProcessor):
         return None
 
 
-def lane_of(update: object) -> Lane | None:
-    """The chat (topic) whose order an update keeps; None: it runs at once (out of band, or no chat)."""
+def lanes_of(update: object) -> tuple[Lane, ...]:
+    """The chat (topic) whose order an update keeps; none: it runs at once (out of band, or no chat).
+
+    A group's upgrade to a supergroup keeps the order of both chats: the new chat's first messages must
+    find the old session's alias in place.
+    """
     if not isinstance(update, Update) or command_of(update) in OUT_OF_BAND:
-        return None
+        return ()
     chat = update.effective_chat
     if chat is None:
-        return None
+        return ()
     message = update.effective_message
-    return chat.id, topic_of(message) if isinstance(message, Message) else None
+    if not isinstance(message, Message):
+        return ((chat.id, None),)
+    other = message.migrate_to_chat_id or message.migrate_from_chat_id
+    if other:
+        return tuple(sorted({(chat.id, None), (int(other), None)}))
+    return ((chat.id, topic_of(message)),)
 
 
 def command_of(update: Update) -> str | None:
