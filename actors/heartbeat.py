@@ -2,7 +2,8 @@
 
 Cheap checks come before any model call: heartbeats off, a turn running when
 the beat fell due (or messages waiting), outside the active hours, the last
-beat less than an interval ago, the owner's daily budget spent. A beat turn
+beat less than an interval ago. Each of the beat's model calls is then paid by
+the owner: over their budget or rate limit it is not made (vigil.budget). A beat turn
 sees a bounded tail of the history and the notes, and has two tools:
 `send_message` (the only way anything reaches the chat) and `save_note`. No
 call means silence; its closing text is never shown. A message identical to
@@ -21,10 +22,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from actors.meter import Meter
 from actors.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
 from actors.session import SAVE_NOTE_TOOL
 from actors.session_commands import SessionCommandsMixin
-from actors.turn import Meter, SilentDisplay, ToolSet
+from actors.turn import SilentDisplay, ToolSet
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
 from vigil.durations import DurationError, format_duration, parse_duration

@@ -30,6 +30,7 @@ import msgspec
 import pykka
 
 from actors.display import CheckpointedDisplay
+from actors.meter import Meter
 from actors.protocol import (
     ActorFailed,
     DeliveryFailed,
@@ -47,7 +48,7 @@ from actors.protocol import (
     UserText,
 )
 from actors.registry import Registry, SessionControl
-from actors.turn import Meter, ToolSet, TurnOutcome, TurnRunner
+from actors.turn import ToolSet, TurnOutcome, TurnRunner
 from actors.window import HistoryWindow
 from vigil.budget import Allowance, call_guard
 from vigil.cancel import CancelToken

@@ -25,12 +25,13 @@ from typing import Any, Protocol
 
 import msgspec
 
+from actors.meter import Meter
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.history import estimate_tokens, with_cache_point
-from vigil.model.prices import output_estimate, to_usage
+from vigil.model.prices import output_estimate
 from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage
-from vigil.store.schema import Message, Usage
+from vigil.store.schema import Message
 from vigil.tools.outcome import ToolOutcome
 
 KEEPALIVE_S = 4.0  # Telegram's typing indicator lasts about five seconds
@@ -85,61 +86,6 @@ class QuerySlots:
 MayCall = Callable[[int, int], "str | None"]
 """Asked before each model call of a turn with (round number from 0, micro-dollars the turn has used so
 far): None to go ahead, or the sentence that ends the turn instead (a budget or rate limit)."""
-
-
-class Meter:
-    """What one turn's model calls used so far, the call in flight included; read from other threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: list[tuple[str, TokenUsage]] = []
-        self._live: tuple[str, TokenUsage] | None = None  # the call in flight, as last reported
-        self._live_chars = 0
-
-    def started(self, model: str, usage: TokenUsage) -> None:
-        """The call in flight reported its usage (the input at message_start, the output at message_delta)."""
-        with self._lock:
-            self._live = (model, usage)
-
-    def streamed(self, chars: int) -> None:
-        with self._lock:
-            self._live_chars += chars
-
-    def add(self, model: str, usage: TokenUsage) -> None:
-        """A call ended (or was cut short): its usage is final."""
-        with self._lock:
-            self._calls.append((model, usage))
-            self._live, self._live_chars = None, 0
-
-    def end_live(self) -> None:
-        """The call in flight ended without a word on its usage: keep what it reported, if anything."""
-        with self._lock:
-            live = self._live_call()
-            if live is not None:
-                self._calls.append(live)
-            self._live, self._live_chars = None, 0
-
-    def _live_call(self) -> tuple[str, TokenUsage] | None:
-        """The call in flight as known now: its reported usage, output at least what it streamed. Holds the lock."""
-        if self._live is None:
-            return None
-        model, live = self._live
-        output = max(live.output_tokens, output_estimate(self._live_chars))
-        return model, msgspec.structs.replace(live, output_tokens=output)
-
-    @property
-    def calls(self) -> tuple[tuple[str, TokenUsage], ...]:
-        with self._lock:
-            return tuple(self._calls)
-
-    def usage(self) -> Usage:
-        with self._lock:
-            live = self._live_call()
-            calls = [*self._calls, live] if live is not None else list(self._calls)
-        total = Usage()
-        for model, usage in calls:
-            total = total + to_usage(model, usage)
-        return total
 
 
 class TurnDisplay(Protocol):

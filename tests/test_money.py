@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from actors.turn import Meter, QuerySlots, SilentDisplay, ToolSet, TurnRunner
+from actors.meter import Meter
+from actors.turn import QuerySlots, SilentDisplay, ToolSet, TurnRunner
 from tests.fakes import ScriptedModel, UseTools, make_settings
 from vigil.budget import Allowance, call_guard
 from vigil.cancel import CancelToken
