@@ -2,7 +2,8 @@
 
 Cheap checks come before any model call: heartbeats off, a turn running when
 the beat fell due (or messages waiting), outside the active hours, the last
-beat less than an interval ago, the owner's daily budget spent. A beat turn
+beat less than an interval ago. Each of the beat's model calls is then paid by
+the owner: over their budget or rate limit it is not made (vigil.budget). A beat turn
 sees a bounded tail of the history and the notes, and has two tools:
 `send_message` (the only way anything reaches the chat) and `save_note`. No
 call means silence; its closing text is never shown. A message identical to
@@ -21,17 +22,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from actors.meter import Meter
 from actors.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
 from actors.session import SAVE_NOTE_TOOL
 from actors.session_commands import SessionCommandsMixin
 from actors.turn import SilentDisplay, ToolSet
+from vigil.budget import call_guard
 from vigil.cancel import CancelToken
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.model.history import estimate_tokens, join, normalized_turn
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
 from vigil.store.schema import Heartbeat, SessionHeader, Turn
-from vigil.store.store import utc_day
 from vigil.tools.outcome import ToolOutcome
 
 BEAT_MAX_ROUNDS = 4
@@ -171,11 +173,7 @@ class HeartbeatMixin(SessionCommandsMixin):
             return "outside active hours"
         if beat.last_beat_at and now - beat.last_beat_at < beat.interval_s * 0.9:
             return "the last beat was less than an interval ago"
-        if beat.owner and not self.deps.settings.is_admin(beat.owner):
-            spent = self.deps.store.user_cost_micros(beat.owner, utc_day(now))
-            if spent >= self.deps.settings.daily_budget_usd * 1_000_000:
-                return "the daily budget is spent"
-        return None
+        return None  # the owner's budget and rate limit are checked before each of the beat's model calls
 
     def beat_history(self, header: SessionHeader) -> list[dict[str, Any]]:
         """The newest turns only, bounded in count and tokens: a beat never pays for the whole history."""
@@ -206,6 +204,9 @@ class HeartbeatMixin(SessionCommandsMixin):
             system=system_blocks(header, self.notes(), [t["name"] for t in tools.specs]),
             messages=tuple(join([history, [{"role": "user", "content": [{"type": "text", "text": prompt}]}]])))
         cancel = CancelToken()
+        # The owner pays (as for the cost below); over their budget or rate limit a beat is not run, not delayed.
+        self._beat_meter = Meter()
+        may_call = call_guard(self.deps.allowance, header.heartbeat.owner)
         self.control.begin("heartbeat", cancel)
         try:
             # Shutdown cancels the tokens of the turns it finds running; a beat that began just after
@@ -213,12 +214,21 @@ class HeartbeatMixin(SessionCommandsMixin):
             if self.deps.registry.shutting_down.is_set():
                 cancel.cancel("shutdown")
                 return []
-            outcome = self.deps.runner.run(request, cancel, SilentDisplay(), tools, max_rounds=BEAT_MAX_ROUNDS)
+            outcome = self.deps.runner.run(request, cancel, SilentDisplay(), tools, max_rounds=BEAT_MAX_ROUNDS,
+                                           may_call=may_call, meter=self._beat_meter)
         finally:
             self.control.end()
         sent = list(self._beat_sent)
         usage = self._usage_of(outcome.calls)
         assert self.header is not None
+        self.beat_refusal = outcome.note if outcome.error_kind == "limit" and not outcome.calls else ""
+        if self.beat_refusal:
+            self._set_beat(last_decision=f"skipped: {self.beat_refusal}",
+                           next_due=next_due(self.header.heartbeat, now) if reschedule
+                           else self.header.heartbeat.next_due)
+            self.commit(wait=True)
+            self.log.info("heartbeat.refused", reason=self.beat_refusal)
+            return []
         cut = cancel.reason == "shutdown"
         decision = ("cut short: vigil was shutting down" if cut
                     else f"spoke ({len(sent)} message{'s' if len(sent) > 1 else ''})" if sent
@@ -275,7 +285,9 @@ class HeartbeatMixin(SessionCommandsMixin):
             self.header = msgspec.structs.replace(self.header, next_seq=seq + 1, open_turn=seq,
                                                   turns_total=self.header.turns_total + 1, last_turn_at=now)
         self._set_beat(recent_hashes=(*recent, (digest, now))[-MAX_REMEMBERED_HASHES:])
-        self._beat_turn = msgspec.structs.replace(self._beat_turn, reply="\n\n".join(self._beat_sent))
+        # The open beat turn carries what its calls used so far: a crash before it ends is charged on recovery.
+        self._beat_turn = msgspec.structs.replace(self._beat_turn, reply="\n\n".join(self._beat_sent),
+                                                  usage=self._beat_meter.usage())
         if not self.commit(self._beat_turn, wait=True):
             return ToolOutcome(content="not sent: it could not be saved", is_error=True)
         self._send(text, markdown=True)
@@ -361,7 +373,9 @@ class HeartbeatMixin(SessionCommandsMixin):
             self._set_beat(owner=message.sender.user_id)
         sent = self.run_beat(now)
         self._reschedule()
-        if sent:
+        if self.beat_refusal:
+            self._reply(message, f"🫀 Test beat not run: {self.beat_refusal}")
+        elif sent:
             quoted = "\n".join(f"«{text[:300]}»" for text in sent)
             self._reply(message, f"🫀 Test beat: the model chose to speak:\n{quoted}")
         else:

@@ -79,10 +79,16 @@ class Recover(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 
 
 class Forget(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """Delete the session's stored data and start it afresh (cleanup); `done` is set when it is gone."""
+    """Delete the session's stored data and start it afresh (cleanup); `done` is set when it is gone.
+
+    With `idle_since` (a cleanup listed the session as last active then), the session is kept if it
+    was active after that or has work waiting: a list shown to someone is not a licence to delete what
+    happened since. `done` is set either way.
+    """
 
     key: str
     done: threading.Event
+    idle_since: float | None = None
 
 
 class Prune(msgspec.Struct, frozen=True, gc=False, kw_only=True):

@@ -35,6 +35,7 @@ import msgspec
 import pykka
 
 from actors.display import CheckpointedDisplay
+from actors.meter import Meter
 from actors.protocol import (
     ActorFailed,
     DeliveryFailed,
@@ -54,6 +55,7 @@ from actors.protocol import (
 from actors.registry import Registry, SessionControl
 from actors.turn import ToolSet, TurnOutcome, TurnRunner, resume_exchange
 from actors.window import HistoryWindow
+from vigil.budget import Allowance, call_guard
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.history import input_text, join, with_cache_point
@@ -89,6 +91,7 @@ class SessionDeps:
     runner: TurnRunner
     toolbox: Toolbox
     registry: Registry
+    allowance: Allowance
     clock: Callable[[], float] = time.time
     schedule_heartbeat: Callable[[str, float | None], None] = lambda key, due: None
 
@@ -223,7 +226,10 @@ class SessionActor(pykka.ThreadingActor):
             return None
         if isinstance(message, Forget | Prune):
             try:
-                self.forget() if isinstance(message, Forget) else self.prune(message.before)
+                if isinstance(message, Prune):
+                    self.prune(message.before)
+                elif message.idle_since is None or self._idle_since(message.idle_since):
+                    self.forget()
             finally:
                 message.done.set()
             return None
@@ -330,6 +336,14 @@ class SessionActor(pykka.ThreadingActor):
             outbox = self.deps.outbox(target)
             if outbox is not None:
                 outbox.send(self.key, target, Reply(text=f"⚠️ This chat's stored session can't be used: {self.broken}"))
+
+    def _idle_since(self, since: float) -> bool:
+        """Nothing happened here after `since` and nothing waits: what a cleanup listed is still idle."""
+        header = self.header
+        if header is None:
+            return True
+        activity = max(header.last_activity, header.last_turn_at, header.created_at)
+        return activity <= since and not self._has_work() and not self.control.busy
 
     def _has_work(self) -> bool:
         return self.run_scheduled or self.resume_turn is not None or bool(self.header and self.header.pending)
@@ -541,14 +555,16 @@ class SessionActor(pykka.ThreadingActor):
         stream = outbox.stream(self.key, target, ref=turn.seq)
         outbox.typing(target)
         live = {"turn": turn}
+        # Each write of the open turn carries what its calls used so far: a crash is charged on recovery.
+        meter = Meter()
 
         def checkpoint(text: str) -> bool:
-            live["turn"] = msgspec.structs.replace(live["turn"], reply=text)
+            live["turn"] = msgspec.structs.replace(live["turn"], reply=text, usage=meter.usage())
             self.current = None
             return self.commit(live["turn"], wait=True)
 
         def on_round(messages: tuple[Any, ...], text: str) -> None:
-            live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text)
+            live["turn"] = msgspec.structs.replace(live["turn"], messages=messages, reply=text, usage=meter.usage())
             self.current = None
             if not self.commit(live["turn"], wait=True) and self.broken:
                 cancel.cancel("stopped")  # nothing of this turn can be kept: run no further tools
@@ -556,14 +572,17 @@ class SessionActor(pykka.ThreadingActor):
         def slow() -> None:
             if self.current is not None:
                 self.current = None
-                self.commit(turn)  # not waited for: only the final commit must be on disk before the reply
+                # Not waited for: only the final commit must be on disk before the reply.
+                self.commit(msgspec.structs.replace(turn, usage=meter.usage()))
 
         display = CheckpointedDisplay(stream, outbox, target, outbox.update_interval(target), checkpoint, self.key,
                                       slow=slow)
+        payer = turn.inputs[0].user_id if turn.inputs else 0  # whose message started the turn pays for it
+        may_call = call_guard(self.deps.allowance, payer, cancel, first_counted=True, on_wait=display.progress)
         try:
             request = self.build_request(turn)
             outcome = self.deps.runner.run(request, cancel, display, self.toolset(), on_round,
-                                           resume=turn.messages, on_tool=on_round)
+                                           resume=turn.messages, on_tool=on_round, may_call=may_call, meter=meter)
         finally:
             display.close()
             self.control.end()
@@ -712,11 +731,37 @@ class SessionActor(pykka.ThreadingActor):
             return
         if turn.kind == "user" and turn.attempts < RESTART_ATTEMPTS:
             self.log.info("session.resuming_turn", seq=seq, attempts=turn.attempts)
-            self.resume_turn = turn
+            self.resume_turn = self._charge_cut_turn(turn, keep_open=True)
             return
         note = "interrupted by a restart"
         final = msgspec.structs.replace(turn, status="interrupted", note=note, ended_at=self.deps.clock())
         self.header = msgspec.structs.replace(self.header, open_turn=None)
-        self.commit(final, wait=True)
+        self._charge_cut_turn(final, keep_open=False)
         if turn.kind == "user":
             self._send("⚠️ I couldn't finish answering your last message after vigil restarted; please ask again.")
+
+    def _charge_cut_turn(self, turn: Turn, keep_open: bool) -> Turn:
+        """Charge what a turn cut by a crash (or a shutdown) had used when last written down, and write it.
+
+        Usage is charged when a turn ends; a turn that never ended is charged here, once: a turn that
+        stays open (to be answered again) is written back with its usage cleared in the same
+        transaction, so a second crash cannot charge it twice.
+        """
+        assert self.header is not None
+        used = turn.usage
+        if keep_open and not used.calls:
+            return turn
+        entries: tuple[UsageEntry, ...] = ()
+        if used.calls:
+            if turn.kind == "heartbeat":
+                payer, kind = self.header.heartbeat.owner, "heartbeat"
+                self.header = msgspec.structs.replace(self.header, heartbeat_usage=self.header.heartbeat_usage + used)
+            else:
+                payer, kind = (turn.inputs[0].user_id if turn.inputs else 0), "chat"
+                self.header = msgspec.structs.replace(self.header, usage=self.header.usage + used)
+            entries = self._usage_entries(payer, kind, used)
+            self.log.info("session.charged_cut_turn", seq=turn.seq, calls=used.calls, input_tokens=used.input_tokens,
+                          output_tokens=used.output_tokens, cost_micros=used.cost_micros)
+        written = msgspec.structs.replace(turn, usage=Usage()) if keep_open else turn
+        self.commit(written, entries, wait=True)
+        return written

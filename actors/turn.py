@@ -5,6 +5,14 @@ in (the request, the tools, the display). Model calls run on a small pool so
 that the session's thread can walk away the moment `/stop` is pressed, even if
 the HTTP call is stuck before its first byte; the abandoned call still holds
 its slot until it really ends, so the cap on calls in flight stays honest.
+
+Money: before every call the runner asks the turn's `may_call` (the budget and
+rate limit of whoever pays, see `vigil.budget`); a refusal ends the turn there,
+after the tool results of the round before, so the history stays valid. The
+turn's `Meter` knows what its calls used so far, the call in flight included
+(its input as soon as the API reports it, its output estimated from what has
+streamed), so a turn written down while open, or cut short, is charged for what
+it consumed, never zero.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from typing import Any, Protocol
 
 import msgspec
 
+from actors.meter import Meter
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
-from vigil.model.history import with_cache_point
+from vigil.model.history import estimate_tokens, with_cache_point
+from vigil.model.prices import output_estimate
 from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage
 from vigil.store.schema import Message
 from vigil.tools.outcome import ToolOutcome
@@ -71,6 +81,11 @@ class QuerySlots:
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+
+MayCall = Callable[[int, int], "str | None"]
+"""Asked before each model call of a turn with (round number from 0, micro-dollars the turn has used so
+far): None to go ahead, or the sentence that ends the turn instead (a budget or rate limit)."""
 
 
 class TurnDisplay(Protocol):
@@ -182,13 +197,16 @@ def resume_exchange(messages: tuple[Message, ...]) -> tuple[Message, ...]:
 class _Call:
     """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
 
-    __slots__ = ("abandoned", "cancel", "error", "latch", "on_text", "opened", "release_lock", "request",
-                 "response", "streamed", "text_gate")
+    __slots__ = ("abandoned", "cancel", "error", "latch", "meter", "on_text", "opened", "release_lock", "request",
+                 "response", "seen", "streamed", "text_gate")
 
-    def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken) -> None:
+    def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
+                 meter: Meter) -> None:
         self.request = request
         self.on_text = on_text
         self.cancel = cancel
+        self.meter = meter
+        self.seen: TokenUsage | None = None  # the usage the API reported so far
         self.latch = threading.Lock()
         self.latch.acquire()
         self.release_lock = threading.Lock()
@@ -210,7 +228,25 @@ class _Call:
             if self.abandoned:
                 return
             self.streamed.append(delta)
+            self.meter.streamed(len(delta))
             self.on_text(delta)
+
+    def usage(self, usage: TokenUsage) -> None:
+        with self.text_gate:
+            if self.abandoned:
+                return
+            self.seen = usage
+            self.meter.started(self.request.model, usage)
+
+    def abandoned_usage(self) -> TokenUsage:
+        """What a call left behind used, as far as known: the reported input, else an estimate of it."""
+        seen = self.seen
+        if seen is None:  # no message_start yet: the request may still be billed, so count its input
+            request = self.request
+            seen = TokenUsage(input_tokens=estimate_tokens(
+                [{"role": "user", "content": [*request.system, *request.tools]}, *request.messages]))
+        output = output_estimate(sum(len(piece) for piece in self.streamed))
+        return msgspec.structs.replace(seen, output_tokens=max(seen.output_tokens, output))
 
 
 class TurnRunner:
@@ -236,7 +272,7 @@ class TurnRunner:
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
             try:
-                call.response = self._model.stream(call.request, call.text, call.cancel)
+                call.response = self._model.stream(call.request, call.text, call.cancel, on_usage=call.usage)
             except BaseException as exc:
                 call.error = exc
             finally:
@@ -249,21 +285,31 @@ class TurnRunner:
             tools: ToolSet | None = None,
             on_round: Callable[[tuple[Message, ...], str], None] | None = None,
             max_rounds: int | None = None, resume: tuple[Message, ...] = (),
-            on_tool: Callable[[tuple[Message, ...], str], None] | None = None) -> TurnOutcome:
+            on_tool: Callable[[tuple[Message, ...], str], None] | None = None,
+            may_call: MayCall | None = None, meter: Meter | None = None) -> TurnOutcome:
         """Call the model (and tools) until the turn ends.
 
         `on_round` gets the exchange after each round of tool results; `on_tool` gets it before any tool
         of a round runs (ending with the assistant's tool calls) and after each tool but the round's last
         (ending with the results so far): a restart then knows which calls ran. `resume` is the exchange
         of a turn cut short by a restart (ending with tool results): the model continues from it.
+        `may_call` is asked before every model call (budget, rate); `meter` learns what each call used.
         """
         rounds = self._max_rounds if max_rounds is None else max_rounds
+        meter = meter if meter is not None else Meter()
         base = list(request.messages)
         exchange: list[Message] = list(resume)
-        calls: list[tuple[str, TokenUsage]] = []
         said = _Progress()
         status, note, error_kind = "done", "", ""
         for round_no in range(rounds + 1):
+            refusal = may_call(round_no, meter.usage().cost_micros) if may_call is not None else None
+            if refusal is not None:
+                # Before the call: the exchange so far ends with the tool results of the last round (or is empty).
+                status, note, error_kind = "failed", refusal, "limit"
+                break
+            if cancel.cancelled:  # /stop while may_call waited for the rate window
+                status, note = "stopped", "stopped"
+                break
             messages = base + [{"role": m.role, "content": list(m.content)} for m in exchange]
             if exchange:
                 messages[-1] = with_cache_point(messages[-1])
@@ -276,18 +322,20 @@ class TurnRunner:
                 display.text(said.joined())
 
             try:
-                response = self._call(call, cancel, on_text, display)
+                response = self._call(call, cancel, on_text, display, meter)
             except ModelError as exc:
                 said.current = []  # the partial below holds what was streamed; don't count it twice
                 partial = exc.partial
                 if partial is not None:
-                    calls.append((partial.model or request.model, partial.usage))
+                    meter.add(partial.model or request.model, partial.usage)
                     if partial.content:
                         exchange.append(Message(role="assistant", content=partial.content))
+                else:
+                    meter.end_live()
                 status, note, error_kind = "failed", exc.sentence, exc.kind
                 said.rounds.append(_text_of(partial.content) if partial else "")
                 break
-            calls.append((response.model or request.model, response.usage))
+            meter.add(response.model or request.model, response.usage)
             if response.content:
                 exchange.append(Message(role="assistant", content=response.content))
             said.rounds.append(_text_of(response.content))
@@ -325,14 +373,14 @@ class TurnRunner:
                 status, note = "stopped", "stopped"
                 break
         return TurnOutcome(messages=tuple(exchange), reply=said.joined(), status=status, note=note,
-                           calls=tuple(calls), error_kind=error_kind)
+                           calls=meter.calls, error_kind=error_kind)
 
     def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
-              display: TurnDisplay) -> ModelResponse:
+              display: TurnDisplay, meter: Meter) -> ModelResponse:
         cancelled = ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
         if self._closed or not self._slots.acquire(cancel):
             return cancelled
-        call = _Call(request, on_text, cancel)
+        call = _Call(request, on_text, cancel, meter)
         self._calls.put(call)
         with cancel.on_cancel(call.open):
             wait = FIRST_WAIT_S
@@ -345,7 +393,7 @@ class TurnRunner:
                 call.abandoned = True
                 text = "".join(call.streamed)
                 content = ({"type": "text", "text": text},) if text.strip() else ()
-                return msgspec.structs.replace(cancelled, content=content)
+                return msgspec.structs.replace(cancelled, content=content, usage=call.abandoned_usage())
         if call.error is not None:
             if isinstance(call.error, ModelError):
                 raise call.error

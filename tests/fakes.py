@@ -30,7 +30,7 @@ from actors.chat_session import ChatSession
 from actors.protocol import Drain, Sender, SessionCommand, UserText
 from actors.session import SessionActor
 from vigil.cancel import CancelToken
-from vigil.ports import ModelError, ModelRequest, ModelResponse, Reply, TokenUsage
+from vigil.ports import ModelError, ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
 from vigil.runtime import Runtime
 from vigil.settings import Settings, load_settings
 from vigil.store.schema import Target, Turn
@@ -39,6 +39,7 @@ CHANNEL = "test"
 WAIT_S = 5.0
 
 TextSink = Callable[[str], None]
+INPUT_TOKENS = 12  # every scripted call's input usage
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S, interval: float = 0.01) -> bool:
@@ -159,7 +160,8 @@ def response(text: str = "", stop_reason: str = "end_turn", model: str = "",
     content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     content.extend(blocks)
     return ModelResponse(content=tuple(content), stop_reason=stop_reason,
-                         usage=TokenUsage(input_tokens=12, output_tokens=max(1, len(text) // 4)), model=model)
+                         usage=TokenUsage(input_tokens=INPUT_TOKENS, output_tokens=max(1, len(text) // 4)),
+                         model=model)
 
 
 class ScriptedModel:
@@ -193,7 +195,10 @@ class ScriptedModel:
 
     # -------------------------------------------------------------------- the port
 
-    def stream(self, request: ModelRequest, on_text: TextSink, cancel: CancelToken) -> ModelResponse:
+    def stream(self, request: ModelRequest, on_text: TextSink, cancel: CancelToken,
+               on_usage: UsageSink | None = None) -> ModelResponse:
+        if on_usage is not None:  # as the API's message_start: the input is known before any output
+            on_usage(TokenUsage(input_tokens=INPUT_TOKENS, output_tokens=1))
         with self._cond:
             self.requests.append(request)
             self.calls += 1

@@ -165,7 +165,7 @@ class Rig:
         time.sleep(1.2)  # real idle time: the session must be idle for longer than 1 s
         prompt = self.ask(user.id, user, "/sessions cleanup 1s", "🧹")
         listed = prompt.text
-        self.bot.press_button(user.id, user.id, prompt.message_id, "sessions:cleanup-yes:1")
+        self.bot.press_button(user.id, user.id, prompt.message_id, cleanup_button(prompt))
         return listed, self.edited_to(user.id, prompt.message_id, "Deleted")
 
     def text_calls(self, chat_id: int) -> list[ApiCall]:
@@ -176,6 +176,12 @@ class Rig:
         result = run_vigil(["sessions", "list"], self.env, timeout=30)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+
+def cleanup_button(prompt: SentMessage) -> str:
+    """The callback data of a cleanup prompt's "Delete them" button (it names the prompt's own list)."""
+    buttons = [b for row in (prompt.reply_markup or {}).get("inline_keyboard", []) for b in row]
+    return next(str(b["callback_data"]) for b in buttons if str(b["callback_data"]).startswith("sessions:cleanup-yes:"))
 
 
 def make_rig(tmp: Path, **extra: str) -> Rig:

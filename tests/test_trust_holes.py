@@ -63,9 +63,9 @@ def test_a_command_whose_write_failed_says_so_and_changes_nothing(make: HarnessF
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     h = make()
     key = key_of(1)
-    (h.settings.workdir_root / "proj").mkdir()
     h.say(key, "hello")
     h.outbox.wait_finished(key, 1)
+    (Path(stored_header(h, key).workspace) / "proj").mkdir()  # a chat's /cd stays in its own directory
     store = h.runtime.store
     store.add_note(key, Note(text="keep me", at=time.time()), keep=10).result()
     before = stored_header(h, key)

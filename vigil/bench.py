@@ -37,7 +37,7 @@ import msgspec
 
 from actors.protocol import Sender, UserText
 from vigil.cancel import CancelToken
-from vigil.ports import ModelRequest, ModelResponse, Reply, TokenUsage
+from vigil.ports import ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
 from vigil.settings import Settings, load_settings
 from vigil.store.schema import Input, Message, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore, open_store
@@ -60,7 +60,8 @@ BENCH_MAX_CONCURRENT_QUERIES = 8
 class ZeroLatencyBenchModel:
     """A ModelPort that answers instantly (bench only: it measures vigil, not the model)."""
 
-    def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken) -> ModelResponse:
+    def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
+               on_usage: UsageSink | None = None) -> ModelResponse:
         on_text(REPLY)
         return ModelResponse(content=({"type": "text", "text": REPLY},), stop_reason="end_turn",
                              usage=TokenUsage(input_tokens=120, output_tokens=25), model=request.model)

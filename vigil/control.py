@@ -24,6 +24,7 @@ import msgspec
 from actors.protocol import Forget, Prune, Sender, SessionCommand
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import DurationError, format_duration, parse_duration
+from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers
 from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, Target, UnreadableRecord
@@ -77,6 +78,7 @@ class Control:
         self.runtime = runtime
         self.store = runtime.store
         self.settings = runtime.settings
+        self.offers = Offers()
 
     # ------------------------------------------------------------------ helpers
 
@@ -254,6 +256,7 @@ class Control:
         return out
 
     def cleanup_prompt(self, caller: Caller, args: str) -> Reply:
+        """The list of what a cleanup would delete; its button deletes exactly that (see vigil.offers)."""
         try:
             age = parse_duration(args) if args.strip() else DEFAULT_CLEANUP_AGE
         except DurationError as exc:
@@ -262,43 +265,85 @@ class Control:
         if not candidates:
             return Reply(text=f"🧹 Nothing to clean up: no stored session has been idle longer than "
                               f"{format_duration(age)}.")
+        offer = self._offer(caller, age, candidates)
+        token = self.offers.put(offer)
         names = "\n".join(f"• {session_title(h)} ({h.key}), last active {clock(h.last_activity or h.created_at)}"
                           for h in candidates[:20])
         more = f"\n…and {len(candidates) - 20} more" if len(candidates) > 20 else ""
+        earlier = (f"\nAlso {len(offer.prune)} other session(s)' earlier conversations (from /new) older than "
+                   f"{format_duration(age)}." if offer.prune else "")
         return Reply(text=f"🧹 {len(candidates)} session(s) idle longer than {format_duration(age)}:\n{names}{more}"
-                          f"\n\nDelete them? Their history and notes go; usage records stay.",
-                     buttons=((Button("🗑 Delete them", f"sessions:cleanup-yes:{int(age)}"),
+                          f"{earlier}\n\nDelete them? Their history and notes go; usage records stay. "
+                          f"(This button works for you only, for {format_duration(OFFER_TTL_S)}.)",
+                     buttons=((Button("🗑 Delete them", f"sessions:cleanup-yes:{token}"),
                                Button("Cancel", "cancel")),))
 
     def cleanup(self, caller: Caller, age_s: float) -> Reply:
-        candidates = self.cleanup_candidates(caller, age_s)
-        # Each session deletes itself (a live one must drop what it holds in memory too).
-        done = [(header, threading.Event()) for header in candidates]
-        for header, event in done:
-            self.runtime.submit(Forget(key=header.key, done=event))
+        """`/sessions cleanup AGE yes`: asked and confirmed at once, by the one who acts."""
+        return self._carry_out(self._offer(caller, age_s, self.cleanup_candidates(caller, age_s)))
+
+    def confirm_cleanup(self, caller: Caller, token: str) -> tuple[Reply | None, str]:
+        """A press of a prompt's "Delete them": (the report, "") or (None, why nothing was deleted)."""
+        offer, refusal = self.offers.take(token, caller.user_id, caller.key)
+        if offer is None:
+            return None, refusal
+        return self._carry_out(offer), ""
+
+    def _offer(self, caller: Caller, age_s: float, candidates: list[SessionHeader]) -> Offer:
+        now = time.time()
+        listed = tuple(Listed(key=h.key, incarnation=h.incarnation, activity=_activity(h), title=session_title(h),
+                              turns=h.next_seq) for h in candidates)
+        cutoff = now - age_s
+        skip = {h.key for h in candidates}
+        prune = tuple(h.key for h in self.visible(caller)[0]
+                      if h.key not in skip and any(g.ended_at < cutoff for g in h.past_generations))
+        return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
+                     prune_before=cutoff, created_at=now)
+
+    def _carry_out(self, offer: Offer) -> Reply:
+        """Delete what the offer listed, skipping any session that changed or became active since."""
+        done: list[tuple[Listed, threading.Event]] = []
+        kept = 0
+        for item in offer.sessions:
+            header = self.header(item.key)
+            control = self.runtime.control(item.key)
+            if (header is None or header.incarnation != item.incarnation or _activity(header) > item.activity
+                    or (control is not None and (control.busy or control.status.queued))):
+                kept += 1
+                continue
+            event = threading.Event()
+            # Each session deletes itself (a live one must drop what it holds in memory too), and only if
+            # nothing happened in it since it was listed: the check runs in the session's own thread.
+            self.runtime.submit(Forget(key=item.key, done=event, idle_since=item.activity))
+            done.append((item, event))
         removed = []
-        for header, event in done:
+        for item, event in done:
             if event.wait(CLEANUP_WAIT_S):
-                removed.append(f"• {session_title(header)} ({header.key}): {header.next_seq} turns")
-        pruned = self.prune_generations(caller, age_s, {h.key for h in candidates})
+                after = self.store.header(item.key)
+                if after is None or after.incarnation != item.incarnation:
+                    removed.append(f"• {item.title} ({item.key}): {item.turns} turns")
+                else:
+                    kept += 1
+        pruned = self.prune_generations(offer.prune, offer.prune_before)
         if not removed and not pruned:
             return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
         lines = [f"🧹 Deleted {len(removed)} session(s):", *removed[:30]] if removed else []
+        if kept:
+            lines.append(f"Kept {kept} session(s) that were used since the list was made.")
         if pruned:
             lines.append(f"Also deleted {pruned} earlier conversation(s) (from /new) older than "
-                         f"{format_duration(age_s)} in the sessions that stay.")
+                         f"{format_duration(offer.age_s)} in the sessions that stay.")
         return Reply(text="\n".join(lines))
 
-    def prune_generations(self, caller: Caller, age_s: float, skip: set[str]) -> int:
-        """Past generations (kept readable after /new) older than the age go too."""
-        cutoff = time.time() - age_s
-        headers, _ = self.visible(caller)
-        old = [(h, sum(1 for g in h.past_generations if g.ended_at < cutoff)) for h in headers if h.key not in skip]
+    def prune_generations(self, keys: tuple[str, ...], before: float) -> int:
+        """Past generations (kept readable after /new) of these sessions that ended before `before` go too."""
         waits = []
-        for header, count in old:
+        for key in keys:
+            header = self.header(key)
+            count = sum(1 for g in header.past_generations if g.ended_at < before) if header else 0
             if count:
                 event = threading.Event()
-                self.runtime.submit(Prune(key=header.key, before=cutoff, done=event))
+                self.runtime.submit(Prune(key=key, before=before, done=event))
                 waits.append((event, count))
         return sum(count for event, count in waits if event.wait(CLEANUP_WAIT_S))
 
@@ -333,6 +378,10 @@ class Control:
         name = f"vigil-{caller.key.replace(':', '_')}.json"
         return Reply(text="📦 This session's history.",
                      document=Document(filename=name, content=document, caption=f"{caller.key} history"))
+
+
+def _activity(header: SessionHeader) -> float:
+    return max(header.last_activity, header.last_turn_at, header.created_at)
 
 
 def export_session(store: Store, key: str) -> bytes | None:

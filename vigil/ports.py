@@ -57,10 +57,19 @@ class ModelError(Exception):
         self.partial = partial
 
 
+UsageSink = Callable[[TokenUsage], None]
+"""Told the usage of a call while it streams (the input as soon as the API reports it): a call cut
+short by /stop or a crash is charged for what it consumed, not zero."""
+
+
 class ModelPort(Protocol):
     def stream(self, request: ModelRequest, on_text: Callable[[str], None],
-               cancel: CancelToken) -> ModelResponse:
-        """Stream one reply, calling `on_text` with each text delta; raise ModelError on failure."""
+               cancel: CancelToken, on_usage: UsageSink | None = None) -> ModelResponse:
+        """Stream one reply, calling `on_text` with each text delta; raise ModelError on failure.
+
+        A response cut short (cancelled, or an error's `partial`) carries the input usage the API
+        reported and, for its output, at least an estimate of what was streamed.
+        """
         ...
 
 

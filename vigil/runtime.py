@@ -23,6 +23,7 @@ from actors.session import SessionActor, SessionDeps
 from actors.supervisor import StopSessions, Supervisor
 from actors.timer import HeartbeatTimer
 from actors.turn import QuerySlots, TurnRunner
+from vigil.budget import Allowance
 from vigil.logs import get_logger
 from vigil.ports import ModelPort, Outbox, Store
 from vigil.settings import Settings
@@ -56,8 +57,10 @@ class Runtime:
         self.toolbox = Toolbox(settings.workdir_root, enable_bash=settings.enable_bash,
                                bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV)
         self.timer = HeartbeatTimer(self.submit, clock=clock)
+        # One for the process: the adapters' gates and every session's model calls share its rate window.
+        self.allowance = Allowance(settings, self.store.user_cost_micros, clock=clock)
         self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
-                                toolbox=self.toolbox, registry=self.registry, clock=clock,
+                                toolbox=self.toolbox, registry=self.registry, allowance=self.allowance, clock=clock,
                                 schedule_heartbeat=self._schedule_heartbeat)
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None

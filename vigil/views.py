@@ -46,7 +46,7 @@ def heartbeat_line(beat: Heartbeat) -> str:
 def usage_line(usage: Usage) -> str:
     return (f"{tokens(usage.input_tokens)} in · {tokens(usage.output_tokens)} out · "
             f"{tokens(usage.cache_read_tokens)} cache read · {tokens(usage.cache_write_tokens)} cache write · "
-            f"{money(usage.cost_micros)}")
+            f"{money(usage.cost_micros)}{estimated_mark(usage)}")
 
 
 def session_title(header: SessionHeader) -> str:
@@ -78,7 +78,7 @@ def usage_report(rows: Sequence[UsageRow], titles: dict[str, str], today: str, w
     for label, since in (("Today", today), ("7 days", week_start), ("30 days", month_start)):
         total = sum_usage(r for r in rows if r.day >= since)
         lines.append(f"{label}: {tokens(total.total_tokens)} tokens · {money(total.cost_micros)} "
-                     f"({total.calls} calls)")
+                     f"({total.calls} calls){estimated_mark(total)}")
     month = [r for r in rows if r.day >= month_start]
     groups: dict[str, list[UsageRow]] = {}
     for row in month:
@@ -92,5 +92,16 @@ def usage_report(rows: Sequence[UsageRow], titles: dict[str, str], today: str, w
             beats = sum_usage(r for r in group if r.kind == "heartbeat")
             label = f"user {name}" if per_user else f"{titles.get(name, name)} ({name})"
             beat_text = f" · heartbeats {money(beats.cost_micros)} ({beats.calls})" if beats.calls else ""
-            lines.append(f"• {label}: {money(total.cost_micros)} · {tokens(total.total_tokens)} tokens{beat_text}")
+            lines.append(f"• {label}: {money(total.cost_micros)} · {tokens(total.total_tokens)} tokens{beat_text}"
+                         f"{estimated_mark(total)}")
+    estimated = sum_usage(r for r in rows if r.day >= month_start).estimated_calls
+    if estimated:
+        lines.append("")
+        lines.append(f"≈ estimated: {estimated} call(s) used a model missing from vigil's price table; they were "
+                     "charged at the highest price of its family.")
     return "\n".join(lines)
+
+
+def estimated_mark(usage: Usage) -> str:
+    """A visible mark on a cost that includes calls priced by estimate (a model missing from the price table)."""
+    return f" · ≈ {usage.estimated_calls} estimated" if usage.estimated_calls else ""

@@ -2,45 +2,38 @@
 
 Outsiders get one polite refusal (per user per hour, kept in memory only:
 nothing of theirs reaches the store or the model) telling them their numeric
-id. Allowed users are limited to `VIGIL_MESSAGES_PER_MINUTE` messages a minute
-and `VIGIL_DAILY_BUDGET_USD` of model spend per UTC day; admins are exempt.
-Each refusal says when the limit resets.
+id. Allowed users are limited to `VIGIL_MESSAGES_PER_MINUTE` model calls a
+minute and `VIGIL_DAILY_BUDGET_USD` of model spend per UTC day; admins are
+exempt. Those limits are `vigil.budget.Allowance`, shared with the sessions,
+which check it again before every model call. Each refusal says when the limit
+resets.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from vigil.durations import format_duration
+from vigil.budget import Allowance, Verdict
 from vigil.settings import Settings
-from vigil.store.store import utc_day
 
 REFUSAL_EVERY_S = 3600.0
 _REMEMBERED = 10_000
 
-
-@dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    reply: str | None = None  # what to tell the user (None: stay silent)
+__all__ = ["Gate", "Verdict"]
 
 
 class Gate:
     """Thread-safe; one per process."""
 
-    def __init__(self, settings: Settings, spent_today: Callable[[int, str], int],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, allowance: Allowance, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
-        self._spent_today = spent_today
+        self._allowance = allowance
         self._clock = clock
         self._lock = threading.Lock()
         self._refused: OrderedDict[int, float] = OrderedDict()
-        self._recent: dict[int, deque[float]] = {}
-        self._told_slow: dict[int, float] = {}
 
     def is_admin(self, user_id: int) -> bool:
         return self._settings.is_admin(user_id)
@@ -64,28 +57,5 @@ class Gate:
             "whoever runs this bot."))
 
     def spend(self, user_id: int) -> Verdict:
-        """May this user's message go to the model now (rate and budget)?"""
-        if self.is_admin(user_id):
-            return Verdict(True)
-        now = self._clock()
-        limit = self._settings.messages_per_minute
-        with self._lock:
-            window = self._recent.setdefault(user_id, deque())
-            while window and now - window[0] >= 60:
-                window.popleft()
-            if len(window) >= limit:
-                wait = 60 - (now - window[0])
-                if now - self._told_slow.get(user_id, 0.0) < wait:
-                    return Verdict(False)  # already told for this window: don't add to the flood
-                self._told_slow[user_id] = now
-                return Verdict(False, (f"⏳ You've sent {limit} messages in the last minute, the most this bot "
-                                       f"takes; try again in {format_duration(max(1.0, wait))}."))
-            window.append(now)
-        budget = self._settings.daily_budget_usd
-        spent = self._spent_today(user_id, utc_day(now))
-        if spent >= budget * 1_000_000:
-            midnight = (int(now // 86400) + 1) * 86400
-            return Verdict(False, (f"💸 You've used your daily budget of ${budget:.2f} "
-                                   f"(${spent / 1_000_000:.2f} today). It resets at 00:00 UTC, in "
-                                   f"{format_duration(midnight - now)}."))
-        return Verdict(True)
+        """May this user's message go to the model now (rate and budget)? The rule every model call follows."""
+        return self._allowance.admit_message(user_id)

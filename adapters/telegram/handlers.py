@@ -170,19 +170,22 @@ class TelegramHandlers:
                                                chat_type=caller.chat_type))
             return
         kind, _, value = data.removeprefix("sessions:").partition(":")
-        if not data.startswith("sessions:") or not value.isdigit():
+        if data.startswith("sessions:cleanup-yes:"):
+            # The prompt's own list, for its asker only (an old age-only button finds no offer: expired).
+            reply, refusal = await asyncio.to_thread(self.control.confirm_cleanup, caller, value)
+            if reply is None:
+                await query.answer(refusal, show_alert=True)
+                return
+        elif not data.startswith("sessions:") or not value.isdigit():
             await query.answer("I don't know that button any more.")
             return
-        number = int(value)
-        if kind == "page":
-            reply = await asyncio.to_thread(self.control.sessions, caller, number)
+        elif kind == "page":
+            reply = await asyncio.to_thread(self.control.sessions, caller, int(value))
         elif kind == "cleanup":
-            reply = await asyncio.to_thread(self.control.cleanup_prompt, caller, f"{number}s")
+            reply = await asyncio.to_thread(self.control.cleanup_prompt, caller, f"{int(value)}s")
             await query.answer()
             self.outbox.send(caller.key, caller.target, reply)
             return
-        elif kind == "cleanup-yes":
-            reply = await asyncio.to_thread(self.control.cleanup, caller, float(number))
         else:
             await query.answer("I don't know that button any more.")
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vigil.logs import get_logger
@@ -24,6 +25,7 @@ from vigil.settings import Settings
 SHUTDOWN_GRACE_S = 3.0
 DRAIN_S = 3.0
 ALLOWED_UPDATES = ["message", "callback_query"]
+HANDLER_THREADS = 32
 
 
 class StartupError(Exception):
@@ -52,6 +54,7 @@ async def _serve(settings: Settings) -> int:
     from actors.protocol import TargetMoved
     from adapters.telegram.access import Gate
     from adapters.telegram.handlers import TelegramHandlers
+    from adapters.telegram.order import PerChatOrder
     from adapters.telegram.outbox import TelegramOutbox
     from vigil.commands import COMMANDS
     from vigil.control import Control
@@ -70,20 +73,24 @@ async def _serve(settings: Settings) -> int:
     model.warm_up()
     runtime = holder["runtime"] = Runtime(settings, {"tg": outbox}, model, actor_class=ChatSession)
     control = Control(runtime)
-    gate = Gate(settings, runtime.store.user_cost_micros)
+    gate = Gate(settings, runtime.allowance)
     app = (ApplicationBuilder()
            .token(settings.telegram_bot_token or "")
            .base_url(settings.telegram_base_url)
            .rate_limiter(AIORateLimiter(max_retries=8))
            # Long enough that a slow answer rarely times out after Telegram took the message.
            .connect_timeout(10).read_timeout(20).write_timeout(20).pool_timeout(10)
-           .concurrent_updates(False)
+           # Chats side by side, each in its own order: a slow command in one chat delays no other.
+           .concurrent_updates(PerChatOrder())
            .build())
     handlers = TelegramHandlers(runtime, control, outbox, gate)
     handlers.register(app)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers hand store work to threads (asyncio.to_thread); with chats handled side by side, a few slow
+    # commands must not use up the default pool (cores + 4 threads) that every other chat's commands need.
+    loop.set_default_executor(ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="tg-handler"))
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 

@@ -8,13 +8,17 @@ and the call returns what arrived so far as a "cancelled" response.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
-from vigil.ports import ModelError, ModelRequest, ModelResponse, TokenUsage
+from vigil.model.prices import output_estimate
+from vigil.ports import ModelError, ModelRequest, ModelResponse, TokenUsage, UsageSink
 from vigil.text import clean
 
 if TYPE_CHECKING:
@@ -67,6 +71,15 @@ def _blocks(content: Any, complete: bool) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
+def _chars(block: Any) -> int:
+    """Characters the model produced in a (possibly partial) content block."""
+    if block.type == "text":
+        return len(block.text)
+    if block.type == "tool_use":
+        return len(block.name) + len(json.dumps(block.input or {}))
+    return 0
+
+
 def _usage(usage: Any) -> TokenUsage:
     if usage is None:
         return TokenUsage()
@@ -103,7 +116,8 @@ class AnthropicModel:
         """Import the SDK and build the client in the background, off the start-up path."""
         threading.Thread(target=self.client, name="model-warm-up", daemon=True).start()
 
-    def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken) -> ModelResponse:
+    def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
+               on_usage: UsageSink | None = None) -> ModelResponse:
         import anthropic
 
         if cancel.cancelled:
@@ -125,6 +139,9 @@ class AnthropicModel:
                         break
                     if event.type == "content_block_delta" and event.delta.type == "text_delta":
                         on_text(clean(event.delta.text))
+                    elif on_usage is not None and event.type in ("message_start", "message_delta"):
+                        # message_start carries the input (billed from here on), message_delta the output.
+                        on_usage(_usage(stream.current_message_snapshot.usage))
                 if cancel.cancelled:
                     return self._partial(stream, request.model, "cancelled")
                 final = stream.get_final_message()
@@ -140,11 +157,20 @@ class AnthropicModel:
                              usage=_usage(final.usage), model=final.model or request.model)
 
     def _partial(self, stream: Any, model: str, stop_reason: str) -> ModelResponse:
+        """What a call cut short produced, and what it used: the API's input count, and output so far.
+
+        The API reports output tokens only at the end (message_start says 1), so the output of a call cut
+        short is estimated from what was streamed; the input was billed whole once message_start came.
+        """
         snapshot = getattr(stream, "_current_snapshot_or_none", lambda: None)() if stream is not None else None
         if snapshot is None:
             return ModelResponse(content=(), stop_reason=stop_reason, usage=TokenUsage(), model=model)
+        usage = _usage(snapshot.usage)
+        streamed = output_estimate(sum(_chars(block) for block in snapshot.content))
+        if streamed > usage.output_tokens:
+            usage = msgspec.structs.replace(usage, output_tokens=streamed)
         return ModelResponse(content=_blocks(snapshot.content, complete=False), stop_reason=stop_reason,
-                             usage=_usage(snapshot.usage), model=model)
+                             usage=usage, model=model)
 
     def _error(self, exc: BaseException, stream: Any, model: str) -> ModelError:
         kind, sentence = explain(exc)

@@ -2,16 +2,21 @@
 
 Prices are USD per million tokens (platform.claude.com/docs/en/about-claude/pricing,
 read 2026-11). 5-minute cache writes cost 1.25x the input price; cache reads a
-per-model fraction of it. A model missing from the table is priced as the
-family it names (or as Sonnet) and flagged so the operator can see it in logs.
+per-model fraction of it. A model missing from the table (a new snapshot, a
+name vigil has not heard of) is charged at the **highest** price of the family
+it names, or of the whole table when it names none: a guess must never let a
+user spend more than their budget says. Such a call is counted as estimated, so
+`/usage` can say so, and the log warns once per model.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 
+from vigil.logs import get_logger
 from vigil.ports import TokenUsage
 from vigil.store.schema import Usage
 
@@ -49,8 +54,16 @@ _PRICES: dict[str, Price] = {
     "claude-haiku-4-5": Price(1.0, 5.0),
     "claude-haiku": Price(1.0, 5.0),
 }
-_FALLBACK = _PRICES["claude-sonnet"]
 _DATED = re.compile(r"(-\d{8})?")
+_FAMILY = re.compile(r"claude-[a-z]+")
+
+
+def _dearest(prices: list[Price]) -> Price:
+    return max(prices, key=lambda p: (p.output, p.input, p.cache_read_factor, p.cache_write_factor))
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
 
 # The choices `/model` offers; any other `claude-*` name is accepted too.
 MODEL_CHOICES: tuple[str, ...] = (
@@ -65,15 +78,29 @@ MODEL_CHOICES: tuple[str, ...] = (
 
 @functools.lru_cache(maxsize=256)
 def price_for(model: str) -> tuple[Price, bool]:
-    """(price, known): `known` is False when the model fell back to a family or default price."""
-    best = ""
-    for prefix in _PRICES:
-        if model.startswith(prefix) and len(prefix) > len(best):
-            best = prefix
-    if not best:
-        return _FALLBACK, False
-    # Exact, or exact plus a snapshot date (claude-haiku-4-5-20251001); anything else is a family guess.
-    return _PRICES[best], _DATED.fullmatch(model[len(best):]) is not None
+    """(price, known): `known` is False when the model is charged at its family's (or the table's) top price."""
+    for prefix, price in _PRICES.items():
+        # Exact, or exact plus a snapshot date (claude-haiku-4-5-20251001); anything else is a guess.
+        if model.startswith(prefix) and _DATED.fullmatch(model[len(prefix):]):
+            return price, True
+    family = _FAMILY.match(model)
+    kin = [p for prefix, p in _PRICES.items() if family and prefix.startswith(family.group(0))]
+    return _dearest(kin or list(_PRICES.values())), False
+
+
+def _warn_unpriced(model: str, price: Price) -> None:
+    with _warned_lock:
+        if model in _warned:
+            return
+        _warned.add(model)
+    get_logger("vigil.prices").warning(
+        "model.unpriced", model=model, charged_input_per_mtok=price.input, charged_output_per_mtok=price.output,
+        note="not in the price table: charged at the highest price of its family; costs are estimates")
+
+
+def output_estimate(chars: int) -> int:
+    """Output tokens for `chars` characters streamed, generously (3.5 a token): a call cut short is charged this."""
+    return -(-chars * 2 // 7)
 
 
 def cost_micros(model: str, usage: TokenUsage) -> int:
@@ -89,9 +116,13 @@ def cost_micros(model: str, usage: TokenUsage) -> int:
 
 
 def to_usage(model: str, usage: TokenUsage) -> Usage:
-    """One call's tokens as a stored Usage with its cost."""
+    """One call's tokens as a stored Usage with its cost (counted as estimated for an unpriced model)."""
+    price, known = price_for(model)
+    if not known:
+        _warn_unpriced(model, price)
     return Usage(
         calls=1,
+        estimated_calls=0 if known else 1,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,

@@ -79,6 +79,7 @@ class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_micros: int = 0
+    estimated_calls: int = 0  # calls of a model missing from the price table, charged at its family's top price
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -88,6 +89,7 @@ class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             cost_micros=self.cost_micros + other.cost_micros,
+            estimated_calls=self.estimated_calls + other.estimated_calls,
         )
 
     @property

@@ -1,0 +1,98 @@
+"""The cleanup button deletes what its prompt listed, for the one who asked, and expires.
+
+`vigil run` against the stand-ins. The attacks: another group member, and an admin, pressing a
+member's "Delete them"; a press after the prompt went stale (vigil restarted); a session used again
+between the prompt and the press.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.standins.bot_api import CallbackQuery
+from tests.test_telegram_e2e import BOT, Rig, cleanup_button, close_rig, make_rig
+from vigil.offers import EXPIRED, NOT_YOURS
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    made: list[Rig] = []
+
+    def factory(**extra: str) -> Rig:
+        rig = make_rig(tmp_path / f"rig{len(made)}", **extra)
+        made.append(rig)
+        rig.start()
+        return rig
+
+    yield factory
+    for rig in made:
+        close_rig(rig)
+
+
+def answered(rig: Rig, query: CallbackQuery) -> CallbackQuery:
+    return rig.bot.wait_for(lambda: q if (q := rig.bot.callback_query(query.id)).answered else None, 10,
+                            "the answer to the press")
+
+
+def stored(rig: Rig) -> set[str]:
+    return {line.split()[0] for line in rig.sessions_list().splitlines() if line.startswith("tg:")}
+
+
+def test_only_the_asker_deletes_and_only_what_was_listed(fresh: Callable[..., Rig]) -> None:
+    rig = fresh()
+    gina, hal, ivy = rig.person("Gina"), rig.person("Hal"), rig.person("Ivy")
+    here, there = rig.group("Where Gina asks"), rig.group("Gina's other group")
+    for chat in (here, there):
+        rig.ask(chat.id, gina, f"@{BOT} hello {chat.title}", f"hello {chat.title}")
+    rig.ask(gina.id, gina, "gina alone", "echo: gina alone")
+    rig.ask(ivy.id, ivy, "ivy alone", "echo: ivy alone")
+    rig.ask(here.id, hal, f"@{BOT} hal was here too", "hal was here too")
+    time.sleep(1.2)  # real idle time: the sessions must be idle for longer than 1 s
+    everything = stored(rig)
+
+    prompt = rig.ask(here.id, gina, "/sessions cleanup 1s", "🧹")
+    listed = {f"tg:{here.id}", f"tg:{there.id}", f"tg:{gina.id}"}
+    assert all(key in prompt.text for key in listed), prompt.text
+    assert f"tg:{ivy.id}" not in prompt.text and f"tg:{hal.id}" not in prompt.text
+    button = cleanup_button(prompt)
+    assert len(button.encode()) <= 64
+
+    # Another member of the group presses it: refused, with an alert; nothing deleted.
+    refusal = answered(rig, rig.bot.press_button(here.id, hal.id, prompt.message_id, button))
+    assert refusal.show_alert and refusal.answer_text == NOT_YOURS
+    # An admin presses a member's prompt: the same (once, this deleted every user's idle sessions).
+    refusal = answered(rig, rig.bot.press_button(here.id, rig.admin.id, prompt.message_id, button))
+    assert refusal.show_alert and refusal.answer_text == NOT_YOURS
+    assert stored(rig) == everything
+    assert rig.message(here.id, prompt.message_id).reply_markup is not None
+
+    # Between the prompt and the press, one listed session is used again: it is no longer idle.
+    rig.ask(there.id, gina, f"@{BOT} still using this one", "still using this one")
+
+    rig.bot.press_button(here.id, gina.id, prompt.message_id, button)
+    report = rig.edited_to(here.id, prompt.message_id, "Deleted")
+    assert "Deleted 2 session(s)" in report.text and "Kept 1 session(s)" in report.text, report.text
+    assert stored(rig) == everything - {f"tg:{here.id}", f"tg:{gina.id}"}
+    assert f"tg:{there.id}" in stored(rig) and f"tg:{ivy.id}" in stored(rig)
+
+
+def test_a_stale_prompt_deletes_nothing(fresh: Callable[..., Rig]) -> None:
+    rig = fresh()
+    olga = rig.person("Olga")
+    group = rig.group("Olga's idle group")
+    rig.ask(group.id, olga, f"@{BOT} soon idle", "soon idle")
+    time.sleep(1.2)
+    prompt = rig.ask(olga.id, olga, "/sessions cleanup 1s", "🧹")
+    assert f"tg:{group.id}" in prompt.text
+    # Prompts live in memory for ten minutes: after a restart the button is expired (the safe side).
+    rig.stop()
+    rig.start()
+    refusal = answered(rig, rig.bot.press_button(olga.id, olga.id, prompt.message_id, cleanup_button(prompt)))
+    assert refusal.show_alert and refusal.answer_text == EXPIRED
+    assert f"tg:{group.id}" in stored(rig)
