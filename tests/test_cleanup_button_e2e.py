@@ -56,10 +56,10 @@ def test_only_the_asker_deletes_and_only_what_was_listed(fresh: Callable[..., Ri
     time.sleep(1.2)  # real idle time: the sessions must be idle for longer than 1 s
     everything = stored(rig)
 
+    # In a group the prompt lists that group's sessions only: nothing of Gina's other chats shows there.
     prompt = rig.ask(here.id, gina, "/sessions cleanup 1s", "🧹")
-    listed = {f"tg:{here.id}", f"tg:{there.id}", f"tg:{gina.id}"}
-    assert all(key in prompt.text for key in listed), prompt.text
-    assert f"tg:{ivy.id}" not in prompt.text and f"tg:{hal.id}" not in prompt.text
+    assert f"tg:{here.id}" in prompt.text, prompt.text
+    assert all(f"tg:{other}" not in prompt.text for other in (there.id, gina.id, ivy.id, hal.id)), prompt.text
     button = cleanup_button(prompt)
     assert len(button.encode()) <= 64
 
@@ -72,11 +72,17 @@ def test_only_the_asker_deletes_and_only_what_was_listed(fresh: Callable[..., Ri
     assert stored(rig) == everything
     assert rig.message(here.id, prompt.message_id).reply_markup is not None
 
+    # In her private chat Gina's prompt lists every chat of hers, and only hers.
+    mine = rig.ask(gina.id, gina, "/sessions cleanup 1s", "🧹")
+    listed = {f"tg:{here.id}", f"tg:{there.id}", f"tg:{gina.id}"}
+    assert all(key in mine.text for key in listed), mine.text
+    assert f"tg:{ivy.id}" not in mine.text and f"tg:{hal.id}" not in mine.text
+
     # Between the prompt and the press, one listed session is used again: it is no longer idle.
     rig.ask(there.id, gina, f"@{BOT} still using this one", "still using this one")
 
-    rig.bot.press_button(here.id, gina.id, prompt.message_id, button)
-    report = rig.edited_to(here.id, prompt.message_id, "Deleted")
+    rig.bot.press_button(gina.id, gina.id, mine.message_id, cleanup_button(mine))
+    report = rig.edited_to(gina.id, mine.message_id, "Deleted")
     assert "Deleted 2 session(s)" in report.text and "Kept 1 session(s)" in report.text, report.text
     assert stored(rig) == everything - {f"tg:{here.id}", f"tg:{gina.id}"}
     assert f"tg:{there.id}" in stored(rig) and f"tg:{ivy.id}" in stored(rig)
