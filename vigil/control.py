@@ -130,6 +130,9 @@ class Control:
         live = self.runtime.registry.live_count()
         busy = self.runtime.registry.busy_count()
         live_line = f"Live sessions: {live} ({busy} busy) · model calls in flight: {self.runtime.slots.in_flight}"
+        bash = self.bash_line()
+        if bash:
+            live_line = f"{bash}\n{live_line}"
         if header is None:
             return Reply(text=f"📊 Session {caller.key}\nNo conversation yet: write something to start one.\n"
                               f"Directory: {self.settings.workdir_root} · Model: {self.settings.model}\n{live_line}")
@@ -156,6 +159,15 @@ class Control:
             live_line,
         ]
         return Reply(text="\n".join(lines))
+
+    def bash_line(self) -> str:
+        """Whether the bash asked for is offered, and if not why; empty when bash is not enabled."""
+        toolbox = self.runtime.toolbox
+        if toolbox.bash_unavailable is not None:
+            return f"Bash: off — {toolbox.bash_unavailable}"
+        if toolbox.sandbox is not None:
+            return f"Bash: on, sandboxed (network {'on' if toolbox.sandbox.network else 'off'})"
+        return ""
 
     def sessions(self, caller: Caller, page: int = 0) -> Reply:
         headers = self.store.headers(None if caller.admin else caller.user_id)
