@@ -13,7 +13,8 @@ the LMDB store and every other chat's files. Under `bwrap` a command gets:
   is not bound whole: it holds secrets (`/etc/vigil/*.env`, `/etc/shadow`,
   ssh host keys, `/etc/ssl/private`);
 - one writable tree, the chat's workspace, bound at its own path so that
-  `pwd` shows the chat's directory; a private `/tmp` and `/var/tmp`;
+  `pwd` shows the chat's directory; a private `/tmp` and `/var/tmp`; the
+  rest of the sandbox's root is read-only;
 - none of the data directory, the service user's home, other chats'
   directories or the rest of the work root: they are not bound, and where
   one lies inside the workspace it is covered by an empty read-only tmpfs;
@@ -188,6 +189,8 @@ class Sandbox:
             "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
             "--bind", work, work,
             *masks,
+            # Writes anywhere else fail loudly instead of landing on the sandbox's throwaway root.
+            "--remount-ro", "/",
             "--chdir", here,
             "--clearenv",
             "--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", work, "--setenv", "PWD", here,
