@@ -276,10 +276,22 @@ def test_a_fork_bomb_is_capped_and_ended_by_the_time_limit(nobodys_workspace: Pa
     limit = run_unprivileged(nobodys_workspace, "ulimit -u", 10)
     assert str(limit["content"]).strip() == str(MAX_PROCESSES), "the process cap is in force before the bomb"
     marker = f"vigil-bomb-{uuid.uuid4().hex}"
-    outcome = run_unprivileged(nobodys_workspace, f": {marker}; :(){{ :|:& }};:", 2)
-    assert outcome["is_error"] and "timed out after 2 s" in str(outcome["content"])
+    # The command itself waits (on a sleeper) while the bomb goes off, so only the time limit ends it.
+    outcome = run_unprivileged(nobodys_workspace, f": {marker}; sleep 1000 & :(){{ :|:& }};:; wait", 2)
+    assert outcome["is_error"] and "timed out after 2 s" in str(outcome["content"]), outcome
     assert float(str(outcome["elapsed"])) < 10
     assert "Resource temporarily unavailable" in str(outcome["content"]), "the bomb hit the process cap"
+    assert processes_with(marker) == [], "a fork of the bomb outlived the command"
+
+
+def test_the_classic_fork_bomb_goes_with_its_command(nobodys_workspace: Path) -> None:
+    # `:(){ :|:& };:` returns at once and leaves its forks behind: they are stopped with the command
+    # (or by the time limit, if the bomb keeps the command's shell retrying a fork).
+    marker = f"vigil-bomb-{uuid.uuid4().hex}"
+    outcome = run_unprivileged(nobodys_workspace, f": {marker}; :(){{ :|:& }};:", 2)
+    content = str(outcome["content"])
+    assert "background processes it left running were stopped" in content or "timed out after 2 s" in content
+    assert float(str(outcome["elapsed"])) < 10
     assert processes_with(marker) == [], "a fork of the bomb outlived the command"
 
 
@@ -319,9 +331,9 @@ def test_the_data_dir_and_home_are_covered_inside_a_wide_workspace(tmp_path: Pat
     for refused in (base / "data", base / "data" / "sub", base / "home"):
         refused.mkdir(exist_ok=True)
         with pytest.raises(WorkspaceRefused):
-            sandbox.argv(refused, refused, "true", 1)
+            sandbox.argv(refused, refused, "true", 1, 2)
     with pytest.raises(WorkspaceRefused):
-        sandbox.argv(Path("/"), Path("/"), "true", 1)
+        sandbox.argv(Path("/"), Path("/"), "true", 1, 2)
 
 
 # ----------------------------------------------------------------------------- the network
@@ -391,7 +403,7 @@ def test_a_proc_with_hidden_parts_fails_the_probe(tmp_path: Path) -> None:
 def test_the_sandbox_is_built_from_the_probe_once(world: World) -> None:
     sandbox = world.box.sandbox
     assert isinstance(sandbox, Sandbox) and sandbox.network
-    argv = sandbox.argv(world.chat_a, world.chat_a, "true", 3)
+    argv = sandbox.argv(world.chat_a, world.chat_a, "true", 3, 4)
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
                  "--new-session", "--clearenv"):
         assert flag in argv, flag

@@ -285,7 +285,8 @@ class BashRunner:
             return ToolOutcome(f"Error: the working directory {cwd} does not exist", is_error=True)
         status_read, status_write = os.pipe()
         try:
-            argv = self.sandbox.argv(workspace if workspace is not None else cwd, cwd, command, status_write)
+            argv = self.sandbox.argv(workspace if workspace is not None else cwd, cwd, command, status_write,
+                                     pause_fd=status_read)
             proc = subprocess.Popen(
                 argv,
                 cwd="/",
@@ -295,7 +296,7 @@ class BashRunner:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=(status_write,),
+                pass_fds=(status_write, status_read),
             )
         except WorkspaceRefused as exc:
             os.close(status_read)

@@ -70,12 +70,15 @@ _ETC = (
 _LINK_INSIDE = ("/usr/", "/proc/", "/etc/")
 
 # Runs inside the sandbox as the first process after bwrap's init: caps processes, runs the command
-# with the status fd closed, then gives background processes a moment (what they still write is kept),
+# with the status fds closed, then gives background processes a moment (what they still write is kept),
 # reports on the status fd whether any were left, and exits; bwrap's init then kills whatever remains.
+# It pauses by a timed read of the report pipe's read end ($4), which nobody writes before it does,
+# rather than by `sleep`: a fork bomb leaves no process to fork, and bash retries a failing fork for
+# many seconds. `{var}` redirections put both fds where they cannot collide with each other.
 _WRAPPER = r"""
 ulimit -u "$3" 2>/dev/null || ulimit -u "$(ulimit -H -u)" 2>/dev/null
-[ "$2" = 9 ] || { exec 9>&"$2"; eval "exec $2>&-"; }
-bash --noprofile --norc -c "$1" 9>&-
+exec {report}>&"$2" {paused}<&"$4" && eval "exec $2>&- $4<&-"
+bash --noprofile --norc -c "$1" {report}>&- {paused}<&-
 status=$?
 others() {
   local p line
@@ -87,8 +90,8 @@ others() {
   done
   return 1
 }
-for _ in 1 2 3 4 5 6 7 8 9 10; do others || break; sleep 0.05; done
-others && echo stragglers >&9
+for _ in 1 2 3 4 5 6 7 8 9 10; do others || break; read -r -t 0.05 -u "$paused" _; done
+others && echo stragglers >&"$report"
 exit "$status"
 """
 
@@ -159,8 +162,12 @@ class Sandbox:
         `/proc/1/environ` is readable: so it gets nothing but a PATH."""
         return {"PATH": SANDBOX_PATH}
 
-    def argv(self, workspace: Path, cwd: Path, command: str, status_fd: int) -> list[str]:
-        """bwrap's argv for `command` run in `cwd`, with `workspace` (which holds `cwd`) writable."""
+    def argv(self, workspace: Path, cwd: Path, command: str, status_fd: int, pause_fd: int) -> list[str]:
+        """bwrap's argv for `command` run in `cwd`, with `workspace` (which holds `cwd`) writable.
+
+        `status_fd` (inherited by bwrap) gets the in-sandbox supervisor's report; `pause_fd`, the read
+        end of that pipe, lets it wait without forking.
+        """
         work = os.path.realpath(workspace)
         here = os.path.realpath(cwd)
         if not _inside(here, work):
@@ -197,13 +204,13 @@ class Sandbox:
             "--setenv", "LANG", _lang(), "--setenv", "TERM", "dumb",
             "--",
         ]
-        return args + wrapper_argv(command, status_fd, self.max_processes)
+        return args + wrapper_argv(command, status_fd, self.max_processes, pause_fd)
 
 
-def wrapper_argv(command: str, status_fd: int, max_processes: int = MAX_PROCESSES) -> list[str]:
-    """The in-sandbox supervisor's argv: `bash -c WRAPPER vigil-sandbox COMMAND FD MAX`."""
+def wrapper_argv(command: str, status_fd: int, max_processes: int, pause_fd: int) -> list[str]:
+    """The in-sandbox supervisor's argv: `bash -c WRAPPER vigil-sandbox COMMAND FD MAX PAUSE_FD`."""
     return ["bash", "--noprofile", "--norc", "-c", _WRAPPER, "vigil-sandbox", command, str(status_fd),
-            str(max_processes)]
+            str(max_processes), str(pause_fd)]
 
 
 def _supports_disable_userns(bwrap: str) -> bool:
@@ -227,9 +234,10 @@ def detect(network: bool = True, data_dirs: Iterable[Path] = (), home: Path | No
     with tempfile.TemporaryDirectory(prefix="vigil-probe-") as work:
         read_end, write_end = os.pipe()
         try:
-            probe = subprocess.run(sandbox.argv(Path(work), Path(work), "true", write_end),
+            probe = subprocess.run(sandbox.argv(Path(work), Path(work), "true", write_end, read_end),
                                    env=sandbox.process_env(), stdin=subprocess.DEVNULL, capture_output=True,
-                                   text=True, errors="replace", timeout=PROBE_TIMEOUT_S, pass_fds=(write_end,))
+                                   text=True, errors="replace", timeout=PROBE_TIMEOUT_S,
+                                   pass_fds=(write_end, read_end))
         except subprocess.TimeoutExpired:
             raise SandboxUnavailable(f"bwrap failed: a trivial command took over {PROBE_TIMEOUT_S:g} s") from None
         except OSError as exc:
