@@ -212,6 +212,18 @@ def test_systemd_unit_contents(unit_text: str) -> None:
     assert [line for line in lines if line.startswith("[")] == ["[Unit]", "[Service]", "[Install]"]
 
 
+def test_systemd_unit_lets_bwrap_build_the_bash_sandbox(unit_text: str) -> None:
+    lines = unit_text.splitlines()
+    namespaces = next(line for line in lines if line.startswith("RestrictNamespaces=")).split("=", 1)[1].split()
+    assert {"user", "pid", "ipc", "uts", "mnt", "net"} <= set(namespaces)
+    assert not {"cgroup", "time"} & set(namespaces), "only what bwrap needs"
+    families = next(line for line in lines if line.startswith("RestrictAddressFamilies=")).split("=", 1)[1].split()
+    assert "AF_NETLINK" in families, "bwrap --unshare-net sets up lo over rtnetlink"
+    # Each of these hides part of /proc, and the kernel then refuses bwrap's fresh /proc in a user namespace.
+    for option in ("ProtectKernelTunables=", "ProtectProc=", "ProcSubset=", "PrivateUsers=", "SystemCallFilter="):
+        assert not any(line.startswith(option) for line in lines), option
+
+
 def test_systemd_unit_options(env: dict[str, str]) -> None:
     done = vigil(env, "systemd-unit", "--user", "bot", "--env-file", "/etc/bot.env", "--workdir-root", "/srv/bot")
     lines = done.stdout.splitlines()

@@ -69,6 +69,7 @@ def test_defaults_of_an_empty_environment(home: Path) -> None:
     assert settings.max_concurrent_queries == 16
     assert settings.heartbeat_min_interval_s == 300.0
     assert settings.enable_bash is False
+    assert settings.bash_network == "on"
     assert settings.secrets() == ()
     assert not settings.is_allowed(42)
 
@@ -346,6 +347,22 @@ def test_enable_bash_true(home: Path, raw: str) -> None:
 @pytest.mark.parametrize("raw", ["", "0", "false", "No", "off"])
 def test_enable_bash_false(home: Path, raw: str) -> None:
     assert load(home, VIGIL_ENABLE_BASH=raw).enable_bash is False
+
+
+@pytest.mark.parametrize(("raw", "value"), [("on", "on"), (" OFF ", "off"), ("0", "off"), ("true", "on")])
+def test_bash_network(home: Path, raw: str, value: str) -> None:
+    assert load(home, VIGIL_BASH_NETWORK=raw).bash_network == value
+
+
+@pytest.mark.parametrize("raw", ["", "maybe"])
+def test_bash_network_must_be_on_or_off(home: Path, raw: str) -> None:
+    assert refusal(home, VIGIL_BASH_NETWORK=raw) == f"VIGIL_BASH_NETWORK={raw!r}: must be on or off"
+
+
+def test_bash_network_from_the_file(home: Path, tmp_path: Path) -> None:
+    assert load(home, VIGIL_CONFIG=write_config(tmp_path, "bash_network = false\n")).bash_network == "off"
+    assert load(home, VIGIL_CONFIG=write_config(tmp_path, 'vigil_bash_network = "off"\n'),
+                VIGIL_BASH_NETWORK="on").bash_network == "on"
 
 
 def test_heartbeat_default_interval_is_raised_to_the_minimum(home: Path) -> None:

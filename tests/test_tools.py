@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.procs import processes_with
 from vigil.tools import BashRunner, Jail, TextEditor, Toolbox, ToolOutcome
 from vigil.tools.bash import RESTART_MESSAGE, is_secret_name
 
@@ -25,21 +25,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         threading.Event().wait(0.02)
     return condition()
-
-
-def process_gone(pid: int) -> bool:
-    """Whether `pid` no longer runs. A zombie counts as gone: it has exited and
-    only waits for its (new) parent to reap it, which in some containers never happens."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return True
-    return raw[raw.rfind(b")") + 2 :].split()[0] in (b"Z", b"X")
 
 
 @pytest.fixture
@@ -349,13 +334,15 @@ def test_bash_state_does_not_persist(root: Path, bash: BashRunner) -> None:
 def test_bash_timeout_kills_the_process_group(root: Path) -> None:
     runner = BashRunner(timeout_s=0.5)
     started = time.monotonic()
-    outcome = runner.run(root, {"command": "sleep 30 & echo $!; sleep 30"}, threading.Event())
+    # The sandbox has its own PID namespace: `$!` means nothing on the host, so the
+    # background child is found by its unique command line.
+    outcome = runner.run(root, {"command": "sleep 30.101 & echo $!; sleep 30"}, threading.Event())
     elapsed = time.monotonic() - started
     assert outcome.is_error
     assert "timed out after 0.5 s" in outcome.content
     assert elapsed < 5
-    child = int(outcome.content.split()[0])
-    assert wait_until(lambda: process_gone(child)), "background child survived the timeout"
+    assert int(outcome.content.split()[0]) > 0, "the background child was started"
+    assert wait_until(lambda: not processes_with("30.101")), "background child survived the timeout"
 
 
 def test_bash_cancel_ends_the_command_promptly(root: Path, bash: BashRunner) -> None:
@@ -364,26 +351,26 @@ def test_bash_cancel_ends_the_command_promptly(root: Path, bash: BashRunner) -> 
     timer.start()
     try:
         started = time.monotonic()
-        outcome = bash.run(root, {"command": "sleep 30 & echo $!; sleep 30"}, cancel)
+        outcome = bash.run(root, {"command": "sleep 30.102 & echo $!; sleep 30"}, cancel)
         elapsed = time.monotonic() - started
     finally:
         timer.cancel()
     assert outcome.is_error and "cancelled" in outcome.content
     assert elapsed < 2.5
-    child = int(outcome.content.split()[0])
-    assert wait_until(lambda: process_gone(child))
+    assert int(outcome.content.split()[0]) > 0, "the background child was started"
+    assert wait_until(lambda: not processes_with("30.102"))
     # Already cancelled: nothing is started.
     assert "cancelled" in bash.run(root, {"command": "echo no"}, cancel).content
 
 
 def test_bash_stops_leftover_background_processes(root: Path, bash: BashRunner) -> None:
     started = time.monotonic()
-    outcome = bash.run(root, {"command": "sleep 30 & echo $!"}, threading.Event())
+    outcome = bash.run(root, {"command": "sleep 30.103 & echo $!"}, threading.Event())
     assert time.monotonic() - started < 5
     assert not outcome.is_error
     assert "background processes" in outcome.content
-    child = int(outcome.content.split()[0])
-    assert wait_until(lambda: process_gone(child))
+    assert int(outcome.content.split()[0]) > 0, "the background child was started"
+    assert wait_until(lambda: not processes_with("30.103"))
 
 
 def test_bash_output_is_capped_head_and_tail(root: Path) -> None:
@@ -417,7 +404,9 @@ def test_bash_environment_is_scrubbed(root: Path, monkeypatch: pytest.MonkeyPatc
     for name, value in secrets.items():
         assert name not in content
         assert value not in content
-    assert "HARMLESS_SETTING=visible" in content
+    # The sandbox's environment is built from nothing: not even harmless service variables reach it.
+    assert "HARMLESS_SETTING" not in content
+    assert f"PWD={root}" in content and "PATH=/usr/local/sbin:" in content
     assert is_secret_name("KEYBOARD_LAYOUT") is False
     assert is_secret_name("PATH") is False
 

@@ -1,4 +1,4 @@
-"""`vigil check`: settings, store, Telegram getMe, model reachability — one line each.
+"""`vigil check`: settings, store, the bash sandbox, Telegram getMe, model reachability — one line each.
 
 Exit status 0 only when every check passes, so an operator (or a deploy
 script) can run it before starting the service.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from vigil.logs import redact
 from vigil.settings import Settings, ensure_data_dir
 from vigil.store.store import open_store
+from vigil.tools.sandbox import SandboxUnavailable, detect
 
 
 def _settings(settings: Settings) -> str:
@@ -29,6 +31,15 @@ def _store(settings: Settings) -> str:
         return f"{settings.data_dir / 'data.mdb'}: {sessions} session(s), map {store.map_size // (1024 * 1024)} MiB"
     finally:
         store.close()
+
+
+def _bash(settings: Settings) -> str:
+    try:
+        sandbox = detect(network=settings.bash_network == "on", data_dirs=[settings.data_dir], home=Path.home())
+    except SandboxUnavailable as exc:
+        # The same probe `vigil run` makes at start-up: it would not offer bash either.
+        raise RuntimeError(f"{exc}; bash is not offered (it never runs unsandboxed)") from None
+    return f"sandboxed by {sandbox.describe()}"
 
 
 def _telegram(settings: Settings) -> str:
@@ -59,6 +70,8 @@ def _model(settings: Settings) -> str:
 def run_checks(settings: Settings) -> int:
     checks: list[tuple[str, Callable[[Settings], str]]] = [
         ("settings", _settings), ("store", _store), ("telegram", _telegram), ("model", _model)]
+    if settings.enable_bash:  # its sandbox is checked only when bash is asked for
+        checks.insert(2, ("bash", _bash))
     failed = 0
     for name, check in checks:
         try:

@@ -181,6 +181,9 @@ class Control:
         live = self.runtime.registry.live_count()
         busy = self.runtime.registry.busy_count()
         live_line = f"Live sessions: {live} ({busy} busy) · model calls in flight: {self.runtime.slots.in_flight}"
+        bash = self.bash_line()
+        if bash:
+            live_line = f"{bash}\n{live_line}"
         if header is None and self.store.has_session(caller.key):
             return Reply(text=f"📊 Session {caller.key}\n⚠️ {unreadable_line([self._unreadable(caller.key)])}.\n"
                               f"{live_line}")
@@ -217,6 +220,15 @@ class Control:
         except UnreadableRecord as exc:
             return Unreadable(key, exc.reason)
         return Unreadable(key, "unreadable")
+
+    def bash_line(self) -> str:
+        """Whether the bash asked for is offered, and if not why; empty when bash is not enabled."""
+        toolbox = self.runtime.toolbox
+        if toolbox.bash_unavailable is not None:
+            return f"Bash: off — {toolbox.bash_unavailable}"
+        if toolbox.sandbox is not None:
+            return f"Bash: on, sandboxed (network {'on' if toolbox.sandbox.network else 'off'})"
+        return ""
 
     def sessions(self, caller: Caller, page: int = 0) -> Reply:
         headers, skipped = self.visible(caller)

@@ -10,6 +10,7 @@ stop the actors, and close the store last so every write is flushed.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -55,7 +56,8 @@ class Runtime:
         self.slots = QuerySlots(settings.max_concurrent_queries)
         self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds)
         self.toolbox = Toolbox(settings.workdir_root, enable_bash=settings.enable_bash,
-                               bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV)
+                               bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV,
+                               bash_network=settings.bash_network == "on", data_dir=settings.data_dir)
         self.timer = HeartbeatTimer(self.submit, clock=clock)
         # One for the process: the adapters' gates and every session's model calls share its rate window.
         self.allowance = Allowance(settings, self.store.user_cost_micros, clock=clock)
@@ -85,8 +87,20 @@ class Runtime:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        self._log_bash()
         self.log.info("runtime.started", channels=sorted(self.outboxes), recovering=len(recovered),
                       heartbeats=beats)
+
+    def _log_bash(self) -> None:
+        if self.toolbox.bash_unavailable is not None:
+            self.log.warning("bash.unavailable", reason=self.toolbox.bash_unavailable,
+                             effect="VIGIL_ENABLE_BASH is on, but bash is not offered: it never runs unsandboxed")
+        elif (sandbox := self.toolbox.sandbox) is not None:
+            self.log.info("bash.sandboxed", sandbox=sandbox.describe())
+            if os.geteuid() == 0:
+                self.log.warning("bash.runs_as_root", effect="the kernel does not apply the sandbox's process "
+                                 "limit to root: a fork bomb is stopped only by the time limit; run vigil as "
+                                 "its own user")
 
     def _schedule_heartbeat(self, key: str, due: float | None) -> None:
         if channel_of(key) in self.outboxes:

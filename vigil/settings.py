@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_default_interval_s: float = 1800.0
     heartbeat_history_turns: int = 12
     enable_bash: bool = False
+    bash_network: Literal["on", "off"] = "on"
     # Beyond the contract: limits and knobs a production service needs.
     messages_per_minute: int = 20
     daily_budget_usd: float = 5.0
@@ -138,6 +139,16 @@ def _flag(raw: str) -> bool:
     raise ValueError("not a yes/no value; use 1/true or 0/false")
 
 
+def _on_off(raw: str) -> Literal["on", "off"]:
+    # A TOML file may well say `bash_network = false`: yes/no spellings mean on/off too.
+    if not raw.strip():
+        raise ValueError("must be on or off")
+    try:
+        return "on" if _flag(raw) else "off"
+    except ValueError:
+        raise ValueError("must be on or off") from None
+
+
 def _user_ids(raw: str) -> frozenset[int]:
     ids: set[int] = set()
     for part in raw.replace(";", ",").split(","):
@@ -189,6 +200,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_HEARTBEAT_DEFAULT_INTERVAL", "heartbeat_default_interval_s", _duration),
     _Var("VIGIL_HEARTBEAT_HISTORY_TURNS", "heartbeat_history_turns", _non_negative_int),
     _Var("VIGIL_ENABLE_BASH", "enable_bash", _flag),
+    _Var("VIGIL_BASH_NETWORK", "bash_network", _on_off),
     _Var("VIGIL_MESSAGES_PER_MINUTE", "messages_per_minute", _positive_int),
     _Var("VIGIL_DAILY_BUDGET_USD", "daily_budget_usd", _money),
     _Var("VIGIL_HISTORY_TOKENS", "history_tokens", _positive_int),

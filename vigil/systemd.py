@@ -92,13 +92,18 @@ ProtectHome=read-only
 ReadWritePaths={workdir_root}
 PrivateTmp=yes
 PrivateDevices=yes
-ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
 RestrictSUIDSGID=yes
 LockPersonality=yes
 RestrictRealtime=yes
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+# The bash sandbox (bwrap) builds user, PID, IPC, UTS, mount and (VIGIL_BASH_NETWORK=off) network
+# namespaces; cgroup and time namespaces stay forbidden. For the same reason there is no
+# ProtectKernelTunables=, ProtectProc=, ProcSubset= or PrivateUsers= here: each hides part of /proc,
+# and the kernel then refuses the fresh /proc a sandbox in a user namespace mounts.
+RestrictNamespaces=user pid ipc uts mnt net
+# AF_NETLINK: bwrap brings up the loopback interface of an unshared network namespace over rtnetlink.
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 UMask=0077
 
 [Install]

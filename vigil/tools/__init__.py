@@ -6,14 +6,17 @@
   (`str_replace_based_edit_tool`) with every file access confined by `Jail`.
 - `Jail` resolves model paths inside the working root, safely against symlink
   races; `/cd` uses `Jail.resolve` too.
-- `BashRunner` implements Anthropic's `bash_20250124` tool. It is opt-in
-  because a shell cannot be confined by the jail.
+- `BashRunner` implements Anthropic's `bash_20250124` tool. A shell cannot be
+  confined by the jail, so every command runs in the bubblewrap `Sandbox`;
+  it is opt-in, and not offered at all when the sandbox cannot be built.
 """
 
 from vigil.tools.bash import BashRunner
 from vigil.tools.editor import TextEditor
 from vigil.tools.jail import EscapeError, Jail, JailError
 from vigil.tools.outcome import ToolOutcome
+from vigil.tools.sandbox import Sandbox, SandboxUnavailable
 from vigil.tools.toolbox import Toolbox
 
-__all__ = ["BashRunner", "EscapeError", "Jail", "JailError", "TextEditor", "ToolOutcome", "Toolbox"]
+__all__ = ["BashRunner", "EscapeError", "Jail", "JailError", "Sandbox", "SandboxUnavailable", "TextEditor",
+           "ToolOutcome", "Toolbox"]

@@ -1,22 +1,24 @@
-"""Anthropic's bash tool (`bash_20250124`): one shell command per call, opt-in.
+"""Anthropic's bash tool (`bash_20250124`): one shell command per call, opt-in, always sandboxed.
 
-Be clear about what this is: **bash is not a filesystem jail.** A command runs
-with the service's own user and permissions, starts in the chat's working
-directory, and can read or change anything that user can (`cat /etc/passwd`,
-`cd /`, `curl`). That is why it is off unless the operator enables it. What
-this module does do:
+Every command runs under bubblewrap (see `vigil.tools.sandbox` for what the
+sandbox hides and what it lets through): a command never sees the service's
+environment, its store, its home or another chat's directory, and only the
+chat's workspace is writable. There is no unsandboxed path: a `BashRunner`
+cannot be built without a `Sandbox` that was proven to work. This module
+supervises the sandboxed process:
 
-- each command runs as `bash --noprofile --norc -c COMMAND`, with the chat's
-  working directory as cwd and stdin from /dev/null;
-- in its own session and process group, so that on timeout or cancellation
-  the whole group — background children included — gets SIGTERM and, after a
-  short grace, SIGKILL; processes still running in the group when the command
-  itself exits are stopped the same way, since nothing could ever talk to them;
+- each command runs as `bash --noprofile --norc -c COMMAND` inside the
+  sandbox, in the chat's working directory, with stdin from /dev/null;
+- bwrap runs in its own session and process group; on timeout or
+  cancellation the group gets SIGTERM and, after a short grace, SIGKILL.
+  Killing bwrap kills the sandbox's init (`--die-with-parent`), and the
+  kernel then kills every process of the sandbox's PID namespace, so
+  background children and fork bombs go with it;
+- when the command itself exits, the in-sandbox supervisor gives background
+  processes a moment to finish writing, then the sandbox ends and they are
+  stopped: nothing could ever talk to them again (reported to the model);
 - stdout and stderr are combined and capped (head and tail kept, the cut
-  reported), and a non-zero exit status is reported;
-- the environment is the service's minus its credentials: `ANTHROPIC_API_KEY`,
-  `ANTHROPIC_AUTH_TOKEN`, `TELEGRAM_BOT_TOKEN`, any configured extra names, and
-  any variable whose name contains TOKEN, SECRET or PASSWORD or ends in _KEY.
+  reported), and a non-zero exit status is reported.
 
 Commands are independent processes: there is no persistent shell, so `cd`,
 shell variables and background jobs do not carry over from one command to the
@@ -36,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from vigil.tools.outcome import ToolOutcome
+from vigil.tools.sandbox import Sandbox, WorkspaceRefused, detect
 
 __all__ = ["ALWAYS_SCRUBBED", "TOOL_NAME", "TOOL_TYPE", "BashRunner", "is_secret_name", "scrubbed_env"]
 
@@ -147,20 +150,60 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    return [p for p in pids if _parent_of(p) == pid]
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie has exited: it only waits to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return False
+    return raw[raw.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the command's process group, then SIGKILL whatever is left after the grace."""
-    pgid = proc.pid  # start_new_session made the command the leader of its own group
+    """SIGTERM the command's process group, then SIGKILL whatever is left after the grace.
+
+    The group is bwrap; its child is the sandbox's init, whose death makes the
+    kernel kill every process in the sandbox. Wait for that init too, so that
+    when this returns nothing of the command runs any more.
+    """
+    pgid = proc.pid  # start_new_session made bwrap the leader of its own group
+    inits = _children(proc.pid) if proc.poll() is None else []
     _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + _KILL_GRACE_S
     while time.monotonic() < deadline:
         if proc.poll() is not None and not _group_alive(pgid):
-            return
+            break
         time.sleep(0.02)
-    _signal_group(pgid, signal.SIGKILL)
-    # If it is still not gone it is stuck in the kernel (D state): nothing
+    else:
+        _signal_group(pgid, signal.SIGKILL)
+    # If something is still not gone it is stuck in the kernel (D state): nothing
     # more we can do, and the chat must not hang on it.
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+    # bwrap's death sent its init SIGKILL (--die-with-parent), and init's death takes the whole PID
+    # namespace with it. No signal to the init's pid here: once bwrap is gone it could be reused.
+    gone_by = time.monotonic() + 5
+    while any(_running(init) for init in inits) and time.monotonic() < gone_by:
+        time.sleep(0.02)
 
 
 def _drain(fd: int, out: _CappedOutput) -> bool:
@@ -176,15 +219,31 @@ def _drain(fd: int, out: _CappedOutput) -> bool:
     return False
 
 
+def _read_available(fd: int) -> bytes:
+    """What the pipe holds now, without waiting for writers that may still hold it."""
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class BashRunner:
-    """Runs `bash` tool calls: one fresh process group per command."""
+    """Runs `bash` tool calls in the sandbox: one fresh bwrap process group per command."""
 
     def __init__(
         self,
         timeout_s: float = 120,
         output_cap: int = 16000,
         scrub_env: Iterable[str] = (),
+        sandbox: Sandbox | None = None,
     ) -> None:
+        """`sandbox` defaults to `detect()` (which raises `SandboxUnavailable`): never unsandboxed.
+
+        `scrub_env` is still accepted but has nothing left to do: the sandbox's
+        environment is built from nothing, so no variable of the service reaches a command.
+        """
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         if output_cap < 100:
@@ -192,19 +251,19 @@ class BashRunner:
         self._timeout_s = timeout_s
         self._cap = output_cap
         self._scrub = frozenset(scrub_env)
+        self.sandbox = sandbox if sandbox is not None else detect()
 
     def spec(self) -> dict[str, object]:
         """The tool definition to offer in the Messages API request."""
         return {"type": TOOL_TYPE, "name": TOOL_NAME}
 
-    def environment(self, cwd: Path) -> dict[str, str]:
-        """The environment a command gets: the service's, scrubbed, with PWD set."""
-        env = scrubbed_env(os.environ, self._scrub)
-        env["PWD"] = str(cwd)  # so `pwd` shows the chat's directory, not the service's
-        return env
+    def run(self, cwd: Path, tool_input: dict[str, object], cancel: threading.Event,
+            workspace: Path | None = None) -> ToolOutcome:
+        """Run one command (blocking); never raises for anything the model sent.
 
-    def run(self, cwd: Path, tool_input: dict[str, object], cancel: threading.Event) -> ToolOutcome:
-        """Run one command (blocking); never raises for anything the model sent."""
+        `workspace` is the chat's directory tree (holding `cwd`): the only
+        writable place. Without one, `cwd` itself is.
+        """
         if not isinstance(tool_input, dict):
             return ToolOutcome("Error: the tool input must be an object", is_error=True)
         if tool_input.get("restart") is True:
@@ -224,21 +283,31 @@ class BashRunner:
             return ToolOutcome("Command not run: the turn was cancelled.", is_error=True)
         if not os.path.isdir(cwd):
             return ToolOutcome(f"Error: the working directory {cwd} does not exist", is_error=True)
+        status_read, status_write = os.pipe()
         try:
+            argv = self.sandbox.argv(workspace if workspace is not None else cwd, cwd, command, status_write,
+                                     pause_fd=status_read)
             proc = subprocess.Popen(
-                ["bash", "--noprofile", "--norc", "-c", command],
-                cwd=cwd,
-                env=self.environment(cwd),
+                argv,
+                cwd="/",
+                env=self.sandbox.process_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=(status_write, status_read),
             )
+        except WorkspaceRefused as exc:
+            os.close(status_read)
+            return ToolOutcome(f"Error: {exc}", is_error=True)
         except (OSError, ValueError) as exc:
-            return ToolOutcome(f"Error: could not start bash: {exc}", is_error=True)
+            os.close(status_read)
+            return ToolOutcome(f"Error: could not start the bash sandbox: {exc}", is_error=True)
+        finally:
+            os.close(status_write)  # the sandbox holds its own copy
         try:
-            return self._supervise(proc, cancel)
+            return self._supervise(proc, cancel, status_read)
         finally:
             # Whatever happened above (even an exception of ours), leave no
             # process of this command behind.
@@ -246,8 +315,9 @@ class BashRunner:
                 _stop_group(proc)
             if proc.stdout is not None:
                 proc.stdout.close()
+            os.close(status_read)
 
-    def _supervise(self, proc: subprocess.Popen[bytes], cancel: threading.Event) -> ToolOutcome:
+    def _supervise(self, proc: subprocess.Popen[bytes], cancel: threading.Event, status_fd: int) -> ToolOutcome:
         assert proc.stdout is not None  # stdout=PIPE
         fd = proc.stdout.fileno()
         os.set_blocking(fd, False)
@@ -281,6 +351,8 @@ class BashRunner:
                     break
             stragglers = reason is None and _group_alive(proc.pid)
             _stop_group(proc)
+            # The in-sandbox supervisor says whether the command left processes running.
+            stragglers = stragglers or (reason is None and b"stragglers" in _read_available(status_fd))
             # Collect what the killed processes wrote last, without waiting on
             # anyone who escaped the group and still holds the pipe.
             drain_until = time.monotonic() + 0.2
@@ -299,11 +371,13 @@ class BashRunner:
             notes.append("[command cancelled; it and every process it started were killed]")
         else:
             code = proc.returncode
-            if code is not None and code < 0:
+            # Inside the sandbox a shell reports the command's death by signal N as 128 + N.
+            signum = -code if code is not None and code < 0 else (code - 128 if code and 128 < code <= 192 else 0)
+            if signum:
                 try:
-                    signame = signal.Signals(-code).name
+                    signame = signal.Signals(signum).name
                 except ValueError:
-                    signame = str(-code)
+                    signame = str(signum)
                 notes.append(f"[killed by signal {signame}]")
             elif code:
                 notes.append(f"[exit code: {code}]")

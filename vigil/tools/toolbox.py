@@ -5,6 +5,10 @@ in the request (`specs`), which names are ours (`names`), a way to run a
 `tool_use` block (`run`), and a short line to show in the chat while it runs
 (`describe`). Everything else — the jail, the editor, bash — stays behind this
 class.
+
+Bash is offered only when it was asked for and its sandbox works here: the
+sandbox is probed once, when the toolbox is built, and `bash_unavailable`
+says why bash is missing, for `vigil check`, `/status` and the start-up log.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from vigil.tools.bash import BashRunner
 from vigil.tools.editor import TextEditor
 from vigil.tools.jail import Jail, JailError
 from vigil.tools.outcome import ToolOutcome
+from vigil.tools.sandbox import Sandbox, SandboxUnavailable, detect
 
 __all__ = ["DESCRIBE_WIDTH", "Toolbox"]
 
@@ -49,7 +54,7 @@ def _cut_start(text: str, width: int = DESCRIBE_WIDTH) -> str:
 
 
 class Toolbox:
-    """The text editor (always) and bash (only when enabled), over one working root."""
+    """The text editor (always) and bash (only when enabled and sandboxed), over one working root."""
 
     def __init__(
         self,
@@ -59,7 +64,12 @@ class Toolbox:
         bash_timeout_s: float = 120,
         bash_output_cap: int = 16000,
         scrub_env: Iterable[str] = (),
+        bash_network: bool = True,
+        data_dir: Path | None = None,
+        sandbox: Sandbox | SandboxUnavailable | None = None,
     ) -> None:
+        """`sandbox` is the probe's result when the caller has one; otherwise it is probed here
+        (hiding `data_dir` and the service user's home) when bash is enabled."""
         self._jail = Jail(root)
         self._view_max = view_max_characters
         self._editor = TextEditor(self._jail, max_characters=view_max_characters)
@@ -67,11 +77,25 @@ class Toolbox:
         # per call would cost a realpath each time; bounded, since a service sees many chats.
         self._editors: OrderedDict[Path, TextEditor] = OrderedDict()
         self._editors_lock = threading.Lock()
-        self._bash: BashRunner | None = (
-            BashRunner(timeout_s=bash_timeout_s, output_cap=bash_output_cap, scrub_env=scrub_env)
-            if enable_bash
-            else None
-        )
+        self._bash: BashRunner | None = None
+        self.bash_unavailable: str | None = None
+        if not enable_bash:
+            return
+        if sandbox is None:
+            try:
+                sandbox = detect(network=bash_network, data_dirs=[data_dir] if data_dir else [], home=Path.home())
+            except SandboxUnavailable as exc:
+                sandbox = exc
+        if isinstance(sandbox, SandboxUnavailable):
+            self.bash_unavailable = str(sandbox)
+            return
+        self._bash = BashRunner(timeout_s=bash_timeout_s, output_cap=bash_output_cap, scrub_env=scrub_env,
+                                sandbox=sandbox)
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        """The sandbox bash runs in, when bash is offered."""
+        return self._bash.sandbox if self._bash is not None else None
 
     @property
     def jail(self) -> Jail:
@@ -92,11 +116,7 @@ class Toolbox:
         return frozenset({editor_tool.TOOL_NAME, bash_tool.TOOL_NAME})
 
     def run(
-        self,
-        name: str,
-        tool_input: dict[str, object],
-        cwd: Path,
-        cancel: threading.Event,
+        self, name: str, tool_input: dict[str, object], cwd: Path, cancel: threading.Event,
         workspace: Path | None = None,
     ) -> ToolOutcome:
         """Run one `tool_use` block (blocking). Never raises for anything the model sent.
@@ -114,7 +134,7 @@ class Toolbox:
                     return ToolOutcome(f"Error: this chat's directory cannot be used: {exc}", is_error=True)
                 return editor.run(cwd, tool_input)
             if name == bash_tool.TOOL_NAME and self._bash is not None:
-                return self._bash.run(cwd, tool_input, cancel)
+                return self._bash.run(cwd, tool_input, cancel, workspace)
         except Exception:
             # A bug in a tool must cost one tool call, not the conversation:
             # Claude gets an error it can react to and the traceback goes to the log.
