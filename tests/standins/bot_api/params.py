@@ -51,6 +51,7 @@ def chat_param(world: World, req: Request, *, check_block: bool = True) -> Chat:
         raise ApiError(403, f"Forbidden: bot was kicked from the {kind} chat")
     return chat
 
+
 def thread_param(chat: Chat, req: Request) -> int | None:
     raw = req.params.get("message_thread_id")
     if raw is None or raw == "" or raw == 0:
@@ -61,6 +62,7 @@ def thread_param(chat: Chat, req: Request) -> int | None:
         raise bad("message thread not found")
     return thread_id
 
+
 def message_id_param(req: Request) -> int:
     raw = req.params.get("message_id")
     if raw is None or raw == "":
@@ -69,6 +71,7 @@ def message_id_param(req: Request) -> int:
     if mid is None:
         raise bad("message identifier is not specified")
     return mid
+
 
 def reply_param(world: World, chat: Chat, req: Request, thread_id: int | None) -> tuple[int | None, int | None]:
     """Resolves reply_parameters (or the legacy reply_to_message_id); may pick the thread."""
@@ -103,6 +106,7 @@ def reply_param(world: World, chat: Chat, req: Request, thread_id: int | None) -
             raise bad("message to be replied not found")
     return target.message_id, thread_id
 
+
 def format_text(world: World, raw: Any, parse_mode: Any, entities: Any) -> tuple[str, list[dict[str, Any]]]:
     text = raw if isinstance(raw, str) else json.dumps(raw)
     mode = (parse_mode or "") if isinstance(parse_mode, str) else ""
@@ -132,6 +136,7 @@ def format_text(world: World, raw: Any, parse_mode: Any, entities: Any) -> tuple
         resolved.append(entity)
     return finalize_text(text, resolved)
 
+
 def explicit_entities(text: str, raw: Any) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         try:
@@ -150,6 +155,7 @@ def explicit_entities(text: str, raw: Any) -> list[dict[str, Any]]:
             raise bad("can't parse entities: entity is out of the text")
         out.append({**e, "offset": offset, "length": size})
     return out
+
 
 def markup_param(req: Request) -> dict[str, Any] | None:
     raw = req.params.get("reply_markup")
@@ -175,8 +181,6 @@ def markup_param(req: Request) -> dict[str, Any] | None:
     if any(k in raw for k in ("keyboard", "remove_keyboard", "force_reply")):
         return raw
     raise bad("can't parse reply keyboard markup JSON object")
-
-# -- methods -----------------------------------------------------------------------------
 
 
 def _check_button(button: Any) -> None:
