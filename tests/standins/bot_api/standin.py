@@ -77,7 +77,7 @@ class BotAPI:
 
     @property
     def commands(self) -> list[dict[str, Any]]:
-        """The default scope's command menu."""
+        """The command menu set last, in any scope; emptied when the default scope's is deleted."""
         return self._world.commands
 
     @property

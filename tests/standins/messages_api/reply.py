@@ -1,5 +1,5 @@
-"""The assistant message a plan becomes: text cut at a stop sequence or max_tokens, tool calls (refused
-when the tool is not offered or tool_choice is none), stop reason, ids and usage.
+"""The assistant message a plan becomes: text cut at a stop sequence or max_tokens, tool calls (turned
+into a text saying so when the tool is not offered or tool_choice is none), stop reason, ids and usage.
 
 The same message is sent whole (non-streaming) or as events (`sse`).
 """

@@ -1,8 +1,8 @@
 """What the Messages API stand-in remembers between requests, under one lock: the requests it recorded,
 the refusals it gave, the rules a test added, the prompt cache and the ``[[error=...]]`` counts.
 
-One lock, as the real thing would need none: requests arrive on the server's threads while the test
-thread adds rules and waits; ``arrived`` wakes `MessagesAPI.wait_for_requests`, ``stopping`` ends hangs,
+One lock guards it all, because requests arrive on the server's threads while the test thread adds
+rules and waits; ``arrived`` wakes `MessagesAPI.wait_for_requests`, ``stopping`` ends hangs,
 delays and slow streams on `stop()`.
 """
 

@@ -1,7 +1,7 @@
 """Methods about the bot and its chats rather than messages: getMe, the command menu, getChat, close.
 
-The command menu is kept per scope and language, as Telegram keeps it; `World.commands` mirrors the
-default scope's, which is what tests look at.
+The command menu is kept per scope and language, as Telegram keeps it; `World.commands`, what tests
+look at, is the menu set last (emptied when the default scope's is deleted).
 """
 
 from __future__ import annotations
