@@ -1,0 +1,90 @@
+"""getUpdates and the webhook methods: how updates reach the bot, with Telegram's long-poll rules.
+
+A newer getUpdates ends a waiting one with 409 Conflict (two pollers are two bot instances); a poll whose
+client hung up (PTB cancels it on stop) delivers nothing, so no update is lost; ``allowed_updates``
+persists between calls, as at Telegram.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any, Final
+
+from tests.standins.bot_api.state import World
+from tests.standins.bot_api.wire import ApiError, Request, as_bool, as_int, bad
+
+# Update types Telegram leaves out when allowed_updates is empty or unset.
+_OPT_IN_UPDATES: Final = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+_CONFLICT: Final = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+
+
+class ClientGone:
+    """Marker result: the long poll's client hung up before anything arrived."""
+
+
+def get_updates(world: World, req: Request) -> Any:
+    offset = as_int(req.params.get("offset")) or 0
+    limit = as_int(req.params.get("limit")) or 100
+    limit = max(1, min(100, limit))
+    timeout = max(0.0, float(as_int(req.params.get("timeout")) or 0))
+    allowed = req.params.get("allowed_updates")
+    if isinstance(allowed, str) and allowed:
+        try:
+            allowed = json.loads(allowed)
+        except ValueError:
+            raise bad("can't parse allowed updates JSON object") from None
+    deadline = time.monotonic() + timeout
+    with world.cond:
+        if isinstance(allowed, list):
+            world.allowed_updates = [str(a) for a in allowed]  # persists, as at Telegram
+        # A newer getUpdates terminates an older waiting one with 409 Conflict.
+        world.poll_generation += 1
+        generation = world.poll_generation
+        world.cond.notify_all()
+        if offset > 0:
+            world.updates = [u for u in world.updates if u["update_id"] >= offset]
+        elif offset < 0:
+            world.updates = world.updates[offset:]
+        world.polls_waiting += 1
+        try:
+            while True:
+                if req.client_gone():
+                    return ClientGone()
+                if generation != world.poll_generation:
+                    # PTB cancels its poll and at once sends a final getUpdates; give the
+                    # hang-up a moment to arrive so that is not mistaken for a second poller.
+                    grace = time.monotonic() + 0.1
+                    while time.monotonic() < grace:
+                        if req.client_gone():
+                            return ClientGone()
+                        world.cond.wait(0.01)
+                    raise ApiError(409, _CONFLICT)
+                ready = [u for u in world.updates if wanted(world, u)][:limit]
+                if ready or world.stopping:
+                    return copy.deepcopy(ready)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                # Bounded waits notice a hung-up client (PTB cancels its poll on stop).
+                world.cond.wait(min(remaining, 0.2))
+        finally:
+            world.polls_waiting -= 1
+
+
+def wanted(world: World, update: dict[str, Any]) -> bool:
+    kind = next(k for k in update if k != "update_id")
+    if world.allowed_updates:
+        return kind in world.allowed_updates
+    return kind not in _OPT_IN_UPDATES
+
+
+def delete_webhook(world: World, req: Request) -> Any:
+    if as_bool(req.params.get("drop_pending_updates")):
+        world.updates.clear()
+    return True
+
+
+def get_webhook_info(world: World, req: Request) -> Any:
+    return {"url": "", "has_custom_certificate": False, "pending_update_count": len(world.updates)}

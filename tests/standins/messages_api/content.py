@@ -1,0 +1,99 @@
+"""Reading what a request says: its content blocks, the words of the current turn, and the
+`RecordedRequest` tests look at.
+
+The current turn's user message is the latest one with a text block: user messages made only of
+tool_result blocks continue a turn and carry no words of the user. Validation, the script and the
+prompt cache all read messages through these.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+def content_blocks(content: Any) -> list[Any]:
+    """A message's content as a list of blocks: the API treats a string as one text block."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list):
+        return content
+    return []
+
+
+def text_of_blocks(blocks: list[Any]) -> list[str]:
+    return [
+        b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+    ]
+
+
+def tool_result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(text_of_blocks(content))
+    return ""
+
+
+def turn_index(messages: list[Any]) -> int | None:
+    """Index of the user message that began the current turn: the latest one with a text block.
+
+    User messages made only of tool_result blocks continue a turn; they carry no words of the user."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, dict) and m.get("role") == "user" and text_of_blocks(content_blocks(m.get("content"))):
+            return i
+    return None
+
+
+def current_turn_text(body: dict[str, Any]) -> str:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    i = turn_index(messages)
+    if i is None:
+        return ""
+    # Blocks are joined with a newline so that two blocks never run their words together.
+    return "\n".join(text_of_blocks(content_blocks(messages[i].get("content"))))
+
+
+@dataclass
+class RecordedRequest:
+    """One ``POST /v1/messages`` that passed auth. ``refused`` holds the error message when the
+    stand-in answered it with a 4xx validation error (it is then also in ``MessagesAPI.errors``)."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    stream: bool
+    refused: str | None = None
+
+    def last_user_text(self) -> str:
+        """Text blocks (newline-joined) of the latest user message that has any text block."""
+        return current_turn_text(self.body)
+
+    def all_text(self) -> str:
+        """Every piece of text in the request: system, message text, tool_use inputs, tool_results.
+
+        For "no request ever carries another chat's words" assertions."""
+        parts: list[str] = []
+        system = self.body.get("system")
+        if isinstance(system, str):
+            parts.append(system)
+        elif isinstance(system, list):
+            parts.extend(text_of_blocks(system))
+        messages = self.body.get("messages")
+        for m in messages if isinstance(messages, list) else []:
+            if not isinstance(m, dict):
+                continue
+            for b in content_blocks(m.get("content")):
+                if not isinstance(b, dict):
+                    continue
+                if b.get("type") == "text" and isinstance(b.get("text"), str):
+                    parts.append(b["text"])
+                elif b.get("type") == "tool_result":
+                    parts.append(tool_result_text(b))
+                elif b.get("type") == "tool_use":
+                    parts.append(json.dumps(b.get("input"), ensure_ascii=False))
+        return "\n".join(parts)

@@ -1,0 +1,87 @@
+"""The assistant message a plan becomes: text cut at a stop sequence or max_tokens, tool calls (turned
+into a text saying so when the tool is not offered or tool_choice is none), stop reason, ids and usage.
+
+The same message is sent whole (non-streaming) or as events (`sse`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from typing import Any
+
+from tests.standins.messages_api.responders import ToolCall
+from tests.standins.messages_api.script import Plan, offered_tools
+from tests.standins.messages_api.state import State
+from tests.standins.messages_api.usage import input_usage, token_count
+
+_ALPHANUM = string.ascii_letters + string.digits
+
+
+def random_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ALPHANUM) for _ in range(24))
+
+
+def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    offered = offered_tools(body)
+    choice = body.get("tool_choice")
+    tools_disabled = isinstance(choice, dict) and choice.get("type") == "none"
+    text = plan.text
+    calls: list[ToolCall] = []
+    for call in plan.calls:
+        if call.name not in offered:
+            text = f"tool {call.name} not offered"
+            calls = []
+            break
+        if tools_disabled:
+            text = f"tool {call.name} not allowed: tool_choice is none"
+            calls = []
+            break
+        calls.append(call)
+    stop_reason = "tool_use" if calls else "end_turn"
+    stop_sequence: str | None = None
+    if not calls:
+        for seq in body.get("stop_sequences") or []:
+            at = text.find(seq)
+            if at >= 0:
+                text, stop_reason, stop_sequence = text[:at], "stop_sequence", seq
+                break
+    budget = body["max_tokens"]
+    if not calls and token_count(len(text)) > budget:
+        text, stop_reason, stop_sequence = text[: budget * 4], "max_tokens", None
+    content: list[dict[str, Any]] = []
+    if text:
+        content.append({"type": "text", "text": text})
+    for call in calls:
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.id or random_id("toolu_"),
+                "name": call.name,
+                "input": call.input,
+            }
+        )
+    output_chars = len(text) + sum(len(json.dumps(c.input)) + 40 for c in calls)
+    usage = input_usage(state, body)
+    return {
+        "id": random_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
+        "stop_details": None,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage.cache_creation_input_tokens if usage.ttl == "5m" else 0,
+                "ephemeral_1h_input_tokens": usage.cache_creation_input_tokens if usage.ttl == "1h" else 0,
+            },
+            "output_tokens": max(1, token_count(output_chars)),
+            "service_tier": "standard",
+        },
+    }
