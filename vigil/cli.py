@@ -19,8 +19,8 @@ from vigil.errors import ServiceError, SettingsError, UserError
 from vigil.logs import configure_logging, get_logger
 from vigil.settings import Settings, ensure_data_dir, ensure_workdir_root, load_settings
 
-EXIT_USAGE = UserError.exit_code
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
 
 def _settings(log_default: str | None = None) -> Settings:
     settings = load_settings()
