@@ -13,11 +13,12 @@ import time
 import msgspec
 
 from vigil.cancel import CancelToken
+from vigil.ports import SessionState
 from vigil.store.schema import SessionHeader
 
 
 class SessionStatus(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    state: str = "idle"  # idle | answering | heartbeat
+    state: SessionState = "idle"
     since: float = 0.0
     queued: int = 0
     header: SessionHeader | None = None
@@ -45,7 +46,7 @@ class SessionControl:
         self._status = msgspec.structs.replace(
             current, header=header, queued=current.queued if queued is None else queued)
 
-    def begin(self, state: str, cancel: CancelToken) -> None:
+    def begin(self, state: SessionState, cancel: CancelToken) -> None:
         with self._lock:
             self._cancel = cancel
             self._status = msgspec.structs.replace(self._status, state=state, since=time.time())

@@ -61,7 +61,7 @@ from vigil.logs import get_logger
 from vigil.model.history import input_text, join, with_cache_point
 from vigil.model.prices import to_usage
 from vigil.model.prompt import system_blocks
-from vigil.ports import ModelRequest, Outbox, Reply, Store, TokenUsage
+from vigil.ports import ModelRequest, Outbox, Reply, Store, TokenUsage, UsageKind
 from vigil.settings import Settings
 from vigil.store.schema import Heartbeat, Input, Note, SessionHeader, Target, Turn, UnreadableRecord, Usage
 from vigil.store.store import CorruptRecord, SessionGone, UsageEntry, utc_day
@@ -639,7 +639,7 @@ class SessionActor(pykka.ThreadingActor):
             total = total + to_usage(model, usage)
         return total
 
-    def _usage_entries(self, user_id: int, kind: str, usage: Usage) -> tuple[UsageEntry, ...]:
+    def _usage_entries(self, user_id: int, kind: UsageKind, usage: Usage) -> tuple[UsageEntry, ...]:
         if usage.calls == 0:
             return ()
         return (UsageEntry(user_id=user_id, day=utc_day(self.deps.clock()), key=self.key, kind=kind, usage=usage),)
@@ -753,6 +753,7 @@ class SessionActor(pykka.ThreadingActor):
             return turn
         entries: tuple[UsageEntry, ...] = ()
         if used.calls:
+            kind: UsageKind
             if turn.kind == "heartbeat":
                 payer, kind = self.header.heartbeat.owner, "heartbeat"
                 self.header = msgspec.structs.replace(self.header, heartbeat_usage=self.header.heartbeat_usage + used)

@@ -30,7 +30,7 @@ from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.history import estimate_tokens, with_cache_point
 from vigil.model.prices import output_estimate
-from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage
+from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage, TurnStatus
 from vigil.store.schema import Message
 from vigil.tools.outcome import ToolOutcome
 
@@ -121,7 +121,7 @@ class ToolSet:
 class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     messages: tuple[Message, ...]
     reply: str
-    status: str  # done | stopped | failed
+    status: TurnStatus  # done, stopped or failed: a turn that ran to an end
     note: str = ""
     calls: tuple[tuple[str, TokenUsage], ...] = ()
     error_kind: str = ""
@@ -300,6 +300,7 @@ class TurnRunner:
         base = list(request.messages)
         exchange: list[Message] = list(resume)
         said = _Progress()
+        status: TurnStatus
         status, note, error_kind = "done", "", ""
         for round_no in range(rounds + 1):
             refusal = may_call(round_no, meter.usage().cost_micros) if may_call is not None else None

@@ -30,7 +30,7 @@ from actors.chat_session import ChatSession
 from actors.protocol import Drain, Sender, SessionCommand, UserText
 from actors.session import SessionActor
 from vigil.cancel import CancelToken
-from vigil.ports import ModelError, ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
+from vigil.ports import ModelError, ModelErrorKind, ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
 from vigil.runtime import Runtime
 from vigil.settings import Settings, load_settings
 from vigil.store.schema import Target, Turn
@@ -85,7 +85,7 @@ class Fail:
     """Raise ModelError(sentence, kind), with `partial` text as the partial response if given."""
 
     sentence: str = "The model is overloaded right now; please try again in a minute."
-    kind: str = "overloaded"
+    kind: ModelErrorKind = "overloaded"
     partial: str = ""
 
 

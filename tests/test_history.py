@@ -29,7 +29,7 @@ from vigil.model.history import (
     turn_messages,
     with_cache_point,
 )
-from vigil.store.schema import Input, Message, SessionHeader, Target, Turn
+from vigil.store.schema import Input, Message, SessionHeader, Target, Turn, TurnKind
 from vigil.store.store import LmdbStore
 
 Msg = dict[str, Any]
@@ -287,7 +287,7 @@ def _turns(draw: st.DrawFn, seq: int) -> Turn:
         return block
 
     messages = tuple(Message(role=m.role, content=tuple(own(b) for b in m.content)) for m in messages)
-    kind = draw(st.sampled_from(["user", "user", "heartbeat"]))
+    kind: TurnKind = draw(st.sampled_from(["user", "user", "heartbeat"]))
     inputs = tuple(Input(text=t, at=0.0, user_id=draw(st.integers(0, 3)), user_name=draw(st.sampled_from(["", "Ann"])))
                    for t in draw(st.lists(_TEXTS, max_size=3)))
     return Turn(seq=seq, kind=kind, status=draw(st.sampled_from(["open", "done", "stopped", "failed", "interrupted"])),

@@ -1,7 +1,9 @@
 """The `vigil` command line: run, chat, sessions, check, systemd-unit, bench.
 
 Errors a user can fix (a bad setting, a missing key, a second instance) are one
-line on stderr and exit code 2, never a traceback.
+line on stderr and exit code 2, never a traceback; errors that stop vigil (the
+store or Telegram refused) are one line and exit 1. Which is which is the error's
+class in `vigil.errors`, not a list kept here.
 """
 
 from __future__ import annotations
@@ -13,15 +15,11 @@ import sys
 from collections.abc import Sequence
 
 from vigil import __version__
+from vigil.errors import ServiceError, SettingsError, UserError
 from vigil.logs import configure_logging, get_logger
-from vigil.settings import Settings, SettingsError, ensure_data_dir, ensure_workdir_root, load_settings
+from vigil.settings import Settings, ensure_data_dir, ensure_workdir_root, load_settings
 
-EXIT_USAGE = 2
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class UserError(Exception):
-    """Something the user must fix; printed as one line, exit 2."""
 
 
 def _settings(log_default: str | None = None) -> Settings:
@@ -168,20 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from adapters.telegram.service import StartupError
-    from vigil.lock import AlreadyRunning
-    from vigil.store.lmdb_env import StoreError
-    from vigil.store.schema import UnreadableRecord
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (SettingsError, UserError, AlreadyRunning) as exc:
+    except UserError as exc:  # exit 2: a setting, a flag, a second instance
         print(f"vigil: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (StoreError, UnreadableRecord, StartupError) as exc:
+        return exc.exit_code
+    except ServiceError as exc:  # exit 1: the store or Telegram refused
         print(f"vigil: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

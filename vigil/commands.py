@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from vigil.ports import CommandScope
+
 
 @dataclass(frozen=True)
 class CommandSpec:
     name: str
     usage: str
     summary: str
-    scope: str  # "session" | "control"
+    scope: CommandScope
 
 
 COMMANDS: tuple[CommandSpec, ...] = (

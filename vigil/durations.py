@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import re
 
+from vigil.errors import DurationError as DurationError  # its old home: re-exported
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w))+\s*$")
 
 HINT = "use a number with a unit, like 90s, 15m, 2h or 1d"
 MAX_SECONDS = 10 * 366 * 86400.0
-
-
-class DurationError(ValueError):
-    """The text is not a duration; the message says what would be."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        super().__init__(f"{text!r} is {reason}")
-        self.reason = reason
 
 
 def parse_duration(text: str) -> float:

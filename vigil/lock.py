@@ -12,9 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-
-class AlreadyRunning(Exception):
-    """Another live process holds the lock; str() says which and what to do."""
+from vigil.errors import AlreadyRunning as AlreadyRunning  # its old home: re-exported
 
 
 class ProcessLock:

@@ -1,22 +1,49 @@
-"""The ports sessions talk through: the store, the model and the outbox.
+"""The contract sessions talk through: the store, the model and the outbox, and the values they trade.
 
-Each port is a Protocol with a real implementation in the package
-(`vigil.store.store.LmdbStore`, `vigil.model.anthropic_model.AnthropicModel`,
-`adapters.telegram.outbox.TelegramOutbox` / `adapters.console.ConsoleOutbox`);
-test doubles live in `tests/`. Values crossing a port are frozen msgspec Structs.
+A session needs persistence, a model and a way to reach its chat, but not which ones: each is a
+Protocol here, with a real implementation in the package (`vigil.store.store.LmdbStore`,
+`vigil.model.anthropic_model.AnthropicModel`, `adapters.telegram.outbox.TelegramOutbox` /
+`adapters.console.ConsoleOutbox`) and test doubles in `tests/`. Values crossing a port are frozen
+msgspec Structs or frozen dataclasses; closed sets of values are `Literal` types, so mypy checks
+every use and msgspec refuses a stored record holding a value outside its set.
+
+The arrows point here:
+
+    actors, adapters, commands, model, store  ──►  vigil.ports  ──►  vigil.store.schema, vigil.errors,
+                                                                     vigil.cancel, msgspec
+
+The contract depends on nothing heavy: importing it loads neither `lmdb` nor the store, the SDK or
+Telegram (tests/test_ports.py proves it), so an implementation can be swapped or faked without them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import msgspec
 
 from vigil.cancel import CancelToken
-from vigil.store.schema import Note, SessionHeader, Target, Turn
-from vigil.store.store import Unreadable, UsageEntry, UsageRow
-from vigil.store.writer import WriteFuture
+
+# Named by the contract, defined with the errors and the records; re-exported so a port's user imports one module.
+from vigil.errors import ModelError as ModelError
+from vigil.errors import ModelErrorKind as ModelErrorKind
+from vigil.errors import SessionGone as SessionGone
+from vigil.store.schema import Note, SessionHeader, Target, Turn, Usage
+from vigil.store.schema import TurnKind as TurnKind
+from vigil.store.schema import TurnStatus as TurnStatus
+
+# ---------------------------------------------------------------------------- closed sets
+
+SessionState = Literal["idle", "answering", "heartbeat"]
+"""What a live session is doing, as its status snapshot shows it."""
+
+CommandScope = Literal["session", "control"]
+"""Where a chat command runs: in the session's mailbox, in order, or answered at once beside it."""
+
+UsageKind = Literal["chat", "heartbeat"]
+"""What a session's model calls were for, as it charges them (the store keeps any kind it is given)."""
 
 # ---------------------------------------------------------------------------- model
 
@@ -45,16 +72,6 @@ class ModelResponse(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     stop_reason: str
     usage: TokenUsage
     model: str = ""
-
-
-class ModelError(Exception):
-    """A model call failed after the SDK's own retries; `sentence` is what the user is told."""
-
-    def __init__(self, sentence: str, kind: str, partial: ModelResponse | None = None) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
-        self.kind = kind
-        self.partial = partial
 
 
 UsageSink = Callable[[TokenUsage], None]
@@ -99,11 +116,17 @@ class Reply(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 class ReplyStream(Protocol):
     """One reply being streamed: shown as it grows, then finished."""
 
-    def update(self, text: str) -> None: ...
+    def update(self, text: str) -> None:
+        """Show `text` as the reply so far (the whole of it, not a delta); may be shown later, coalesced."""
+        ...
 
-    def progress(self, line: str) -> None: ...
+    def progress(self, line: str) -> None:
+        """Show `line` (a tool being run) beside the reply until the text changes again."""
+        ...
 
-    def finish(self, text: str, note: str = "") -> None: ...
+    def finish(self, text: str, note: str = "") -> None:
+        """Show the final `text`, with `note` (e.g. "stopped") after it; nothing more is shown after this."""
+        ...
 
 
 class Outbox(Protocol):
@@ -117,13 +140,17 @@ class Outbox(Protocol):
         """Seconds between visible updates of a streamed reply for this target."""
         ...
 
-    def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None: ...
-
-    def stream(self, key: str, target: Target, ref: int | None = None) -> ReplyStream:
-        """`ref` (the turn's seq) comes back in a failure report if the reply could not be delivered."""
+    def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
+        """Queue `reply` for `target`, after what was queued before; a failure for good is reported with `ref`."""
         ...
 
-    def typing(self, target: Target) -> None: ...
+    def stream(self, key: str, target: Target, ref: int | None = None) -> ReplyStream:
+        """Start a streamed reply; `ref` (the turn's seq) comes back in a failure report if it is not delivered."""
+        ...
+
+    def typing(self, target: Target) -> None:
+        """Show that a reply is being written (best effort: a failure is not reported)."""
+        ...
 
 
 DeliveryFailure = Callable[[str, bool, str, int | None], None]
@@ -133,63 +160,163 @@ DeliveryFailure = Callable[[str, bool, str, int | None], None]
 # ---------------------------------------------------------------------------- store
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A session record a listing skipped, named so that it can be found and removed."""
+
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class UsageEntry:
+    """Usage to add to one (user, day, session, kind) row."""
+
+    user_id: int
+    day: str
+    key: str
+    kind: str  # a UsageKind when a session charges; the store files any kind under its own row
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One (user, day, session, kind) row as stored: the sum of every entry added to it."""
+
+    user_id: int
+    day: str
+    key: str
+    kind: str  # as read back: a newer vigil may have written a kind this one does not know
+    usage: Usage
+
+
+class WriteFuture(Protocol):
+    """The outcome of one write, known once it is durable (the store's futures implement it)."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the write is durable and return its value; raise what the write raised, or TimeoutError."""
+        ...
+
+    def done(self) -> bool:
+        """Whether the outcome is known (durable or failed), without waiting."""
+        ...
+
+
 class Store(Protocol):
-    """What sessions and commands need from persistence (LmdbStore implements it)."""
+    """What sessions and commands need from persistence (LmdbStore implements it).
 
-    def header(self, key: str) -> SessionHeader | None: ...
+    Reads return what is durable now, from any thread. Writes return at once with a WriteFuture and are
+    applied in the order submitted; a record that cannot be decoded raises `UnreadableRecord`.
+    """
 
-    def canonical(self, key: str) -> str: ...
+    def header(self, key: str) -> SessionHeader | None:
+        """The session's header, or None if there is no such session."""
+        ...
 
-    def turn(self, key: str, generation: int, seq: int) -> Turn | None: ...
+    def canonical(self, key: str) -> str:
+        """The stable key of a chat that changed id (a group upgraded to a supergroup); else `key` itself."""
+        ...
 
-    def turns(self, key: str, generation: int, start: int = 0, stop: int | None = None) -> list[Turn]: ...
+    def turn(self, key: str, generation: int, seq: int) -> Turn | None:
+        """One turn of one generation, or None if it is not stored."""
+        ...
 
-    def last_turns(self, key: str, generation: int, count: int) -> list[Turn]: ...
+    def turns(self, key: str, generation: int, start: int = 0, stop: int | None = None) -> list[Turn]:
+        """The turns with start <= seq < stop (no bound when None), oldest first."""
+        ...
 
-    def generations(self, key: str) -> list[int]: ...
+    def last_turns(self, key: str, generation: int, count: int) -> list[Turn]:
+        """The newest `count` turns of the generation, oldest first."""
+        ...
 
-    def headers(self, user_id: int | None = None) -> list[SessionHeader]: ...
+    def generations(self, key: str) -> list[int]:
+        """The generations that still have stored turns, in ascending order."""
+        ...
 
-    def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]: ...
+    def headers(self, user_id: int | None = None) -> list[SessionHeader]:
+        """Every session (user_id None) or those the user takes part in; unreadable ones are skipped."""
+        ...
 
-    def has_session(self, key: str) -> bool: ...
+    def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]:
+        """Like `headers`, and the sessions skipped because their record can't be read, named."""
+        ...
 
-    def session_count(self) -> int: ...
+    def has_session(self, key: str) -> bool:
+        """Whether a header is stored for `key`, readable or not (nothing is decoded)."""
+        ...
 
-    def changed_elsewhere(self) -> bool: ...
+    def session_count(self) -> int:
+        """How many session headers are stored."""
+        ...
 
-    def recovery_keys(self) -> list[str]: ...
+    def changed_elsewhere(self) -> bool:
+        """Whether another process may have written since this one last committed (cheap)."""
+        ...
 
-    def heartbeat_schedule(self) -> list[tuple[str, float]]: ...
+    def recovery_keys(self) -> list[str]:
+        """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
+        ...
 
-    def notes(self, key: str) -> list[Note]: ...
+    def heartbeat_schedule(self) -> list[tuple[str, float]]:
+        """(key, next due) of every session with heartbeats on."""
+        ...
 
-    def usage_rows(self, user_id: int | None = None, since_day: str = "") -> list[UsageRow]: ...
+    def notes(self, key: str) -> list[Note]:
+        """The session's notes, oldest first."""
+        ...
+
+    def usage_rows(self, user_id: int | None = None, since_day: str = "") -> list[UsageRow]:
+        """Usage rows (of everyone, or one user) from `since_day` on; unreadable ones are skipped."""
+        ...
 
     def scan_usage(self, user_id: int | None = None, since_day: str = ""
-                   ) -> tuple[list[UsageRow], list[Unreadable]]: ...
+                   ) -> tuple[list[UsageRow], list[Unreadable]]:
+        """Like `usage_rows`, and the rows skipped because they can't be read, named."""
+        ...
 
-    def user_cost_micros(self, user_id: int, day: str) -> int: ...
+    def user_cost_micros(self, user_id: int, day: str) -> int:
+        """What the user spent on `day` (UTC, YYYY-MM-DD) across every session, in micro-dollars."""
+        ...
 
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
-               previous: SessionHeader | None = None, urgent: bool = True) -> WriteFuture: ...
+               previous: SessionHeader | None = None, urgent: bool = True) -> WriteFuture:
+        """Persist the header with one turn, usage and members, all or nothing; SessionGone if deleted elsewhere."""
+        ...
 
-    def delete_session(self, key: str) -> WriteFuture: ...
+    def delete_session(self, key: str) -> WriteFuture:
+        """Delete the session's header, turns, notes and indexes (not its usage); resolves to turns removed."""
+        ...
 
-    def drop_generation(self, key: str, generation: int) -> WriteFuture: ...
+    def drop_generation(self, key: str, generation: int) -> WriteFuture:
+        """Delete one generation's turns."""
+        ...
 
-    def mark_undelivered(self, key: str, seq: int) -> WriteFuture: ...
+    def mark_undelivered(self, key: str, seq: int) -> WriteFuture:
+        """Record that turn `seq`'s reply may not have arrived, so it is sent again after a restart."""
+        ...
 
-    def add_note(self, key: str, note: Note, keep: int) -> WriteFuture: ...
+    def add_note(self, key: str, note: Note, keep: int) -> WriteFuture:
+        """Append a note, dropping the oldest beyond `keep`."""
+        ...
 
-    def clear_notes(self, key: str) -> WriteFuture: ...
+    def clear_notes(self, key: str) -> WriteFuture:
+        """Delete every note of the session."""
+        ...
 
-    def set_alias(self, alias: str, canonical: str) -> WriteFuture: ...
+    def set_alias(self, alias: str, canonical: str) -> WriteFuture:
+        """Make `canonical(alias)` answer `canonical` from now on."""
+        ...
 
-    def sync(self) -> None: ...
+    def sync(self) -> None:
+        """Wait until everything submitted so far is durable."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Write what is queued, then release the store; later writes fail with StoreError."""
+        ...
 
     @property
-    def writer_alive(self) -> bool: ...
+    def writer_alive(self) -> bool:
+        """Whether writes are still being made durable (the watchdog's question)."""
+        ...

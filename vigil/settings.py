@@ -18,14 +18,12 @@ from typing import Any, Literal
 
 import msgspec
 
-from vigil.durations import DurationError, parse_duration
+from vigil.durations import parse_duration
+from vigil.errors import DurationError
+from vigil.errors import SettingsError as SettingsError  # its old home: re-exported
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
-
-
-class SettingsError(Exception):
-    """A setting has a value vigil cannot use; str() is the one line to show."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

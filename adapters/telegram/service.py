@@ -19,6 +19,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from vigil.errors import StartupError as StartupError  # its old home: re-exported
 from vigil.logs import get_logger
 from vigil.settings import Settings
 
@@ -26,10 +27,6 @@ SHUTDOWN_GRACE_S = 3.0
 DRAIN_S = 3.0
 ALLOWED_UPDATES = ["message", "callback_query"]
 HANDLER_THREADS = 32
-
-
-class StartupError(Exception):
-    """Telegram refused to start (bad token, unreachable); str() is for people."""
 
 
 def run_service(settings: Settings) -> int:

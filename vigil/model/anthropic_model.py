@@ -18,14 +18,14 @@ import msgspec
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.prices import output_estimate
-from vigil.ports import ModelError, ModelRequest, ModelResponse, TokenUsage, UsageSink
+from vigil.ports import ModelError, ModelErrorKind, ModelRequest, ModelResponse, TokenUsage, UsageSink
 from vigil.text import clean
 
 if TYPE_CHECKING:
     import anthropic
 
 
-def explain(exc: BaseException) -> tuple[str, str]:
+def explain(exc: BaseException) -> tuple[ModelErrorKind, str]:
     """(kind, one plain sentence for the user) for a failed call, after the SDK's retries."""
     import anthropic
 

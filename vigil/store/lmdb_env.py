@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from vigil.errors import StoreError as StoreError  # its old home: re-exported
+
 T = TypeVar("T")
 
 DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members", b"recover",
@@ -39,10 +41,6 @@ def private(path: Path, mode: int) -> None:
     with contextlib.suppress(FileNotFoundError, PermissionError):
         if path.stat().st_mode & 0o7777 != mode:
             os.chmod(path, mode)
-
-
-class StoreError(Exception):
-    """The store cannot do what was asked (disk full, locked, corrupt); str() is for people."""
 
 
 class _ResizeGate:

@@ -18,9 +18,22 @@ once) short; a busy service replaces a header at every turn.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import msgspec
+
+# The record errors' old home: re-exported.
+from vigil.errors import DamagedRecord as DamagedRecord
+from vigil.errors import NewerSchemaError as NewerSchemaError
+from vigil.errors import UnreadableRecord as UnreadableRecord
+
+TurnKind = Literal["user", "heartbeat"]
+"""What started a turn: a user's messages, or the session's own check-in."""
+
+TurnStatus = Literal["open", "done", "stopped", "failed", "interrupted"]
+"""Where a turn stands: "open" while it runs (or was cut short by a crash), the rest final.
+
+A stored turn with a status outside this set is refused on decode like any record of unknown shape."""
 
 
 class Record(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type"):
@@ -28,28 +41,6 @@ class Record(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=
 
     schema: int = 1
     CURRENT: ClassVar[int] = 1
-
-
-class UnreadableRecord(Exception):
-    """A stored record that cannot be decoded; `reason` says why in a few words, for listings."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class NewerSchemaError(UnreadableRecord):
-    """A record was written by a newer vigil than this one."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "written by a newer vigil")
-
-
-class DamagedRecord(UnreadableRecord):
-    """A record whose bytes are not a record at all (corruption, a stray write)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "damaged")
 
 
 class Target(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="target"):
@@ -136,8 +127,8 @@ class Turn(Record, frozen=True, gc=False, kw_only=True, tag="turn"):
     CURRENT: ClassVar[int] = 1
 
     seq: int
-    kind: str = "user"  # user | heartbeat
-    status: str = "open"  # open | done | stopped | failed | interrupted
+    kind: TurnKind = "user"
+    status: TurnStatus = "open"
     started_at: float
     ended_at: float = 0.0
     inputs: tuple[Input, ...] = ()

@@ -17,13 +17,14 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lmdb
 import msgspec
 
+from vigil.errors import CorruptRecord, SessionGone
+from vigil.ports import Unreadable, UsageEntry, UsageRow
 from vigil.store import keys
 from vigil.store.lmdb_env import LmdbEnv, StoreError
 from vigil.store.schema import (
@@ -52,31 +53,6 @@ INCARNATION_CACHE_LIMIT = 300_000
 _META_KEY = b"store"
 
 
-class SessionGone(Exception):
-    """The session was deleted (by `vigil sessions delete` or cleanup in another process)."""
-
-
-class CorruptRecord(StoreError):
-    """A stored record of one session can't be read; that session's writes are refused, nobody else's.
-
-    Never overwritten: it may hold a newer vigil's data. `vigil sessions delete KEY` removes it.
-    """
-
-    def __init__(self, key: str, reason: str, what: str = "record") -> None:
-        super().__init__(f"its stored {what} can't be read ({reason}); an operator can remove it with "
-                         f"`vigil sessions delete {key}`")
-        self.key = key
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A session record a listing skipped, named so that it can be found and removed."""
-
-    key: str
-    reason: str
-
-
 def unreadable_line(skipped: Sequence[Unreadable]) -> str:
     """"1 session could not be read: tg:123 (written by a newer vigil)" (empty when none)."""
     if not skipped:
@@ -85,26 +61,6 @@ def unreadable_line(skipped: Sequence[Unreadable]) -> str:
     more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
     plural = "session" if len(skipped) == 1 else "sessions"
     return f"{len(skipped)} {plural} could not be read: {names}{more}"
-
-
-@dataclass(frozen=True)
-class UsageEntry:
-    """Usage to add to one (user, day, session, kind) row."""
-
-    user_id: int
-    day: str
-    key: str
-    kind: str
-    usage: Usage
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    user_id: int
-    day: str
-    key: str
-    kind: str
-    usage: Usage
 
 
 def utc_day(at: float | None = None) -> str:

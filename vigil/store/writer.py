@@ -39,6 +39,8 @@ WriteOp = Callable[[lmdb.Transaction], Any]
 class WriteFuture:
     """The outcome of a write, available once it is durable; waiting for it commits it if need be.
 
+    The store's side of `vigil.ports.WriteFuture`: callers name the Protocol, so the contract needs no lmdb.
+
     A lock used as a latch: far cheaper than concurrent.futures.Future (which builds
     a Condition per instance), and there are one or two of these per turn.
     """
