@@ -21,6 +21,7 @@ import pytest
 
 from actors.protocol import SessionCommand, UserText
 from tests.fakes import CHANNEL, WAIT_S, Block, HarnessFactory, ScriptedModel, key_of, last_user_text, wait_until
+from tests.procs import run_vigil, vigil_env
 from vigil.inbox import entry_of, message_of
 from vigil.ports import Store
 from vigil.store.schema import InboxEntry, Input, SessionHeader, Target, encode
@@ -261,3 +262,33 @@ def test_a_command_that_only_replies_leaves_the_inbox(make: HarnessFactory) -> N
     assert wait_until(lambda: any("No notes yet" in text for text in h.outbox.sent(key)), WAIT_S)
     assert h.drain(key)
     assert wait_until(lambda: h.runtime.store.inbox_count() == 0, WAIT_S)
+
+
+# ----------------------------------------------------------------------------- vigil sessions ...
+
+
+def test_sessions_show_list_and_delete_know_the_inbox(tmp_path: Path) -> None:
+    env = vigil_env(tmp_path)
+    store = open_store(Path(env["VIGIL_DATA_DIR"]))
+    try:
+        done(store.commit(header("tg:1"), create=True))
+        for arrival, key in enumerate(("tg:1", "tg:1", "tg:2"), start=1):
+            done(store.receive(arrival, entry(f"waiting {arrival}", key=key)))
+    finally:
+        store.close()
+    shown = run_vigil(["sessions", "show", "tg:1"], env)
+    assert shown.returncode == 0, shown.stderr
+    assert "inbox       2 received message(s)" in shown.stdout
+    listed = run_vigil(["sessions", "list"], env)
+    assert listed.returncode == 0, listed.stderr
+    assert "tg:1" in listed.stdout and "tg:2" not in listed.stdout and "1 session(s)" in listed.stdout
+    only_inbox = run_vigil(["sessions", "show", "tg:2"], env)
+    assert only_inbox.returncode == 1 and "1 received message(s) wait for it" in only_inbox.stderr
+    for key in ("tg:2", "tg:1"):
+        deleted = run_vigil(["sessions", "delete", key, "--yes"], env)
+        assert deleted.returncode == 0, deleted.stderr
+    store = open_store(Path(env["VIGIL_DATA_DIR"]))
+    try:
+        assert store.inbox() == [] and store.header("tg:1") is None
+    finally:
+        store.close()
