@@ -72,6 +72,33 @@ def test_messages_sent_during_a_long_turn_are_answered_after_kill_9(rig: Rig, st
     assert not rig.api.errors
 
 
+def test_a_new_queued_behind_a_long_turn_survives_kill_9_in_its_place(rig: Rig, store: LmdbStore) -> None:
+    max_ = rig.person("Max")
+    key = f"tg:{max_.id}"
+    rig.api.add_rule(lambda body: "a slow topic" in json.dumps(body["messages"][-1]),
+                     TextReply("a slow answer", delay=8), times=1)
+    rig.say(max_.id, max_, "a slow topic")
+    rig.wait_request("a slow topic")
+    before = rig.say(max_.id, max_, "one more on the old topic")
+    rig.say(max_.id, max_, "/new")
+    after = rig.say(max_.id, max_, "a fresh topic")
+    rig.bot.wait_for(lambda: [(e.kind, e.command, e.text) for _, e in store.inbox() if e.key == key] == [
+        ("text", "", "one more on the old topic"), ("command", "new", ""), ("text", "", "a fresh topic")], 10,
+        "the messages and the command in vigil's inbox")
+    rig.running().kill9()
+
+    rig.start()
+    old = rig.answer(max_.id, before, "echo: one more on the old topic", timeout=20)
+    fresh = rig.answer(max_.id, before, "Fresh conversation started", timeout=20)
+    new = rig.answer(max_.id, after, "echo: a fresh topic", timeout=20)
+    assert old.message_id < fresh.message_id < new.message_id
+    asked = [r for r in rig.api.requests if "a fresh topic" in r.last_user_text()]
+    assert len(asked) == 1
+    assert "old topic" not in asked[0].all_text(), "the fresh topic was asked in the old conversation"
+    assert len([r for r in rig.api.requests if "one more on the old topic" in r.last_user_text()]) == 1
+    assert not rig.api.errors
+
+
 def test_a_question_killed_in_its_first_quarter_second_is_answered_after_the_restart(
         rig: Rig, store: LmdbStore) -> None:
     lou = rig.person("Lou")
