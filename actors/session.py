@@ -242,8 +242,11 @@ class SessionActor(pykka.ThreadingActor):
         elif isinstance(message, SessionCommand):
             # Commands keep their place: messages sent before "/new" (or "/model x") are answered first,
             # under the old settings, then the command acts; the RunTurn already queued finds them done.
-            if self.header is not None and self.header.pending and not self.deps.registry.shutting_down.is_set():
-                self._answer_pending()
+            if not self.deps.registry.shutting_down.is_set():
+                for _ in range(2):  # a turn resumed after a restart goes first, then the messages
+                    if self.header is None or not (self.header.pending or self.resume_turn is not None):
+                        break
+                    self._answer_pending()
             if message.inbox_id:
                 self.unconsumed.append(message.inbox_id)  # a command that commits takes itself out of the inbox
             self.handling = message.inbox_id

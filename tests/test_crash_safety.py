@@ -34,7 +34,8 @@ IN_FLIGHT_S = 0.1
 
 
 def chatter(tg: BotAPI, chat: int, stop: threading.Event, sent: list[str]) -> None:
-    """One user: a message, wait for its answer (or a while, if vigil is down), the next message."""
+    """One user: a message (now and then a second one right after), wait for its answer (or a while, if
+    vigil is down), the next message."""
     rng = random.Random(chat)
     number = 0
     while not stop.is_set():
@@ -43,6 +44,9 @@ def chatter(tg: BotAPI, chat: int, stop: threading.Event, sent: list[str]) -> No
         style = rng.choice(["", "", "[[slow=1]][[len=300]] ", "[[len=5000]] "])
         tg.send_text(chat, chat, f"{style}{body}")
         sent.append(body)
+        if style.startswith("[[slow") and not stop.wait(0.3):
+            tg.send_text(chat, chat, f"{body}x")  # said while the slow answer streams: it waits behind it
+            sent.append(f"{body}x")
         deadline = time.monotonic() + 8
         while not stop.is_set() and time.monotonic() < deadline:
             if any(body in m.text for m in tg.bot_messages(chat)):
@@ -76,6 +80,24 @@ def acknowledged(tg: BotAPI) -> dict[str, float]:
             if text and at is not None:
                 confirmed.setdefault(text, at)
     return confirmed
+
+
+def wait_until_answered(data_dir: Path, tg: BotAPI, also: Callable[[], bool]) -> None:
+    """Until the running vigil holds nothing unanswered (its inbox is empty and no turn is open) and `also`.
+
+    A message leaves the inbox only with the turn (or header) that holds it, and a turn that runs
+    longer than a moment is written as open: so this is "every received message has been answered".
+    """
+    store = open_store(data_dir)
+    try:
+        tg.wait_for(lambda: store.inbox_count() == 0 and all(h.open_turn is None for h in store.headers())
+                    and also(), timeout=60, message="vigil to answer everything it received")
+    except AssertionError as exc:
+        waiting = [(e.key, e.text) for _, e in store.inbox()]
+        open_turns = [(h.key, h.open_turn) for h in store.headers() if h.open_turn is not None]
+        raise AssertionError(f"{exc}\nin the inbox: {waiting}; open turns: {open_turns}") from exc
+    finally:
+        store.close()
 
 
 def check_store(data_dir: Path, tg: BotAPI) -> None:
@@ -127,6 +149,13 @@ def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
         def deliveries_reach(target: int) -> Callable[[], bool]:
             return lambda: deliveries() >= target
 
+        def lost() -> list[str]:
+            """Messages vigil confirmed (not in the instant before a kill) that no model request carries."""
+            asked = "\n".join(r.last_user_text() for r in list(api.requests))
+            return [text for text, at in acknowledged(tg).items()
+                    if not any(0 <= kill - at < IN_FLIGHT_S for kill in killed_at)
+                    and not re.search(rf"(?<![\w-]){re.escape(text.split()[-1])}(?![\w-])", asked)]
+
         def is_ready(process: VigilProcess) -> Callable[[], bool]:
             return lambda: process.out is not None and any('"service.ready"' in line for line in process.err.lines)
 
@@ -148,17 +177,20 @@ def test_repeated_kill_9_loses_no_delivered_turn(tmp_path: Path) -> None:
             stop.set()
             for user in users:
                 user.join(timeout=15)
-        # Quiet now: every chat's last message gets its answer, and the histories are still valid.
+        # Quiet now: vigil answers everything it holds (nothing is left to be collected with the messages
+        # below), and every message it confirmed to Telegram reached the model ...
+        tg.wait_for(lambda: tg.pending_updates == 0, timeout=30, message="vigil to take every update")
+        try:
+            wait_until_answered(data_dir, tg, also=lambda: not lost())
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nmessages vigil confirmed to Telegram that never reached the model: "
+                                 f"{lost()}") from exc
+        # ... every chat's last message gets its answer, and the histories are still valid.
         for chat in CHATS:
             tg.send_text(chat, chat, f"final c{chat}")
             tg.wait_for_bot_text(chat, f"echo: final c{chat}", timeout=60)
         assert vigil.terminate() == 0
         check_store(data_dir, tg)
         assert not api.errors, f"invalid requests after crashes: {api.errors[:3]}"
-        asked = "\n".join(r.last_user_text() for r in api.requests)
-        lost = [text for text, at in acknowledged(tg).items()
-                if not any(0 <= kill - at < IN_FLIGHT_S for kill in killed_at)
-                and not re.search(rf"(?<![\w-]){re.escape(text.split()[-1])}(?![\w-])", asked)]
-        assert not lost, f"messages vigil confirmed to Telegram never reached the model: {lost}"
         # Every user kept talking across the kills (each chat got past its first message).
         assert all(len(v) >= 2 for v in sent.values()), {chat: len(v) for chat, v in sent.items()}

@@ -1,6 +1,7 @@
 """No received message lost: `vigil run` killed with SIGKILL while messages wait, then started again.
 
-The rig is tests/test_telegram_e2e.py's (real PTB and anthropic SDK against the loopback stand-ins).
+The rig is tests/test_telegram_e2e.py's (real PTB and anthropic SDK against the loopback stand-ins);
+the console test runs `vigil chat` the same way.
 The test process opens the same LMDB store read-side to see when vigil holds a message durably:
 that, not a sleep, is the moment to kill.
 """
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins.messages_api import TextReply
+from tests.procs import VigilProcess, run_vigil, vigil_env
+from tests.standins.messages_api import MessagesAPI, TextReply
 from tests.test_telegram_e2e import Rig, close_rig, make_rig
 from vigil.store.store import LmdbStore, open_store
 
@@ -124,3 +126,36 @@ def test_a_question_killed_in_its_first_quarter_second_is_answered_after_the_res
     assert len(rig.replies(lou.id, sent)) == 1
     rig.bot.wait_for(lambda: not inbox_texts(store, key), 10, "the inbox emptied")
     assert not rig.api.errors
+
+
+def test_lines_typed_during_a_long_console_turn_survive_kill_9_and_stay_with_their_session(tmp_path: Path) -> None:
+    with MessagesAPI() as api:
+        env = vigil_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=api.base_url)
+        api.add_rule(lambda body: "a long think" in json.dumps(body["messages"][-1]), TextReply("slow", delay=8),
+                     times=1)
+        with VigilProcess(["chat"], env) as chat:
+            chat.send("a long think")
+            api.wait_for_requests(1)
+            chat.send("typed meanwhile")
+            chat.send("and this too")
+            store = open_store(Path(env["VIGIL_DATA_DIR"]))
+            try:
+                deadline = time.monotonic() + 10
+                while inbox_texts(store, "console:default") != ["typed meanwhile", "and this too"]:
+                    assert time.monotonic() < deadline, "the lines never reached vigil's inbox"
+                    time.sleep(0.01)
+            finally:
+                store.close()
+            chat.kill9()
+        # Another console session started meanwhile leaves them alone ...
+        other = run_vigil(["chat", "--session", "other"], env, stdin="hello from other\n")
+        assert other.returncode == 0, other.stderr
+        assert "meanwhile" not in other.stdout
+        assert not [r for r in api.requests if "meanwhile" in r.last_user_text()]
+        # ... the session they were typed into answers them (and the question cut short).
+        again = run_vigil(["chat"], env, stdin="")
+        assert again.returncode == 0, again.stderr
+        assert "echo: a long think" in again.stdout
+        assert "echo: typed meanwhile\n\nand this too" in again.stdout
+        assert len([r for r in api.requests if "typed meanwhile" in r.last_user_text()]) == 1
+        assert not api.errors

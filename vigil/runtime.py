@@ -50,9 +50,12 @@ class Runtime:
 
     def __init__(self, settings: Settings, outboxes: dict[str, Outbox], model: ModelPort,
                  store: Store | None = None, actor_class: type[SessionActor] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, serves: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.outboxes = outboxes
+        # The sessions whose unfinished work (open turns, the inbox) this process takes up at start:
+        # `vigil chat --session a` must not answer what a `vigil chat --session b` running beside it holds.
+        self.serves = serves or (lambda key: channel_of(key) in outboxes)
         self.model = model
         self.store: Store = store if store is not None else open_store(settings.data_dir, settings.store_map_mb)
         self.inbox = Inbox(self.store)
@@ -77,12 +80,12 @@ class Runtime:
         self.supervisor = Supervisor.start(self.deps, self.actor_class)
         self._ticker = threading.Thread(target=self._tick, name="supervisor-ticker", daemon=True)
         self._ticker.start()
-        recovered = [k for k in self.store.recovery_keys() if channel_of(k) in self.outboxes]
+        recovered = [k for k in self.store.recovery_keys() if self.serves(k)]
         for key in recovered:
             self.supervisor.tell(Recover(key=key))
         # Received before the last run ended but not taken up by a session: told again, oldest first
         # (a session resumes its open turn on start, before these). New messages queue behind them.
-        waiting = [message for _, message in self.inbox.load() if channel_of(message.key) in self.outboxes]
+        waiting = [message for _, message in self.inbox.load() if self.serves(message.key)]
         for message in waiting:
             self.supervisor.tell(message)
         beats = self.timer.load((k, due) for k, due in self.store.heartbeat_schedule()
