@@ -1,7 +1,8 @@
 """Every message the actors exchange, in one place, as frozen msgspec Structs.
 
-Adapters build `UserText` and `SessionCommand` and tell them to the Supervisor,
-which routes them to the session's actor. The rest are the actors' own
+Adapters build `UserText` and `SessionCommand` and hand them to `Runtime.submit`,
+which writes them to the durable inbox, stamps their `inbox_id` and tells them
+to the Supervisor, which routes them to the session's actor. The rest are the actors' own
 conversation: eviction handshakes, failures, heartbeats, timer ticks.
 Events (`threading.Event`) ride along where a caller outside the actor system
 must learn that something finished; nothing here is ever persisted. None of
@@ -35,6 +36,7 @@ class UserText(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     message_id: int = 0
     chat_title: str = ""
     chat_type: str = ""
+    inbox_id: int = 0  # its arrival id in the durable inbox; 0: not in the inbox
 
 
 class SessionCommand(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -47,6 +49,7 @@ class SessionCommand(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     args: str = ""
     chat_title: str = ""
     chat_type: str = ""
+    inbox_id: int = 0  # its arrival id in the durable inbox; 0: not in the inbox
 
 
 class HeartbeatDue(msgspec.Struct, frozen=True, gc=False, kw_only=True):

@@ -6,13 +6,19 @@ tells itself `RunTurn`, which lands behind everything already queued, so when a
 turn ends every message that came meanwhile is answered together in one
 follow-up turn.
 
+Every user message and session command was written to the durable inbox before
+it reached the mailbox (vigil/inbox.py); the actor keeps the arrival ids of
+those it holds only in memory (`unconsumed`) and its next commit that holds
+them (the header with `pending`, or the turn with those inputs) takes them out
+of the inbox in the same transaction. So a message waiting behind a long turn
+survives `kill -9`: the next start tells it again.
+
 A turn is written (final) before its reply is shown, and before that (open) as
 soon as it shows anything, runs a tool, or has taken a quarter of a second; a
 restart (or `kill -9`) answers an open turn again instead of losing it, going
-on from the tool rounds it stored (no tool call runs twice). A fast
-turn is thus one durable commit, not two; the price is that a `kill -9` in the
-first quarter second of a turn loses the question (never a reply anyone saw).
-Pending messages are written at shutdown.
+on from the tool rounds it stored (no tool call runs twice). A fast turn is
+thus one durable commit, not two; its question is safe in the durable inbox
+until then (see vigil/inbox.py).
 
 A session whose stored record can't be read (damaged, or a newer vigil's) is
 "broken": it writes nothing, answers every message with why, and reads the
@@ -134,6 +140,12 @@ class SessionActor(pykka.ThreadingActor):
         self._toolset: tuple[tuple[str, str], ToolSet] | None = None
         self.run_scheduled = False
         self.resume_turn: Turn | None = None
+        # Arrival ids of inbox messages held in memory only, and those sent in a commit nobody waited
+        # for (a refused one must not lose them): the next commit that holds them consumes them.
+        self.unconsumed: list[int] = []
+        self.in_flight: list[int] = []
+        self.last_inbox_id = 0  # the newest message seen: /forget drops the inbox up to it, not beyond
+        self.handling = 0  # the arrival id of the command being handled: one that kills the actor is dropped
         self.broken = ""
         self.log = get_logger("vigil.session", session=key)
         self.log_turns = logging.getLogger("vigil.session").isEnabledFor(logging.INFO)
@@ -181,6 +193,8 @@ class SessionActor(pykka.ThreadingActor):
         try:
             if self.header is not None and (self.dirty or self.current is not None):
                 self.commit(self.current, wait=True)  # the turn cut short stays open: the respawn answers it
+            # A command that failed is not run again after a restart (it might fail the same way each time).
+            self._consume_alone(self.handling)
             self.deps.store.sync()
         except Exception as exc:
             self.log.error("session.failed_sync", error=repr(exc))
@@ -193,7 +207,7 @@ class SessionActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         """Shutdown or eviction: what is only in memory (messages not yet answered) goes to disk."""
-        if self.dirty and self.header is not None:
+        if (self.dirty or self.unconsumed) and self.header is not None:
             self.commit(wait=True)
         self._release()
 
@@ -233,17 +247,29 @@ class SessionActor(pykka.ThreadingActor):
             finally:
                 message.done.set()
             return None
+        if isinstance(message, UserText | SessionCommand) and message.inbox_id:
+            self.last_inbox_id = max(self.last_inbox_id, message.inbox_id)
         if self.broken and self._still_broken():
             self._refuse_broken(message)
+            if isinstance(message, UserText | SessionCommand):
+                self._consume_alone(message.inbox_id)  # the user was told; answering it later would not help
             return None
         if isinstance(message, UserText):
             self._on_user_text(message)
         elif isinstance(message, SessionCommand):
             # Commands keep their place: messages sent before "/new" (or "/model x") are answered first,
             # under the old settings, then the command acts; the RunTurn already queued finds them done.
-            if self.header is not None and self.header.pending and not self.deps.registry.shutting_down.is_set():
-                self._answer_pending()
+            if not self.deps.registry.shutting_down.is_set():
+                for _ in range(2):  # a turn resumed after a restart goes first, then the messages
+                    if self.header is None or not (self.header.pending or self.resume_turn is not None):
+                        break
+                    self._answer_pending()
+            if message.inbox_id:
+                self.unconsumed.append(message.inbox_id)  # a command that commits takes itself out of the inbox
+            self.handling = message.inbox_id
             self.on_command(message)
+            self.handling = 0
+            self._consume_alone(message.inbox_id)  # one that did not commit (a reply only) is done all the same
         elif isinstance(message, HeartbeatDue):
             self.on_heartbeat(message)
         elif isinstance(message, DeliveryFailed):
@@ -386,32 +412,48 @@ class SessionActor(pykka.ThreadingActor):
             return False
         members = tuple(self.new_members)
         self.new_members.clear()
+        consumed: tuple[int, ...] = ()
+        # Messages moved into the turn being answered are held by this commit only if it writes that turn.
+        if (self.unconsumed or self.in_flight) and (turn is not None or self.current is None):
+            consumed = (*self.in_flight, *self.unconsumed)
         future = self.deps.store.commit(self.header, turn, usage, members, create=self.committed is None,
-                                        previous=self.committed, urgent=wait)
+                                        previous=self.committed, urgent=wait, consumed=consumed)
         self.committed = self.header
         self.dirty = False
         self._publish()
         if not wait:
             self.unsynced = True
+            if consumed:
+                self.in_flight, self.unconsumed = list(consumed), []
             return True
         self.unsynced = False  # the writer keeps order: a durable commit makes every earlier one durable
         try:
             future.result()
         except SessionGone:
-            self._recreate_after_delete(turn, usage)
+            self._recreate_after_delete(turn, usage, consumed)
         except CorruptRecord as exc:  # found at commit time: another process wrote what we can't read
             self._break(exc)
             return False
         except Exception as exc:
             self.log.error("session.commit_failed", error=repr(exc))
-            return False
+            return False  # the inbox still holds what this commit would have consumed: the next one tries
+        if consumed:
+            self.in_flight, self.unconsumed = [], []
         return True
+
+    def _consume_alone(self, arrival: int) -> None:
+        """Take a message that needs no session commit (or must not be retried) out of the inbox."""
+        if arrival and arrival in self.unconsumed:
+            self.unconsumed.remove(arrival)
+            self.deps.store.consume(self.key, (arrival,))
 
     def forget(self) -> int:
         """Delete everything stored for this session and start afresh; the number of turns deleted."""
-        removed = int(self.deps.store.delete_session(self.key).result() or 0)
+        # Messages queued behind this /forget (or cleanup) came later and stay in the inbox.
+        removed = int(self.deps.store.delete_session(self.key, inbox_upto=self.last_inbox_id).result() or 0)
         self.deps.schedule_heartbeat(self.key, None)
         self.broken = ""  # whatever could not be read is gone with the rest
+        self.unconsumed, self.in_flight = [], []
         self.header = self.committed = None
         self.dirty = self.unsynced = False
         self.resume_turn = self.current = None
@@ -443,7 +485,8 @@ class SessionActor(pykka.ThreadingActor):
             return False
         return stored is None or stored.incarnation != self.committed.incarnation
 
-    def _recreate_after_delete(self, turn: Turn | None, usage: Sequence[UsageEntry]) -> None:
+    def _recreate_after_delete(self, turn: Turn | None, usage: Sequence[UsageEntry],
+                               consumed: Sequence[int] = ()) -> None:
         """Another process deleted this session: carry on as a fresh one rather than resurrect the old."""
         assert self.header is not None
         self.log.info("session.deleted_elsewhere")
@@ -455,7 +498,8 @@ class SessionActor(pykka.ThreadingActor):
             participants=self.header.participants[-1:], open_turn=None if turn is None or turn.final else 0)
         self.window = None
         fresh = msgspec.structs.replace(turn, seq=0) if turn is not None else None
-        self.deps.store.commit(self.header, fresh, usage, self.header.participants, create=True).result()
+        self.deps.store.commit(self.header, fresh, usage, self.header.participants, create=True,
+                               consumed=consumed).result()
         self.committed = self.header
 
     def _publish(self) -> None:
@@ -492,11 +536,14 @@ class SessionActor(pykka.ThreadingActor):
         header = self.ensure_header(message.target, message.chat_title, message.chat_type)
         item = Input(text=message.text, at=message.at, user_id=message.sender.user_id,
                      user_name=message.sender.name or message.sender.username, message_id=message.message_id)
+        if message.inbox_id:
+            self.unconsumed.append(message.inbox_id)
         participants = header.participants
         if message.sender.user_id not in participants:
             self.new_members.add(message.sender.user_id)
             participants = (*participants, message.sender.user_id)[-MAX_PARTICIPANTS:]
-        # Not committed here: it goes to disk with the open turn that answers it (or at shutdown).
+        # Not committed here: it is safe in the inbox until the open turn that answers it (or the final
+        # turn, or the header at shutdown) is written and takes it out in the same transaction.
         self.header = msgspec.structs.replace(header, pending=(*header.pending, item), participants=participants,
                                               last_activity=message.at)
         self.dirty = True

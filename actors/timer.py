@@ -27,7 +27,7 @@ CATCH_UP_SPREAD_S = 10.0
 class HeartbeatTimer:
     """Thread-safe; `schedule(key, due)` from any thread, `None` to cancel."""
 
-    def __init__(self, deliver: Callable[[HeartbeatDue], None], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, deliver: Callable[[HeartbeatDue], object], clock: Callable[[], float] = time.time) -> None:
         self._deliver = deliver
         self._clock = clock
         self._cond = threading.Condition()

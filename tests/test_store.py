@@ -22,6 +22,7 @@ from vigil.store import keys
 from vigil.store.lmdb_env import StoreError
 from vigil.store.schema import (
     Heartbeat,
+    InboxEntry,
     Input,
     Message,
     NewerSchemaError,
@@ -33,6 +34,7 @@ from vigil.store.schema import (
     Usage,
     UsageDay,
     decode_header,
+    decode_inbox,
     decode_meta,
     decode_note,
     decode_turn,
@@ -329,6 +331,11 @@ TURN = Turn(
 NOTE = Note(text="likes tea", at=1700000004.0)
 USAGE_DAY = UsageDay(usage=Usage(calls=3, input_tokens=7, output_tokens=8, cache_write_tokens=9, cost_micros=42))
 META = StoreMeta(created_at=1700000000.0, created_by="vigil pid 1")
+INBOX_TEXT = InboxEntry(key="tg:42:7", target=Target(channel="telegram", chat_id=42, thread_id=7),
+                        at=1700000005.5, user_id=42, user_name="Ann Lee", username="ann", text="Grüße, still there?",
+                        message_id=11, chat_title="Plans", chat_type="supergroup")
+INBOX_COMMAND = InboxEntry(kind="command", key="tg:42", target=Target(channel="telegram", chat_id=42), user_id=42,
+                           text="Plans B", command="new")
 
 GOLDEN_HEADER = (
     b'\xde\x00\x0f\xa4type\xa7session\xa3key\xa5tg:'
@@ -389,12 +396,27 @@ GOLDEN_META = (
     b'A\xd9T\xfc@\x00\x00\x00\xaacreated_by\xabvigi'
     b'l pid 1'
 )
+GOLDEN_INBOX_TEXT = (
+    b'\x8b\xa4type\xa5inbox\xa3key\xa7tg:42:7\xa6target\x84\xa4type\xa6ta'
+    b'rget\xa7channel\xa8telegram\xa7chat_id*\xa9thread_id'
+    b'\x07\xa2at\xcbA\xd9T\xfcA`\x00\x00\xa7user_id*\xa9user_name\xa7Ann Lee'
+    b'\xa8username\xa3ann\xa4text\xb5Gr\xc3\xbc\xc3\x9fe, still there?'
+    b'\xaamessage_id\x0b\xaachat_title\xa5Plans\xa9chat_type\xaa'
+    b'supergroup'
+)
+GOLDEN_INBOX_COMMAND = (
+    b'\x87\xa4type\xa5inbox\xa4kind\xa7command\xa3key\xa5tg:42\xa6targ'
+    b'et\x83\xa4type\xa6target\xa7channel\xa8telegram\xa7chat_id'
+    b'*\xa7user_id*\xa4text\xa7Plans B\xa7command\xa3new'
+)
 GOLDEN = [
     pytest.param(HEADER, GOLDEN_HEADER, decode_header, id="SessionHeader"),
     pytest.param(TURN, GOLDEN_TURN, decode_turn, id="Turn"),
     pytest.param(NOTE, GOLDEN_NOTE, decode_note, id="Note"),
     pytest.param(USAGE_DAY, GOLDEN_USAGE_DAY, decode_usage_day, id="UsageDay"),
     pytest.param(META, GOLDEN_META, decode_meta, id="StoreMeta"),
+    pytest.param(INBOX_TEXT, GOLDEN_INBOX_TEXT, decode_inbox, id="InboxEntry-text"),
+    pytest.param(INBOX_COMMAND, GOLDEN_INBOX_COMMAND, decode_inbox, id="InboxEntry-command"),
 ]
 
 

@@ -22,6 +22,7 @@ from vigil.store.lmdb_env import StoreError
 from vigil.store.schema import Usage, UsageDay, encode
 from vigil.store.store import (
     CorruptRecord,
+    InboxWrite,
     LmdbStore,
     SessionWrite,
     Unreadable,
@@ -182,7 +183,7 @@ def test_an_applier_that_raises_fails_only_the_culprit(store: LmdbStore, monkeyp
     """A bug in the batch applier must not end the writer thread or leave anyone waiting forever."""
     real = store._applier.apply
 
-    def apply(txn: lmdb.Transaction, records: list[SessionWrite]) -> list[BaseException | None]:
+    def apply(txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite]) -> list[BaseException | None]:
         if any(r.key == b"tg:2" for r in records):
             raise KeyError("a bug met tg:2")
         return real(txn, records)

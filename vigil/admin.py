@@ -63,8 +63,10 @@ def _list(store: LmdbStore, args: argparse.Namespace) -> int:
 def _show(store: LmdbStore, args: argparse.Namespace) -> int:
     key = store.canonical(args.key)
     header = store.header(key)
+    received = store.inbox_count(key)
     if header is None:
-        print(f"vigil: no stored session {args.key!r}", file=sys.stderr)
+        print(f"vigil: no stored session {args.key!r}"
+              + (f" ({received} received message(s) wait for it in the inbox)" if received else ""), file=sys.stderr)
         return 1
     print(f"session     {header.key} — {session_title(header)} ({header.chat_type or 'chat'})")
     print(f"target      {header.target.channel} chat {header.target.chat_id}"
@@ -77,6 +79,8 @@ def _show(store: LmdbStore, args: argparse.Namespace) -> int:
     print(f"heartbeats  {heartbeat_line(header.heartbeat)}; {usage_line(header.heartbeat_usage)}")
     if header.pending:
         print(f"pending     {len(header.pending)} unanswered message(s)")
+    if received:
+        print(f"inbox       {received} received message(s) the session has not taken up yet")
     turns = store.last_turns(key, header.generation, args.turns)
     if turns:
         print(f"\nlast {len(turns)} turn(s):")
@@ -117,7 +121,8 @@ def _cleanup(store: LmdbStore, args: argparse.Namespace) -> int:
 
 def _delete(store: LmdbStore, args: argparse.Namespace) -> int:
     key = store.canonical(args.key)
-    if not store.has_session(key):  # not decoded: deleting is how an unreadable record is removed
+    # Not decoded: deleting is how an unreadable record is removed; a first message may wait in the inbox alone.
+    if not store.has_session(key) and not store.inbox_count(key):
         print(f"vigil: no stored session {args.key!r}", file=sys.stderr)
         return 1
     if not _confirm(f"Delete session {key} (history, notes, settings)?", args.yes):

@@ -60,7 +60,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     outbox = ConsoleOutbox()
     model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
     model.warm_up()
-    runtime = Runtime(settings, {"console": outbox}, model, actor_class=ChatSession)
+    key = f"console:{name}"
+    runtime = Runtime(settings, {"console": outbox}, model, actor_class=ChatSession, serves=lambda k: k == key)
     runtime.start()
     try:
         run_console(runtime, name, sys.stdin, outbox)

@@ -30,7 +30,7 @@ from vigil.cancel import CancelToken
 from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
-from vigil.store.schema import Note, SessionHeader, Target, Turn, Usage
+from vigil.store.schema import InboxEntry, Note, SessionHeader, Target, Turn, Usage
 from vigil.store.schema import TurnKind as TurnKind
 from vigil.store.schema import TurnStatus as TurnStatus
 
@@ -253,6 +253,14 @@ class Store(Protocol):
         """Whether another process may have written since this one last committed (cheap)."""
         ...
 
+    def inbox(self) -> list[tuple[int, InboxEntry]]:
+        """Every received message no session has taken up yet, as (arrival id, entry), oldest first."""
+        ...
+
+    def inbox_count(self, key: str | None = None) -> int:
+        """How many received messages wait in the inbox (for one session, or for all)."""
+        ...
+
     def recovery_keys(self) -> list[str]:
         """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
         ...
@@ -280,12 +288,23 @@ class Store(Protocol):
 
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
-               previous: SessionHeader | None = None, urgent: bool = True) -> WriteFuture:
-        """Persist the header with one turn, usage and members, all or nothing; SessionGone if deleted elsewhere."""
+               previous: SessionHeader | None = None, urgent: bool = True,
+               consumed: Sequence[int] = ()) -> WriteFuture:
+        """Persist the header with one turn, usage and members, and delete the `consumed` inbox entries,
+        all or nothing; SessionGone if deleted elsewhere."""
         ...
 
-    def delete_session(self, key: str) -> WriteFuture:
-        """Delete the session's header, turns, notes and indexes (not its usage); resolves to turns removed."""
+    def receive(self, arrival: int, entry: InboxEntry) -> WriteFuture:
+        """Write a received message to the inbox under its arrival id (group commit, not waited)."""
+        ...
+
+    def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:
+        """Delete these inbox entries of the session (None when there is nothing to delete)."""
+        ...
+
+    def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
+        """Delete the session's header, turns, notes, indexes and inbox entries (up to `inbox_upto` when
+        given), not its usage; resolves to the number of turns removed."""
         ...
 
     def drop_generation(self, key: str, generation: int) -> WriteFuture:

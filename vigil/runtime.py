@@ -1,7 +1,10 @@
 """The running system: store, model, Supervisor, timers, wired together for the adapters.
 
-Adapters only call `submit` (a tell to the Supervisor) and the out-of-band
-`stop_turn` / `status`; everything else happens on actor threads. Shutdown
+Adapters only call `submit` (the message goes to the durable inbox, then is told
+to the Supervisor: see vigil/inbox.py) and the out-of-band `stop_turn` / `status`;
+everything else happens on actor threads. Start-up tells the sessions what the
+last run left unanswered (open turns, then the inbox, in arrival order) before
+the adapters take anything new. Shutdown
 runs in a fixed order: stop taking turns, give running turns a short grace,
 cancel the rest (they stay open on disk and are answered after the restart),
 stop the actors, and close the store last so every write is flushed.
@@ -18,17 +21,19 @@ from typing import Any
 
 import pykka
 
-from actors.protocol import DeliveryFailed, Recover, Tick
+from actors.protocol import DeliveryFailed, Recover, SessionCommand, Tick, UserText
 from actors.registry import Registry, SessionControl
 from actors.session import SessionActor, SessionDeps
 from actors.supervisor import StopSessions, Supervisor
 from actors.timer import HeartbeatTimer
 from actors.turn import QuerySlots, TurnRunner
 from vigil.budget import Allowance
+from vigil.inbox import Inbox
 from vigil.logs import get_logger
 from vigil.ports import ModelPort, Outbox, Store
 from vigil.settings import Settings
 from vigil.store.store import open_store
+from vigil.ports import WriteFuture
 from vigil.tools.toolbox import Toolbox
 
 SCRUBBED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "TELEGRAM_BOT_TOKEN")
@@ -47,11 +52,15 @@ class Runtime:
 
     def __init__(self, settings: Settings, outboxes: dict[str, Outbox], model: ModelPort,
                  store: Store | None = None, actor_class: type[SessionActor] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, serves: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.outboxes = outboxes
+        # The sessions whose unfinished work (open turns, the inbox) this process takes up at start:
+        # `vigil chat --session a` must not answer what a `vigil chat --session b` running beside it holds.
+        self.serves = serves or (lambda key: channel_of(key) in outboxes)
         self.model = model
         self.store: Store = store if store is not None else open_store(settings.data_dir, settings.store_map_mb)
+        self.inbox = Inbox(self.store)
         self.registry = Registry()
         self.slots = QuerySlots(settings.max_concurrent_queries)
         self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds)
@@ -76,9 +85,14 @@ class Runtime:
         self.supervisor = Supervisor.start(self.deps, self.actor_class)
         self._ticker = threading.Thread(target=self._tick, name="supervisor-ticker", daemon=True)
         self._ticker.start()
-        recovered = [k for k in self.store.recovery_keys() if channel_of(k) in self.outboxes]
+        recovered = [k for k in self.store.recovery_keys() if self.serves(k)]
         for key in recovered:
             self.supervisor.tell(Recover(key=key))
+        # Received before the last run ended but not taken up by a session: told again, oldest first
+        # (a session resumes its open turn on start, before these). New messages queue behind them.
+        waiting = [message for _, message in self.inbox.load() if self.serves(message.key)]
+        for message in waiting:
+            self.supervisor.tell(message)
         beats = self.timer.load((k, due) for k, due in self.store.heartbeat_schedule()
                                 if channel_of(k) in self.outboxes)
         self.timer.start()
@@ -89,7 +103,7 @@ class Runtime:
         gc.set_threshold(*GC_THRESHOLDS)
         self._log_bash()
         self.log.info("runtime.started", channels=sorted(self.outboxes), recovering=len(recovered),
-                      heartbeats=beats)
+                      redelivered=len(waiting), heartbeats=beats)
 
     def _log_bash(self) -> None:
         if self.toolbox.bash_unavailable is not None:
@@ -145,10 +159,20 @@ class Runtime:
 
     # ------------------------------------------------------------------ adapter API
 
-    def submit(self, message: object) -> None:
-        """Hand a message to the Supervisor (never blocks)."""
-        if self.supervisor is not None:
-            self.supervisor.tell(message)
+    def submit(self, message: object) -> WriteFuture | None:
+        """Hand a message to the Supervisor (never blocks).
+
+        A user's message or session command goes to the durable inbox first; the returned
+        future resolves once it is on disk (within one group commit), for a caller that must
+        not acknowledge it before. Other messages are not persisted: None.
+        """
+        supervisor = self.supervisor
+        if supervisor is None:
+            return None
+        if isinstance(message, UserText | SessionCommand) and not message.inbox_id:
+            return self.inbox.accept(message, supervisor.tell)
+        supervisor.tell(message)
+        return None
 
     def control(self, key: str) -> SessionControl | None:
         return self.registry.get(key)

@@ -92,7 +92,7 @@ def plain_chunks(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
 class TelegramOutbox:
     """Outbox port; attach() it to the running Application's loop and bot before use."""
 
-    def __init__(self, on_failure: DeliveryFailure, on_moved: Callable[[str, int], None]) -> None:
+    def __init__(self, on_failure: DeliveryFailure, on_moved: Callable[[str, int], object]) -> None:
         self._on_failure = on_failure
         self._on_moved = on_moved
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -6,6 +6,7 @@
   are contiguous, newest last.
 - members: `<user id> NUL <session key>`: the sessions a user takes part in.
 - notes: `<session key> NUL <time f64 BE>`: a session's notes in time order.
+- inbox: `<session key> NUL <arrival id u64 BE>`: a session's received messages in arrival order.
 Session keys never contain NUL (they are `tg:<id>[:<thread>]` or `console:<name>`).
 """
 
@@ -17,6 +18,7 @@ SEP = b"\x00"
 _TURN = struct.Struct(">IQ")
 _TIME = struct.Struct(">d")
 TIME_SIZE = _TIME.size
+_ARRIVAL = struct.Struct(">Q")
 
 
 def session(key: str) -> bytes:
@@ -65,6 +67,19 @@ def note(key: str, at: float) -> bytes:
 
 def note_prefix(key: str) -> bytes:
     return key.encode() + SEP
+
+
+def inbox(key: str, arrival: int) -> bytes:
+    return key.encode() + SEP + _ARRIVAL.pack(arrival)
+
+
+def inbox_prefix(key: str) -> bytes:
+    return key.encode() + SEP
+
+
+def inbox_position(raw: bytes) -> tuple[str, int]:
+    """(session key, arrival id) of an inbox key."""
+    return raw[:-_ARRIVAL.size - 1].decode(), int(_ARRIVAL.unpack(raw[-_ARRIVAL.size:])[0])
 
 
 def time_value(at: float) -> bytes:

@@ -207,6 +207,33 @@ class UsageDay(Record, frozen=True, gc=False, kw_only=True, tag="usage_day"):
     usage: Usage = Usage()
 
 
+InboxKind = Literal["text", "command"]
+
+
+class InboxEntry(Record, frozen=True, gc=False, kw_only=True, tag="inbox"):
+    """A message vigil received that no session has made part of its own state yet.
+
+    Written before any session sees the message, removed in the transaction that
+    puts it in the session's header (`pending`) or turn: at every durable point a
+    message is in exactly one of the two places.
+    """
+
+    CURRENT: ClassVar[int] = 1
+
+    kind: InboxKind = "text"
+    key: str
+    target: Target
+    at: float = 0.0
+    user_id: int = 0
+    user_name: str = ""
+    username: str = ""
+    text: str = ""  # the message; for a command, its arguments
+    command: str = ""  # a command's name, without the slash
+    message_id: int = 0
+    chat_title: str = ""
+    chat_type: str = ""
+
+
 class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):
     """The store's own format marker."""
 
@@ -255,3 +282,4 @@ decode_turn = _Decoder(Turn)
 decode_note = _Decoder(Note)
 decode_usage_day = _Decoder(UsageDay)
 decode_meta = _Decoder(StoreMeta)
+decode_inbox = _Decoder(InboxEntry)

@@ -7,7 +7,9 @@ that resolves once the write is durable. The per-turn session commit is a
 are closures.
 
 Persisting a turn writes the header and that one turn record: the cost does
-not depend on how long the history is. The recovery and heartbeat indexes hold
+not depend on how long the history is. Received messages wait in the inbox
+(`receive`, an `InboxWrite` record) until the session commit that takes them
+up deletes them in its own transaction (`SessionWrite.consumed`). The recovery and heartbeat indexes hold
 a flag per session (written, never deleted, on the hot path); readers filter.
 """
 
@@ -24,10 +26,12 @@ import lmdb
 import msgspec
 
 from vigil.errors import CorruptRecord, SessionGone
+from vigil.logs import get_logger
 from vigil.ports import Unreadable, UsageEntry, UsageRow
 from vigil.store import keys
 from vigil.store.lmdb_env import LmdbEnv, StoreError
 from vigil.store.schema import (
+    InboxEntry,
     Note,
     SessionHeader,
     StoreMeta,
@@ -36,6 +40,7 @@ from vigil.store.schema import (
     Usage,
     UsageDay,
     decode_header,
+    decode_inbox,
     decode_meta,
     decode_note,
     decode_turn,
@@ -83,14 +88,18 @@ def open_store(data_dir: Path, map_mb: int = 64) -> LmdbStore:
 
 
 class SessionWrite:
-    """One session commit, already encoded: applied in bulk by the writer."""
+    """One session commit, already encoded: applied in bulk by the writer.
 
-    __slots__ = ("create", "header", "heartbeat", "incarnation", "key", "members", "recover", "turn", "turn_key",
-                 "usage")
+    `consumed` are the inbox keys of the messages this commit makes part of the session's state:
+    deleted only if the commit is accepted.
+    """
+
+    __slots__ = ("consumed", "create", "header", "heartbeat", "incarnation", "key", "members", "recover", "turn",
+                 "turn_key", "usage")
 
     def __init__(self, key: bytes, incarnation: int, create: bool, header: bytes, turn_key: bytes | None,
                  turn: bytes | None, recover: bytes | None, heartbeat: bytes | None, members: tuple[bytes, ...],
-                 usage: tuple[UsageEntry, ...]) -> None:
+                 usage: tuple[UsageEntry, ...], consumed: tuple[bytes, ...] = ()) -> None:
         self.key = key
         self.incarnation = incarnation
         self.create = create
@@ -101,6 +110,17 @@ class SessionWrite:
         self.heartbeat = heartbeat
         self.members = members
         self.usage = usage
+        self.consumed = consumed
+
+
+class InboxWrite:
+    """A received message put in the inbox (`value`), or taken out of it (`value` None)."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: bytes, value: bytes | None) -> None:
+        self.key = key
+        self.value = value
 
 
 class SessionWriteApplier:
@@ -131,17 +151,30 @@ class SessionWriteApplier:
             self._known.clear()  # someone else committed since our last transaction
             self._usage.clear()
 
-    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> list[BaseException | None]:
+    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite]) -> list[BaseException | None]:
         dbs = self._dbs
-        refused = self._read_incarnations(txn, records)
-        rows_of = [[keys.usage(e.user_id, e.day, e.key, e.kind) for e in write.usage] for write in records]
+        sessions = [w for w in records if type(w) is SessionWrite]
+        refused = self._read_incarnations(txn, sessions)
+        rows_of = [[keys.usage(e.user_id, e.day, e.key, e.kind) for e in w.usage] if type(w) is SessionWrite else []
+                   for w in records]
         on_disk, damaged = self._read_usage(txn, rows_of)
         results: list[BaseException | None] = []
         puts: dict[bytes, list[tuple[bytes, bytes]]] = {name: [] for name in
                                                         (b"sessions", b"turns", b"recover", b"heartbeats",
                                                          b"members")}
         usage: dict[bytes, Usage] = {}
+        # A message received and taken up within one transaction is never written at all (a fast turn).
+        inbox_puts: dict[bytes, bytes] = {}
+        inbox_deletes: list[bytes] = []
         for write, rows in zip(records, rows_of, strict=True):
+            if type(write) is InboxWrite:
+                if write.value is not None:
+                    inbox_puts[write.key] = write.value
+                elif inbox_puts.pop(write.key, None) is None:
+                    inbox_deletes.append(write.key)
+                results.append(None)
+                continue
+            assert type(write) is SessionWrite
             error: BaseException | None = refused.get(write.key)
             if error is None:
                 current = self._lookup(write.key)
@@ -152,7 +185,7 @@ class SessionWriteApplier:
                 if bad is not None:
                     error = CorruptRecord(write.key.decode(), damaged[bad], "usage record")
             if error is not None:
-                results.append(error)
+                results.append(error)  # its consumed inbox entries stay: the messages are not lost
                 continue
             self._tentative[write.key] = write.incarnation
             puts[b"sessions"].append((write.key, write.header))
@@ -164,6 +197,9 @@ class SessionWriteApplier:
                 puts[b"heartbeats"].append((write.key, write.heartbeat))
             for member in write.members:
                 puts[b"members"].append((member, b""))
+            for consumed in write.consumed:
+                if inbox_puts.pop(consumed, None) is None:
+                    inbox_deletes.append(consumed)
             for row, entry in zip(rows, write.usage, strict=True):
                 usage[row] = usage[row] + entry.usage if row in usage else entry.usage
             results.append(None)
@@ -173,9 +209,13 @@ class SessionWriteApplier:
                 usage[row] = before + usage[row]
                 self._usage_tentative[row] = usage[row]
             puts[b"usage"] = [(row, encode(UsageDay(usage=total))) for row, total in usage.items()]
+        if inbox_puts:
+            puts[b"inbox"] = list(inbox_puts.items())
         for name, items in puts.items():
             if items:
                 txn.cursor(db=dbs[name]).putmulti(items)
+        for consumed in inbox_deletes:
+            txn.delete(consumed, db=dbs[b"inbox"])
         return results
 
     def _read_incarnations(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> dict[bytes, CorruptRecord]:
@@ -401,6 +441,43 @@ class LmdbStore:
         return self._lmdb.read(lambda txn: [k.decode(errors="replace") for k, v in
                                             _items(txn.cursor(db=self._db[b"recover"])) if v == RECOVER_YES])
 
+    def inbox(self) -> list[tuple[int, InboxEntry]]:
+        """Every received message no session has taken up yet, as (arrival id, entry), in arrival order.
+
+        A record that cannot be read (written by a newer vigil, or damaged) is left where it is and
+        named in the log; it goes when its session is deleted.
+        """
+        raw = self._lmdb.read(lambda txn: list(_items(txn.cursor(db=self._db[b"inbox"]))))
+        entries: list[tuple[int, InboxEntry]] = []
+        for raw_key, value in raw:
+            key, arrival = keys.inbox_position(raw_key)
+            try:
+                entries.append((arrival, decode_inbox(value)))
+            except Exception as exc:
+                get_logger("vigil.store").error("store.inbox_unreadable", session=key, arrival=arrival,
+                                                error=str(exc))
+        entries.sort(key=lambda item: item[0])
+        return entries
+
+    def inbox_count(self, key: str | None = None) -> int:
+        """How many received messages wait in the inbox (of one session, or of all)."""
+        inbox = self._db[b"inbox"]
+        if key is None:
+            return int(self._lmdb.read(lambda txn: txn.stat(inbox)["entries"]))
+        prefix = keys.inbox_prefix(key)
+
+        def count(txn: lmdb.Transaction) -> int:
+            cursor = txn.cursor(db=inbox)
+            found = 0
+            if cursor.set_range(prefix):
+                for raw_key in _keys(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    found += 1
+            return found
+
+        return int(self._lmdb.read(count))
+
     def heartbeat_schedule(self) -> list[tuple[str, float]]:
         """(key, next due) of every session with heartbeats on: the timer's start-up load."""
         # A value of the wrong size (damage) is skipped: it must not stop the start-up of every session.
@@ -464,13 +541,16 @@ class LmdbStore:
 
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
-               previous: SessionHeader | None = None, urgent: bool = True) -> WriteFuture:
+               previous: SessionHeader | None = None, urgent: bool = True,
+               consumed: Sequence[int] = ()) -> WriteFuture:
         """Persist a session's header (and one turn, usage, membership) in one transaction.
 
         `create` says the header is new; otherwise the stored header must still be
         this incarnation, or the session was deleted elsewhere and SessionGone is raised.
         `previous` is the header as last committed: index flags are written only if they changed.
         `urgent` means the caller waits for it now: this thread then commits the queue itself.
+        `consumed` are the arrival ids of inbox messages this header (or turn) now holds: they
+        leave the inbox in the same transaction, and only if the commit is accepted.
         """
         recover = None
         if previous is None or previous.needs_recovery != header.needs_recovery:
@@ -484,11 +564,28 @@ class LmdbStore:
             key=keys.session(header.key), incarnation=header.incarnation, create=create, header=encode(header),
             turn_key=keys.turn(header.key, header.generation, turn.seq) if turn is not None else None,
             turn=encode(turn) if turn is not None else None, recover=recover, heartbeat=heartbeat,
-            members=tuple(keys.member(user, header.key) for user in new_members), usage=tuple(usage))
+            members=tuple(keys.member(user, header.key) for user in new_members), usage=tuple(usage),
+            consumed=tuple(keys.inbox(header.key, arrival) for arrival in consumed))
         return self.writer.submit_record(record, urgent)
 
-    def delete_session(self, key: str) -> WriteFuture:
-        """Delete a session's header, every generation's turns, notes and indexes (not its usage)."""
+    def receive(self, arrival: int, entry: InboxEntry) -> WriteFuture:
+        """Put a received message in the inbox. Nobody needs to wait: the writer commits it within
+        milliseconds (the future says when, for a caller that must know, such as a webhook's answer)."""
+        return self.writer.submit_record(InboxWrite(keys.inbox(entry.key, arrival), encode(entry)), urgent=False)
+
+    def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:
+        """Take messages out of the inbox that were handled without a session commit (a read-only command)."""
+        future = None
+        for arrival in arrivals:
+            future = self.writer.submit_record(InboxWrite(keys.inbox(key, arrival), None), urgent=False)
+        return future
+
+    def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
+        """Delete a session's header, every generation's turns, notes and indexes (not its usage).
+
+        Its received messages go too: all of them, or (from the session itself, which may have
+        newer ones queued that must survive) those with an arrival id up to `inbox_upto`.
+        """
         db = self._db
 
         def op(txn: lmdb.Transaction) -> int:
@@ -509,6 +606,8 @@ class LmdbStore:
                 txn.delete(header_key, db=db[name])
             removed = _delete_prefix(txn, db[b"turns"], keys.turn_prefix(key))
             _delete_prefix(txn, db[b"notes"], keys.note_prefix(key))
+            _delete_prefix(txn, db[b"inbox"], keys.inbox_prefix(key),
+                           None if inbox_upto is None else keys.inbox(key, inbox_upto))
             aliases = [k for k, v in _items(txn.cursor(db=db[b"aliases"])) if v == header_key]
             for alias in aliases:
                 txn.delete(alias, db=db[b"aliases"])
@@ -607,12 +706,13 @@ def _keys(cursor: lmdb.Cursor) -> Iterator[bytes]:
         yield bytes(key)
 
 
-def _delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes) -> int:
+def _delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes, last: bytes | None = None) -> int:
+    """Delete the keys that start with `prefix` (and sort at or before `last`, if given)."""
     cursor = txn.cursor(db=db)
     removed = 0
     if not cursor.set_range(prefix):
         return 0
-    while bytes(cursor.key()).startswith(prefix):
+    while bytes(cursor.key()).startswith(prefix) and (last is None or bytes(cursor.key()) <= last):
         removed += 1
         if not cursor.delete():
             break
