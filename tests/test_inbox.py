@@ -24,6 +24,7 @@ from tests.fakes import CHANNEL, WAIT_S, Block, HarnessFactory, ScriptedModel, k
 from tests.procs import run_vigil, vigil_env
 from vigil.inbox import entry_of, message_of
 from vigil.ports import Store
+from vigil.ports import WriteFuture as PortFuture
 from vigil.store.schema import InboxEntry, Input, SessionHeader, Target, encode
 from vigil.store.store import LmdbStore, SessionGone, open_store
 from vigil.store.writer import WriteFuture
@@ -44,7 +45,7 @@ def header(key: str = "tg:1", incarnation: int = 7, **fields: Any) -> SessionHea
                          **fields)
 
 
-def done(future: WriteFuture | None) -> Any:
+def done(future: PortFuture | None) -> Any:
     assert future is not None
     return future.result(timeout=WAIT)
 

@@ -29,9 +29,8 @@ from collections.abc import Callable
 import msgspec
 
 from actors.protocol import Sender, SessionCommand, UserText
-from vigil.ports import Store
+from vigil.ports import Store, WriteFuture
 from vigil.store.schema import InboxEntry
-from vigil.ports import WriteFuture
 
 Inbound = UserText | SessionCommand
 

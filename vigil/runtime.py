@@ -30,10 +30,9 @@ from actors.turn import QuerySlots, TurnRunner
 from vigil.budget import Allowance
 from vigil.inbox import Inbox
 from vigil.logs import get_logger
-from vigil.ports import ModelPort, Outbox, Store
+from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.settings import Settings
 from vigil.store.store import open_store
-from vigil.ports import WriteFuture
 from vigil.tools.toolbox import Toolbox
 
 SCRUBBED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "TELEGRAM_BOT_TOKEN")
