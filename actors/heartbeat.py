@@ -15,13 +15,20 @@ their decision and their cost.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import time
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from actors.beat_schedule import (
+    in_active_hours,
+    message_digest,
+    next_due,
+    next_window_start,
+    parse_hours,
+    parse_zone,
+    zone_of,
+)
 from actors.meter import Meter
 from actors.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
 from actors.session import SAVE_NOTE_TOOL
@@ -57,60 +64,6 @@ Look at the recent conversation and your notes. If something is genuinely worth 
 is due, a follow-up you promised, something time-sensitive — call send_message with it. Otherwise call nothing: \
 silence is the right default, and small talk or "just checking in" is not worth a message. You may update your \
 notes with save_note. Text you write outside send_message is never shown to anyone."""
-
-
-def parse_zone(name: str) -> ZoneInfo | None:
-    """The time zone of an IANA name, or None: also for a tzdata directory ("America", which raises
-    IsADirectoryError), a data file ("zone.tab"), paths that climb out ("../../etc/passwd") and ""."""
-    if not name or len(name) > 64 or name.startswith(("/", ".")):
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
-
-
-def _zone(name: str) -> ZoneInfo:
-    """A stored zone, never failing: one stored before this vigil checked names as it does falls back to UTC."""
-    return parse_zone(name) or ZoneInfo("UTC")
-
-
-def in_active_hours(beat: Heartbeat, now: float) -> bool:
-    if beat.active_from is None or beat.active_until is None or beat.active_from == beat.active_until:
-        return True
-    hour = dt.datetime.fromtimestamp(now, _zone(beat.tz)).hour
-    start, end = beat.active_from, beat.active_until
-    return start <= hour < end if start < end else (hour >= start or hour < end)
-
-
-def next_window_start(beat: Heartbeat, now: float) -> float:
-    """When the active hours next begin (now, if they already have)."""
-    if in_active_hours(beat, now) or beat.active_from is None:
-        return now
-    local = dt.datetime.fromtimestamp(now, _zone(beat.tz))
-    opening = local.replace(hour=beat.active_from, minute=0, second=0, microsecond=0)
-    if opening <= local:
-        opening += dt.timedelta(days=1)
-    return opening.timestamp()
-
-
-def next_due(beat: Heartbeat, now: float) -> float:
-    return next_window_start(beat, now + beat.interval_s)
-
-
-def message_digest(text: str) -> str:
-    return hashlib.sha256(" ".join(text.split()).casefold().encode()).hexdigest()[:32]
-
-
-def _hours(text: str) -> tuple[int, int] | None:
-    cleaned = text.replace("to", "-").replace("–", "-").replace(" ", "")
-    start, sep, end = cleaned.partition("-")
-    if not sep or not start.isdigit() or not end.isdigit():
-        raise ValueError("use HH-HH, like 08-22")
-    first, last = int(start), int(end)
-    if not (0 <= first <= 23 and 1 <= last <= 24) or first == last % 24:
-        raise ValueError("hours run 0-24 and the window can't be empty")
-    return first, last % 24
 
 
 class HeartbeatMixin(SessionCommandsMixin):
@@ -188,7 +141,7 @@ class HeartbeatMixin(SessionCommandsMixin):
 
     def beat_prompt(self, header: SessionHeader, now: float) -> str:
         beat = header.heartbeat
-        local = dt.datetime.fromtimestamp(now, _zone(beat.tz))
+        local = dt.datetime.fromtimestamp(now, zone_of(beat.tz))
         return BEAT_PROMPT.format(now=local.strftime("%A %Y-%m-%d %H:%M"), tz=beat.tz,
                                   interval=format_duration(beat.interval_s))
 
@@ -333,7 +286,7 @@ class HeartbeatMixin(SessionCommandsMixin):
                 text = "🫀 Heartbeat active at any hour."
             else:
                 try:
-                    window = _hours(rest)
+                    window = parse_hours(rest)
                 except ValueError as exc:
                     self._reply(message, f"⛔ {rest!r}: {exc}. Example: /heartbeat hours 08-22")
                     return
@@ -403,7 +356,7 @@ class HeartbeatMixin(SessionCommandsMixin):
 
     def _local(self, at: float) -> str:
         tz = self.header.heartbeat.tz if self.header else "UTC"
-        return dt.datetime.fromtimestamp(at, _zone(tz)).strftime("%H:%M")
+        return dt.datetime.fromtimestamp(at, zone_of(tz)).strftime("%H:%M")
 
     def _when(self, at: float) -> str:
         delta = at - time.time()
