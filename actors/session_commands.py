@@ -24,6 +24,7 @@ NOT_SAVED = "⚠️ That could not be saved (the store refused the write), so it
 _MODEL_NAME = re.compile(r"^claude-[a-z0-9][a-z0-9.-]{1,60}$")
 
 
+
 def cmd_new(session: Session, message: SessionCommand) -> None:
     header = session.ensure_header(message.target, message.chat_title, message.chat_type)
     now = session.deps.clock()
@@ -39,7 +40,8 @@ def cmd_new(session: Session, message: SessionCommand) -> None:
     previous = (f" The previous one ({header.next_seq} turns) stays readable until cleanup."
                 if header.next_seq else "")
     session.reply(message.target, f"🆕 Fresh conversation started.{previous} "
-                         f"Directory, model and heartbeat are unchanged.")
+                  f"Directory, model and heartbeat are unchanged.")
+
 
 def cmd_cd(session: Session, message: SessionCommand) -> None:
     """Move the cwd; a non-admin stays in the chat's workspace, an admin may move the workspace too."""
@@ -66,12 +68,13 @@ def cmd_cd(session: Session, message: SessionCommand) -> None:
     # inside it only the cwd moves, so the chat's members keep the reach they had.
     moved = admin and not within(path, workspace)
     session.header = msgspec.structs.replace(header, cwd=str(path),
-                                          workspace=str(path) if moved else str(workspace))
+                                             workspace=str(path) if moved else str(workspace))
     if not session.commit(wait=True):
         session.header = header  # not saved, so not in effect: what the chat is told must be true
         session.reply(message.target, f"{NOT_SAVED} The directory stays {header.cwd}")
         return
     session.reply(message.target, f"📁 {path}" + (" (this chat's tools now work in this tree)" if moved else ""))
+
 
 def cmd_model(session: Session, message: SessionCommand) -> None:
     header = session.ensure_header(message.target, message.chat_title, message.chat_type)
@@ -80,11 +83,11 @@ def cmd_model(session: Session, message: SessionCommand) -> None:
         choices = "\n".join(f"{'•' if m == header.model else '◦'} {m}" for m in
                             dict.fromkeys((header.model, *MODEL_CHOICES)))
         session.reply(message.target, f"Model for this chat: {header.model}\n\nChoices:\n{choices}\n\n"
-                             "Set one with /model NAME.")
+                      "Set one with /model NAME.")
         return
     if not _MODEL_NAME.match(name):
         session.reply(message.target, f"⛔ {message.args.strip()!r} is not a Claude model name. Choose one of: "
-                             f"{', '.join(MODEL_CHOICES)}. The model stays {header.model}.")
+                      f"{', '.join(MODEL_CHOICES)}. The model stays {header.model}.")
         return
     previous = header.model
     session.header = msgspec.structs.replace(header, model=name)
@@ -93,6 +96,7 @@ def cmd_model(session: Session, message: SessionCommand) -> None:
         session.reply(message.target, f"{NOT_SAVED} The model stays {previous}.")
         return
     session.reply(message.target, f"🧠 Model for this chat: {name} (was {previous}).")
+
 
 def cmd_notes(session: Session, message: SessionCommand) -> None:
     store = session.deps.store
@@ -116,12 +120,13 @@ def cmd_notes(session: Session, message: SessionCommand) -> None:
     lines.append("\n/notes clear empties them.")
     session.reply(message.target, "\n".join(lines))
 
+
 def cmd_forget(session: Session, message: SessionCommand) -> None:
     if message.args.strip().lower() != "confirm":
         session.reply(message.target, "Delete this chat's stored history, notes and settings? This cannot be undone. "
-                             "(Usage records are kept for accounting.) Type /forget confirm, or press:",
-                    buttons=((Button("🗑 Yes, forget", f"forget:{session.key}"),
-                              Button("Cancel", "cancel")),))
+                      "(Usage records are kept for accounting.) Type /forget confirm, or press:",
+                      buttons=((Button("🗑 Yes, forget", f"forget:{session.key}"),
+                                Button("Cancel", "cancel")),))
         return
     try:
         session.forget()
