@@ -34,7 +34,8 @@ from actors.protocol import (
     Tick,
     UserText,
 )
-from actors.session import SessionActor, SessionDeps
+from actors.session import SessionActor
+from actors.state import SessionDeps
 from vigil.logs import get_logger
 
 

@@ -26,7 +26,6 @@ from typing import Any
 
 import msgspec
 
-from actors.chat_session import ChatSession
 from actors.protocol import Drain, Sender, SessionCommand, UserText
 from actors.session import SessionActor
 from vigil.cancel import CancelToken
@@ -488,7 +487,7 @@ class Harness:
     settings: Settings
     model: ScriptedModel
     outbox: RecordingOutbox
-    actor_class: type[SessionActor] = ChatSession
+    actor_class: type[SessionActor] = SessionActor
     runtimes: list[Runtime] = field(default_factory=list)
     stopped: set[int] = field(default_factory=set)
 
@@ -561,7 +560,7 @@ class HarnessFactory:
         self.harnesses: list[Harness] = []
 
     def __call__(self, model: ScriptedModel | None = None, outbox: RecordingOutbox | None = None,
-                 actor_class: type[SessionActor] = ChatSession, start: bool = True,
+                 actor_class: type[SessionActor] = SessionActor, start: bool = True,
                  **overrides: Any) -> Harness:
         root = self.tmp_path / f"h{len(self.harnesses)}"
         harness = Harness(settings=make_settings(root, **overrides), model=model or ScriptedModel(),

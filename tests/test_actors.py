@@ -1,7 +1,7 @@
 """The actor system end to end on a real LMDB store: sessions, the Supervisor, eviction, failure,
 /stop, shutdown and recovery, and the session commands.
 
-Each test builds a real `Runtime` (Supervisor + ChatSession actors + LmdbStore on tmp_path) with a
+Each test builds a real `Runtime` (Supervisor + SessionActor actors + LmdbStore on tmp_path) with a
 `ScriptedModel` and a `RecordingOutbox` from tests/fakes.py. Nothing sleeps in place of a
 condition: tests wait on the outbox's or the model's Condition, on Events, or poll a predicate.
 """
@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.chat_session import ChatSession
 from actors.protocol import DeliveryFailed, Prune, Tick
+from actors.session import SessionActor
 from tests.fakes import (
     WAIT_S,
     Block,
@@ -188,11 +188,11 @@ def test_idle_session_is_evicted_and_restored_with_its_history(make: HarnessFact
     assert [t.seq for t in h.turns(key)] == [0, 1]
 
 
-def gated_eviction() -> tuple[type[ChatSession], threading.Event, threading.Event]:
-    """A ChatSession whose eviction waits for `gate` after announcing `entered`."""
+def gated_eviction() -> tuple[type[SessionActor], threading.Event, threading.Event]:
+    """A SessionActor whose eviction waits for `gate` after announcing `entered`."""
     entered, gate = threading.Event(), threading.Event()
 
-    class GatedEviction(ChatSession):
+    class GatedEviction(SessionActor):
         def _on_evict(self) -> None:
             entered.set()
             gate.wait(WAIT_S)
@@ -372,7 +372,7 @@ def test_respawn_answers_messages_queued_behind_the_failed_turn_deterministicall
     # schedules RunTurn whenever on_start is slow; force that order with a gated on_start.
     started = threading.Event()
 
-    class SlowStart(ChatSession):
+    class SlowStart(SessionActor):
         def on_start(self) -> None:
             if self.key in respawning:
                 started.wait(WAIT_S)

@@ -118,12 +118,11 @@ def _bench_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 def _runtime(data_dir: Path, **overrides: Any) -> tuple[Any, BenchOutbox]:
-    from actors.chat_session import ChatSession
     from vigil.runtime import Runtime
 
     outbox = BenchOutbox()
     settings = _bench_settings(data_dir, **overrides)
-    runtime = Runtime(settings, {"bench": outbox}, ZeroLatencyBenchModel(), actor_class=ChatSession)
+    runtime = Runtime(settings, {"bench": outbox}, ZeroLatencyBenchModel())
     runtime.start()
     return runtime, outbox
 

@@ -40,7 +40,6 @@ def _require_api_key(settings: Settings) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from actors.chat_session import ChatSession
     from adapters.console import ConsoleOutbox, run_console
     from vigil.lock import ProcessLock
     from vigil.model.anthropic_model import AnthropicModel
@@ -61,7 +60,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
     model.warm_up()
     key = f"console:{name}"
-    runtime = Runtime(settings, {"console": outbox}, model, actor_class=ChatSession, serves=lambda k: k == key)
+    runtime = Runtime(settings, {"console": outbox}, model, serves=lambda k: k == key)
     runtime.start()
     try:
         run_console(runtime, name, sys.stdin, outbox)

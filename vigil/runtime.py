@@ -23,7 +23,8 @@ import pykka
 
 from actors.protocol import DeliveryFailed, Recover, SessionCommand, Tick, UserText
 from actors.registry import Registry, SessionControl
-from actors.session import SessionActor, SessionDeps
+from actors.session import SessionActor
+from actors.state import SessionDeps
 from actors.supervisor import StopSessions, Supervisor
 from actors.timer import HeartbeatTimer
 from actors.turn import QuerySlots, TurnRunner

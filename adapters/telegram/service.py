@@ -47,7 +47,6 @@ async def _serve(settings: Settings) -> int:
     from telegram.error import InvalidToken, NetworkError
     from telegram.ext import AIORateLimiter, ApplicationBuilder
 
-    from actors.chat_session import ChatSession
     from actors.protocol import TargetMoved
     from adapters.telegram.access import Gate
     from adapters.telegram.handlers import TelegramHandlers
@@ -68,7 +67,7 @@ async def _serve(settings: Settings) -> int:
         on_moved=lambda key, chat_id: holder["runtime"].submit(TargetMoved(key=key, chat_id=chat_id)))
     model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
     model.warm_up()
-    runtime = holder["runtime"] = Runtime(settings, {"tg": outbox}, model, actor_class=ChatSession)
+    runtime = holder["runtime"] = Runtime(settings, {"tg": outbox}, model)
     control = Control(runtime)
     gate = Gate(settings, runtime.allowance)
     app = (ApplicationBuilder()

@@ -1,0 +1,30 @@
+"""The table of session commands: name → handler, contributed by the parts that own them.
+
+A handler is a function of the session and the command. A new command is a function in the part
+it belongs to and an entry in that part's `COMMANDS`; a new part is one line below. A name no part
+handles is answered "Unknown command".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from actors import heartbeat, session_commands
+from actors.protocol import SessionCommand
+from actors.state import Session
+
+CommandHandler = Callable[[Session, SessionCommand], None]
+
+COMMANDS: Mapping[str, CommandHandler] = {
+    **session_commands.COMMANDS,
+    **heartbeat.COMMANDS,
+}
+
+
+def run_command(session: Session, message: SessionCommand,
+                commands: Mapping[str, CommandHandler] = COMMANDS) -> None:
+    handler = commands.get(message.name)
+    if handler is None:
+        session.send(f"Unknown command /{message.name}.")
+        return
+    handler(session, message)

@@ -1,0 +1,56 @@
+"""The tool sets turns offer, assembled in one place from small tool modules.
+
+Each tool module gives a `ToolSet` (specs, run, describe) for one session; `merge` routes a call
+to the set that offers the name. A new tool is a new module here and one line in the turn kind's
+list below; a new turn kind is one more function.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.state import Session
+from actors.tools.notes import note_tools
+from actors.tools.send_message import BeatSends, send_message_tools
+from actors.tools.workspace import workspace_tools
+from actors.turn import ToolSet
+from vigil.cancel import CancelToken
+from vigil.tools.outcome import ToolOutcome
+from vigil.workspace import workspace_of
+
+__all__ = ["beat_tools", "merge", "user_turn_tools"]
+
+
+def merge(*parts: ToolSet, fallback: ToolSet | None = None) -> ToolSet:
+    """One tool set of several; a name none offers goes to `fallback` (which says what is offered)."""
+    owner = {str(spec["name"]): part for part in parts for spec in part.specs}
+
+    def run(name: str, tool_input: dict[str, Any], cancel: CancelToken) -> ToolOutcome:
+        part = owner.get(name, fallback)
+        if part is None:
+            return ToolOutcome(content=f"unknown tool {name!r}", is_error=True)
+        return part.run(name, tool_input, cancel)
+
+    def describe(name: str, tool_input: dict[str, Any]) -> str:
+        part = owner.get(name, fallback)
+        return name if part is None else part.describe(name, tool_input)
+
+    return ToolSet(specs=tuple(spec for part in parts for spec in part.specs), run=run, describe=describe)
+
+
+def user_turn_tools(session: Session) -> ToolSet:
+    """The tools of a user turn: the editor (and bash when enabled) jailed to this session's workspace,
+    starting in its cwd; save_note. Kept while the session's place stays the same."""
+    assert session.header is not None, "tools run only in a session that has a header"
+    place = (session.header.cwd, str(workspace_of(session.header)))
+    if session.toolset_cache is not None and session.toolset_cache[0] == place:
+        return session.toolset_cache[1]
+    workspace = workspace_tools(session, place)
+    toolset = merge(workspace, note_tools(session), fallback=workspace)
+    session.toolset_cache = (place, toolset)
+    return toolset
+
+
+def beat_tools(session: Session, sends: BeatSends) -> ToolSet:
+    """The tools of a heartbeat turn: send_message (the only way a beat reaches the chat) and save_note."""
+    return merge(send_message_tools(sends), note_tools(session))
