@@ -15,13 +15,15 @@ At start-up `load` reads what is left and the runtime tells it again, in arrival
 order, before the adapters take new updates.
 
 Arrival ids grow across restarts (they start above the wall clock in nanoseconds and
-above every id left in the inbox) and are handed out under one lock together with the
-tell, so a session sees its messages in id order: `/forget` and cleanup rely on that to
-delete exactly the messages the session has seen, not the ones queued behind them.
+above every id left in the inbox) and are handed out under a lock (one of a few stripes,
+chosen by session key) together with the tell, so a session sees its messages in id
+order: `/forget` and cleanup rely on that to delete exactly the messages the session has
+seen, not the ones queued behind them.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -64,22 +66,29 @@ def message_of(arrival: int, entry: InboxEntry) -> Inbound:
 class Inbox:
     """Hands out arrival ids and writes received messages ahead of their delivery."""
 
+    # Order matters only within a session (its messages must reach it in id order); messages of other
+    # sessions need not wait for each other, so the lock that ties an id to its tell is one of a few
+    # stripes chosen by key, not one lock for the whole service (actor threads submit side by side).
+    STRIPES = 64
+
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._lock = threading.Lock()
-        self._last = 0
+        self._stripes = [threading.Lock() for _ in range(self.STRIPES)]
+        self._ids = itertools.count(time.time_ns())  # next() on it is atomic: ids are unique and rising
 
     def load(self) -> list[tuple[int, Inbound]]:
-        """What waits in the inbox, oldest first; later arrival ids will be above all of it."""
+        """What waits in the inbox, oldest first; later arrival ids will be above all of it.
+
+        Called before anything is accepted (Runtime.start runs it before the adapters take updates).
+        """
         waiting = [(arrival, message_of(arrival, entry)) for arrival, entry in self._store.inbox()]
-        with self._lock:
-            self._last = max([self._last, *(arrival for arrival, _ in waiting)])
+        self._ids = itertools.count(max([time.time_ns(), *(arrival + 1 for arrival, _ in waiting)]))
         return waiting
 
     def accept(self, message: Inbound, tell: Callable[[Inbound], None]) -> WriteFuture:
         """Write the message to the inbox (not waited for), then tell it on, stamped with its arrival id."""
-        with self._lock:
-            arrival = self._last = max(time.time_ns(), self._last + 1)
+        with self._stripes[hash(message.key) % self.STRIPES]:
+            arrival = next(self._ids)
             stamped = msgspec.structs.replace(message, inbox_id=arrival)
             future = self._store.receive(arrival, entry_of(stamped))
             tell(stamped)
