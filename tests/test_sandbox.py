@@ -261,8 +261,9 @@ def nobodys_workspace() -> Iterator[Path]:
     workspace = Path(tempfile.mkdtemp(prefix="vigil-nobody-"))
     os.chown(workspace, 65534, 65534)
     try:
-        probe = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import vigil"], env={"PYTHONPATH": str(REPO)},
-                               capture_output=True, timeout=60)
+        # What the run below imports (vigil and its packages): a checkout or venv of root's alone won't do.
+        probe = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import vigil.tools.bash"],
+                               env={"PYTHONPATH": str(REPO)}, capture_output=True, timeout=60)
         if probe.returncode != 0:
             pytest.skip("this Python is not usable by the unprivileged user nobody")
         yield workspace

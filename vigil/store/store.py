@@ -54,6 +54,7 @@ RECOVER_NO = b"0"
 HEARTBEAT_OFF = b""
 _UNKNOWN = object()
 INCARNATION_CACHE_LIMIT = 300_000
+FOREIGN_GRACE_S = 5.0
 
 _META_KEY = b"store"
 
@@ -140,6 +141,7 @@ class SessionWriteApplier:
         self._usage_tentative: dict[bytes, Usage] = {}
         self._last_txnid = -1
         self._committing = -1  # the id of our transaction being committed right now
+        self.foreign_seen_at = float("-inf")  # monotonic time our writer last found another process's write
 
     def forget(self, key: bytes) -> None:
         """A closure in this transaction deleted the session."""
@@ -150,6 +152,8 @@ class SessionWriteApplier:
         if txn.id() - 1 != self._last_txnid:
             self._known.clear()  # someone else committed since our last transaction
             self._usage.clear()
+            if self._last_txnid >= 0:
+                self.foreign_seen_at = time.monotonic()
 
     def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite]) -> list[BaseException | None]:
         dbs = self._dbs
@@ -430,7 +434,14 @@ class LmdbStore:
         return self._lmdb.read(lambda txn: _get(txn, keys.session(key), self._db[b"sessions"])) is not None
 
     def changed_elsewhere(self) -> bool:
-        """Whether another process may have written since this one last committed (cheap)."""
+        """Whether another process may have written since this one last committed (cheap).
+
+        A foreign write followed at once by one of ours (the inbox record of the very message a session
+        is about to answer) hides behind our transaction id; so for a short while after the writer found
+        one, every session is told to look again.
+        """
+        if time.monotonic() - self._applier.foreign_seen_at < FOREIGN_GRACE_S:
+            return True
         return not self._applier.ours(int(self._lmdb.env.info()["last_txnid"]))
 
     def session_count(self) -> int:
