@@ -116,8 +116,11 @@ def test_a_stored_zone_that_is_not_one_cannot_crash_the_session(make: HarnessFac
     h.command(key, "heartbeat", "status")
     assert "Heartbeat on" in h.outbox.wait_sent(key, 2)[-1]
     h.runtime.submit(HeartbeatDue(key=key, due=time.time()))
-    assert wait_until(lambda: "stayed silent" in stored_header(h, key).heartbeat.last_decision), \
-        stored_header(h, key).heartbeat
+    # The beat ran under the bad zone (it may also have been fired by the timer at start, and this
+    # one then skipped as too soon after it: either way a beat ran and the session lives).
+    assert wait_until(lambda: stored_header(h, key).heartbeat.last_beat_at > 0), stored_header(h, key).heartbeat
+    assert stored_header(h, key).heartbeat.last_decision in (
+        "stayed silent", "skipped: the last beat was less than an interval ago"), stored_header(h, key).heartbeat
     h.command(key, "heartbeat", "hours 09-21")
     assert "09:00–21:00" in h.outbox.wait_sent(key, 3)[-1]
     h.say(key, "still alive?")
