@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from actors import heartbeat, session_commands
-from actors.protocol import SessionCommand
-from actors.state import Session
+from vigil.actors import heartbeat, session_commands
+from vigil.actors.protocol import SessionCommand
+from vigil.actors.state import Session
 
 CommandHandler = Callable[[Session, SessionCommand], None]
 

@@ -72,7 +72,7 @@ class CheckpointedDisplay:
         try:
             durable = self._checkpoint(self._latest)
         except Exception as exc:  # an unsaved preview is simply not shown; the final commit decides
-            get_logger("vigil.display", session=self._key).warning("display.checkpoint_failed", error=repr(exc))
+            get_logger(__name__, session=self._key).warning("display.checkpoint_failed", error=repr(exc))
             return
         if durable:
             self._stream.update(self._latest)

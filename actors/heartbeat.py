@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from actors.beat_schedule import in_active_hours, next_due, next_window_start, parse_hours, parse_zone, zone_of
-from actors.heartbeat_turn import run_beat
-from actors.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
-from actors.state import Session
+from vigil.actors.beat_schedule import in_active_hours, next_due, next_window_start, parse_hours, parse_zone, zone_of
+from vigil.actors.heartbeat_turn import run_beat
+from vigil.actors.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
+from vigil.actors.state import Session
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.store.schema import Heartbeat
 

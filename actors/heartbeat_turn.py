@@ -16,12 +16,12 @@ from typing import Any
 
 import msgspec
 
-from actors.beat_schedule import next_due, zone_of
-from actors.meter import Meter
-from actors.state import Session, is_group, usage_of
-from actors.tools import beat_tools
-from actors.tools.send_message import BeatSends
-from actors.turn import SilentDisplay
+from vigil.actors.beat_schedule import next_due, zone_of
+from vigil.actors.meter import Meter
+from vigil.actors.state import Session, is_group, usage_of
+from vigil.actors.tools import beat_tools
+from vigil.actors.tools.send_message import BeatSends
+from vigil.actors.turn import SilentDisplay
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration

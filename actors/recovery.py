@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.protocol import DeliveryFailed
-from actors.state import Session
+from vigil.actors.protocol import DeliveryFailed
+from vigil.actors.state import Session
 from vigil.ports import Reply, UsageKind
 from vigil.store.schema import Turn, UnreadableRecord, Usage
 from vigil.store.store import CorruptRecord, UsageEntry

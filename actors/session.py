@@ -23,9 +23,9 @@ from typing import Any
 import msgspec
 import pykka
 
-from actors import heartbeat, recovery, user_turn
-from actors.commands import COMMANDS, CommandHandler, run_command
-from actors.protocol import (
+from vigil.actors import heartbeat, recovery, user_turn
+from vigil.actors.commands import COMMANDS, CommandHandler, run_command
+from vigil.actors.protocol import (
     ActorFailed,
     DeliveryFailed,
     Drain,
@@ -41,8 +41,8 @@ from actors.protocol import (
     TargetMoved,
     UserText,
 )
-from actors.registry import SessionControl
-from actors.state import Session, SessionDeps, is_group
+from vigil.actors.registry import SessionControl
+from vigil.actors.state import Session, SessionDeps, is_group
 
 __all__ = ["SessionActor", "SessionDeps", "is_group"]
 

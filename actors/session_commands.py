@@ -11,8 +11,8 @@ from pathlib import Path
 
 import msgspec
 
-from actors.protocol import SessionCommand
-from actors.state import Session
+from vigil.actors.protocol import SessionCommand
+from vigil.actors.state import Session
 from vigil.model.prices import MODEL_CHOICES
 from vigil.ports import Button
 from vigil.store.schema import GenerationInfo

@@ -27,9 +27,9 @@ from typing import Any
 
 import msgspec
 
-from actors.registry import Registry, SessionControl
-from actors.turn import ToolSet, TurnRunner
-from actors.window import HistoryWindow
+from vigil.actors.registry import Registry, SessionControl
+from vigil.actors.turn import ToolSet, TurnRunner
+from vigil.actors.window import HistoryWindow
 from vigil.budget import Allowance
 from vigil.logs import get_logger
 from vigil.model.prices import to_usage
@@ -97,7 +97,7 @@ class Session:
         self.last_inbox_id = 0  # the newest message seen: /forget drops the inbox up to it, not beyond
         self.handling = 0  # the arrival id of the command being handled: one that kills the actor is dropped
         self.broken = ""
-        self.log = get_logger("vigil.session", session=key)
+        self.log = get_logger(__name__, session=key)
         self.log_turns = logging.getLogger("vigil.session").isEnabledFor(logging.INFO)
 
     # ------------------------------------------------------------------ reading

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from actors.protocol import (
+from vigil.actors.protocol import (
     ActorFailed,
     DeliveryFailed,
     Drain,
@@ -34,8 +34,8 @@ from actors.protocol import (
     Tick,
     UserText,
 )
-from actors.session import SessionActor
-from actors.state import SessionDeps
+from vigil.actors.session import SessionActor
+from vigil.actors.state import SessionDeps
 from vigil.logs import get_logger
 
 
@@ -72,7 +72,7 @@ class Supervisor(pykka.ThreadingActor):
         self.spawned = 0
         self.evicted = 0
         self.respawned = 0
-        self.log = get_logger("vigil.supervisor")
+        self.log = get_logger(__name__)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _ROUTED):

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from actors.protocol import HeartbeatDue
+from vigil.actors.protocol import HeartbeatDue
 from vigil.logs import get_logger
 
 RETRY_S = 120.0
@@ -35,7 +35,7 @@ class HeartbeatTimer:
         self._heap: list[tuple[float, str]] = []
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="heartbeat-timer", daemon=True)
-        self._log = get_logger("vigil.timer")
+        self._log = get_logger(__name__)
         self.fired = 0
 
     def load(self, schedule: Iterable[tuple[str, float]]) -> int:

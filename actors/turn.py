@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from actors.meter import Meter
+from vigil.actors.meter import Meter
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.history import estimate_tokens, with_cache_point
@@ -262,7 +262,7 @@ class TurnRunner:
         for worker in self._workers:
             worker.start()
         self._closed = False
-        self._log = get_logger("vigil.turn")
+        self._log = get_logger(__name__)
 
     def close(self) -> None:
         self._closed = True

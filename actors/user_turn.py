@@ -13,14 +13,14 @@ from typing import Any
 
 import msgspec
 
-from actors.display import CheckpointedDisplay
-from actors.meter import Meter
-from actors.protocol import UserText
-from actors.recovery import resend_undelivered
-from actors.state import Session, is_group, usage_of
-from actors.tools import user_turn_tools
-from actors.turn import TurnOutcome, resume_exchange
-from actors.window import HistoryWindow
+from vigil.actors.display import CheckpointedDisplay
+from vigil.actors.meter import Meter
+from vigil.actors.protocol import UserText
+from vigil.actors.recovery import resend_undelivered
+from vigil.actors.state import Session, is_group, usage_of
+from vigil.actors.tools import user_turn_tools
+from vigil.actors.turn import TurnOutcome, resume_exchange
+from vigil.actors.window import HistoryWindow
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
 from vigil.model.history import input_text, join, with_cache_point

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from actors.protocol import Drain, Sender, UserText
+from vigil.actors.protocol import Drain, Sender, UserText
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
 from vigil.ports import Reply

@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-from actors.protocol import Drain, Sender, SessionCommand, UserText
-from actors.session import SessionActor
+from vigil.actors.protocol import Drain, Sender, SessionCommand, UserText
+from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
 from vigil.ports import ModelError, ModelErrorKind, ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
 from vigil.runtime import Runtime

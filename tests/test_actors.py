@@ -18,8 +18,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.protocol import DeliveryFailed, Prune, Tick
-from actors.session import SessionActor
 from tests.fakes import (
     WAIT_S,
     Block,
@@ -39,6 +37,8 @@ from tests.fakes import (
     response,
     wait_until,
 )
+from vigil.actors.protocol import DeliveryFailed, Prune, Tick
+from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
 from vigil.ports import ModelRequest, ModelResponse
 from vigil.store.schema import Message, Note

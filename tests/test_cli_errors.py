@@ -58,8 +58,8 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int = 2) -> str
     return lines[0]
 
 
-_HAS_SERVICE = importlib.util.find_spec("adapters.telegram.service") is not None
-_needs_service = pytest.mark.skipif(not _HAS_SERVICE, reason="adapters.telegram.service is not written yet; "
+_HAS_SERVICE = importlib.util.find_spec("vigil.adapters.telegram.service") is not None
+_needs_service = pytest.mark.skipif(not _HAS_SERVICE, reason="vigil.adapters.telegram.service is not written yet; "
                                                              "`vigil run` imports it before anything else")
 _run = pytest.param(("run",), "VIGIL_MAX_LIVE_SESSIONS", "0", "must be at least 1", id="run", marks=_needs_service)
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.beat_schedule import in_active_hours, message_digest, next_due, next_window_start
-from actors.beat_schedule import parse_hours as _hours
-from actors.protocol import HeartbeatDue
-from actors.timer import CATCH_UP_SPREAD_S, HeartbeatTimer
+from vigil.actors.beat_schedule import in_active_hours, message_digest, next_due, next_window_start
+from vigil.actors.beat_schedule import parse_hours as _hours
+from vigil.actors.protocol import HeartbeatDue
+from vigil.actors.timer import CATCH_UP_SPREAD_S, HeartbeatTimer
 from vigil.store.schema import Heartbeat
 
 LISBON = ZoneInfo("Europe/Lisbon")

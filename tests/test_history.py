@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.window import SLIDE_TO, HistoryWindow
 from tests.standins.messages_api import validate_request
+from vigil.actors.window import SLIDE_TO, HistoryWindow
 from vigil.model.history import (
     INTERRUPTED_RESULT,
     estimate_tokens,

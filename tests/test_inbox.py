@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.protocol import SessionCommand, UserText
 from tests.fakes import CHANNEL, WAIT_S, Block, HarnessFactory, ScriptedModel, key_of, last_user_text, wait_until
 from tests.procs import run_vigil, vigil_env
+from vigil.actors.protocol import SessionCommand, UserText
 from vigil.inbox import entry_of, message_of
 from vigil.ports import Store
 from vigil.ports import WriteFuture as PortFuture
@@ -200,7 +200,7 @@ def test_messages_convert_to_records_and_back() -> None:
 
 
 def _sender() -> Any:
-    from actors.protocol import Sender
+    from vigil.actors.protocol import Sender
 
     return Sender(user_id=5, name="Tess Ng", username="tess")
 

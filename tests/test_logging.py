@@ -206,7 +206,7 @@ def test_configuring_again_moves_the_output_and_the_secrets() -> None:
 
 def test_bound_session_context() -> None:
     stream = setup("json")
-    log = get_logger("actors.session", session="console:default")
+    log = get_logger("vigil.actors.session", session="console:default")
     log.info("session.started")
     log.bind(turn=3).info("turn.done")
     structlog.contextvars.bind_contextvars(request="r-1")

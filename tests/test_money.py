@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from actors.meter import Meter
-from actors.turn import QuerySlots, SilentDisplay, ToolSet, TurnRunner
 from tests.fakes import ScriptedModel, UseTools, make_settings
+from vigil.actors.meter import Meter
+from vigil.actors.turn import QuerySlots, SilentDisplay, ToolSet, TurnRunner
 from vigil.budget import Allowance, call_guard
 from vigil.cancel import CancelToken
 from vigil.model.history import normalize

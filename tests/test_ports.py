@@ -77,8 +77,8 @@ def test_the_store_implements_the_contract_types() -> None:
 
 
 def test_one_error_tree_with_an_exit_code_per_branch() -> None:
-    from adapters.telegram import service
     from vigil import durations, lock, settings
+    from vigil.adapters.telegram import service
 
     assert settings.SettingsError is errors.SettingsError and lock.AlreadyRunning is errors.AlreadyRunning
     assert service.StartupError is errors.StartupError and durations.DurationError is errors.DurationError

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adapters.telegram.render import (
+from vigil.adapters.telegram.render import (
     TELEGRAM_TEXT_LIMIT,
     Chunk,
     markdown_to_html,

@@ -14,13 +14,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from actors import user_turn
-from actors.protocol import Sender, UserText
-from actors.registry import Registry, SessionControl
-from actors.state import Session, SessionDeps
-from actors.tools.notes import save_note
-from actors.turn import QuerySlots, TurnRunner
 from tests.fakes import CHANNEL, RecordingOutbox, ScriptedModel, make_settings
+from vigil.actors import user_turn
+from vigil.actors.protocol import Sender, UserText
+from vigil.actors.registry import Registry, SessionControl
+from vigil.actors.state import Session, SessionDeps
+from vigil.actors.tools.notes import save_note
+from vigil.actors.turn import QuerySlots, TurnRunner
 from vigil.budget import Allowance
 from vigil.inbox import Inbox
 from vigil.store.schema import GenerationInfo, Target

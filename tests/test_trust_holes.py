@@ -22,11 +22,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.protocol import HeartbeatDue
-from actors.turn import RESTARTED_BEFORE_IT_BEGAN, RESTARTED_WHILE_RUNNING, resume_exchange
 from tests.fakes import Block, Harness, HarnessFactory, Say, ScriptedModel, key_of, wait_until
 from tests.procs import run_vigil, vigil_env
 from tests.standins.messages_api import MessagesAPI
+from vigil.actors.protocol import HeartbeatDue
+from vigil.actors.turn import RESTARTED_BEFORE_IT_BEGAN, RESTARTED_WHILE_RUNNING, resume_exchange
 from vigil.store.lmdb_env import StoreError
 from vigil.store.schema import Message, Note
 from vigil.store.store import LmdbStore, open_store

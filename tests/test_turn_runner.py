@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-import actors.turn
-from actors.turn import CANCELLED, QuerySlots, ToolSet, TurnOutcome, TurnRunner
+import vigil.actors.turn
 from tests.fakes import (
     Block,
     Crash,
@@ -25,6 +24,7 @@ from tests.fakes import (
     check_request,
     wait_until,
 )
+from vigil.actors.turn import CANCELLED, QuerySlots, ToolSet, TurnOutcome, TurnRunner
 from vigil.cancel import CancelToken
 from vigil.ports import ModelRequest
 from vigil.store.schema import Message
@@ -288,7 +288,7 @@ def test_slots_are_handed_on_when_released(rigs: list[Rig]) -> None:
 
 
 def test_keepalive_while_a_call_is_slow(rigs: list[Rig], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(actors.turn, "KEEPALIVE_S", 0.02)
+    monkeypatch.setattr(vigil.actors.turn, "KEEPALIVE_S", 0.02)
     gate = threading.Event()
     r = rig(rigs, ScriptedModel([Block(gate, text="finally")]))
     thread, out = r.run_in_thread(CancelToken())

@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from actors.protocol import Sender, UserText
+from vigil.actors.protocol import Sender, UserText
 from vigil.cancel import CancelToken
 from vigil.ports import ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
 from vigil.settings import Settings, load_settings

@@ -38,7 +38,7 @@ class CancelToken:
             try:
                 abort()
             except Exception as exc:  # an abort racing a normal close must not break /stop
-                get_logger("vigil.cancel").debug("cancel.abort_failed", error=repr(exc))
+                get_logger(__name__).debug("cancel.abort_failed", error=repr(exc))
         return True
 
     @property

@@ -40,7 +40,7 @@ def _require_api_key(settings: Settings) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from adapters.console import ConsoleOutbox, run_console
+    from vigil.adapters.console import ConsoleOutbox, run_console
     from vigil.lock import ProcessLock
     from vigil.model.anthropic_model import AnthropicModel
     from vigil.runtime import Runtime
@@ -73,7 +73,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from adapters.telegram.service import run_service
+    from vigil.adapters.telegram.service import run_service
 
     settings = _settings()
     if not settings.telegram_bot_token:
@@ -180,6 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception:
-        get_logger("vigil.cli").exception("vigil.crashed")
+        get_logger(__name__).exception("vigil.crashed")
         print("vigil: an unexpected error stopped vigil; the log above has the details", file=sys.stderr)
         return 1

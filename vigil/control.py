@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from actors.protocol import Forget, Prune, Sender, SessionCommand
+from vigil.actors.protocol import Forget, Prune, Sender, SessionCommand
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers

@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from actors.protocol import Sender, SessionCommand, UserText
+from vigil.actors.protocol import Sender, SessionCommand, UserText
 from vigil.ports import Store, WriteFuture
 from vigil.store.schema import InboxEntry
 

@@ -2,8 +2,8 @@
 
 A session needs persistence, a model and a way to reach its chat, but not which ones: each is a
 Protocol here, with a real implementation in the package (`vigil.store.store.LmdbStore`,
-`vigil.model.anthropic_model.AnthropicModel`, `adapters.telegram.outbox.TelegramOutbox` /
-`adapters.console.ConsoleOutbox`) and test doubles in `tests/`. Values crossing a port are frozen
+`vigil.model.anthropic_model.AnthropicModel`, `vigil.adapters.telegram.outbox.TelegramOutbox` /
+`vigil.adapters.console.ConsoleOutbox`) and test doubles in `tests/`. Values crossing a port are frozen
 msgspec Structs or frozen dataclasses; closed sets of values are `Literal` types, so mypy checks
 every use and msgspec refuses a stored record holding a value outside its set.
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import pykka
 
-from actors.protocol import DeliveryFailed, Recover, SessionCommand, Tick, UserText
-from actors.registry import Registry, SessionControl
-from actors.session import SessionActor
-from actors.state import SessionDeps
-from actors.supervisor import StopSessions, Supervisor
-from actors.timer import HeartbeatTimer
-from actors.turn import QuerySlots, TurnRunner
+from vigil.actors.protocol import DeliveryFailed, Recover, SessionCommand, Tick, UserText
+from vigil.actors.registry import Registry, SessionControl
+from vigil.actors.session import SessionActor
+from vigil.actors.state import SessionDeps
+from vigil.actors.supervisor import StopSessions, Supervisor
+from vigil.actors.timer import HeartbeatTimer
+from vigil.actors.turn import QuerySlots, TurnRunner
 from vigil.budget import Allowance
 from vigil.inbox import Inbox
 from vigil.logs import get_logger
@@ -77,7 +77,7 @@ class Runtime:
         self.supervisor: pykka.ActorRef[Any] | None = None
         self._ticker_stop = threading.Event()
         self._ticker: threading.Thread | None = None
-        self.log = get_logger("vigil.runtime")
+        self.log = get_logger(__name__)
 
     # ------------------------------------------------------------------ lifecycle
 

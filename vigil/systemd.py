@@ -20,7 +20,7 @@ class Notifier:
 
     def __init__(self, address: str | None) -> None:
         self._address = address
-        self._log = get_logger("vigil.systemd")
+        self._log = get_logger(__name__)
 
     @property
     def enabled(self) -> bool:

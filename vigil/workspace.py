@@ -34,7 +34,7 @@ from vigil.store.schema import SessionHeader, Target
 CONSOLE_PREFIX = "console:"
 DIR_MODE = 0o700
 _TELEGRAM_KEY = re.compile(r"^tg:(-?\d+)(?::\d+)?$")
-_log = get_logger("vigil.workspace")
+_log = get_logger(__name__)
 
 
 class WorkspaceError(Exception):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.state import Session
-from actors.tools.notes import note_tools
-from actors.tools.send_message import BeatSends, send_message_tools
-from actors.tools.workspace import workspace_tools
-from actors.turn import ToolSet
+from vigil.actors.state import Session
+from vigil.actors.tools.notes import note_tools
+from vigil.actors.tools.send_message import BeatSends, send_message_tools
+from vigil.actors.tools.workspace import workspace_tools
+from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
 from vigil.tools.outcome import ToolOutcome
 from vigil.workspace import workspace_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.state import Session
-from actors.turn import ToolSet
+from vigil.actors.state import Session
+from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
 from vigil.store.schema import Note
 from vigil.tools.outcome import ToolOutcome

@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from actors.beat_schedule import message_digest
-from actors.meter import Meter
-from actors.state import Session
-from actors.turn import ToolSet
+from vigil.actors.beat_schedule import message_digest
+from vigil.actors.meter import Meter
+from vigil.actors.state import Session
+from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
 from vigil.store.schema import Turn
 from vigil.tools.outcome import ToolOutcome

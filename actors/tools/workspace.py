@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from actors.state import Session
-from actors.turn import ToolSet
+from vigil.actors.state import Session
+from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
 from vigil.tools.outcome import ToolOutcome
 

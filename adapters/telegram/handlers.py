@@ -18,10 +18,10 @@ from telegram import Chat, Message, MessageEntity, Update, User
 from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from actors.protocol import Sender, SessionCommand, TargetMoved, UserText
-from adapters.telegram.access import Gate
-from adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
-from adapters.telegram.outbox import TelegramOutbox, markup_for
+from vigil.actors.protocol import Sender, SessionCommand, TargetMoved, UserText
+from vigil.adapters.telegram.access import Gate
+from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
+from vigil.adapters.telegram.outbox import TelegramOutbox, markup_for
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
 from vigil.logs import get_logger
@@ -43,7 +43,7 @@ class TelegramHandlers:
         self.gate = gate
         self.bot_id = 0
         self.bot_username = ""
-        self.log = get_logger("vigil.telegram")
+        self.log = get_logger(__name__)
 
     def register(self, app: Application) -> None:  # type: ignore[type-arg]
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))

@@ -26,7 +26,7 @@ from typing import Any
 from telegram import Message, MessageEntity, Update
 from telegram.ext import BaseUpdateProcessor
 
-from adapters.telegram.keys import topic_of
+from vigil.adapters.telegram.keys import topic_of
 from vigil.logs import get_logger
 
 # Updates waiting behind a slow one of their chat hold a slot too, so the cap is far above any real load:
@@ -50,7 +50,7 @@ class PerChatOrder(BaseUpdateProcessor):
     def __init__(self, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
         super().__init__(max_concurrent_updates)
         self._lines: dict[Lane, _Line] = {}
-        self._log = get_logger("vigil.telegram")
+        self._log = get_logger(__name__)
 
     @property
     def lines(self) -> int:

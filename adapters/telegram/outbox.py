@@ -27,7 +27,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, preview_text, split_for_telegram, utf16_len
+from vigil.adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, preview_text, split_for_telegram, utf16_len
 from vigil.logs import get_logger
 from vigil.ports import DeliveryFailure, Reply
 from vigil.store.schema import Target
@@ -100,7 +100,7 @@ class TelegramOutbox:
         self._locks: dict[tuple[int, int | None], asyncio.Lock] = {}
         self._pending: dict[concurrent.futures.Future[Any], tuple[str, int] | None] = {}
         self._pending_lock = threading.Lock()
-        self._log = get_logger("vigil.telegram.outbox")
+        self._log = get_logger(__name__)
 
     def attach(self, loop: asyncio.AbstractEventLoop, bot: Bot) -> None:
         self._loop = loop

@@ -47,18 +47,18 @@ async def _serve(settings: Settings) -> int:
     from telegram.error import InvalidToken, NetworkError
     from telegram.ext import AIORateLimiter, ApplicationBuilder
 
-    from actors.protocol import TargetMoved
-    from adapters.telegram.access import Gate
-    from adapters.telegram.handlers import TelegramHandlers
-    from adapters.telegram.order import PerChatOrder
-    from adapters.telegram.outbox import TelegramOutbox
+    from vigil.actors.protocol import TargetMoved
+    from vigil.adapters.telegram.access import Gate
+    from vigil.adapters.telegram.handlers import TelegramHandlers
+    from vigil.adapters.telegram.order import PerChatOrder
+    from vigil.adapters.telegram.outbox import TelegramOutbox
     from vigil.commands import COMMANDS
     from vigil.control import Control
     from vigil.model.anthropic_model import AnthropicModel
     from vigil.runtime import Runtime
     from vigil.systemd import Notifier
 
-    log = get_logger("vigil.service")
+    log = get_logger(__name__)
     notifier = Notifier(settings.notify_socket)
     holder: dict[str, Runtime] = {}
     outbox = TelegramOutbox(

@@ -99,7 +99,7 @@ class AnthropicModel:
         self._max_retries = max_retries
         self._client: anthropic.Anthropic | None = None
         self._lock = threading.Lock()
-        self._log = get_logger("vigil.model")
+        self._log = get_logger(__name__)
 
     def client(self) -> anthropic.Anthropic:
         with self._lock:

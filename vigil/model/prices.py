@@ -93,7 +93,7 @@ def _warn_unpriced(model: str, price: Price) -> None:
         if model in _warned:
             return
         _warned.add(model)
-    get_logger("vigil.prices").warning(
+    get_logger(__name__).warning(
         "model.unpriced", model=model, charged_input_per_mtok=price.input, charged_output_per_mtok=price.output,
         note="not in the price table: charged at the highest price of its family; costs are estimates")
 

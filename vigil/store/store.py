@@ -465,7 +465,7 @@ class LmdbStore:
             try:
                 entries.append((arrival, decode_inbox(value)))
             except Exception as exc:
-                get_logger("vigil.store").error("store.inbox_unreadable", session=key, arrival=arrival,
+                get_logger(__name__).error("store.inbox_unreadable", session=key, arrival=arrival,
                                                 error=str(exc))
         entries.sort(key=lambda item: item[0])
         return entries

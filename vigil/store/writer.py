@@ -128,7 +128,7 @@ class GroupCommitWriter:
         self._idle = threading.Condition(self._mutex)  # notified when the role is given up (for close)
         self._leading = False  # the writer role: taken and given up under the mutex
         self._closed = False
-        self._log = get_logger("vigil.store.writer")
+        self._log = get_logger(__name__)
         self.commits = 0
         self.ops = 0
         self._thread = threading.Thread(target=self._background, name="store-writer", daemon=True)

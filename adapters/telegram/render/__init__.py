@@ -35,10 +35,10 @@ The parts, each importing only those listed before it:
 
 from __future__ import annotations
 
-from adapters.telegram.render._measure import TELEGRAM_TEXT_LIMIT, utf16_len, visible_text
-from adapters.telegram.render._preview import preview_text
-from adapters.telegram.render._renderer import markdown_to_html
-from adapters.telegram.render._split import Chunk, split_for_telegram
+from vigil.adapters.telegram.render._measure import TELEGRAM_TEXT_LIMIT, utf16_len, visible_text
+from vigil.adapters.telegram.render._preview import preview_text
+from vigil.adapters.telegram.render._renderer import markdown_to_html
+from vigil.adapters.telegram.render._split import Chunk, split_for_telegram
 
 __all__ = [
     "TELEGRAM_TEXT_LIMIT",

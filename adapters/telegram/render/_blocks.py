@@ -14,8 +14,8 @@ from typing import Final
 from markdown_it.common.utils import unescapeAll
 from markdown_it.token import Token
 
-from adapters.telegram.render._escape import escape
-from adapters.telegram.render._measure import display_width, has_visible
+from vigil.adapters.telegram.render._escape import escape
+from vigil.adapters.telegram.render._measure import display_width, has_visible
 
 _PRE_SPLIT_RE: Final = re.compile(r"(<pre>.*?</pre>)", re.DOTALL)
 _LANG_RE: Final = re.compile(r"[A-Za-z0-9_+#.\-]{1,40}")

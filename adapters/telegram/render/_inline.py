@@ -14,8 +14,8 @@ from typing import Final, NamedTuple
 
 from markdown_it.token import Token
 
-from adapters.telegram.render._escape import escape, escape_attr
-from adapters.telegram.render._parse import MD
+from vigil.adapters.telegram.render._escape import escape, escape_attr
+from vigil.adapters.telegram.render._parse import MD
 
 # Only schemes Telegram turns into working links; anything else is shown as text.
 _LINK_RE: Final = re.compile(r"(?:https?://[^\s/?#]+\S*|tg://[A-Za-z0-9_]+\S*|mailto:[^\s@]+@[^\s@]+)", re.IGNORECASE)

@@ -15,8 +15,8 @@ from typing import Final, NamedTuple
 
 from markdown_it.token import Token
 
-from adapters.telegram.render._measure import first_visible, joins_previous, utf16_len
-from adapters.telegram.render._renderer import ALL_LINES
+from vigil.adapters.telegram.render._measure import first_visible, joins_previous, utf16_len
+from vigil.adapters.telegram.render._renderer import ALL_LINES
 
 _NEWLINE_RE: Final = re.compile(r"\r\n?|\n")
 _ASTRAL_RE: Final = re.compile("[\U00010000-\U0010ffff]")

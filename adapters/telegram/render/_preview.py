@@ -9,8 +9,14 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from adapters.telegram.render._measure import TELEGRAM_TEXT_LIMIT, has_visible, joins_previous, utf16_len, visible_text
-from adapters.telegram.render._renderer import markdown_to_html
+from vigil.adapters.telegram.render._measure import (
+    TELEGRAM_TEXT_LIMIT,
+    has_visible,
+    joins_previous,
+    utf16_len,
+    visible_text,
+)
+from vigil.adapters.telegram.render._renderer import markdown_to_html
 
 _ELLIPSIS: Final = "…"
 

@@ -12,10 +12,10 @@ from typing import Final
 
 from markdown_it.token import Token
 
-from adapters.telegram.render._blocks import Frame, Table, close_frame, code_html, code_lang
-from adapters.telegram.render._escape import escape
-from adapters.telegram.render._inline import FORMATTING_TOKENS, InlineWriter, plain_inline, render_inline
-from adapters.telegram.render._parse import parse
+from vigil.adapters.telegram.render._blocks import Frame, Table, close_frame, code_html, code_lang
+from vigil.adapters.telegram.render._escape import escape
+from vigil.adapters.telegram.render._inline import FORMATTING_TOKENS, InlineWriter, plain_inline, render_inline
+from vigil.adapters.telegram.render._parse import parse
 
 _HR: Final = "———"
 _BULLET: Final = "• "

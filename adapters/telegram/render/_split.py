@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from adapters.telegram.render._escape import escape
-from adapters.telegram.render._layout import Layout
-from adapters.telegram.render._measure import TELEGRAM_TEXT_LIMIT, has_visible, utf16_len, visible_text
-from adapters.telegram.render._parse import parse
-from adapters.telegram.render._renderer import Renderer, markdown_to_html
+from vigil.adapters.telegram.render._escape import escape
+from vigil.adapters.telegram.render._layout import Layout
+from vigil.adapters.telegram.render._measure import TELEGRAM_TEXT_LIMIT, has_visible, utf16_len, visible_text
+from vigil.adapters.telegram.render._parse import parse
+from vigil.adapters.telegram.render._renderer import Renderer, markdown_to_html
 
 # How often a chunk that renders longer than the limit is cut again before we give up and
 # send it as escaped plain text.
