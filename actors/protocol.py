@@ -16,7 +16,7 @@ import threading
 
 import msgspec
 
-from vigil.store.schema import Target
+from vigil.store.schema import Attachment, Target
 
 
 class Sender(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -37,6 +37,7 @@ class UserText(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     chat_title: str = ""
     chat_type: str = ""
     inbox_id: int = 0  # its arrival id in the durable inbox; 0: not in the inbox
+    attachments: tuple[Attachment, ...] = ()  # files it carries, already in the media store
 
 
 class SessionCommand(msgspec.Struct, frozen=True, gc=False, kw_only=True):

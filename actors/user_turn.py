@@ -35,7 +35,8 @@ def accept(session: Session, message: UserText) -> None:
     """Add a user message to what waits to be answered."""
     header = session.ensure_header(message.target, message.chat_title, message.chat_type)
     item = Input(text=message.text, at=message.at, user_id=message.sender.user_id,
-                 user_name=message.sender.name or message.sender.username, message_id=message.message_id)
+                 user_name=message.sender.name or message.sender.username, message_id=message.message_id,
+                 attachments=message.attachments)
     if message.inbox_id:
         session.unconsumed.append(message.inbox_id)
     participants = header.participants

@@ -44,7 +44,7 @@ def entry_of(message: Inbound) -> InboxEntry:
         return InboxEntry(kind="text", key=message.key, target=message.target, at=message.at,
                           user_id=sender.user_id, user_name=sender.name, username=sender.username,
                           text=message.text, message_id=message.message_id, chat_title=message.chat_title,
-                          chat_type=message.chat_type)
+                          chat_type=message.chat_type, attachments=message.attachments)
     return InboxEntry(kind="command", key=message.key, target=message.target, at=time.time(),
                       user_id=sender.user_id, user_name=sender.name, username=sender.username,
                       text=message.args, command=message.name, chat_title=message.chat_title,
@@ -60,7 +60,7 @@ def message_of(arrival: int, entry: InboxEntry) -> Inbound:
                               inbox_id=arrival)
     return UserText(key=entry.key, target=entry.target, sender=sender, text=entry.text, at=entry.at,
                     message_id=entry.message_id, chat_title=entry.chat_title, chat_type=entry.chat_type,
-                    inbox_id=arrival)
+                    inbox_id=arrival, attachments=entry.attachments)
 
 
 class Inbox:

@@ -51,6 +51,27 @@ class Target(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=
     thread_id: int | None = None
 
 
+AttachmentKind = Literal["image", "pdf", "text", "file"]
+"""How an attachment reaches the model: an image block, a PDF document block, its text, or only its path."""
+
+
+class Attachment(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
+                 tag="attachment"):
+    """A file a user sent, by reference: the bytes live once in the media store (`vigil/media.py`).
+
+    Turns and inbox records hold these, never the bytes, so a header or turn stays small however many
+    photos a chat shares, and one photo forwarded to three chats is stored once.
+    """
+
+    kind: AttachmentKind
+    digest: str  # sha256 hex of the stored bytes: the media store's name for them
+    media_type: str  # as sent to the model: image/jpeg, image/png, image/gif, image/webp, application/pdf, text/plain
+    size: int = 0  # bytes
+    name: str = ""  # the file's name as saved in the workspace ("" for a photo)
+    path: str = ""  # where it lies, relative to the chat's working directory ("uploads/x.pdf"); "" if nowhere
+    tokens: int = 0  # the model-side cost estimated at arrival, for the history window
+
+
 class Input(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="input"):
     """One user message as it arrived."""
 
@@ -59,6 +80,7 @@ class Input(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
     user_id: int = 0
     user_name: str = ""
     message_id: int = 0
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="usage"):
@@ -232,6 +254,7 @@ class InboxEntry(Record, frozen=True, gc=False, kw_only=True, tag="inbox"):
     message_id: int = 0
     chat_title: str = ""
     chat_type: str = ""
+    attachments: tuple[Attachment, ...] = ()
 
 
 class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):

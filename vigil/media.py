@@ -1,0 +1,132 @@
+"""The media store: every file a user sent, stored once, by the sha256 of its bytes.
+
+Photos, PDFs and documents must outlive eviction and restarts (the next request of a session carries
+the same image), but they must not live inside turn records: a header or turn is rewritten at every
+turn, and a 5 MB photo in it would be rewritten with it. So the bytes live here, under
+`<data dir>/media/<first two hex digits>/<digest>`, and records hold an `Attachment` naming the digest.
+Content addressing makes a photo shared in three chats one file, and makes writes idempotent: a
+message replayed from the inbox after a crash finds its file already there.
+
+Writes are durable before anything references them: temp file, fsync, rename, fsync of the directory.
+Files are 0600 in 0700 directories (the service's user only; the bash sandbox never sees the data
+dir). Removal is only ever of what no session references (`sweep`), decided by the caller, which
+knows the references.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class MediaStore:
+    """Content-addressed files under one directory; thread-safe (writes are atomic renames)."""
+
+    def __init__(self, root: Path, cache_bytes: int = 64 * 1024 * 1024) -> None:
+        self.root = root
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cached = 0
+        self._lock = threading.Lock()
+
+    def path(self, digest: str) -> Path:
+        if not _DIGEST.fullmatch(digest):
+            raise ValueError(f"not a media digest: {digest!r}")
+        return self.root / digest[:2] / digest
+
+    def put(self, data: bytes) -> str:
+        """Store `data` (durably) unless it is there already; returns its digest."""
+        digest = digest_of(data)
+        final = self.path(digest)
+        if final.exists() and final.stat().st_size == len(data):
+            return digest
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        tmp = final.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return digest
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def read(self, digest: str) -> bytes:
+        """The bytes of `digest` (a small LRU keeps the files of active sessions in memory).
+
+        Raises FileNotFoundError if the file is gone (deleted by hand, or a damaged disk)."""
+        with self._lock:
+            data = self._cache.get(digest)
+            if data is not None:
+                self._cache.move_to_end(digest)
+                return data
+        data = self.path(digest).read_bytes()
+        if len(data) <= self._cache_bytes // 4:
+            with self._lock:
+                if digest not in self._cache:
+                    self._cache[digest] = data
+                    self._cached += len(data)
+                while self._cached > self._cache_bytes and self._cache:
+                    _, dropped = self._cache.popitem(last=False)
+                    self._cached -= len(dropped)
+        return data
+
+    def digests(self) -> Iterator[str]:
+        """Every stored digest."""
+        if not self.root.is_dir():
+            return
+        for bucket in sorted(self.root.iterdir()):
+            if bucket.is_dir():
+                for item in sorted(bucket.iterdir()):
+                    if _DIGEST.fullmatch(item.name):
+                        yield item.name
+
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
+    def sweep(self, referenced: Iterable[str]) -> tuple[int, int]:
+        """Delete every stored file not in `referenced`; returns (files, bytes) removed."""
+        keep = set(referenced)
+        files = removed = 0
+        for digest in list(self.digests()):
+            if digest in keep:
+                continue
+            path = self.path(digest)
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            with self._lock:
+                dropped = self._cache.pop(digest, None)
+                if dropped is not None:
+                    self._cached -= len(dropped)
+            files += 1
+            removed += size
+        return files, removed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
