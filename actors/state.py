@@ -32,6 +32,7 @@ from vigil.actors.turn import ToolSet, TurnRunner
 from vigil.actors.window import HistoryWindow
 from vigil.budget import Allowance
 from vigil.logs import get_logger
+from vigil.media import MediaStore
 from vigil.model.prices import to_usage
 from vigil.ports import Button, Outbox, Reply, Store, TokenUsage, UsageKind
 from vigil.settings import Settings
@@ -54,6 +55,7 @@ class SessionDeps:
     allowance: Allowance
     clock: Callable[[], float] = time.time
     schedule_heartbeat: Callable[[str, float | None], None] = lambda key, due: None
+    media: MediaStore | None = None  # the files users sent (None: a test without media)
 
     def outbox(self, target: Target) -> Outbox | None:
         return self.outboxes.get(target.channel)

@@ -31,6 +31,7 @@ from vigil.actors.turn import QuerySlots, TurnRunner
 from vigil.budget import Allowance
 from vigil.inbox import Inbox
 from vigil.logs import get_logger
+from vigil.media import MediaStore
 from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.settings import Settings
 from vigil.store.store import open_store
@@ -61,6 +62,7 @@ class Runtime:
         self.model = model
         self.store: Store = store if store is not None else open_store(settings.data_dir, settings.store_map_mb)
         self.inbox = Inbox(self.store)
+        self.media = MediaStore(settings.data_dir / "media")
         self.registry = Registry()
         self.slots = QuerySlots(settings.max_concurrent_queries)
         self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds)
@@ -72,7 +74,7 @@ class Runtime:
         self.allowance = Allowance(settings, self.store.user_cost_micros, clock=clock)
         self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
                                 toolbox=self.toolbox, registry=self.registry, allowance=self.allowance, clock=clock,
-                                schedule_heartbeat=self._schedule_heartbeat)
+                                schedule_heartbeat=self._schedule_heartbeat, media=self.media)
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None
         self._ticker_stop = threading.Event()
