@@ -779,3 +779,28 @@ def test_a_refused_open_releases_what_it_opened(data_dir: Path) -> None:
         LmdbStore(data_dir.resolve())
     after = {t for t in threading.enumerate() if t.name == "store-writer" and t.is_alive()}
     assert after <= before
+
+
+def test_spend_of_the_day_is_known_without_a_scan_and_matches_one(store: LmdbStore, tmp_path: Path) -> None:
+    """The budget's per-call question is answered from the writer's running totals; they equal a scan."""
+    one = Usage(calls=1, cost_micros=1500)
+    done(store.commit(header(), create=True))
+    done(store.commit(header("tg:2"), create=True))
+    assert store._applier.spent(42, "2026-01-01") is None  # nothing written for it yet: the store scans
+    done(store.commit(header(), usage=[UsageEntry(42, "2026-01-01", "tg:1", "chat", one)]))
+    done(store.commit(header("tg:2"), usage=[UsageEntry(42, "2026-01-01", "tg:2", "heartbeat", one),
+                                             UsageEntry(42, "2026-01-02", "tg:2", "chat", one)]))
+    with pytest.raises(SessionGone):  # refused: its spend is not counted
+        done(store.commit(header(incarnation=8), usage=[UsageEntry(42, "2026-01-01", "tg:1", "chat", one)]))
+    assert store._applier.spent(42, "2026-01-01") == 3000
+    scanned = sum(r.usage.cost_micros for r in store.usage_rows(42) if r.day == "2026-01-01")
+    assert store.user_cost_micros(42, "2026-01-01") == scanned == 3000
+    assert store.user_cost_micros(42, "2026-01-02") == 1500
+    store.close()
+    # A new process seeds its totals from what is stored, inside its first write.
+    again = open_store(store.data_dir)
+    try:
+        done(again.commit(header(), usage=[UsageEntry(42, "2026-01-01", "tg:1", "chat", one)]))
+        assert again._applier.spent(42, "2026-01-01") == 4500 == again.user_cost_micros(42, "2026-01-01")
+    finally:
+        again.close()

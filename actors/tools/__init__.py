@@ -16,7 +16,6 @@ from vigil.actors.tools.workspace import workspace_tools
 from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
 from vigil.tools.outcome import ToolOutcome
-from vigil.workspace import workspace_of
 
 __all__ = ["beat_tools", "merge", "user_turn_tools"]
 
@@ -42,7 +41,8 @@ def user_turn_tools(session: Session) -> ToolSet:
     """The tools of a user turn: the editor (and bash when enabled) jailed to this session's workspace,
     starting in its cwd; save_note. Kept while the session's place stays the same."""
     assert session.header is not None, "tools run only in a session that has a header"
-    place = (session.header.cwd, str(workspace_of(session.header)))
+    header = session.header
+    place = (header.cwd, header.workspace or header.cwd)  # workspace_of's, as text: no Path per call
     if session.toolset_cache is not None and session.toolset_cache[0] == place:
         return session.toolset_cache[1]
     workspace = workspace_tools(session, place)

@@ -48,6 +48,10 @@ def usage_prefix(user_id: int) -> bytes:
     return f"{user_id}\x00".encode()
 
 
+def usage_day_prefix(user_id: int, day: str) -> bytes:
+    return f"{user_id}\x00{day}\x00".encode()
+
+
 def parse_usage(raw: bytes) -> tuple[int, str, str, str]:
     user, day, key, kind = raw.decode().split("\x00")
     return int(user), day, key, kind

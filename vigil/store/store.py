@@ -139,6 +139,13 @@ class SessionWriteApplier:
         # Usage rows as last written: adding to them needs no read (and no GIL hand-off) per batch.
         self._usage: dict[bytes, Usage] = {}
         self._usage_tentative: dict[bytes, Usage] = {}
+        # Each user's spend of a day, summed over their rows: the budget asks before every model call,
+        # and a dict lookup answers what a cursor scan of the user's rows would. Seeded inside a write
+        # transaction (which sees every committed write, ours or another process's), then kept by
+        # adding what this writer commits; published only once committed, dropped like the rest
+        # when another process is seen to write.
+        self._spent: dict[tuple[int, str], int] = {}
+        self._spent_tentative: dict[tuple[int, str], int | None] = {}
         self._last_txnid = -1
         self._committing = -1  # the id of our transaction being committed right now
         self.foreign_seen_at = float("-inf")  # monotonic time our writer last found another process's write
@@ -152,6 +159,7 @@ class SessionWriteApplier:
         if txn.id() - 1 != self._last_txnid:
             self._known.clear()  # someone else committed since our last transaction
             self._usage.clear()
+            self._spent = {}
             if self._last_txnid >= 0:
                 self.foreign_seen_at = time.monotonic()
 
@@ -206,6 +214,7 @@ class SessionWriteApplier:
                     inbox_deletes.append(consumed)
             for row, entry in zip(rows, write.usage, strict=True):
                 usage[row] = usage[row] + entry.usage if row in usage else entry.usage
+                self._add_spent(txn, entry.user_id, entry.day, entry.usage.cost_micros)
             results.append(None)
         if usage:
             for row in list(usage):
@@ -221,6 +230,35 @@ class SessionWriteApplier:
         for consumed in inbox_deletes:
             txn.delete(consumed, db=dbs[b"inbox"])
         return results
+
+    def _add_spent(self, txn: lmdb.Transaction, user_id: int, day: str, micros: int) -> None:
+        spent_key = (user_id, day)
+        if spent_key in self._spent_tentative:
+            before = self._spent_tentative[spent_key]
+        elif spent_key in self._spent:
+            before = self._spent[spent_key]
+        else:
+            before = self._stored_spend(txn, user_id, day)
+        self._spent_tentative[spent_key] = None if before is None else before + micros
+
+    def _stored_spend(self, txn: lmdb.Transaction, user_id: int, day: str) -> int | None:
+        """The user's spend of `day` as this transaction sees it, before its own puts; None if a row is damaged."""
+        prefix = keys.usage_day_prefix(user_id, day)
+        cursor = txn.cursor(db=self._dbs[b"usage"])
+        total = 0
+        if cursor.set_range(prefix):
+            for raw_key, value in _items(cursor):
+                if not raw_key.startswith(prefix):
+                    break
+                try:
+                    total += decode_usage_day(value).usage.cost_micros
+                except UnreadableRecord:
+                    return None  # the scan of a reader reports the damage; nothing is cached
+        return total
+
+    def spent(self, user_id: int, day: str) -> int | None:
+        """The user's committed spend of `day`, if known here (any thread; None: ask the store)."""
+        return self._spent.get((user_id, day))
 
     def _read_incarnations(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> dict[bytes, CorruptRecord]:
         """Learn the stored incarnation of sessions not cached; those whose header can't be read are refused."""
@@ -273,11 +311,22 @@ class SessionWriteApplier:
         self._tentative.clear()
         self._usage.update(self._usage_tentative)
         self._usage_tentative.clear()
+        if self._spent_tentative:
+            if len(self._spent) > INCARNATION_CACHE_LIMIT:
+                self._spent = {}
+            # Readers on other threads `get` from it: each item is replaced whole, under the GIL.
+            for spent_key, total in self._spent_tentative.items():
+                if total is None:
+                    self._spent.pop(spent_key, None)
+                else:
+                    self._spent[spent_key] = total
+            self._spent_tentative.clear()
         self._last_txnid = txn_id
 
     def aborted(self) -> None:
         self._tentative.clear()
         self._usage_tentative.clear()
+        self._spent_tentative.clear()
 
 
 class LmdbStore:
@@ -546,6 +595,9 @@ class LmdbStore:
         return rows, skipped
 
     def user_cost_micros(self, user_id: int, day: str) -> int:
+        known = self._applier.spent(user_id, day)
+        if known is not None:
+            return known
         return sum(row.usage.cost_micros for row in self.usage_rows(user_id, day) if row.day == day)
 
     # ------------------------------------------------------------------ writes
