@@ -1,12 +1,18 @@
-"""Shared fixtures: a real LMDB store in a temporary data directory."""
+"""Shared fixtures: a real LMDB store in a temporary data directory, runtimes on fakes, and the end-to-end rigs.
+
+The rigs (`tests/rig.py`): `shared` is one running vigil per test module, `rig` hands it to a test
+and checks it afterwards, `fresh` makes rigs of a test's own, with settings of its own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fakes import HarnessFactory
+from tests.rig import Rig, close_rig, make_rig
 from vigil.store.store import LmdbStore, open_store
 
 
@@ -24,3 +30,54 @@ def store(data_dir: Path) -> Iterator[LmdbStore]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[HarnessFactory]:
+    """Runtimes on fakes (scripted model, recording outbox) in `tmp_path`, shut down after the test."""
+    with HarnessFactory(tmp_path) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """One running vigil for the tests of a module that need nothing special."""
+    rig = make_rig(tmp_path_factory.mktemp("shared"))
+    try:
+        rig.start()
+        yield rig
+        assert not rig.api.errors, rig.api.errors
+    finally:
+        close_rig(rig)
+
+
+@pytest.fixture
+def rig(shared: Rig) -> Iterator[Rig]:
+    """The shared rig, checked after each test: vigil still runs and no request was refused."""
+    errors_before = len(shared.api.errors)
+    yield shared
+    assert shared.alive(), shared.running().err.text[-3000:]
+    assert shared.api.errors[errors_before:] == [], "the Messages API refused a request vigil built"
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    """A factory for a rig of the test's own, with extra settings; vigil is started unless `start=False`.
+
+    `defaults=True` leaves VIGIL_DATA_DIR and VIGIL_WORKDIR_ROOT unset (vigil's own defaults).
+    """
+    made: list[Rig] = []
+
+    def factory(defaults: bool = False, start: bool = True, **extra: str) -> Rig:
+        made_rig = make_rig(tmp_path / f"rig{len(made)}", **extra)
+        if defaults:
+            for name in ("VIGIL_DATA_DIR", "VIGIL_WORKDIR_ROOT"):
+                del made_rig.env[name]
+        made.append(made_rig)
+        if start:
+            made_rig.start()
+        return made_rig
+
+    yield factory
+    for made_rig in made:
+        close_rig(made_rig)

@@ -12,11 +12,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 
 from tests.fakes import (
     WAIT_S,
@@ -43,12 +41,6 @@ from vigil.cancel import CancelToken
 from vigil.ports import ModelRequest, ModelResponse
 from vigil.store.schema import Message, Note
 from vigil.store.store import LmdbStore, open_store
-
-
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[HarnessFactory]:
-    with HarnessFactory(tmp_path) as factory:
-        yield factory
 
 
 def inputs_of(turns: list[Any]) -> list[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.rig import Rig, close_rig, make_rig
 from tests.standins.bot_api import User
-from tests.test_telegram_e2e import Rig, close_rig, make_rig
 from vigil.store.schema import Input, SessionHeader, Target, Turn
 from vigil.store.store import open_store
 

@@ -8,31 +8,15 @@ between the prompt and the press.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
+from tests.rig import BOT, Rig, cleanup_button
 from tests.standins.bot_api import CallbackQuery
-from tests.test_telegram_e2e import BOT, Rig, cleanup_button, close_rig, make_rig
 from vigil.offers import EXPIRED, NOT_YOURS
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    made: list[Rig] = []
-
-    def factory(**extra: str) -> Rig:
-        rig = make_rig(tmp_path / f"rig{len(made)}", **extra)
-        made.append(rig)
-        rig.start()
-        return rig
-
-    yield factory
-    for rig in made:
-        close_rig(rig)
 
 
 def answered(rig: Rig, query: CallbackQuery) -> CallbackQuery:

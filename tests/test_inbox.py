@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -206,12 +205,6 @@ def _sender() -> Any:
 
 
 # ----------------------------------------------------------------------------- the runtime
-
-
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[HarnessFactory]:
-    with HarnessFactory(tmp_path) as factory:
-        yield factory
 
 
 def test_messages_behind_a_turn_wait_in_the_inbox_until_the_follow_up_holds_them(make: HarnessFactory) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.procs import VigilProcess, run_vigil, vigil_env
+from tests.rig import Rig, close_rig, make_rig
 from tests.standins.messages_api import MessagesAPI, TextReply
-from tests.test_telegram_e2e import Rig, close_rig, make_rig
 from vigil.store.store import LmdbStore, open_store
 
 pytestmark = pytest.mark.e2e

@@ -10,38 +10,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.procs import run_vigil
+from tests.rig import Rig, squash
 from tests.standins.bot_api import User
 from tests.standins.messages_api import filler_text
-from tests.test_telegram_e2e import Rig, close_rig, make_rig, squash
 
 pytestmark = pytest.mark.e2e
 
 NOTE_ONE = '[[tool=save_note {"text": "first note of the loop"}]]'
 NOTE_TWO = '[[tool=save_note {"text": "second note of the loop"}]]'
 NOTE_THREE = '[[tool=save_note {"text": "third note of the loop"}]]'
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    """A started rig of the test's own, with extra settings."""
-    made: list[Rig] = []
-
-    def factory(**extra: str) -> Rig:
-        rig = make_rig(tmp_path / f"rig{len(made)}", **extra)
-        made.append(rig)
-        rig.start()
-        return rig
-
-    yield factory
-    for rig in made:
-        close_rig(rig)
 
 
 def beat_requests(rig: Rig) -> int:

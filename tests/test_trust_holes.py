@@ -15,7 +15,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,6 @@ from vigil.store.lmdb_env import StoreError
 from vigil.store.schema import Message, Note
 from vigil.store.store import LmdbStore, open_store
 from vigil.store.writer import WriteFuture
-
-
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[HarnessFactory]:
-    with HarnessFactory(tmp_path) as factory:
-        yield factory
 
 
 def refuse_writes(monkeypatch: pytest.MonkeyPatch, store: Any) -> None:

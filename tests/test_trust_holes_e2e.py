@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -21,27 +21,12 @@ import msgspec
 import pytest
 
 from tests.procs import run_vigil
-from tests.test_telegram_e2e import BOT, Rig, close_rig, make_rig
+from tests.rig import BOT, Rig
 
 pytestmark = pytest.mark.e2e
 
 BROKEN = "This chat's stored session can't be used"
 GARBAGE = b"\xc1\xc1 not a record \xff"
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    made: list[Rig] = []
-
-    def factory(**extra: str) -> Rig:
-        rig = make_rig(tmp_path / f"rig{len(made)}", **extra)
-        made.append(rig)
-        rig.start()
-        return rig
-
-    yield factory
-    for rig in made:
-        close_rig(rig)
 
 
 def raw_put(rig: Rig, key: str, value: bytes) -> None:

@@ -12,14 +12,14 @@ import json
 import random
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.rig import BOT, Rig
 from tests.standins.messages_api import RecordedRequest
-from tests.test_telegram_e2e import BOT, Rig, close_rig, make_rig
 from vigil.store.schema import Heartbeat, SessionHeader, Target
 from vigil.store.store import open_store
 
@@ -64,45 +64,6 @@ def run_tool(rig: Rig, chat_id: int, user: Any, words: str, **arguments: Any) ->
                                10, f"the tool result of {words!r}")
     [result] = tool_results(request)
     return result
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    rig = make_rig(tmp_path_factory.mktemp("workspace"))
-    try:
-        rig.start()
-        yield rig
-        assert not rig.api.errors, rig.api.errors
-    finally:
-        close_rig(rig)
-
-
-@pytest.fixture
-def rig(shared: Rig) -> Iterator[Rig]:
-    errors_before = len(shared.api.errors)
-    yield shared
-    assert shared.alive(), shared.running().err.text[-3000:]
-    assert shared.api.errors[errors_before:] == []
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    """A rig of the test's own; `defaults=True` leaves VIGIL_DATA_DIR and VIGIL_WORKDIR_ROOT unset."""
-    made: list[Rig] = []
-
-    def factory(defaults: bool = False, start: bool = True, **extra: str) -> Rig:
-        made_rig = make_rig(tmp_path / f"rig{len(made)}", **extra)
-        if defaults:
-            for name in ("VIGIL_DATA_DIR", "VIGIL_WORKDIR_ROOT"):
-                del made_rig.env[name]
-        made.append(made_rig)
-        if start:
-            made_rig.start()
-        return made_rig
-
-    yield factory
-    for made_rig in made:
-        close_rig(made_rig)
 
 
 # ------------------------------------------------------------------------------------------------ where chats start

@@ -7,68 +7,32 @@ session that is not live); `/stop` sets the running turn's cancel token;
 What `/sessions`, `/usage` and cleanup show depends on where they are asked: in
 a group, that group's sessions only (its chat and its forum topics), whoever
 asks, because everyone in the group reads the answer; in a private chat, the
-asker's own sessions, or every session for an admin.
+asker's own sessions, or every session for an admin (see `vigil.caller`). The
+`/sessions cleanup` flow lives in `vigil.cleanup`.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from vigil.actors.protocol import Forget, Prune, Sender, SessionCommand
+from vigil.actors.protocol import SessionCommand
+from vigil.caller import Caller
+from vigil.cleanup import DEFAULT_CLEANUP_AGE, Cleanup, activity
 from vigil.commands import ParsedCommand, help_text
-from vigil.durations import DurationError, format_duration, parse_duration
-from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers
+from vigil.durations import format_duration
 from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
-from vigil.store.schema import SessionHeader, Target, UnreadableRecord
+from vigil.store.schema import SessionHeader, UnreadableRecord
 from vigil.store.store import Unreadable, UsageRow, unreadable_line, utc_day
 from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
 from vigil.workspace import own_directory, placed
 
 PAGE_SIZE = 5
-CLEANUP_WAIT_S = 30.0
-DEFAULT_CLEANUP_AGE = 86400.0
-GROUP_TYPES = ("group", "supergroup")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks, from which chat (and so about which session)."""
-
-    key: str
-    target: Target
-    sender: Sender
-    admin: bool
-    chat_title: str = ""
-    chat_type: str = ""
-
-    @property
-    def user_id(self) -> int:
-        return self.sender.user_id
-
-    @property
-    def group_key(self) -> str | None:
-        """In a group, the key of its chat (its forum topics' keys extend it); None elsewhere."""
-        if self.chat_type not in GROUP_TYPES:
-            return None
-        return ":".join(self.key.split(":")[:2])
-
-    @property
-    def sees_everyone(self) -> bool:
-        """Every user's sessions: an admin, outside groups only."""
-        return self.admin and self.group_key is None
-
-    def sees(self, key: str) -> bool:
-        """Whether a session of this key belongs to where the caller asks from (membership aside)."""
-        group = self.group_key
-        return group is None or key == group or key.startswith(group + ":")
 
 
 class Control:
@@ -78,7 +42,7 @@ class Control:
         self.runtime = runtime
         self.store = runtime.store
         self.settings = runtime.settings
-        self.offers = Offers()
+        self.cleanups = Cleanup(runtime, self.visible, self.header)
 
     # ------------------------------------------------------------------ helpers
 
@@ -131,16 +95,7 @@ class Control:
         args = command.args.split()
         if command.name == "sessions":
             if args[:1] == ["cleanup"]:
-                rest = args[1:]
-                confirmed = bool(rest) and rest[-1].lower() in ("yes", "confirm")
-                if confirmed:
-                    rest = rest[:-1]
-                    try:
-                        age = parse_duration(" ".join(rest)) if rest else DEFAULT_CLEANUP_AGE
-                    except DurationError as exc:
-                        return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
-                    return self.cleanup(caller, age)
-                return self.cleanup_prompt(caller, " ".join(rest))
+                return self.cleanups.command(caller, args[1:])
             return self.sessions(caller, int(args[0]) - 1 if args and args[0].isdigit() else 0)
         simple = {"start": self.start, "help": self.help}
         if command.name in simple:
@@ -232,7 +187,7 @@ class Control:
 
     def sessions(self, caller: Caller, page: int = 0) -> Reply:
         headers, skipped = self.visible(caller)
-        headers.sort(key=lambda h: max(h.last_activity, h.last_turn_at, h.created_at), reverse=True)
+        headers.sort(key=activity, reverse=True)
         unreadable = f"⚠️ {unreadable_line(skipped)}" if skipped else ""
         if not headers:
             return Reply(text="\n\n".join(t for t in ("🗂 No stored sessions yet.", unreadable) if t))
@@ -254,110 +209,6 @@ class Control:
         buttons: tuple[tuple[Button, ...], ...] = (tuple(row),) if row else ()
         buttons += ((Button("🧹 Clean up idle > 24h", f"sessions:cleanup:{int(DEFAULT_CLEANUP_AGE)}"),),)
         return Reply(text="\n".join(lines), buttons=buttons)
-
-    def cleanup_candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
-        cutoff = time.time() - age_s
-        headers, _ = self.visible(caller)
-        out = []
-        for header in headers:
-            control = self.runtime.control(header.key)
-            if control is not None and (control.busy or control.status.queued):
-                continue
-            if max(header.last_activity, header.last_turn_at, header.created_at) < cutoff:
-                out.append(header)
-        return out
-
-    def cleanup_prompt(self, caller: Caller, args: str) -> Reply:
-        """The list of what a cleanup would delete; its button deletes exactly that (see vigil.offers)."""
-        try:
-            age = parse_duration(args) if args.strip() else DEFAULT_CLEANUP_AGE
-        except DurationError as exc:
-            return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
-        candidates = self.cleanup_candidates(caller, age)
-        if not candidates:
-            return Reply(text=f"🧹 Nothing to clean up: no stored session has been idle longer than "
-                              f"{format_duration(age)}.")
-        offer = self._offer(caller, age, candidates)
-        token = self.offers.put(offer)
-        names = "\n".join(f"• {session_title(h)} ({h.key}), last active {clock(h.last_activity or h.created_at)}"
-                          for h in candidates[:20])
-        more = f"\n…and {len(candidates) - 20} more" if len(candidates) > 20 else ""
-        earlier = (f"\nAlso {len(offer.prune)} other session(s)' earlier conversations (from /new) older than "
-                   f"{format_duration(age)}." if offer.prune else "")
-        return Reply(text=f"🧹 {len(candidates)} session(s) idle longer than {format_duration(age)}:\n{names}{more}"
-                          f"{earlier}\n\nDelete them? Their history and notes go; usage records stay. "
-                          f"(This button works for you only, for {format_duration(OFFER_TTL_S)}.)",
-                     buttons=((Button("🗑 Delete them", f"sessions:cleanup-yes:{token}"),
-                               Button("Cancel", "cancel")),))
-
-    def cleanup(self, caller: Caller, age_s: float) -> Reply:
-        """`/sessions cleanup AGE yes`: asked and confirmed at once, by the one who acts."""
-        return self._carry_out(self._offer(caller, age_s, self.cleanup_candidates(caller, age_s)))
-
-    def confirm_cleanup(self, caller: Caller, token: str) -> tuple[Reply | None, str]:
-        """A press of a prompt's "Delete them": (the report, "") or (None, why nothing was deleted)."""
-        offer, refusal = self.offers.take(token, caller.user_id, caller.key)
-        if offer is None:
-            return None, refusal
-        return self._carry_out(offer), ""
-
-    def _offer(self, caller: Caller, age_s: float, candidates: list[SessionHeader]) -> Offer:
-        now = time.time()
-        listed = tuple(Listed(key=h.key, incarnation=h.incarnation, activity=_activity(h), title=session_title(h),
-                              turns=h.next_seq) for h in candidates)
-        cutoff = now - age_s
-        skip = {h.key for h in candidates}
-        prune = tuple(h.key for h in self.visible(caller)[0]
-                      if h.key not in skip and any(g.ended_at < cutoff for g in h.past_generations))
-        return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
-                     prune_before=cutoff, created_at=now)
-
-    def _carry_out(self, offer: Offer) -> Reply:
-        """Delete what the offer listed, skipping any session that changed or became active since."""
-        done: list[tuple[Listed, threading.Event]] = []
-        kept = 0
-        for item in offer.sessions:
-            header = self.header(item.key)
-            control = self.runtime.control(item.key)
-            if (header is None or header.incarnation != item.incarnation or _activity(header) > item.activity
-                    or (control is not None and (control.busy or control.status.queued))):
-                kept += 1
-                continue
-            event = threading.Event()
-            # Each session deletes itself (a live one must drop what it holds in memory too), and only if
-            # nothing happened in it since it was listed: the check runs in the session's own thread.
-            self.runtime.submit(Forget(key=item.key, done=event, idle_since=item.activity))
-            done.append((item, event))
-        removed = []
-        for item, event in done:
-            if event.wait(CLEANUP_WAIT_S):
-                after = self.store.header(item.key)
-                if after is None or after.incarnation != item.incarnation:
-                    removed.append(f"• {item.title} ({item.key}): {item.turns} turns")
-                else:
-                    kept += 1
-        pruned = self.prune_generations(offer.prune, offer.prune_before)
-        if not removed and not pruned:
-            return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
-        lines = [f"🧹 Deleted {len(removed)} session(s):", *removed[:30]] if removed else []
-        if kept:
-            lines.append(f"Kept {kept} session(s) that were used since the list was made.")
-        if pruned:
-            lines.append(f"Also deleted {pruned} earlier conversation(s) (from /new) older than "
-                         f"{format_duration(offer.age_s)} in the sessions that stay.")
-        return Reply(text="\n".join(lines))
-
-    def prune_generations(self, keys: tuple[str, ...], before: float) -> int:
-        """Past generations (kept readable after /new) of these sessions that ended before `before` go too."""
-        waits = []
-        for key in keys:
-            header = self.header(key)
-            count = sum(1 for g in header.past_generations if g.ended_at < before) if header else 0
-            if count:
-                event = threading.Event()
-                self.runtime.submit(Prune(key=key, before=before, done=event))
-                waits.append((event, count))
-        return sum(count for event, count in waits if event.wait(CLEANUP_WAIT_S))
 
     def usage(self, caller: Caller) -> Reply:
         now = time.time()
@@ -392,10 +243,6 @@ class Control:
                      document=Document(filename=name, content=document, caption=f"{caller.key} history"))
 
 
-def _activity(header: SessionHeader) -> float:
-    return max(header.last_activity, header.last_turn_at, header.created_at)
-
-
 def export_session(store: Store, key: str) -> bytes | None:
     """The whole stored session (every generation, notes) as pretty JSON bytes.
 
@@ -428,3 +275,6 @@ def complete(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return value
+
+
+__all__ = ["Caller", "Control", "complete", "export_session"]

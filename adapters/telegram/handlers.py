@@ -172,7 +172,7 @@ class TelegramHandlers:
         kind, _, value = data.removeprefix("sessions:").partition(":")
         if data.startswith("sessions:cleanup-yes:"):
             # The prompt's own list, for its asker only (an old age-only button finds no offer: expired).
-            reply, refusal = await asyncio.to_thread(self.control.confirm_cleanup, caller, value)
+            reply, refusal = await asyncio.to_thread(self.control.cleanups.confirm, caller, value)
             if reply is None:
                 await query.answer(refusal, show_alert=True)
                 return
@@ -182,7 +182,7 @@ class TelegramHandlers:
         elif kind == "page":
             reply = await asyncio.to_thread(self.control.sessions, caller, int(value))
         elif kind == "cleanup":
-            reply = await asyncio.to_thread(self.control.cleanup_prompt, caller, f"{int(value)}s")
+            reply = await asyncio.to_thread(self.control.cleanups.prompt, caller, f"{int(value)}s")
             await query.answer()
             self.outbox.send(caller.key, caller.target, reply)
             return

@@ -1,0 +1,159 @@
+"""`/sessions cleanup`: list the idle sessions, and on confirmation delete exactly those.
+
+A prompt's list is kept server-side (see `vigil.offers`) so that its button
+deletes what was shown, for the one who asked; each session deletes itself (a
+live one must drop what it holds in memory too) and only if nothing happened in
+it since it was listed. Past generations (kept readable after /new) older than
+the age go too, in the sessions that stay.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from vigil.actors.protocol import Forget, Prune
+from vigil.caller import Caller
+from vigil.durations import DurationError, format_duration, parse_duration
+from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers
+from vigil.ports import Button, Reply, Unreadable
+from vigil.runtime import Runtime
+from vigil.store.schema import SessionHeader
+from vigil.views import clock, session_title
+
+CLEANUP_WAIT_S = 30.0
+DEFAULT_CLEANUP_AGE = 86400.0
+
+
+def activity(header: SessionHeader) -> float:
+    return max(header.last_activity, header.last_turn_at, header.created_at)
+
+
+class Cleanup:
+    """The cleanup flow over a Runtime; `visible` and `header` are the Control's, so both see alike."""
+
+    def __init__(self, runtime: Runtime,
+                 visible: Callable[[Caller], tuple[list[SessionHeader], list[Unreadable]]],
+                 header: Callable[[str], SessionHeader | None]) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.visible = visible
+        self.header = header
+        self.offers = Offers()
+
+    def command(self, caller: Caller, args: list[str]) -> Reply:
+        """`/sessions cleanup [AGE] [yes]`: the prompt, or (with "yes") the deletion at once."""
+        confirmed = bool(args) and args[-1].lower() in ("yes", "confirm")
+        if not confirmed:
+            return self.prompt(caller, " ".join(args))
+        args = args[:-1]
+        try:
+            age = parse_duration(" ".join(args)) if args else DEFAULT_CLEANUP_AGE
+        except DurationError as exc:
+            return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
+        return self.at_once(caller, age)
+
+    def candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
+        cutoff = time.time() - age_s
+        headers, _ = self.visible(caller)
+        out = []
+        for header in headers:
+            control = self.runtime.control(header.key)
+            if control is not None and (control.busy or control.status.queued):
+                continue
+            if activity(header) < cutoff:
+                out.append(header)
+        return out
+
+    def prompt(self, caller: Caller, args: str) -> Reply:
+        """The list of what a cleanup would delete; its button deletes exactly that (see vigil.offers)."""
+        try:
+            age = parse_duration(args) if args.strip() else DEFAULT_CLEANUP_AGE
+        except DurationError as exc:
+            return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
+        candidates = self.candidates(caller, age)
+        if not candidates:
+            return Reply(text=f"🧹 Nothing to clean up: no stored session has been idle longer than "
+                              f"{format_duration(age)}.")
+        offer = self._offer(caller, age, candidates)
+        token = self.offers.put(offer)
+        names = "\n".join(f"• {session_title(h)} ({h.key}), last active {clock(h.last_activity or h.created_at)}"
+                          for h in candidates[:20])
+        more = f"\n…and {len(candidates) - 20} more" if len(candidates) > 20 else ""
+        earlier = (f"\nAlso {len(offer.prune)} other session(s)' earlier conversations (from /new) older than "
+                   f"{format_duration(age)}." if offer.prune else "")
+        return Reply(text=f"🧹 {len(candidates)} session(s) idle longer than {format_duration(age)}:\n{names}{more}"
+                          f"{earlier}\n\nDelete them? Their history and notes go; usage records stay. "
+                          f"(This button works for you only, for {format_duration(OFFER_TTL_S)}.)",
+                     buttons=((Button("🗑 Delete them", f"sessions:cleanup-yes:{token}"),
+                               Button("Cancel", "cancel")),))
+
+    def at_once(self, caller: Caller, age_s: float) -> Reply:
+        """`/sessions cleanup AGE yes`: asked and confirmed at once, by the one who acts."""
+        return self._carry_out(self._offer(caller, age_s, self.candidates(caller, age_s)))
+
+    def confirm(self, caller: Caller, token: str) -> tuple[Reply | None, str]:
+        """A press of a prompt's "Delete them": (the report, "") or (None, why nothing was deleted)."""
+        offer, refusal = self.offers.take(token, caller.user_id, caller.key)
+        if offer is None:
+            return None, refusal
+        return self._carry_out(offer), ""
+
+    def _offer(self, caller: Caller, age_s: float, candidates: list[SessionHeader]) -> Offer:
+        now = time.time()
+        listed = tuple(Listed(key=h.key, incarnation=h.incarnation, activity=activity(h), title=session_title(h),
+                              turns=h.next_seq) for h in candidates)
+        cutoff = now - age_s
+        skip = {h.key for h in candidates}
+        prune = tuple(h.key for h in self.visible(caller)[0]
+                      if h.key not in skip and any(g.ended_at < cutoff for g in h.past_generations))
+        return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
+                     prune_before=cutoff, created_at=now)
+
+    def _carry_out(self, offer: Offer) -> Reply:
+        """Delete what the offer listed, skipping any session that changed or became active since."""
+        done: list[tuple[Listed, threading.Event]] = []
+        kept = 0
+        for item in offer.sessions:
+            header = self.header(item.key)
+            control = self.runtime.control(item.key)
+            if (header is None or header.incarnation != item.incarnation or activity(header) > item.activity
+                    or (control is not None and (control.busy or control.status.queued))):
+                kept += 1
+                continue
+            event = threading.Event()
+            # Each session deletes itself (a live one must drop what it holds in memory too), and only if
+            # nothing happened in it since it was listed: the check runs in the session's own thread.
+            self.runtime.submit(Forget(key=item.key, done=event, idle_since=item.activity))
+            done.append((item, event))
+        removed = []
+        for item, event in done:
+            if event.wait(CLEANUP_WAIT_S):
+                after = self.store.header(item.key)
+                if after is None or after.incarnation != item.incarnation:
+                    removed.append(f"• {item.title} ({item.key}): {item.turns} turns")
+                else:
+                    kept += 1
+        pruned = self.prune_generations(offer.prune, offer.prune_before)
+        if not removed and not pruned:
+            return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
+        lines = [f"🧹 Deleted {len(removed)} session(s):", *removed[:30]] if removed else []
+        if kept:
+            lines.append(f"Kept {kept} session(s) that were used since the list was made.")
+        if pruned:
+            lines.append(f"Also deleted {pruned} earlier conversation(s) (from /new) older than "
+                         f"{format_duration(offer.age_s)} in the sessions that stay.")
+        return Reply(text="\n".join(lines))
+
+    def prune_generations(self, keys: tuple[str, ...], before: float) -> int:
+        """Past generations (kept readable after /new) of these sessions that ended before `before` go too."""
+        waits = []
+        for key in keys:
+            header = self.header(key)
+            count = sum(1 for g in header.past_generations if g.ended_at < before) if header else 0
+            if count:
+                event = threading.Event()
+                self.runtime.submit(Prune(key=key, before=before, done=event))
+                waits.append((event, count))
+        return sum(count for event, count in waits if event.wait(CLEANUP_WAIT_S))

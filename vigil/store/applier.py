@@ -1,0 +1,263 @@
+"""The writer's bulk records (`SessionWrite`, `InboxWrite`) and the applier that puts a batch of them in LMDB.
+
+The per-turn session commit and the inbox's puts and deletes are the hot path:
+they are records, not closures, so that a whole batch costs a handful of LMDB
+calls, and the incarnation and usage caches here spare a read per write.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lmdb
+
+from vigil.errors import CorruptRecord, SessionGone
+from vigil.ports import UsageEntry
+from vigil.store import cursors, keys
+from vigil.store.schema import UnreadableRecord, Usage, UsageDay, decode_header, decode_usage_day, encode
+
+_UNKNOWN = object()
+INCARNATION_CACHE_LIMIT = 300_000
+
+
+class SessionWrite:
+    """One session commit, already encoded: applied in bulk by the writer.
+
+    `consumed` are the inbox keys of the messages this commit makes part of the session's state:
+    deleted only if the commit is accepted.
+    """
+
+    __slots__ = ("consumed", "create", "header", "heartbeat", "incarnation", "key", "members", "recover", "turn",
+                 "turn_key", "usage")
+
+    def __init__(self, key: bytes, incarnation: int, create: bool, header: bytes, turn_key: bytes | None,
+                 turn: bytes | None, recover: bytes | None, heartbeat: bytes | None, members: tuple[bytes, ...],
+                 usage: tuple[UsageEntry, ...], consumed: tuple[bytes, ...] = ()) -> None:
+        self.key = key
+        self.incarnation = incarnation
+        self.create = create
+        self.header = header
+        self.turn_key = turn_key
+        self.turn = turn
+        self.recover = recover
+        self.heartbeat = heartbeat
+        self.members = members
+        self.usage = usage
+        self.consumed = consumed
+
+
+class InboxWrite:
+    """A received message put in the inbox (`value`), or taken out of it (`value` None)."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: bytes, value: bytes | None) -> None:
+        self.key = key
+        self.value = value
+
+
+class SessionWriteApplier:
+    """Applies SessionWrites with a handful of LMDB calls per batch, not per write.
+
+    Each write must still find its own incarnation of the session stored (or none,
+    when creating); incarnations are cached here and the cache is dropped whenever
+    LMDB's transaction counter shows that another process wrote in between.
+    """
+
+    def __init__(self, dbs: dict[bytes, Any]) -> None:
+        self._dbs = dbs
+        self._known: dict[bytes, int | None] = {}
+        self._tentative: dict[bytes, int | None] = {}
+        # Usage rows as last written: adding to them needs no read (and no GIL hand-off) per batch.
+        self._usage: dict[bytes, Usage] = {}
+        self._usage_tentative: dict[bytes, Usage] = {}
+        # Each user's spend of a day, summed over their rows: the budget asks before every model call,
+        # and a dict lookup answers what a cursor scan of the user's rows would. Seeded inside a write
+        # transaction (which sees every committed write, ours or another process's), then kept by
+        # adding what this writer commits; published only once committed, dropped like the rest
+        # when another process is seen to write.
+        self._spent: dict[tuple[int, str], int] = {}
+        self._spent_tentative: dict[tuple[int, str], int | None] = {}
+        self._last_txnid = -1
+        self._committing = -1  # the id of our transaction being committed right now
+        self.foreign_seen_at = float("-inf")  # monotonic time our writer last found another process's write
+
+    def forget(self, key: bytes) -> None:
+        """A closure in this transaction deleted the session."""
+        self._tentative[key] = None
+
+    def begin(self, txn: lmdb.Transaction) -> None:
+        self._committing = txn.id()
+        if txn.id() - 1 != self._last_txnid:
+            self._known.clear()  # someone else committed since our last transaction
+            self._usage.clear()
+            self._spent = {}
+            if self._last_txnid >= 0:
+                self.foreign_seen_at = time.monotonic()
+
+    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite]) -> list[BaseException | None]:
+        dbs = self._dbs
+        sessions = [w for w in records if type(w) is SessionWrite]
+        refused = self._read_incarnations(txn, sessions)
+        rows_of = [[keys.usage(e.user_id, e.day, e.key, e.kind) for e in w.usage] if type(w) is SessionWrite else []
+                   for w in records]
+        on_disk, damaged = self._read_usage(txn, rows_of)
+        results: list[BaseException | None] = []
+        puts: dict[bytes, list[tuple[bytes, bytes]]] = {name: [] for name in
+                                                        (b"sessions", b"turns", b"recover", b"heartbeats",
+                                                         b"members")}
+        usage: dict[bytes, Usage] = {}
+        # A message received and taken up within one transaction is never written at all (a fast turn).
+        inbox_puts: dict[bytes, bytes] = {}
+        inbox_deletes: list[bytes] = []
+        for write, rows in zip(records, rows_of, strict=True):
+            if type(write) is InboxWrite:
+                if write.value is not None:
+                    inbox_puts[write.key] = write.value
+                elif inbox_puts.pop(write.key, None) is None:
+                    inbox_deletes.append(write.key)
+                results.append(None)
+                continue
+            assert type(write) is SessionWrite
+            error: BaseException | None = refused.get(write.key)
+            if error is None:
+                current = self._lookup(write.key)
+                if (current is None and not write.create) or (current is not None and current != write.incarnation):
+                    error = SessionGone(write.key.decode())
+            if error is None and damaged:
+                bad = next((row for row in rows if row in damaged), None)
+                if bad is not None:
+                    error = CorruptRecord(write.key.decode(), damaged[bad], "usage record")
+            if error is not None:
+                results.append(error)  # its consumed inbox entries stay: the messages are not lost
+                continue
+            self._tentative[write.key] = write.incarnation
+            puts[b"sessions"].append((write.key, write.header))
+            if write.turn_key is not None and write.turn is not None:
+                puts[b"turns"].append((write.turn_key, write.turn))
+            if write.recover is not None:
+                puts[b"recover"].append((write.key, write.recover))
+            if write.heartbeat is not None:
+                puts[b"heartbeats"].append((write.key, write.heartbeat))
+            for member in write.members:
+                puts[b"members"].append((member, b""))
+            for consumed in write.consumed:
+                if inbox_puts.pop(consumed, None) is None:
+                    inbox_deletes.append(consumed)
+            for row, entry in zip(rows, write.usage, strict=True):
+                usage[row] = usage[row] + entry.usage if row in usage else entry.usage
+                self._add_spent(txn, entry.user_id, entry.day, entry.usage.cost_micros)
+            results.append(None)
+        if usage:
+            for row in list(usage):
+                before = self._usage_tentative.get(row) or self._usage.get(row) or on_disk.get(row) or Usage()
+                usage[row] = before + usage[row]
+                self._usage_tentative[row] = usage[row]
+            puts[b"usage"] = [(row, encode(UsageDay(usage=total))) for row, total in usage.items()]
+        if inbox_puts:
+            puts[b"inbox"] = list(inbox_puts.items())
+        for name, items in puts.items():
+            if items:
+                txn.cursor(db=dbs[name]).putmulti(items)
+        for consumed in inbox_deletes:
+            txn.delete(consumed, db=dbs[b"inbox"])
+        return results
+
+    def _add_spent(self, txn: lmdb.Transaction, user_id: int, day: str, micros: int) -> None:
+        spent_key = (user_id, day)
+        if spent_key in self._spent_tentative:
+            before = self._spent_tentative[spent_key]
+        elif spent_key in self._spent:
+            before = self._spent[spent_key]
+        else:
+            before = self._stored_spend(txn, user_id, day)
+        self._spent_tentative[spent_key] = None if before is None else before + micros
+
+    def _stored_spend(self, txn: lmdb.Transaction, user_id: int, day: str) -> int | None:
+        """The user's spend of `day` as this transaction sees it, before its own puts; None if a row is damaged."""
+        prefix = keys.usage_day_prefix(user_id, day)
+        cursor = txn.cursor(db=self._dbs[b"usage"])
+        total = 0
+        if cursor.set_range(prefix):
+            for raw_key, value in cursors.items(cursor):
+                if not raw_key.startswith(prefix):
+                    break
+                try:
+                    total += decode_usage_day(value).usage.cost_micros
+                except UnreadableRecord:
+                    return None  # the scan of a reader reports the damage; nothing is cached
+        return total
+
+    def spent(self, user_id: int, day: str) -> int | None:
+        """The user's committed spend of `day`, if known here (any thread; None: ask the store)."""
+        return self._spent.get((user_id, day))
+
+    def _read_incarnations(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> dict[bytes, CorruptRecord]:
+        """Learn the stored incarnation of sessions not cached; those whose header can't be read are refused."""
+        unknown = [w.key for w in records if self._lookup(w.key) is _UNKNOWN]
+        refused: dict[bytes, CorruptRecord] = {}
+        if not unknown:
+            return refused
+        stored: dict[bytes, int] = {}
+        for raw_key, value in txn.cursor(db=self._dbs[b"sessions"]).getmulti(unknown):
+            try:
+                stored[bytes(raw_key)] = decode_header(bytes(value)).incarnation
+            except UnreadableRecord as exc:
+                # Not cached: once `vigil sessions delete` removed it, the session may start afresh.
+                refused[bytes(raw_key)] = CorruptRecord(bytes(raw_key).decode(errors="replace"), exc.reason)
+        for key in unknown:
+            if key not in refused:
+                self._tentative[key] = stored.get(key)
+        return refused
+
+    def _read_usage(self, txn: lmdb.Transaction, rows_of: list[list[bytes]]
+                    ) -> tuple[dict[bytes, Usage], dict[bytes, str]]:
+        """Usage rows to add to that are not cached: (their totals, the reason of those that can't be read)."""
+        missing = list({row: None for rows in rows_of for row in rows
+                        if row not in self._usage and row not in self._usage_tentative})
+        on_disk: dict[bytes, Usage] = {}
+        damaged: dict[bytes, str] = {}
+        if missing:
+            for raw_key, value in txn.cursor(db=self._dbs[b"usage"]).getmulti(missing):
+                try:
+                    on_disk[bytes(raw_key)] = decode_usage_day(bytes(value)).usage
+                except UnreadableRecord as exc:
+                    damaged[bytes(raw_key)] = exc.reason
+        return on_disk, damaged
+
+    def ours(self, txnid: int) -> bool:
+        """Whether the transaction with this id is one of ours (the last committed, or committing now)."""
+        return txnid in (self._last_txnid, self._committing)
+
+    def _lookup(self, key: bytes) -> Any:
+        if key in self._tentative:
+            return self._tentative[key]
+        return self._known.get(key, _UNKNOWN)
+
+    def committed(self, txn_id: int) -> None:
+        if len(self._known) > INCARNATION_CACHE_LIMIT:
+            self._known.clear()
+        if len(self._usage) > INCARNATION_CACHE_LIMIT:
+            self._usage.clear()
+        self._known.update(self._tentative)
+        self._tentative.clear()
+        self._usage.update(self._usage_tentative)
+        self._usage_tentative.clear()
+        if self._spent_tentative:
+            if len(self._spent) > INCARNATION_CACHE_LIMIT:
+                self._spent = {}
+            # Readers on other threads `get` from it: each item is replaced whole, under the GIL.
+            for spent_key, total in self._spent_tentative.items():
+                if total is None:
+                    self._spent.pop(spent_key, None)
+                else:
+                    self._spent[spent_key] = total
+            self._spent_tentative.clear()
+        self._last_txnid = txn_id
+
+    def aborted(self) -> None:
+        self._tentative.clear()
+        self._usage_tentative.clear()
+        self._spent_tentative.clear()
+

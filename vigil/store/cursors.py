@@ -1,0 +1,48 @@
+"""Small cursor and transaction helpers shared by the store's reads and writes.
+
+Values come back as `bytes` (transactions are opened with buffers=False), so
+callers never hold a buffer into LMDB's map past the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lmdb
+
+from vigil.store.schema import SessionHeader, decode_header
+
+
+def get(txn: lmdb.Transaction, key: bytes, db: Any) -> bytes | None:
+    # Transactions are opened with buffers=False, so values are bytes; bytes() of bytes is free.
+    value = txn.get(key, db=db)
+    return None if value is None else bytes(value)
+
+
+def stored_header(txn: lmdb.Transaction, header_key: bytes, db: Any) -> SessionHeader | None:
+    stored = get(txn, header_key, db)
+    return None if stored is None else decode_header(stored)
+
+
+def items(cursor: lmdb.Cursor) -> Iterator[tuple[bytes, bytes]]:
+    for key, value in cursor.iternext(keys=True, values=True):
+        yield bytes(key), bytes(value)
+
+
+def keys_of(cursor: lmdb.Cursor) -> Iterator[bytes]:
+    for key in cursor.iternext(keys=True, values=False):
+        yield bytes(key)
+
+
+def delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes, last: bytes | None = None) -> int:
+    """Delete the keys that start with `prefix` (and sort at or before `last`, if given)."""
+    cursor = txn.cursor(db=db)
+    removed = 0
+    if not cursor.set_range(prefix):
+        return 0
+    while bytes(cursor.key()).startswith(prefix) and (last is None or bytes(cursor.key()) <= last):
+        removed += 1
+        if not cursor.delete():
+            break
+    return removed

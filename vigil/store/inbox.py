@@ -1,0 +1,76 @@
+"""The store's inbox: received messages wait here until the session commit that takes them up deletes them.
+
+A message is put in on arrival (`receive`, an `InboxWrite` record the writer
+applies in bulk) and leaves in the same transaction as the session commit that
+makes it part of the session's state (`SessionWrite.consumed`), or through
+`consume` when it was handled without one; so a crash loses no message and
+answers none twice. `vigil.inbox` is the side that stamps arrival ids and
+hands the messages to the sessions; this module is what it stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lmdb
+
+from vigil.logs import get_logger
+from vigil.store import keys
+from vigil.store.applier import InboxWrite
+from vigil.store.core import StoreCore
+from vigil.store.cursors import items, keys_of
+from vigil.store.schema import InboxEntry, decode_inbox, encode
+from vigil.store.writer import WriteFuture
+
+
+class StoreInbox(StoreCore):
+    """Received messages no session has taken up yet."""
+
+    def inbox(self) -> list[tuple[int, InboxEntry]]:
+        """Every received message no session has taken up yet, as (arrival id, entry), in arrival order.
+
+        A record that cannot be read (written by a newer vigil, or damaged) is left where it is and
+        named in the log; it goes when its session is deleted.
+        """
+        raw = self._lmdb.read(lambda txn: list(items(txn.cursor(db=self._db[b"inbox"]))))
+        entries: list[tuple[int, InboxEntry]] = []
+        for raw_key, value in raw:
+            key, arrival = keys.inbox_position(raw_key)
+            try:
+                entries.append((arrival, decode_inbox(value)))
+            except Exception as exc:
+                get_logger(__name__).error("store.inbox_unreadable", session=key, arrival=arrival,
+                                           error=str(exc))
+        entries.sort(key=lambda item: item[0])
+        return entries
+
+    def inbox_count(self, key: str | None = None) -> int:
+        """How many received messages wait in the inbox (of one session, or of all)."""
+        inbox = self._db[b"inbox"]
+        if key is None:
+            return int(self._lmdb.read(lambda txn: txn.stat(inbox)["entries"]))
+        prefix = keys.inbox_prefix(key)
+
+        def count(txn: lmdb.Transaction) -> int:
+            cursor = txn.cursor(db=inbox)
+            found = 0
+            if cursor.set_range(prefix):
+                for raw_key in keys_of(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    found += 1
+            return found
+
+        return int(self._lmdb.read(count))
+
+    def receive(self, arrival: int, entry: InboxEntry) -> WriteFuture:
+        """Put a received message in the inbox. Nobody needs to wait: the writer commits it within
+        milliseconds (the future says when, for a caller that must know, such as a webhook's answer)."""
+        return self.writer.submit_record(InboxWrite(keys.inbox(entry.key, arrival), encode(entry)), urgent=False)
+
+    def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:
+        """Take messages out of the inbox that were handled without a session commit (a read-only command)."""
+        future = None
+        for arrival in arrivals:
+            future = self.writer.submit_record(InboxWrite(keys.inbox(key, arrival), None), urgent=False)
+        return future

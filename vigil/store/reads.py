@@ -1,0 +1,122 @@
+"""Reads of one session: its header, turns, generations, notes, alias; and the start-up indexes.
+
+Reads run in the caller's thread: LMDB read transactions are cheap and never
+block the writer. Ranges are one cursor walk each, thanks to the key layouts
+in `vigil.store.keys`.
+"""
+
+from __future__ import annotations
+
+import lmdb
+
+from vigil.store import keys
+from vigil.store.core import RECOVER_YES, StoreCore
+from vigil.store.cursors import get, items
+from vigil.store.schema import Note, SessionHeader, Turn, decode_header, decode_note, decode_turn
+
+
+class SessionReads(StoreCore):
+    """What one session (or the start-up) reads back."""
+
+    def header(self, key: str) -> SessionHeader | None:
+        raw = self._lmdb.read(lambda txn: get(txn, keys.session(key), self._db[b"sessions"]))
+        return None if raw is None else decode_header(raw)
+
+    def canonical(self, key: str) -> str:
+        """The stable key of a chat that changed id (a group upgraded to a supergroup)."""
+        raw = self._lmdb.read(lambda txn: get(txn, keys.session(key), self._db[b"aliases"]))
+        return key if raw is None else raw.decode()
+
+    def turn(self, key: str, generation: int, seq: int) -> Turn | None:
+        raw = self._lmdb.read(lambda txn: get(txn, keys.turn(key, generation, seq), self._db[b"turns"]))
+        return None if raw is None else decode_turn(raw)
+
+    def turns(self, key: str, generation: int, start: int = 0, stop: int | None = None) -> list[Turn]:
+        """Turns with start <= seq < stop, oldest first: one cursor range."""
+        first = keys.turn(key, generation, start)
+        prefix = keys.turn_prefix(key, generation)
+
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            out: list[bytes] = []
+            cursor = txn.cursor(db=self._db[b"turns"])
+            if not cursor.set_range(first):
+                return out
+            for raw_key, value in items(cursor):
+                if not raw_key.startswith(prefix):
+                    break
+                if stop is not None and keys.turn_position(raw_key)[1] >= stop:
+                    break
+                out.append(value)
+            return out
+
+        return [decode_turn(raw) for raw in self._lmdb.read(scan)]
+
+    def last_turns(self, key: str, generation: int, count: int) -> list[Turn]:
+        """The newest `count` turns, oldest first, read backwards from the end."""
+        prefix = keys.turn_prefix(key, generation)
+        end = keys.turn(key, generation, 2**64 - 1)
+
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            out: list[bytes] = []
+            cursor = txn.cursor(db=self._db[b"turns"])
+            if not cursor.set_range(end):
+                if not cursor.last():
+                    return out
+            elif bytes(cursor.key()) != end and not cursor.prev():
+                return out
+            while len(out) < count and bytes(cursor.key()).startswith(prefix):
+                out.append(bytes(cursor.value()))
+                if not cursor.prev():
+                    break
+            return out
+
+        return [decode_turn(raw) for raw in reversed(self._lmdb.read(scan))]
+
+    def generations(self, key: str) -> list[int]:
+        prefix = keys.turn_prefix(key)
+
+        def scan(txn: lmdb.Transaction) -> list[int]:
+            found: list[int] = []
+            cursor = txn.cursor(db=self._db[b"turns"])
+            position = prefix
+            while cursor.set_range(position) and bytes(cursor.key()).startswith(prefix):
+                generation = keys.turn_position(bytes(cursor.key()))[0]
+                found.append(generation)
+                position = keys.turn_prefix(key, generation + 1)
+            return found
+
+        return list(self._lmdb.read(scan))
+
+    def has_session(self, key: str) -> bool:
+        """Whether a header is stored for `key`, readable or not (nothing is decoded)."""
+        return self._lmdb.read(lambda txn: get(txn, keys.session(key), self._db[b"sessions"])) is not None
+
+    def session_count(self) -> int:
+        return int(self._lmdb.read(lambda txn: txn.stat(self._db[b"sessions"])["entries"]))
+
+    def recovery_keys(self) -> list[str]:
+        """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
+        return self._lmdb.read(lambda txn: [k.decode(errors="replace") for k, v in
+                                            items(txn.cursor(db=self._db[b"recover"])) if v == RECOVER_YES])
+
+    def heartbeat_schedule(self) -> list[tuple[str, float]]:
+        """(key, next due) of every session with heartbeats on: the timer's start-up load."""
+        # A value of the wrong size (damage) is skipped: it must not stop the start-up of every session.
+        return self._lmdb.read(lambda txn: [(k.decode(errors="replace"), keys.parse_time(v)) for k, v in
+                                            items(txn.cursor(db=self._db[b"heartbeats"]))
+                                            if len(v) == keys.TIME_SIZE])
+
+    def notes(self, key: str) -> list[Note]:
+        prefix = keys.note_prefix(key)
+
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            cursor = txn.cursor(db=self._db[b"notes"])
+            out: list[bytes] = []
+            if cursor.set_range(prefix):
+                for raw_key, value in items(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    out.append(value)
+            return out
+
+        return [decode_note(raw) for raw in self._lmdb.read(scan)]

@@ -1,0 +1,157 @@
+"""Writes to sessions: the per-turn commit, deletion, pruning, notes, aliases.
+
+Each returns a future that resolves once the write is durable. The per-turn
+commit is a `SessionWrite` record the writer applies in bulk; it writes the
+header and that one turn, so its cost does not depend on how long the history
+is. The rarer writes are closures run in the writer's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import lmdb
+import msgspec
+
+from vigil.ports import UsageEntry
+from vigil.store import keys
+from vigil.store.applier import SessionWrite
+from vigil.store.core import RECOVER_NO, RECOVER_YES, StoreCore
+from vigil.store.cursors import delete_prefix, items, keys_of, stored_header
+from vigil.store.schema import Note, SessionHeader, Turn, UnreadableRecord, encode
+from vigil.store.writer import WriteFuture
+
+HEARTBEAT_OFF = b""
+
+
+class SessionWrites(StoreCore):
+    """Everything that changes a session's records."""
+
+    def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
+               new_members: Iterable[int] = (), create: bool = False,
+               previous: SessionHeader | None = None, urgent: bool = True,
+               consumed: Sequence[int] = ()) -> WriteFuture:
+        """Persist a session's header (and one turn, usage, membership) in one transaction.
+
+        `create` says the header is new; otherwise the stored header must still be
+        this incarnation, or the session was deleted elsewhere and SessionGone is raised.
+        `previous` is the header as last committed: index flags are written only if they changed.
+        `urgent` means the caller waits for it now: this thread then commits the queue itself.
+        `consumed` are the arrival ids of inbox messages this header (or turn) now holds: they
+        leave the inbox in the same transaction, and only if the commit is accepted.
+        """
+        recover = None
+        if previous is None or previous.needs_recovery != header.needs_recovery:
+            recover = RECOVER_YES if header.needs_recovery else RECOVER_NO
+        beat = header.heartbeat
+        heartbeat = None
+        if previous is None or (previous.heartbeat.enabled, previous.heartbeat.next_due) != (beat.enabled,
+                                                                                           beat.next_due):
+            heartbeat = keys.time_value(beat.next_due) if beat.enabled else HEARTBEAT_OFF
+        record = SessionWrite(
+            key=keys.session(header.key), incarnation=header.incarnation, create=create, header=encode(header),
+            turn_key=keys.turn(header.key, header.generation, turn.seq) if turn is not None else None,
+            turn=encode(turn) if turn is not None else None, recover=recover, heartbeat=heartbeat,
+            members=tuple(keys.member(user, header.key) for user in new_members), usage=tuple(usage),
+            consumed=tuple(keys.inbox(header.key, arrival) for arrival in consumed))
+        return self.writer.submit_record(record, urgent)
+
+    def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
+        """Delete a session's header, every generation's turns, notes and indexes (not its usage).
+
+        Its received messages go too: all of them, or (from the session itself, which may have
+        newer ones queued that must survive) those with an arrival id up to `inbox_upto`.
+        """
+        db = self._db
+
+        def op(txn: lmdb.Transaction) -> int:
+            header_key = keys.session(key)
+            self._applier.forget(header_key)
+            try:
+                header = stored_header(txn, header_key, db[b"sessions"])
+            except UnreadableRecord:
+                # Deleting is how an operator gets rid of an unreadable record: find its members without it.
+                suffix = keys.SEP + header_key
+                for member in [k for k in keys_of(txn.cursor(db=db[b"members"])) if k.endswith(suffix)]:
+                    txn.delete(member, db=db[b"members"])
+                header = None
+            if header is not None:
+                for user in header.participants:
+                    txn.delete(keys.member(user, key), db=db[b"members"])
+            for name in (b"sessions", b"recover", b"heartbeats"):
+                txn.delete(header_key, db=db[name])
+            removed = delete_prefix(txn, db[b"turns"], keys.turn_prefix(key))
+            delete_prefix(txn, db[b"notes"], keys.note_prefix(key))
+            delete_prefix(txn, db[b"inbox"], keys.inbox_prefix(key),
+                           None if inbox_upto is None else keys.inbox(key, inbox_upto))
+            aliases = [k for k, v in items(txn.cursor(db=db[b"aliases"])) if v == header_key]
+            for alias in aliases:
+                txn.delete(alias, db=db[b"aliases"])
+            return removed
+
+        return self.writer.submit(op)
+
+    def prune_generations(self, key: str, before: float) -> WriteFuture:
+        """From another process: delete past generations that ended before `before`; resolves to how many."""
+        db = self._db
+
+        def op(txn: lmdb.Transaction) -> int:
+            header_key = keys.session(key)
+            header = stored_header(txn, header_key, db[b"sessions"])
+            if header is None:
+                return 0
+            old = [g for g in header.past_generations if g.ended_at < before]
+            for info in old:
+                delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, info.generation))
+            if old:
+                kept = tuple(g for g in header.past_generations if g.ended_at >= before)
+                txn.put(header_key, encode(msgspec.structs.replace(header, past_generations=kept)),
+                        db=db[b"sessions"])
+            return len(old)
+
+        return self.writer.submit(op)
+
+    def mark_undelivered(self, key: str, seq: int) -> WriteFuture:
+        """Note that turn `seq`'s reply may not have arrived (used at shutdown, when no session runs)."""
+        db = self._db
+
+        def op(txn: lmdb.Transaction) -> None:
+            header_key = keys.session(key)
+            header = stored_header(txn, header_key, db[b"sessions"])
+            if header is None or seq in header.undelivered:
+                return
+            header = msgspec.structs.replace(header, undelivered=(*header.undelivered, seq)[-50:])
+            txn.put(header_key, encode(header), db=db[b"sessions"])
+            txn.put(header_key, RECOVER_YES, db=db[b"recover"])
+
+        return self.writer.submit(op)
+
+    def drop_generation(self, key: str, generation: int) -> WriteFuture:
+        return self.writer.submit(lambda txn: delete_prefix(txn, self._db[b"turns"],
+                                                              keys.turn_prefix(key, generation)))
+
+    def add_note(self, key: str, note: Note, keep: int) -> WriteFuture:
+        """Append a note, dropping the oldest beyond `keep`."""
+        db = self._db[b"notes"]
+        prefix = keys.note_prefix(key)
+
+        def op(txn: lmdb.Transaction) -> None:
+            txn.put(keys.note(key, note.at), encode(note), db=db)
+            cursor = txn.cursor(db=db)
+            existing = []
+            if cursor.set_range(prefix):
+                for raw_key in keys_of(cursor):
+                    if not raw_key.startswith(prefix):
+                        break
+                    existing.append(raw_key)
+            for old in existing[: max(0, len(existing) - keep)]:
+                txn.delete(old, db=db)
+
+        return self.writer.submit(op)
+
+    def clear_notes(self, key: str) -> WriteFuture:
+        return self.writer.submit(lambda txn: delete_prefix(txn, self._db[b"notes"], keys.note_prefix(key)))
+
+    def set_alias(self, alias: str, canonical: str) -> WriteFuture:
+        return self.writer.submit(lambda txn: txn.put(keys.session(alias), keys.session(canonical),
+                                                      db=self._db[b"aliases"]))
