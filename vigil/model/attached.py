@@ -59,7 +59,7 @@ class RequestLimits:
 
 
 LIMITS = RequestLimits()
-_ATTACHMENT = msgspec.convert
+IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})  # what the API takes
 
 
 def ref_block(attachment: Attachment) -> Block:
@@ -68,7 +68,7 @@ def ref_block(attachment: Attachment) -> Block:
 
 
 def attachment_of(block: Block) -> Attachment:
-    return _ATTACHMENT(block["attachment"], Attachment)
+    return msgspec.convert(block["attachment"], Attachment)
 
 
 def attachment_tokens(attachment: Attachment) -> int:
@@ -168,6 +168,8 @@ def _note(text: str) -> Block:
 def _api_block(attachment: Attachment, source: MediaSource | None, budget: _Budget) -> Block:
     if source is None:
         return _note(f"[{_what(attachment)} sent earlier: not shown here]")
+    if attachment.kind == "image" and attachment.media_type not in IMAGE_MEDIA_TYPES:
+        return _note(f"[{_what(attachment)} in a format the model cannot read ({attachment.media_type})]")
     if not budget.take(attachment):
         return _note(f"[{_what(attachment)} sent earlier: left out of this request, which carries the newest "
                      f"files only; ask the user to send it again if it is needed]")
