@@ -25,6 +25,7 @@ from vigil.caller import Caller
 from vigil.cleanup import DEFAULT_CLEANUP_AGE, Cleanup, activity
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import format_duration
+from vigil.media_export import media_rows
 from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, UnreadableRecord
@@ -252,14 +253,15 @@ def export_session(store: Store, key: str) -> bytes | None:
     if header is None:
         return None
     generations = []
-    for generation in store.generations(key):
-        turns = store.turns(key, generation)
+    stored = [(generation, store.turns(key, generation)) for generation in store.generations(key)]
+    for generation, turns in stored:
         generations.append({"generation": generation, "turns": [complete(t) for t in turns]})
     document = {
         "exported_at": clock(time.time()),
         "session": complete(header),
         "generations": generations,
         "notes": [complete(n) for n in store.notes(key)],
+        "media": media_rows(header, stored),
     }
     return json.dumps(document, ensure_ascii=False, indent=2).encode()
 
