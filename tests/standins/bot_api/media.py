@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from tests.standins.bot_api.model import StoredFile
 from tests.standins.bot_api.state import World
-from tests.standins.images import ImageInfo, image_info, make_jpeg
+from tests.standins.images import MIME_OF_FORMAT, ImageInfo, image_info, make_jpeg
 
 # The long sides of the thumbnails Telegram makes ("s", "m", "x", "y"), and the largest it keeps ("w").
 THUMBNAIL_SIDES: Final = (90, 320, 800, 1280)
@@ -62,7 +62,7 @@ def photo_sizes(world: World, photo: bytes | Sequence[bytes], *, cap: bool = Fal
         if areas != sorted(areas):
             raise ValueError("photo sizes go smallest first")
         return [
-            _photo_size(world.store_file(p, "photo", extension=_EXTENSIONS[i.format]), i.width, i.height)
+            _photo_size(_store(world, p, i), i.width, i.height)
             for p, i in zip(sizes, infos, strict=True)
         ]
     data = bytes(photo)
@@ -74,15 +74,18 @@ def photo_sizes(world: World, photo: bytes | Sequence[bytes], *, cap: bool = Fal
             break
         width, height = _scaled(info, side)
         thumb = make_jpeg(width, height, level=40 + 40 * n)
-        out.append(_photo_size(world.store_file(thumb, "photo", extension=".jpg"), width, height))
+        out.append(_photo_size(_store(world, thumb), width, height))
     if cap and long_side > MAX_PHOTO_SIDE:
         width, height = _scaled(info, MAX_PHOTO_SIDE)
-        largest = world.store_file(make_jpeg(width, height, level=220), "photo", extension=".jpg")
-        out.append(_photo_size(largest, width, height))
+        out.append(_photo_size(_store(world, make_jpeg(width, height, level=220)), width, height))
     else:
-        stored = world.store_file(data, "photo", extension=_EXTENSIONS[info.format])
-        out.append(_photo_size(stored, info.width, info.height))
+        out.append(_photo_size(_store(world, data, info), info.width, info.height))
     return out
+
+
+def _store(world: World, data: bytes, info: ImageInfo | None = None) -> StoredFile:
+    fmt = info.format if info is not None else "jpeg"
+    return world.store_file(data, "photo", mime_type=MIME_OF_FORMAT[fmt], extension=_EXTENSIONS[fmt])
 
 
 def document_of(stored: StoredFile) -> dict[str, Any]:

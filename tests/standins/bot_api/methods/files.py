@@ -140,10 +140,8 @@ def send_photo(world: World, req: Request) -> Any:
         raise bad("PHOTO_INVALID_DIMENSIONS")
     thread_param(chat, req)
     sizes = photo_sizes(world, content, cap=True)
-    largest = world.files[sizes[-1]["file_id"]]
-    largest.file_name, largest.mime_type = source.filename, source.content_type
     return _send(world, req, chat, "photo", {"photo": sizes}, content, source.filename, source.content_type,
-                 largest.file_id)
+                 sizes[-1]["file_id"])
 
 
 def _sizes_of(world: World, stored: StoredFile) -> list[dict[str, Any]]:
