@@ -61,12 +61,13 @@ Files and media (see ``posts``, ``media``, ``methods.files``, ``methods.drafts``
   (``drafts()``, ``wait_for_draft``); drafts are no messages and leave nothing in the history.
 
 The package, by job (a new method goes in the ``methods`` module of its kind and one line of its table;
-a new thing users do goes in ``scene``, a new kind of post in ``posts``; a new record tests read goes in ``model``):
+a new thing users do goes in ``scene``, a new kind of post in ``posts``; a new record tests read goes
+in ``model``):
 
-* ``standin``: `BotAPI`, the face: lifecycle, observing, faults; ``scene``: building the world and what
-  its users do; ``posts``: what its users post (text, photos, files, replies, quotes, forwards);
-  ``media``: how a file is described inside a message; ``state``: the world under one lock; ``model``:
-  the records tests read;
+* ``standin``: `BotAPI`, the face: lifecycle, observing, faults; ``posting``: the face's posts;
+  ``scene``: building the world and what its users do; ``posts``: what its users post (text, photos,
+  files, replies, quotes, forwards); ``media``: how a file is described inside a message; ``state``:
+  the world under one lock; ``model``: the records tests read;
 * ``server``: HTTP, routing, faults applied, calls recorded; ``wire``: request decoding and Telegram's
   error words; ``faults``: injected faults; ``params``: parameters read against the world;
   ``methods``: the Bot API methods;
