@@ -211,16 +211,21 @@ def test_replies_quotes_and_forwards_carry_what_they_point_at(api: BotAPI) -> No
     with_bot(api, body)
 
 
-def test_captions_carry_mentions_and_privacy_mode_judges_them(api: BotAPI) -> None:
+def test_captions_and_replies_to_others_carry_mentions_and_privacy_mode_judges_them(api: BotAPI) -> None:
     api.privacy_mode = True
     api.send_photo(GROUP, BOB, make_jpeg(64, 64), caption="hey @vigil_test_bot what is it?")
     api.send_photo(GROUP, BOB, make_jpeg(64, 64), caption="just for @alice")
     api.send_document(GROUP, BOB, b"data", "a.csv", "text/csv")
+    bobs = api.send_text(GROUP, BOB, "the deploy broke at 3am")
+    api.send_text(GROUP, ALICE, "@vigil_test_bot what does he mean?", reply_to=bobs, quote="deploy broke")
 
     async def body(bot: Bot) -> None:
-        (msg,) = await messages(bot)
-        (entity,) = msg.caption_entities
-        assert (entity.type, msg.parse_caption_entity(entity)) == ("mention", "@vigil_test_bot")
+        photo, question = await messages(bot)
+        (entity,) = photo.caption_entities
+        assert (entity.type, photo.parse_caption_entity(entity)) == ("mention", "@vigil_test_bot")
+        replied = present(question.reply_to_message)
+        assert (present(replied.from_user).id, replied.text) == (BOB, "the deploy broke at 3am")
+        assert present(question.quote).text == "deploy broke"
 
     with_bot(api, body)
 
