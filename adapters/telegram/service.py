@@ -73,6 +73,7 @@ async def _serve(settings: Settings) -> int:
     app = (ApplicationBuilder()
            .token(settings.telegram_bot_token or "")
            .base_url(settings.telegram_base_url)
+           .base_file_url(settings.telegram_base_file_url)
            .rate_limiter(AIORateLimiter(max_retries=8))
            # Long enough that a slow answer rarely times out after Telegram took the message.
            .connect_timeout(10).read_timeout(20).write_timeout(20).pool_timeout(10)
