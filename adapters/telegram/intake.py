@@ -58,18 +58,16 @@ class Taken:
     refusal: str = ""  # one sentence for the user; nothing was kept
 
 
-# The ingest side (`vigil.attachments`): bytes + what Telegram said -> an Attachment whose bytes are in
-# the media store; and saving a document under a directory's `uploads/` -> its path relative to it.
-BuildAttachment = Callable[[bytes, str, str], Attachment]
-SaveUpload = Callable[[Path, str, bytes], str]
+Ingest = Callable[[bytes, str, str, Path | None], Attachment]
+"""The ingest side (`vigil.attachments`): (bytes, file name, mime, the chat's working directory or None)
+-> an Attachment whose bytes are in the media store; with a directory, also saved under its `uploads/`."""
 
 
 class Intake:
     """Turns the media of a message into a `Taken`; one per adapter."""
 
-    def __init__(self, build: BuildAttachment, save_upload: SaveUpload, transcriber: Transcriber | None) -> None:
-        self.build = build
-        self.save_upload = save_upload
+    def __init__(self, ingest: Ingest, transcriber: Transcriber | None) -> None:
+        self.ingest = ingest
         self.transcriber = transcriber
         # One transcription at a time: CPU-bound, and it must never run on the loop or an actor thread.
         self.speech = ThreadPoolExecutor(1, thread_name_prefix="whisper")
@@ -84,7 +82,7 @@ class Intake:
             if message.photo:
                 largest = max(message.photo, key=lambda size: size.width * size.height)
                 data = await download(message, largest.file_id, largest.file_size)
-                return Taken(attachments=(await asyncio.to_thread(self.build, data, "", "image/jpeg"),))
+                return Taken(attachments=(await asyncio.to_thread(self.ingest, data, "", "image/jpeg", None),))
             if message.document is not None:
                 return await self._document(message, directory)
             voice = message.voice or message.audio or message.video_note
@@ -110,13 +108,11 @@ class Intake:
 
         def store() -> Taken:
             # Every document lands in uploads/, a picture sent as a file too: it may be the file to work on.
-            attachment = self.build(data, name, mime)
             try:
-                path = self.save_upload(directory(), name, data)
+                return Taken(attachments=(self.ingest(data, name, mime, directory()),))
             except OSError as exc:
                 self.log.error("upload.not_saved", chat_id=message.chat.id, error=repr(exc))
                 return Taken(refusal=NOT_SAVED.format(reason=exc.strerror or type(exc).__name__))
-            return Taken(attachments=(_with_path(attachment, name, path),))
 
         return await asyncio.to_thread(store)
 
@@ -153,12 +149,6 @@ async def download(message: Message, file_id: str, size: int | None) -> bytes:
     return bytes(await file.download_as_bytearray())
 
 
-def _with_path(attachment: Attachment, name: str, path: str) -> Attachment:
-    import msgspec
-
-    return msgspec.structs.replace(attachment, name=attachment.name or Path(path).name or name, path=path)
-
-
 def default_intake(runtime: Runtime) -> Intake:
     """The intake of `vigil run`: media into the runtime's media store, faster-whisper if installed."""
     from vigil.transcribe import WhisperTranscriber, voice_extra_installed
@@ -169,16 +159,15 @@ def default_intake(runtime: Runtime) -> Intake:
     media = runtime.media
 
     # SEAM (until media12's vigil/attachments.py is merged): the bytes as they came, kind from the mime.
-    def build(data: bytes, name: str, mime: str) -> Attachment:
+    def ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
         kind: AttachmentKind = ("image" if mime.startswith("image/") else "pdf" if mime == "application/pdf"
-                else "text" if mime.startswith("text/") else "file")
-        return Attachment(kind=kind, digest=media.put(data), media_type=mime, size=len(data), name=name)
+                                else "text" if mime.startswith("text/") else "file")
+        path = ""
+        if directory is not None:
+            uploads = directory / "uploads"
+            uploads.mkdir(mode=0o700, exist_ok=True)
+            (uploads / (Path(name).name or "file")).write_bytes(data)
+            path = f"uploads/{Path(name).name or 'file'}"
+        return Attachment(kind=kind, digest=media.put(data), media_type=mime, size=len(data), name=name, path=path)
 
-    def save_upload(directory: Path, name: str, data: bytes) -> str:
-        uploads = directory / "uploads"
-        uploads.mkdir(mode=0o700, exist_ok=True)
-        safe = Path(name).name or "file"
-        (uploads / safe).write_bytes(data)
-        return f"uploads/{safe}"
-
-    return Intake(build, save_upload, transcriber)
+    return Intake(ingest, transcriber)
