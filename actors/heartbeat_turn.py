@@ -25,6 +25,7 @@ from vigil.actors.turn import SilentDisplay
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration
+from vigil.model.attached import materialize
 from vigil.model.history import estimate_tokens, join, normalized_turn
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
@@ -55,7 +56,9 @@ def beat_history(session: Session, header: SessionHeader) -> list[dict[str, Any]
     count = session.deps.settings.heartbeat_history_turns
     if count == 0:
         return []
-    parts = [normalized_turn(t, is_group(header))
+    # Files the chat shared are named, not carried: a beat runs every half hour and should not pay for
+    # the photos of the conversation each time.
+    parts = [materialize(normalized_turn(t, is_group(header)), None)
              for t in session.deps.store.last_turns(session.key, header.generation, count) if t.final]
     while parts and estimate_tokens(join(parts)) > BEAT_HISTORY_TOKENS:
         parts.pop(0)

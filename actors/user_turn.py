@@ -23,7 +23,8 @@ from vigil.actors.turn import TurnOutcome, resume_exchange
 from vigil.actors.window import HistoryWindow
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
-from vigil.model.history import input_text, join, with_cache_point
+from vigil.model.attached import materialize
+from vigil.model.history import input_blocks, join, with_cache_point
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
 from vigil.store.schema import Input, Turn
@@ -185,7 +186,7 @@ def _presentable(outcome: TurnOutcome, saved: bool) -> tuple[str, str]:
 
 
 def build_request(session: Session, turn: Turn) -> ModelRequest:
-    """System prompt, the history window (moved in steps), and this turn's input."""
+    """System prompt, the history window (moved in steps), and this turn's input, its files read in."""
     assert session.header is not None
     header = session.header
     group = is_group(header)
@@ -199,10 +200,11 @@ def build_request(session: Session, turn: Turn) -> ModelRequest:
     history = window.messages()
     if history:
         history[-1] = with_cache_point(history[-1])
-    current = {"role": "user", "content": [{"type": "text", "text": input_text(turn, group) or "(empty message)"}]}
+    content = [b for b in input_blocks(turn, group) if b["type"] != "text" or b["text"].strip()]
+    current = {"role": "user", "content": content or [{"type": "text", "text": "(empty message)"}]}
     tools = user_turn_tools(session)
     return ModelRequest(
         model=header.model, max_tokens=session.deps.settings.max_output_tokens,
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs]),
-        messages=tuple(join([history, [current]])),
+        messages=tuple(materialize(join([history, [current]]), session.deps.media)),
     )

@@ -10,11 +10,20 @@ message replayed from the inbox after a crash finds its file already there.
 Writes are durable before anything references them: temp file, fsync, rename, fsync of the directory.
 Files are 0600 in 0700 directories (the service's user only; the bash sandbox never sees the data
 dir). Removal is only ever of what no session references (`sweep`), decided by the caller, which
-knows the references.
+knows the references (vigil/media_sweep.py).
+
+A file is written before the record naming it (the inbox entry of the message) is committed, so a
+sweep that gathered the references a moment earlier would not see that record: `sweep` therefore
+spares files younger than a cutoff, and `put` of bytes already stored refreshes the file's time, so a
+photo sent again, while a /forget of the only chat that held it sweeps, is not taken from under it.
+
+Requests carry old images again at every turn, base64-encoded: `base64` keeps the encoded strings of
+the files in use (bounded), so a session's history costs one encoding per file, not one per turn.
 """
 
 from __future__ import annotations
 
+import base64 as b64
 import hashlib
 import os
 import re
@@ -38,7 +47,11 @@ class MediaStore:
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._cached = 0
+        self._encoded: OrderedDict[str, str] = OrderedDict()
+        self._encoded_chars = 0
         self._lock = threading.Lock()
+        # Held across a put's "already there" check and a sweep's "old enough, delete": one of them wins.
+        self._sweep_lock = threading.Lock()
 
     def path(self, digest: str) -> Path:
         if not _DIGEST.fullmatch(digest):
@@ -49,8 +62,13 @@ class MediaStore:
         """Store `data` (durably) unless it is there already; returns its digest."""
         digest = digest_of(data)
         final = self.path(digest)
-        if final.exists() and final.stat().st_size == len(data):
-            return digest
+        with self._sweep_lock:
+            try:
+                if final.stat().st_size == len(data):
+                    os.utime(final)  # in use again: a sweep running now must spare it (see the docstring)
+                    return digest
+            except FileNotFoundError:
+                pass
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         tmp = final.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -89,6 +107,31 @@ class MediaStore:
                     self._cached -= len(dropped)
         return data
 
+    def base64(self, digest: str) -> str:
+        """The file's bytes base64-encoded, as a request carries them; cached (bounded) by digest.
+
+        Raises FileNotFoundError if the file is gone. Read past the byte cache: an image in a
+        session's history is wanted encoded, and keeping both forms would hold it twice."""
+        with self._lock:
+            text = self._encoded.get(digest)
+            if text is not None:
+                self._encoded.move_to_end(digest)
+                return text
+        with self._lock:
+            data = self._cache.get(digest)
+        if data is None:
+            data = self.path(digest).read_bytes()
+        text = b64.b64encode(data).decode("ascii")
+        if len(text) <= self._cache_bytes // 4:
+            with self._lock:
+                if digest not in self._encoded:
+                    self._encoded[digest] = text
+                    self._encoded_chars += len(text)
+                while self._encoded_chars > self._cache_bytes and self._encoded:
+                    _, dropped = self._encoded.popitem(last=False)
+                    self._encoded_chars -= len(dropped)
+        return text
+
     def digests(self) -> Iterator[str]:
         """Every stored digest."""
         if not self.root.is_dir():
@@ -102,23 +145,33 @@ class MediaStore:
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
 
-    def sweep(self, referenced: Iterable[str]) -> tuple[int, int]:
-        """Delete every stored file not in `referenced`; returns (files, bytes) removed."""
+    def sweep(self, referenced: Iterable[str], written_before: float | None = None) -> tuple[int, int]:
+        """Delete every stored file not in `referenced`; returns (files, bytes) removed.
+
+        With `written_before` (a time.time()), a file written or put again since then is spared:
+        a message naming it may be on its way to the store (see the module docstring)."""
         keep = set(referenced)
         files = removed = 0
         for digest in list(self.digests()):
             if digest in keep:
                 continue
             path = self.path(digest)
-            try:
-                size = path.stat().st_size
-                path.unlink()
-            except FileNotFoundError:
-                continue
+            with self._sweep_lock:
+                try:
+                    info = path.stat()
+                    if written_before is not None and info.st_mtime >= written_before:
+                        continue
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+            size = info.st_size
             with self._lock:
                 dropped = self._cache.pop(digest, None)
                 if dropped is not None:
                     self._cached -= len(dropped)
+                encoded = self._encoded.pop(digest, None)
+                if encoded is not None:
+                    self._encoded_chars -= len(encoded)
             files += 1
             removed += size
         return files, removed

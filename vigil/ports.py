@@ -91,6 +91,23 @@ class ModelPort(Protocol):
         ...
 
 
+class MediaSource(Protocol):
+    """The stored bytes of the files users sent, by digest, for building requests (`vigil.media.MediaStore`).
+
+    Requests are built from records that name files by digest (`Attachment`); the code that builds them
+    (vigil/model/) touches no disk, so it is handed this. Both methods raise FileNotFoundError for a file
+    that is gone (deleted by hand): the request then says so in a line of text instead of failing.
+    """
+
+    def read(self, digest: str) -> bytes:
+        """The file's bytes."""
+        ...
+
+    def base64(self, digest: str) -> str:
+        """The file's bytes base64-encoded (cached by the implementation: old images are sent every turn)."""
+        ...
+
+
 # ---------------------------------------------------------------------------- outbox
 
 

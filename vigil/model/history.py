@@ -8,6 +8,10 @@ sequence of stored messages into a valid request:
 - every `tool_use` is answered by a `tool_result` first thing in the next user
   message (a missing one becomes an error result saying it was interrupted), and
   a `tool_result` without its `tool_use` is dropped.
+
+Files users sent appear before their input's text as placeholders (vigil/model/attached.py), which
+the window counts by their estimated tokens and `materialize` turns into image and document blocks
+per request: nothing here reads a disk.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from vigil.store.schema import Turn
+from vigil.model.attached import CARRIED, block_tokens, ref_block
+from vigil.store.schema import Input, Turn
 
 Block = dict[str, Any]
 ApiMessage = dict[str, Any]
@@ -37,10 +42,40 @@ def input_text(turn: Turn, group: bool) -> str:
     """The user-role text of a turn: its collected messages, with senders named in groups."""
     if turn.kind == "heartbeat":
         return turn.prompt
-    lines = []
+    return "\n\n".join(_item_text(item, group) for item in turn.inputs)
+
+
+def _item_text(item: Input, group: bool) -> str:
+    text = item.text
+    saved = [_saved_line(a.path, a.name) for a in item.attachments if a.path or a.kind == "file"]
+    if saved:
+        text = "\n".join([text, *saved]) if text.strip() else "\n".join(saved)
+    return f"[{item.user_name or item.user_id}] {text}" if group else text
+
+
+def _saved_line(path: str, name: str) -> str:
+    # The model's file and shell tools work on it there; a file with no path was not kept anywhere.
+    return f"[file saved at {path}]" if path else f"[file {name or '(unnamed)'} received but not saved]"
+
+
+def input_blocks(turn: Turn, group: bool) -> list[Block]:
+    """The user-role content of a turn: each input's files (placeholders) before its text."""
+    if turn.kind == "heartbeat" or not any(item.attachments for item in turn.inputs):
+        return [_text_block(input_text(turn, group))]
+    blocks: list[Block] = []
+    texts: list[str] = []
     for item in turn.inputs:
-        lines.append(f"[{item.user_name or item.user_id}] {item.text}" if group else item.text)
-    return "\n\n".join(lines)
+        refs = [ref_block(a) for a in item.attachments if a.kind in CARRIED]
+        if refs and texts:
+            blocks.append(_text_block("\n\n".join(texts)))
+            texts = []
+        blocks.extend(refs)
+        text = _item_text(item, group)
+        if text.strip():
+            texts.append(text)
+    if texts:
+        blocks.append(_text_block("\n\n".join(texts)))
+    return blocks
 
 
 def turn_messages(turn: Turn, group: bool = False) -> list[ApiMessage]:
@@ -51,7 +86,7 @@ def turn_messages(turn: Turn, group: bool = False) -> list[ApiMessage]:
             return []
         return [{"role": "user", "content": [_text_block(turn.prompt or "(scheduled check-in)")]},
                 {"role": "assistant", "content": [_text_block(turn.reply)]}]
-    messages: list[ApiMessage] = [{"role": "user", "content": [_text_block(input_text(turn, group))]}]
+    messages: list[ApiMessage] = [{"role": "user", "content": input_blocks(turn, group)}]
     messages.extend({"role": m.role, "content": [dict(b) for b in m.content]} for m in turn.messages)
     note = _STATUS_NOTES.get(turn.status)
     if note:
@@ -182,15 +217,18 @@ def join(parts: Iterable[list[ApiMessage]]) -> list[ApiMessage]:
 
 
 def estimate_tokens(messages: Iterable[ApiMessage]) -> int:
-    """A cheap, deliberately generous token estimate (about 3.5 characters per token)."""
+    """A cheap, deliberately generous token estimate (about 3.5 characters per token; files by their own)."""
     chars = 0
+    files = 0
     for message in messages:
         for block in message["content"]:
             if block.get("type") == "text":
                 chars += len(block["text"])
+            elif (tokens := block_tokens(block)) is not None:
+                files += tokens
             else:
                 chars += len(json.dumps(block, ensure_ascii=False))
-    return int(chars / 3.5) + 4
+    return int(chars / 3.5) + 4 + files
 
 
 def with_cache_point(message: ApiMessage) -> ApiMessage:
