@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests import media_samples
 from tests.standins.bot_api import ForwardOrigin, Message
 from tests.standins.images import make_jpeg, make_png
 from tests.standins.messages_api import RecordedRequest
@@ -134,15 +135,9 @@ def test_in_a_group_an_album_whose_caption_mentions_the_bot_is_taken_whole(rig: 
 # ------------------------------------------------------------------------------------------- documents
 
 
-def pdf_bytes(text: str) -> bytes:
-    return (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
-            b"2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n"
-            b"3 0 obj << /Type /Page /Parent 2 0 R >> endobj\n% " + text.encode() + b"\ntrailer << /Root 1 0 R >>\n%%EOF\n")
-
-
 def test_a_pdf_lands_in_uploads_and_reaches_the_model_as_a_document(rig: Rig) -> None:
     eve = rig.person("Eve")
-    pdf = pdf_bytes("contract terms")
+    pdf = media_samples.pdf(pages=2)
     sent = rig.bot.send_document(eve.id, eve.id, pdf, "contract.pdf", "application/pdf", caption="summarize it")
     request = rig.wait_request("summarize it")
     rig.answer(eve.id, sent, "echo:")

@@ -30,10 +30,13 @@ from pathlib import Path
 from telegram import Message
 from telegram.error import BadRequest, TelegramError
 
+from vigil import attachments
 from vigil.logs import get_logger
 from vigil.ports import Transcriber, TranscriptionError
 from vigil.runtime import Runtime
-from vigil.store.schema import Attachment, AttachmentKind
+from vigil.store.schema import Attachment
+from vigil.uploads import UploadError
+from vigil.workspace import WorkspaceError
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the public Bot API serves files up to 20 MB
 
@@ -41,7 +44,7 @@ TOO_BIG = ("That file is larger than the 20 MB Telegram lets bots download, so I
            "please send a smaller file (or a link to it).")
 NOT_TAKEN = "I can't take {what} yet; please send text, photos, files or voice messages."
 DOWNLOAD_FAILED = "I couldn't download that file from Telegram; please send it again."
-NOT_SAVED = "I couldn't save that file in this chat's folder ({reason}); nothing was kept."
+NOT_SAVED = "I couldn't take that file: {reason}. Nothing was kept."
 
 # Message kinds vigil does not take, in the words of the refusal.
 _UNTAKEN = (("video", "videos"), ("animation", "GIFs"), ("sticker", "stickers"), ("location", "locations"),
@@ -110,9 +113,9 @@ class Intake:
             # Every document lands in uploads/, a picture sent as a file too: it may be the file to work on.
             try:
                 return Taken(attachments=(self.ingest(data, name, mime, directory()),))
-            except OSError as exc:
-                self.log.error("upload.not_saved", chat_id=message.chat.id, error=repr(exc))
-                return Taken(refusal=NOT_SAVED.format(reason=exc.strerror or type(exc).__name__))
+            except (UploadError, WorkspaceError) as exc:
+                self.log.error("upload.not_saved", chat_id=message.chat.id, error=str(exc))
+                return Taken(refusal=NOT_SAVED.format(reason=exc))
 
         return await asyncio.to_thread(store)
 
@@ -158,16 +161,9 @@ def default_intake(runtime: Runtime) -> Intake:
                    if voice_extra_installed() else None)
     media = runtime.media
 
-    # SEAM (until media12's vigil/attachments.py is merged): the bytes as they came, kind from the mime.
+    root = settings.workdir_root
+
     def ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
-        kind: AttachmentKind = ("image" if mime.startswith("image/") else "pdf" if mime == "application/pdf"
-                                else "text" if mime.startswith("text/") else "file")
-        path = ""
-        if directory is not None:
-            uploads = directory / "uploads"
-            uploads.mkdir(mode=0o700, exist_ok=True)
-            (uploads / (Path(name).name or "file")).write_bytes(data)
-            path = f"uploads/{Path(name).name or 'file'}"
-        return Attachment(kind=kind, digest=media.put(data), media_type=mime, size=len(data), name=name, path=path)
+        return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None, cwd=directory)
 
     return Intake(ingest, transcriber)
