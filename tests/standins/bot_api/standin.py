@@ -22,20 +22,26 @@ from tests.standins.bot_api.model import (
     ApiCall,
     CallbackQuery,
     Chat,
+    Download,
+    Draft,
     Message,
-    SentDocument,
+    SentFile,
     SentMessage,
     User,
 )
-from tests.standins.bot_api.server import BotServer, Router
+from tests.standins.bot_api.posting import Posting
+from tests.standins.bot_api.server import FILE_PREFIX, BotServer, Router
 from tests.standins.bot_api.state import World
 from tests.standins.bot_api.wire import TOKEN_RE
 
 T = TypeVar("T")
 
 
-class BotAPI:
-    """The Telegram Bot API on loopback, with a world that tests drive and observe."""
+class BotAPI(Posting):
+    """The Telegram Bot API on loopback, with a world that tests drive and observe.
+
+    What users post (``send_text``, ``send_photo``, ``send_album``, ``send_document``, ``send_voice``...)
+    and the files on the servers (``add_file``, ``file``) come from `Posting`."""
 
     def __init__(
         self,
@@ -49,6 +55,7 @@ class BotAPI:
             raise ValueError(f"not a bot token: {token!r}")
         self.token = token
         self.base_url = ""
+        self.base_file_url = ""  # PTB's base_file_url: downloads are GET <base_file_url><token>/<file_path>
         bot_user = User(int(token.split(":")[0]), "Vigil", bot_username, is_bot=True)
         self._world = World(bot_user, strict_ampersand=strict_ampersand, privacy_mode=privacy_mode)
         self._faults = Faults(self._world.cond)
@@ -67,8 +74,26 @@ class BotAPI:
         return self._world.calls
 
     @property
-    def documents(self) -> list[SentDocument]:
-        return self._world.documents
+    def uploads(self) -> list[SentFile]:
+        """Every file the bot sent (sendDocument and sendPhoto), in order, with the bytes that reached the chat."""
+        return self._world.uploads
+
+    @property
+    def documents(self) -> list[SentFile]:
+        """The files the bot sent with sendDocument."""
+        with self._world.cond:
+            return [u for u in self._world.uploads if u.kind == "document"]
+
+    @property
+    def photos(self) -> list[SentFile]:
+        """The photos the bot sent with sendPhoto (``content``: the bytes uploaded or sent again by file_id)."""
+        with self._world.cond:
+            return [u for u in self._world.uploads if u.kind == "photo"]
+
+    @property
+    def downloads(self) -> list[Download]:
+        """Every ``GET /file/bot<token>/<file_path>``, answered or refused, in order."""
+        return self._world.downloads
 
     @property
     def chat_actions(self) -> list[tuple[int, int | None, str]]:
@@ -103,6 +128,7 @@ class BotAPI:
             return self
         self._server = BotServer(Router(self._world, self._faults, self.token))
         self.base_url = f"http://127.0.0.1:{self._server.port}/bot"
+        self.base_file_url = f"http://127.0.0.1:{self._server.port}{FILE_PREFIX}"
         self._server.serve_in_thread("bot-api-standin")
         return self
 
@@ -157,17 +183,6 @@ class BotAPI:
 
     # -- driving vigil -----------------------------------------------------------------------
 
-    def send_text(
-        self,
-        chat_id: int,
-        user_id: int,
-        text: str,
-        thread_id: int | None = None,
-        reply_to_message_id: int | None = None,
-    ) -> Message:
-        """A user writes ``text``; enqueues the message update and returns the message."""
-        return scene.send_text(self._world, chat_id, user_id, text, thread_id, reply_to_message_id)
-
     def press_button(self, chat_id: int, user_id: int, message_id: int, data: str) -> CallbackQuery:
         """A user presses the inline button with ``callback_data == data`` on a bot message."""
         return scene.press_button(self._world, chat_id, user_id, message_id, data)
@@ -187,6 +202,23 @@ class BotAPI:
                 for (cid, _), s in sorted(self._world.sent.items())
                 if cid == chat_id and not s.deleted and (thread_id is ANY or s.thread_id == thread_id)
             ]
+
+    def drafts(self, chat_id: int | None = None, draft_id: int | None = None) -> list[Draft]:
+        """The drafts the bot streamed (sendMessageDraft), in arrival order, optionally of one chat/draft."""
+        with self._world.cond:
+            return [
+                copy.copy(d)
+                for d in self._world.drafts
+                if (chat_id is None or d.chat_id == chat_id) and (draft_id is None or d.draft_id == draft_id)
+            ]
+
+    def wait_for_draft(self, chat_id: int, needle: str = "", timeout: float = 10.0) -> Draft:
+        """The first draft in ``chat_id`` whose text contains ``needle`` ("" matches any, even "Thinking…")."""
+
+        def found() -> Draft | None:
+            return next((d for d in self.drafts(chat_id) if needle in d.text), None)
+
+        return self.wait_for(found, timeout, f"a draft containing {needle!r} in chat {chat_id}")
 
     def history(self, chat_id: int) -> list[Message]:
         """Every message in a chat (users', bot's, service), deleted ones included, in order."""

@@ -20,6 +20,12 @@ What it answers is decided, in this order, by:
 4. the default: ``echo: <the current turn's user text>`` (directives included, verbatim), or
    ``tool results: [...]`` when the request ends with tool results nobody scripted an answer for.
 
+Images and documents are held to the API's limits (see ``media``): image media types and base64 that
+must match the bytes' real format, 5 MB of base64 per image, 8000 px a side (2000 px beyond 20 images),
+100 images; PDFs that are PDFs with at most 100 pages, text documents in ``text/plain``; no document in
+an assistant message; a request body over 32 MB is 413 ``request_too_large``. ``RecordedRequest.media()``,
+``.images()`` and ``.documents()`` give a test the decoded bytes of what reached the "model".
+
 Standard library only: ``http.server.ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread.
 
 Things about the SDK (anthropic 2.12, on httpx2) that shaped this file:
@@ -43,6 +49,7 @@ The package, by job (a new responder goes in ``responders`` and ``script``; a ne
 * ``standin``: `MessagesAPI`, the face; ``state``: what it remembers; ``responders``: what a test can
   ask for; ``content``: reading a request's messages, `RecordedRequest`;
 * ``validator``, ``conversation``, ``checks``, ``errors``: refusing what the API refuses, in its words;
+  ``media``: image and document blocks (refused, read back decoded, billed by the API's estimate);
 * ``script``, ``directives``, ``filler``: deciding the answer; ``reply``, ``usage``: the message and
   its token counts with the prompt cache; ``sse``: streaming it;
 * ``server``: the routes; ``connection``: one HTTP connection (JSON, chunks, cuts, hang-ups).
@@ -52,6 +59,7 @@ from __future__ import annotations
 
 from tests.standins.messages_api.content import RecordedRequest
 from tests.standins.messages_api.filler import filler_text
+from tests.standins.messages_api.media import MediaBlock
 from tests.standins.messages_api.responders import (
     DropStream,
     ErrorReply,
@@ -72,6 +80,7 @@ __all__ = [
     "DropStream",
     "ErrorReply",
     "Hang",
+    "MediaBlock",
     "MessagesAPI",
     "RecordedRequest",
     "Responder",

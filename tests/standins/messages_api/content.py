@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tests.standins.messages_api.media import MediaBlock, media_block
+
 
 def content_blocks(content: Any) -> list[Any]:
     """A message's content as a list of blocks: the API treats a string as one text block."""
@@ -72,6 +74,41 @@ class RecordedRequest:
     def last_user_text(self) -> str:
         """Text blocks (newline-joined) of the latest user message that has any text block."""
         return current_turn_text(self.body)
+
+    def media(self, current_turn: bool = False) -> list[MediaBlock]:
+        """Every image and document block of the request (inside tool_results too), in order, decoded;
+        with ``current_turn`` only those of the user message that began the current turn."""
+        messages = self.body.get("messages")
+        if not isinstance(messages, list):
+            return []
+        first = 0
+        if current_turn:
+            turn = turn_index(messages)
+            if turn is None:
+                return []
+            first = turn
+        out: list[MediaBlock] = []
+        for i in range(first, (first + 1) if current_turn else len(messages)):
+            message = messages[i]
+            if not isinstance(message, dict):
+                continue
+            for j, block in enumerate(content_blocks(message.get("content"))):
+                if not isinstance(block, dict):
+                    continue
+                inner = block.get("content") if block.get("type") == "tool_result" else None
+                for candidate in [block, *(inner if isinstance(inner, list) else [])]:
+                    found = media_block(candidate, i, j) if isinstance(candidate, dict) else None
+                    if found is not None:
+                        out.append(found)
+        return out
+
+    def images(self, current_turn: bool = False) -> list[bytes]:
+        """The decoded bytes of every base64 image block (url images have none), in order."""
+        return [m.data for m in self.media(current_turn) if m.kind == "image" and m.data is not None]
+
+    def documents(self, current_turn: bool = False) -> list[MediaBlock]:
+        """Every document block: ``data`` holds a PDF's bytes, ``text`` a text document's text."""
+        return [m for m in self.media(current_turn) if m.kind == "document"]
 
     def all_text(self) -> str:
         """Every piece of text in the request: system, message text, tool_use inputs, tool_results.

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tests.standins.images import ImageInfo
 from tests.standins.messages_api.checks import BLOCK_KEYS, check_cache_control, check_extra_keys, check_text_block
 from tests.standins.messages_api.content import content_blocks
 from tests.standins.messages_api.errors import bad_tag, invalid
+from tests.standins.messages_api.media import check_document, check_image, check_image_sizes
 
 _TOOL_USE_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 # Other block types the SDK can send; accepted without a key check (vigil does not use them).
@@ -60,6 +62,8 @@ def check_messages(messages: Any, has_tools: bool) -> int:
 class _ConversationCheck:
     def __init__(self) -> None:
         self.cache_breakpoints = 0
+        # Every image of the request (path, header): how many there are decides how large each may be.
+        self.images: list[tuple[str, ImageInfo | None]] = []
 
     def run(self, messages: Any, has_tools: bool) -> None:
         if not isinstance(messages, list):
@@ -102,6 +106,7 @@ class _ConversationCheck:
                 raise invalid(f"{path}: all messages must have non-empty content")
             for j, block in enumerate(content):
                 uses_tool_blocks |= self._check_block(block, role, f"{path}.content.{j}", seen_tool_use_ids)
+        check_image_sizes(self.images)
         if uses_tool_blocks and not has_tools:
             raise invalid("Requests which include `tool_use` or `tool_result` blocks must define tools.")
         self._check_tool_pairing(messages)
@@ -156,15 +161,24 @@ class _ConversationCheck:
                         raise bad_tag(inner_path, tag)
                     if inner.get("type") == "text":
                         check_text_block(inner, inner_path)
+                    self._check_media(inner, inner_path)
                     if inner.get("cache_control") is not None:
                         check_cache_control(inner["cache_control"], f"{inner_path}.cache_control")
                         self.cache_breakpoints += 1
             elif content is not None and not isinstance(content, str):
                 raise invalid(f"{path}.content: Input should be a valid string or a list of content blocks")
             return True
+        elif block_type in ("image", "document"):
+            self._check_media(block, path)
         elif block_type in BLOCK_KEYS:
             check_extra_keys(block, BLOCK_KEYS[block_type], path)
         return False
+
+    def _check_media(self, block: dict[str, Any], path: str) -> None:
+        if block.get("type") == "image":
+            self.images.append((path, check_image(block, path)))
+        elif block.get("type") == "document":
+            check_document(block, path)
 
     def _check_tool_pairing(self, messages: list[dict[str, Any]]) -> None:
         """Every tool_use is answered by a tool_result in the very next user message, results first."""

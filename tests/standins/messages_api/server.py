@@ -19,6 +19,7 @@ from tests.standins.messages_api import sse
 from tests.standins.messages_api.connection import Disconnected, Handler, wait
 from tests.standins.messages_api.content import RecordedRequest
 from tests.standins.messages_api.errors import ERROR_MESSAGES, ERROR_TYPES, STATUS_OF_ERROR_TYPE, Refusal, invalid
+from tests.standins.messages_api.media import MAX_REQUEST_BYTES
 from tests.standins.messages_api.reply import build_message, random_id
 from tests.standins.messages_api.responders import ErrorReply
 from tests.standins.messages_api.script import decide
@@ -102,6 +103,8 @@ class Router:
                     raise Refusal(404, "not_found_error", f"model: {model_id}")
                 handler.send_json(200, _model_info(model_id), request_id)
             elif method == "POST" and path == "/v1/messages":
+                if len(raw) > MAX_REQUEST_BYTES:
+                    raise Refusal(413, "request_too_large", ERROR_MESSAGES["request_too_large"])
                 self._messages(handler, headers, raw, request_id)
             elif method == "POST" and path == "/v1/messages/count_tokens":
                 self._count_tokens(handler, headers, raw, request_id)

@@ -2,7 +2,8 @@
 
 The request is cached as tools, then system, then message blocks; every cache breakpoint's prefix is
 written, and the longest prefix already cached within the look-back window is read. Tokens are
-characters / 4: tests compare counts between requests, not against the real tokenizer.
+characters / 4: tests compare counts between requests, not against the real tokenizer. Images and PDFs
+count as the API estimates them (`media.billed`), not by their base64 text.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.standins.messages_api.content import content_blocks
+from tests.standins.messages_api.media import billed
 from tests.standins.messages_api.state import State
 
 _CACHE_LOOKBACK = 20  # block boundaries the API checks before each breakpoint
@@ -53,14 +55,16 @@ def cache_segments(body: dict[str, Any]) -> list[tuple[str, str | None]]:
         for block in content_blocks(message["content"]):
             inner = block.get("content")
             marked = ttl(block)
+            # Images and PDFs count by the API's estimate, not by the length of their base64 text.
+            block, extra = billed(block)
             if isinstance(inner, list):
                 # A breakpoint inside a tool_result's content ends the prefix at that tool_result.
                 marked = marked or next((ttl(b) for b in inner if isinstance(b, dict) and ttl(b)), None)
-                block = {
-                    **block,
-                    "content": [_without_cache_control(b) for b in inner if isinstance(b, dict)],
-                }
-            segments.append((message["role"] + ":" + dump(_without_cache_control(block)), marked))
+                billed_inner = [billed(_without_cache_control(b)) for b in inner if isinstance(b, dict)]
+                extra += sum(n for _, n in billed_inner)
+                block = {**block, "content": [b for b, _ in billed_inner]}
+            text = message["role"] + ":" + dump(_without_cache_control(block))
+            segments.append((text + " " * extra, marked))
     if isinstance(body.get("cache_control"), dict) and segments:
         text, marked = segments[-1]
         segments[-1] = (text, marked or str(body["cache_control"].get("ttl", "5m")))
