@@ -143,6 +143,7 @@ class TelegramHandlers:
         said = self.without_mention(text) if text else ""
         attachments: list[Attachment] = []
         refusals: list[str] = []
+        heard = False
         for part in messages:
             if part.text is not None:
                 continue
@@ -151,12 +152,13 @@ class TelegramHandlers:
             if taken.refusal and taken.refusal not in refusals:
                 refusals.append(taken.refusal)
             if taken.transcript:
+                heard = True
                 self.outbox.send(key, target, Reply(text=f"🎙 {taken.transcript}"))
                 said = f"{said}\n\n{taken.transcript}".strip() if said else taken.transcript
         for refusal in refusals:
             self.outbox.send(key, target, Reply(text=refusal))
-        if not said and not attachments:
-            return
+        if (refusals and not attachments and not heard) or not (said or attachments):
+            return  # a caption without its file is no turn: the user sends again, or writes
         pointers = context_lines(message, self.bot_id)
         self.runtime.submit(UserText(
             key=key, target=target, sender=_sender(user), text=f"{pointers}\n{said}" if pointers else said,
