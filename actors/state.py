@@ -56,6 +56,7 @@ class SessionDeps:
     clock: Callable[[], float] = time.time
     schedule_heartbeat: Callable[[str, float | None], None] = lambda key, due: None
     media: MediaStore | None = None  # the files users sent (None: a test without media)
+    sweep_media: Callable[[], object] = lambda: None  # ask for the files no session references to go
 
     def outbox(self, target: Target) -> Outbox | None:
         return self.outboxes.get(target.channel)
@@ -221,6 +222,7 @@ class Session:
         self.resume_turn = self.current = None
         self.forget_cached()
         self.publish()
+        self.deps.sweep_media()  # its files, unless another chat shares them (off this thread)
         return removed
 
     def prune(self, before: float) -> int:
@@ -234,6 +236,7 @@ class Session:
             kept = tuple(g for g in self.header.past_generations if g.ended_at >= before)
             self.header = msgspec.structs.replace(self.header, past_generations=kept)
             self.commit(wait=True)
+            self.deps.sweep_media()
         return len(old)
 
     # ------------------------------------------------------------------ written elsewhere

@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 
 from tests.media_samples import jpeg, noisy_png, pdf, png
-from vigil import uploads
 from vigil.attachments import (
     MAX_IMAGE_BASE64,
     MAX_TEXT_BYTES,
@@ -249,7 +248,7 @@ def test_nothing_half_saved_when_the_disk_refuses(workspace: tuple[Path, Path],
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(uploads.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)  # the os module vigil.uploads writes through
     with pytest.raises(UploadError, match="No space left"):
         save_upload(root, cwd, "big.bin", b"x" * 100_000)
     assert _listing(cwd / "uploads") == []

@@ -16,6 +16,8 @@ import time
 
 from vigil.control import complete, export_session
 from vigil.durations import DurationError, parse_duration
+from vigil.media import MediaStore
+from vigil.media_sweep import sweep
 from vigil.settings import Settings
 from vigil.store.schema import SessionHeader
 from vigil.store.store import LmdbStore, open_store, unreadable_line
@@ -116,6 +118,7 @@ def _cleanup(store: LmdbStore, args: argparse.Namespace) -> int:
         store.delete_session(h.key).result()
     pruned = sum(int(store.prune_generations(h.key, cutoff).result()) for h in headers if h not in doomed)
     print(f"deleted {len(doomed)} session(s) and {pruned} earlier conversation(s)")
+    _sweep_media(store)
     return 0
 
 
@@ -129,7 +132,15 @@ def _delete(store: LmdbStore, args: argparse.Namespace) -> int:
         return 1
     turns = store.delete_session(key).result()
     print(f"deleted {key} ({turns} turns)")
+    _sweep_media(store)
     return 0
+
+
+def _sweep_media(store: LmdbStore) -> None:
+    """The photos and documents only the deleted sessions referenced go too (see vigil/media_sweep.py)."""
+    files, removed = sweep(store, MediaStore(store.data_dir / "media"))
+    if files:
+        print(f"deleted {files} media file(s) no session uses any more ({removed / 1_000_000:.1f} MB)")
 
 
 def _export(store: LmdbStore, args: argparse.Namespace) -> int:

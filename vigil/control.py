@@ -24,6 +24,7 @@ import msgspec
 from vigil.actors.protocol import Forget, Prune, Sender, SessionCommand
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import DurationError, format_duration, parse_duration
+from vigil.media_export import media_rows
 from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers
 from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
@@ -405,14 +406,15 @@ def export_session(store: Store, key: str) -> bytes | None:
     if header is None:
         return None
     generations = []
-    for generation in store.generations(key):
-        turns = store.turns(key, generation)
+    stored = [(generation, store.turns(key, generation)) for generation in store.generations(key)]
+    for generation, turns in stored:
         generations.append({"generation": generation, "turns": [complete(t) for t in turns]})
     document = {
         "exported_at": clock(time.time()),
         "session": complete(header),
         "generations": generations,
         "notes": [complete(n) for n in store.notes(key)],
+        "media": media_rows(header, stored),
     }
     return json.dumps(document, ensure_ascii=False, indent=2).encode()
 

@@ -295,6 +295,10 @@ class Store(Protocol):
         """How many received messages wait in the inbox (for one session, or for all)."""
         ...
 
+    def media_references(self) -> set[str]:
+        """Digests of the media files any stored turn, pending input or inbox message names, read at once."""
+        ...
+
     def recovery_keys(self) -> list[str]:
         """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
         ...

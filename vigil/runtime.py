@@ -32,6 +32,7 @@ from vigil.budget import Allowance
 from vigil.inbox import Inbox
 from vigil.logs import get_logger
 from vigil.media import MediaStore
+from vigil.media_sweep import MediaSweeper
 from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.settings import Settings
 from vigil.store.store import open_store
@@ -63,6 +64,7 @@ class Runtime:
         self.store: Store = store if store is not None else open_store(settings.data_dir, settings.store_map_mb)
         self.inbox = Inbox(self.store)
         self.media = MediaStore(settings.data_dir / "media")
+        self.sweeper = MediaSweeper(self.store, self.media)
         self.registry = Registry()
         self.slots = QuerySlots(settings.max_concurrent_queries)
         self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds)
@@ -74,7 +76,8 @@ class Runtime:
         self.allowance = Allowance(settings, self.store.user_cost_micros, clock=clock)
         self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
                                 toolbox=self.toolbox, registry=self.registry, allowance=self.allowance, clock=clock,
-                                schedule_heartbeat=self._schedule_heartbeat, media=self.media)
+                                schedule_heartbeat=self._schedule_heartbeat, media=self.media,
+                                sweep_media=self.sweeper.request)
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None
         self._ticker_stop = threading.Event()
@@ -98,6 +101,7 @@ class Runtime:
         beats = self.timer.load((k, due) for k, due in self.store.heartbeat_schedule()
                                 if channel_of(k) in self.outboxes)
         self.timer.start()
+        self.sweeper.request()  # files orphaned by a /forget within the last sweep's grace, or by a crash
         # What exists now (modules, classes, the store) lives as long as the process: take it out of
         # the cyclic collector's reach, so its pauses stay short however much code vigil imported.
         gc.collect()
@@ -155,6 +159,7 @@ class Runtime:
             except pykka.ActorDeadError:
                 pass
         self.runner.close()
+        self.sweeper.close()  # a sweep reads the store: it ends first
         if close_store:
             self.store.close()
         self.log.info("runtime.stopped", cancelled_turns=cancelled)

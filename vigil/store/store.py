@@ -28,7 +28,7 @@ import msgspec
 from vigil.errors import CorruptRecord, SessionGone
 from vigil.logs import get_logger
 from vigil.ports import Unreadable, UsageEntry, UsageRow
-from vigil.store import keys
+from vigil.store import keys, media_refs
 from vigil.store.lmdb_env import LmdbEnv, StoreError
 from vigil.store.schema import (
     InboxEntry,
@@ -469,6 +469,10 @@ class LmdbStore:
                                                 error=str(exc))
         entries.sort(key=lambda item: item[0])
         return entries
+
+    def media_references(self) -> set[str]:
+        """Digests of the files any stored record names (see vigil/store/media_refs.py)."""
+        return set(self._lmdb.read(lambda txn: media_refs.scan(txn, self._db)))
 
     def inbox_count(self, key: str | None = None) -> int:
         """How many received messages wait in the inbox (of one session, or of all)."""

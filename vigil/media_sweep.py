@@ -1,0 +1,97 @@
+"""Deleting the media files no session references any more, after /forget and cleanups.
+
+The media store keeps each file once, for every chat that shared it, so a file can go only when no
+stored record names it (vigil/store/media_refs.py reads them all in one transaction). Deleting a
+session is quick; a sweep walks every record, so it runs on a thread of its own (`MediaSweeper`),
+never on a session's actor thread, and requests made while one runs are served by one more run.
+
+The race that matters: a photo arrives (its file is written, then its inbox record) while a sweep
+runs. The file may be written, or found already there and touched, after the sweep read the
+references and before the inbox record lands; so a sweep spares every file written or touched
+within `GRACE_S` before it began (vigil/media.py). A file orphaned within that time goes at the next
+sweep (the service sweeps at start-up too).
+
+`vigil sessions delete|cleanup` run `sweep` themselves, from their own process: the grace covers the
+service writing a file at the same moment, since it is judged by the file's time on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from vigil.logs import get_logger
+from vigil.media import MediaStore
+from vigil.ports import Store
+
+GRACE_S = 15 * 60.0
+
+
+def sweep(store: Store, media: MediaStore, grace_s: float = GRACE_S) -> tuple[int, int]:
+    """Delete the files no record references and not written within `grace_s`; (files, bytes) removed."""
+    began = time.time()  # before the references are read: what is written after this is spared anyway
+    if next(media.digests(), None) is None:
+        return 0, 0  # nothing stored: no need to read every record
+    referenced = store.media_references()
+    return media.sweep(referenced, written_before=began - grace_s)
+
+
+class MediaSweeper:
+    """Runs `sweep` on its own thread when asked; asks made while one runs coalesce into one more run."""
+
+    def __init__(self, store: Store, media: MediaStore, grace_s: float = GRACE_S) -> None:
+        self._store = store
+        self._media = media
+        self._grace_s = grace_s
+        self._cond = threading.Condition()
+        self._wanted = 0  # asks so far
+        self._done = 0  # asks answered by a finished run
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._log = get_logger(__name__)
+
+    def request(self) -> int:
+        """Ask for a sweep (never blocks); returns a ticket for `wait`."""
+        with self._cond:
+            if self._closed:
+                return self._wanted
+            self._wanted += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="media-sweep", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            return self._wanted
+
+    def wait(self, ticket: int, timeout: float) -> bool:
+        """Whether a sweep that began after ask `ticket` finished within `timeout`."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._done >= ticket or self._closed, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking asks and let a running sweep finish (the store must outlive it)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._wanted > self._done or self._closed)
+                if self._closed:
+                    return
+                ticket = self._wanted
+            started = time.monotonic()
+            try:
+                files, removed = sweep(self._store, self._media, self._grace_s)
+            except Exception as exc:  # a sweep that failed deletes nothing more; the next ask tries again
+                self._log.error("media.sweep_failed", error=repr(exc))
+            else:
+                if files:
+                    self._log.info("media.swept", files=files, bytes=removed,
+                                   ms=round((time.monotonic() - started) * 1000))
+            with self._cond:
+                self._done = ticket
+                self._cond.notify_all()
