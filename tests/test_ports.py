@@ -90,7 +90,7 @@ def test_one_error_tree_with_an_exit_code_per_branch() -> None:
     assert all(cls.exit_code == 1 for cls in services)
     assert issubclass(errors.DurationError, ValueError)
     # Handled where they happen: the command line must not print them as if the user could act.
-    handled: list[type[errors.VigilError]] = [errors.SessionGone, errors.ModelError]
+    handled: list[type[errors.VigilError]] = [errors.SessionGone, errors.ModelError, errors.TranscriptionError]
     assert not any(issubclass(cls, errors.UserError | errors.ServiceError) for cls in handled)
     every = [v for v in vars(errors).values() if inspect.isclass(v) and issubclass(v, BaseException)]
     assert all(issubclass(cls, errors.VigilError) for cls in every)

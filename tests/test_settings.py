@@ -103,6 +103,30 @@ def test_telegram_base_url_must_be_http(home: Path) -> None:
     assert "http" in message
 
 
+@pytest.mark.parametrize(("base", "files"), [
+    ("https://api.telegram.org/bot", "https://api.telegram.org/file/bot"),
+    ("http://127.0.0.1:8081/bot/", "http://127.0.0.1:8081/file/bot"),
+    ("http://127.0.0.1:8081/custom", "http://127.0.0.1:8081/custom/file/bot"),
+])
+def test_telegram_base_file_url_follows_the_base_url(home: Path, base: str, files: str) -> None:
+    assert load(home, VIGIL_TELEGRAM_BASE_URL=base).telegram_base_file_url == files
+
+
+def test_telegram_base_file_url_as_set(home: Path) -> None:
+    settings = load(home, VIGIL_TELEGRAM_BASE_URL="http://a.example/bot",
+                    VIGIL_TELEGRAM_BASE_FILE_URL="http://files.example/file/bot")
+    assert settings.telegram_base_file_url == "http://files.example/file/bot"
+    message = refusal(home, VIGIL_TELEGRAM_BASE_FILE_URL="/var/lib/telegram-bot-api")
+    assert message.startswith("VIGIL_TELEGRAM_BASE_FILE_URL=")
+    assert "http" in message
+
+
+def test_whisper_model(home: Path) -> None:
+    assert load(home).whisper_model == "base"
+    assert load(home, VIGIL_WHISPER_MODEL="small").whisper_model == "small"
+    assert refusal(home, VIGIL_WHISPER_MODEL=" ").startswith("VIGIL_WHISPER_MODEL=")
+
+
 def test_model(home: Path) -> None:
     assert load(home, VIGIL_MODEL="claude-opus-5").model == "claude-opus-5"
     message = refusal(home, VIGIL_MODEL="  ")

@@ -230,7 +230,9 @@ def test_in_a_group_the_bot_answers_only_what_is_addressed_to_it(rig: Rig) -> No
     assert mention.message_id < answer.message_id
 
     replying = rig.say(group.id, gina, "and a reply to you", reply_to=answer.message_id)
-    rig.answer(group.id, replying, "echo: [Gina] and a reply to you")
+    # The reply brings what it answers into the turn, marked (issue 12), before the words themselves.
+    rig.answer(group.id, replying, "echo: [Gina] [replying to you: «echo: [Gina] hi from the group»]\n"
+                                   "and a reply to you")
 
     other = rig.say(group.id, gina, "/status@other_bot")
     ours = rig.say(group.id, gina, f"/status@{BOT}")

@@ -13,11 +13,13 @@
     │   │   └── DamagedRecord       bytes that are no record at all
     │   └── StartupError            Telegram refused to start (bad token, unreachable)
     ├── SessionGone                 the session was deleted elsewhere: its actor stops, nobody is told
-    └── ModelError                  a model call failed after the SDK's retries; `sentence` is for the user
+    ├── ModelError                  a model call failed after the SDK's retries; `sentence` is for the user
+    └── TranscriptionError          a voice message could not be transcribed; `sentence` is for the user
 
 The command line catches `UserError` and `ServiceError`, one class per exit code: a new error that
 the user can fix joins the tree under `UserError` and gets exit 2 without the command line changing.
-`SessionGone` and `ModelError` are handled where they happen (the session, the turn) and never reach it.
+`SessionGone`, `ModelError` and `TranscriptionError` are handled where they happen (the session, the
+turn, the adapter) and never reach it.
 
 The classes live here, not beside the code that raises them, so that the contract (`vigil.ports`)
 and the command line can name them without importing the store (and with it `lmdb`). The old
@@ -136,6 +138,14 @@ class ModelError(VigilError):
         self.partial = partial
 
 
+class TranscriptionError(VigilError):
+    """Speech could not be turned into text: no `voice` extra, no model, audio that does not decode."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+
 __all__ = ["AlreadyRunning", "CorruptRecord", "DamagedRecord", "DurationError", "ModelError", "ModelErrorKind",
            "NewerSchemaError", "ServiceError", "SessionGone", "SettingsError", "StartupError", "StoreError",
-           "UnreadableRecord", "UserError", "VigilError"]
+           "TranscriptionError", "UnreadableRecord", "UserError", "VigilError"]

@@ -30,6 +30,7 @@ from vigil.cancel import CancelToken
 from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
+from vigil.errors import TranscriptionError as TranscriptionError
 from vigil.store.schema import InboxEntry, Note, SessionHeader, Target, Turn, Usage
 from vigil.store.schema import TurnKind as TurnKind
 from vigil.store.schema import TurnStatus as TurnStatus
@@ -172,6 +173,22 @@ class Outbox(Protocol):
 
 DeliveryFailure = Callable[[str, bool, str, int | None], None]
 """(session key, permanent, reason, ref): how an outbox reports a failed delivery (ref: the turn's seq)."""
+
+
+# ---------------------------------------------------------------------------- speech
+
+
+class Transcriber(Protocol):
+    """Speech to text on this machine (`vigil.transcribe.WhisperTranscriber` with the `voice` extra).
+
+    Slow (seconds of CPU per minute of speech) and blocking: callers run it in a worker thread of
+    its own, never on an actor thread or the Telegram adapter's event loop, so other chats go on.
+    """
+
+    def transcribe(self, audio: bytes) -> str:
+        """The words spoken in `audio` (what Telegram sends: OGG/Opus voice, MP3/M4A audio, MP4 video
+        notes); "" if nothing is said. Raises TranscriptionError, whose `sentence` is for the user."""
+        ...
 
 
 # ---------------------------------------------------------------------------- store

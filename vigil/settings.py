@@ -24,6 +24,10 @@ from vigil.errors import SettingsError as SettingsError  # its old home: re-expo
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
+# faster-whisper's "base": on a small server's CPU (int8) it transcribes a minute of speech in seconds
+# and is a ~150 MB download; "small" is better in languages other than English but three times the
+# size and time. An operator who wants that names it.
+DEFAULT_WHISPER_MODEL = "base"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     telegram_bot_token: str | None = None
     telegram_base_url: str = DEFAULT_TELEGRAM_BASE_URL
+    telegram_base_file_url_set: str | None = None  # VIGIL_TELEGRAM_BASE_FILE_URL as given; see the property
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
     model: str = DEFAULT_MODEL
@@ -61,6 +66,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str = "auto"
     notify_socket: str | None = None
     watchdog_usec: int = 0
+    whisper_model: str = DEFAULT_WHISPER_MODEL
+
+    @property
+    def telegram_base_file_url(self) -> str:
+        """PTB's `base_file_url`: as set, else the base URL's trailing `/bot` made `/file/bot`.
+
+        Telegram serves files at `<host>/file/bot<token>/<path>` beside `<host>/bot<token>/<method>`;
+        a local Bot API server keeps the same shape, so the one URL an operator set says where both are.
+        """
+        if self.telegram_base_file_url_set:
+            return self.telegram_base_file_url_set
+        base = self.telegram_base_url.rstrip("/")
+        if base.endswith("/bot"):
+            return base[: -len("/bot")] + "/file/bot"
+        return base + "/file/bot"
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.admin_users
@@ -187,6 +207,7 @@ class _Var:
 _VARS: tuple[_Var, ...] = (
     _Var("TELEGRAM_BOT_TOKEN", "telegram_bot_token", _optional_text),
     _Var("VIGIL_TELEGRAM_BASE_URL", "telegram_base_url", _url),
+    _Var("VIGIL_TELEGRAM_BASE_FILE_URL", "telegram_base_file_url_set", _url),
     _Var("ANTHROPIC_API_KEY", "anthropic_api_key", _optional_text),
     _Var("ANTHROPIC_BASE_URL", "anthropic_base_url", _optional_text),
     _Var("VIGIL_MODEL", "model", _text),
@@ -212,6 +233,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_LOG_FORMAT", "log_format", _choice("auto", "console", "json")),
     _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
     _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
+    _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

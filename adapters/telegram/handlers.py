@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 from telegram import Chat, Message, MessageEntity, Update, User
 from telegram.error import BadRequest
@@ -20,27 +21,32 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 
 from vigil.actors.protocol import Sender, SessionCommand, TargetMoved, UserText
 from vigil.adapters.telegram.access import Gate
+from vigil.adapters.telegram.albums import Albums, lane_of
+from vigil.adapters.telegram.intake import Intake, default_intake
 from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
 from vigil.adapters.telegram.outbox import TelegramOutbox, markup_for
+from vigil.adapters.telegram.pointers import context_lines
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
 from vigil.logs import get_logger
 from vigil.ports import Reply
 from vigil.runtime import Runtime
-from vigil.store.schema import Target
+from vigil.store.schema import Attachment, Target
 from vigil.text import clean
-
-NOT_TEXT = "I can only read text messages for now; please write your message as text."
+from vigil.workspace import ensure_directory, own_directory, placed
 
 
 class TelegramHandlers:
     """The bot's update handlers, bound to one Runtime."""
 
-    def __init__(self, runtime: Runtime, control: Control, outbox: TelegramOutbox, gate: Gate) -> None:
+    def __init__(self, runtime: Runtime, control: Control, outbox: TelegramOutbox, gate: Gate,
+                 intake: Intake | None = None) -> None:
         self.runtime = runtime
         self.control = control
         self.outbox = outbox
         self.gate = gate
+        self.intake = intake or default_intake(runtime)
+        self.albums = Albums(self.take)
         self.bot_id = 0
         self.bot_username = ""
         self.log = get_logger(__name__)
@@ -93,12 +99,25 @@ class TelegramHandlers:
         user = update.effective_user
         if message is None or user is None or user.is_bot:
             return
-        raw = message.text if message.text is not None else message.caption
+        if message.media_group_id:
+            self.albums.add(message)  # handed on to `take` with its other parts
+            return
+        await self.albums.settle(lane_of(message))  # an album just before this message goes first
+        await self.take([message])
+
+    async def take(self, messages: list[Message]) -> None:
+        """One message, or the parts of an album: a command, or one turn with all their text and media."""
+        message = messages[0]
+        user = message.from_user
+        if user is None:
+            return
+        raw = message.text if message.text is not None else _caption(messages)
         text = clean(raw) if raw is not None else None
-        command = parse_command(text) if text is not None and _starts_with_command(message) else None
+        command = (parse_command(text) if text is not None and len(messages) == 1 and _starts_with_command(message)
+                   else None)
         if command is not None and command.addressed_to and command.addressed_to.lower() != self.bot_username.lower():
             return  # "/cmd@otherbot": for another bot in the group
-        if not self.addressed(message, command is not None):
+        if not any(self.addressed(part, command is not None) for part in messages):
             return
         group = message.chat.type != Chat.PRIVATE
         if command is not None and command.spec is None and group and not command.addressed_to:
@@ -109,9 +128,6 @@ class TelegramHandlers:
             self.log.info("telegram.refused", user_id=user.id, chat_id=message.chat.id)
             if verdict.reply:
                 self.outbox.send(key, target, Reply(text=verdict.reply))
-            return
-        if message.text is None or text is None:
-            self.outbox.send(key, target, Reply(text=NOT_TEXT))
             return
         if command is not None:
             caller = self.caller(message, user)
@@ -124,10 +140,38 @@ class TelegramHandlers:
             if spend.reply:
                 self.outbox.send(key, target, Reply(text=spend.reply))
             return
+        said = self.without_mention(text) if text else ""
+        attachments: list[Attachment] = []
+        refusals: list[str] = []
+        heard = False
+        for part in messages:
+            if part.text is not None:
+                continue
+            taken = await self.intake.take(part, lambda: self.upload_directory(key, target, chat_type(message.chat)))
+            attachments.extend(taken.attachments)
+            if taken.refusal and taken.refusal not in refusals:
+                refusals.append(taken.refusal)
+            if taken.transcript:
+                heard = True
+                self.outbox.send(key, target, Reply(text=f"🎙 {taken.transcript}"))
+                said = f"{said}\n\n{taken.transcript}".strip() if said else taken.transcript
+        for refusal in refusals:
+            self.outbox.send(key, target, Reply(text=refusal))
+        if (refusals and not attachments and not heard) or not (said or attachments):
+            return  # a caption without its file is no turn: the user sends again, or writes
+        pointers = context_lines(message, self.bot_id)
         self.runtime.submit(UserText(
-            key=key, target=target, sender=_sender(user), text=self.without_mention(text), at=time.time(),
-            message_id=message.message_id, chat_title=chat_title(message.chat, user.full_name),
-            chat_type=chat_type(message.chat)))
+            key=key, target=target, sender=_sender(user), text=f"{pointers}\n{said}" if pointers else said,
+            at=time.time(), message_id=message.message_id, chat_title=chat_title(message.chat, user.full_name),
+            chat_type=chat_type(message.chat), attachments=tuple(attachments)))
+
+    def upload_directory(self, key: str, target: Target, kind: str) -> Path:
+        """The chat's working directory, where its documents are saved (from a worker thread: it reads the store)."""
+        root = self.runtime.settings.workdir_root
+        header = self.runtime.store.header(key)
+        if header is not None:
+            return Path(placed(header, root).cwd)
+        return ensure_directory(root, own_directory(key, target, kind))
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -198,6 +242,12 @@ class TelegramHandlers:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.log.error("telegram.handler_error", error=repr(context.error))
+
+
+def _caption(messages: list[Message]) -> str | None:
+    """An album's caption: clients put it on one part (the first, mostly); any part may carry one."""
+    captions = [m.caption for m in messages if m.caption]
+    return "\n".join(captions) if captions else None
 
 
 def _starts_with_command(message: Message) -> bool:

@@ -4,7 +4,7 @@ The Application's lifecycle is driven by hand (rather than `run_polling`) so
 that every step happens in a known order:
 start: lock the data dir → getMe → sessions up → setMyCommands → polling → READY=1.
 stop (SIGTERM/SIGINT): STOPPING=1 → stop polling (no new updates) → let
-handlers finish → stop every session (running turns get a short grace, then
+handlers finish → hand on albums still being gathered → stop every session (running turns get a short grace, then
 are suspended to be answered after the restart) → deliver what is still
 queued for Telegram → close; exit 0, well within systemd's 10 seconds.
 While it runs, WATCHDOG=1 is sent for as long as the sessions and the store
@@ -73,6 +73,7 @@ async def _serve(settings: Settings) -> int:
     app = (ApplicationBuilder()
            .token(settings.telegram_bot_token or "")
            .base_url(settings.telegram_base_url)
+           .base_file_url(settings.telegram_base_file_url)
            .rate_limiter(AIORateLimiter(max_retries=8))
            # Long enough that a slow answer rarely times out after Telegram took the message.
            .connect_timeout(10).read_timeout(20).write_timeout(20).pool_timeout(10)
@@ -122,6 +123,7 @@ async def _serve(settings: Settings) -> int:
             await app.updater.stop()
         if app.running:
             await app.stop()
+        await handlers.albums.close()  # albums still gathering go to their sessions before these stop
         await asyncio.to_thread(runtime.shutdown, SHUTDOWN_GRACE_S, False)
         left = await outbox.drain(DRAIN_S)
         if left:
@@ -129,6 +131,7 @@ async def _serve(settings: Settings) -> int:
         # Replies Telegram has not taken yet (flood control, an outage) are sent after the restart.
         await asyncio.to_thread(runtime.record_undelivered, outbox.unfinished())
         await asyncio.to_thread(runtime.store.close)
+        handlers.intake.close()
         await app.shutdown()
         log.info("service.stopped")
     return 0

@@ -1,0 +1,118 @@
+"""Albums: the parts of one `media_group_id`, arriving as separate updates, gathered into one turn.
+
+A user who sends three screenshots with "which one is right?" means one question about three images:
+one turn, one model call. Telegram sends each part as its own message update, sharing a
+`media_group_id`, with no "last part" marker. So parts are held until the album has been quiet for
+`QUIET_S`, then handed on together, in message order.
+
+The numbers: Telegram delivers an album's parts back to back (usually in the same getUpdates batch,
+at worst one long-poll round apart), so 0.8 s of quiet ends an album with a wide margin while adding
+less than a second to a turn that takes seconds anyway. An album has at most 10 parts: the tenth ends
+it at once. Nothing is downloaded while gathering (a part is only a Message held in memory), so the
+window is not stretched by a slow download; the parts are fetched when the album is handed on.
+
+Order within the chat: the next message of the chat ends its open album first (and waits for it to be
+handed on), so "and the second one?" sent right after an album is never answered before it.
+
+Durability: PTB has already confirmed the parts to Telegram; until the album is handed on (the quiet
+window, then the downloads) it lives only in memory, and a crash loses it: Telegram will not send it
+again. That is why the window is short and nothing else waits in it. At shutdown every open album is
+handed on at once (`close`), before the sessions stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from telegram import Message
+
+from vigil.adapters.telegram.keys import topic_of
+from vigil.logs import get_logger
+
+QUIET_S = 0.8
+MAX_PARTS = 10  # Telegram's limit for one album
+
+Lane = tuple[int, int | None]  # (chat id, forum topic): as PerChatOrder orders them
+AlbumKey = tuple[int, int | None, str]
+
+
+def lane_of(message: Message) -> Lane:
+    return message.chat.id, topic_of(message)
+
+
+@dataclass
+class _Album:
+    parts: list[Message] = field(default_factory=list)
+    last: float = 0.0
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # end the quiet window early
+    task: asyncio.Task[None] | None = None
+
+
+class Albums:
+    """Gathers album parts; `hand_on` gets each album's messages once, in message order."""
+
+    def __init__(self, hand_on: Callable[[list[Message]], Awaitable[None]], quiet_s: float = QUIET_S) -> None:
+        self.hand_on = hand_on
+        self.quiet_s = quiet_s
+        self._open: dict[AlbumKey, _Album] = {}
+        self.log = get_logger(__name__)
+
+    @property
+    def gathering(self) -> int:
+        """Albums being gathered now (tests: none is left behind)."""
+        return len(self._open)
+
+    def add(self, message: Message) -> None:
+        """Hold a part (a message with a media_group_id); returns at once."""
+        chat, topic = lane_of(message)
+        key = (chat, topic, str(message.media_group_id))
+        album = self._open.get(key)
+        if album is None:
+            album = self._open[key] = _Album()
+            album.task = asyncio.get_running_loop().create_task(self._gather(key, album),
+                                                                name=f"album {message.media_group_id}")
+        album.parts.append(message)
+        album.last = time.monotonic()
+        if len(album.parts) >= MAX_PARTS:
+            album.done.set()
+
+    async def settle(self, lane: Lane) -> None:
+        """Hand on the open albums of a chat (topic) now, and wait until they are: a later message follows them."""
+        tasks = []
+        for key, album in list(self._open.items()):
+            if key[:2] == lane and album.task is not None:
+                album.done.set()
+                tasks.append(album.task)
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Hand on every open album (at shutdown, after polling stopped)."""
+        tasks = []
+        for album in list(self._open.values()):
+            album.done.set()
+            if album.task is not None:
+                tasks.append(album.task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _gather(self, key: AlbumKey, album: _Album) -> None:
+        try:
+            while not album.done.is_set():
+                left = album.last + self.quiet_s - time.monotonic()
+                if left <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(album.done.wait(), left)
+        finally:
+            # From here a late part (after the window) starts an album of its own.
+            self._open.pop(key, None)
+        parts = sorted(album.parts, key=lambda m: m.message_id)
+        try:
+            await self.hand_on(parts)
+        except Exception as exc:  # a task's exception would otherwise only show at garbage collection
+            self.log.error("telegram.album_failed", chat_id=key[0], parts=len(parts), error=repr(exc))

@@ -1,0 +1,172 @@
+"""Media intake (adapters/telegram/intake.py) with the real PTB Bot over HTTP against the Bot API stand-in.
+
+The paths the end-to-end tests cannot reach from a client's side: getFile's own "file is too big" for a
+file whose size the update did not say, a planted `uploads` symlink, kinds vigil does not take, and
+where a transcription runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from telegram import Bot, Message
+
+from tests.standins.bot_api import BotAPI
+from vigil import attachments
+from vigil.adapters.telegram.intake import DOWNLOAD_LIMIT, TOO_BIG, Intake
+from vigil.errors import TranscriptionError
+from vigil.media import MediaStore
+from vigil.store.schema import Attachment
+from vigil.transcribe import NO_EXTRA, NOT_UNDERSTOOD
+
+T = TypeVar("T")
+ALICE = 1001
+
+
+@pytest.fixture
+def api() -> Iterator[BotAPI]:
+    with BotAPI() as stand_in:
+        alice = stand_in.add_user(ALICE, "Alice", "alice")
+        stand_in.add_private_chat(alice)
+        yield stand_in
+
+
+def with_bot(api: BotAPI, body: Callable[[Bot], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with Bot(api.token, base_url=api.base_url, base_file_url=api.base_file_url) as bot:
+            return await body(bot)
+
+    return asyncio.run(main())
+
+
+def message(bot: Bot, **fields: Any) -> Message:
+    data = {"message_id": 5, "date": 1_700_000_000, "chat": {"id": ALICE, "type": "private", "first_name": "Alice"},
+            "from": {"id": ALICE, "is_bot": False, "first_name": "Alice"}, **fields}
+    parsed = Message.de_json(data, bot)
+    assert parsed is not None
+    return parsed
+
+
+def ingest_into(tmp_path: Path) -> tuple[Callable[[bytes, str, str, Path | None], Attachment], list[str]]:
+    media = MediaStore(tmp_path / "data" / "media")
+    root = tmp_path / "work"
+    calls: list[str] = []
+
+    def ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
+        calls.append(name)
+        return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None, cwd=directory)
+
+    return ingest, calls
+
+
+def test_a_file_getfile_calls_too_big_is_refused_in_one_sentence(api: BotAPI, tmp_path: Path) -> None:
+    file_id, unique = api.add_file(b"\0" * (DOWNLOAD_LIMIT + 1), file_name="dump.bin")
+    ingest, calls = ingest_into(tmp_path)
+    intake = Intake(ingest, None)
+
+    async def body(bot: Bot) -> None:
+        # An update may leave file_size out: then only getFile says the file is too big.
+        taken = await intake.take(message(bot, document={"file_id": file_id, "file_unique_id": unique,
+                                                         "file_name": "dump.bin"}), lambda: tmp_path)
+        assert taken.refusal == TOO_BIG and taken.attachments == ()
+
+    with_bot(api, body)
+    assert calls == [], "nothing reached the media store or the chat's folder"
+    assert not api.downloads
+
+
+def test_a_planted_uploads_symlink_refuses_the_file_and_keeps_nothing(api: BotAPI, tmp_path: Path) -> None:
+    ingest, _ = ingest_into(tmp_path)
+    cwd = tmp_path / "work" / "users" / str(ALICE)
+    cwd.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (cwd / "uploads").symlink_to(outside)
+    file_id, unique = api.add_file(b"notes\n", file_name="notes.txt", mime_type="text/plain")
+    intake = Intake(ingest, None)
+
+    async def body(bot: Bot) -> None:
+        taken = await intake.take(message(bot, document={"file_id": file_id, "file_unique_id": unique,
+                                                         "file_name": "notes.txt", "file_size": 6}), lambda: cwd)
+        assert taken.attachments == ()
+        assert taken.refusal.startswith("I couldn't take that file: ") and taken.refusal.endswith("Nothing was kept.")
+
+    with_bot(api, body)
+    assert list(outside.iterdir()) == []
+
+
+def test_kinds_vigil_does_not_take_get_a_sentence_naming_them(api: BotAPI, tmp_path: Path) -> None:
+    intake = Intake(ingest_into(tmp_path)[0], None)
+
+    async def body(bot: Bot) -> None:
+        sticker = message(bot, sticker={"file_id": "s", "file_unique_id": "su", "type": "regular", "width": 512,
+                                        "height": 512, "is_animated": False, "is_video": False})
+        assert "stickers" in (await intake.take(sticker, lambda: tmp_path)).refusal
+        plain = message(bot, text="hi")
+        assert (await intake.take(plain, lambda: tmp_path)).refusal == ""
+
+    with_bot(api, body)
+
+
+class Ear:
+    """A transcriber that notes where it ran."""
+
+    def __init__(self, words: str) -> None:
+        self.words = words
+        self.threads: list[tuple[str, bool]] = []
+
+    def transcribe(self, audio: bytes) -> str:
+        try:
+            asyncio.get_running_loop()
+            looping = True
+        except RuntimeError:
+            looping = False
+        self.threads.append((threading.current_thread().name, looping))
+        return self.words
+
+
+def test_transcription_runs_on_a_worker_thread_never_the_loop(api: BotAPI, tmp_path: Path) -> None:
+    voice_id, voice_unique = api.add_file(b"OggS voice", kind="voice", mime_type="audio/ogg")
+    ear = Ear("  water the ferns ")
+    intake = Intake(ingest_into(tmp_path)[0], ear)
+    silent = Intake(ingest_into(tmp_path)[0], Ear(""))
+    without = Intake(ingest_into(tmp_path)[0], None)
+    voice = {"file_id": voice_id, "file_unique_id": voice_unique, "duration": 2, "mime_type": "audio/ogg"}
+
+    async def body(bot: Bot) -> None:
+        note = message(bot, voice=voice)
+        assert (await intake.take(note, lambda: tmp_path)).transcript == "water the ferns"
+        assert (await silent.take(note, lambda: tmp_path)).refusal == NOT_UNDERSTOOD
+        assert (await without.take(note, lambda: tmp_path)).refusal == NO_EXTRA
+
+    try:
+        with_bot(api, body)
+    finally:
+        for made in (intake, silent, without):
+            made.close()
+    ((thread, looping),) = ear.threads
+    assert not looping and thread != threading.main_thread().name
+
+
+def test_a_failing_transcriber_gives_its_sentence(api: BotAPI, tmp_path: Path) -> None:
+    voice_id, voice_unique = api.add_file(b"OggS voice", kind="voice", mime_type="audio/ogg")
+
+    class Broken:
+        def transcribe(self, audio: bytes) -> str:
+            raise TranscriptionError("The speech model is not here.")
+
+    intake = Intake(ingest_into(tmp_path)[0], Broken())
+
+    async def body(bot: Bot) -> None:
+        note = message(bot, voice={"file_id": voice_id, "file_unique_id": voice_unique, "duration": 2})
+        assert (await intake.take(note, lambda: tmp_path)).refusal == "The speech model is not here."
+
+    try:
+        with_bot(api, body)
+    finally:
+        intake.close()
