@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from vigil.actors.protocol import Drain, Sender, UserText
+from vigil.actors.tools.send_file import human_size
 from vigil.cancel import CancelToken
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
@@ -27,15 +28,6 @@ from vigil.text import clean
 
 CONSOLE_TARGET = Target(channel="console")
 STREAM_INTERVAL_S = 0.25
-
-
-def human_size(size: int) -> str:
-    """1234567 → "1.2 MB": sizes as people read them."""
-    if size < 1000:
-        return f"{size} bytes"
-    if size < 1_000_000:
-        return f"{size / 1000:.1f} KB"
-    return f"{size / 1_000_000:.1f} MB"
 
 
 class ConsoleStream:
