@@ -11,7 +11,7 @@ Without files the body is ``application/x-www-form-urlencoded``; each value is a
 strings go as they are, everything else (ints, bools, lists, dicts such as ``reply_markup``,
 ``reply_parameters``, ``allowed_updates``, ``commands``) is ``json.dumps``-ed.  With files
 (sendDocument) the body is ``multipart/form-data``: the same string fields plus one file part
-named after the parameter (``document``).  This server also accepts GET query strings and
+named after the parameter (``document``, ``photo``).  This server also accepts GET query strings and
 ``application/json`` bodies, as Telegram does.  Answers have Telegram's shape:
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": N, "description": "...",
 "parameters": {...}}``, so PTB raises the same exceptions it raises against Telegram.
@@ -45,11 +45,28 @@ Other behaviour worth knowing when writing tests:
 * ``privacy_mode=True`` makes group chats deliver only commands, mentions of the bot and replies
   to it, like a bot with BotFather's privacy mode on; the default delivers everything.
 
+Files and media (see ``posts``, ``media``, ``methods.files``, ``methods.drafts``):
+
+* users post photos (several PhotoSizes, smallest first), albums (one update per photo sharing a
+  ``media_group_id``, caption on the first), documents, voice, audio and video notes; any post, text
+  included, may reply to a message (``reply_to``: the full Message in ``reply_to_message``), quote part
+  of it (``quote``: a TextQuote) or be a forward (``forward_origin``: a MessageOrigin);
+* every file is stored: getFile answers its ``file_path`` (400 "file is too big" over 20 MB) and
+  ``GET /file/bot<token>/<file_path>`` (``BotAPI.base_file_url``, PTB's ``base_file_url``) serves the bytes;
+  ``add_file`` places one without a message;
+* sendPhoto and sendDocument take multipart uploads or a file_id, with Telegram's limits (a body over
+  50 MB is 413; a photo over 10 MB, w + h over 10000 or a side ratio over 20 is 400); ``uploads``,
+  ``photos``, ``documents`` hold the exact bytes that reached each chat;
+* sendMessageDraft is private chats only, records each draft with its monotonic arrival time
+  (``drafts()``, ``wait_for_draft``); drafts are no messages and leave nothing in the history.
+
 The package, by job (a new method goes in the ``methods`` module of its kind and one line of its table;
-a new thing users do goes in ``scene``; a new record tests read goes in ``model``):
+a new thing users do goes in ``scene``, a new kind of post in ``posts``; a new record tests read goes in ``model``):
 
 * ``standin``: `BotAPI`, the face: lifecycle, observing, faults; ``scene``: building the world and what
-  its users do; ``state``: the world under one lock; ``model``: the records tests read;
+  its users do; ``posts``: what its users post (text, photos, files, replies, quotes, forwards);
+  ``media``: how a file is described inside a message; ``state``: the world under one lock; ``model``:
+  the records tests read;
 * ``server``: HTTP, routing, faults applied, calls recorded; ``wire``: request decoding and Telegram's
   error words; ``faults``: injected faults; ``params``: parameters read against the world;
   ``methods``: the Bot API methods;
@@ -65,14 +82,22 @@ from tests.standins.bot_api.model import (
     CHAT_ACTIONS,
     GENERAL_TOPIC_ID,
     MAX_CAPTION_LENGTH,
+    MAX_DOWNLOAD_BYTES,
+    MAX_PHOTO_BYTES,
     MAX_TEXT_LENGTH,
     MAX_UPLOAD_BYTES,
     ApiCall,
     CallbackQuery,
     Chat,
+    Download,
+    Draft,
+    ForwardOrigin,
     Message,
+    Quote,
     SentDocument,
+    SentFile,
     SentMessage,
+    StoredFile,
     User,
 )
 from tests.standins.bot_api.standin import BotAPI
@@ -83,16 +108,24 @@ __all__ = [
     "CHAT_ACTIONS",
     "GENERAL_TOPIC_ID",
     "MAX_CAPTION_LENGTH",
+    "MAX_DOWNLOAD_BYTES",
+    "MAX_PHOTO_BYTES",
     "MAX_TEXT_LENGTH",
     "MAX_UPLOAD_BYTES",
     "ApiCall",
     "BotAPI",
     "CallbackQuery",
     "Chat",
+    "Download",
+    "Draft",
+    "ForwardOrigin",
     "HtmlParseError",
     "Message",
+    "Quote",
     "SentDocument",
+    "SentFile",
     "SentMessage",
+    "StoredFile",
     "User",
     "finalize_text",
     "parse_html",

@@ -7,7 +7,7 @@ that holds them is `state.World`. The limits Telegram enforces live here too, be
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 
 class AnyThread:
@@ -22,6 +22,10 @@ ANY: Final = AnyThread()
 MAX_TEXT_LENGTH: Final = 4096
 MAX_CAPTION_LENGTH: Final = 1024
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024
+MAX_DOWNLOAD_BYTES: Final = 20 * 1024 * 1024  # getFile refuses bigger files ("file is too big")
+MAX_PHOTO_BYTES: Final = 10 * 1024 * 1024
+MAX_PHOTO_DIMENSIONS: Final = 10_000  # width + height of a photo the bot sends
+MAX_PHOTO_RATIO: Final = 20
 GENERAL_TOPIC_ID: Final = 1
 
 CHAT_ACTIONS: Final = frozenset(
@@ -100,12 +104,120 @@ class Message:
     is_topic_message: bool = False
     reply_to_message_id: int | None = None
     reply_markup: dict[str, Any] | None = None
-    document: dict[str, Any] | None = None
+    # What the message carries besides text, as the Bot API field names it: {"photo": [PhotoSize...]},
+    # {"document": {...}}, {"voice": {...}}, {"audio": {...}}, {"video_note": {...}}.
+    media: dict[str, Any] = field(default_factory=dict)
     caption: str | None = None
     caption_entities: list[dict[str, Any]] = field(default_factory=list)
+    media_group_id: str | None = None
+    quote: dict[str, Any] | None = None  # a TextQuote: the part of the replied message it quotes
+    forward_origin: dict[str, Any] | None = None  # a MessageOrigin: where a forwarded message came from
     service: dict[str, Any] = field(default_factory=dict)
     edit_date: int | None = None
     deleted: bool = False
+
+    @property
+    def document(self) -> dict[str, Any] | None:
+        return self.media.get("document")
+
+    @property
+    def photo(self) -> list[dict[str, Any]] | None:
+        """The PhotoSize array, smallest first; the last is the largest."""
+        return self.media.get("photo")
+
+
+FileKind = Literal["photo", "document", "voice", "audio", "video_note"]
+
+
+@dataclass
+class StoredFile:
+    """A file on the stand-in's "Telegram servers": placed by a test, sent by a user, uploaded by the bot.
+
+    ``getFile`` answers ``file_path``; the bytes are served at ``<base_file_url><token>/<file_path>``."""
+
+    file_id: str
+    file_unique_id: str
+    kind: FileKind
+    content: bytes
+    file_path: str
+    file_name: str | None = None
+    mime_type: str | None = None
+
+    @property
+    def file_size(self) -> int:
+        return len(self.content)
+
+
+@dataclass
+class Download:
+    """One ``GET /file/bot<token>/<file_path>``: what was asked for and how it was answered."""
+
+    file_path: str
+    status: int
+    size: int
+    time: float
+
+
+@dataclass
+class Draft:
+    """One sendMessageDraft the stand-in accepted: a preview the client animates, never a message.
+
+    ``time`` is ``time.monotonic()`` when it arrived, so a test can measure how soon drafts appeared."""
+
+    chat_id: int
+    draft_id: int
+    thread_id: int | None
+    text: str
+    entities: list[tuple[str, int, int]]
+    raw: str
+    parse_mode: str | None
+    time: float
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The part of the replied-to message a user quotes (a TextQuote). ``position`` in UTF-16 units;
+    None finds ``text`` in the replied message. A quote the user selected by hand is ``is_manual``."""
+
+    text: str
+    position: int | None = None
+    is_manual: bool = True
+
+
+@dataclass(frozen=True)
+class ForwardOrigin:
+    """Where a forwarded message came from (a MessageOrigin); build it with the class methods."""
+
+    payload: dict[str, Any]
+
+    @classmethod
+    def user(cls, user: User, date: int = 1_700_000_000) -> ForwardOrigin:
+        """Forwarded from a user who allows linking to their account."""
+        return cls({"type": "user", "date": date, "sender_user": user.to_dict()})
+
+    @classmethod
+    def hidden_user(cls, name: str, date: int = 1_700_000_000) -> ForwardOrigin:
+        """Forwarded from a user who hides their account: only a name."""
+        return cls({"type": "hidden_user", "date": date, "sender_user_name": name})
+
+    @classmethod
+    def channel(
+        cls,
+        chat_id: int,
+        title: str,
+        message_id: int,
+        username: str | None = None,
+        author_signature: str | None = None,
+        date: int = 1_700_000_000,
+    ) -> ForwardOrigin:
+        """Forwarded from a channel post."""
+        chat: dict[str, Any] = {"id": chat_id, "type": "channel", "title": title}
+        if username:
+            chat["username"] = username
+        payload: dict[str, Any] = {"type": "channel", "date": date, "chat": chat, "message_id": message_id}
+        if author_signature:
+            payload["author_signature"] = author_signature
+        return cls(payload)
 
 
 @dataclass
@@ -127,8 +239,9 @@ class SentMessage:
 
 
 @dataclass
-class SentDocument:
-    """A file the bot uploaded with sendDocument."""
+class SentFile:
+    """A file the bot sent with sendDocument (``kind`` "document") or sendPhoto ("photo"): the bytes that
+    reached the chat (uploaded, or those of the file_id it sent again), as sent, with the caption shown."""
 
     chat_id: int
     thread_id: int | None
@@ -139,6 +252,11 @@ class SentDocument:
     mime_type: str = "application/octet-stream"
     raw_caption: str | None = None
     parse_mode: str | None = None
+    kind: Literal["document", "photo"] = "document"
+    file_id: str = ""
+
+
+SentDocument = SentFile  # the name from before photos, kept for existing tests
 
 
 @dataclass

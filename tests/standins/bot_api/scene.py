@@ -1,19 +1,17 @@
 """What happens in the Telegram world besides the bot: tests build it (users, chats, groups, forum topics,
-blocks, migrations) and its users act in it (write, press buttons).
+blocks, migrations) and its users act in it (press buttons; what they post is `posts`').
 
 Each action changes the world as Telegram would and queues the update the bot would get; the
-`BotAPI` methods of the same names are the face tests call. A new kind of user action (a photo, a
-reaction) goes here, beside `send_text`.
+`BotAPI` methods of the same names are the face tests call. A new kind of user action (a reaction)
+goes here; a new kind of post (a sticker, a location) goes in `posts`.
 """
 
 from __future__ import annotations
 
 import time
 
-from tests.standins.bot_api.entities import find_auto_entities
-from tests.standins.bot_api.model import GENERAL_TOPIC_ID, CallbackQuery, Chat, Message, User
+from tests.standins.bot_api.model import CallbackQuery, Chat, User
 from tests.standins.bot_api.state import World
-from tests.standins.bot_api.text import finalize_text
 
 
 def add_user(world: World, user_id: int, first_name: str = "User", username: str | None = None) -> User:
@@ -99,49 +97,6 @@ def migrate_to_supergroup(world: World, old_chat_id: int, new_chat_id: int) -> N
         old.migrated_to = new_chat_id
         world.enqueue("message", world.message_json(m1))
         world.enqueue("message", world.message_json(m2))
-
-
-def send_text(
-    world: World,
-    chat_id: int,
-    user_id: int,
-    text: str,
-    thread_id: int | None = None,
-    reply_to_message_id: int | None = None,
-) -> Message:
-    with world.cond:
-        chat = world.existing_chat(chat_id)
-        if chat.migrated_to is not None:
-            raise ValueError(f"chat {chat_id} was migrated to {chat.migrated_to}")
-        user = world.users.get(user_id)
-        if user is None or user.is_bot:
-            raise ValueError(f"unknown user {user_id}")
-        if chat.type == "private" and chat.id != user_id:
-            raise ValueError("in a private chat only its user writes")
-        if thread_id == GENERAL_TOPIC_ID and chat.is_forum:
-            thread_id = None
-        if thread_id is not None and (not chat.is_forum or thread_id not in chat.topics):
-            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
-        if reply_to_message_id is not None:
-            target = world.messages.get((chat_id, reply_to_message_id))
-            if target is None or target.deleted:
-                raise ValueError(f"no message {reply_to_message_id} in chat {chat_id}")
-            if thread_id is None and chat.is_forum and target.is_topic_message:
-                thread_id = target.thread_id
-        clean, _ = finalize_text(text, [])
-        if not clean:
-            raise ValueError("Telegram clients don't send empty messages")
-        msg = world.new_message(
-            chat,
-            user,
-            text=clean,
-            entities=find_auto_entities(clean),
-            thread_id=thread_id,
-            reply_to=reply_to_message_id,
-        )
-        if world.delivered_to_bot(chat, msg):
-            world.enqueue("message", world.message_json(msg))
-        return msg
 
 
 def press_button(world: World, chat_id: int, user_id: int, message_id: int, data: str) -> CallbackQuery:

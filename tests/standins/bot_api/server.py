@@ -21,11 +21,12 @@ from urllib.parse import unquote, urlsplit
 from tests.standins.bot_api.faults import Fault, Faults
 from tests.standins.bot_api.methods import HANDLERS, METHOD_NAMES
 from tests.standins.bot_api.methods.updates import ClientGone, get_updates
-from tests.standins.bot_api.model import ApiCall
+from tests.standins.bot_api.model import ApiCall, Download
 from tests.standins.bot_api.state import World
 from tests.standins.bot_api.wire import PATH_RE, TOKEN_RE, ApiError, Request, Upload, decode_request
 from tests.standins.loopback import LoopbackHandler, LoopbackServer
 
+FILE_PREFIX: Final = "/file/bot"  # PTB's base_file_url is base_url with /bot made /file/bot
 _PROXY_502: Final = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
@@ -50,13 +51,16 @@ class Router:
             handler.close_connection = True
             return
         parts = urlsplit(handler.path)
-        status, payload, content_type = self.handle(
-            parts.path,
-            parts.query,
-            handler.headers.get("Content-Type", ""),
-            body,
-            lambda: _socket_closed(handler.connection),
-        )
+        if parts.path.startswith(FILE_PREFIX):
+            status, payload, content_type = self.download(parts.path)
+        else:
+            status, payload, content_type = self.handle(
+                parts.path,
+                parts.query,
+                handler.headers.get("Content-Type", ""),
+                body,
+                lambda: _socket_closed(handler.connection),
+            )
         try:
             handler.send_response(status)
             handler.send_header("Content-Type", content_type)
@@ -69,6 +73,23 @@ class Router:
             handler.wfile.flush()
         except OSError:  # the client hung up; it is already recorded as such where it matters
             handler.close_connection = True
+
+    def download(self, path: str) -> tuple[int, bytes, str]:
+        """``GET /file/bot<token>/<file_path>``: a stored file's bytes, as Telegram's file server serves
+        them; an unknown path is 404 and a wrong token 401 (malformed: 404), with a JSON error body."""
+        token, _, file_path = path.removeprefix(FILE_PREFIX).partition("/")
+        token, file_path = unquote(token), unquote(file_path)
+        with self.world.cond:
+            stored = self.world.file_paths.get(file_path) if token == self.token else None
+            if stored is not None:
+                status, body, ctype = 200, stored.content, "application/octet-stream"
+            else:
+                status = 401 if token != self.token and TOKEN_RE.fullmatch(token) else 404
+                error = ApiError(status, "Unauthorized" if status == 401 else "Not Found")
+                status, body, ctype = status, json.dumps(error.payload()).encode(), "application/json"
+            self.world.downloads.append(Download(file_path, status, len(body), time.monotonic()))
+            self.world.cond.notify_all()
+        return status, body, ctype
 
     def handle(
         self, path: str, query: str, content_type: str, body: bytes, client_gone: Callable[[], bool]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from tests.standins.bot_api import scene
+from tests.standins.bot_api import posts, scene
 from tests.standins.bot_api.faults import Fault, Faults, fault_method
 from tests.standins.bot_api.model import (
     ANY,
@@ -22,12 +22,19 @@ from tests.standins.bot_api.model import (
     ApiCall,
     CallbackQuery,
     Chat,
+    Download,
+    Draft,
+    FileKind,
+    ForwardOrigin,
     Message,
-    SentDocument,
+    Quote,
+    SentFile,
     SentMessage,
+    StoredFile,
     User,
 )
-from tests.standins.bot_api.server import BotServer, Router
+from tests.standins.bot_api.posts import Context, ReplyTarget
+from tests.standins.bot_api.server import FILE_PREFIX, BotServer, Router
 from tests.standins.bot_api.state import World
 from tests.standins.bot_api.wire import TOKEN_RE
 
@@ -49,6 +56,7 @@ class BotAPI:
             raise ValueError(f"not a bot token: {token!r}")
         self.token = token
         self.base_url = ""
+        self.base_file_url = ""  # PTB's base_file_url: downloads are GET <base_file_url><token>/<file_path>
         bot_user = User(int(token.split(":")[0]), "Vigil", bot_username, is_bot=True)
         self._world = World(bot_user, strict_ampersand=strict_ampersand, privacy_mode=privacy_mode)
         self._faults = Faults(self._world.cond)
@@ -67,8 +75,26 @@ class BotAPI:
         return self._world.calls
 
     @property
-    def documents(self) -> list[SentDocument]:
-        return self._world.documents
+    def uploads(self) -> list[SentFile]:
+        """Every file the bot sent (sendDocument and sendPhoto), in order, with the bytes that reached the chat."""
+        return self._world.uploads
+
+    @property
+    def documents(self) -> list[SentFile]:
+        """The files the bot sent with sendDocument."""
+        with self._world.cond:
+            return [u for u in self._world.uploads if u.kind == "document"]
+
+    @property
+    def photos(self) -> list[SentFile]:
+        """The photos the bot sent with sendPhoto (``content``: the bytes uploaded or sent again by file_id)."""
+        with self._world.cond:
+            return [u for u in self._world.uploads if u.kind == "photo"]
+
+    @property
+    def downloads(self) -> list[Download]:
+        """Every ``GET /file/bot<token>/<file_path>``, answered or refused, in order."""
+        return self._world.downloads
 
     @property
     def chat_actions(self) -> list[tuple[int, int | None, str]]:
@@ -103,6 +129,7 @@ class BotAPI:
             return self
         self._server = BotServer(Router(self._world, self._faults, self.token))
         self.base_url = f"http://127.0.0.1:{self._server.port}/bot"
+        self.base_file_url = f"http://127.0.0.1:{self._server.port}{FILE_PREFIX}"
         self._server.serve_in_thread("bot-api-standin")
         return self
 
@@ -164,9 +191,137 @@ class BotAPI:
         text: str,
         thread_id: int | None = None,
         reply_to_message_id: int | None = None,
+        *,
+        reply_to: ReplyTarget | None = None,
+        quote: Quote | str | None = None,
+        forward_origin: ForwardOrigin | None = None,
     ) -> Message:
-        """A user writes ``text``; enqueues the message update and returns the message."""
-        return scene.send_text(self._world, chat_id, user_id, text, thread_id, reply_to_message_id)
+        """A user writes ``text``; enqueues the message update and returns the message.
+
+        ``reply_to`` (or ``reply_to_message_id``): the message replied to, by id or record (a `Message`, the
+        bot's `SentMessage` or `SentFile`); the update carries it whole in ``reply_to_message``. ``quote``:
+        the part of it quoted (a `Quote`, or its text, found in the replied message). ``forward_origin``:
+        the message is a forward (`ForwardOrigin.user(...)`, ``.hidden_user(...)``, ``.channel(...)``)."""
+        context = Context(thread_id, reply_to if reply_to is not None else reply_to_message_id, quote, forward_origin)
+        return posts.post(self._world, chat_id, user_id, context, text=text)
+
+    def send_photo(
+        self,
+        chat_id: int,
+        user_id: int,
+        photo: bytes | Sequence[bytes],
+        caption: str | None = None,
+        *,
+        media_group_id: str | None = None,
+        thread_id: int | None = None,
+        reply_to: ReplyTarget | None = None,
+        quote: Quote | str | None = None,
+        forward_origin: ForwardOrigin | None = None,
+    ) -> Message:
+        """A user sends a photo. ``photo`` as bytes (PNG, JPEG, GIF, WebP; `tests.standins.images` makes
+        them) becomes the largest of several PhotoSizes, the smaller ones JPEG thumbnails; a sequence of
+        bytes gives the sizes themselves, smallest first. Each size is its own file (getFile, download).
+        The caption gets the entities Telegram detects (mentions, commands)."""
+        context = Context(thread_id, reply_to, quote, forward_origin)
+        return posts.send_photo(self._world, chat_id, user_id, photo, caption, context, media_group_id)
+
+    def send_album(
+        self,
+        chat_id: int,
+        user_id: int,
+        photos: Sequence[bytes | Sequence[bytes]],
+        caption: str | None = None,
+        *,
+        thread_id: int | None = None,
+        reply_to: ReplyTarget | None = None,
+    ) -> list[Message]:
+        """A user sends 2..10 photos at once: one message update each, sharing a ``media_group_id``, the
+        caption on the first only (as clients send albums)."""
+        return posts.send_album(self._world, chat_id, user_id, photos, caption, Context(thread_id, reply_to))
+
+    def send_document(
+        self,
+        chat_id: int,
+        user_id: int,
+        data: bytes,
+        file_name: str,
+        mime_type: str = "application/octet-stream",
+        caption: str | None = None,
+        *,
+        thread_id: int | None = None,
+        reply_to: ReplyTarget | None = None,
+        quote: Quote | str | None = None,
+        forward_origin: ForwardOrigin | None = None,
+    ) -> Message:
+        """A user sends a file. ``file_name`` is sent as given (a hostile one too: "../../x" is a test)."""
+        context = Context(thread_id, reply_to, quote, forward_origin)
+        return posts.send_document(self._world, chat_id, user_id, data, file_name, mime_type, caption, context)
+
+    def send_voice(
+        self,
+        chat_id: int,
+        user_id: int,
+        data: bytes,
+        duration: int = 3,
+        mime_type: str = "audio/ogg",
+        caption: str | None = None,
+        *,
+        thread_id: int | None = None,
+        reply_to: ReplyTarget | None = None,
+    ) -> Message:
+        """A user records a voice note (OGG/Opus as clients record it; any bytes will do for the stand-in)."""
+        context = Context(thread_id, reply_to)
+        return posts.send_voice(self._world, chat_id, user_id, data, duration, mime_type, caption, context)
+
+    def send_audio(
+        self,
+        chat_id: int,
+        user_id: int,
+        data: bytes,
+        duration: int = 3,
+        file_name: str = "audio.mp3",
+        mime_type: str = "audio/mpeg",
+        *,
+        performer: str | None = None,
+        title: str | None = None,
+        caption: str | None = None,
+        thread_id: int | None = None,
+        reply_to: ReplyTarget | None = None,
+    ) -> Message:
+        """A user sends a music file (an Audio, not a voice note)."""
+        context = Context(thread_id, reply_to)
+        return posts.send_audio(self._world, chat_id, user_id, data, duration, file_name, mime_type,
+                                performer, title, caption, context)
+
+    def send_video_note(
+        self,
+        chat_id: int,
+        user_id: int,
+        data: bytes,
+        duration: int = 3,
+        length: int = 240,
+        *,
+        thread_id: int | None = None,
+        reply_to: ReplyTarget | None = None,
+    ) -> Message:
+        """A user records a round video note (MP4; no caption, as Telegram has none for them)."""
+        context = Context(thread_id, reply_to)
+        return posts.send_video_note(self._world, chat_id, user_id, data, duration, length, context)
+
+    def add_file(
+        self, data: bytes, kind: FileKind = "document", file_name: str | None = None, mime_type: str | None = None
+    ) -> tuple[str, str]:
+        """Places a file on the "Telegram servers" without a message; returns (file_id, file_unique_id).
+
+        getFile then answers its ``file_path`` (refusing it over 20 MB, "file is too big") and the bytes
+        are served at ``base_file_url + token + "/" + file_path``."""
+        stored = posts.add_file(self._world, data, kind, file_name, mime_type)
+        return stored.file_id, stored.file_unique_id
+
+    def file(self, file_id: str) -> StoredFile:
+        """A stored file by file_id: what a user sent, what the bot uploaded, what a test placed."""
+        with self._world.cond:
+            return copy.copy(self._world.files[file_id])
 
     def press_button(self, chat_id: int, user_id: int, message_id: int, data: str) -> CallbackQuery:
         """A user presses the inline button with ``callback_data == data`` on a bot message."""
@@ -187,6 +342,23 @@ class BotAPI:
                 for (cid, _), s in sorted(self._world.sent.items())
                 if cid == chat_id and not s.deleted and (thread_id is ANY or s.thread_id == thread_id)
             ]
+
+    def drafts(self, chat_id: int | None = None, draft_id: int | None = None) -> list[Draft]:
+        """The drafts the bot streamed (sendMessageDraft), in arrival order, optionally of one chat/draft."""
+        with self._world.cond:
+            return [
+                copy.copy(d)
+                for d in self._world.drafts
+                if (chat_id is None or d.chat_id == chat_id) and (draft_id is None or d.draft_id == draft_id)
+            ]
+
+    def wait_for_draft(self, chat_id: int, needle: str = "", timeout: float = 10.0) -> Draft:
+        """The first draft in ``chat_id`` whose text contains ``needle`` ("" matches any, even "Thinking…")."""
+
+        def found() -> Draft | None:
+            return next((d for d in self.drafts(chat_id) if needle in d.text), None)
+
+        return self.wait_for(found, timeout, f"a draft containing {needle!r} in chat {chat_id}")
 
     def history(self, chat_id: int) -> list[Message]:
         """Every message in a chat (users', bot's, service), deleted ones included, in order."""

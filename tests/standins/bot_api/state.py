@@ -15,7 +15,35 @@ import threading
 import time
 from typing import Any
 
-from tests.standins.bot_api.model import ApiCall, CallbackQuery, Chat, Message, SentDocument, SentMessage, User
+from tests.standins.bot_api.model import (
+    ApiCall,
+    CallbackQuery,
+    Chat,
+    Download,
+    Draft,
+    FileKind,
+    Message,
+    SentFile,
+    SentMessage,
+    StoredFile,
+    User,
+)
+
+# Telegram's file_id prefixes by kind (the type byte differs), so ids look like the real ones in logs.
+_FILE_ID_PREFIX = {
+    "photo": "AgACAgIAAxkBAAI",
+    "document": "BQACAgIAAxkBAAI",
+    "voice": "AwACAgIAAxkBAAI",
+    "audio": "CQACAgIAAxkBAAI",
+    "video_note": "DQACAgIAAxkBAAI",
+}
+_FILE_DIR = {
+    "photo": "photos",
+    "document": "documents",
+    "voice": "voice",
+    "audio": "music",
+    "video_note": "video_notes",
+}
 
 
 class World:
@@ -37,7 +65,9 @@ class World:
         self.queries: dict[str, CallbackQuery] = {}
         self.query_ids = itertools.count(4_382_019_331_775_000_001)
         self.file_ids = itertools.count(1)
-        self.files: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, StoredFile] = {}  # by file_id
+        self.file_paths: dict[str, StoredFile] = {}  # by file_path, what downloads ask for
+        self.media_group_ids = itertools.count(13_000_000_000_000_001)
         self.admin = User(999_000_001, "Group Admin", "group_admin")
         self.anonymous = User(1_087_968_824, "Group", "GroupAnonymousBot", is_bot=True)
 
@@ -50,7 +80,9 @@ class World:
 
         # What tests read through BotAPI's properties of the same names.
         self.calls: list[ApiCall] = []
-        self.documents: list[SentDocument] = []
+        self.uploads: list[SentFile] = []
+        self.drafts: list[Draft] = []
+        self.downloads: list[Download] = []
         self.chat_actions: list[tuple[int, int | None, str]] = []
         self.commands: list[dict[str, Any]] = []
 
@@ -91,6 +123,26 @@ class World:
         self.cond.notify_all()
         return msg
 
+    def store_file(self, content: bytes, kind: FileKind, file_name: str | None = None,
+                   mime_type: str | None = None, extension: str = "") -> StoredFile:
+        """Keeps ``content`` under a new file_id (and file_unique_id) and file_path, as Telegram stores
+        every file it is sent, so getFile and downloads find it."""
+        number = next(self.file_ids)
+        if not extension and file_name and "." in file_name:
+            extension = "." + file_name.rsplit(".", 1)[1]
+        stored = StoredFile(
+            file_id=f"{_FILE_ID_PREFIX[kind]}{number:08d}standin",
+            file_unique_id=f"AgAD{number:08d}",
+            kind=kind,
+            content=content,
+            file_path=f"{_FILE_DIR[kind]}/file_{number}{extension}",
+            file_name=file_name,
+            mime_type=mime_type,
+        )
+        self.files[stored.file_id] = stored
+        self.file_paths[stored.file_path] = stored
+        return stored
+
     def enqueue(self, kind: str, payload: dict[str, Any]) -> int:
         """Queues an update for getUpdates; returns its id."""
         update_id = self.next_update_id
@@ -103,9 +155,9 @@ class World:
         """Privacy mode: in groups only commands, mentions of the bot and replies to it arrive."""
         if not self.privacy_mode or chat.type == "private":
             return True
-        text = msg.text or ""
+        text = msg.text if msg.text is not None else msg.caption or ""
         me = (self.bot_user.username or "").lower()
-        for e in msg.entities:
+        for e in msg.entities or msg.caption_entities:
             units = text.encode("utf-16-le")[2 * e["offset"] : 2 * (e["offset"] + e["length"])]
             chunk = units.decode("utf-16-le")
             if e["type"] == "bot_command" and ("@" not in chunk or chunk.lower().endswith("@" + me)):
@@ -137,18 +189,23 @@ class World:
             target = self.messages.get((msg.chat_id, reply_id)) if reply_id is not None else None
             if target is not None and not target.deleted:
                 d["reply_to_message"] = self.message_json(target, nested=True)
+            if msg.quote is not None and "reply_to_message" in d:
+                d["quote"] = copy.deepcopy(msg.quote)
+        if msg.forward_origin is not None:
+            d["forward_origin"] = copy.deepcopy(msg.forward_origin)
         if msg.edit_date is not None:
             d["edit_date"] = msg.edit_date
+        if msg.media_group_id is not None:
+            d["media_group_id"] = msg.media_group_id
         if msg.text is not None:
             d["text"] = msg.text
             if msg.entities:
                 d["entities"] = copy.deepcopy(msg.entities)
-        if msg.document is not None:
-            d["document"] = dict(msg.document)
-            if msg.caption:
-                d["caption"] = msg.caption
-                if msg.caption_entities:
-                    d["caption_entities"] = copy.deepcopy(msg.caption_entities)
+        d.update(copy.deepcopy(msg.media))
+        if msg.media and msg.caption:
+            d["caption"] = msg.caption
+            if msg.caption_entities:
+                d["caption_entities"] = copy.deepcopy(msg.caption_entities)
         if msg.reply_markup and msg.reply_markup.get("inline_keyboard"):
             d["reply_markup"] = copy.deepcopy(msg.reply_markup)
         d.update(copy.deepcopy(msg.service))

@@ -29,6 +29,8 @@ _STRING_PARAMS: Final = frozenset(
         "business_connection_id",
         "message_effect_id",
         "document",
+        "photo",
+        "file_id",
         "secret_token",
         "ip_address",
         "name",

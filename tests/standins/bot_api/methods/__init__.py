@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from tests.standins.bot_api.methods import bot, files, messages, updates
+from tests.standins.bot_api.methods import bot, drafts, files, messages, updates
 from tests.standins.bot_api.state import World
 from tests.standins.bot_api.wire import Request
 
@@ -31,6 +31,9 @@ HANDLERS: Final[dict[str, Handler]] = {
     "deleteMessages": messages.delete_messages,
     "sendChatAction": messages.send_chat_action,
     "sendDocument": files.send_document,
+    "sendPhoto": files.send_photo,
+    "getFile": files.get_file,
+    "sendMessageDraft": drafts.send_message_draft,
     "answerCallbackQuery": messages.answer_callback_query,
     "getChat": bot.get_chat,
     "close": bot.close,
