@@ -4,7 +4,8 @@ Before each update that leaves something in the chat (an edited message, the beg
 drafted reply sent for good) the partial turn is committed durably (the checkpoint), so whatever
 stays in the chat survives `kill -9`. A draft (a private chat's preview, which vanishes) needs no
 checkpoint: the first one goes out with the first words, the rest no faster than the channel's
-interval. Edits come no faster than it either, and the first waits one interval, so a reply done
+interval (the open turn is still written about once a second meanwhile, so a crash is charged for
+what streamed). Edits come no faster than it either, and the first waits one interval, so a reply done
 sooner is shown once, final, and costs no checkpoint. The final text is shown by the session after
 its final commit, not here.
 """
@@ -18,6 +19,10 @@ from collections.abc import Callable
 from vigil.logs import get_logger
 from vigil.ports import Outbox, ReplyStream
 from vigil.store.schema import Target
+
+# Drafts need no checkpoint, but the open turn is still written this often while a reply streams: a
+# crash is then charged for what streamed, and the restart knows what was said (as with edits).
+CHECKPOINT_S = 1.0
 
 
 class CheckpointedDisplay:
@@ -36,6 +41,7 @@ class CheckpointedDisplay:
         # The first preview waits one interval too: a reply done sooner is shown once, final, and
         # costs no checkpoint.
         self._last = time.monotonic()
+        self._saved_at = self._last
         self._closed = False
         self._key = key
         self._slow = slow
@@ -79,13 +85,15 @@ class CheckpointedDisplay:
         if not self._latest.strip() or self._latest == self._shown:
             return
         durable = False
-        if self._stream.needs_checkpoint(self._latest):
+        needed = self._stream.needs_checkpoint(self._latest)
+        if needed or self._last - self._saved_at >= CHECKPOINT_S:
             try:
                 durable = self._checkpoint(self._latest)
             except Exception as exc:  # an unsaved preview is simply not shown; the final commit decides
                 get_logger(__name__, session=self._key).warning("display.checkpoint_failed", error=repr(exc))
-                return
-            if not durable:
+            if durable:
+                self._saved_at = self._last
+            elif needed:
                 return
         self._stream.update(self._latest, durable=durable)
         self._shown = self._latest
