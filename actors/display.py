@@ -66,7 +66,7 @@ class CheckpointedDisplay:
             if self._slow is not None:
                 slow, self._slow = self._slow, None
                 slow()  # the first keepalive: this turn is taking a while, so it is written down as open
-                if not self._shown and not self._stream.needs_checkpoint(""):
+                if not self._latest.strip() and not self._stream.needs_checkpoint(""):
                     self._stream.update("", durable=False)  # an empty draft: "Thinking…"
             self._outbox.typing(self._target)
             if self._latest != self._shown and time.monotonic() - self._last >= self._interval:

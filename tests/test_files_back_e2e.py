@@ -6,6 +6,7 @@ stand-in keeps the exact bytes every upload delivered, and every draft with its 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -128,3 +129,22 @@ def test_a_drafted_reply_longer_than_a_message_is_sent_in_parts_as_it_grows(rig:
     assert len({d.draft_id for d in drafts}) >= 2, "each part after a cut is a draft of its own"
     assert all(m.edits == 0 for m in parts)
     assert not undelivered(rig, lena.id)
+
+
+def test_a_refused_draft_falls_back_to_editing_and_the_reply_arrives_whole(rig: Rig) -> None:
+    finn = rig.person("Finn")
+    story = filler_text(700)
+    rig.bot.fail(times=1, status=400, method="sendMessageDraft")
+    sent = rig.say(finn.id, finn, "[[len=700]][[slow=4]] a story whose draft is refused")
+    rig.bot.wait_for(lambda: any(squash(m.text) == squash(story) for m in rig.replies(finn.id, sent)),
+                     20, "the whole story")
+    [shown] = rig.replies(finn.id, sent)
+    assert shown.edits >= 1, "after the refused draft the reply was previewed by editing one message"
+    assert [c for c in rig.bot.failed_calls("sendMessageDraft") if c.params.get("chat_id") in (finn.id, str(finn.id))]
+    assert not [d for d in rig.bot.drafts(finn.id)], "no draft after the one refused"
+    edits = [c for c in rig.bot.calls if c.method == "editMessageText" and c.ok
+             and c.params.get("message_id") in (shown.message_id, str(shown.message_id))]
+    # The previews' edits (the last edit is the final reply's, which waits for nothing).
+    gaps = [b.time - a.time for a, b in itertools.pairwise(edits[:-1])]
+    assert all(gap >= 0.9 for gap in gaps), f"edits of a private chat keep about a second apart: {gaps}"
+    assert not undelivered(rig, finn.id)
