@@ -1,9 +1,13 @@
 """Showing a reply while it streams: throttled to the channel, and never ahead of the disk.
 
-Before each visible update the partial turn is committed durably (the
-checkpoint), so whatever the user has seen survives `kill -9`. Updates come no
-faster than the channel allows (about once a second per Telegram chat); the
-final text is shown by the session after its final commit, not here.
+Before each update that leaves something in the chat (an edited message, the beginning of a
+drafted reply sent for good) the partial turn is committed durably (the checkpoint), so whatever
+stays in the chat survives `kill -9`. A draft (a private chat's preview, which vanishes) needs no
+checkpoint: the first one goes out with the first words, the rest no faster than the channel's
+interval (the open turn is still written about once a second meanwhile, so a crash is charged for
+what streamed). Edits come no faster than it either, and the first waits one interval, so a reply done
+sooner is shown once, final, and costs no checkpoint. The final text is shown by the session after
+its final commit, not here.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from collections.abc import Callable
 from vigil.logs import get_logger
 from vigil.ports import Outbox, ReplyStream
 from vigil.store.schema import Target
+
+# Drafts need no checkpoint, but the open turn is still written this often while a reply streams: a
+# crash is then charged for what streamed, and the restart knows what was said (as with edits).
+CHECKPOINT_S = 1.0
 
 
 class CheckpointedDisplay:
@@ -33,6 +41,7 @@ class CheckpointedDisplay:
         # The first preview waits one interval too: a reply done sooner is shown once, final, and
         # costs no checkpoint.
         self._last = time.monotonic()
+        self._saved_at = self._last
         self._closed = False
         self._key = key
         self._slow = slow
@@ -42,7 +51,7 @@ class CheckpointedDisplay:
             if self._closed:
                 return
             self._latest = full
-            if time.monotonic() - self._last >= self._interval:
+            if time.monotonic() - self._last >= self._interval or self._first_draft():
                 self._flush()
 
     def progress(self, line: str) -> None:
@@ -57,6 +66,8 @@ class CheckpointedDisplay:
             if self._slow is not None:
                 slow, self._slow = self._slow, None
                 slow()  # the first keepalive: this turn is taking a while, so it is written down as open
+                if not self._latest.strip() and not self._stream.needs_checkpoint(""):
+                    self._stream.update("", durable=False)  # an empty draft: "Thinking…"
             self._outbox.typing(self._target)
             if self._latest != self._shown and time.monotonic() - self._last >= self._interval:
                 self._flush()
@@ -65,15 +76,24 @@ class CheckpointedDisplay:
         with self._lock:
             self._closed = True
 
+    def _first_draft(self) -> bool:
+        """Whether the first words can go out now, as a draft: no checkpoint, so no reason to wait."""
+        return not self._shown and bool(self._latest.strip()) and not self._stream.needs_checkpoint(self._latest)
+
     def _flush(self) -> None:
         self._last = time.monotonic()
         if not self._latest.strip() or self._latest == self._shown:
             return
-        try:
-            durable = self._checkpoint(self._latest)
-        except Exception as exc:  # an unsaved preview is simply not shown; the final commit decides
-            get_logger(__name__, session=self._key).warning("display.checkpoint_failed", error=repr(exc))
-            return
-        if durable:
-            self._stream.update(self._latest)
-            self._shown = self._latest
+        durable = False
+        needed = self._stream.needs_checkpoint(self._latest)
+        if needed or self._last - self._saved_at >= CHECKPOINT_S:
+            try:
+                durable = self._checkpoint(self._latest)
+            except Exception as exc:  # an unsaved preview is simply not shown; the final commit decides
+                get_logger(__name__, session=self._key).warning("display.checkpoint_failed", error=repr(exc))
+            if durable:
+                self._saved_at = self._last
+            elif needed:
+                return
+        self._stream.update(self._latest, durable=durable)
+        self._shown = self._latest

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import TextIO
 
 from vigil.actors.protocol import Drain, Sender, UserText
+from vigil.actors.tools.send_file import human_size
+from vigil.cancel import CancelToken
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
-from vigil.ports import Reply
+from vigil.ports import FileDelivery, OutgoingFile, Reply
 from vigil.runtime import Runtime
 from vigil.store.schema import Target
 from vigil.text import clean
@@ -35,9 +37,12 @@ class ConsoleStream:
         self._outbox = outbox
         self._printed = ""
 
-    def update(self, text: str) -> None:
+    def update(self, text: str, durable: bool = True) -> None:
         with self._outbox.lock:
             self._emit(text)
+
+    def needs_checkpoint(self, text: str) -> bool:
+        return True  # what is printed stays printed
 
     def progress(self, line: str) -> None:
         with self._outbox.lock:
@@ -94,6 +99,14 @@ class ConsoleOutbox:
 
     def typing(self, target: Target) -> None:
         return None
+
+    def send_file(self, key: str, target: Target, file: OutgoingFile, cancel: CancelToken) -> FileDelivery:
+        # The file is already on this machine: the console names it rather than copying it anywhere.
+        with self.lock:
+            caption = f" {file.caption.strip()}" if file.caption.strip() else ""
+            self.out.write(f"📎 {file.path} ({human_size(len(file.content))}){caption}\n")
+            self.out.flush()
+        return FileDelivery(delivered=True, detail=f"shown on the console: {file.path}")
 
 
 def run_console(runtime: Runtime, name: str, stdin: TextIO, outbox: ConsoleOutbox) -> None:

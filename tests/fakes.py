@@ -4,8 +4,9 @@
   and answers each call with the next script of its queue (or a chooser's pick, or an echo):
   `Say` (text streamed in a few deltas), `Block` (wait for an Event, or the cancel token),
   `Fail` (ModelError), `Crash` (RuntimeError), `UseTools` (tool_use blocks) or `Custom`.
-- `RecordingOutbox` implements `Outbox` for the channel "test": sends and streamed replies are
-  recorded in order per key, and tests wait on its Condition (`wait_for`) instead of sleeping.
+- `RecordingOutbox` implements `Outbox` for the channel "test": sends, streamed replies (drafts
+  apart, with `drafts=True`) and files are recorded in order per key, and tests wait on its
+  Condition (`wait_for`) instead of sleeping.
 - `HarnessFactory` builds `Harness`es (Settings + Runtime + model + outbox on tmp_path) and tears
   every runtime down at the end; test modules wrap it in a three-line fixture.
 
@@ -29,7 +30,17 @@ import msgspec
 from vigil.actors.protocol import Drain, Sender, SessionCommand, UserText
 from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
-from vigil.ports import ModelError, ModelErrorKind, ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
+from vigil.ports import (
+    FileDelivery,
+    ModelError,
+    ModelErrorKind,
+    ModelRequest,
+    ModelResponse,
+    OutgoingFile,
+    Reply,
+    TokenUsage,
+    UsageSink,
+)
 from vigil.runtime import Runtime
 from vigil.settings import Settings, load_settings
 from vigil.store.schema import Target, Turn
@@ -279,11 +290,17 @@ class RecordingStream:
         self._outbox = outbox
         self.record = record
 
-    def update(self, text: str) -> None:
+    def update(self, text: str, durable: bool = True) -> None:
         hook = self._outbox.update_hook
         if hook is not None:
             hook(self.record.key, text)
-        self._outbox._add(self.record, ("update", text, ""))
+        # A text shown without being durable is a draft: recorded as such, so a test can tell them apart.
+        self._outbox._add(self.record, ("update" if durable else "draft", text, ""))
+
+    def needs_checkpoint(self, text: str) -> bool:
+        """Like Telegram: edits always; with `drafts`, only a text longer than `draft_limit` (a cut)."""
+        outbox = self._outbox
+        return not outbox.drafts or len(text) > outbox.draft_limit
 
     def progress(self, line: str) -> None:
         self._outbox._add(self.record, ("progress", line, ""))
@@ -305,8 +322,12 @@ class RecordingOutbox:
 
     channel = CHANNEL
 
-    def __init__(self, interval: float = 1.0) -> None:
+    def __init__(self, interval: float = 1.0, drafts: bool = False, draft_limit: int = 4096) -> None:
         self.interval = interval
+        self.drafts = drafts
+        self.draft_limit = draft_limit
+        self.files: list[tuple[str, OutgoingFile]] = []
+        self.file_outcome: FileDelivery | None = None  # what send_file answers (None: delivered)
         self.cond = threading.Condition()
         self.sends: list[tuple[str, Reply]] = []
         self.streams: list[StreamRecord] = []
@@ -340,6 +361,15 @@ class RecordingOutbox:
     def typing(self, target: Target) -> None:
         with self.cond:
             self.typings += 1
+
+    def send_file(self, key: str, target: Target, file: OutgoingFile, cancel: CancelToken) -> FileDelivery:
+        assert target.channel == CHANNEL
+        outcome = self.file_outcome or FileDelivery(delivered=True, detail=f"sent: {file.filename}")
+        if outcome.delivered:
+            with self.cond:
+                self.files.append((key, file))
+                self.cond.notify_all()
+        return outcome
 
     def _add(self, record: StreamRecord, event: tuple[str, str, str]) -> None:
         with self.cond:

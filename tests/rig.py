@@ -21,6 +21,7 @@ from tests.standins.messages_api import MessagesAPI, RecordedRequest
 BOT = "vigil_test_bot"
 FIRST_USER = 1001
 ALLOWED = range(FIRST_USER, FIRST_USER + 300)
+TELEGRAM_LIMIT = 4096
 ADMIN_ID = 9001  # in VIGIL_ADMIN_USERS, deliberately not in VIGIL_ALLOWED_USERS
 
 
@@ -192,3 +193,21 @@ def close_rig(rig: Rig) -> None:
             rig.vigil.__exit__()
         rig.bot.stop()
         rig.api.stop()
+
+
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def undelivered(rig: Rig, chat_id: int) -> list[ApiCall]:
+    """Failed sendMessage/editMessageText calls in a chat that no later attempt made good."""
+    calls = rig.text_calls(chat_id)
+    bad = []
+    for index, call in enumerate(calls):
+        if call.ok or "message is not modified" in (call.description or ""):
+            continue
+        later = [c for c in calls[index + 1:] if c.method == call.method
+                 and (call.method == "sendMessage" or c.params.get("message_id") == call.params.get("message_id"))]
+        if not any(c.ok for c in later):
+            bad.append(call)
+    return bad

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from tests import media_samples
+from tests.rig import BOT, Rig, close_rig, make_rig
 from tests.standins.bot_api import ForwardOrigin, Message
 from tests.standins.images import make_jpeg, make_png
 from tests.standins.messages_api import RecordedRequest
 from tests.standins.speech.faster_whisper import voice_bytes
-from tests.test_telegram_e2e import BOT, Rig, close_rig, make_rig
 
 pytestmark = pytest.mark.e2e
 
@@ -62,20 +62,6 @@ def rig(media: Rig) -> Iterator[Rig]:
     yield media
     assert media.alive(), media.running().err.text[-3000:]
     assert media.api.errors[errors:] == [], "the Messages API refused a request vigil built"
-
-
-@pytest.fixture
-def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    made: list[Rig] = []
-
-    def factory(**extra: str) -> Rig:
-        made.append(rig := make_rig(tmp_path / f"rig{len(made)}", **extra))
-        rig.start()
-        return rig
-
-    yield factory
-    for made_rig in made:
-        close_rig(made_rig)
 
 
 def uploads_of(rig: Rig, user_id: int) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,15 @@ def stored_header(rig: Rig, key: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     headers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     return next(h for h in headers if h["key"] == key)
+
+
+def open_turn_charged(rig: Rig, key: str) -> bool:
+    """Whether the session's stored open turn carries the input and some output of its call so far."""
+    result = run_vigil(["sessions", "export", key], rig.env, timeout=30)
+    if result.returncode != 0:
+        return False
+    turns = [t for g in json.loads(result.stdout)["generations"] for t in g["turns"] if t["status"] == "open"]
+    return any(t["usage"]["input_tokens"] > 0 and t["usage"]["output_tokens"] > 0 for t in turns)
 
 
 def usage_today(rig: Rig, user: User) -> tuple[str, int]:
@@ -133,9 +143,9 @@ def test_stop_mid_stream_is_charged_for_input_and_output_so_far(fresh: Callable[
     sid = rig.person("Sid")
     key = f"tg:{sid.id}"
     sent = rig.say(sid.id, sid, "[[len=2400]][[slow=6]] a long slow story to stop")
-    preview = rig.bot.wait_for(lambda: next(iter(rig.replies(sid.id, sent)), None), 8, "a preview")
+    rig.bot.wait_for_draft(sid.id, "alpha", timeout=8)
     rig.ask(sid.id, sid, "/stop", "Stopping")
-    stopped = rig.edited_to(sid.id, preview.message_id, "⏹ stopped")
+    stopped = rig.answer(sid.id, sent, "⏹ stopped")
     shown = len(stopped.text.replace("⏹ stopped", "").strip())
     assert 0 < shown < 2400
 
@@ -158,8 +168,11 @@ def test_a_turn_cut_by_kill_9_is_charged_after_the_restart(fresh: Callable[..., 
     kim = rig.person("Kim")
     key = f"tg:{kim.id}"
     sent = rig.say(kim.id, kim, "[[len=2400]][[slow=8]] a story cut by a crash")
-    # A preview is shown only after the open turn (with its usage so far) is on disk.
-    rig.bot.wait_for(lambda: next(iter(rig.replies(kim.id, sent)), None), 8, "a preview")
+    # The reply streams (as a draft: a private chat); the open turn, with its usage so far, is on disk.
+    rig.bot.wait_for_draft(kim.id, "alpha", timeout=8)
+    deadline = time.monotonic() + 8
+    while not open_turn_charged(rig, key):
+        assert time.monotonic() < deadline, "the streaming turn was not written down with its usage"
     rig.running().kill9()
     rig.start()
     # The turn is answered again after the restart (its final commit comes before the whole reply shows);

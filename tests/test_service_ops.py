@@ -90,7 +90,7 @@ def test_sigterm_with_a_turn_running_exits_promptly_and_answers_after_restart(
     with VigilProcess(["run"], env) as vigil:
         tg.wait_for(lambda: tg.commands, timeout=30)
         tg.send_text(ANN, ANN, "[[slow=30]][[len=600]] a very slow answer")
-        tg.wait_for(lambda: tg.bot_messages(ANN), timeout=20, message="the reply to start streaming")
+        tg.wait_for_draft(ANN, "alpha", timeout=20)  # the reply streams (drafted: a private chat)
         started = time.monotonic()
         assert vigil.terminate() == 0
         assert time.monotonic() - started < 10

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig import BOT, Rig, squash
-from tests.standins.bot_api import ApiCall, SentMessage
+from tests.rig import BOT, TELEGRAM_LIMIT, Rig, squash, undelivered, utf16_units
+from tests.standins.bot_api import SentMessage
 from tests.standins.messages_api import TextReply, filler_text
 
 pytestmark = pytest.mark.e2e
 
 OUTSIDER_ID = 5001
-TELEGRAM_LIMIT = 4096
 COMMAND_NAMES = ("start", "help", "new", "status", "sessions", "cd", "pwd", "model", "heartbeat", "notes",
                  "usage", "stop", "export", "forget")
 
@@ -33,24 +32,6 @@ COMMAND_NAMES = ("start", "help", "new", "status", "sessions", "cd", "pwd", "mod
 def spaced(text: str) -> str:
     """Whitespace runs collapsed to one space."""
     return " ".join(text.split())
-
-
-def utf16_units(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def undelivered(rig: Rig, chat_id: int) -> list[ApiCall]:
-    """Failed sendMessage/editMessageText calls in a chat that no later attempt made good."""
-    calls = rig.text_calls(chat_id)
-    bad = []
-    for index, call in enumerate(calls):
-        if call.ok or "message is not modified" in (call.description or ""):
-            continue
-        later = [c for c in calls[index + 1:] if c.method == call.method
-                 and (call.method == "sendMessage" or c.params.get("message_id") == call.params.get("message_id"))]
-        if not any(c.ok for c in later):
-            bad.append(call)
-    return bad
 
 
 def assert_html_fallbacks_were_plain(rig: Rig, chat_id: int) -> None:
@@ -77,18 +58,54 @@ def test_a_private_chat_gets_one_reply_with_typing(rig: Rig) -> None:
     assert (alice.id, None, "typing") in rig.bot.chat_actions
     assert len(rig.replies(alice.id, sent)) == 1
 
-    # A reply that streams for a few seconds: its previews edit one message in place.
+    # A reply that streams for a few seconds: drafted from its first half second (the first words at
+    # once, not after an interval), then sent for good as one message; no message is edited.
     story = filler_text(700)
     sent = rig.say(alice.id, alice, "[[len=700]][[slow=3]] tell me a story")
+    asked = wait_for_request(rig, "tell me a story")
     rig.bot.wait_for(lambda: any(squash(m.text) == squash(story) for m in rig.replies(alice.id, sent)),
                      15, "the whole streamed story")
     shown = rig.replies(alice.id, sent)
     assert len(shown) == 1, [m.text[:40] for m in shown]
-    assert shown[0].edits >= 1, "the reply was previewed while it streamed"
+    assert shown[0].edits == 0, "a private chat's reply is drafted, not edited"
+    drafts = [d for d in rig.bot.drafts(alice.id) if d.text and squash(story).startswith(squash(d.text))]
+    assert len(drafts) >= 3, f"the reply was drafted while it streamed: {[d.text[:20] for d in drafts]}"
+    assert drafts[0].time - asked < 0.5, f"the first words were drafted {drafts[0].time - asked:.2f}s after the call"
+    assert len({d.draft_id for d in drafts}) == 1, "one draft id for the reply, so the client animates it"
+    grown = [squash(d.text) for d in drafts]
+    assert all(squash(story).startswith(g) for g in grown), grown
+    assert grown == sorted(grown, key=len) and len(grown[0]) < len(grown[-1]), "the draft grew"
+    assert len(grown[0]) < len(squash(story)) // 4, "the first draft came with the first words, not later"
     sends = [c for c in rig.text_calls(alice.id) if c.method == "sendMessage" and c.ok
              and c.result["message_id"] > sent.message_id]
     assert len(sends) == 1
+    assert sends[0].time > drafts[-1].time, "no draft follows the message that persists the reply"
     assert not undelivered(rig, alice.id)
+
+
+def wait_for_request(rig: Rig, words: str, timeout: float = 10.0) -> float:
+    """When (monotonic, within ~5 ms) the model call with `words` reached the Messages API stand-in."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if rig.requests_with(words):
+            return time.monotonic()
+        time.sleep(0.005)  # polling for the arrival: the stand-in records no time of its own
+    raise AssertionError(f"no model request with {words!r} within {timeout}s")
+
+
+def test_a_group_reply_streams_by_editing_one_message(rig: Rig) -> None:
+    group = rig.group("Story circle")
+    gus = rig.person("Gus")
+    story = filler_text(700)
+    sent = rig.say(group.id, gus, f"@{BOT} [[len=700]][[slow=7]] a group story")
+    rig.bot.wait_for(lambda: any(squash(m.text) == squash(story) for m in rig.replies(group.id, sent)),
+                     20, "the whole streamed story")
+    shown = rig.replies(group.id, sent)
+    assert len(shown) == 1, [m.text[:40] for m in shown]
+    assert shown[0].edits >= 1, "the reply was previewed in place while it streamed"
+    assert rig.bot.drafts(group.id) == [], "groups have no drafts"
+    assert not rig.bot.failed_calls("sendMessageDraft")
+    assert not undelivered(rig, group.id)
 
 
 def test_five_chats_at_once_each_get_their_own_answer_quickly(rig: Rig) -> None:
@@ -380,13 +397,16 @@ def test_status_answers_at_once_while_a_turn_runs(rig: Rig) -> None:
 def test_stop_interrupts_a_streaming_reply(rig: Rig) -> None:
     stella = rig.person("Stella")
     sent = rig.say(stella.id, stella, "[[len=800]][[slow=5]] a slow story")
-    preview = rig.bot.wait_for(lambda: next(iter(rig.replies(stella.id, sent)), None), 5, "a preview")
+    draft = rig.bot.wait_for_draft(stella.id, filler_text(800)[:10], timeout=5)
     stopped_at = time.monotonic()
     stop = rig.say(stella.id, stella, "/stop")
     rig.answer(stella.id, stop, "Stopping", timeout=5)
-    rig.edited_to(stella.id, preview.message_id, "⏹ stopped")
+    stopped = rig.answer(stella.id, sent, "⏹ stopped", timeout=5)
     assert time.monotonic() - stopped_at < 2.5, "the reply did not stop at once"
-    shown = rig.message(stella.id, preview.message_id).text
+    assert squash(draft.text) in squash(stopped.text), "what was drafted before /stop stays in the chat"
+    assert [m.message_id for m in rig.replies(stella.id, sent) if m.text.startswith(draft.text[:10])] == [
+        stopped.message_id], "the stopped reply is one message"
+    shown = stopped.text
     assert len(squash(shown)) < len(squash(filler_text(800))), "the whole story came anyway"
 
     rig.ask(stella.id, stella, "and now something else", "echo: and now something else")

@@ -37,7 +37,7 @@ import msgspec
 
 from vigil.actors.protocol import Sender, UserText
 from vigil.cancel import CancelToken
-from vigil.ports import ModelRequest, ModelResponse, Reply, TokenUsage, UsageSink
+from vigil.ports import FileDelivery, ModelRequest, ModelResponse, OutgoingFile, Reply, TokenUsage, UsageSink
 from vigil.settings import Settings, load_settings
 from vigil.store.schema import Input, Message, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore, open_store
@@ -72,8 +72,11 @@ class _BenchStream:
         self._outbox = outbox
         self._key = key
 
-    def update(self, text: str) -> None:
+    def update(self, text: str, durable: bool = True) -> None:
         return None
+
+    def needs_checkpoint(self, text: str) -> bool:
+        return True
 
     def progress(self, line: str) -> None:
         return None
@@ -101,6 +104,9 @@ class BenchOutbox:
 
     def typing(self, target: Target) -> None:
         return None
+
+    def send_file(self, key: str, target: Target, file: OutgoingFile, cancel: CancelToken) -> FileDelivery:
+        return FileDelivery(delivered=True)
 
     def delivered(self, key: str) -> None:
         with self._lock:

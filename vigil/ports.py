@@ -122,6 +122,23 @@ class Document(msgspec.Struct, frozen=True, gc=False):
     caption: str = ""
 
 
+class OutgoingFile(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A file from a chat's working directory, read once, for the chat (Claude's `send_file`)."""
+
+    path: str  # as the chat knows it (shown by the console), not opened again
+    filename: str
+    content: bytes
+    caption: str = ""  # Markdown from the model
+    as_photo: bool = False  # shown inline as a photo (recompressed by Telegram) rather than as the exact file
+
+
+class FileDelivery(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """What became of an OutgoingFile: delivered, or one sentence saying why not."""
+
+    delivered: bool
+    detail: str = ""
+
+
 class Reply(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """A message for the user: Markdown from the model, or plain text from vigil itself."""
 
@@ -134,8 +151,18 @@ class Reply(msgspec.Struct, frozen=True, gc=False, kw_only=True):
 class ReplyStream(Protocol):
     """One reply being streamed: shown as it grows, then finished."""
 
-    def update(self, text: str) -> None:
-        """Show `text` as the reply so far (the whole of it, not a delta); may be shown later, coalesced."""
+    def update(self, text: str, durable: bool = True) -> None:
+        """Show `text` as the reply so far (the whole of it, not a delta); may be shown later, coalesced.
+
+        `durable` says whether `text` is on disk: text that is not may only be shown as a draft, which
+        leaves nothing in the chat (see `needs_checkpoint`).
+        """
+        ...
+
+    def needs_checkpoint(self, text: str) -> bool:
+        """Whether showing `text` now would leave something in the chat that stays (an edited message,
+        or the part of a drafted reply cut off at the length limit and sent): then `text` must be
+        durable before `update`. A draft of a private chat is a preview that vanishes, and needs none."""
         ...
 
     def progress(self, line: str) -> None:
@@ -168,6 +195,15 @@ class Outbox(Protocol):
 
     def typing(self, target: Target) -> None:
         """Show that a reply is being written (best effort: a failure is not reported)."""
+        ...
+
+    def send_file(self, key: str, target: Target, file: OutgoingFile, cancel: CancelToken) -> FileDelivery:
+        """Deliver `file` to `target` after what was queued before, and wait for the outcome.
+
+        Unlike the other calls this one blocks the calling (session) thread until the channel took the
+        file or refused it, or until `cancel` (then the outcome is unknown: it may still arrive), so the
+        model learns in its tool result whether the file arrived. It never raises for a refusal.
+        """
         ...
 
 

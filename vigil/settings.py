@@ -28,6 +28,7 @@ DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
 # and is a ~150 MB download; "small" is better in languages other than English but three times the
 # size and time. An operator who wants that names it.
 DEFAULT_WHISPER_MODEL = "base"
+MAX_UPLOAD_MB = 50  # the public Bot API takes uploads up to 50 MB (photos up to 10 MB)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_tool_rounds: int = 20
     bash_timeout_s: float = 120.0
     store_map_mb: int = 64
+    max_upload_mb: int = MAX_UPLOAD_MB
     log_level: str = "info"
     log_format: str = "auto"
     notify_socket: str | None = None
@@ -129,6 +131,13 @@ def _whole(minimum: int) -> Callable[[str], int]:
 
 _positive_int = _whole(1)
 _non_negative_int = _whole(0)
+
+
+def _upload_mb(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > MAX_UPLOAD_MB:
+        raise ValueError(f"must be at most {MAX_UPLOAD_MB}: Telegram's Bot API takes uploads up to {MAX_UPLOAD_MB} MB")
+    return value
 
 
 def _money(raw: str) -> float:
@@ -229,6 +238,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_MAX_TOOL_ROUNDS", "max_tool_rounds", _positive_int),
     _Var("VIGIL_BASH_TIMEOUT", "bash_timeout_s", _duration),
     _Var("VIGIL_STORE_MAP_MB", "store_map_mb", _positive_int),
+    _Var("VIGIL_MAX_UPLOAD_MB", "max_upload_mb", _upload_mb),
     _Var("VIGIL_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error")),
     _Var("VIGIL_LOG_FORMAT", "log_format", _choice("auto", "console", "json")),
     _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),

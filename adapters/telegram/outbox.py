@@ -1,9 +1,10 @@
 """The Outbox port for Telegram: actor threads hand deliveries to PTB's event loop.
 
-Each call returns at once; the work is scheduled on the loop with
-`run_coroutine_threadsafe`, and a lock per chat (topic) keeps one chat's
-deliveries in the order the session made them. Streaming edits one message in
-place, coalescing updates (only the latest text is sent), as plain text; the
+Each call returns at once (but `send_file`, which waits for Telegram's answer);
+the work is scheduled on the loop with `run_coroutine_threadsafe`, and a lock
+per chat (topic) keeps one chat's deliveries in the order the session made them.
+Streaming (`stream.py`) drafts the reply in a private chat and edits one message
+in place in a group, coalescing updates (only the latest text is sent); the
 final reply is split at paragraph or line boundaries into messages of at most
 4096 characters, sent as HTML and resent as plain text if Telegram still
 refuses the HTML. Whatever the model writes is delivered, whole.
@@ -27,28 +28,29 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from vigil.adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, preview_text, split_for_telegram, utf16_len
+from vigil.adapters.telegram.errors import AmbiguousTimeout as AmbiguousTimeout
+from vigil.adapters.telegram.errors import Undeliverable as Undeliverable
+from vigil.adapters.telegram.files import upload
+from vigil.adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, split_for_telegram, utf16_len
+from vigil.adapters.telegram.stream import TelegramStream
+from vigil.cancel import CancelToken
 from vigil.logs import get_logger
-from vigil.ports import DeliveryFailure, Reply
+from vigil.ports import DeliveryFailure, FileDelivery, OutgoingFile, Reply
 from vigil.store.schema import Target
 
 T = TypeVar("T")
 NETWORK_ATTEMPTS = 6
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)
-PRIVATE_INTERVAL_S = 1.0
+# Drafts in private chats: the first goes out with the first words, then at most one per 0.6 s. The
+# client animates between drafts, so that reads as continuous writing; and at the default of 16 model
+# calls in flight, 16 chats drafting at once send ~27 a second, under Telegram's ~30 a second per bot,
+# so drafts alone never push the bot into flood control (which would hold up the replies themselves).
+DRAFT_INTERVAL_S = 0.6
 GROUP_INTERVAL_S = 3.0  # Telegram allows about 20 messages (and edits) a minute in a group
-PROGRESS_MARK = "🔧"
+# (a private chat whose drafts were refused is edited about once a second: see stream.EDIT_INTERVAL_S)
 _PERMANENT = ("chat not found", "message thread not found", "topic_deleted", "topic_closed", "have no rights",
               "not enough rights", "bot is not a member", "bot was kicked", "user is deactivated",
               "peer_id_invalid", "group chat was deactivated")
-
-
-class Undeliverable(Exception):
-    """Telegram refused for good (blocked, chat gone); the session was told."""
-
-
-class AmbiguousTimeout(Undeliverable):
-    """A new message timed out after it was sent: it probably arrived, so it is not sent again."""
 
 
 def _not_sent(exc: TimedOut) -> bool:
@@ -114,16 +116,31 @@ class TelegramOutbox:
     # ------------------------------------------------------------------ the port (any thread)
 
     def update_interval(self, target: Target) -> float:
-        return PRIVATE_INTERVAL_S if target.chat_id > 0 else GROUP_INTERVAL_S
+        return DRAFT_INTERVAL_S if target.chat_id > 0 else GROUP_INTERVAL_S
 
     def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
         self.submit(self.deliver(key, target, reply, ref), None if ref is None else (key, ref))
 
     def stream(self, key: str, target: Target, ref: int | None = None) -> TelegramStream:
-        return TelegramStream(self, key, target, ref)
+        # Drafts exist in private chats only (positive ids); groups edit one message in place.
+        return TelegramStream(self, key, target, ref, drafts=target.chat_id > 0)
 
     def typing(self, target: Target) -> None:
         self.submit(self._typing(target))
+
+    def send_file(self, key: str, target: Target, file: OutgoingFile, cancel: CancelToken) -> FileDelivery:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return FileDelivery(delivered=False, detail="not sent: vigil is not connected to Telegram right now")
+        future = asyncio.run_coroutine_threadsafe(upload(self, key, target, file), loop)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        with cancel.on_cancel(done.set):
+            done.wait()
+        if not future.done():
+            return FileDelivery(delivered=False, detail=("stopped before Telegram confirmed the upload; "
+                                                         "the file may still arrive"))
+        return future.result()
 
     def submit(self, coroutine: Coroutine[Any, Any, Any], ref: tuple[str, int] | None = None) -> None:
         loop = self._loop
@@ -282,88 +299,3 @@ class TelegramOutbox:
             await self.bot.send_chat_action(target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id)
         except Exception as exc:  # a missed typing indicator is not worth a retry
             self._log.debug("outbox.typing_failed", error=repr(exc))
-
-
-class TelegramStream:
-    """One reply streaming into one message, edited in place; finished into its final chunks."""
-
-    def __init__(self, outbox: TelegramOutbox, key: str, target: Target, ref: int | None = None) -> None:
-        self._outbox = outbox
-        self._key = key
-        self._target = target
-        self._ref = ref
-        self._lock = threading.Lock()
-        self._text = ""
-        self._progress = ""
-        self._scheduled = False
-        self._message_id: int | None = None  # loop side only
-        self._shown = ""
-
-    def update(self, text: str) -> None:
-        with self._lock:
-            if text != self._text:
-                self._progress = ""  # the model is writing again: the tool it ran is done
-            self._text = text
-            self._schedule()
-
-    def progress(self, line: str) -> None:
-        with self._lock:
-            self._progress = line
-            self._schedule()
-
-    def finish(self, text: str, note: str = "") -> None:
-        self._outbox.submit(self._finish(text, note), None if self._ref is None else (self._key, self._ref))
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self._outbox.submit(self._flush())
-
-    async def _flush(self) -> None:
-        async with self._outbox.lock(self._target):
-            with self._lock:
-                text, progress = self._text, self._progress
-                self._scheduled = False
-            footer = f"\n\n{PROGRESS_MARK} {progress}" if progress else ""
-            preview = preview_text(text, TELEGRAM_TEXT_LIMIT - utf16_len(footer)) + footer
-            if preview == self._shown:
-                return
-            # Previews go as plain text: half a reply is rarely balanced Markdown.
-            chunk = Chunk(html="", plain=preview)
-            try:
-                if self._message_id is None or not await self._outbox.edit_chunk(
-                        self._key, self._target, self._message_id, chunk, plain_only=True):
-                    sent = await self._outbox.send_chunk(self._key, self._target, chunk, plain_only=True)
-                    self._message_id = sent.message_id if sent is not None else None
-                self._shown = preview
-            except (Undeliverable, BadRequest, NetworkError, RetryAfter):
-                return  # a lost preview is not worth more; the final reply tries again
-
-    async def _finish(self, text: str, note: str) -> None:
-        async with self._outbox.lock(self._target):
-            chunks = split_for_telegram(text) if text.strip() else []
-            if note:
-                chunks = _with_note(chunks, note)
-            try:
-                for index, chunk in enumerate(chunks):
-                    if index == 0 and self._message_id is not None:
-                        if chunk.plain == self._shown and chunk.html == html.escape(chunk.plain, quote=False):
-                            continue  # the preview already shows exactly this, unformatted
-                        if await self._outbox.edit_chunk(self._key, self._target, self._message_id, chunk):
-                            continue
-                    await self._outbox.send_chunk(self._key, self._target, chunk)
-            except Undeliverable:
-                return
-            except Exception as exc:  # retries ran out: the session keeps the reply to send again
-                self._outbox.report_failure(self._key, str(exc), self._ref)
-
-
-def _with_note(chunks: list[Chunk], note: str) -> list[Chunk]:
-    """Append a note (e.g. "⏹ stopped") in italics to the last chunk, or as a message of its own."""
-    note_html = f"<i>{html.escape(note, quote=False)}</i>"
-    if chunks:
-        last = chunks[-1]
-        plain = f"{last.plain}\n\n{note}"
-        if utf16_len(plain) <= TELEGRAM_TEXT_LIMIT:
-            return [*chunks[:-1], Chunk(html=f"{last.html}\n\n{note_html}", plain=plain)]
-    return [*chunks, Chunk(html=note_html, plain=note)]

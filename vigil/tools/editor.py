@@ -67,6 +67,11 @@ class TextEditor:
         self._max = max_characters
 
     @property
+    def jail(self) -> Jail:
+        """The jail every path of this editor goes through."""
+        return self._jail
+
+    @property
     def max_characters(self) -> int:
         return self._max
 

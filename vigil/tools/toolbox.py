@@ -102,6 +102,12 @@ class Toolbox:
         """The jail over the working root (the chat's `/cd` resolves through it)."""
         return self._jail
 
+    def jail_for(self, workspace: Path | None) -> Jail:
+        """The editor's jail over `workspace` (the whole root when None), for other tools that read the
+        chat's files (send_file): the same rules, checked the same way. Raises JailError for a workspace
+        that is not usable (outside the root, through a symlink, gone)."""
+        return self._editor_for(workspace).jail
+
     def specs(self) -> list[dict[str, object]]:
         """Tool definitions for the Messages API `tools` parameter."""
         specs = [self._editor.spec()]

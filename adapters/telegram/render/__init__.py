@@ -16,7 +16,8 @@ UTF-16 code units.  This package turns model text into messages that survive all
   long reply is parsed once) or, when a cut falls inside a line, by parsing the chunk on
   its own.  The rendered length is then checked: a chunk that still does not fit is cut
   again, and as a last resort it is sent as escaped plain text, which always fits.
-* ``preview_text`` gives the plain-text tail of a reply that is still streaming.
+* ``preview_text`` gives the plain-text tail of a reply that is still streaming, and
+  ``settled_cut`` where such a reply, grown past one message, may be cut to send its beginning.
 
 ``visible_text`` and ``utf16_len`` measure text the way Telegram does.
 
@@ -36,7 +37,7 @@ The parts, each importing only those listed before it:
 from __future__ import annotations
 
 from vigil.adapters.telegram.render._measure import TELEGRAM_TEXT_LIMIT, utf16_len, visible_text
-from vigil.adapters.telegram.render._preview import preview_text
+from vigil.adapters.telegram.render._preview import preview_text, settled_cut
 from vigil.adapters.telegram.render._renderer import markdown_to_html
 from vigil.adapters.telegram.render._split import Chunk, split_for_telegram
 
@@ -45,6 +46,7 @@ __all__ = [
     "Chunk",
     "markdown_to_html",
     "preview_text",
+    "settled_cut",
     "split_for_telegram",
     "utf16_len",
     "visible_text",

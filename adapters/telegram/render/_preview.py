@@ -1,7 +1,9 @@
-"""The plain-text preview of a reply that is still streaming.
+"""The plain-text preview of a reply that is still streaming, and where such a reply may be cut.
 
-Edited into one message many times a second, so it renders only the tail that can be
-shown and never fails: too long becomes "…" plus the end, nothing visible becomes "…".
+Edited into one message (or drafted) many times a second, so it renders only the tail that can
+be shown and never fails: too long becomes "…" plus the end, nothing visible becomes "…".
+A draft holds one message at most, so a drafted reply that outgrows it has its beginning sent
+for good at a place (`settled_cut`) where what follows cannot change how that beginning reads.
 """
 
 from __future__ import annotations
@@ -84,3 +86,37 @@ def preview_text(markdown: str, limit: int = TELEGRAM_TEXT_LIMIT) -> str:
     if not has_visible(tail):
         return _ELLIPSIS
     return _ELLIPSIS + tail
+
+
+_BLANK_LINE_RE: Final = re.compile(r"\n[ \t]*\n")
+_LINE_BREAK_RE: Final = re.compile(r"\n")
+
+
+def _fits(markdown: str, limit: int) -> bool:
+    """One message whichever way it goes: its source (the plain fallback) and its rendering fit."""
+    if utf16_len(markdown) > limit:
+        return False
+    shown = visible_text(markdown_to_html(markdown))
+    return has_visible(shown) and utf16_len(shown) <= limit
+
+
+def settled_cut(markdown: str, limit: int = TELEGRAM_TEXT_LIMIT) -> int:
+    """Where a reply still being written may be cut so that the part before it is sent for good.
+
+    0 while the whole reply still renders within ``limit``. Past it: the source offset just after
+    the last blank line (else the last line break) outside a code block before which the reply fits
+    in one message, so the part before it reads the same however the rest turns out. 0 too when there
+    is no such place (one block longer than a message): the preview then shows the tail, and the
+    final split cuts that block as it does any other.
+    """
+    if _fits(markdown, limit):
+        return 0
+    for pattern in (_BLANK_LINE_RE, _LINE_BREAK_RE):
+        places = [m.end() for m in pattern.finditer(markdown)]
+        # Latest first: the first place that fits leaves the least for the next message.
+        for place in reversed(places):
+            if utf16_len(markdown[:place]) > limit or _open_fence_before(markdown, place) is not None:
+                continue
+            if _fits(markdown[:place], limit):
+                return place
+    return 0
