@@ -50,8 +50,14 @@ class CheckpointedDisplay:
         with self._lock:
             if self._closed:
                 return
+            now = time.monotonic()
+            if not self._latest:
+                # The first words: a preview's interval counts from here. Time spent waiting for a model
+                # slot or the first token is not streaming, and a reply that then comes at once needs
+                # no preview (and no checkpoint) before its final message.
+                self._last = now
             self._latest = full
-            if time.monotonic() - self._last >= self._interval or self._first_draft():
+            if now - self._last >= self._interval or self._first_draft():
                 self._flush()
 
     def progress(self, line: str) -> None:

@@ -23,7 +23,7 @@ from vigil.actors.turn import TurnOutcome, resume_exchange
 from vigil.actors.window import HistoryWindow
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
-from vigil.model.attached import materialize
+from vigil.model.attached import has_refs, materialize
 from vigil.model.history import input_blocks, join, with_cache_point
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
@@ -203,8 +203,10 @@ def build_request(session: Session, turn: Turn) -> ModelRequest:
     content = [b for b in input_blocks(turn, group) if b["type"] != "text" or b["text"].strip()]
     current = {"role": "user", "content": content or [{"type": "text", "text": "(empty message)"}]}
     tools = user_turn_tools(session)
+    messages = join([history, [current]])
     return ModelRequest(
         model=header.model, max_tokens=session.deps.settings.max_output_tokens,
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs]),
-        messages=tuple(materialize(join([history, [current]]), session.deps.media)),
+        messages=tuple(materialize(messages, session.deps.media) if window.has_files or has_refs([current])
+                       else messages),
     )

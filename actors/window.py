@@ -21,6 +21,7 @@ from collections import deque
 
 import msgspec
 
+from vigil.model.attached import has_refs
 from vigil.model.history import ApiMessage, estimate_tokens, normalized_turn
 from vigil.ports import Store
 from vigil.store.schema import Turn
@@ -40,9 +41,11 @@ class HistoryWindow:
         self.upto = start
         self.group = group
         self._parts: list[bytes] = []  # one encoded message each, oldest first
-        self._turns: deque[tuple[int, int, int, str]] = deque()  # (seq, tokens, parts, role it ends with)
+        # (seq, tokens, parts, role it ends with, whether it holds files)
+        self._turns: deque[tuple[int, int, int, str, bool]] = deque()
         self._tokens = 0
         self._joints = 0  # turns that begin in the role the previous one ended in: merged when read
+        self._with_files = 0  # turns holding file placeholders: only then must a request read files in
         self._decoded: list[ApiMessage] | None = None  # the merged messages, while the window is small
 
     @classmethod
@@ -68,13 +71,20 @@ class HistoryWindow:
         if messages and self._turns and self._turns[-1][3] == messages[0]["role"]:
             self._joints += 1
         ends = messages[-1]["role"] if messages else (self._turns[-1][3] if self._turns else "")
-        self._turns.append((turn.seq, tokens, len(messages), ends))
+        files = has_refs(messages)
+        self._turns.append((turn.seq, tokens, len(messages), ends, files))
+        self._with_files += files
         self._tokens += tokens
         self.upto = turn.seq + 1
 
     @property
     def tokens(self) -> int:
         return self._tokens
+
+    @property
+    def has_files(self) -> bool:
+        """Whether a turn in the window holds files (placeholders `materialize` must read in)."""
+        return self._with_files > 0
 
     def slide(self, budget: int) -> bool:
         """Drop the oldest turns if over budget; True if the start moved."""
@@ -84,8 +94,9 @@ class HistoryWindow:
         dropped = 0
         # Never drop the newest turn while it fits the budget on its own: the model should see it.
         while self._turns and self._tokens > target and (len(self._turns) > 1 or self._tokens > budget):
-            _, tokens, count, _ = self._turns.popleft()
+            _, tokens, count, _, files = self._turns.popleft()
             self._tokens -= tokens
+            self._with_files -= files
             dropped += count
         del self._parts[:dropped]
         self._joints = self._count_joints()
@@ -114,7 +125,7 @@ class HistoryWindow:
         joints = 0
         previous = ""
         first = 0
-        for _, _, count, ends in self._turns:
+        for _, _, count, ends, _ in self._turns:
             if count and previous and _role(self._parts[first]) == previous:
                 joints += 1
             first += count

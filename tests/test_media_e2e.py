@@ -134,6 +134,20 @@ def test_a_pdf_lands_in_uploads_and_reaches_the_model_as_a_document(rig: Rig) ->
     assert "uploads/contract.pdf" in request.all_text(), "the turn says where the file lies"
 
 
+def test_send_file_of_an_uploaded_pdf_delivers_the_bytes_the_user_sent(rig: Rig) -> None:
+    """The issue's round trip: a PDF lands in uploads/, and send_file of it gives the chat the same bytes."""
+    ida = rig.person("Ida")
+    pdf = media_samples.pdf(pages=3)
+    sent = rig.bot.send_document(ida.id, ida.id, pdf, "lease.pdf", "application/pdf", caption="keep this one")
+    rig.answer(ida.id, sent, "echo:")
+    assert (uploads_of(rig, ida.id) / "lease.pdf").read_bytes() == pdf
+    ask = rig.say(ida.id, ida, 'send it back [[tool=send_file {"path": "uploads/lease.pdf", "caption": "here"}]]')
+    rig.bot.wait_for(lambda: [d for d in rig.bot.documents if d.chat_id == ida.id] or None, 15, "the upload")
+    rig.bot.wait_for(lambda: next(iter(rig.replies(ida.id, ask)), None), 15, "the reply after the tool")
+    [document] = [d for d in rig.bot.documents if d.chat_id == ida.id]
+    assert document.content == pdf and document.filename == "lease.pdf"
+
+
 def test_a_text_file_reaches_the_model_as_text_and_a_hostile_name_stays_in_uploads(rig: Rig) -> None:
     fay = rig.person("Fay")
     log = "2026-11-26 ERROR disk quota exceeded on /var/lib/app\n"

@@ -208,3 +208,18 @@ def test_old_images_are_encoded_once_per_file_not_per_request(media: MediaStore)
     for _ in range(200):
         materialize(turn_messages(turn(0, said("a", image))), media)
     assert time.perf_counter() - started < 2.0
+
+
+def test_the_window_knows_whether_it_holds_files_so_text_chats_skip_reading_them(media: MediaStore) -> None:
+    """A request reads files in only when the window (or the turn) holds some: the common text chat pays
+    nothing for the scan, and one photo slid out of the window stops costing it."""
+    window = HistoryWindow(generation=1, start=0, group=False)
+    window.add(turn(0, said("a photo", ingest(media, jpeg(640, 480)))))
+    assert window.has_files
+    for seq in range(1, 40):
+        window.add(turn(seq, said("words " * 200)))
+    assert window.has_files
+    assert window.slide(window.tokens // 3)
+    assert not window.has_files and not has_refs(window.messages())
+    window.add(turn(40, said("another", ingest(media, jpeg(320, 240)))))
+    assert window.has_files

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -100,6 +101,11 @@ class BatchApplier(Protocol):
         ...
 
 
+# How long a record nobody waits for (a received message) may sit in the queue for a caller who waits
+# to take it along: a few milliseconds, far below what a user or Telegram would notice.
+LAZY_S = 0.003
+
+
 class _Record:
     __slots__ = ("future", "record")
 
@@ -127,6 +133,7 @@ class GroupCommitWriter:
         self._work = threading.Condition(self._mutex)  # the background thread waits here for queued writes
         self._idle = threading.Condition(self._mutex)  # notified when the role is given up (for close)
         self._leading = False  # the writer role: taken and given up under the mutex
+        self._only_lazy = False  # every queued item is a record nobody waits for (a received message)
         self._closed = False
         self._log = get_logger(__name__)
         self.commits = 0
@@ -150,23 +157,29 @@ class GroupCommitWriter:
         """Queue a record for the batch applier; the future resolves to None once durable.
 
         `urgent` says the caller will wait for it now: its `result()` then commits the queue itself
-        (or waits for the commit under way). Otherwise the background thread commits it soon.
+        (or waits for the commit under way). Otherwise the background thread commits it within
+        LAZY_S, unless a caller who waits commits it sooner, along with its own write.
         """
         future = WriteFuture(self)
-        self._enqueue(_Record(record, future), wake=not urgent, future=future)
+        self._enqueue(_Record(record, future), wake=False, future=future, lazy=not urgent)
         return future
 
     def write(self, op: WriteOp) -> Any:
         """Submit and wait: returns once the write is on disk."""
         return self.submit(op).result()
 
-    def _enqueue(self, item: _Record | _Op, wake: bool, future: WriteFuture) -> bool:
+    def _enqueue(self, item: _Record | _Op, wake: bool, future: WriteFuture, lazy: bool = False) -> bool:
         with self._mutex:
             if self._closed:
                 future.set_exception(StoreError("the store is closed"))
                 return False
+            first = not self._queue
             self._queue.append(item)
-            if wake:
+            self._only_lazy = lazy and (first or self._only_lazy)
+            # A lazy record into an empty queue starts the background thread's short wait; into a
+            # non-empty one it joins whatever commits that queue. Waking it per message would cost
+            # every message a thread switch, and often a transaction of its own.
+            if wake or (lazy and first):
                 self._work.notify()
         return True
 
@@ -217,8 +230,22 @@ class GroupCommitWriter:
     def _background(self) -> None:
         while True:
             with self._mutex:
-                while (not self._queue or self._leading) and not self._closed:
-                    self._work.wait()
+                deadline: float | None = None
+                while not self._closed:
+                    if not self._queue or self._leading:
+                        deadline = None
+                        self._work.wait()
+                        continue
+                    if not self._only_lazy:
+                        break
+                    # Only records nobody waits for: a session committing within this moment takes them
+                    # into its own transaction (a message answered at once is then never written alone,
+                    # nor at all); else they go in a transaction of their own when the moment is over.
+                    now = time.monotonic()
+                    deadline = now + LAZY_S if deadline is None else deadline
+                    if now >= deadline:
+                        break
+                    self._work.wait(deadline - now)
                 if self._closed:
                     while self._leading:
                         self._idle.wait()
