@@ -23,7 +23,7 @@ from vigil.actors.turn import TurnOutcome, resume_exchange
 from vigil.actors.window import HistoryWindow
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
-from vigil.model.attached import has_refs, materialize
+from vigil.model.attached import materialize
 from vigil.model.history import input_blocks, join, with_cache_point
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
@@ -207,6 +207,7 @@ def build_request(session: Session, turn: Turn) -> ModelRequest:
     return ModelRequest(
         model=header.model, max_tokens=session.deps.settings.max_output_tokens,
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs]),
-        messages=tuple(materialize(messages, session.deps.media) if window.has_files or has_refs([current])
+        messages=tuple(materialize(messages, session.deps.media)
+                       if window.has_files or any(item.attachments for item in turn.inputs)
                        else messages),
     )

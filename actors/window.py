@@ -21,7 +21,6 @@ from collections import deque
 
 import msgspec
 
-from vigil.model.attached import has_refs
 from vigil.model.history import ApiMessage, estimate_tokens, normalized_turn
 from vigil.ports import Store
 from vigil.store.schema import Turn
@@ -71,7 +70,7 @@ class HistoryWindow:
         if messages and self._turns and self._turns[-1][3] == messages[0]["role"]:
             self._joints += 1
         ends = messages[-1]["role"] if messages else (self._turns[-1][3] if self._turns else "")
-        files = has_refs(messages)
+        files = turn.kind == "user" and any(item.attachments for item in turn.inputs)
         self._turns.append((turn.seq, tokens, len(messages), ends, files))
         self._with_files += files
         self._tokens += tokens
