@@ -152,6 +152,23 @@ def test_a_request_carries_the_newest_files_within_the_apis_limits(media: MediaS
     assert len([b for b in blocks(few) if b["type"] == "image"]) == 2
 
 
+def test_a_file_left_out_of_the_message_being_answered_is_not_called_one_sent_earlier(media: MediaStore) -> None:
+    """Files of the current message beyond a request's limits are the user's own, just sent: the line says
+    why they are left out and what to do, not "sent earlier"; older ones keep the "sent earlier" line."""
+    older = ingest(media, jpeg(seed=99))
+    now = [ingest(media, jpeg(seed=i)) for i in range(3)]
+    current = turn_messages(turn(1, said("compare these", *now)))[0]
+    sent = materialize([*normalize(turn_messages(turn(0, said("an old one", older)))), current], media,
+                       RequestLimits(images=2))
+    check_request(request_of(sent))
+    old_notes = [b["text"] for b in sent[0]["content"] if b["type"] == "text" and "left out" in b["text"]]
+    new_notes = [b["text"] for b in sent[-1]["content"] if b["type"] == "text" and "left out" in b["text"]]
+    assert len([b for b in sent[-1]["content"] if b["type"] == "image"]) == 2
+    assert [n for n in old_notes if "sent earlier" in n] == old_notes and len(old_notes) == 1
+    assert len(new_notes) == 1 and "sent earlier" not in new_notes[0]
+    assert "at most 2 images" in new_notes[0] and "send it again on its own" in new_notes[0]
+
+
 def test_pdf_pages_are_bounded_per_request(media: MediaStore) -> None:
     documents = [ingest(media, pdf(60), name=f"{i}.pdf") for i in range(3)]
     sent = history([turn(i, said("read", d)) for i, d in enumerate(documents)], media)
