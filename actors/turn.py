@@ -83,6 +83,11 @@ class QuerySlots:
             self._cond.notify_all()
 
 
+Refused = Callable[[ModelError], "list[dict[str, Any]] | None"]
+"""Asked when a call is refused as a bad request (before any output): the request's messages (not its
+turn's exchange) to try the same call again with, e.g. with a file the API could not read turned into a
+line (actors/refused_files.py), or None to fail the turn with the error."""
+
 MayCall = Callable[[int, int], "str | None"]
 """Asked before each model call of a turn with (round number from 0, micro-dollars the turn has used so
 far): None to go ahead, or the sentence that ends the turn instead (a budget or rate limit)."""
@@ -194,6 +199,13 @@ def resume_exchange(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     return tuple(out)
 
 
+def _retry_of(error: ModelError, on_refused: Refused | None) -> list[dict[str, Any]] | None:
+    partial = error.partial
+    if on_refused is None or error.kind != "bad_request" or (partial is not None and partial.content):
+        return None
+    return on_refused(error)
+
+
 class _Call:
     """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
 
@@ -286,7 +298,8 @@ class TurnRunner:
             on_round: Callable[[tuple[Message, ...], str], None] | None = None,
             max_rounds: int | None = None, resume: tuple[Message, ...] = (),
             on_tool: Callable[[tuple[Message, ...], str], None] | None = None,
-            may_call: MayCall | None = None, meter: Meter | None = None) -> TurnOutcome:
+            may_call: MayCall | None = None, meter: Meter | None = None,
+            on_refused: Refused | None = None) -> TurnOutcome:
         """Call the model (and tools) until the turn ends.
 
         `on_round` gets the exchange after each round of tool results; `on_tool` gets it before any tool
@@ -294,6 +307,9 @@ class TurnRunner:
         (ending with the results so far): a restart then knows which calls ran. `resume` is the exchange
         of a turn cut short by a restart (ending with tool results): the model continues from it.
         `may_call` is asked before every model call (budget, rate); `meter` learns what each call used.
+        `on_refused` may replace the request's messages after a bad-request refusal (see `Refused`): the
+        same call is then made again, neither counted as a round nor asked of `may_call` (a refused
+        request is not billed).
         """
         rounds = self._max_rounds if max_rounds is None else max_rounds
         meter = meter if meter is not None else Meter()
@@ -323,7 +339,7 @@ class TurnRunner:
                 display.text(said.joined())
 
             try:
-                response = self._call(call, cancel, on_text, display, meter)
+                response, base = self._call_or_retry(call, base, on_refused, cancel, on_text, display, meter)
             except ModelError as exc:
                 said.current = []  # the partial below holds what was streamed; don't count it twice
                 partial = exc.partial
@@ -375,6 +391,25 @@ class TurnRunner:
                 break
         return TurnOutcome(messages=tuple(exchange), reply=said.joined(), status=status, note=note,
                            calls=meter.calls, error_kind=error_kind)
+
+    def _call_or_retry(self, call: ModelRequest, base: list[dict[str, Any]], on_refused: Refused | None,
+                       cancel: CancelToken, on_text: Callable[[str], None], display: TurnDisplay,
+                       meter: Meter) -> tuple[ModelResponse, list[dict[str, Any]]]:
+        """One call; after a refusal `on_refused` can mend, the same call again with the mended messages.
+
+        Returns the response and the request's messages it was made with (`base`, or the mended ones,
+        which the turn's later rounds keep)."""
+        while True:
+            try:
+                return self._call(call, cancel, on_text, display, meter), base
+            except ModelError as refused:
+                retry = _retry_of(refused, on_refused)
+                if retry is None:
+                    raise
+                meter.end_live()
+                exchanged = list(call.messages[len(base):])
+                base = retry
+                call = msgspec.structs.replace(call, messages=(*base, *exchanged))
 
     def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
               display: TurnDisplay, meter: Meter) -> ModelResponse:

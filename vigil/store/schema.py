@@ -217,6 +217,9 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
     past_generations: tuple[GenerationInfo, ...] = ()
     turns_total: int = 0
+    # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
+    # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
+    unreadable: tuple[str, ...] = ()
 
     @property
     def needs_recovery(self) -> bool:
