@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import msgspec
 
 from vigil.actors.meter import Meter
+from vigil.actors.slots import QuerySlots
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.history import estimate_tokens, with_cache_point
@@ -38,50 +39,10 @@ KEEPALIVE_S = 4.0  # Telegram's typing indicator lasts about five seconds
 FIRST_WAIT_S = 0.25  # a model call still running after this is a turn worth writing down as open
 
 
-class QuerySlots:
-    """The process-wide cap on model calls in flight (VIGIL_MAX_CONCURRENT_QUERIES)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._in_flight = 0
-        self._waiting = 0
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    def acquire(self, cancel: CancelToken) -> bool:
-        """Wait for a slot; False if the turn was cancelled while waiting."""
-        with self._lock:  # the common case: a slot is free
-            if self._in_flight < self.limit and not self._waiting:
-                self._in_flight += 1
-                return True
-        with cancel.on_cancel(self._wake), self._cond:
-            self._waiting += 1
-            try:
-                while self._in_flight >= self.limit:
-                    if cancel.cancelled:
-                        return False
-                    self._cond.wait()
-                if cancel.cancelled:
-                    return False
-                self._in_flight += 1
-                return True
-            finally:
-                self._waiting -= 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
-            if self._waiting:
-                self._cond.notify()
-
-    def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
+Refused = Callable[[ModelError], "list[dict[str, Any]] | None"]
+"""Asked when a call is refused as a bad request (before any output): the request's messages (not its
+turn's exchange) to try the same call again with, e.g. with a file the API could not read turned into a
+line (actors/refused_files.py), or None to fail the turn with the error."""
 
 MayCall = Callable[[int, int], "str | None"]
 """Asked before each model call of a turn with (round number from 0, micro-dollars the turn has used so
@@ -194,6 +155,13 @@ def resume_exchange(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     return tuple(out)
 
 
+def _retry_of(error: ModelError, on_refused: Refused | None) -> list[dict[str, Any]] | None:
+    partial = error.partial
+    if on_refused is None or error.kind != "bad_request" or (partial is not None and partial.content):
+        return None
+    return on_refused(error)
+
+
 class _Call:
     """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
 
@@ -286,7 +254,8 @@ class TurnRunner:
             on_round: Callable[[tuple[Message, ...], str], None] | None = None,
             max_rounds: int | None = None, resume: tuple[Message, ...] = (),
             on_tool: Callable[[tuple[Message, ...], str], None] | None = None,
-            may_call: MayCall | None = None, meter: Meter | None = None) -> TurnOutcome:
+            may_call: MayCall | None = None, meter: Meter | None = None,
+            on_refused: Refused | None = None) -> TurnOutcome:
         """Call the model (and tools) until the turn ends.
 
         `on_round` gets the exchange after each round of tool results; `on_tool` gets it before any tool
@@ -294,6 +263,9 @@ class TurnRunner:
         (ending with the results so far): a restart then knows which calls ran. `resume` is the exchange
         of a turn cut short by a restart (ending with tool results): the model continues from it.
         `may_call` is asked before every model call (budget, rate); `meter` learns what each call used.
+        `on_refused` may replace the request's messages after a bad-request refusal (see `Refused`): the
+        same call is then made again, neither counted as a round nor asked of `may_call` (a refused
+        request is not billed).
         """
         rounds = self._max_rounds if max_rounds is None else max_rounds
         meter = meter if meter is not None else Meter()
@@ -323,7 +295,7 @@ class TurnRunner:
                 display.text(said.joined())
 
             try:
-                response = self._call(call, cancel, on_text, display, meter)
+                response, base = self._call_or_retry(call, base, on_refused, cancel, on_text, display, meter)
             except ModelError as exc:
                 said.current = []  # the partial below holds what was streamed; don't count it twice
                 partial = exc.partial
@@ -375,6 +347,25 @@ class TurnRunner:
                 break
         return TurnOutcome(messages=tuple(exchange), reply=said.joined(), status=status, note=note,
                            calls=meter.calls, error_kind=error_kind)
+
+    def _call_or_retry(self, call: ModelRequest, base: list[dict[str, Any]], on_refused: Refused | None,
+                       cancel: CancelToken, on_text: Callable[[str], None], display: TurnDisplay,
+                       meter: Meter) -> tuple[ModelResponse, list[dict[str, Any]]]:
+        """One call; after a refusal `on_refused` can mend, the same call again with the mended messages.
+
+        Returns the response and the request's messages it was made with (`base`, or the mended ones,
+        which the turn's later rounds keep)."""
+        while True:
+            try:
+                return self._call(call, cancel, on_text, display, meter), base
+            except ModelError as refused:
+                retry = _retry_of(refused, on_refused)
+                if retry is None:
+                    raise
+                meter.end_live()
+                exchanged = list(call.messages[len(base):])
+                base = retry
+                call = msgspec.structs.replace(call, messages=(*base, *exchanged))
 
     def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
               display: TurnDisplay, meter: Meter) -> ModelResponse:

@@ -17,13 +17,13 @@ from vigil.actors.display import CheckpointedDisplay
 from vigil.actors.meter import Meter
 from vigil.actors.protocol import UserText
 from vigil.actors.recovery import resend_undelivered
+from vigil.actors.refused_files import RefusedFiles, remember, tell
 from vigil.actors.state import Session, is_group, usage_of
 from vigil.actors.tools import user_turn_tools
 from vigil.actors.turn import TurnOutcome, resume_exchange
 from vigil.actors.window import HistoryWindow
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
-from vigil.model.attached import materialize
 from vigil.model.history import input_blocks, join, with_cache_point
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
@@ -131,9 +131,10 @@ def run_user_turn(session: Session, turn: Turn) -> None:
     payer = turn.inputs[0].user_id if turn.inputs else 0  # whose message started the turn pays for it
     may_call = call_guard(session.deps.allowance, payer, cancel, first_counted=True, on_wait=display.progress)
     try:
-        request = build_request(session, turn)
+        request, refusals = _request(session, turn)
         outcome = session.deps.runner.run(request, cancel, display, user_turn_tools(session), on_round,
-                                          resume=turn.messages, on_tool=on_round, may_call=may_call, meter=meter)
+                                          resume=turn.messages, on_tool=on_round, may_call=may_call, meter=meter,
+                                          on_refused=refusals.on_refused if refusals is not None else None)
     finally:
         display.close()
         session.control.end()
@@ -142,6 +143,12 @@ def run_user_turn(session: Session, turn: Turn) -> None:
         _suspend_for_shutdown(session, live["turn"], outcome, stream)
         return
     session.current = None
+    refused = refusals.refused(outcome.status != "failed") if refusals is not None else []
+    if refused:
+        session.log.warning("turn.files_refused", digests=[a.digest[:12] for a, _ in refused])
+        session.header = msgspec.structs.replace(session.header,
+                                                 unreadable=remember(session.header.unreadable, refused))
+        outcome = msgspec.structs.replace(outcome, note="\n".join(n for n in (tell(refused), outcome.note) if n))
     final = msgspec.structs.replace(
         turn, status=outcome.status, messages=outcome.messages, reply=outcome.reply, note=outcome.note,
         ended_at=session.deps.clock(), model=session.header.model, usage=usage_of(outcome.calls))
@@ -187,6 +194,11 @@ def _presentable(outcome: TurnOutcome, saved: bool) -> tuple[str, str]:
 
 def build_request(session: Session, turn: Turn) -> ModelRequest:
     """System prompt, the history window (moved in steps), and this turn's input, its files read in."""
+    return _request(session, turn)[0]
+
+
+def _request(session: Session, turn: Turn) -> tuple[ModelRequest, RefusedFiles | None]:
+    """`build_request`, and when it carries files, what mends it if the model service refuses one."""
     assert session.header is not None
     header = session.header
     group = is_group(header)
@@ -204,10 +216,12 @@ def build_request(session: Session, turn: Turn) -> ModelRequest:
     current = {"role": "user", "content": content or [{"type": "text", "text": "(empty message)"}]}
     tools = user_turn_tools(session)
     messages = join([history, [current]])
+    refusals = None
+    if window.has_files or any(item.attachments for item in turn.inputs):
+        refusals = RefusedFiles(messages, session.deps.media, frozenset(header.unreadable))
+        messages = refusals.request_messages()
     return ModelRequest(
         model=header.model, max_tokens=session.deps.settings.max_output_tokens,
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs]),
-        messages=tuple(materialize(messages, session.deps.media)
-                       if window.has_files or any(item.attachments for item in turn.inputs)
-                       else messages),
-    )
+        messages=tuple(messages),
+    ), refusals

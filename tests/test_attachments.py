@@ -264,7 +264,7 @@ def test_ingest_stores_what_the_model_gets_and_saves_the_file_as_sent(workspace:
     big = noisy_png(1700, 1700)
     attachment = ingest(media, big, name="../shot.png", mime="image/png", root=root, cwd=cwd)
     assert attachment.kind == "image"
-    assert attachment.path == "uploads/shot.png"
+    assert attachment.path == str(cwd / "uploads" / "shot.png")  # absolute: true after a /cd too
     assert attachment.name == "shot.png"
     assert (cwd / "uploads" / "shot.png").read_bytes() == big  # the user's file, untouched
     stored = media.read(attachment.digest)
@@ -281,8 +281,8 @@ def test_ingest_stores_what_the_model_gets_and_saves_the_file_as_sent(workspace:
 
     blob = bytes(range(256)) * 4
     attachment = ingest(media, blob, name="data.bin", mime="application/octet-stream", root=root, cwd=cwd)
-    assert (attachment.kind, attachment.path, attachment.tokens) == ("file", "uploads/data.bin", 0)
+    assert (attachment.kind, attachment.path, attachment.tokens) == ("file", str(cwd / "uploads" / "data.bin"), 0)
     assert not media.has(attachment.digest)  # a file the model cannot read is kept in the workspace only
 
     document = ingest(media, pdf(2), name="", root=root, cwd=cwd)
-    assert (document.kind, document.path) == ("pdf", "uploads/file.pdf")
+    assert (document.kind, document.path) == ("pdf", str(cwd / "uploads" / "file.pdf"))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.fakes import check_request
@@ -89,8 +90,9 @@ def test_documents_text_and_plain_files(media: MediaStore, tmp_path: Path) -> No
     assert content[1] == {"type": "document", "title": "notes.txt",
                           "source": {"type": "text", "media_type": "text/plain", "data": "line one\nline two\n"}}
     assert content[2]["type"] == "text"
-    assert content[2]["text"] == ("read these\n[file saved at uploads/report.pdf]\n[file saved at uploads/notes.txt]"
-                                  "\n[file saved at uploads/data.bin]")
+    uploads = root / "c" / "uploads"
+    assert content[2]["text"] == (f"read these\n[file saved at {uploads}/report.pdf]"
+                                  f"\n[file saved at {uploads}/notes.txt]\n[file saved at {uploads}/data.bin]")
     assert len(content) == 3  # the plain file is only named
 
 
@@ -150,6 +152,36 @@ def test_a_request_carries_the_newest_files_within_the_apis_limits(media: MediaS
     few = materialize([*three, {"role": "user", "content": [{"type": "text", "text": "?"}]}], media,
                       RequestLimits(images=20, bytes=2 * images[0].size))
     assert len([b for b in blocks(few) if b["type"] == "image"]) == 2
+
+
+def test_a_file_left_out_of_the_message_being_answered_is_not_called_one_sent_earlier(media: MediaStore) -> None:
+    """Files of the current message beyond a request's limits are the user's own, just sent: the line says
+    why they are left out and what to do, not "sent earlier"; older ones keep the "sent earlier" line."""
+    older = ingest(media, jpeg(seed=99))
+    now = [ingest(media, jpeg(seed=i)) for i in range(3)]
+    current = turn_messages(turn(1, said("compare these", *now)))[0]
+    sent = materialize([*normalize(turn_messages(turn(0, said("an old one", older)))), current], media,
+                       RequestLimits(images=2))
+    check_request(request_of(sent))
+    old_notes = [b["text"] for b in sent[0]["content"] if b["type"] == "text" and "left out" in b["text"]]
+    new_notes = [b["text"] for b in sent[-1]["content"] if b["type"] == "text" and "left out" in b["text"]]
+    assert len([b for b in sent[-1]["content"] if b["type"] == "image"]) == 2
+    assert [n for n in old_notes if "sent earlier" in n] == old_notes and len(old_notes) == 1
+    assert len(new_notes) == 1 and "sent earlier" not in new_notes[0]
+    assert "at most 2 images" in new_notes[0] and "send it again on its own" in new_notes[0]
+
+
+def test_a_file_stored_with_a_relative_path_still_decodes_and_says_what_it_is_relative_to(
+        media: MediaStore) -> None:
+    """Attachments stored before paths were absolute keep their relative path; the line says it is relative
+    to the working directory of the time, since the chat may have /cd'd away since."""
+    old = msgspec.json.decode(b'{"type":"attachment","kind":"file","digest":"ab","media_type":"application/zip",'
+                              b'"name":"x.zip","path":"uploads/x.zip"}', type=Attachment)
+    assert old.path == "uploads/x.zip"
+    sent = history([turn(0, said("keep it", old))], media)
+    check_request(request_of(sent))
+    assert sent[0]["content"][0]["text"] == ("keep it\n[file saved at uploads/x.zip, relative to the working "
+                                             "directory the chat had when it arrived]")
 
 
 def test_pdf_pages_are_bounded_per_request(media: MediaStore) -> None:

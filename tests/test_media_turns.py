@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import CHANNEL, Harness, HarnessFactory, chat_id_of, check_request, key_of, wait_until
+from tests.fakes import CHANNEL, Harness, HarnessFactory, Say, UseTools, chat_id_of, check_request, key_of, wait_until
 from tests.media_samples import jpeg, pdf
 from tests.procs import run_vigil, vigil_env
 from vigil.actors.protocol import Sender, UserText
@@ -110,8 +110,32 @@ def test_a_pdf_and_a_text_file_reach_the_model_and_stay_in_uploads(make: Harness
     found = documents(request)
     assert base64.b64decode(found[0]["source"]["data"]) == pdf(2)
     assert found[1]["source"] == {"type": "text", "media_type": "text/plain", "data": "remember the milk\n"}
-    assert "[file saved at uploads/report.pdf]" in json.dumps(request.messages)
+    assert f"[file saved at {cwd}/uploads/report.pdf]" in json.dumps(request.messages)
     assert (cwd / "uploads" / "report.pdf").read_bytes() == pdf(2)
+
+
+def test_after_a_cd_the_line_naming_an_upload_still_leads_the_tools_to_it(make: HarnessFactory) -> None:
+    """The line is an absolute path: after /cd elsewhere, the editor opened at what the line says finds the
+    file (a path relative to the old directory would now point at nothing, or at another file)."""
+    h = make()
+    key = key_of(1)
+    root = h.settings.workdir_root
+    cwd = root / "users" / "1"
+    (cwd / "proj").mkdir(parents=True)
+    notes = ingest(h.runtime.media, b"remember the milk\n", name="notes.txt", root=root, cwd=cwd)
+    send(h, key, "keep this", notes)
+    h.outbox.wait_finished(key, 1)
+    h.command(key, "cd", "proj")
+    h.outbox.wait_sent(key, 1)
+    line = f"[file saved at {cwd}/uploads/notes.txt]"
+    h.model.push(UseTools((("str_replace_based_edit_tool", {"command": "view", "path": line[15:-1]}),)),
+                 Say("found it"))
+    h.say(key, "where is the file I sent?")
+    assert h.outbox.wait_finished(key, 2)[-1] == ("found it", "")
+    asked = h.model.requests[-2]
+    assert line in json.dumps(asked.messages, ensure_ascii=False)
+    [result] = [b for b in h.model.requests[-1].messages[-1]["content"] if b.get("type") == "tool_result"]
+    assert not result.get("is_error") and "remember the milk" in str(result["content"]), result
 
 
 def test_a_file_deleted_by_hand_is_a_note_and_the_chat_goes_on(make: HarnessFactory) -> None:
@@ -185,7 +209,7 @@ def test_export_lists_the_media(make: HarnessFactory) -> None:
     rows = json.loads(document)["media"]
     assert [(r["kind"], r["name"], r["path"], r["size"], r["digest"], r["turn"]) for r in rows] == [
         ("image", "", "", photo.size, photo.digest, 0),
-        ("pdf", "report.pdf", "uploads/report.pdf", report.size, report.digest, 0),
+        ("pdf", "report.pdf", str(cwd / "uploads" / "report.pdf"), report.size, report.digest, 0),
     ]
 
 

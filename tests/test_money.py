@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tests.fakes import ScriptedModel, UseTools, make_settings
 from vigil.actors.meter import Meter
-from vigil.actors.turn import QuerySlots, SilentDisplay, ToolSet, TurnRunner
+from vigil.actors.slots import QuerySlots
+from vigil.actors.turn import SilentDisplay, ToolSet, TurnRunner
 from vigil.budget import Allowance, call_guard
 from vigil.cancel import CancelToken
 from vigil.model.history import normalize

@@ -18,9 +18,10 @@ from tests.fakes import CHANNEL, RecordingOutbox, ScriptedModel, make_settings
 from vigil.actors import user_turn
 from vigil.actors.protocol import Sender, UserText
 from vigil.actors.registry import Registry, SessionControl
+from vigil.actors.slots import QuerySlots
 from vigil.actors.state import Session, SessionDeps
 from vigil.actors.tools.notes import save_note
-from vigil.actors.turn import QuerySlots, TurnRunner
+from vigil.actors.turn import TurnRunner
 from vigil.budget import Allowance
 from vigil.inbox import Inbox
 from vigil.store.schema import GenerationInfo, Target

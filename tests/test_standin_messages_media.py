@@ -15,6 +15,8 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests import media_samples
+from tests.media_samples import pdf_in_object_streams
 from tests.standins.images import make_jpeg, make_png
 from tests.standins.messages_api import MessagesAPI
 
@@ -187,6 +189,21 @@ REFUSED: list[tuple[str, list[dict[str, Any]], str]] = [
         "A maximum of 100 PDF pages may be provided.",
     ),
     (
+        "101 pdf pages hidden in a compressed object stream",
+        [pdf(pdf_in_object_streams(101))],
+        "messages.0.content.0.document.source.base64.data: A maximum of 100 PDF pages may be provided.",
+    ),
+    (
+        "pdf whose startxref points nowhere",
+        [pdf(media_samples.pdf(2).rsplit(b"startxref", 1)[0] + b"startxref\n17\n%%EOF\n")],
+        "messages.0.content.0.document.source.base64.data: The PDF specified was not valid.",
+    ),
+    (
+        "pdf whose object stream does not inflate",
+        [pdf(pdf_in_object_streams(3).replace(b"stream\nx", b"stream\n\x00", 1))],
+        "messages.0.content.0.document.source.base64.data: The PDF specified was not valid.",
+    ),
+    (
         "text document that is markdown",
         [{"type": "document", "source": {"type": "text", "media_type": "text/markdown", "data": "# x"}}],
         "messages.0.content.0.document.source.text.media_type: Input should be 'text/plain'",
@@ -213,6 +230,8 @@ def test_media_limits_hold_at_their_edges(api: MessagesAPI, client: anthropic.An
     send(client, *_too_many(20, 8000), text("20 large images"))
     send(client, *_too_many(100, 2000), text("100 small images"))
     send(client, pdf(b"%PDF-1.4\n" + b"<< /Type /Page >>\n" * 100 + b"<< /Type /Pages >>"), text("100 pages"))
+    send(client, pdf(pdf_in_object_streams(100)), text("100 pages in an object stream"))
+    send(client, pdf(media_samples.pdf(3)), text("a real PDF with its xref table"))
     assert api.errors == []
 
 

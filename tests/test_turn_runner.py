@@ -24,7 +24,8 @@ from tests.fakes import (
     check_request,
     wait_until,
 )
-from vigil.actors.turn import CANCELLED, QuerySlots, ToolSet, TurnOutcome, TurnRunner
+from vigil.actors.slots import QuerySlots
+from vigil.actors.turn import CANCELLED, ToolSet, TurnOutcome, TurnRunner
 from vigil.cancel import CancelToken
 from vigil.ports import ModelRequest
 from vigil.store.schema import Message

@@ -114,7 +114,8 @@ def prepare(data: bytes, mime: str = "") -> Prepared:
 
 def ingest(media: MediaStore, data: bytes, *, name: str = "", mime: str = "", root: Path | None = None,
            cwd: Path | None = None) -> Attachment:
-    """Store what the model gets of `data` and describe it; with `root` and `cwd`, save it under uploads/.
+    """Store what the model gets of `data` and describe it; with `root` and `cwd`, save it under uploads/
+    (the attachment's `path` is then the saved file's absolute path).
 
     Raises vigil.uploads.UploadError (a sentence for the user) if the file cannot be saved; the media
     store may then hold an unreferenced copy, which the next sweep removes.
@@ -125,8 +126,10 @@ def ingest(media: MediaStore, data: bytes, *, name: str = "", mime: str = "", ro
     path = ""
     saved_name = safe_name(name, _fallback_name(prepared)) if name or root is not None else ""
     if root is not None and cwd is not None:
-        path = save_upload(root, cwd, saved_name, data)
-        saved_name = path.rsplit("/", 1)[-1]
+        relative = save_upload(root, cwd, saved_name, data)
+        saved_name = relative.rsplit("/", 1)[-1]
+        # Absolute: the chat may /cd away before the model reads the line naming it (see Attachment.path).
+        path = str((cwd if cwd.is_absolute() else root / cwd) / relative)
     return Attachment(kind=prepared.kind, digest=digest_of(prepared.data), media_type=prepared.media_type,
                       size=len(prepared.data), name=saved_name, path=path, tokens=prepared.tokens)
 

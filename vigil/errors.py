@@ -129,13 +129,19 @@ ModelErrorKind = Literal["auth", "rate_limited", "not_found", "bad_request", "ov
 
 
 class ModelError(VigilError):
-    """A model call failed after the SDK's own retries; `sentence` is what the user is told."""
+    """A model call failed after the SDK's own retries; `sentence` is what the user is told.
 
-    def __init__(self, sentence: str, kind: ModelErrorKind, partial: ModelResponse | None = None) -> None:
+    `detail` is the API's own message for a refused request (it names the block it refused, e.g.
+    "messages.0.content.1.document.source.base64.data: The PDF specified was not valid."), so the
+    caller can tell which file the model service could not read."""
+
+    def __init__(self, sentence: str, kind: ModelErrorKind, partial: ModelResponse | None = None,
+                 detail: str = "") -> None:
         super().__init__(sentence)
         self.sentence = sentence
         self.kind = kind
         self.partial = partial
+        self.detail = detail
 
 
 class TranscriptionError(VigilError):

@@ -24,10 +24,11 @@ import pykka
 from vigil.actors.protocol import DeliveryFailed, Recover, SessionCommand, Tick, UserText
 from vigil.actors.registry import Registry, SessionControl
 from vigil.actors.session import SessionActor
+from vigil.actors.slots import QuerySlots
 from vigil.actors.state import SessionDeps
 from vigil.actors.supervisor import StopSessions, Supervisor
 from vigil.actors.timer import HeartbeatTimer
-from vigil.actors.turn import QuerySlots, TurnRunner
+from vigil.actors.turn import TurnRunner
 from vigil.budget import Allowance
 from vigil.inbox import Inbox
 from vigil.logs import get_logger

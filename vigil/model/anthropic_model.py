@@ -54,6 +54,14 @@ def explain(exc: BaseException) -> tuple[ModelErrorKind, str]:
     return "dropped", "The connection to the model service broke off mid-reply; please try again."
 
 
+def api_message(exc: BaseException) -> str:
+    """The API's own words of an error response (`error.message` of its JSON body), else ""."""
+    body = getattr(exc, "body", None)
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) else ""
+
+
 def _short(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -175,4 +183,4 @@ class AnthropicModel:
     def _error(self, exc: BaseException, stream: Any, model: str) -> ModelError:
         kind, sentence = explain(exc)
         self._log.warning("model.call_failed", kind=kind, error=_short(repr(exc), 300))
-        return ModelError(sentence, kind, self._partial(stream, model, "error"))
+        return ModelError(sentence, kind, self._partial(stream, model, "error"), detail=api_message(exc))

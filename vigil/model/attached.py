@@ -21,6 +21,7 @@ every request through the stand-in's validator.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,20 +115,28 @@ def has_refs(messages: list[ApiMessage]) -> bool:
 
 
 def materialize(messages: list[ApiMessage], source: MediaSource | None,
-                limits: RequestLimits = LIMITS) -> list[ApiMessage]:
+                limits: RequestLimits = LIMITS, unreadable: Collection[str] = ()) -> list[ApiMessage]:
     """`messages` with every placeholder replaced (new dicts where replaced; the rest shared).
 
     `source` None (a heartbeat, which should not pay for the chat's photos at every beat): each file
-    becomes a short line naming it."""
+    becomes a short line naming it. A file whose digest is in `unreadable` (the model service refused
+    it once: actors/refused_files.py) becomes a line saying so, so that it never fails a request again.
+    The placeholders of the last message are the ones the user is being answered about: a file of
+    theirs left out is worded as such, not as one "sent earlier"."""
     spots = [(m, b) for m, message in enumerate(messages) if isinstance(message["content"], list)
              for b, block in enumerate(message["content"]) if block.get("type") == REF_TYPE]
     if not spots:
         return messages
     budget = _Budget(limits)
     chosen: dict[tuple[int, int], Block] = {}
+    last = len(messages) - 1
     for spot in reversed(spots):  # newest first: the files the user just sent are the ones that matter
         ref = messages[spot[0]]["content"][spot[1]]
-        block = _api_block(attachment_of(ref), source, budget)
+        attachment = attachment_of(ref)
+        if attachment.digest in unreadable:
+            block = _note(f"[{_what(attachment)}: the model service could not read it, so it is left out]")
+        else:
+            block = _api_block(attachment, source, budget, current=spot[0] == last)
         if "cache_control" in ref:
             block["cache_control"] = ref["cache_control"]
         chosen[spot] = block
@@ -140,6 +149,7 @@ def materialize(messages: list[ApiMessage], source: MediaSource | None,
 
 class _Budget:
     def __init__(self, limits: RequestLimits) -> None:
+        self.limits = limits
         self.images = limits.images
         self.bytes = limits.bytes
         self.pages = limits.pdf_pages
@@ -165,12 +175,17 @@ def _note(text: str) -> Block:
     return {"type": "text", "text": text}
 
 
-def _api_block(attachment: Attachment, source: MediaSource | None, budget: _Budget) -> Block:
+def _api_block(attachment: Attachment, source: MediaSource | None, budget: _Budget, current: bool) -> Block:
     if source is None:
         return _note(f"[{_what(attachment)} sent earlier: not shown here]")
     if attachment.kind == "image" and attachment.media_type not in IMAGE_MEDIA_TYPES:
         return _note(f"[{_what(attachment)} in a format the model cannot read ({attachment.media_type})]")
     if not budget.take(attachment):
+        if current:
+            return _note(f"[{_what(attachment)} left out of this request: one request carries at most "
+                         f"{budget.limits.images} images, {budget.limits.pdf_pages} PDF pages and "
+                         f"{budget.limits.bytes // (1024 * 1024)} MB of files; ask the user to send it "
+                         f"again on its own if it is needed]")
         return _note(f"[{_what(attachment)} sent earlier: left out of this request, which carries the newest "
                      f"files only; ask the user to send it again if it is needed]")
     try:

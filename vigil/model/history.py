@@ -54,8 +54,14 @@ def _item_text(item: Input, group: bool) -> str:
 
 
 def _saved_line(path: str, name: str) -> str:
-    # The model's file and shell tools work on it there; a file with no path was not kept anywhere.
-    return f"[file saved at {path}]" if path else f"[file {name or '(unnamed)'} received but not saved]"
+    # The model's file and shell tools work on it there (they take absolute paths inside the workspace,
+    # and the bash sandbox binds it at the same path); a file with no path was not kept anywhere.
+    if not path:
+        return f"[file {name or '(unnamed)'} received but not saved]"
+    if path.startswith("/"):
+        return f"[file saved at {path}]"
+    # Stored before paths were absolute: relative to a working directory the chat may since have left.
+    return f"[file saved at {path}, relative to the working directory the chat had when it arrived]"
 
 
 def input_blocks(turn: Turn, group: bool) -> list[Block]:

@@ -68,7 +68,10 @@ class Attachment(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defau
     media_type: str  # as sent to the model: image/jpeg, image/png, image/gif, image/webp, application/pdf, text/plain
     size: int = 0  # bytes
     name: str = ""  # the file's name as saved in the workspace ("" for a photo)
-    path: str = ""  # where it lies, relative to the chat's working directory ("uploads/x.pdf"); "" if nowhere
+    # Where it was saved: an absolute path in the chat's workspace ("/…/users/7/uploads/x.pdf"), or "" if
+    # nowhere. Attachments stored by earlier builds hold a path relative to the working directory the chat had
+    # when the file arrived ("uploads/x.pdf"): still decoded, and named as such (vigil/model/history.py).
+    path: str = ""
     tokens: int = 0  # the model-side cost estimated at arrival, for the history window
 
 
@@ -217,6 +220,9 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
     past_generations: tuple[GenerationInfo, ...] = ()
     turns_total: int = 0
+    # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
+    # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
+    unreadable: tuple[str, ...] = ()
 
     @property
     def needs_recovery(self) -> bool:

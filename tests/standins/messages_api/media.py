@@ -3,7 +3,9 @@
 The checks refuse what the API refuses, in its words: a base64 image over 5 MB (the API measures the
 base64 text, so raw bytes over 3.75 MB already fail), bytes that are not the declared media type (the
 magic numbers decide, as the API's decoder does), a side over 8000 px (2000 px once a request holds more
-than 20 images), more than 100 images; a PDF that is not one (``%PDF-``) or has over 100 pages; a text
+than 20 images), more than 100 images; a PDF that is not one (``%PDF-``), that cannot be parsed (a
+`startxref` pointing nowhere, an object stream that does not inflate) or has over 100 pages, counted in
+its compressed object streams too (where vigil's own cheap count cannot see them); a text
 document that is not ``text/plain`` text. What a test reads back is `MediaBlock`: every image and
 document of a request, its bytes decoded. Token counts follow the API's published estimate for images
 ((width x height) / 750 after its own downscaling to 1568 px and 1.15 megapixels) and ~1600 per PDF
@@ -17,6 +19,7 @@ import binascii
 import hashlib
 import math
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -33,6 +36,9 @@ MAX_IMAGES: Final = 100
 MAX_PDF_PAGES: Final = 100
 MAX_REQUEST_BYTES: Final = 32 * 1024 * 1024
 _PDF_PAGE: Final = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+_STREAM: Final = re.compile(rb"\bobj\s*<<(.*?)>>\s*stream\r?\n(.*?)\r?\nendstream", re.S)
+_STARTXREF: Final = re.compile(rb"startxref\s+(\d{1,12})")
+_XREF_TARGET: Final = re.compile(rb"xref\b|\d+\s+\d+\s+obj\b")
 _SOURCE_KEYS: Final = {
     "base64": frozenset({"type", "media_type", "data"}),
     "url": frozenset({"type", "url"}),
@@ -132,6 +138,31 @@ def check_image_sizes(images: list[tuple[str, ImageInfo | None]]) -> None:
             )
 
 
+def pdf_pages(data: bytes) -> int | None:
+    """The pages of a PDF as the API's parser finds them, or None for one it cannot parse.
+
+    Pages are counted in the raw bytes and inside compressed object streams (PDF 1.5+, where office
+    suites put the whole page tree); a `startxref` that points at neither an xref table nor an object,
+    or an object stream that does not inflate, is a PDF that cannot be parsed."""
+    if not data.startswith(b"%PDF-"):
+        return None
+    pages = len(_PDF_PAGE.findall(data))
+    for head, body in _STREAM.findall(data):
+        if b"/ObjStm" not in head:
+            continue
+        try:
+            inflated = zlib.decompress(body) if b"/FlateDecode" in head else body
+        except zlib.error:
+            return None
+        pages += len(_PDF_PAGE.findall(inflated))
+    xref = _STARTXREF.findall(data[-2048:])
+    if xref:
+        at = int(xref[-1])
+        if at >= len(data) or not _XREF_TARGET.match(data, at):
+            return None
+    return pages
+
+
 def check_document(block: dict[str, Any], path: str) -> None:
     check_extra_keys(block, BLOCK_KEYS["document"], path)
     path += ".document"
@@ -152,9 +183,10 @@ def check_document(block: dict[str, Any], path: str) -> None:
         data = _decode(source.get("data"), where)
         if not data:
             raise invalid(f"{where}: PDF cannot be empty")
-        if not data.startswith(b"%PDF-"):
+        pages = pdf_pages(data)
+        if pages is None:
             raise invalid(f"{where}.data: The PDF specified was not valid.")
-        if len(_PDF_PAGE.findall(data)) > MAX_PDF_PAGES:
+        if pages > MAX_PDF_PAGES:
             raise invalid(f"{where}.data: A maximum of {MAX_PDF_PAGES} PDF pages may be provided.")
     elif kind == "text":
         if source.get("media_type") != "text/plain":
@@ -237,4 +269,4 @@ def billed(block: dict[str, Any]) -> tuple[dict[str, Any], int]:
         return stripped, 0
     if block["type"] == "image":
         return stripped, 4 * image_tokens(image_info(raw))
-    return stripped, 4 * _TOKENS_PER_PDF_PAGE * max(1, len(_PDF_PAGE.findall(raw)))
+    return stripped, 4 * _TOKENS_PER_PDF_PAGE * max(1, pdf_pages(raw) or 0)
