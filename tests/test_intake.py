@@ -1,8 +1,8 @@
 """Media intake (adapters/telegram/intake.py) with the real PTB Bot over HTTP against the Bot API stand-in.
 
 The paths the end-to-end tests cannot reach from a client's side: getFile's own "file is too big" for a
-file whose size the update did not say, a planted `uploads` symlink, kinds vigil does not take, and
-where a transcription runs.
+file whose size the update did not say, a planted `uploads` symlink, a media store that cannot be
+written, kinds vigil does not take, recordings too long to transcribe, and where a transcription runs.
 """
 
 from __future__ import annotations
@@ -17,8 +17,17 @@ import pytest
 from telegram import Bot, Message
 
 from tests.standins.bot_api import BotAPI
+from tests.standins.images import make_jpeg
 from vigil import attachments
-from vigil.adapters.telegram.intake import DOWNLOAD_LIMIT, TOO_BIG, Intake
+from vigil.adapters.telegram.intake import (
+    DOWNLOAD_LIMIT,
+    MAX_RECORDING_S,
+    SAVE_FAILED,
+    TOO_BIG,
+    TOO_LONG,
+    Intake,
+    Taken,
+)
 from vigil.errors import TranscriptionError
 from vigil.media import MediaStore
 from vigil.store.schema import Attachment
@@ -52,8 +61,9 @@ def message(bot: Bot, **fields: Any) -> Message:
     return parsed
 
 
-def ingest_into(tmp_path: Path) -> tuple[Callable[[bytes, str, str, Path | None], Attachment], list[str]]:
-    media = MediaStore(tmp_path / "data" / "media")
+def ingest_into(tmp_path: Path, media_dir: Path | None = None,
+                ) -> tuple[Callable[[bytes, str, str, Path | None], Attachment], list[str]]:
+    media = MediaStore(media_dir or tmp_path / "data" / "media")
     root = tmp_path / "work"
     calls: list[str] = []
 
@@ -113,6 +123,42 @@ def test_kinds_vigil_does_not_take_get_a_sentence_naming_them(api: BotAPI, tmp_p
     with_bot(api, body)
 
 
+def test_a_media_store_that_cannot_be_written_refuses_in_one_sentence(api: BotAPI, tmp_path: Path) -> None:
+    # A real OSError from the media store's own writes (here ENOTDIR: its parent is a file; a full disk
+    # or a read-only mount would be ENOSPC or EROFS, from the same calls).
+    blocker = tmp_path / "data"
+    blocker.write_bytes(b"not a directory")
+    ingest, _ = ingest_into(tmp_path, media_dir=blocker / "media")
+    intake = Intake(ingest, None)
+    photo_id, photo_unique = api.add_file(make_jpeg(64, 48), kind="photo", mime_type="image/jpeg")
+    pdf_id, pdf_unique = api.add_file(b"%PDF-1.4\n%%EOF\n", file_name="a.pdf", mime_type="application/pdf")
+
+    async def body(bot: Bot) -> None:
+        photo = message(bot, photo=[{"file_id": photo_id, "file_unique_id": photo_unique, "width": 64,
+                                     "height": 48}])
+        assert await intake.take(photo, lambda: tmp_path) == Taken(refusal=SAVE_FAILED)
+        pdf = message(bot, document={"file_id": pdf_id, "file_unique_id": pdf_unique, "file_name": "a.pdf",
+                                     "mime_type": "application/pdf"})
+        assert await intake.take(pdf, lambda: tmp_path) == Taken(refusal=SAVE_FAILED)
+
+    with_bot(api, body)
+    assert len(api.downloads) == 2, "both were fetched; the store refused them"
+
+
+def test_an_unexpected_failure_still_gets_a_sentence(api: BotAPI, tmp_path: Path) -> None:
+    def broken(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
+        raise RuntimeError("a bug")
+
+    intake = Intake(broken, None)
+    photo_id, photo_unique = api.add_file(make_jpeg(8, 8), kind="photo", mime_type="image/jpeg")
+
+    async def body(bot: Bot) -> None:
+        photo = message(bot, photo=[{"file_id": photo_id, "file_unique_id": photo_unique, "width": 8, "height": 8}])
+        assert (await intake.take(photo, lambda: tmp_path)).refusal == SAVE_FAILED
+
+    with_bot(api, body)
+
+
 class Ear:
     """A transcriber that notes where it ran."""
 
@@ -165,6 +211,30 @@ def test_a_failing_transcriber_gives_its_sentence(api: BotAPI, tmp_path: Path) -
     async def body(bot: Bot) -> None:
         note = message(bot, voice={"file_id": voice_id, "file_unique_id": voice_unique, "duration": 2})
         assert (await intake.take(note, lambda: tmp_path)).refusal == "The speech model is not here."
+
+    try:
+        with_bot(api, body)
+    finally:
+        intake.close()
+
+
+def test_a_recording_over_ten_minutes_is_refused_before_it_is_downloaded(api: BotAPI, tmp_path: Path) -> None:
+    voice_id, voice_unique = api.add_file(b"OggS voice", kind="voice", mime_type="audio/ogg")
+    ear = Ear("hello")
+    intake = Intake(ingest_into(tmp_path)[0], ear)
+
+    def voice(seconds: int) -> dict[str, Any]:
+        return {"file_id": voice_id, "file_unique_id": voice_unique, "duration": seconds, "mime_type": "audio/ogg"}
+
+    async def body(bot: Bot) -> None:
+        for kind in ("voice", "audio"):
+            long = message(bot, **{kind: voice(MAX_RECORDING_S + 1)})
+            assert await intake.take(long, lambda: tmp_path) == Taken(refusal=TOO_LONG)
+        note = {"file_id": voice_id, "file_unique_id": voice_unique, "duration": 3600, "length": 240}
+        assert (await intake.take(message(bot, video_note=note), lambda: tmp_path)).refusal == TOO_LONG
+        assert not api.downloads and not ear.threads, "nothing fetched, nothing transcribed"
+        ten = message(bot, voice=voice(MAX_RECORDING_S))
+        assert (await intake.take(ten, lambda: tmp_path)).transcript == "hello"
 
     try:
         with_bot(api, body)
