@@ -2,7 +2,8 @@
 
 The paths the end-to-end tests cannot reach from a client's side: getFile's own "file is too big" for a
 file whose size the update did not say, a planted `uploads` symlink, a media store that cannot be
-written, kinds vigil does not take, recordings too long to transcribe, and where a transcription runs.
+written, kinds vigil does not take, recordings too long to transcribe, where a transcription runs, and
+that its transcript is shown only after the message was handed to the runtime.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from typing import Any, TypeVar
 import pytest
 from telegram import Bot, Message
 
+from tests.fakes import HarnessFactory
 from tests.standins.bot_api import BotAPI
 from tests.standins.images import make_jpeg
 from vigil import attachments
+from vigil.actors.protocol import UserText
+from vigil.adapters.telegram.access import Gate
+from vigil.adapters.telegram.handlers import TelegramHandlers
 from vigil.adapters.telegram.intake import (
     DOWNLOAD_LIMIT,
     MAX_RECORDING_S,
@@ -28,9 +33,12 @@ from vigil.adapters.telegram.intake import (
     Intake,
     Taken,
 )
+from vigil.adapters.telegram.outbox import TelegramOutbox
+from vigil.control import Control
 from vigil.errors import TranscriptionError
 from vigil.media import MediaStore
-from vigil.store.schema import Attachment
+from vigil.ports import Reply, WriteFuture
+from vigil.store.schema import Attachment, Target
 from vigil.transcribe import NO_EXTRA, NOT_UNDERSTOOD
 
 T = TypeVar("T")
@@ -240,3 +248,36 @@ def test_a_recording_over_ten_minutes_is_refused_before_it_is_downloaded(api: Bo
         with_bot(api, body)
     finally:
         intake.close()
+
+
+def test_a_transcript_is_shown_only_after_the_message_is_submitted(api: BotAPI, make: HarnessFactory,
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   ) -> None:
+    runtime = make().runtime
+    events: list[tuple[str, str]] = []
+    submit = runtime.submit
+
+    def recording_submit(sent: object) -> WriteFuture | None:
+        events.append(("submitted", sent.text if isinstance(sent, UserText) else type(sent).__name__))
+        return submit(sent)
+
+    monkeypatch.setattr(runtime, "submit", recording_submit)
+
+    class Screen(TelegramOutbox):
+        def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
+            events.append(("shown", reply.text))
+
+    intake = Intake(ingest_into(tmp_path)[0], Ear("water the ferns"))
+    handlers = TelegramHandlers(runtime, Control(runtime), Screen(lambda *_: None, lambda *_: None),
+                                Gate(runtime.settings, runtime.allowance), intake)
+    voice_id, voice_unique = api.add_file(b"OggS voice", kind="voice", mime_type="audio/ogg")
+
+    async def body(bot: Bot) -> None:
+        await handlers.take([message(bot, voice={"file_id": voice_id, "file_unique_id": voice_unique,
+                                                 "duration": 2})])
+
+    try:
+        with_bot(api, body)
+    finally:
+        intake.close()
+    assert events == [("submitted", "water the ferns"), ("shown", "🎙 water the ferns")]

@@ -143,7 +143,7 @@ class TelegramHandlers:
         said = self.without_mention(text) if text else ""
         attachments: list[Attachment] = []
         refusals: list[str] = []
-        heard = False
+        heard: list[str] = []
         for part in messages:
             if part.text is not None:
                 continue
@@ -152,8 +152,7 @@ class TelegramHandlers:
             if taken.refusal and taken.refusal not in refusals:
                 refusals.append(taken.refusal)
             if taken.transcript:
-                heard = True
-                self.outbox.send(key, target, Reply(text=f"🎙 {taken.transcript}"))
+                heard.append(taken.transcript)
                 said = f"{said}\n\n{taken.transcript}".strip() if said else taken.transcript
         for refusal in refusals:
             self.outbox.send(key, target, Reply(text=refusal))
@@ -164,6 +163,10 @@ class TelegramHandlers:
             key=key, target=target, sender=_sender(user), text=f"{pointers}\n{said}" if pointers else said,
             at=time.time(), message_id=message.message_id, chat_title=chat_title(message.chat, user.full_name),
             chat_type=chat_type(message.chat), attachments=tuple(attachments)))
+        # Shown after the submit: the words are then on their way to disk (committed in milliseconds, before
+        # Telegram has taken this send), so a transcript on screen is of a message vigil holds.
+        for transcript in heard:
+            self.outbox.send(key, target, Reply(text=f"🎙 {transcript}"))
 
     def upload_directory(self, key: str, target: Target, kind: str) -> Path:
         """The chat's working directory, where its documents are saved (from a worker thread: it reads the store)."""
