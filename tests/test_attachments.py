@@ -345,3 +345,26 @@ def test_ingest_stores_what_the_model_gets_and_saves_the_file_as_sent(workspace:
 
     document = ingest(media, pdf(2), name="", root=root, cwd=cwd)
     assert (document.kind, document.path) == ("pdf", "uploads/file.pdf")
+
+
+def test_short_writes_are_continued_until_every_byte_is_on_disk(tmp_path: Path, workspace: tuple[Path, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.write may take less than it is given: both writers go on until all of it is written."""
+    real_write = os.write
+    calls = 0
+
+    def short_write(fd: int, data: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return real_write(fd, bytes(data[:1000]))
+
+    data = os.urandom(10_000)
+    root, cwd = workspace
+    media = MediaStore(tmp_path / "media")
+    monkeypatch.setattr(os, "write", short_write)
+    digest = media.put(data)
+    saved = save_upload(root, cwd, "blob.bin", data)
+    monkeypatch.undo()
+    assert media.path(digest).read_bytes() == data
+    assert (cwd / saved).read_bytes() == data
+    assert calls == 20
