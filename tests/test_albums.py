@@ -175,21 +175,26 @@ class Slow:
         await self.release.wait()
         self.order.append("album")
 
+    async def downloading(self, first: Message) -> Albums:
+        """Albums whose album of `first` is past its window and being handed on."""
+        albums = Albums(self.hand_on, quiet_s=0.5)
+        albums.add(first)
+        await asyncio.wait_for(self.started.wait(), 60)
+        assert albums.gathering == 0 and albums.unfinished == 1
+        return albums
+
 
 def test_the_next_message_waits_for_an_album_still_being_handed_on() -> None:
     async def scenario() -> None:
         slow = Slow()
-        albums = Albums(slow.hand_on, quiet_s=0.5)
-        albums.add(part(1))
-        await asyncio.wait_for(slow.started.wait(), 60)  # the window is over: downloading now
-        assert albums.gathering == 0 and albums.unfinished == 1
+        albums = await slow.downloading(part(1))
 
         async def next_message() -> None:
             await albums.settle(lane_of(part(2, group="")))
             slow.order.append("next message")
 
         follower = asyncio.create_task(next_message())
-        await asyncio.sleep(30)  # the album takes its time; nothing may overtake it meanwhile
+        await asyncio.sleep(30)  # (virtual) the album takes its time; nothing may overtake it meanwhile
         assert slow.order == [] and not follower.done()
         slow.release.set()
         await asyncio.wait_for(follower, 60)
@@ -202,9 +207,7 @@ def test_the_next_message_waits_for_an_album_still_being_handed_on() -> None:
 def test_close_finishes_an_album_still_being_handed_on() -> None:
     async def scenario() -> None:
         slow = Slow()
-        albums = Albums(slow.hand_on, quiet_s=0.5)
-        albums.add(part(1))
-        await asyncio.wait_for(slow.started.wait(), 60)
+        albums = await slow.downloading(part(1))
         closing = asyncio.create_task(albums.close())
         await asyncio.sleep(30)
         assert not closing.done(), "close returned while an album was still downloading: it would be lost"
@@ -218,9 +221,7 @@ def test_close_finishes_an_album_still_being_handed_on() -> None:
 def test_another_chats_album_does_not_hold_up_this_chat() -> None:
     async def scenario() -> None:
         slow = Slow()
-        albums = Albums(slow.hand_on, quiet_s=0.5)
-        albums.add(part(1, chat={"id": 78, "type": "private", "first_name": "Bob"}))
-        await asyncio.wait_for(slow.started.wait(), 60)
+        albums = await slow.downloading(part(1, chat={"id": 78, "type": "private", "first_name": "Bob"}))
         await asyncio.wait_for(albums.settle(lane_of(part(2, group=""))), 1)
         slow.release.set()
         await albums.close()
