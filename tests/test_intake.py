@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telegram import Bot, Message
+from telegram import Bot, Message, Update
 
 from tests.fakes import HarnessFactory
 from tests.ptb import ALICE, with_bot
@@ -39,6 +39,7 @@ from vigil.control import Control
 from vigil.errors import TranscriptionError
 from vigil.media import MediaStore
 from vigil.ports import Reply, WriteFuture
+from vigil.runtime import Runtime
 from vigil.store.schema import Attachment, Target
 from vigil.transcribe import NO_EXTRA, NOT_UNDERSTOOD
 
@@ -232,6 +233,22 @@ def test_a_recording_over_ten_minutes_is_refused_before_it_is_downloaded(bot_api
         intake.close()
 
 
+class Screen(TelegramOutbox):
+    """The chat as its user sees it, in order, into `events` (nothing goes to Telegram)."""
+
+    def __init__(self, events: list[tuple[str, str]]) -> None:
+        super().__init__(lambda *_: None, lambda *_: None)
+        self.events = events
+
+    def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
+        self.events.append(("shown", reply.text))
+
+
+def handlers_on(runtime: Runtime, events: list[tuple[str, str]], intake: Intake) -> TelegramHandlers:
+    return TelegramHandlers(runtime, Control(runtime), Screen(events), Gate(runtime.settings, runtime.allowance),
+                            intake)
+
+
 def test_a_transcript_is_shown_only_after_the_message_is_submitted(bot_api: BotAPI, make: HarnessFactory,
                                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    ) -> None:
@@ -244,14 +261,8 @@ def test_a_transcript_is_shown_only_after_the_message_is_submitted(bot_api: BotA
         return submit(sent)
 
     monkeypatch.setattr(runtime, "submit", recording_submit)
-
-    class Screen(TelegramOutbox):
-        def send(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
-            events.append(("shown", reply.text))
-
     intake = Intake(ingest_into(tmp_path)[0], Ear("water the ferns"))
-    handlers = TelegramHandlers(runtime, Control(runtime), Screen(lambda *_: None, lambda *_: None),
-                                Gate(runtime.settings, runtime.allowance), intake)
+    handlers = handlers_on(runtime, events, intake)
     voice_id, voice_unique = bot_api.add_file(b"OggS voice", kind="voice", mime_type="audio/ogg")
 
     async def body(bot: Bot) -> None:
@@ -263,3 +274,40 @@ def test_a_transcript_is_shown_only_after_the_message_is_submitted(bot_api: BotA
     finally:
         intake.close()
     assert events == [("submitted", "water the ferns"), ("shown", "🎙 water the ferns")]
+
+
+def test_status_does_not_wait_for_an_album_being_downloaded(bot_api: BotAPI, make: HarnessFactory,
+                                                            tmp_path: Path) -> None:
+    runtime = make().runtime
+    events: list[tuple[str, str]] = []
+    ingest, _ = ingest_into(tmp_path)
+    storing, release = threading.Event(), threading.Event()
+
+    def slow_ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
+        storing.set()
+        assert release.wait(30), "the test never let the album go on"
+        return ingest(data, name, mime, directory)
+
+    intake = Intake(slow_ingest, None)
+    handlers = handlers_on(runtime, events, intake)
+    photo_id, photo_unique = bot_api.add_file(make_jpeg(8, 8), kind="photo", mime_type="image/jpeg")
+    no_context: Any = None  # on_message reads nothing of PTB's context
+
+    async def body(bot: Bot) -> None:
+        album = message(bot, message_id=5, media_group_id="g1",
+                        photo=[{"file_id": photo_id, "file_unique_id": photo_unique, "width": 8, "height": 8}])
+        status = message(bot, message_id=6, text="/status", entities=[{"type": "bot_command", "offset": 0,
+                                                                        "length": 7}])
+        await handlers.on_message(Update(1, message=album), no_context)
+        assert await asyncio.to_thread(storing.wait, 30), "the album was never handed on"
+        try:
+            await asyncio.wait_for(handlers.on_message(Update(2, message=status), no_context), 20)
+            assert len(events) == 1 and "Model" in events[0][1], events
+        finally:
+            release.set()
+        await handlers.albums.close()
+
+    try:
+        with_bot(bot_api, body)
+    finally:
+        intake.close()

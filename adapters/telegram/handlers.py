@@ -24,6 +24,7 @@ from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.albums import Albums, lane_of
 from vigil.adapters.telegram.intake import Intake, default_intake
 from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
+from vigil.adapters.telegram.order import OUT_OF_BAND, command_of
 from vigil.adapters.telegram.outbox import TelegramOutbox, markup_for
 from vigil.adapters.telegram.pointers import context_lines
 from vigil.commands import parse_command
@@ -102,7 +103,8 @@ class TelegramHandlers:
         if message.media_group_id:
             self.albums.add(message)  # handed on to `take` with its other parts
             return
-        await self.albums.settle(lane_of(message))  # an album just before this message goes first
+        if command_of(update) not in OUT_OF_BAND:  # /stop and /status wait for nothing of their chat
+            await self.albums.settle(lane_of(message))  # an album just before this message goes first
         await self.take([message])
 
     async def take(self, messages: list[Message]) -> None:
