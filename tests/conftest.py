@@ -1,4 +1,5 @@
-"""Shared fixtures: a real LMDB store in a temporary data directory, runtimes on fakes, and the end-to-end rigs.
+"""Shared fixtures: a real LMDB store in a temporary data directory, runtimes on fakes, the stand-ins on
+their own (with PTB or the anthropic SDK driving them), and the end-to-end rigs.
 
 The rigs (`tests/rig.py`): `shared` is one running vigil per test module, `rig` hands it to a test
 and checks it afterwards, `fresh` makes rigs of a test's own, with settings of its own.
@@ -9,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anthropic
 import pytest
 
 from tests.fakes import HarnessFactory
+from tests.ptb import ALICE, BOB
 from tests.rig import Rig, close_rig, make_rig
+from tests.standins.bot_api import BotAPI
+from tests.standins.messages_api import MessagesAPI
 from vigil.store.store import LmdbStore, open_store
 
 
@@ -37,6 +42,31 @@ def make(tmp_path: Path) -> Iterator[HarnessFactory]:
     """Runtimes on fakes (scripted model, recording outbox) in `tmp_path`, shut down after the test."""
     with HarnessFactory(tmp_path) as factory:
         yield factory
+
+
+@pytest.fixture
+def bot_api() -> Iterator[BotAPI]:
+    """The Bot API stand-in with Alice (in a private chat with the bot) and Bob; see tests/ptb.py."""
+    with BotAPI() as stand_in:
+        alice = stand_in.add_user(ALICE, "Alice", "alice")
+        stand_in.add_user(BOB, "Bob", "bob")
+        stand_in.add_private_chat(alice)
+        yield stand_in
+
+
+@pytest.fixture
+def messages_api() -> Iterator[MessagesAPI]:
+    """The Messages API stand-in."""
+    with MessagesAPI() as server:
+        yield server
+
+
+@pytest.fixture
+def claude(messages_api: MessagesAPI) -> Iterator[anthropic.Anthropic]:
+    """The anthropic SDK on the Messages API stand-in, without the SDK's own retries."""
+    sdk = anthropic.Anthropic(api_key="test-key", base_url=messages_api.base_url, max_retries=0)
+    yield sdk
+    sdk.close()
 
 
 @pytest.fixture(scope="module")

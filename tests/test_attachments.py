@@ -10,13 +10,18 @@ import errno
 import io
 import os
 import stat
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from tests.media_samples import jpeg, noisy_png, pdf, png
+from tests.standins.images import make_png
+from vigil import attachments
 from vigil.attachments import (
+    MAX_DECODES,
     MAX_IMAGE_BASE64,
     MAX_TEXT_BYTES,
     image_tokens,
@@ -28,6 +33,60 @@ from vigil.media import MediaStore, digest_of
 from vigil.uploads import MAX_NAME_BYTES, UploadError, safe_name, save_upload
 
 # ------------------------------------------------------------------------------------------- kinds
+
+
+def test_no_more_than_two_images_are_decoded_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six images at once (an album): two decode, four wait at the gate; all come out as images."""
+    assert MAX_DECODES == 2
+    state = threading.Condition()
+    arrived = inside = peak = 0
+    release = threading.Event()
+
+    class Gate(threading.BoundedSemaphore):
+        def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+            nonlocal arrived
+            with state:
+                arrived += 1
+                state.notify_all()
+            return super().acquire(blocking, timeout)
+
+        __enter__ = acquire
+
+    real = attachments._prepare_image
+
+    def decoding(data: bytes, fmt: str) -> Any:
+        nonlocal inside, peak
+        with state:
+            inside += 1
+            peak = max(peak, inside)
+            state.notify_all()
+        try:
+            assert release.wait(30), "the test never let the decodes go on"
+            return real(data, fmt)
+        finally:
+            with state:
+                inside -= 1
+
+    monkeypatch.setattr(attachments, "DECODES", Gate(MAX_DECODES))
+    monkeypatch.setattr(attachments, "_prepare_image", decoding)
+    images = [make_png(2000, 1500, (i, 0, 0)) for i in range(6)]
+    results: list[Any] = [None] * len(images)
+
+    def run(index: int) -> None:
+        results[index] = prepare(images[index], "image/png")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(images))]
+    for thread in threads:
+        thread.start()
+    try:
+        with state:
+            assert state.wait_for(lambda: arrived == len(images) and inside == MAX_DECODES, 30), (arrived, inside)
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(60)
+    assert peak == MAX_DECODES
+    assert [r.kind if r is not None else None for r in results] == ["image"] * len(images)
 
 
 def test_a_photo_within_the_limits_is_kept_byte_for_byte() -> None:
@@ -286,3 +345,26 @@ def test_ingest_stores_what_the_model_gets_and_saves_the_file_as_sent(workspace:
 
     document = ingest(media, pdf(2), name="", root=root, cwd=cwd)
     assert (document.kind, document.path) == ("pdf", str(cwd / "uploads" / "file.pdf"))
+
+
+def test_short_writes_are_continued_until_every_byte_is_on_disk(tmp_path: Path, workspace: tuple[Path, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.write may take less than it is given: both writers go on until all of it is written."""
+    real_write = os.write
+    calls = 0
+
+    def short_write(fd: int, data: Any) -> int:
+        nonlocal calls
+        calls += 1
+        return real_write(fd, bytes(data[:1000]))
+
+    data = os.urandom(10_000)
+    root, cwd = workspace
+    media = MediaStore(tmp_path / "media")
+    monkeypatch.setattr(os, "write", short_write)
+    digest = media.put(data)
+    saved = save_upload(root, cwd, "blob.bin", data)
+    monkeypatch.undo()
+    assert media.path(digest).read_bytes() == data
+    assert (cwd / saved).read_bytes() == data
+    assert calls == 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,14 +17,8 @@ from vigil.store.store import open_store
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def api() -> Iterator[MessagesAPI]:
-    with MessagesAPI() as server:
-        yield server
-
-
-def chat_env(tmp_path: Path, api: MessagesAPI, **extra: str) -> dict[str, str]:
-    return vigil_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=api.base_url, **extra)
+def chat_env(tmp_path: Path, messages_api: MessagesAPI, **extra: str) -> dict[str, str]:
+    return vigil_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=messages_api.base_url, **extra)
 
 
 def texts(request_body: dict[str, object]) -> list[str]:
@@ -36,8 +30,8 @@ def texts(request_body: dict[str, object]) -> list[str]:
     return out
 
 
-def test_a_second_process_continues_the_conversation(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api)
+def test_a_second_process_continues_the_conversation(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api)
     first = run_vigil(["chat"], env, stdin="my favourite fruit is the quince\n")
     assert first.returncode == 0, first.stderr
     assert "echo: my favourite fruit is the quince" in first.stdout
@@ -45,24 +39,24 @@ def test_a_second_process_continues_the_conversation(tmp_path: Path, api: Messag
     second = run_vigil(["chat"], env, stdin="what is my favourite fruit?\n")
     assert second.returncode == 0, second.stderr
     assert "echo: what is my favourite fruit?" in second.stdout
-    history = texts(api.requests[-1].body)
+    history = texts(messages_api.requests[-1].body)
     assert history[:2] == ["my favourite fruit is the quince", "echo: my favourite fruit is the quince"]
     assert history[-1] == "what is my favourite fruit?"
     assert (Path(env["VIGIL_DATA_DIR"]) / "data.mdb").is_file()
-    assert not api.errors
+    assert not messages_api.errors
 
 
-def test_sessions_are_separate_by_name(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api)
+def test_sessions_are_separate_by_name(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api)
     assert run_vigil(["chat", "--session", "alpha"], env, stdin="alpha secret\n").returncode == 0
     assert run_vigil(["chat", "--session", "beta"], env, stdin="beta hello\n").returncode == 0
-    assert "alpha secret" not in api.requests[-1].all_text()
+    assert "alpha secret" not in messages_api.requests[-1].all_text()
     listing = run_vigil(["sessions", "list"], env)
     assert "console:alpha" in listing.stdout and "console:beta" in listing.stdout
 
 
-def test_kill_9_right_after_a_reply_loses_nothing(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api)
+def test_kill_9_right_after_a_reply_loses_nothing(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api)
     with VigilProcess(["chat"], env) as vigil:
         vigil.send("remember the number 4711")
         vigil.out.wait_for(lambda t: "echo: remember the number 4711\n" in t, what="the reply")
@@ -74,12 +68,12 @@ def test_kill_9_right_after_a_reply_loses_nothing(tmp_path: Path, api: MessagesA
 
     again = run_vigil(["chat"], env, stdin="and now?\n")
     assert again.returncode == 0, again.stderr
-    history = texts(api.requests[-1].body)
+    history = texts(messages_api.requests[-1].body)
     assert history[:2] == ["remember the number 4711", "echo: remember the number 4711"]
 
 
-def test_kill_9_mid_reply_keeps_what_was_shown_and_answers_again(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api)
+def test_kill_9_mid_reply_keeps_what_was_shown_and_answers_again(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api)
     with VigilProcess(["chat"], env) as vigil:
         vigil.send("[[len=400]][[slow=4]] tell me a long story")
         shown = vigil.out.wait_for(lambda t: len(t) > 40, what="part of the streamed reply")
@@ -114,11 +108,11 @@ def fail_then_recover(env: dict[str, str], first: str, words: str) -> str:
     return output
 
 
-def test_a_model_failure_is_one_sentence_and_the_next_line_works(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api, VIGIL_MODEL_MAX_RETRIES="0")
+def test_a_model_failure_is_one_sentence_and_the_next_line_works(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api, VIGIL_MODEL_MAX_RETRIES="0")
     output = fail_then_recover(env, "[[error=529]] please", "overloaded")
     assert "⚠️ The model service is overloaded right now; please try again shortly." in output
-    assert not api.errors, "every request stayed valid after the failure"
+    assert not messages_api.errors, "every request stayed valid after the failure"
 
 
 @pytest.mark.parametrize("directive, words", [
@@ -128,19 +122,20 @@ def test_a_model_failure_is_one_sentence_and_the_next_line_works(tmp_path: Path,
     ("[[drop=30]]", "broke off"),
     ("[[stream_error=overloaded]]", "overloaded"),
 ])
-def test_each_model_failure_reads_plainly(tmp_path: Path, api: MessagesAPI, directive: str, words: str) -> None:
-    env = chat_env(tmp_path, api, VIGIL_MODEL_MAX_RETRIES="0")
+def test_each_model_failure_reads_plainly(tmp_path: Path, messages_api: MessagesAPI, directive: str,
+                                          words: str) -> None:
+    env = chat_env(tmp_path, messages_api, VIGIL_MODEL_MAX_RETRIES="0")
     fail_then_recover(env, f"{directive} hi", words)
-    assert not api.errors
+    assert not messages_api.errors
 
 
-def test_a_hanging_model_times_out_plainly(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api, VIGIL_MODEL_MAX_RETRIES="0", VIGIL_MODEL_TIMEOUT="1s")
+def test_a_hanging_model_times_out_plainly(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api, VIGIL_MODEL_MAX_RETRIES="0", VIGIL_MODEL_TIMEOUT="1s")
     fail_then_recover(env, "[[hang]] hello", "took too long")
 
 
-def test_console_commands(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api)
+def test_console_commands(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api)
     work = Path(env["VIGIL_WORKDIR_ROOT"])
     (work / "p1").mkdir()
     result = run_vigil(["chat"], env, stdin="/pwd\n/cd p1\n/cd ../..\n/pwd\nhello\n/status\n/help\n")
@@ -151,16 +146,16 @@ def test_console_commands(tmp_path: Path, api: MessagesAPI) -> None:
     assert "escapes the working root" in out
     assert "Model: claude-sonnet-5-5" in out
     assert "/heartbeat" in out
-    assert f"Working directory: {work / 'p1'}" in api.requests[-1].body["system"][0]["text"]
+    assert f"Working directory: {work / 'p1'}" in messages_api.requests[-1].body["system"][0]["text"]
 
 
-def test_the_console_counts_as_an_admin(tmp_path: Path, api: MessagesAPI) -> None:
+def test_the_console_counts_as_an_admin(tmp_path: Path, messages_api: MessagesAPI) -> None:
     """The operator's console moves its workspace anywhere under the root, as an admin's chat may.
 
     Its session is stored as a pre-workspace vigil left it, in a subdirectory: such a session is
     confined to that directory, so only an admin's /cd gets it out.
     """
-    env = chat_env(tmp_path, api)
+    env = chat_env(tmp_path, messages_api)
     work = Path(env["VIGIL_WORKDIR_ROOT"]).resolve()
     (work / "old" / "place").mkdir(parents=True)
     (work / "projects" / "y").mkdir(parents=True)
@@ -183,11 +178,11 @@ def test_the_console_counts_as_an_admin(tmp_path: Path, api: MessagesAPI) -> Non
         assert vigil.wait() == 0, vigil.err.text
     assert "⛔" not in vigil.out.text
     assert (work / "projects" / "y" / "made.txt").read_text() == "by the operator\n"
-    assert not api.errors
+    assert not messages_api.errors
 
 
-def test_a_full_map_grows_instead_of_failing(tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api, VIGIL_STORE_MAP_MB="1", VIGIL_LOG_LEVEL="info")
+def test_a_full_map_grows_instead_of_failing(tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api, VIGIL_STORE_MAP_MB="1", VIGIL_LOG_LEVEL="info")
     turns = 60
     ending = filler_text(12000)[-40:]
 
@@ -209,8 +204,8 @@ def test_a_full_map_grows_instead_of_failing(tmp_path: Path, api: MessagesAPI) -
 
 
 def test_cleanup_from_the_shell_prunes_old_conversations_and_keeps_active_sessions(
-        tmp_path: Path, api: MessagesAPI) -> None:
-    env = chat_env(tmp_path, api)
+        tmp_path: Path, messages_api: MessagesAPI) -> None:
+    env = chat_env(tmp_path, messages_api)
     assert run_vigil(["chat"], env, stdin="from the first conversation\n/new\n").returncode == 0
     started = time.monotonic()
     time.sleep(2.2)  # the first conversation must be older than the cutoff below; only time makes it so

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -37,8 +37,8 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
+from tests.ptb import ALICE, BOB, with_bot
 from tests.standins.bot_api import ANY, BotAPI, HtmlParseError, parse_html
 
 T = TypeVar("T")
@@ -53,73 +53,49 @@ def present(value: T | None) -> T:
 def message_of(update: Update) -> Message:
     return present(update.message)
 
-ALICE = 1001
-BOB = 1002
 GROUP = -4_000_001
 FORUM = -1_001_234_567_890
 
 
-@pytest.fixture
-def api() -> Iterator[BotAPI]:
-    with BotAPI() as stand_in:
-        alice = stand_in.add_user(ALICE, "Alice", "alice")
-        stand_in.add_user(BOB, "Bob", "bob")
-        stand_in.add_private_chat(alice)
-        yield stand_in
-
-
-def with_bot(api: BotAPI, body: Callable[[Bot], Awaitable[T]], **request: Any) -> T:
-    """Runs ``body`` with an initialised PTB Bot pointed at the stand-in."""
-
-    async def main() -> T:
-        kwargs: dict[str, Any] = {"base_url": api.base_url}
-        if request:
-            kwargs["request"] = HTTPXRequest(**request)
-        async with Bot(api.token, **kwargs) as bot:
-            return await body(bot)
-
-    return asyncio.run(main())
-
-
-def last_call(api: BotAPI, method: str) -> Any:
-    return [c for c in api.calls if c.method == method][-1]
+def last_call(bot_api: BotAPI, method: str) -> Any:
+    return [c for c in bot_api.calls if c.method == method][-1]
 
 
 # -- basics --------------------------------------------------------------------------------
 
 
-def test_get_me_describes_the_bot(api: BotAPI) -> None:
+def test_get_me_describes_the_bot(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> Any:
         return await bot.get_me()
 
-    me = with_bot(api, body)
+    me = with_bot(bot_api, body)
     assert (me.id, me.is_bot, me.username, me.first_name) == (123456, True, "vigil_test_bot", "Vigil")
-    assert api.calls[0].method == "getMe" and api.calls[0].ok
-    assert api.base_url.startswith("http://127.0.0.1:") and api.base_url.endswith("/bot")
+    assert bot_api.calls[0].method == "getMe" and bot_api.calls[0].ok
+    assert bot_api.base_url.startswith("http://127.0.0.1:") and bot_api.base_url.endswith("/bot")
 
 
-def test_tokens_and_unknown_methods_fail_as_at_telegram(api: BotAPI) -> None:
+def test_tokens_and_unknown_methods_fail_as_at_telegram(bot_api: BotAPI) -> None:
     async def wrong_token() -> None:
-        async with Bot("123456:WRONG", base_url=api.base_url):
+        async with Bot("123456:WRONG", base_url=bot_api.base_url):
             pass
 
     with pytest.raises(InvalidToken):
         asyncio.run(wrong_token())
-    assert api.calls[-1].error_code == 401 and api.calls[-1].description == "Unauthorized"
+    assert bot_api.calls[-1].error_code == 401 and bot_api.calls[-1].description == "Unauthorized"
 
     async def unknown(bot: Bot) -> None:
         await bot.do_api_request("fooBar")
 
     with pytest.raises(EndPointNotFound):
-        with_bot(api, unknown)
-    assert (api.calls[-1].method, api.calls[-1].error_code) == ("fooBar", 404)
+        with_bot(bot_api, unknown)
+    assert (bot_api.calls[-1].method, bot_api.calls[-1].error_code) == ("fooBar", 404)
 
 
 # -- updates -------------------------------------------------------------------------------
 
 
-def test_long_polling_round_trip_with_offsets(api: BotAPI) -> None:
-    api.send_text(ALICE, ALICE, "hello")
+def test_long_polling_round_trip_with_offsets(bot_api: BotAPI) -> None:
+    bot_api.send_text(ALICE, ALICE, "hello")
 
     async def body(bot: Bot) -> None:
         first = await bot.get_updates(timeout=0)
@@ -130,13 +106,13 @@ def test_long_polling_round_trip_with_offsets(api: BotAPI) -> None:
         # An offset confirms and drops them.
         offset = first[0].update_id + 1
         assert await bot.get_updates(offset=offset, timeout=0) == ()
-        assert api.pending_updates == 0
+        assert bot_api.pending_updates == 0
 
         # A long poll blocks until an update is queued, then answers at once.
         poll = asyncio.create_task(bot.get_updates(offset=offset, timeout=10))
-        await api.wait_for_async(lambda: api.polls_waiting == 1, message="a waiting long poll")
+        await bot_api.wait_for_async(lambda: bot_api.polls_waiting == 1, message="a waiting long poll")
         started = time.monotonic()
-        api.send_text(ALICE, ALICE, "second")
+        bot_api.send_text(ALICE, ALICE, "second")
         second = await poll
         assert time.monotonic() - started < 5
         assert [u.message.text for u in second if u.message] == ["second"]
@@ -147,28 +123,28 @@ def test_long_polling_round_trip_with_offsets(api: BotAPI) -> None:
         assert await bot.get_updates(offset=second[0].update_id + 1, timeout=1) == ()
         assert time.monotonic() - started >= 0.9
 
-    with_bot(api, body)
-    polls = [c for c in api.calls if c.method == "getUpdates"]
+    with_bot(bot_api, body)
+    polls = [c for c in bot_api.calls if c.method == "getUpdates"]
     assert polls[-1].params["timeout"] == 1 and all(c.ok for c in polls)
 
 
-def test_a_second_poller_terminates_the_first_with_409(api: BotAPI) -> None:
+def test_a_second_poller_terminates_the_first_with_409(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         first = asyncio.create_task(bot.get_updates(timeout=10))
-        await api.wait_for_async(lambda: api.polls_waiting == 1)
-        async with Bot(api.token, base_url=api.base_url) as other:
+        await bot_api.wait_for_async(lambda: bot_api.polls_waiting == 1)
+        async with Bot(bot_api.token, base_url=bot_api.base_url) as other:
             assert await other.get_updates(timeout=0) == ()
         with pytest.raises(Conflict, match="terminated by other getUpdates request"):
             await first
 
-    with_bot(api, body)
-    assert any(c.error_code == 409 for c in api.calls)
+    with_bot(bot_api, body)
+    assert any(c.error_code == 409 for c in bot_api.calls)
 
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 
-async def _run_app(api: BotAPI, app: AnyApplication, body: Callable[[], Awaitable[None]]) -> None:
+async def _run_app(bot_api: BotAPI, app: AnyApplication, body: Callable[[], Awaitable[None]]) -> None:
     await app.initialize()
     await app.start()
     assert app.updater is not None
@@ -181,8 +157,8 @@ async def _run_app(api: BotAPI, app: AnyApplication, body: Callable[[], Awaitabl
         await app.shutdown()
 
 
-def _app(api: BotAPI, limiter: bool = True) -> AnyApplication:
-    builder = ApplicationBuilder().token(api.token).base_url(api.base_url)
+def _app(bot_api: BotAPI, limiter: bool = True) -> AnyApplication:
+    builder = ApplicationBuilder().token(bot_api.token).base_url(bot_api.base_url)
     if not limiter:
         return builder.build()
     return builder.rate_limiter(AIORateLimiter(max_retries=3)).build()
@@ -193,47 +169,47 @@ async def _echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(f"echo: {update.effective_message.text}")
 
 
-def test_application_receives_an_update_and_replies(api: BotAPI) -> None:
-    app = _app(api)
+def test_application_receives_an_update_and_replies(bot_api: BotAPI) -> None:
+    app = _app(bot_api)
     app.add_handler(MessageHandler(filters.TEXT, _echo))
 
     async def body() -> None:
-        api.send_text(ALICE, ALICE, "hi there")
-        sent = await asyncio.to_thread(api.wait_for_bot_text, ALICE, "echo: hi there")
+        bot_api.send_text(ALICE, ALICE, "hi there")
+        sent = await asyncio.to_thread(bot_api.wait_for_bot_text, ALICE, "echo: hi there")
         assert sent.thread_id is None and sent.text == "echo: hi there"
 
-    asyncio.run(_run_app(api, app, body))
-    methods = [c.method for c in api.calls]
+    asyncio.run(_run_app(bot_api, app, body))
+    methods = [c.method for c in bot_api.calls]
     assert methods[0] == "getMe" and "deleteWebhook" in methods and "sendMessage" in methods
     # PTB's stop() cancels the running long poll (the stand-in sees the client hang up), then
     # confirms what it fetched with one last getUpdates(timeout=0).  Calls are listed in the
     # order they were answered; ``time`` is when they arrived.
-    polls = sorted((c for c in api.calls if c.method == "getUpdates"), key=lambda c: c.time)
+    polls = sorted((c for c in bot_api.calls if c.method == "getUpdates"), key=lambda c: c.time)
     assert polls[-1].params["timeout"] == 0 and polls[-2].client_gone
-    assert api.pending_updates == 0
-    assert api.failed_calls() == []
+    assert bot_api.pending_updates == 0
+    assert bot_api.failed_calls() == []
 
 
-def test_rate_limiter_retries_a_429(api: BotAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rate_limiter_retries_a_429(bot_api: BotAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")  # PTB 22 warns whenever it builds a RetryAfter otherwise
-    app = _app(api)
+    app = _app(bot_api)
     app.add_handler(MessageHandler(filters.TEXT, _echo))
-    api.flood(times=1, retry_after=1, method="sendMessage")
+    bot_api.flood(times=1, retry_after=1, method="sendMessage")
 
     async def body() -> None:
-        api.send_text(ALICE, ALICE, "busy?")
-        await asyncio.to_thread(api.wait_for_bot_text, ALICE, "echo: busy?")
+        bot_api.send_text(ALICE, ALICE, "busy?")
+        await asyncio.to_thread(bot_api.wait_for_bot_text, ALICE, "echo: busy?")
 
-    asyncio.run(_run_app(api, app, body))
-    sends = [c for c in api.calls if c.method == "sendMessage"]
+    asyncio.run(_run_app(bot_api, app, body))
+    sends = [c for c in bot_api.calls if c.method == "sendMessage"]
     assert [(c.ok, c.error_code) for c in sends] == [(False, 429), (True, None)]
     assert sends[0].description == "Too Many Requests: retry after 1"
     assert sends[1].time - sends[0].time >= 1.0  # the limiter honoured retry_after
 
 
-def test_429_surfaces_as_retry_after_without_a_limiter(api: BotAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_429_surfaces_as_retry_after_without_a_limiter(bot_api: BotAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")  # PTB 22 warns on int retry_after otherwise
-    api.flood(times=1, retry_after=7, chat_id=ALICE)
+    bot_api.flood(times=1, retry_after=7, chat_id=ALICE)
 
     async def body(bot: Bot) -> None:
         with pytest.raises(RetryAfter) as caught:
@@ -241,18 +217,18 @@ def test_429_surfaces_as_retry_after_without_a_limiter(api: BotAPI, monkeypatch:
         assert caught.value.retry_after == dtm.timedelta(seconds=7)
         await bot.send_message(ALICE, "x")  # the flood was for one call only
 
-    with_bot(api, body)
-    assert [m.text for m in api.bot_messages(ALICE)] == ["x"]
+    with_bot(bot_api, body)
+    assert [m.text for m in bot_api.bot_messages(ALICE)] == ["x"]
 
 
 # -- entities in user messages ---------------------------------------------------------------
 
 
-def test_commands_and_mentions_carry_telegram_entities(api: BotAPI) -> None:
-    api.add_group(GROUP, "Team")
-    cmd = api.send_text(GROUP, ALICE, "/status@vigil_test_bot now")
-    plain_cmd = api.send_text(GROUP, BOB, "/help")
-    mention = api.send_text(GROUP, BOB, "😀 hey @vigil_test_bot, and @alice")
+def test_commands_and_mentions_carry_telegram_entities(bot_api: BotAPI) -> None:
+    bot_api.add_group(GROUP, "Team")
+    cmd = bot_api.send_text(GROUP, ALICE, "/status@vigil_test_bot now")
+    plain_cmd = bot_api.send_text(GROUP, BOB, "/help")
+    mention = bot_api.send_text(GROUP, BOB, "😀 hey @vigil_test_bot, and @alice")
     assert cmd.entities == [{"type": "bot_command", "offset": 0, "length": 22}]
     assert plain_cmd.entities == [{"type": "bot_command", "offset": 0, "length": 5}]
     # Offsets count UTF-16 code units: the emoji is two.
@@ -268,47 +244,47 @@ def test_commands_and_mentions_carry_telegram_entities(api: BotAPI) -> None:
         assert msgs[0].parse_entities() == {msgs[0].entities[0]: "/status@vigil_test_bot"}
         assert list(msgs[2].parse_entities().values()) == ["@vigil_test_bot", "@alice"]
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
 
 
 def test_privacy_mode_hides_ordinary_group_chatter() -> None:
-    with BotAPI(privacy_mode=True) as api:
-        api.add_user(ALICE, "Alice")
-        api.add_group(GROUP, "Team")
-        api.send_text(GROUP, ALICE, "just chatting")
-        api.send_text(GROUP, ALICE, "/ask@vigil_test_bot something")
-        api.send_text(GROUP, ALICE, "/ask@other_bot something")
-        api.send_text(GROUP, ALICE, "hey @vigil_test_bot")
+    with BotAPI(privacy_mode=True) as bot_api:
+        bot_api.add_user(ALICE, "Alice")
+        bot_api.add_group(GROUP, "Team")
+        bot_api.send_text(GROUP, ALICE, "just chatting")
+        bot_api.send_text(GROUP, ALICE, "/ask@vigil_test_bot something")
+        bot_api.send_text(GROUP, ALICE, "/ask@other_bot something")
+        bot_api.send_text(GROUP, ALICE, "hey @vigil_test_bot")
 
         async def body(bot: Bot) -> None:
             assert not (await bot.get_me()).can_read_all_group_messages
             texts = [u.message.text for u in await bot.get_updates(timeout=0) if u.message]
             assert texts == ["/ask@vigil_test_bot something", "hey @vigil_test_bot"]
 
-        with_bot(api, body)
+        with_bot(bot_api, body)
 
 
-def test_replies_to_bot_messages_carry_the_bot_as_author(api: BotAPI) -> None:
+def test_replies_to_bot_messages_carry_the_bot_as_author(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         sent = await bot.send_message(ALICE, "question?")
-        api.send_text(ALICE, ALICE, "answer", reply_to_message_id=sent.message_id)
+        bot_api.send_text(ALICE, ALICE, "answer", reply_to_message_id=sent.message_id)
         (update,) = await bot.get_updates(timeout=0)
         reply = present(message_of(update).reply_to_message)
         assert reply.message_id == sent.message_id and present(reply.from_user).id == bot.id
         assert message_of(update).message_id == sent.message_id + 1  # ids are shared per chat
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
 
 
 # -- forum topics ----------------------------------------------------------------------------
 
 
-def test_forum_topics(api: BotAPI) -> None:
-    api.add_group(FORUM, "Forum", supergroup=True, forum=True)
-    topic = api.create_topic(FORUM, "Work")
+def test_forum_topics(bot_api: BotAPI) -> None:
+    bot_api.add_group(FORUM, "Forum", supergroup=True, forum=True)
+    topic = bot_api.create_topic(FORUM, "Work")
     assert topic > 1
-    api.send_text(FORUM, ALICE, "in topic", thread_id=topic)
-    api.send_text(FORUM, ALICE, "in general")
+    bot_api.send_text(FORUM, ALICE, "in topic", thread_id=topic)
+    bot_api.send_text(FORUM, ALICE, "in general")
 
     async def body(bot: Bot) -> None:
         updates = await bot.get_updates(timeout=0)
@@ -334,18 +310,18 @@ def test_forum_topics(api: BotAPI) -> None:
         with pytest.raises(BadRequest, match="Message thread not found"):
             await bot.send_message(ALICE, "x", message_thread_id=topic)
 
-    with_bot(api, body)
-    assert [m.text for m in api.bot_messages(FORUM, topic)] == ["reply", "quoted"]
-    assert [m.text for m in api.bot_messages(FORUM, None)] == ["to general"]
-    assert len(api.bot_messages(FORUM, ANY)) == 3
-    assert api.chat_actions == [(FORUM, topic, "typing")]
-    assert last_call(api, "sendMessage").description == "Bad Request: message thread not found"
+    with_bot(bot_api, body)
+    assert [m.text for m in bot_api.bot_messages(FORUM, topic)] == ["reply", "quoted"]
+    assert [m.text for m in bot_api.bot_messages(FORUM, None)] == ["to general"]
+    assert len(bot_api.bot_messages(FORUM, ANY)) == 3
+    assert bot_api.chat_actions == [(FORUM, topic, "typing")]
+    assert last_call(bot_api, "sendMessage").description == "Bad Request: message thread not found"
 
 
 # -- text limits and HTML ----------------------------------------------------------------------
 
 
-def test_length_limit_counts_utf16_after_parsing(api: BotAPI) -> None:
+def test_length_limit_counts_utf16_after_parsing(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         with pytest.raises(BadRequest, match="Message is too long"):
             await bot.send_message(ALICE, "😀" * 4096)  # 4096 characters, 8192 UTF-16 units
@@ -360,10 +336,10 @@ def test_length_limit_counts_utf16_after_parsing(api: BotAPI) -> None:
         with pytest.raises(BadRequest, match="Message text is empty"):
             await bot.send_message(ALICE, "<b></b>", parse_mode=ParseMode.HTML)
 
-    with_bot(api, body)
-    assert [len(m.text) for m in api.bot_messages(ALICE)] == [2048, 4096, 4096]
-    assert api.bot_messages(ALICE)[2].entities == [("bold", 0, 4096)]
-    assert [c.description for c in api.failed_calls("sendMessage")] == [
+    with_bot(bot_api, body)
+    assert [len(m.text) for m in bot_api.bot_messages(ALICE)] == [2048, 4096, 4096]
+    assert bot_api.bot_messages(ALICE)[2].entities == [("bold", 0, 4096)]
+    assert [c.description for c in bot_api.failed_calls("sendMessage")] == [
         "Bad Request: message is too long",
         "Bad Request: message is too long",
         "Bad Request: message text is empty",
@@ -406,20 +382,20 @@ def test_html_entity_decoding_follows_tdlib() -> None:
     assert parse_html("AT&T &nbsp; &#X41;", strict_ampersand=False) == ("AT&T &nbsp; &#X41;", [])
 
 
-def test_html_errors_reach_ptb_as_bad_request(api: BotAPI) -> None:
+def test_html_errors_reach_ptb_as_bad_request(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         for html, reason in HTML_ERRORS:
             with pytest.raises(BadRequest, match="Can't parse entities"):
                 await bot.send_message(ALICE, html, parse_mode=ParseMode.HTML)
-            assert present(api.calls[-1].description).startswith(f"Bad Request: can't parse entities: {reason}")
+            assert present(bot_api.calls[-1].description).startswith(f"Bad Request: can't parse entities: {reason}")
         with pytest.raises(BadRequest, match="Can't parse entities"):
             await bot.send_message(ALICE, "*bold*", parse_mode=ParseMode.MARKDOWN_V2)
 
-    with_bot(api, body)
-    assert api.bot_messages(ALICE) == []
+    with_bot(bot_api, body)
+    assert bot_api.bot_messages(ALICE) == []
 
 
-def test_html_entities_and_visible_text(api: BotAPI) -> None:
+def test_html_entities_and_visible_text(bot_api: BotAPI) -> None:
     html = (
         "  <b>Bold <i>both</i></b> &lt;tag&gt; &amp; &quot;q&quot; &#8364;\n"
         '<a href="https://example.com">link</a> <code>x&lt;y</code>\n'
@@ -430,8 +406,8 @@ def test_html_entities_and_visible_text(api: BotAPI) -> None:
     async def body(bot: Bot) -> Any:
         return await bot.send_message(ALICE, html, parse_mode=ParseMode.HTML)
 
-    msg = with_bot(api, body)
-    (sent,) = api.bot_messages(ALICE)
+    msg = with_bot(bot_api, body)
+    (sent,) = bot_api.bot_messages(ALICE)
     assert sent.raw == html and sent.parse_mode == "HTML"
     assert sent.text == 'Bold both <tag> & "q" €\nlink x<y\nprint(1)quote s'  # trimmed, as Telegram does
     assert sent.entities == [
@@ -452,7 +428,7 @@ def test_html_entities_and_visible_text(api: BotAPI) -> None:
 # -- edits -----------------------------------------------------------------------------------
 
 
-def test_edits_and_message_not_modified(api: BotAPI) -> None:
+def test_edits_and_message_not_modified(bot_api: BotAPI) -> None:
     keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Go", callback_data="go")]])
 
     async def body(bot: Bot) -> None:
@@ -477,42 +453,42 @@ def test_edits_and_message_not_modified(api: BotAPI) -> None:
             await bot.edit_message_text("x", ALICE, 999)
         with pytest.raises(BadRequest, match="Message is too long"):
             await bot.edit_message_text("y" * 4097, ALICE, sent.message_id)
-        user_msg = api.send_text(ALICE, ALICE, "mine")
+        user_msg = bot_api.send_text(ALICE, ALICE, "mine")
         with pytest.raises(BadRequest, match="Message can't be edited"):
             await bot.edit_message_text("x", ALICE, user_msg.message_id)
         assert await bot.delete_message(ALICE, sent.message_id)
         with pytest.raises(BadRequest, match="Message to delete not found"):
             await bot.delete_message(ALICE, sent.message_id)
 
-    with_bot(api, body)
-    assert api.bot_messages(ALICE) == []
-    (sent,) = [m for m in api.history(ALICE) if m.from_user and m.from_user.is_bot]
+    with_bot(bot_api, body)
+    assert bot_api.bot_messages(ALICE) == []
+    (sent,) = [m for m in bot_api.history(ALICE) if m.from_user and m.from_user.is_bot]
     assert sent.deleted and sent.text == "final" and sent.reply_markup is not None
-    not_modified = [c for c in api.failed_calls() if "not modified" in (c.description or "")]
+    not_modified = [c for c in bot_api.failed_calls() if "not modified" in (c.description or "")]
     assert not_modified[0].description == (
         "Bad Request: message is not modified: specified new message content and reply markup are "
         "exactly the same as a current content and reply markup of the message"
     )
 
 
-def test_edit_count_and_visible_state(api: BotAPI) -> None:
+def test_edit_count_and_visible_state(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         sent = await bot.send_message(ALICE, "v1")
         await bot.edit_message_text("v2", ALICE, sent.message_id)
         await bot.edit_message_text("<i>v3</i>", ALICE, sent.message_id, parse_mode=ParseMode.HTML)
 
-    with_bot(api, body)
-    (sent,) = api.bot_messages(ALICE)
+    with_bot(bot_api, body)
+    (sent,) = bot_api.bot_messages(ALICE)
     assert (sent.text, sent.raw, sent.edits, sent.entities) == ("v3", "<i>v3</i>", 2, [("italic", 0, 2)])
 
 
 # -- faults ----------------------------------------------------------------------------------
 
 
-def test_blocked_and_deleted_chats(api: BotAPI) -> None:
-    api.add_group(GROUP, "Team")
-    api.block(ALICE)
-    api.delete_chat(GROUP)
+def test_blocked_and_deleted_chats(bot_api: BotAPI) -> None:
+    bot_api.add_group(GROUP, "Team")
+    bot_api.block(ALICE)
+    bot_api.delete_chat(GROUP)
 
     async def body(bot: Bot) -> None:
         with pytest.raises(Forbidden, match="bot was blocked by the user"):
@@ -524,13 +500,13 @@ def test_blocked_and_deleted_chats(api: BotAPI) -> None:
         with pytest.raises(BadRequest, match="Chat not found"):
             await bot.send_message(-42, "nobody")
 
-    with_bot(api, body)
-    assert [c.error_code for c in api.failed_calls()] == [403, 403, 400, 400]
+    with_bot(bot_api, body)
+    assert [c.error_code for c in bot_api.failed_calls()] == [403, 403, 400, 400]
 
 
-def test_5xx_surfaces_as_network_error(api: BotAPI) -> None:
-    api.fail(times=1, status=502, method="sendMessage")
-    api.fail(times=1, status=500, method="sendMessage")
+def test_5xx_surfaces_as_network_error(bot_api: BotAPI) -> None:
+    bot_api.fail(times=1, status=502, method="sendMessage")
+    bot_api.fail(times=1, status=500, method="sendMessage")
 
     async def body(bot: Bot) -> None:
         with pytest.raises(NetworkError, match="Bad Gateway"):  # an HTML page from the proxy
@@ -539,32 +515,32 @@ def test_5xx_surfaces_as_network_error(api: BotAPI) -> None:
             await bot.send_message(ALICE, "two")
         await bot.send_message(ALICE, "three")
 
-    with_bot(api, body)
-    assert [m.text for m in api.bot_messages(ALICE)] == ["three"]
-    assert [(c.http_status, c.ok) for c in api.calls if c.method == "sendMessage"] == [
+    with_bot(bot_api, body)
+    assert [m.text for m in bot_api.bot_messages(ALICE)] == ["three"]
+    assert [(c.http_status, c.ok) for c in bot_api.calls if c.method == "sendMessage"] == [
         (502, False),
         (500, False),
         (200, True),
     ]
 
 
-def test_stall_times_out_the_client_but_the_message_is_sent(api: BotAPI) -> None:
-    api.stall(1, method="sendMessage")
+def test_stall_times_out_the_client_but_the_message_is_sent(bot_api: BotAPI) -> None:
+    bot_api.stall(1, method="sendMessage")
 
     async def body(bot: Bot) -> None:
         with pytest.raises(TimedOut):
             await bot.send_message(ALICE, "slow")
 
-    with_bot(api, body, read_timeout=0.3)
-    assert [m.text for m in api.bot_messages(ALICE)] == ["slow"]
+    with_bot(bot_api, body, read_timeout=0.3)
+    assert [m.text for m in bot_api.bot_messages(ALICE)] == ["slow"]
     # The answer was held back until after the client gave up: recorded as such.
-    api.wait_for(lambda: any(c.method == "sendMessage" and c.client_gone for c in api.calls), timeout=5)
+    bot_api.wait_for(lambda: any(c.method == "sendMessage" and c.client_gone for c in bot_api.calls), timeout=5)
 
 
-def test_migration_to_supergroup(api: BotAPI) -> None:
-    api.add_group(GROUP, "Team")
+def test_migration_to_supergroup(bot_api: BotAPI) -> None:
+    bot_api.add_group(GROUP, "Team")
     new_id = -1_009_999_999_999
-    api.migrate_to_supergroup(GROUP, new_id)
+    bot_api.migrate_to_supergroup(GROUP, new_id)
 
     async def body(bot: Bot) -> None:
         updates = await bot.get_updates(timeout=0)
@@ -577,17 +553,17 @@ def test_migration_to_supergroup(api: BotAPI) -> None:
         assert caught.value.new_chat_id == new_id
         await bot.send_message(new_id, "moved")
 
-    with_bot(api, body)
-    failed = api.failed_calls("sendMessage")[0]
+    with_bot(bot_api, body)
+    failed = bot_api.failed_calls("sendMessage")[0]
     assert failed.description == "Bad Request: group chat was upgraded to a supergroup chat"
-    assert api.wait_for_bot_text(new_id, "moved").message_id == 2  # after the service message
+    assert bot_api.wait_for_bot_text(new_id, "moved").message_id == 2  # after the service message
 
 
 # -- buttons, documents, commands ----------------------------------------------------------
 
 
-def test_inline_button_press_becomes_a_callback_query(api: BotAPI) -> None:
-    app = _app(api)
+def test_inline_button_press_becomes_a_callback_query(bot_api: BotAPI) -> None:
+    app = _app(bot_api)
     seen: list[str] = []
 
     async def on_press(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -605,18 +581,18 @@ def test_inline_button_press_becomes_a_callback_query(api: BotAPI) -> None:
         )
         sent = await app.bot.send_message(ALICE, "Proceed?", reply_markup=keyboard)
         with pytest.raises(ValueError, match="no button"):
-            api.press_button(ALICE, ALICE, sent.message_id, "maybe")
-        query = api.press_button(ALICE, ALICE, sent.message_id, "yes")
-        await asyncio.to_thread(api.wait_for_bot_text, ALICE, "chose yes")
-        assert api.callback_query(query.id).answer_text == "noted"
+            bot_api.press_button(ALICE, ALICE, sent.message_id, "maybe")
+        query = bot_api.press_button(ALICE, ALICE, sent.message_id, "yes")
+        await asyncio.to_thread(bot_api.wait_for_bot_text, ALICE, "chose yes")
+        assert bot_api.callback_query(query.id).answer_text == "noted"
         with pytest.raises(BadRequest, match="Query is too old"):
             await app.bot.answer_callback_query("12345")
 
-    asyncio.run(_run_app(api, app, body))
+    asyncio.run(_run_app(bot_api, app, body))
     assert seen == ["yes@1"]
 
 
-def test_inline_keyboard_validation(api: BotAPI) -> None:
+def test_inline_keyboard_validation(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         too_long = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="d" * 65)]])
         with pytest.raises(BadRequest, match="Button_data_invalid"):
@@ -625,14 +601,15 @@ def test_inline_keyboard_validation(api: BotAPI) -> None:
         fits = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="é" * 32)]])
         await bot.send_message(ALICE, "ok", reply_markup=fits)
 
-    with_bot(api, body)
-    assert api.failed_calls()[0].description == "Bad Request: BUTTON_DATA_INVALID"
-    assert api.bot_messages(ALICE)[0].reply_markup == {"inline_keyboard": [[{"text": "x", "callback_data": "é" * 32}]]}
+    with_bot(bot_api, body)
+    assert bot_api.failed_calls()[0].description == "Bad Request: BUTTON_DATA_INVALID"
+    keyboard = {"inline_keyboard": [[{"text": "x", "callback_data": "é" * 32}]]}
+    assert bot_api.bot_messages(ALICE)[0].reply_markup == keyboard
 
 
-def test_send_document_multipart_upload(api: BotAPI) -> None:
-    api.add_group(FORUM, "Forum", supergroup=True, forum=True)
-    topic = api.create_topic(FORUM, "Files")
+def test_send_document_multipart_upload(bot_api: BotAPI) -> None:
+    bot_api.add_group(FORUM, "Forum", supergroup=True, forum=True)
+    topic = bot_api.create_topic(FORUM, "Files")
     content = "line one\nzwei 😀\n".encode() + bytes(range(256))
 
     async def body(bot: Bot) -> None:
@@ -650,17 +627,17 @@ def test_send_document_multipart_upload(api: BotAPI) -> None:
         with pytest.raises(BadRequest, match="Message caption is too long"):
             await bot.send_document(FORUM, b"x", filename="a.txt", caption="c" * 1025)
 
-    with_bot(api, body)
-    (doc,) = api.documents
+    with_bot(bot_api, body)
+    (doc,) = bot_api.documents
     assert (doc.chat_id, doc.thread_id, doc.filename, doc.content) == (FORUM, topic, 'report "final".txt', content)
     assert doc.caption == "Report attached" and doc.mime_type == "text/plain"
-    upload = next(c for c in api.calls if c.method == "sendDocument")
+    upload = next(c for c in bot_api.calls if c.method == "sendDocument")
     assert upload.params["document"]["size"] == len(content)
 
 
-def test_commands_webhook_chat_and_shutdown_methods(api: BotAPI) -> None:
-    api.add_group(FORUM, "Forum", supergroup=True, forum=True)
-    api.send_text(ALICE, ALICE, "queued")
+def test_commands_webhook_chat_and_shutdown_methods(bot_api: BotAPI) -> None:
+    bot_api.add_group(FORUM, "Forum", supergroup=True, forum=True)
+    bot_api.send_text(ALICE, ALICE, "queued")
 
     async def body(bot: Bot) -> None:
         await bot.set_my_commands([("status", "Show status"), ("new", "Start over")])
@@ -681,16 +658,16 @@ def test_commands_webhook_chat_and_shutdown_methods(api: BotAPI) -> None:
         assert await bot.get_my_commands() == ()
         assert await bot.close() and await bot.log_out()
 
-    with_bot(api, body)
-    assert api.commands == []
-    assert [c.method for c in api.calls if c.method in ("close", "logOut")] == ["close", "logOut"]
+    with_bot(bot_api, body)
+    assert bot_api.commands == []
+    assert [c.method for c in bot_api.calls if c.method in ("close", "logOut")] == ["close", "logOut"]
 
 
-def test_wait_for_reports_recent_calls_on_timeout(api: BotAPI) -> None:
+def test_wait_for_reports_recent_calls_on_timeout(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         await bot.send_message(ALICE, "something else")
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
     with pytest.raises(AssertionError) as caught:
-        api.wait_for_bot_text(ALICE, "never sent", timeout=0.2)
+        bot_api.wait_for_bot_text(ALICE, "never sent", timeout=0.2)
     assert "never sent" in str(caught.value) and "sendMessage" in str(caught.value)

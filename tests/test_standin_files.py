@@ -8,12 +8,10 @@ sendDocument, sendMessageDraft) must meet Telegram's limits and words. Images ar
 
 from __future__ import annotations
 
-import asyncio
 import io
 import itertools
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -29,39 +27,18 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
 
+from tests.ptb import ALICE, BOB, with_bot
 from tests.standins.bot_api import MAX_DOWNLOAD_BYTES, MAX_PHOTO_BYTES, BotAPI, ForwardOrigin, Quote
 from tests.standins.images import image_info, make_jpeg, make_png
 
 T = TypeVar("T")
 
-ALICE = 1001
-BOB = 1002
 GROUP = -4_000_001
 
 
 def present(value: T | None) -> T:
     assert value is not None
     return value
-
-
-@pytest.fixture
-def api() -> Iterator[BotAPI]:
-    with BotAPI() as stand_in:
-        alice = stand_in.add_user(ALICE, "Alice", "alice")
-        stand_in.add_user(BOB, "Bob", "bob")
-        stand_in.add_private_chat(alice)
-        stand_in.add_group(GROUP, "Team")
-        yield stand_in
-
-
-def with_bot(api: BotAPI, body: Callable[[Bot], Awaitable[T]]) -> T:
-    """Runs ``body`` with an initialised PTB Bot pointed at the stand-in, downloads included."""
-
-    async def main() -> T:
-        async with Bot(api.token, base_url=api.base_url, base_file_url=api.base_file_url) as bot:
-            return await body(bot)
-
-    return asyncio.run(main())
 
 
 async def messages(bot: Bot) -> list[Message]:
@@ -89,9 +66,9 @@ def http_get(url: str) -> tuple[int, bytes]:
 # -- what users post ------------------------------------------------------------------------------
 
 
-def test_a_photo_arrives_as_sizes_and_its_largest_downloads_byte_for_byte(api: BotAPI) -> None:
+def test_a_photo_arrives_as_sizes_and_its_largest_downloads_byte_for_byte(bot_api: BotAPI) -> None:
     photo = make_jpeg(1600, 1200, level=90)
-    api.send_photo(ALICE, ALICE, photo, caption="what is this?")
+    bot_api.send_photo(ALICE, ALICE, photo, caption="what is this?")
 
     async def body(bot: Bot) -> None:
         (msg,) = await messages(bot)
@@ -106,17 +83,17 @@ def test_a_photo_arrives_as_sizes_and_its_largest_downloads_byte_for_byte(api: B
         file = await bot.get_file(sizes[-1].file_id)
         assert present(file.file_path).endswith(".jpg") and file.file_size == len(photo)
 
-    with_bot(api, body)
-    assert [d.status for d in api.downloads] == [200, 200]
+    with_bot(bot_api, body)
+    assert [d.status for d in bot_api.downloads] == [200, 200]
 
 
-def test_a_photo_given_as_its_sizes_keeps_them(api: BotAPI) -> None:
+def test_a_photo_given_as_its_sizes_keeps_them(bot_api: BotAPI) -> None:
     small, large = make_png(40, 30, (1, 2, 3)), make_png(400, 300, (4, 5, 6))
-    api.send_photo(ALICE, ALICE, [small, large])
+    bot_api.send_photo(ALICE, ALICE, [small, large])
     with pytest.raises(ValueError, match="smallest first"):
-        api.send_photo(ALICE, ALICE, [large, small])
+        bot_api.send_photo(ALICE, ALICE, [large, small])
     with pytest.raises(ValueError, match="not an image"):
-        api.send_photo(ALICE, ALICE, b"%PDF-1.4 not a photo")
+        bot_api.send_photo(ALICE, ALICE, b"%PDF-1.4 not a photo")
 
     async def body(bot: Bot) -> None:
         (msg,) = await messages(bot)
@@ -124,14 +101,14 @@ def test_a_photo_given_as_its_sizes_keeps_them(api: BotAPI) -> None:
         assert await fetch(bot, msg.photo[0].file_id) == small
         assert await fetch(bot, msg.photo[1].file_id) == large
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
 
 
-def test_an_album_is_one_update_per_photo_sharing_a_media_group(api: BotAPI) -> None:
+def test_an_album_is_one_update_per_photo_sharing_a_media_group(bot_api: BotAPI) -> None:
     photos = [make_jpeg(640, 480, level=10 * i) for i in range(3)]
-    sent = api.send_album(ALICE, ALICE, photos, caption="three views")
+    sent = bot_api.send_album(ALICE, ALICE, photos, caption="three views")
     with pytest.raises(ValueError, match=r"2\.\.10"):
-        api.send_album(ALICE, ALICE, photos[:1])
+        bot_api.send_album(ALICE, ALICE, photos[:1])
 
     async def body(bot: Bot) -> None:
         got = await messages(bot)
@@ -140,15 +117,15 @@ def test_an_album_is_one_update_per_photo_sharing_a_media_group(api: BotAPI) -> 
         assert [m.caption for m in got] == ["three views", None, None]
         assert [await fetch(bot, m.photo[-1].file_id) for m in got] == photos
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
 
 
-def test_documents_voice_audio_and_video_notes_parse_in_ptb(api: BotAPI) -> None:
+def test_documents_voice_audio_and_video_notes_parse_in_ptb(bot_api: BotAPI) -> None:
     pdf = b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n"
-    api.send_document(ALICE, ALICE, pdf, "../../etc/contract.pdf", "application/pdf", caption="read this")
-    api.send_voice(ALICE, ALICE, b"OggS voice", duration=7)
-    api.send_audio(ALICE, ALICE, b"ID3 song", duration=200, performer="Band", title="Song")
-    api.send_video_note(ALICE, ALICE, b"\x00\x00\x00\x18ftypmp42", duration=5)
+    bot_api.send_document(ALICE, ALICE, pdf, "../../etc/contract.pdf", "application/pdf", caption="read this")
+    bot_api.send_voice(ALICE, ALICE, b"OggS voice", duration=7)
+    bot_api.send_audio(ALICE, ALICE, b"ID3 song", duration=200, performer="Band", title="Song")
+    bot_api.send_video_note(ALICE, ALICE, b"\x00\x00\x00\x18ftypmp42", duration=5)
 
     async def body(bot: Bot) -> None:
         doc_msg, voice_msg, audio_msg, note_msg = await messages(bot)
@@ -156,7 +133,8 @@ def test_documents_voice_audio_and_video_notes_parse_in_ptb(api: BotAPI) -> None
         assert (doc.file_name, doc.mime_type, doc.file_size) == ("../../etc/contract.pdf", "application/pdf", len(pdf))
         assert doc_msg.caption == "read this"
         assert await fetch(bot, doc.file_id) == pdf
-        assert present((await bot.get_file(doc.file_id)).file_path).startswith(f"{api.base_file_url}{api.token}/")
+        served = present((await bot.get_file(doc.file_id)).file_path)
+        assert served.startswith(f"{bot_api.base_file_url}{bot_api.token}/")
         voice = present(voice_msg.voice)
         assert voice.mime_type == "audio/ogg"  # (duration: PTB warns on reading it; checked below)
         assert await fetch(bot, voice.file_id) == b"OggS voice"
@@ -166,29 +144,29 @@ def test_documents_voice_audio_and_video_notes_parse_in_ptb(api: BotAPI) -> None
         assert note.length == 240
         assert await fetch(bot, note.file_id) == b"\x00\x00\x00\x18ftypmp42"
 
-    with_bot(api, body)
-    durations = [next(iter(m.media.values())).get("duration") for m in api.history(ALICE)]
+    with_bot(bot_api, body)
+    durations = [next(iter(m.media.values())).get("duration") for m in bot_api.history(ALICE)]
     assert durations == [None, 7, 200, 5]
 
 
-def test_replies_quotes_and_forwards_carry_what_they_point_at(api: BotAPI) -> None:
+def test_replies_quotes_and_forwards_carry_what_they_point_at(bot_api: BotAPI) -> None:
     async def bot_says(bot: Bot) -> Message:
         return await bot.send_message(ALICE, "The capital of France is Paris.")
 
-    bot_msg = with_bot(api, bot_says)
-    own = api.send_text(ALICE, ALICE, "my own note")
-    reply = api.send_text(ALICE, ALICE, "why?", reply_to=api.bot_messages(ALICE)[0], quote="Paris")
-    api.send_text(ALICE, ALICE, "and this", reply_to=own)
-    api.send_photo(ALICE, ALICE, make_jpeg(100, 100), caption="see", reply_to=bot_msg.message_id,
+    bot_msg = with_bot(bot_api, bot_says)
+    own = bot_api.send_text(ALICE, ALICE, "my own note")
+    reply = bot_api.send_text(ALICE, ALICE, "why?", reply_to=bot_api.bot_messages(ALICE)[0], quote="Paris")
+    bot_api.send_text(ALICE, ALICE, "and this", reply_to=own)
+    bot_api.send_photo(ALICE, ALICE, make_jpeg(100, 100), caption="see", reply_to=bot_msg.message_id,
                    quote=Quote("capital", position=4, is_manual=False))
-    api.send_text(ALICE, ALICE, "fwd one", forward_origin=ForwardOrigin.user(api.bot_user))
-    api.send_text(ALICE, ALICE, "fwd two", forward_origin=ForwardOrigin.hidden_user("Mystery"))
-    api.send_document(ALICE, ALICE, b"post", "post.txt", "text/plain",
+    bot_api.send_text(ALICE, ALICE, "fwd one", forward_origin=ForwardOrigin.user(bot_api.bot_user))
+    bot_api.send_text(ALICE, ALICE, "fwd two", forward_origin=ForwardOrigin.hidden_user("Mystery"))
+    bot_api.send_document(ALICE, ALICE, b"post", "post.txt", "text/plain",
                       forward_origin=ForwardOrigin.channel(-1001, "News", 77, username="news"))
     with pytest.raises(ValueError, match="not in the replied message"):
-        api.send_text(ALICE, ALICE, "x", reply_to=own, quote="Paris")
+        bot_api.send_text(ALICE, ALICE, "x", reply_to=own, quote="Paris")
     with pytest.raises(ValueError, match="needs reply_to"):
-        api.send_text(ALICE, ALICE, "x", quote="Paris")
+        bot_api.send_text(ALICE, ALICE, "x", quote="Paris")
 
     async def body(bot: Bot) -> None:
         got = await messages(bot)
@@ -202,22 +180,23 @@ def test_replies_quotes_and_forwards_carry_what_they_point_at(api: BotAPI) -> No
         assert present(to_own.reply_to_message).text == "my own note" and to_own.quote is None
         assert present(photo_reply.quote).is_manual is None and present(photo_reply.quote).position == 4
         origin = fwd_user.forward_origin
-        assert isinstance(origin, MessageOriginUser) and origin.sender_user.id == api.bot_user.id
+        assert isinstance(origin, MessageOriginUser) and origin.sender_user.id == bot_api.bot_user.id
         hidden = fwd_hidden.forward_origin
         assert isinstance(hidden, MessageOriginHiddenUser) and hidden.sender_user_name == "Mystery"
         channel = fwd_channel.forward_origin
         assert isinstance(channel, MessageOriginChannel) and (channel.chat.title, channel.message_id) == ("News", 77)
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
 
 
-def test_captions_and_replies_to_others_carry_mentions_and_privacy_mode_judges_them(api: BotAPI) -> None:
-    api.privacy_mode = True
-    api.send_photo(GROUP, BOB, make_jpeg(64, 64), caption="hey @vigil_test_bot what is it?")
-    api.send_photo(GROUP, BOB, make_jpeg(64, 64), caption="just for @alice")
-    api.send_document(GROUP, BOB, b"data", "a.csv", "text/csv")
-    bobs = api.send_text(GROUP, BOB, "the deploy broke at 3am")
-    api.send_text(GROUP, ALICE, "@vigil_test_bot what does he mean?", reply_to=bobs, quote="deploy broke")
+def test_captions_and_replies_to_others_carry_mentions_and_privacy_mode_judges_them(bot_api: BotAPI) -> None:
+    bot_api.privacy_mode = True
+    bot_api.add_group(GROUP, "Team")
+    bot_api.send_photo(GROUP, BOB, make_jpeg(64, 64), caption="hey @vigil_test_bot what is it?")
+    bot_api.send_photo(GROUP, BOB, make_jpeg(64, 64), caption="just for @alice")
+    bot_api.send_document(GROUP, BOB, b"data", "a.csv", "text/csv")
+    bobs = bot_api.send_text(GROUP, BOB, "the deploy broke at 3am")
+    bot_api.send_text(GROUP, ALICE, "@vigil_test_bot what does he mean?", reply_to=bobs, quote="deploy broke")
 
     async def body(bot: Bot) -> None:
         photo, question = await messages(bot)
@@ -227,15 +206,15 @@ def test_captions_and_replies_to_others_carry_mentions_and_privacy_mode_judges_t
         assert (present(replied.from_user).id, replied.text) == (BOB, "the deploy broke at 3am")
         assert present(question.quote).text == "deploy broke"
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
 
 
 # -- what the bot fetches -------------------------------------------------------------------------
 
 
-def test_get_file_refuses_big_and_unknown_files_and_downloads_check_the_token(api: BotAPI) -> None:
-    big_id, _ = api.add_file(bytes(MAX_DOWNLOAD_BYTES + 1), "document", "big.bin")
-    ok_id, ok_unique = api.add_file(bytes(MAX_DOWNLOAD_BYTES), "document", "edge.bin")
+def test_get_file_refuses_big_and_unknown_files_and_downloads_check_the_token(bot_api: BotAPI) -> None:
+    big_id, _ = bot_api.add_file(bytes(MAX_DOWNLOAD_BYTES + 1), "document", "big.bin")
+    ok_id, ok_unique = bot_api.add_file(bytes(MAX_DOWNLOAD_BYTES), "document", "edge.bin")
 
     async def body(bot: Bot) -> str:
         with pytest.raises(BadRequest, match="File is too big"):
@@ -246,29 +225,29 @@ def test_get_file_refuses_big_and_unknown_files_and_downloads_check_the_token(ap
         assert (file.file_unique_id, file.file_size) == (ok_unique, MAX_DOWNLOAD_BYTES)
         return present(file.file_path)
 
-    url = with_bot(api, body)
+    url = with_bot(bot_api, body)
     status, data = http_get(url)
     assert status == 200 and len(data) == MAX_DOWNLOAD_BYTES
-    path = url.removeprefix(f"{api.base_file_url}{api.token}/")
-    assert http_get(f"{api.base_file_url}999:WRONG/{path}")[0] == 401
-    assert http_get(f"{api.base_file_url}{api.token}/documents/nothing.bin")[0] == 404
+    path = url.removeprefix(f"{bot_api.base_file_url}{bot_api.token}/")
+    assert http_get(f"{bot_api.base_file_url}999:WRONG/{path}")[0] == 401
+    assert http_get(f"{bot_api.base_file_url}{bot_api.token}/documents/nothing.bin")[0] == 404
 
     async def missing(bot: Bot) -> None:
-        file = File(ok_id, ok_unique, file_path=f"{api.base_file_url}{api.token}/documents/nothing.bin")
+        file = File(ok_id, ok_unique, file_path=f"{bot_api.base_file_url}{bot_api.token}/documents/nothing.bin")
         file.set_bot(bot)
         with pytest.raises(InvalidToken, match="Not Found"):
             await file.download_to_memory(io.BytesIO())
 
-    with_bot(api, missing)
-    assert [d.status for d in api.downloads] == [200, 401, 404, 404]
+    with_bot(bot_api, missing)
+    assert [d.status for d in bot_api.downloads] == [200, 401, 404, 404]
 
 
 # -- what the bot sends ---------------------------------------------------------------------------
 
 
-def test_send_photo_uploads_resends_and_limits(api: BotAPI) -> None:
+def test_send_photo_uploads_resends_and_limits(bot_api: BotAPI) -> None:
     photo = make_png(1200, 900, (9, 9, 9))
-    api.add_group(-1_001_234_567_890, "Forum", supergroup=True, forum=True)
+    bot_api.add_group(-1_001_234_567_890, "Forum", supergroup=True, forum=True)
 
     async def body(bot: Bot) -> None:
         msg = await bot.send_photo(ALICE, photo, caption="<b>chart</b>", parse_mode=ParseMode.HTML,
@@ -299,24 +278,24 @@ def test_send_photo_uploads_resends_and_limits(api: BotAPI) -> None:
         with pytest.raises(BadRequest, match="Message thread not found"):
             await bot.send_photo(-1_001_234_567_890, photo, message_thread_id=99)
 
-    with_bot(api, body)
-    first, again, limit, ratio = api.photos
+    with_bot(bot_api, body)
+    first, again, limit, ratio = bot_api.photos
     assert (image_info(ratio.content) or None, ratio.chat_id) == (image_info(make_png(2000, 100)), ALICE)
     assert (first.chat_id, first.filename, first.content, first.caption) == (ALICE, "chart.png", photo, "chart")
     assert (first.mime_type, first.raw_caption, first.parse_mode) == ("image/png", "<b>chart</b>", "HTML")
     assert again.content == photo and len(limit.content) == MAX_PHOTO_BYTES
-    assert [u.kind for u in api.uploads] == ["photo", "photo", "photo", "photo", "document"]
+    assert [u.kind for u in bot_api.uploads] == ["photo", "photo", "photo", "photo", "document"]
 
 
-def test_big_bot_photos_get_a_2560_largest_size(api: BotAPI) -> None:
+def test_big_bot_photos_get_a_2560_largest_size(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         msg = await bot.send_photo(ALICE, make_jpeg(4000, 3000))
         assert [(s.width, s.height) for s in msg.photo][-1] == (2560, 1920)
 
-    with_bot(api, body)
+    with_bot(bot_api, body)
 
 
-def test_documents_over_50_mb_are_refused_with_413(api: BotAPI) -> None:
+def test_documents_over_50_mb_are_refused_with_413(bot_api: BotAPI) -> None:
     async def body(bot: Bot) -> None:
         with pytest.raises(NetworkError, match="Request Entity Too Large"):
             await bot.send_document(ALICE, bytes(50 * 1024 * 1024 + 1), filename="huge.bin")
@@ -324,8 +303,8 @@ def test_documents_over_50_mb_are_refused_with_413(api: BotAPI) -> None:
         again = await bot.send_document(ALICE, present(msg.document).file_id, caption="again")
         assert present(again.document).file_id == present(msg.document).file_id
 
-    with_bot(api, body)
-    assert [(d.filename, d.content, d.caption) for d in api.documents] == [
+    with_bot(bot_api, body)
+    assert [(d.filename, d.content, d.caption) for d in bot_api.documents] == [
         ("small.bin", b"x" * 10, None),
         ("small.bin", b"x" * 10, "again"),
     ]
@@ -335,9 +314,10 @@ def test_documents_over_50_mb_are_refused_with_413(api: BotAPI) -> None:
 
 
 def test_message_drafts_in_private_chats_are_recorded_with_their_time(
-    api: BotAPI, monkeypatch: pytest.MonkeyPatch
+    bot_api: BotAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, without a warning
+    bot_api.add_group(GROUP, "Team")
 
     async def body(bot: Bot) -> None:
         assert await bot.send_message_draft(ALICE, 7, "") is True  # "Thinking…"
@@ -355,25 +335,25 @@ def test_message_drafts_in_private_chats_are_recorded_with_their_time(
             await bot.send_message_draft(ALICE, 7, "<b>open", parse_mode=ParseMode.HTML)
         with pytest.raises(BadRequest, match="Message thread not found"):
             await bot.send_message_draft(ALICE, 7, "topic", message_thread_id=5)
-        api.flood(method="sendMessageDraft", retry_after=3)
+        bot_api.flood(method="sendMessageDraft", retry_after=3)
         with pytest.raises(RetryAfter):
             await bot.send_message_draft(ALICE, 7, "flooded")
 
-    with_bot(api, body)
-    drafts = api.drafts(ALICE, 7)
+    with_bot(bot_api, body)
+    drafts = bot_api.drafts(ALICE, 7)
     assert [d.text for d in drafts] == ["", "", "The first words", "The first words and more", "y" * 4096]
     assert drafts[2].entities == [("bold", 4, 5)] and drafts[2].raw == "The <b>first</b> words"
     assert all(a.time <= b.time for a, b in itertools.pairwise(drafts))
-    assert api.wait_for_draft(ALICE, "first", timeout=1) is not None
-    assert api.history(ALICE) == [] and api.bot_messages(ALICE) == []
+    assert bot_api.wait_for_draft(ALICE, "first", timeout=1) is not None
+    assert bot_api.history(ALICE) == [] and bot_api.bot_messages(ALICE) == []
 
 
-def test_blocked_users_refuse_drafts(api: BotAPI) -> None:
-    api.block(ALICE)
+def test_blocked_users_refuse_drafts(bot_api: BotAPI) -> None:
+    bot_api.block(ALICE)
 
     async def body(bot: Bot) -> Any:
         with pytest.raises(Exception, match="blocked"):
             await bot.send_message_draft(ALICE, 1, "hi")
 
-    with_bot(api, body)
-    assert api.drafts() == []
+    with_bot(bot_api, body)
+    assert bot_api.drafts() == []

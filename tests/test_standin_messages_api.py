@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -38,22 +37,9 @@ CLOCK_TOOLS: list[Any] = [
 ]
 
 
-@pytest.fixture
-def api() -> Iterator[MessagesAPI]:
-    with MessagesAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def client(api: MessagesAPI) -> Iterator[anthropic.Anthropic]:
-    sdk = anthropic.Anthropic(api_key="test-key", base_url=api.base_url, max_retries=0)
-    yield sdk
-    sdk.close()
-
-
-def ask(client: anthropic.Anthropic, text: str, **kwargs: Any) -> anthropic.types.Message:
+def ask(claude: anthropic.Anthropic, text: str, **kwargs: Any) -> anthropic.types.Message:
     kwargs.setdefault("max_tokens", 4096)
-    message: anthropic.types.Message = client.messages.create(
+    message: anthropic.types.Message = claude.messages.create(
         model=MODEL, messages=[{"role": "user", "content": text}], **kwargs
     )
     return message
@@ -66,8 +52,8 @@ def text_of(message: Any) -> str:
 # ---- basics -----------------------------------------------------------------------------------------
 
 
-def test_echo_and_recorded_request(api: MessagesAPI, client: anthropic.Anthropic) -> None:
-    raw = client.messages.with_raw_response.create(
+def test_echo_and_recorded_request(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
+    raw = claude.messages.with_raw_response.create(
         model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "hello there"}]
     )
     message = raw.parse()
@@ -79,17 +65,17 @@ def test_echo_and_recorded_request(api: MessagesAPI, client: anthropic.Anthropic
     assert message.usage.input_tokens > 0
     assert message.usage.output_tokens == 5  # ceil(len("echo: hello there") / 4)
     assert raw.headers["request-id"].startswith("req_")
-    [recorded] = api.wait_for_requests(1)
+    [recorded] = messages_api.wait_for_requests(1)
     assert recorded.stream is False
     assert recorded.refused is None
     assert recorded.last_user_text() == "hello there"
     assert recorded.headers["authorization"] == "Bearer test-key"
     assert recorded.headers["anthropic-version"]
-    assert api.errors == []
+    assert messages_api.errors == []
 
 
-def test_streaming_text_event_sequence(client: anthropic.Anthropic) -> None:
-    with client.messages.stream(
+def test_streaming_text_event_sequence(claude: anthropic.Anthropic) -> None:
+    with claude.messages.stream(
         model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "[[reply=one two three]]"}]
     ) as stream:
         events = [event.type for event in stream]
@@ -109,10 +95,10 @@ def test_streaming_text_event_sequence(client: anthropic.Anthropic) -> None:
     ]
 
 
-def test_raw_sse_wire_format(api: MessagesAPI) -> None:
+def test_raw_sse_wire_format(messages_api: MessagesAPI) -> None:
     body = {"model": MODEL, "max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     headers = {"x-api-key": "test-key", "anthropic-version": "2023-06-01"}
-    with httpx2.stream("POST", f"{api.base_url}/v1/messages", json=body, headers=headers) as response:
+    with httpx2.stream("POST", f"{messages_api.base_url}/v1/messages", json=body, headers=headers) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["transfer-encoding"] == "chunked"
         assert response.headers["request-id"].startswith("req_")
@@ -140,14 +126,14 @@ def test_raw_sse_wire_format(api: MessagesAPI) -> None:
 # ---- directives -------------------------------------------------------------------------------------
 
 
-def test_reply_directive_keeps_any_characters(client: anthropic.Anthropic) -> None:
+def test_reply_directive_keeps_any_characters(claude: anthropic.Anthropic) -> None:
     weird = 'multi\nline <b>"quoted"</b> [brackets] ] {json: 1} émoji 🎉'
-    assert text_of(ask(client, f"please [[reply={weird}]] thanks")) == weird
+    assert text_of(ask(claude, f"please [[reply={weird}]] thanks")) == weird
 
 
-def test_len_directive_is_exact_deterministic_and_varied(client: anthropic.Anthropic) -> None:
-    first = text_of(ask(client, "[[len=9500]]"))
-    second = text_of(ask(client, "again [[len=9500]]"))
+def test_len_directive_is_exact_deterministic_and_varied(claude: anthropic.Anthropic) -> None:
+    first = text_of(ask(claude, "[[len=9500]]"))
+    second = text_of(ask(claude, "again [[len=9500]]"))
     assert len(first) == 9500
     assert first == second == filler_text(9500)
     assert first == first.strip()
@@ -157,22 +143,22 @@ def test_len_directive_is_exact_deterministic_and_varied(client: anthropic.Anthr
     assert min(line_lengths) < 20 and max(line_lengths) > 1000
 
 
-def test_len_directive_is_cut_at_max_tokens(client: anthropic.Anthropic) -> None:
-    message = ask(client, "[[len=9500]]", max_tokens=100)
+def test_len_directive_is_cut_at_max_tokens(claude: anthropic.Anthropic) -> None:
+    message = ask(claude, "[[len=9500]]", max_tokens=100)
     assert message.stop_reason == "max_tokens"
     assert len(text_of(message)) == 400
 
 
-def test_delay_directive_waits_then_answers(client: anthropic.Anthropic) -> None:
+def test_delay_directive_waits_then_answers(claude: anthropic.Anthropic) -> None:
     started = time.monotonic()
-    message = ask(client, "[[delay=0.5]][[reply=late]]")
+    message = ask(claude, "[[delay=0.5]][[reply=late]]")
     assert time.monotonic() - started >= 0.5
     assert text_of(message) == "late"
 
 
-def test_slow_directive_spreads_at_least_ten_deltas(client: anthropic.Anthropic) -> None:
+def test_slow_directive_spreads_at_least_ten_deltas(claude: anthropic.Anthropic) -> None:
     arrivals: list[float] = []
-    with client.messages.stream(
+    with claude.messages.stream(
         model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "[[slow=0.8]] short"}]
     ) as stream:
         started = time.monotonic()
@@ -194,10 +180,10 @@ def test_slow_directive_spreads_at_least_ten_deltas(client: anthropic.Anthropic)
     ],
 )
 def test_error_directive(
-    api: MessagesAPI, client: anthropic.Anthropic, status: int, error_class: type[Exception], error_type: str
+    messages_api: MessagesAPI, claude: anthropic.Anthropic, status: int, error_class: type[Exception], error_type: str
 ) -> None:
     with pytest.raises(error_class) as caught:
-        ask(client, f"[[error={status}]]")
+        ask(claude, f"[[error={status}]]")
     error = caught.value
     assert isinstance(error, anthropic.APIStatusError)
     assert error.status_code == status
@@ -207,36 +193,36 @@ def test_error_directive(
     assert error.response.headers["request-id"].startswith("req_")
     if status in (429, 529):
         assert error.response.headers["retry-after"] == "0"
-    assert api.errors == []  # asked-for errors are not validation refusals
+    assert messages_api.errors == []  # asked-for errors are not validation refusals
 
 
-def test_sdk_retries_529_with_times_and_succeeds(api: MessagesAPI) -> None:
-    sdk = anthropic.Anthropic(api_key="test-key", base_url=api.base_url, max_retries=2)
+def test_sdk_retries_529_with_times_and_succeeds(messages_api: MessagesAPI) -> None:
+    sdk = anthropic.Anthropic(api_key="test-key", base_url=messages_api.base_url, max_retries=2)
     started = time.monotonic()
     message = ask(sdk, "[[error=529 times=1]] retry me")
     assert time.monotonic() - started < 1  # retry-after-ms makes the SDK's retry immediate
     assert text_of(message) == "echo: [[error=529 times=1]] retry me"
-    first, second = api.wait_for_requests(2)
+    first, second = messages_api.wait_for_requests(2)
     assert first.body == second.body
     assert second.headers["x-stainless-retry-count"] == "1"
     # The directive is spent for this text: a new request with it succeeds at once.
     assert text_of(ask(sdk, "[[error=529 times=1]] retry me")).startswith("echo:")
-    assert len(api.requests) == 3
+    assert len(messages_api.requests) == 3
     sdk.close()
 
 
-def test_error_without_times_fails_every_retry(api: MessagesAPI) -> None:
-    sdk = anthropic.Anthropic(api_key="test-key", base_url=api.base_url, max_retries=2)
+def test_error_without_times_fails_every_retry(messages_api: MessagesAPI) -> None:
+    sdk = anthropic.Anthropic(api_key="test-key", base_url=messages_api.base_url, max_retries=2)
     with pytest.raises(anthropic.OverloadedError):
         ask(sdk, "[[error=529]]")
-    assert len(api.wait_for_requests(3)) == 3
+    assert len(messages_api.wait_for_requests(3)) == 3
     sdk.close()
 
 
-def test_hang_times_out_the_client(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_hang_times_out_the_client(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
     started = time.monotonic()
     with pytest.raises(anthropic.APITimeoutError):
-        ask(client, "[[hang]]", timeout=0.5)
+        ask(claude, "[[hang]]", timeout=0.5)
     assert time.monotonic() - started < 2
 
 
@@ -263,11 +249,11 @@ def test_hang_is_released_by_stop() -> None:
     sdk.close()
 
 
-def test_drop_directive_cuts_the_stream_after_40_characters(client: anthropic.Anthropic) -> None:
+def test_drop_directive_cuts_the_stream_after_40_characters(claude: anthropic.Anthropic) -> None:
     received: list[str] = []
     with (
         pytest.raises(httpx2.RemoteProtocolError),
-        client.messages.stream(
+        claude.messages.stream(
             model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "[[drop=40]] tell me"}]
         ) as stream,
     ):
@@ -276,16 +262,16 @@ def test_drop_directive_cuts_the_stream_after_40_characters(client: anthropic.An
     assert len("".join(received)) == 40
 
 
-def test_drop_on_a_non_streaming_request_is_a_connection_error(client: anthropic.Anthropic) -> None:
+def test_drop_on_a_non_streaming_request_is_a_connection_error(claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.APIConnectionError):
-        ask(client, "[[drop=10]]")
+        ask(claude, "[[drop=10]]")
 
 
-def test_stream_error_directive_surfaces_as_api_status_error(client: anthropic.Anthropic) -> None:
+def test_stream_error_directive_surfaces_as_api_status_error(claude: anthropic.Anthropic) -> None:
     received: list[str] = []
     with (
         pytest.raises(anthropic.APIStatusError) as caught,
-        client.messages.stream(
+        claude.messages.stream(
             model=MODEL,
             max_tokens=100,
             messages=[{"role": "user", "content": "[[stream_error=overloaded]] go"}],
@@ -299,15 +285,15 @@ def test_stream_error_directive_surfaces_as_api_status_error(client: anthropic.A
     assert caught.value.body["error"]["type"] == "overloaded_error"
 
 
-def test_stream_error_on_a_non_streaming_request_is_a_529(client: anthropic.Anthropic) -> None:
+def test_stream_error_on_a_non_streaming_request_is_a_529(claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.OverloadedError):
-        ask(client, "[[stream_error=overloaded]]")
+        ask(claude, "[[stream_error=overloaded]]")
 
 
-def test_tool_directives_run_round_by_round(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_tool_directives_run_round_by_round(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
     text = 'what time? [[tool=get_time {"tz": "UTC"}]] [[tool=get_date {"tz": "a]]b"}]]'
     history: list[Any] = [{"role": "user", "content": text}]
-    first = client.messages.create(model=MODEL, max_tokens=500, tools=CLOCK_TOOLS, messages=history)
+    first = claude.messages.create(model=MODEL, max_tokens=500, tools=CLOCK_TOOLS, messages=history)
     assert first.stop_reason == "tool_use"
     [call] = first.content
     assert call.type == "tool_use" and call.name == "get_time" and call.input == {"tz": "UTC"}
@@ -316,7 +302,7 @@ def test_tool_directives_run_round_by_round(api: MessagesAPI, client: anthropic.
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "12:00"}]},
     ]
-    second = client.messages.create(model=MODEL, max_tokens=500, tools=CLOCK_TOOLS, messages=history)
+    second = claude.messages.create(model=MODEL, max_tokens=500, tools=CLOCK_TOOLS, messages=history)
     [call2] = second.content
     assert call2.type == "tool_use" and call2.name == "get_date" and call2.input == {"tz": "a]]b"}
     history += [
@@ -333,19 +319,19 @@ def test_tool_directives_run_round_by_round(api: MessagesAPI, client: anthropic.
             ],
         },
     ]
-    third = client.messages.create(model=MODEL, max_tokens=500, tools=CLOCK_TOOLS, messages=history)
+    third = claude.messages.create(model=MODEL, max_tokens=500, tools=CLOCK_TOOLS, messages=history)
     assert third.stop_reason == "end_turn"
     assert text_of(third) == 'tool results: [{"content": "no calendar", "is_error": true}]'
-    recorded = api.wait_for_requests(3)[-1]
+    recorded = messages_api.wait_for_requests(3)[-1]
     assert recorded.last_user_text() == text
     assert "12:00" in recorded.all_text() and "no calendar" in recorded.all_text()
-    assert api.errors == []
+    assert messages_api.errors == []
 
 
-def test_tool_use_streams_input_json(client: anthropic.Anthropic) -> None:
+def test_tool_use_streams_input_json(claude: anthropic.Anthropic) -> None:
     payload = {"tz": "Europe/Paris", "nested": {"list": [1, 2, 3], "text": "x" * 50}}
     tools: list[Any] = [{"name": "get_time", "input_schema": {"type": "object"}}]
-    with client.messages.stream(
+    with claude.messages.stream(
         model=MODEL,
         max_tokens=500,
         tools=tools,
@@ -358,8 +344,8 @@ def test_tool_use_streams_input_json(client: anthropic.Anthropic) -> None:
     assert final.content[0].type == "tool_use" and final.content[0].input == payload
 
 
-def test_tool_not_offered_is_answered_in_text(client: anthropic.Anthropic) -> None:
-    message = client.messages.create(
+def test_tool_not_offered_is_answered_in_text(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(
         model=MODEL,
         max_tokens=100,
         tools=CLOCK_TOOLS,
@@ -369,34 +355,35 @@ def test_tool_not_offered_is_answered_in_text(client: anthropic.Anthropic) -> No
     assert text_of(message) == "tool bash not offered"
 
 
-def test_heartbeat_default_is_silence_and_ignores_directives(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_heartbeat_default_is_silence_and_ignores_directives(messages_api: MessagesAPI,
+                                                             claude: anthropic.Anthropic) -> None:
     tools: list[Any] = [{"name": "send_message", "input_schema": {"type": "object"}}]
     for text in ("heartbeat", "heartbeat [[reply=loud]] [[error=529]]"):
-        message = client.messages.create(
+        message = claude.messages.create(
             model=MODEL, max_tokens=100, tools=tools, messages=[{"role": "user", "content": text}]
         )
         assert text_of(message) == "nothing to say"
         assert message.stop_reason == "end_turn"
     # A rule makes the heartbeat speak; the follow-up with the tool result is silent again.
-    api.add_rule(lambda b: True, ToolUseReply([ToolCall("send_message", {"text": "ping"})]), times=1)
+    messages_api.add_rule(lambda b: True, ToolUseReply([ToolCall("send_message", {"text": "ping"})]), times=1)
     history: list[Any] = [{"role": "user", "content": "heartbeat"}]
-    spoke = client.messages.create(model=MODEL, max_tokens=100, tools=tools, messages=history)
+    spoke = claude.messages.create(model=MODEL, max_tokens=100, tools=tools, messages=history)
     [call] = spoke.content
     assert call.type == "tool_use" and call.input == {"text": "ping"}
     history += [
         {"role": "assistant", "content": [call.model_dump(exclude_none=True)]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sent"}]},
     ]
-    after = client.messages.create(model=MODEL, max_tokens=100, tools=tools, messages=history)
+    after = claude.messages.create(model=MODEL, max_tokens=100, tools=tools, messages=history)
     assert text_of(after) == "nothing to say"
 
 
-def test_bad_directive_is_reported_in_text(client: anthropic.Anthropic) -> None:
-    assert text_of(ask(client, "[[len=lots]]")).startswith("bad directive:")
+def test_bad_directive_is_reported_in_text(claude: anthropic.Anthropic) -> None:
+    assert text_of(ask(claude, "[[len=lots]]")).startswith("bad directive:")
 
 
-def test_stop_sequence_ends_the_reply(client: anthropic.Anthropic) -> None:
-    message = ask(client, "[[reply=one STOP two]]", stop_sequences=["STOP"])
+def test_stop_sequence_ends_the_reply(claude: anthropic.Anthropic) -> None:
+    message = ask(claude, "[[reply=one STOP two]]", stop_sequences=["STOP"])
     assert text_of(message) == "one "
     assert message.stop_reason == "stop_sequence" and message.stop_sequence == "STOP"
 
@@ -404,19 +391,19 @@ def test_stop_sequence_ends_the_reply(client: anthropic.Anthropic) -> None:
 # ---- rules ------------------------------------------------------------------------------------------
 
 
-def test_rules_come_first_expire_and_clear(api: MessagesAPI, client: anthropic.Anthropic) -> None:
-    api.add_rule(lambda b: "ruled" in json.dumps(b), TextReply("from rule"), times=1)
-    api.add_rule(lambda b: b["tools"][0]["name"] == "x", TextReply("never"))  # raises: no match
-    api.add_rule(lambda b: "callable" in json.dumps(b), lambda b: TextReply(f"{len(b['messages'])} messages"))
-    assert text_of(ask(client, "ruled [[reply=directive]]")) == "from rule"
-    assert text_of(ask(client, "ruled [[reply=directive]]")) == "directive"
-    assert text_of(ask(client, "callable")) == "1 messages"
-    api.clear_rules()
-    assert text_of(ask(client, "callable")) == "echo: callable"
+def test_rules_come_first_expire_and_clear(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
+    messages_api.add_rule(lambda b: "ruled" in json.dumps(b), TextReply("from rule"), times=1)
+    messages_api.add_rule(lambda b: b["tools"][0]["name"] == "x", TextReply("never"))  # raises: no match
+    messages_api.add_rule(lambda b: "callable" in json.dumps(b), lambda b: TextReply(f"{len(b['messages'])} messages"))
+    assert text_of(ask(claude, "ruled [[reply=directive]]")) == "from rule"
+    assert text_of(ask(claude, "ruled [[reply=directive]]")) == "directive"
+    assert text_of(ask(claude, "callable")) == "1 messages"
+    messages_api.clear_rules()
+    assert text_of(ask(claude, "callable")) == "echo: callable"
 
 
-def test_rule_tool_use_with_several_calls_and_text(client: anthropic.Anthropic, api: MessagesAPI) -> None:
-    api.add_rule(
+def test_rule_tool_use_with_several_calls_and_text(claude: anthropic.Anthropic, messages_api: MessagesAPI) -> None:
+    messages_api.add_rule(
         lambda b: True,
         ToolUseReply(
             [ToolCall("get_time", {"tz": "UTC"}), ToolCall("get_date", {}, id="toolu_fixed")],
@@ -424,7 +411,7 @@ def test_rule_tool_use_with_several_calls_and_text(client: anthropic.Anthropic, 
         ),
         times=1,
     )
-    message = client.messages.create(
+    message = claude.messages.create(
         model=MODEL, max_tokens=100, tools=CLOCK_TOOLS, messages=[{"role": "user", "content": "when?"}]
     )
     assert [b.type for b in message.content] == ["text", "tool_use", "tool_use"]
@@ -432,33 +419,34 @@ def test_rule_tool_use_with_several_calls_and_text(client: anthropic.Anthropic, 
     assert message.stop_reason == "tool_use"
 
 
-def test_rule_error_hang_drop_and_stream_error(api: MessagesAPI, client: anthropic.Anthropic) -> None:
-    api.add_rule(lambda b: b["messages"][0]["content"] == "e", ErrorReply(503, message="down", should_retry=False))
-    api.add_rule(lambda b: b["messages"][0]["content"] == "h", Hang())
-    api.add_rule(lambda b: b["messages"][0]["content"] == "d", DropStream("abcdefghij" * 5, after_chars=15))
-    api.add_rule(lambda b: b["messages"][0]["content"] == "s", StreamError("partial text here", after_chars=7))
-    api.add_rule(lambda b: b["messages"][0]["content"] == "w", TextReply("waited", delay=0.3))
+def test_rule_error_hang_drop_and_stream_error(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
+    messages_api.add_rule(lambda b: b["messages"][0]["content"] == "e",
+                          ErrorReply(503, message="down", should_retry=False))
+    messages_api.add_rule(lambda b: b["messages"][0]["content"] == "h", Hang())
+    messages_api.add_rule(lambda b: b["messages"][0]["content"] == "d", DropStream("abcdefghij" * 5, after_chars=15))
+    messages_api.add_rule(lambda b: b["messages"][0]["content"] == "s", StreamError("partial text here", after_chars=7))
+    messages_api.add_rule(lambda b: b["messages"][0]["content"] == "w", TextReply("waited", delay=0.3))
     with pytest.raises(anthropic.ServiceUnavailableError) as caught:
-        ask(client, "e")
+        ask(claude, "e")
     assert caught.value.response.headers["x-should-retry"] == "false"
     with pytest.raises(anthropic.APITimeoutError):
-        ask(client, "h", timeout=0.3)
+        ask(claude, "h", timeout=0.3)
     got: list[str] = []
     with (
         pytest.raises(httpx2.RemoteProtocolError),
-        client.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "d"}]) as s,
+        claude.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "d"}]) as s,
     ):
         got.extend(s.text_stream)
     assert "".join(got) == "abcdefghijabcde"
     got.clear()
     with (
         pytest.raises(anthropic.APIStatusError),
-        client.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "s"}]) as s,
+        claude.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "s"}]) as s,
     ):
         got.extend(s.text_stream)
     assert "".join(got) == "partial"
     started = time.monotonic()
-    assert text_of(ask(client, "w")) == "waited"
+    assert text_of(ask(claude, "w")) == "waited"
     assert time.monotonic() - started >= 0.3
 
 
@@ -640,22 +628,22 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("overrides", "expected"), [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS])
 def test_validation_refuses(
-    api: MessagesAPI, client: anthropic.Anthropic, overrides: dict[str, Any], expected: str
+    messages_api: MessagesAPI, claude: anthropic.Anthropic, overrides: dict[str, Any], expected: str
 ) -> None:
     kwargs: dict[str, Any] = {"model": MODEL, "max_tokens": 100, "messages": [USER], **overrides}
     with pytest.raises(anthropic.BadRequestError) as caught:
-        client.messages.create(**kwargs)
+        claude.messages.create(**kwargs)
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     assert expected in caught.value.body["error"]["message"]
-    [error] = api.errors
+    [error] = messages_api.errors
     assert error["status"] == 400 and expected in error["message"]
     assert isinstance(error["body"], dict)
-    [recorded] = api.requests
+    [recorded] = messages_api.requests
     assert recorded.refused is not None and expected in recorded.refused
 
 
-def test_valid_requests_with_every_feature_are_accepted(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_valid_requests_with_every_feature_are_accepted(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
     tools: list[Any] = [
         *CLOCK_TOOLS,
         {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool", "max_characters": 10000},
@@ -673,7 +661,7 @@ def test_valid_requests_with_every_feature_are_accepted(api: MessagesAPI, client
         },
         {"role": "assistant", "content": "The answer is"},
     ]
-    client.messages.create(
+    claude.messages.create(
         model="claude-anything-new",
         max_tokens=100,
         tools=tools,
@@ -686,39 +674,39 @@ def test_valid_requests_with_every_feature_are_accepted(api: MessagesAPI, client
         cache_control={"type": "ephemeral"},
         messages=messages,
     )
-    ask(client, "pre-warm", max_tokens=0)
-    assert api.errors == []
+    ask(claude, "pre-warm", max_tokens=0)
+    assert messages_api.errors == []
 
 
-def test_unknown_model_is_not_found(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_unknown_model_is_not_found(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
-        client.messages.create(model="gpt-9", max_tokens=10, messages=[USER])
+        claude.messages.create(model="gpt-9", max_tokens=10, messages=[USER])
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["error"] == {"type": "not_found_error", "message": "model: gpt-9"}
-    assert api.errors[0]["status"] == 404
+    assert messages_api.errors[0]["status"] == 404
 
 
-def test_auth_and_version_headers(api: MessagesAPI) -> None:
-    bad = anthropic.Anthropic(api_key="wrong", base_url=api.base_url, max_retries=0)
+def test_auth_and_version_headers(messages_api: MessagesAPI) -> None:
+    bad = anthropic.Anthropic(api_key="wrong", base_url=messages_api.base_url, max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as caught:
         ask(bad, "hi")
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["error"] == {"type": "authentication_error", "message": "invalid x-api-key"}
-    assert api.requests == []  # refused before it counts as a request
-    assert api.errors[-1]["status"] == 401
+    assert messages_api.requests == []  # refused before it counts as a request
+    assert messages_api.errors[-1]["status"] == 401
     bad.close()
     body = {"model": MODEL, "max_tokens": 10, "messages": [USER]}
     ok = httpx2.post(
-        f"{api.base_url}/v1/messages",
+        f"{messages_api.base_url}/v1/messages",
         json=body,
         headers={"x-api-key": "test-key", "anthropic-version": "2023-06-01"},
     )
     assert ok.status_code == 200 and ok.json()["content"][0]["text"] == "echo: hi"
-    no_version = httpx2.post(f"{api.base_url}/v1/messages", json=body, headers={"x-api-key": "test-key"})
+    no_version = httpx2.post(f"{messages_api.base_url}/v1/messages", json=body, headers={"x-api-key": "test-key"})
     assert no_version.status_code == 400
     assert no_version.json()["error"]["message"] == "anthropic-version: header is required"
     not_json = httpx2.post(
-        f"{api.base_url}/v1/messages",
+        f"{messages_api.base_url}/v1/messages",
         content=b"{nope",
         headers={"x-api-key": "test-key", "anthropic-version": "2023-06-01"},
     )
@@ -728,7 +716,7 @@ def test_auth_and_version_headers(api: MessagesAPI) -> None:
 # ---- caching ----------------------------------------------------------------------------------------
 
 
-def test_prompt_cache_counts(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_prompt_cache_counts(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
     system: list[Any] = [{"type": "text", "text": "You are vigil. " * 200, "cache_control": {"type": "ephemeral"}}]
     first_turn: list[Any] = [
         {
@@ -738,7 +726,7 @@ def test_prompt_cache_counts(api: MessagesAPI, client: anthropic.Anthropic) -> N
     ]
 
     def usage(messages: list[Any]) -> anthropic.types.Usage:
-        return client.messages.create(model=MODEL, max_tokens=200, system=system, messages=messages).usage
+        return claude.messages.create(model=MODEL, max_tokens=200, system=system, messages=messages).usage
 
     cold = usage(first_turn)
     assert cold.cache_read_input_tokens == 0
@@ -765,33 +753,33 @@ def test_prompt_cache_counts(api: MessagesAPI, client: anthropic.Anthropic) -> N
     system[0] = {**system[0], "text": "You are someone else. " * 200}
     other = usage(first_turn)
     assert other.cache_read_input_tokens == 0
-    api.clear_cache()
+    messages_api.clear_cache()
     system[0] = {**system[0], "text": "You are vigil. " * 200}
     assert usage(first_turn).cache_read_input_tokens == 0
 
 
-def test_prompt_cache_respects_minimum(api: MessagesAPI, client: anthropic.Anthropic) -> None:
-    api.min_cache_tokens = 1024
+def test_prompt_cache_respects_minimum(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
+    messages_api.min_cache_tokens = 1024
     system: list[Any] = [{"type": "text", "text": "short", "cache_control": {"type": "ephemeral"}}]
     for _ in range(2):
-        used = client.messages.create(model=MODEL, max_tokens=20, system=system, messages=[USER]).usage
+        used = claude.messages.create(model=MODEL, max_tokens=20, system=system, messages=[USER]).usage
         assert used.cache_read_input_tokens == 0 and used.cache_creation_input_tokens == 0
 
 
 # ---- waiting, helpers, models -----------------------------------------------------------------------
 
 
-def test_wait_for_requests_waits_and_times_out(api: MessagesAPI) -> None:
-    sdk = anthropic.Anthropic(api_key="test-key", base_url=api.base_url, max_retries=0)
+def test_wait_for_requests_waits_and_times_out(messages_api: MessagesAPI) -> None:
+    sdk = anthropic.Anthropic(api_key="test-key", base_url=messages_api.base_url, max_retries=0)
     threads = [threading.Thread(target=ask, args=(sdk, f"[[delay=0.2]] n{i}")) for i in range(3)]
     for t in threads:
         t.start()
-    recorded = api.wait_for_requests(3, timeout=5)
+    recorded = messages_api.wait_for_requests(3, timeout=5)
     assert sorted(r.last_user_text() for r in recorded) == [f"[[delay=0.2]] n{i}" for i in range(3)]
     for t in threads:
         t.join()
     with pytest.raises(AssertionError, match="expected 4 requests"):
-        api.wait_for_requests(4, timeout=0.1)
+        messages_api.wait_for_requests(4, timeout=0.1)
     sdk.close()
 
 
@@ -817,15 +805,15 @@ def test_recorded_request_helpers() -> None:
         assert word in everything
 
 
-def test_models_endpoints(api: MessagesAPI, client: anthropic.Anthropic) -> None:
-    models = client.models.list()
+def test_models_endpoints(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
+    models = claude.models.list()
     ids = [m.id for m in models.data]
     assert MODEL in ids and all(i.startswith("claude-") for i in ids)
-    assert client.models.retrieve(MODEL).display_name == "Claude Sonnet 5.5"
+    assert claude.models.retrieve(MODEL).display_name == "Claude Sonnet 5.5"
     with pytest.raises(anthropic.NotFoundError):
-        client.models.retrieve("gpt-9")
+        claude.models.retrieve("gpt-9")
 
 
-def test_count_tokens(client: anthropic.Anthropic) -> None:
-    counted = client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x" * 400}])
+def test_count_tokens(claude: anthropic.Anthropic) -> None:
+    counted = claude.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x" * 400}])
     assert counted.input_tokens >= 100

@@ -9,7 +9,6 @@ model". Images are real ones, made by `tests.standins.images`.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -23,19 +22,6 @@ from tests.standins.messages_api import MessagesAPI
 MODEL = "claude-sonnet-5-5"
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages >> endobj\n" \
       b"3 0 obj << /Type /Page >> endobj\n%%EOF\n"
-
-
-@pytest.fixture
-def api() -> Iterator[MessagesAPI]:
-    with MessagesAPI() as server:
-        yield server
-
-
-@pytest.fixture
-def client(api: MessagesAPI) -> Iterator[anthropic.Anthropic]:
-    sdk = anthropic.Anthropic(api_key="test-key", base_url=api.base_url, max_retries=0)
-    yield sdk
-    sdk.close()
 
 
 def b64(data: bytes) -> str:
@@ -56,14 +42,15 @@ def text(words: str) -> dict[str, Any]:
 
 
 def send(
-    client: anthropic.Anthropic, *blocks: dict[str, Any], messages: list[Any] | None = None, **kwargs: Any
+    claude: anthropic.Anthropic, *blocks: dict[str, Any], messages: list[Any] | None = None, **kwargs: Any
 ) -> Any:
-    return client.messages.create(
+    return claude.messages.create(
         model=MODEL, max_tokens=100, messages=messages or [{"role": "user", "content": list(blocks)}], **kwargs
     )
 
 
-def test_images_and_documents_are_accepted_and_read_back_decoded(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_images_and_documents_are_accepted_and_read_back_decoded(messages_api: MessagesAPI,
+                                                                 claude: anthropic.Anthropic) -> None:
     photo, png = make_jpeg(1200, 800, level=70), make_png(300, 200)
     history: list[Any] = [
         {"role": "user", "content": [image(make_jpeg(10, 10)), text("earlier")]},
@@ -81,9 +68,9 @@ def test_images_and_documents_are_accepted_and_read_back_decoded(api: MessagesAP
             ],
         },
     ]
-    send(client, messages=history)
-    assert api.errors == []
-    (request,) = api.requests
+    send(claude, messages=history)
+    assert messages_api.errors == []
+    (request,) = messages_api.requests
     assert request.images() == [make_jpeg(10, 10), photo, png]
     assert request.images(current_turn=True) == [photo, png]
     documents = request.documents()
@@ -99,7 +86,8 @@ def test_images_and_documents_are_accepted_and_read_back_decoded(api: MessagesAP
     )
 
 
-def test_images_inside_tool_results_are_checked_and_read(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_images_inside_tool_results_are_checked_and_read(messages_api: MessagesAPI,
+                                                         claude: anthropic.Anthropic) -> None:
     tools: list[Any] = [{"name": "look", "input_schema": {"type": "object"}}]
     use = {"type": "tool_use", "id": "toolu_1", "name": "look", "input": {}}
     shot = make_png(64, 64, (0, 255, 0))
@@ -111,11 +99,11 @@ def test_images_inside_tool_results_are_checked_and_read(api: MessagesAPI, clien
             "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [image(shot, "image/png")]}],
         },
     ]
-    client.messages.create(model=MODEL, max_tokens=100, tools=tools, messages=messages)
-    assert api.requests[0].images() == [shot]
+    claude.messages.create(model=MODEL, max_tokens=100, tools=tools, messages=messages)
+    assert messages_api.requests[0].images() == [shot]
     bad = [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [image(shot)]}]
     with pytest.raises(anthropic.BadRequestError, match="appears to be a image/png image"):
-        send(client, messages=[*messages[:2], {"role": "user", "content": bad}], tools=tools)
+        send(claude, messages=[*messages[:2], {"role": "user", "content": bad}], tools=tools)
 
 
 def _too_many(n: int, side: int) -> list[dict[str, Any]]:
@@ -213,51 +201,51 @@ REFUSED: list[tuple[str, list[dict[str, Any]], str]] = [
 
 @pytest.mark.parametrize(("blocks", "expected"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
 def test_media_the_api_refuses(
-    api: MessagesAPI, client: anthropic.Anthropic, blocks: list[dict[str, Any]], expected: str
+    messages_api: MessagesAPI, claude: anthropic.Anthropic, blocks: list[dict[str, Any]], expected: str
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
-        send(client, *blocks, text("what is it?"))
+        send(claude, *blocks, text("what is it?"))
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["error"]["type"] == "invalid_request_error"
     assert expected in caught.value.body["error"]["message"]
-    [error] = api.errors
+    [error] = messages_api.errors
     assert error["status"] == 400 and expected in error["message"]
 
 
-def test_media_limits_hold_at_their_edges(api: MessagesAPI, client: anthropic.Anthropic) -> None:
-    send(client, image(make_jpeg(100, 100, size=3_932_160)), text("exactly 5 MB of base64"))
-    send(client, image(make_jpeg(8000, 8000)), text("8000 px"))
-    send(client, *_too_many(20, 8000), text("20 large images"))
-    send(client, *_too_many(100, 2000), text("100 small images"))
-    send(client, pdf(b"%PDF-1.4\n" + b"<< /Type /Page >>\n" * 100 + b"<< /Type /Pages >>"), text("100 pages"))
-    send(client, pdf(pdf_in_object_streams(100)), text("100 pages in an object stream"))
-    send(client, pdf(media_samples.pdf(3)), text("a real PDF with its xref table"))
-    assert api.errors == []
+def test_media_limits_hold_at_their_edges(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
+    send(claude, image(make_jpeg(100, 100, size=3_932_160)), text("exactly 5 MB of base64"))
+    send(claude, image(make_jpeg(8000, 8000)), text("8000 px"))
+    send(claude, *_too_many(20, 8000), text("20 large images"))
+    send(claude, *_too_many(100, 2000), text("100 small images"))
+    send(claude, pdf(b"%PDF-1.4\n" + b"<< /Type /Page >>\n" * 100 + b"<< /Type /Pages >>"), text("100 pages"))
+    send(claude, pdf(pdf_in_object_streams(100)), text("100 pages in an object stream"))
+    send(claude, pdf(media_samples.pdf(3)), text("a real PDF with its xref table"))
+    assert messages_api.errors == []
 
 
-def test_a_document_may_not_sit_in_an_assistant_message(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_a_document_may_not_sit_in_an_assistant_message(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
     messages: list[Any] = [
         {"role": "user", "content": "read"},
         {"role": "assistant", "content": [pdf()]},
         {"role": "user", "content": "and?"},
     ]
     with pytest.raises(anthropic.BadRequestError, match="`document` blocks can only be in `user` messages"):
-        send(client, messages=messages)
+        send(claude, messages=messages)
 
 
-def test_a_request_over_32_mb_is_413(api: MessagesAPI, client: anthropic.Anthropic) -> None:
+def test_a_request_over_32_mb_is_413(messages_api: MessagesAPI, claude: anthropic.Anthropic) -> None:
     big = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x" * (32 * 1024 * 1024)}}
     with pytest.raises(anthropic.APIStatusError) as caught:
-        send(client, big, text("too much"))
+        send(claude, big, text("too much"))
     assert caught.value.status_code == 413
     assert isinstance(caught.value.body, dict) and caught.value.body["error"]["type"] == "request_too_large"
-    assert api.requests == [] and api.errors[0]["status"] == 413
+    assert messages_api.requests == [] and messages_api.errors[0]["status"] == 413
 
 
-def test_images_are_billed_by_size_not_by_base64_length(client: anthropic.Anthropic) -> None:
-    small = send(client, text("no image")).usage.input_tokens
-    with_image = send(client, image(make_jpeg(100, 100, size=3_000_000)), text("no image")).usage.input_tokens
+def test_images_are_billed_by_size_not_by_base64_length(claude: anthropic.Anthropic) -> None:
+    small = send(claude, text("no image")).usage.input_tokens
+    with_image = send(claude, image(make_jpeg(100, 100, size=3_000_000)), text("no image")).usage.input_tokens
     # A 100x100 image is ~14 tokens by the API's estimate, whatever its padding; a big one at most ~1600.
     assert 0 < with_image - small < 100
-    large = send(client, image(make_jpeg(4000, 3000)), text("no image")).usage.input_tokens
+    large = send(claude, image(make_jpeg(4000, 3000)), text("no image")).usage.input_tokens
     assert 1400 < large - small < 1700

@@ -17,6 +17,11 @@ client claimed:
   turn; the model reads it with its file tools from `uploads/` instead;
 - anything else is a "file": saved in the workspace only, and the turn says where.
 
+Decoding is bounded: a PNG of a few kB may inflate to 8000 x 8000 pixels (about 245 MB while Pillow
+reads it), and `ingest` runs on asyncio's default thread pool, up to 32 threads at once: an album of
+such images, or several chats sending them together, would ask for gigabytes. So at most
+`MAX_DECODES` images are decoded at a time (`DECODES`); the others wait their turn.
+
 Tokens are estimated as Anthropic documents them (vigil/model/attached.py), so the history window can
 count a file without reading it. The bytes the model gets are stored once in the media store; with a
 work root and directory given, the file as sent is also saved under `uploads/` (vigil/uploads.py).
@@ -27,6 +32,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +52,10 @@ MAX_DECODE_PIXELS = 64_000_000  # 8000 x 8000: more than that is decoded only by
 MAX_TEXT_BYTES = 100_000
 MAX_PDF_PAGES = 100
 JPEG_QUALITY = 85
+# Two: the peak stays near half a GB, and the machine's two cores are both kept busy (Pillow decodes
+# without the GIL); a third decode at once would only share those cores and add another 245 MB.
+MAX_DECODES = 2
+DECODES = threading.BoundedSemaphore(MAX_DECODES)
 
 _IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
@@ -99,7 +109,8 @@ def prepare(data: bytes, mime: str = "") -> Prepared:
     image = sniff_image(data)
     if image is not None:
         try:
-            return _prepare_image(data, image)
+            with DECODES:
+                return _prepare_image(data, image)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             return _file(data, mime, f"not a readable image ({exc})")
     if data[:1024].find(b"%PDF-") >= 0:

@@ -32,6 +32,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from vigil.durable import fsync_dir, write_all
+
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -74,14 +76,11 @@ class MediaStore:
         tmp = final.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return digest
 
     def has(self, digest: str) -> bool:
@@ -176,10 +175,3 @@ class MediaStore:
             removed += size
         return files, removed
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
+from vigil.durable import write_all
 from vigil.tools.jail import Jail, JailError
 
 UPLOADS = "uploads"
@@ -126,10 +127,7 @@ def _write_new(dir_fd: int, name: str, data: bytes) -> None:
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE,
                  dir_fd=dir_fd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        write_all(fd, data)
     finally:
         os.close(fd)
 

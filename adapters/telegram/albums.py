@@ -11,20 +11,25 @@ less than a second to a turn that takes seconds anyway. An album has at most 10 
 it at once. Nothing is downloaded while gathering (a part is only a Message held in memory), so the
 window is not stretched by a slow download; the parts are fetched when the album is handed on.
 
-Order within the chat: the next message of the chat ends its open album first (and waits for it to be
-handed on), so "and the second one?" sent right after an album is never answered before it.
+Order within the chat: the next message of the chat ends its open album first and waits until it has
+been handed on, downloads and all, so "and the second one?" (or a /new) sent right after an album is
+never handled before it. An album whose quiet window is over is no longer gathering but may still be
+downloading, outside the chat's `PerChatOrder` lane: so every album's task is kept per chat until
+`hand_on` returns, and `settle` and `close` wait for those too, not only for the albums still open.
 
 Durability: PTB has already confirmed the parts to Telegram; until the album is handed on (the quiet
 window, then the downloads) it lives only in memory, and a crash loses it: Telegram will not send it
 again. That is why the window is short and nothing else waits in it. At shutdown every open album is
-handed on at once (`close`), before the sessions stop.
+handed on at once, and every album being handed on is finished (`close`), before the sessions stop.
+
+Time is the event loop's clock (`loop.time()`, monotonic), so the window and its timeouts share one
+clock, and a test can run them on a loop of virtual time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -59,6 +64,8 @@ class Albums:
         self.hand_on = hand_on
         self.quiet_s = quiet_s
         self._open: dict[AlbumKey, _Album] = {}
+        # Every album's task from its first part until `hand_on` returns: gathering, or downloading.
+        self._running: dict[Lane, set[asyncio.Task[None]]] = {}
         self.log = get_logger(__name__)
 
     @property
@@ -66,44 +73,57 @@ class Albums:
         """Albums being gathered now (tests: none is left behind)."""
         return len(self._open)
 
+    @property
+    def unfinished(self) -> int:
+        """Albums gathering or being handed on (tests: none is left behind)."""
+        return sum(len(tasks) for tasks in self._running.values())
+
     def add(self, message: Message) -> None:
         """Hold a part (a message with a media_group_id); returns at once."""
-        chat, topic = lane_of(message)
-        key = (chat, topic, str(message.media_group_id))
+        lane = lane_of(message)
+        key = (*lane, str(message.media_group_id))
         album = self._open.get(key)
+        loop = asyncio.get_running_loop()
         if album is None:
             album = self._open[key] = _Album()
-            album.task = asyncio.get_running_loop().create_task(self._gather(key, album),
-                                                                name=f"album {message.media_group_id}")
+            task = album.task = loop.create_task(self._gather(key, album), name=f"album {message.media_group_id}")
+            running = self._running.setdefault(lane, set())
+            running.add(task)
+            task.add_done_callback(lambda done: self._finished(lane, done))
         album.parts.append(message)
-        album.last = time.monotonic()
+        album.last = loop.time()
         if len(album.parts) >= MAX_PARTS:
             album.done.set()
 
+    def _finished(self, lane: Lane, task: asyncio.Task[None]) -> None:
+        running = self._running.get(lane)
+        if running is not None:
+            running.discard(task)
+            if not running:
+                del self._running[lane]
+
     async def settle(self, lane: Lane) -> None:
-        """Hand on the open albums of a chat (topic) now, and wait until they are: a later message follows them."""
-        tasks = []
+        """Hand on the chat's (topic's) open albums now and wait for all its albums: a later message follows them."""
         for key, album in list(self._open.items()):
-            if key[:2] == lane and album.task is not None:
+            if key[:2] == lane:
                 album.done.set()
-                tasks.append(album.task)
-        for task in tasks:
+        for task in list(self._running.get(lane, ())):
+            # Shielded: a cancelled update must not cancel the album it waited for.
             with contextlib.suppress(Exception):
                 await asyncio.shield(task)
 
     async def close(self) -> None:
-        """Hand on every open album (at shutdown, after polling stopped)."""
-        tasks = []
+        """Hand on every open album and finish those being handed on (at shutdown, after polling stopped)."""
         for album in list(self._open.values()):
             album.done.set()
-            if album.task is not None:
-                tasks.append(album.task)
+        tasks = [task for running in self._running.values() for task in running]
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _gather(self, key: AlbumKey, album: _Album) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while not album.done.is_set():
-                left = album.last + self.quiet_s - time.monotonic()
+                left = album.last + self.quiet_s - loop.time()
                 if left <= 0:
                     break
                 with contextlib.suppress(TimeoutError):

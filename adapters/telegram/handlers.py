@@ -24,6 +24,7 @@ from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.albums import Albums, lane_of
 from vigil.adapters.telegram.intake import Intake, default_intake
 from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
+from vigil.adapters.telegram.order import OUT_OF_BAND, command_of
 from vigil.adapters.telegram.outbox import TelegramOutbox, markup_for
 from vigil.adapters.telegram.pointers import context_lines
 from vigil.commands import parse_command
@@ -102,7 +103,8 @@ class TelegramHandlers:
         if message.media_group_id:
             self.albums.add(message)  # handed on to `take` with its other parts
             return
-        await self.albums.settle(lane_of(message))  # an album just before this message goes first
+        if command_of(update) not in OUT_OF_BAND:  # /stop and /status wait for nothing of their chat
+            await self.albums.settle(lane_of(message))  # an album just before this message goes first
         await self.take([message])
 
     async def take(self, messages: list[Message]) -> None:
@@ -143,7 +145,7 @@ class TelegramHandlers:
         said = self.without_mention(text) if text else ""
         attachments: list[Attachment] = []
         refusals: list[str] = []
-        heard = False
+        heard: list[str] = []
         for part in messages:
             if part.text is not None:
                 continue
@@ -152,8 +154,7 @@ class TelegramHandlers:
             if taken.refusal and taken.refusal not in refusals:
                 refusals.append(taken.refusal)
             if taken.transcript:
-                heard = True
-                self.outbox.send(key, target, Reply(text=f"🎙 {taken.transcript}"))
+                heard.append(taken.transcript)
                 said = f"{said}\n\n{taken.transcript}".strip() if said else taken.transcript
         for refusal in refusals:
             self.outbox.send(key, target, Reply(text=refusal))
@@ -164,6 +165,10 @@ class TelegramHandlers:
             key=key, target=target, sender=_sender(user), text=f"{pointers}\n{said}" if pointers else said,
             at=time.time(), message_id=message.message_id, chat_title=chat_title(message.chat, user.full_name),
             chat_type=chat_type(message.chat), attachments=tuple(attachments)))
+        # Shown after the submit: the words are then on their way to disk (committed in milliseconds, before
+        # Telegram has taken this send), so a transcript on screen is of a message vigil holds.
+        for transcript in heard:
+            self.outbox.send(key, target, Reply(text=f"🎙 {transcript}"))
 
     def upload_directory(self, key: str, target: Target, kind: str) -> Path:
         """The chat's working directory, where its documents are saved (from a worker thread: it reads the store)."""

@@ -1,12 +1,14 @@
 """Media a user sends, made ready for the turn: photos, image files, documents, voice.
 
-A photo reaches the model as an image, a PDF as a document, a text file as text, every document
-also lands in the chat's working directory under `uploads/` so the file and shell tools can work on
-it, and a voice note becomes the turn's text. This module does the Telegram half: which file of a
-message to fetch (the largest size of a photo), the Bot API's 20 MB download limit (checked before
-`getFile`, and `getFile`'s own "file is too big"), the download itself, and the sentence a user gets
-instead of a turn when something cannot be taken. What a file *is* (sniffing, downscaling, token
-estimates) and how it is saved safely is `vigil.attachments`'s: this module only calls it.
+A photo reaches the model as an image, a PDF as a document, a text file as text, every document also
+lands in the chat's working directory under `uploads/` so the file and shell tools can work on it, and a
+voice note becomes the turn's text. This module does the Telegram half: which file of a message to fetch
+(the largest size of a photo), the Bot API's 20 MB download limit (checked before `getFile`, and
+`getFile`'s own "file is too big"), the length of a recording (checked before the download), the
+download itself, and the sentence a user gets instead of a turn when something cannot be taken: whatever
+goes wrong, a full disk included, the user hears so in one sentence, never nothing. What a file *is*
+(sniffing, downscaling, token estimates) and how it is saved safely is `vigil.attachments`'s: this
+module only calls it.
 
 Where it runs: downloads are awaited on the PTB loop (network waits, no CPU), inside the chat's own
 lane of `PerChatOrder`, so one chat's 20 MB download delays that chat's next update only; hashing,
@@ -35,16 +37,23 @@ from vigil.logs import get_logger
 from vigil.ports import Transcriber, TranscriptionError
 from vigil.runtime import Runtime
 from vigil.store.schema import Attachment
+from vigil.transcribe import NO_EXTRA, NOT_UNDERSTOOD, WhisperTranscriber, voice_extra_installed
 from vigil.uploads import UploadError
 from vigil.workspace import WorkspaceError
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the public Bot API serves files up to 20 MB
+# One transcription at a time, and it holds that chat's lane: a small model takes about a tenth of a
+# recording's length on two cores, so ten minutes keep everyone else's voice notes within a minute.
+MAX_RECORDING_S = 10 * 60
 
 TOO_BIG = ("That file is larger than the 20 MB Telegram lets bots download, so I couldn't take it; "
            "please send a smaller file (or a link to it).")
 NOT_TAKEN = "I can't take {what} yet; please send text, photos, files or voice messages."
 DOWNLOAD_FAILED = "I couldn't download that file from Telegram; please send it again."
 NOT_SAVED = "I couldn't take that file: {reason}. Nothing was kept."
+TOO_LONG = ("That recording is longer than 10 minutes, too long for me to transcribe; "
+            "please send a shorter one, or split it.")
+SAVE_FAILED = "I couldn't save your file on my side, so I didn't take it; please try again later."
 
 # Message kinds vigil does not take, in the words of the refusal.
 _UNTAKEN = (("video", "videos"), ("animation", "GIFs"), ("sticker", "stickers"), ("location", "locations"),
@@ -90,6 +99,9 @@ class Intake:
                 return await self._document(message, directory)
             voice = message.voice or message.audio or message.video_note
             if voice is not None:
+                # The wire's seconds: PTB's `duration` property warns about its coming timedelta type.
+                if voice.to_dict().get("duration", 0) > MAX_RECORDING_S:
+                    return Taken(refusal=TOO_LONG)
                 data = await download(message, voice.file_id, voice.file_size)
                 return Taken(transcript=await self._transcribe(data))
         except _TooBig:
@@ -99,6 +111,12 @@ class Intake:
         except TelegramError as exc:
             self.log.warning("telegram.download_failed", chat_id=message.chat.id, error=repr(exc))
             return Taken(refusal=DOWNLOAD_FAILED)
+        except OSError as exc:  # the media store's disk: full, read-only, permissions
+            self.log.error("media.not_saved", chat_id=message.chat.id, error=repr(exc))
+            return Taken(refusal=SAVE_FAILED)
+        except Exception:  # a bug must not swallow the message without a word to its sender
+            self.log.exception("media.intake_failed", chat_id=message.chat.id)
+            return Taken(refusal=SAVE_FAILED)
         what = next((words for field, words in _UNTAKEN if getattr(message, field, None)), "")
         return Taken(refusal=NOT_TAKEN.format(what=what)) if what else Taken()
 
@@ -121,14 +139,10 @@ class Intake:
 
     async def _transcribe(self, data: bytes) -> str:
         if self.transcriber is None:
-            from vigil.transcribe import NO_EXTRA
-
             raise TranscriptionError(NO_EXTRA)
         loop = asyncio.get_running_loop()
         text = await loop.run_in_executor(self.speech, self.transcriber.transcribe, data)
         if not text.strip():
-            from vigil.transcribe import NOT_UNDERSTOOD
-
             raise TranscriptionError(NOT_UNDERSTOOD)
         return text.strip()
 
@@ -154,8 +168,6 @@ async def download(message: Message, file_id: str, size: int | None) -> bytes:
 
 def default_intake(runtime: Runtime) -> Intake:
     """The intake of `vigil run`: media into the runtime's media store, faster-whisper if installed."""
-    from vigil.transcribe import WhisperTranscriber, voice_extra_installed
-
     settings = runtime.settings
     transcriber = (WhisperTranscriber(settings.whisper_model, settings.data_dir / "whisper")
                    if voice_extra_installed() else None)

@@ -123,7 +123,7 @@ async def _serve(settings: Settings) -> int:
             await app.updater.stop()
         if app.running:
             await app.stop()
-        await handlers.albums.close()  # albums still gathering go to their sessions before these stop
+        await handlers.albums.close()  # albums gathering or downloading go to their sessions before these stop
         await asyncio.to_thread(runtime.shutdown, SHUTDOWN_GRACE_S, False)
         left = await outbox.drain(DRAIN_S)
         if left:
