@@ -38,7 +38,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from vigil.media import MediaStore, digest_of
+from vigil.media import MediaStore, digest_of, sniff_image
 from vigil.model.attached import CHARS_PER_TOKEN, IMAGE_MAX_TOKENS, LIMITS, PDF_BYTES_PER_PAGE, PDF_PAGE_TOKENS
 from vigil.store.schema import Attachment, AttachmentKind
 from vigil.uploads import safe_name, save_upload
@@ -72,19 +72,6 @@ class Prepared:
     media_type: str
     tokens: int
     note: str = ""  # how it was changed, or why it is only a file (for logs and the user)
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image format by signature (a Pillow format name), or None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return None
 
 
 def image_tokens(width: int, height: int) -> int:

@@ -175,3 +175,15 @@ class MediaStore:
             removed += size
         return files, removed
 
+
+def sniff_image(data: bytes) -> str | None:
+    """The image format by signature (a Pillow format name), or None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None

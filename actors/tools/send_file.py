@@ -23,6 +23,7 @@ from typing import Any
 from vigil.actors.state import Session
 from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
+from vigil.media import sniff_image
 from vigil.ports import OutgoingFile
 from vigil.tools.jail import JailError
 from vigil.tools.outcome import ToolOutcome
@@ -58,15 +59,8 @@ def spec(limit_mb: int) -> dict[str, Any]:
     }
 
 
-def image_type(data: bytes) -> str | None:
-    """The image format Telegram takes as a photo, judged by the bytes: "png", "jpeg", "webp" or None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
+# What Telegram takes as a photo (by the bytes' signature); a GIF goes as a document or an animation.
+PHOTO_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
 def human_size(size: int) -> str:
@@ -135,7 +129,7 @@ def send_file(session: Session, place: tuple[str, str], tool_input: dict[str, An
     if isinstance(read, str):
         return _refused(read)
     real, content = read
-    if as_photo and image_type(content) is None:
+    if as_photo and sniff_image(content) not in PHOTO_FORMATS:
         return _refused(f"{path} is not a PNG, JPEG or WebP image, so it cannot go as a photo; "
                         "send it without as_photo, as a document")
     target = session.header.target
