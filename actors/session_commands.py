@@ -121,11 +121,16 @@ def cmd_notes(session: Session, message: SessionCommand) -> None:
     session.reply(message.target, "\n".join(lines))
 
 
+def forget_button(asker: int, key: str) -> str:
+    """The confirm button's data: it names who asked, so in a group only they (or an admin) may press it."""
+    return f"forget:{asker}:{key}"
+
+
 def cmd_forget(session: Session, message: SessionCommand) -> None:
     if message.args.strip().lower() != "confirm":
         session.reply(message.target, "Delete this chat's stored history, notes and settings? This cannot be undone. "
                       "(Usage records are kept for accounting.) Type /forget confirm, or press:",
-                      buttons=((Button("🗑 Yes, forget", f"forget:{session.key}"),
+                      buttons=((Button("🗑 Yes, forget", forget_button(message.sender.user_id, session.key)),
                                 Button("Cancel", "cancel")),))
         return
     try:

@@ -325,12 +325,31 @@ def test_an_outsider_cannot_press_a_groups_buttons(rig: Rig) -> None:
     olaf = rig.bot.add_user(OUTSIDER_ID + 1, "Olaf", "olaf_outside")
     rig.ask(group.id, gwen, f"@{BOT} keep this group's history", "keep this group's history")
     prompt = rig.ask(group.id, gwen, "/forget", "cannot be undone")
-    query = rig.bot.press_button(group.id, olaf.id, prompt.message_id, f"forget:tg:{group.id}")
+    query = rig.bot.press_button(group.id, olaf.id, prompt.message_id, f"forget:{gwen.id}:tg:{group.id}")
     rig.bot.wait_for(lambda: rig.bot.callback_query(query.id).answered, 5, "the answer to the outsider's press")
     answered = rig.bot.callback_query(query.id)
     assert answered.show_alert and str(olaf.id) in (answered.answer_text or "")
     assert rig.message(group.id, prompt.message_id).reply_markup is not None
     assert f"tg:{group.id} " in rig.sessions_list()
+
+
+def test_only_the_asker_or_an_admin_can_confirm_a_groups_forget(rig: Rig) -> None:
+    group = rig.group("Shared notes")
+    hugo, ines = rig.person("Hugo"), rig.person("Ines")
+    rig.ask(group.id, hugo, f"@{BOT} remember the quinces", "remember the quinces")
+    prompt = rig.ask(group.id, hugo, "/forget", "cannot be undone")
+    data = f"forget:{hugo.id}:tg:{group.id}"
+    buttons = [b for row in (prompt.reply_markup or {}).get("inline_keyboard", []) for b in row]
+    assert buttons[0]["callback_data"] == data
+    query = rig.bot.press_button(group.id, ines.id, prompt.message_id, data)
+    rig.bot.wait_for(lambda: rig.bot.callback_query(query.id).answered, 5, "the answer to Ines's press")
+    answered = rig.bot.callback_query(query.id)
+    assert answered.show_alert and "Only the person who asked" in (answered.answer_text or "")
+    assert rig.message(group.id, prompt.message_id).reply_markup is not None
+    assert f"tg:{group.id} " in rig.sessions_list()
+    rig.bot.press_button(group.id, hugo.id, prompt.message_id, data)
+    rig.bot.wait_for_bot_text(group.id, "🗑 Forgotten")
+    assert f"tg:{group.id} " not in rig.sessions_list()
 
 
 def test_messages_per_minute_limit(fresh: Callable[..., Rig]) -> None:
@@ -535,7 +554,7 @@ def test_forget_deletes_the_session_after_confirmation(rig: Rig) -> None:
     assert f"tg:{finn.id} " in rig.sessions_list()
 
     ask = rig.ask(finn.id, finn, "/forget", "cannot be undone")
-    rig.bot.press_button(finn.id, finn.id, ask.message_id, f"forget:tg:{finn.id}")
+    rig.bot.press_button(finn.id, finn.id, ask.message_id, f"forget:{finn.id}:tg:{finn.id}")
     rig.bot.wait_for_bot_text(finn.id, "🗑 Forgotten")
     status = rig.ask(finn.id, finn, "/status", "📊 Session")
     assert "No conversation yet" in status.text, status.text

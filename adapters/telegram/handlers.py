@@ -208,8 +208,16 @@ class TelegramHandlers:
                 await query.edit_message_reply_markup(None)
             return
         if data.startswith("forget:"):
-            if data.removeprefix("forget:") != caller.key:
+            asker, _, key = data.removeprefix("forget:").partition(":")
+            if not asker.isdigit():  # a button from before it named its asker: the prompt is asked again
+                await query.answer("That button is out of date: type /forget again.", show_alert=True)
+                return
+            if key != caller.key:
                 await query.answer("That button belongs to another chat.", show_alert=True)
+                return
+            if int(asker) != user.id and not caller.admin:
+                await query.answer("Only the person who asked to forget this chat (or an admin) can confirm it.",
+                                   show_alert=True)
                 return
             await query.answer("Forgetting this chat's session…")
             with contextlib.suppress(BadRequest):
