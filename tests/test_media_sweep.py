@@ -131,3 +131,31 @@ def test_the_sweeper_runs_off_the_callers_thread_and_coalesces(store: LmdbStore,
     finally:
         gate.set()
         sweeper.close()
+
+
+def test_a_put_by_another_process_at_the_moment_of_deletion_keeps_its_file(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vigil sessions delete` sweeps from its own process, whose lock the service's `put` does not take.
+
+    The service stores the same bytes again just as the sweep deletes the old file (the worst moment):
+    the file must be there afterwards, holding those bytes."""
+    root = tmp_path / "media"
+    sweeper, service = MediaStore(root), MediaStore(root)  # two instances: two processes' locks
+    data = jpeg(64, 48)
+    digest = sweeper.put(data)
+    old = time.time() - 3600
+    os.utime(sweeper.path(digest), (old, old))
+    real_unlink = os.unlink
+    raced: list[str] = []
+
+    def unlink_after_a_put(path: Any, *args: Any, **kwargs: Any) -> None:
+        if not raced and str(path).startswith(str(root)):
+            raced.append(service.put(data))  # the other process, between the sweep's decision and the unlink
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink_after_a_put)
+    sweeper.sweep(referenced=(), written_before=time.time() - 60)
+    monkeypatch.undo()
+    assert raced == [digest]
+    assert service.has(digest) and service.path(digest).read_bytes() == data
+    assert not [p for p in root.rglob("*") if p.name.endswith(".doomed")]

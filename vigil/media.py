@@ -24,6 +24,7 @@ the files in use (bounded), so a session's history costs one encoding per file, 
 from __future__ import annotations
 
 import base64 as b64
+import contextlib
 import hashlib
 import os
 import re
@@ -154,16 +155,9 @@ class MediaStore:
         for digest in list(self.digests()):
             if digest in keep:
                 continue
-            path = self.path(digest)
-            with self._sweep_lock:
-                try:
-                    info = path.stat()
-                    if written_before is not None and info.st_mtime >= written_before:
-                        continue
-                    path.unlink()
-                except FileNotFoundError:
-                    continue
-            size = info.st_size
+            size = self._take_away(digest, written_before)
+            if size is None:
+                continue
             with self._lock:
                 dropped = self._cache.pop(digest, None)
                 if dropped is not None:
@@ -174,6 +168,29 @@ class MediaStore:
             files += 1
             removed += size
         return files, removed
+
+
+    def _take_away(self, digest: str, written_before: float | None) -> int | None:
+        """Delete a file unless it was put since `written_before`; its size, or None if spared or gone.
+
+        The lock keeps this process's `put` out; another process's (`vigil sessions delete` sweeps from
+        its own) is kept out by renaming the file away first: a `put` from then on finds no file and
+        writes it anew, and one that refreshed its time just before shows in the time read after."""
+        path = self.path(digest)
+        doomed = path.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.doomed")
+        with self._sweep_lock:
+            try:
+                os.rename(path, doomed)
+            except FileNotFoundError:
+                return None
+            info = os.stat(doomed)
+            if written_before is not None and info.st_mtime >= written_before:
+                with contextlib.suppress(FileExistsError):  # a fresh copy is there already: keep that one
+                    os.link(doomed, path)
+                os.unlink(doomed)
+                return None
+            os.unlink(doomed)
+        return info.st_size
 
 
 def sniff_image(data: bytes) -> str | None:
