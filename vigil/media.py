@@ -47,9 +47,7 @@ class MediaStore:
 
     def __init__(self, root: Path, cache_bytes: int = 64 * 1024 * 1024) -> None:
         self.root = root
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_bytes = cache_bytes
-        self._cached = 0
         self._encoded: OrderedDict[str, str] = OrderedDict()
         self._encoded_chars = 0
         self._lock = threading.Lock()
@@ -88,40 +86,21 @@ class MediaStore:
         return self.path(digest).is_file()
 
     def read(self, digest: str) -> bytes:
-        """The bytes of `digest` (a small LRU keeps the files of active sessions in memory).
-
-        Raises FileNotFoundError if the file is gone (deleted by hand, or a damaged disk)."""
-        with self._lock:
-            data = self._cache.get(digest)
-            if data is not None:
-                self._cache.move_to_end(digest)
-                return data
-        data = self.path(digest).read_bytes()
-        if len(data) <= self._cache_bytes // 4:
-            with self._lock:
-                if digest not in self._cache:
-                    self._cache[digest] = data
-                    self._cached += len(data)
-                while self._cached > self._cache_bytes and self._cache:
-                    _, dropped = self._cache.popitem(last=False)
-                    self._cached -= len(dropped)
-        return data
+        """The bytes of `digest`. Raises FileNotFoundError if the file is gone (deleted by hand, a damaged disk)."""
+        return self.path(digest).read_bytes()
 
     def base64(self, digest: str) -> str:
         """The file's bytes base64-encoded, as a request carries them; cached (bounded) by digest.
 
-        Raises FileNotFoundError if the file is gone. Read past the byte cache: an image in a
-        session's history is wanted encoded, and keeping both forms would hold it twice."""
+        Raises FileNotFoundError if the file is gone. Only the encoded form is kept: it is what every
+        request of a session with images in its history wants, and keeping the bytes too would hold
+        each image twice."""
         with self._lock:
             text = self._encoded.get(digest)
             if text is not None:
                 self._encoded.move_to_end(digest)
                 return text
-        with self._lock:
-            data = self._cache.get(digest)
-        if data is None:
-            data = self.path(digest).read_bytes()
-        text = b64.b64encode(data).decode("ascii")
+        text = b64.b64encode(self.read(digest)).decode("ascii")
         if len(text) <= self._cache_bytes // 4:
             with self._lock:
                 if digest not in self._encoded:
@@ -159,9 +138,6 @@ class MediaStore:
             if size is None:
                 continue
             with self._lock:
-                dropped = self._cache.pop(digest, None)
-                if dropped is not None:
-                    self._cached -= len(dropped)
                 encoded = self._encoded.pop(digest, None)
                 if encoded is not None:
                     self._encoded_chars -= len(encoded)
