@@ -70,9 +70,9 @@ def claude(messages_api: MessagesAPI) -> Iterator[anthropic.Anthropic]:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """One running vigil for the tests of a module that need nothing special."""
-    rig = make_rig(tmp_path_factory.mktemp("shared"))
+def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """One running vigil for the tests of a module; a module's `RIG_SETTINGS` (a dict) adds to its environment."""
+    rig = make_rig(tmp_path_factory.mktemp("shared"), **getattr(request.module, "RIG_SETTINGS", {}))
     try:
         rig.start()
         yield rig

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.procs import VigilProcess, run_vigil, vigil_env
-from tests.rig import Rig, close_rig, make_rig
+from tests.rig import Rig
 from tests.standins.messages_api import MessagesAPI, TextReply
 from vigil.store.store import LmdbStore, open_store
 
@@ -24,13 +24,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    made = make_rig(tmp_path)
-    try:
-        made.start()
-        yield made
-    finally:
-        close_rig(made)
+def rig(fresh: Callable[..., Rig]) -> Rig:
+    """A vigil of the test's own: each test kills it."""
+    return fresh()
 
 
 @pytest.fixture

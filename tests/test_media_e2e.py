@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import media_samples
-from tests.rig import BOT, Rig, close_rig, make_rig
+from tests.rig import BOT, Rig
 from tests.standins.bot_api import ForwardOrigin, Message
 from tests.standins.images import make_jpeg, make_png
 from tests.standins.messages_api import RecordedRequest
@@ -27,6 +27,7 @@ from tests.standins.speech.faster_whisper import voice_bytes
 pytestmark = pytest.mark.e2e
 
 SPEECH = Path(__file__).parent / "standins" / "speech"
+RIG_SETTINGS = {"PYTHONPATH": str(SPEECH)}  # the module's shared vigil has the voice extra's stand-in
 TOO_BIG = "larger than the 20 MB"
 NO_EXTRA = "pip install 'vigil[voice]'"
 
@@ -43,25 +44,6 @@ def data_of(block: dict[str, Any]) -> bytes:
     source = block["source"]
     assert source["type"] == "base64", source["type"]
     return base64.b64decode(source["data"])
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """One running vigil with the voice extra's stand-in installed."""
-    rig = make_rig(tmp_path_factory.mktemp("media"), PYTHONPATH=str(SPEECH))
-    try:
-        rig.start()
-        yield rig
-    finally:
-        close_rig(rig)
-
-
-@pytest.fixture
-def rig(media: Rig) -> Iterator[Rig]:
-    errors = len(media.api.errors)
-    yield media
-    assert media.alive(), media.running().err.text[-3000:]
-    assert media.api.errors[errors:] == [], "the Messages API refused a request vigil built"
 
 
 def uploads_of(rig: Rig, user_id: int) -> Path:
