@@ -33,8 +33,10 @@ def title_from(text: str, limit: int = TITLE_CHARS) -> str:
     if len(flat) <= limit:
         return flat
     cut = flat[:limit]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,.;:-") + "…"
+    if flat[limit].isalnum():  # mid-word: back to the word's start, if that leaves enough
+        space = cut.rfind(" ")
+        cut = cut[:space] if space > limit // 2 else cut
+    return cut.rstrip(" ,.;:-") + "…"
 
 
 def titled(header: SessionHeader, inputs: tuple[Input, ...]) -> SessionHeader:
