@@ -28,11 +28,20 @@ def resume_button(listing: SentMessage, number: int) -> str:
     return next(str(b["callback_data"]) for b in buttons(listing) if str(b["text"]).startswith(f"#{number} "))
 
 
+def after(rig: Rig, chat_id: int, sent: SentMessage, needle: str) -> SentMessage:
+    """Waits for a bot message after the bot's own message `sent` that contains `needle`."""
+    def found() -> SentMessage | None:
+        return next((m for m in rig.bot.bot_messages(chat_id) if m.message_id > sent.message_id and needle in m.text),
+                    None)
+
+    return rig.bot.wait_for(found, 10, f"a reply containing {needle!r} after message {sent.message_id}")
+
+
 def exported(rig: Rig, user: User) -> dict[str, Any]:
     before = len([d for d in rig.bot.documents if d.chat_id == user.id])
     rig.say(user.id, user, "/export")
-    document = rig.bot.wait_for(lambda: ([d for d in rig.bot.documents if d.chat_id == user.id][before:] or [None])[0],
-                                10, "the exported document")
+    document = rig.bot.wait_for(lambda: next(iter([d for d in rig.bot.documents if d.chat_id == user.id][before:]),
+                                             None), 10, "the exported document")
     result: dict[str, Any] = json.loads(document.content)
     return result
 
@@ -48,7 +57,7 @@ def test_after_new_and_three_turns_resume_carries_the_first_conversations_histor
     listing = rig.ask(rosa.id, rosa, "/resume", "Earlier conversations")
     assert "#1 «my cat is called Pimento» — 1 turns" in listing.text, listing.text
     query = rig.bot.press_button(rosa.id, rosa.id, listing.message_id, resume_button(listing, 1))
-    back = rig.answer(rosa.id, listing, "Back to conversation #1")
+    back = after(rig, rosa.id, listing, "Back to conversation #1")
     assert rig.bot.callback_query(query.id).answered
     assert "#2 «second talk alpha»" in back.text, back.text
 
@@ -131,7 +140,7 @@ def test_a_resume_button_for_a_conversation_that_is_gone_says_so(rig: Rig) -> No
     rig.ask(gus.id, gus, "/new", "Fresh conversation #2")  # a new #1 exists now: the old button must not reach it
 
     rig.bot.press_button(gus.id, gus.id, listing.message_id, stale)
-    gone = rig.answer(gus.id, listing, "no longer exists")
+    gone = after(rig, gus.id, listing, "no longer exists")
     assert "Back to" not in gone.text
     rig.ask(gus.id, gus, "/resume 7", "Conversation #7 no longer exists")
     rig.ask(gus.id, gus, "/resume 2", "is the current conversation already")
