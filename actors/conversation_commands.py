@@ -60,7 +60,7 @@ def cmd_new(session: Session, message: SessionCommand) -> None:
     previous = (f" The previous one (#{header.generation} {_quoted(header.conversation_title)}, "
                 f"{header.next_seq} turns) is kept: /resume goes back to it." if header.next_seq else "")
     named = f" {_quoted(session.header.conversation_title)}" if session.header.conversation_title else ""
-    session.reply(message.target, f"🆕 Fresh conversation #{session.header.generation}{named} started.{previous} "
+    session.reply(message.target, f"🆕 Fresh conversation started (#{session.header.generation}{named}).{previous} "
                   f"Directory, model and heartbeat are unchanged.")
 
 

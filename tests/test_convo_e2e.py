@@ -50,7 +50,7 @@ def test_after_new_and_three_turns_resume_carries_the_first_conversations_histor
     """The issue's done-when: /resume to the first conversation; the next request carries its history only."""
     rosa = rig.person("Rosa")
     rig.ask(rosa.id, rosa, "my cat is called Pimento", "echo: my cat is called Pimento")
-    rig.ask(rosa.id, rosa, "/new", "Fresh conversation #2")
+    rig.ask(rosa.id, rosa, "/new", "Fresh conversation started (#2)")
     for word in ("alpha", "bravo", "charlie"):
         rig.ask(rosa.id, rosa, f"second talk {word}", f"echo: second talk {word}")
 
@@ -86,7 +86,7 @@ def test_export_keeps_every_turn_of_both_conversations_after_switching_back_and_
     rig.ask(otto.id, otto, "one c", "echo: one c")
     rig.ask(otto.id, otto, "/resume 2", "Back to conversation #2")
     rig.ask(otto.id, otto, "two b", "echo: two b")
-    rig.ask(otto.id, otto, "/new third", "Fresh conversation #3 «third»")
+    rig.ask(otto.id, otto, "/new third", "Fresh conversation started (#3 «third»)")
     rig.ask(otto.id, otto, "three a", "echo: three a")
 
     document = exported(rig, otto)
@@ -115,7 +115,7 @@ def test_titles_come_from_the_first_message_until_title_names_them(rig: Rig) -> 
     listing = rig.ask(tess.id, tess, "/sessions", "🗂")
     assert "💬 #1 «Garden 2026»" in listing.text, listing.text
 
-    rig.ask(tess.id, tess, "/new", "Fresh conversation #2")
+    rig.ask(tess.id, tess, "/new", "Fresh conversation started (#2)")
     rig.ask(tess.id, tess, "[replying to you: «x»]\nBike repairs", "echo:")
     listing = rig.ask(tess.id, tess, "/sessions", "🗂")
     assert "💬 #2 «Bike repairs»" in listing.text, listing.text
@@ -137,7 +137,8 @@ def test_a_resume_button_for_a_conversation_that_is_gone_says_so(rig: Rig) -> No
     rig.bot.press_button(gus.id, gus.id, ask.message_id, f"forget:{gus.id}:tg:{gus.id}")
     rig.bot.wait_for_bot_text(gus.id, "🗑 Forgotten")
     rig.ask(gus.id, gus, "fresh start", "echo: fresh start")
-    rig.ask(gus.id, gus, "/new", "Fresh conversation #2")  # a new #1 exists now: the old button must not reach it
+    # A new #1 exists now: the old button must not reach it.
+    rig.ask(gus.id, gus, "/new", "Fresh conversation started (#2)")
 
     rig.bot.press_button(gus.id, gus.id, listing.message_id, stale)
     gone = after(rig, gus.id, listing, "no longer exists")
