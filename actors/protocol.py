@@ -38,6 +38,7 @@ class UserText(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     chat_type: str = ""
     inbox_id: int = 0  # its arrival id in the durable inbox; 0: not in the inbox
     attachments: tuple[Attachment, ...] = ()  # files it carries, already in the media store
+    edited: bool = False  # the user edited their earlier message `message_id` to this (actors/edits.py)
 
 
 class SessionCommand(msgspec.Struct, frozen=True, gc=False, kw_only=True):

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from vigil.actors import heartbeat, recovery, user_turn
+from vigil.actors import edits, heartbeat, recovery, user_turn
 from vigil.actors.commands import COMMANDS, CommandHandler, run_command
 from vigil.actors.protocol import (
     ActorFailed,
@@ -173,7 +173,7 @@ class SessionActor(pykka.ThreadingActor):
                 session.consume_alone(message.inbox_id)  # the user was told; answering it later would not help
             return None
         if isinstance(message, UserText):
-            user_turn.accept(session, message)
+            (edits.accept if message.edited else user_turn.accept)(session, message)
             self._run_soon()
         elif isinstance(message, SessionCommand):
             self._on_command(message)

@@ -1,4 +1,4 @@
-"""The commands that change a session: /new, /cd, /model, /notes, /forget.
+"""The commands that change a session: /cd, /model, /notes, /forget (/new is in conversation_commands.py).
 
 Each is a function of the session and the command, run inside the session's actor (in order with
 its messages); `COMMANDS` is this part's contribution to the table in actors/commands.py.
@@ -15,32 +15,12 @@ from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
 from vigil.model.prices import MODEL_CHOICES
 from vigil.ports import Button
-from vigil.store.schema import GenerationInfo
 from vigil.tools.jail import Jail, JailError
 from vigil.workspace import is_operator, within, workspace_of
 
-MAX_PAST_GENERATIONS = 50
 NOT_SAVED = "⚠️ That could not be saved (the store refused the write), so it did not happen."
 _MODEL_NAME = re.compile(r"^claude-[a-z0-9][a-z0-9.-]{1,60}$")
 
-
-
-def cmd_new(session: Session, message: SessionCommand) -> None:
-    header = session.ensure_header(message.target, message.chat_title, message.chat_type)
-    now = session.deps.clock()
-    past = GenerationInfo(generation=header.generation, turns=header.next_seq,
-                          started_at=header.generation_started_at, ended_at=now)
-    kept = (*header.past_generations, past)[-MAX_PAST_GENERATIONS:] if header.next_seq else header.past_generations
-    session.header = msgspec.structs.replace(
-        header, generation=header.generation + 1, generation_started_at=now, next_seq=0, window_start=0,
-        past_generations=kept)
-    if not session.commit(wait=True):
-        session.reply(message.target, "⚠️ Couldn't start a fresh conversation: the store refused the write.")
-        return
-    previous = (f" The previous one ({header.next_seq} turns) stays readable until cleanup."
-                if header.next_seq else "")
-    session.reply(message.target, f"🆕 Fresh conversation started.{previous} "
-                  f"Directory, model and heartbeat are unchanged.")
 
 
 def cmd_cd(session: Session, message: SessionCommand) -> None:
@@ -142,4 +122,4 @@ def cmd_forget(session: Session, message: SessionCommand) -> None:
     session.reply(message.target, "🗑 Forgotten: this chat's history, notes and settings were deleted.")
 
 
-COMMANDS = {"new": cmd_new, "cd": cmd_cd, "model": cmd_model, "notes": cmd_notes, "forget": cmd_forget}
+COMMANDS = {"cd": cmd_cd, "model": cmd_model, "notes": cmd_notes, "forget": cmd_forget}

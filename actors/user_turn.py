@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from vigil import conversations
 from vigil.actors.display import CheckpointedDisplay
 from vigil.actors.meter import Meter
 from vigil.actors.protocol import UserText
@@ -82,7 +83,7 @@ def answer_pending(session: Session) -> None:
             assert session.header is not None
             session.header = msgspec.structs.replace(session.header, pending=waiting, participants=members)
             session.new_members.update(members)
-        header = session.header
+        header = session.header = conversations.titled(session.header, session.header.pending)
         turn = Turn(seq=header.next_seq, kind="user", started_at=now, inputs=header.pending, model=header.model)
         session.header = msgspec.structs.replace(
             header, pending=(), open_turn=turn.seq, next_seq=header.next_seq + 1,

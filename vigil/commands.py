@@ -24,7 +24,7 @@ class CommandSpec:
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("start", "/start", "what vigil is and how to use it", "control"),
     CommandSpec("help", "/help", "this list of commands", "control"),
-    CommandSpec("new", "/new", "start a fresh conversation here (cwd, model and heartbeat stay)", "session"),
+    CommandSpec("new", "/new [TITLE]", "start another conversation here; this one is kept (/resume)", "session"),
     CommandSpec("status", "/status", "this session: state, model, directory, turns, cost, heartbeat", "control"),
     CommandSpec("sessions", "/sessions [cleanup [AGE]]",
                 "your sessions, newest first; cleanup deletes those idle longer than AGE (default 24h)", "control"),
@@ -38,6 +38,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("stop", "/stop", "stop the reply in progress at once", "control"),
     CommandSpec("export", "/export", "this session's history as a JSON file", "control"),
     CommandSpec("forget", "/forget", "delete this session's stored data (asks first)", "session"),
+    CommandSpec("resume", "/resume [N]", "this chat's earlier conversations; go back to one", "session"),
+    CommandSpec("title", "/title [NAME]", "show or set this conversation's title", "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

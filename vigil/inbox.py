@@ -41,8 +41,8 @@ def entry_of(message: Inbound) -> InboxEntry:
     """The record of a received message."""
     sender = message.sender
     if isinstance(message, UserText):
-        return InboxEntry(kind="text", key=message.key, target=message.target, at=message.at,
-                          user_id=sender.user_id, user_name=sender.name, username=sender.username,
+        return InboxEntry(kind="edit" if message.edited else "text", key=message.key, target=message.target,
+                          at=message.at, user_id=sender.user_id, user_name=sender.name, username=sender.username,
                           text=message.text, message_id=message.message_id, chat_title=message.chat_title,
                           chat_type=message.chat_type, attachments=message.attachments)
     return InboxEntry(kind="command", key=message.key, target=message.target, at=time.time(),
@@ -60,7 +60,7 @@ def message_of(arrival: int, entry: InboxEntry) -> Inbound:
                               inbox_id=arrival)
     return UserText(key=entry.key, target=entry.target, sender=sender, text=entry.text, at=entry.at,
                     message_id=entry.message_id, chat_title=entry.chat_title, chat_type=entry.chat_type,
-                    inbox_id=arrival, attachments=entry.attachments)
+                    inbox_id=arrival, attachments=entry.attachments, edited=entry.kind == "edit")
 
 
 class Inbox:

@@ -22,6 +22,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from vigil.actors.protocol import Sender, SessionCommand, TargetMoved, UserText
 from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.albums import Albums, lane_of
+from vigil.adapters.telegram.edits import take_edit
 from vigil.adapters.telegram.intake import Intake, default_intake
 from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
 from vigil.adapters.telegram.order import OUT_OF_BAND, command_of
@@ -29,6 +30,7 @@ from vigil.adapters.telegram.outbox import TelegramOutbox, markup_for
 from vigil.adapters.telegram.pointers import context_lines
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
+from vigil.conversations import resume_args
 from vigil.logs import get_logger
 from vigil.ports import Reply
 from vigil.runtime import Runtime
@@ -56,6 +58,8 @@ class TelegramHandlers:
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         app.add_handler(MessageHandler(
             filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT, self.on_message))
+        app.add_handler(MessageHandler(
+            filters.UpdateType.EDITED_MESSAGE & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT, self.on_edit))
         app.add_handler(CallbackQueryHandler(self.on_callback))
         app.add_error_handler(self.on_error)
 
@@ -170,6 +174,9 @@ class TelegramHandlers:
         for transcript in heard:
             self.outbox.send(key, target, Reply(text=f"🎙 {transcript}"))
 
+    async def on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await take_edit(self, update)
+
     def upload_directory(self, key: str, target: Target, kind: str) -> Path:
         """The chat's working directory, where its documents are saved (from a worker thread: it reads the store)."""
         root = self.runtime.settings.workdir_root
@@ -224,6 +231,13 @@ class TelegramHandlers:
                 await query.edit_message_reply_markup(None)
             self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
                                                name="forget", args="confirm", chat_title=caller.chat_title,
+                                               chat_type=caller.chat_type))
+            return
+        resume = resume_args(data)
+        if resume is not None:  # the session checks the conversation still exists, and says so if not
+            await query.answer("Switching conversation…")
+            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
+                                               name="resume", args=resume, chat_title=caller.chat_title,
                                                chat_type=caller.chat_type))
             return
         kind, _, value = data.removeprefix("sessions:").partition(":")

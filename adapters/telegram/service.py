@@ -25,7 +25,7 @@ from vigil.settings import Settings
 
 SHUTDOWN_GRACE_S = 3.0
 DRAIN_S = 3.0
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query", "edited_message"]
 HANDLER_THREADS = 32
 
 

@@ -52,6 +52,9 @@ class Target(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=
 
 
 AttachmentKind = Literal["image", "pdf", "text", "file"]
+EditKind = Literal["", "replaced", "correction"]
+"""How an input came from an edit (actors/edits.py): not at all, edited before it was answered (its text
+replaced in place), or a correction of a message already answered (a new input, marked for the model)."""
 """How an attachment reaches the model: an image block, a PDF document block, its text, or only its path."""
 
 
@@ -84,6 +87,7 @@ class Input(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
     user_name: str = ""
     message_id: int = 0
     attachments: tuple[Attachment, ...] = ()
+    edited: EditKind = ""
 
 
 class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="usage"):
@@ -180,12 +184,19 @@ class Note(Record, frozen=True, gc=False, kw_only=True, tag="note"):
 
 class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
                      tag="generation"):
-    """A past generation kept readable after /new until cleanup."""
+    """A conversation of the session other than the current one (left by /new or /resume), kept until cleanup.
+
+    What is per conversation lives here while it is not current, and in the header while it is
+    (vigil/conversations.py moves it between the two): its seqs (`turns` is its next seq), window and title.
+    """
 
     generation: int
     turns: int
     started_at: float
-    ended_at: float
+    ended_at: float  # when it was last left
+    title: str = ""
+    window_start: int = 0
+    last_at: float = 0.0  # its last turn (0 in records from before /resume: ended_at stands in)
 
 
 class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
@@ -223,6 +234,8 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
     # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
     unreadable: tuple[str, ...] = ()
+    # The current conversation's title (`title` is the chat's): its first message cut short, or /title's.
+    conversation_title: str = ""
 
     @property
     def needs_recovery(self) -> bool:
@@ -235,7 +248,11 @@ class UsageDay(Record, frozen=True, gc=False, kw_only=True, tag="usage_day"):
     usage: Usage = Usage()
 
 
-InboxKind = Literal["text", "command"]
+InboxKind = Literal["text", "command", "edit"]
+"""A message, a command, or an edit of the earlier message `message_id` (its new text; actors/edits.py).
+
+An edit is a kind rather than a flag: a 16th field would change the encoding of every entry (msgspec
+writes a map16 header from 16 fields on), and the golden bytes pin it."""
 
 
 class InboxEntry(Record, frozen=True, gc=False, kw_only=True, tag="inbox"):

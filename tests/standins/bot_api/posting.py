@@ -145,6 +145,12 @@ class Posting:
         context = Context(thread_id, reply_to)
         return posts.send_video_note(self._world, chat_id, user_id, data, duration, length, context)
 
+    def edit_message(self, chat_id: int, user_id: int, message_id: int, *, text: str | None = None,
+                     caption: str | None = None) -> Message:
+        """The user edits their message ``message_id``: its text (a text message) or its caption (a photo, a
+        file); the bot gets an ``edited_message`` update with the message as it now reads and ``edit_date``."""
+        return posts.edit(self._world, chat_id, user_id, message_id, text=text, caption=caption)
+
     def add_file(
         self, data: bytes, kind: FileKind = "document", file_name: str | None = None, mime_type: str | None = None
     ) -> tuple[str, str]:

@@ -7,11 +7,13 @@ in the queue; an album is one update per item sharing a ``media_group_id``, the 
 as clients send it. Entities Telegram detects (commands, mentions, hashtags) are marked in captions too.
 Files a user sends are stored in the world, so getFile and downloads serve exactly these bytes.
 What a client would never send (an empty caption-less message, a caption over 1024 characters, an
-undecodable photo) is a ValueError: a mistake in the test, not a case for vigil.
+undecodable photo) is a ValueError: a mistake in the test, not a case for vigil. A user may edit what they
+sent (``edit``): the bot gets an ``edited_message`` update.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -213,3 +215,42 @@ def send_video_note(world: World, chat_id: int, user_id: int, data: bytes, durat
     with world.cond:
         stored = world.store_file(bytes(data), "video_note", None, "video/mp4", extension=".mp4")
         return post(world, chat_id, user_id, context, media={"video_note": video_note_of(stored, duration, length)})
+
+
+def edit(world: World, chat_id: int, user_id: int, message_id: int, *, text: str | None = None,
+         caption: str | None = None) -> Message:
+    """A user edits a message they sent, as a client allows: a text message's text, a media message's caption.
+
+    Telegram sends the bot an ``edited_message`` update holding the whole message as it now reads (with
+    ``edit_date``), when privacy mode lets the edited message through. Only the author edits; a client sends
+    nothing for an edit that changes nothing, and cannot turn text into a caption or empty a text message.
+    """
+    with world.cond:
+        chat = world.existing_chat(chat_id)
+        msg = world.messages.get((chat.id, message_id))
+        if msg is None or msg.deleted:
+            raise ValueError(f"no message {message_id} in chat {chat_id}")
+        if msg.from_user is None or msg.from_user.id != user_id:
+            raise ValueError("only its author edits a message")
+        if (text is None) == (caption is None):
+            raise ValueError("an edit changes the text or the caption")
+        if text is not None:
+            if msg.text is None:
+                raise ValueError("a media message has a caption, not text")
+            text, _ = finalize_text(text, [])
+            if not text:
+                raise ValueError("Telegram clients don't send empty messages")
+            if text == msg.text:
+                raise ValueError("clients send no edit that changes nothing")
+            msg.text, msg.entities = text, find_auto_entities(text)
+        else:
+            if msg.text is not None:
+                raise ValueError("a text message has no caption")
+            clean_caption, entities = _caption(caption)
+            if clean_caption == msg.caption:
+                raise ValueError("clients send no edit that changes nothing")
+            msg.caption, msg.caption_entities = clean_caption, entities
+        msg.edit_date = int(time.time())
+        if world.delivered_to_bot(chat, msg):
+            world.enqueue("edited_message", world.message_json(msg))
+        return msg
