@@ -34,7 +34,7 @@ from vigil.inbox import Inbox
 from vigil.logs import get_logger
 from vigil.media import MediaStore
 from vigil.media_sweep import MediaSweeper
-from vigil.metrics import NULL_METRICS, build_metrics
+from vigil.metrics import NULL_METRICS, Metrics, build_metrics
 from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.settings import Settings
 from vigil.store.store import open_store
@@ -56,7 +56,8 @@ class Runtime:
 
     def __init__(self, settings: Settings, outboxes: dict[str, Outbox], model: ModelPort,
                  store: Store | None = None, actor_class: type[SessionActor] | None = None,
-                 clock: Callable[[], float] = time.time, serves: Callable[[str], bool] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, serves: Callable[[str], bool] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.outboxes = outboxes
         # The sessions whose unfinished work (open turns, the inbox) this process takes up at start:
@@ -69,7 +70,7 @@ class Runtime:
         self.sweeper = MediaSweeper(self.store, self.media)
         self.registry = Registry()
         self.slots = QuerySlots(settings.max_concurrent_queries)
-        self.metrics = build_metrics(settings, self.registry, self.store, self.slots)
+        self.metrics = metrics or build_metrics(settings, self.registry, self.store, self.slots)
         self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds, self.metrics)
         self.toolbox = Toolbox(settings.workdir_root, enable_bash=settings.enable_bash,
                                bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV,
