@@ -143,6 +143,12 @@ class PromMetrics(Collector):
                 first.observe(first_text_s)
 
     def model_call(self, model: str, response: ModelResponse | None, error: BaseException | None) -> None:
+        try:
+            self._model_call(model, response, error)
+        except Exception as exc:  # a model worker thread calls this: nothing here may end it
+            self._log.error("metrics.model_call_failed", error=repr(exc))
+
+    def _model_call(self, model: str, response: ModelResponse | None, error: BaseException | None) -> None:
         outcome, model, usage = call_figures(model, response, error)
         if outcome not in self._calls:
             outcome = "internal"
