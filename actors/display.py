@@ -45,6 +45,7 @@ class CheckpointedDisplay:
         self._closed = False
         self._key = key
         self._slow = slow
+        self.first_shown: float | None = None  # monotonic time the first text was shown (the metrics ask)
 
     def text(self, full: str) -> None:
         with self._lock:
@@ -103,3 +104,4 @@ class CheckpointedDisplay:
                 return
         self._stream.update(self._latest, durable=durable)
         self._shown = self._latest
+        self.first_shown = self.first_shown or self._last

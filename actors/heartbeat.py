@@ -50,6 +50,7 @@ def on_due(session: Session, message: HeartbeatDue) -> None:
         session.commit(wait=True)
         reschedule(session)
         session.log.info("heartbeat.skipped", reason=skip)
+        session.deps.metrics.heartbeat_skipped(skip)
         return
     run_beat(session, now, reschedule=True)
     reschedule(session)

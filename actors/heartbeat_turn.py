@@ -11,6 +11,7 @@ decision and their cost.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,7 @@ def run_beat(session: Session, now: float, reschedule: bool = False) -> BeatResu
     # The owner pays (as for the cost below); over their budget or rate limit a beat is not run, not delayed.
     may_call = call_guard(session.deps.allowance, header.heartbeat.owner)
     session.control.begin("heartbeat", cancel)
+    started = time.monotonic()
     try:
         # Shutdown cancels the tokens of the turns it finds running; a beat that began just after
         # that must not run (and pay for) a model call the shutdown would then wait for.
@@ -108,6 +110,7 @@ def run_beat(session: Session, now: float, reschedule: bool = False) -> BeatResu
                          else session.header.heartbeat.next_due)
         session.commit(wait=True)
         session.log.info("heartbeat.refused", reason=refusal)
+        session.deps.metrics.heartbeat_skipped("limit")
         return BeatResult(sent=[], refusal=refusal)
     cut = cancel.reason == "shutdown"
     decision = ("cut short: vigil was shutting down" if cut
@@ -130,6 +133,9 @@ def run_beat(session: Session, now: float, reschedule: bool = False) -> BeatResu
     session.commit(turn, session.usage_entries(beat.owner, "heartbeat", usage), wait=True)
     if turn is not None and session.window is not None and session.window.upto == turn.seq:
         session.window.add(turn)
+    metrics = session.deps.metrics
+    metrics.turn("heartbeat", "stopped" if cut else outcome.status, time.monotonic() - started)
+    metrics.heartbeat_fired("cut" if cut else "spoke" if sent else "failed" if outcome.status == "failed" else "silent")
     session.log.info("heartbeat.done", decision=decision, input_tokens=usage.input_tokens,
                      cache_read=usage.cache_read_tokens, output_tokens=usage.output_tokens)
     return BeatResult(sent=sent)

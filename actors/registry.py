@@ -90,5 +90,9 @@ class Registry:
     def busy_count(self) -> int:
         return sum(1 for c in list(self._controls.values()) if c.busy)
 
+    def queued_count(self) -> int:
+        """Messages the live sessions hold waiting for their turn (read by the metrics at scrape time)."""
+        return sum(c.status.queued for c in list(self._controls.values()))
+
     def cancel_all(self, reason: str) -> int:
         return sum(1 for c in list(self._controls.values()) if c.stop(reason))

@@ -33,6 +33,7 @@ from vigil.actors.window import HistoryWindow
 from vigil.budget import Allowance
 from vigil.logs import get_logger
 from vigil.media import MediaStore
+from vigil.metrics import NULL_METRICS, Metrics
 from vigil.model.prices import to_usage
 from vigil.ports import Button, Outbox, Reply, Store, TokenUsage, UsageKind
 from vigil.settings import Settings
@@ -57,6 +58,7 @@ class SessionDeps:
     schedule_heartbeat: Callable[[str, float | None], None] = lambda key, due: None
     media: MediaStore | None = None  # the files users sent (None: a test without media)
     sweep_media: Callable[[], object] = lambda: None  # ask for the files no session references to go
+    metrics: Metrics = NULL_METRICS  # told of turns, heartbeats, schedules (vigil/metrics.py)
 
     def outbox(self, target: Target) -> Outbox | None:
         return self.outboxes.get(target.channel)

@@ -73,6 +73,7 @@ class Supervisor(pykka.ThreadingActor):
         self.evicted = 0
         self.respawned = 0
         self.log = get_logger(__name__)
+        deps.metrics.watch(self)  # read when scraped: live actors, mailboxes, these counters
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _ROUTED):

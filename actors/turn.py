@@ -29,6 +29,7 @@ from vigil.actors.meter import Meter
 from vigil.actors.slots import QuerySlots
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
+from vigil.metrics import NULL_METRICS, Metrics
 from vigil.model.history import estimate_tokens, with_cache_point
 from vigil.model.prices import output_estimate
 from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage, TurnStatus
@@ -220,8 +221,9 @@ class _Call:
 class TurnRunner:
     """Runs turns; one instance per process, used from many session threads."""
 
-    def __init__(self, model: ModelPort, slots: QuerySlots, max_rounds: int) -> None:
+    def __init__(self, model: ModelPort, slots: QuerySlots, max_rounds: int, metrics: Metrics = NULL_METRICS) -> None:
         self._model = model
+        self._metrics = metrics
         self._slots = slots
         self._max_rounds = max_rounds
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
@@ -246,6 +248,7 @@ class TurnRunner:
             finally:
                 self._slots.release()
                 call.open()
+                self._metrics.model_call(call.request.model, call.response, call.error)  # once the turn goes on
                 # An idle worker must not keep its last call (and through it a whole session) alive.
                 del call
 

@@ -161,6 +161,8 @@ def run_user_turn(session: Session, turn: Turn) -> None:
         session.window.add(final)
     reply, note = _presentable(outcome, saved)
     stream.finish(reply, note)
+    ended = time.monotonic()
+    session.deps.metrics.turn(turn.kind, outcome.status, ended - started, (display.first_shown or ended) - started)
     if session.log_turns:
         session.log.info("turn.done", seq=turn.seq, status=outcome.status,
                          ms=round((time.monotonic() - started) * 1000), input_tokens=final.usage.input_tokens,

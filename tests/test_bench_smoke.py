@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from tests.procs import run_vigil, vigil_env
@@ -14,5 +15,10 @@ def test_the_quick_bench_reports_every_metric_as_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert set(GOALS) <= set(report)
-    assert all(isinstance(report[name], int | float) and report[name] > 0 for name in GOALS)
+    # A difference of two noisy rates: below zero when the metrics cost less than the host's jitter.
+    signed = {"metrics_overhead_pct"}
+    assert all(isinstance(report[name], int | float) and report[name] > 0 for name in set(GOALS) - signed)
+    assert all(isinstance(report[name], int | float) and math.isfinite(report[name]) for name in signed)
+    assert report["details"]["metrics_us_per_turn"] > 0
+    assert report["details"]["metrics_turns_counted_by_scrape"] > 0
     assert report["details"]["persist_us_per_turn_at_10"] > 0

@@ -14,6 +14,8 @@ import re
 import sys
 from collections.abc import Sequence
 
+import msgspec
+
 from vigil import __version__
 from vigil.errors import ServiceError, SettingsError, UserError
 from vigil.logs import configure_logging, get_logger
@@ -48,7 +50,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     name = args.session
     if not _SESSION_NAME.match(name):
         raise UserError(f"--session {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    settings = _settings(log_default="warning")
+    # The console is a tool beside the service, not a service: it never takes the service's metrics port.
+    settings = msgspec.structs.replace(_settings(log_default="warning"), metrics_listen=None)
     _require_api_key(settings)
     data_dir = ensure_data_dir(settings)
     ensure_workdir_root(settings)

@@ -34,6 +34,7 @@ from vigil.inbox import Inbox
 from vigil.logs import get_logger
 from vigil.media import MediaStore
 from vigil.media_sweep import MediaSweeper
+from vigil.metrics import NULL_METRICS, Metrics, build_metrics
 from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.settings import Settings
 from vigil.store.store import open_store
@@ -55,7 +56,8 @@ class Runtime:
 
     def __init__(self, settings: Settings, outboxes: dict[str, Outbox], model: ModelPort,
                  store: Store | None = None, actor_class: type[SessionActor] | None = None,
-                 clock: Callable[[], float] = time.time, serves: Callable[[str], bool] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, serves: Callable[[str], bool] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.outboxes = outboxes
         # The sessions whose unfinished work (open turns, the inbox) this process takes up at start:
@@ -68,7 +70,8 @@ class Runtime:
         self.sweeper = MediaSweeper(self.store, self.media)
         self.registry = Registry()
         self.slots = QuerySlots(settings.max_concurrent_queries)
-        self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds)
+        self.metrics = metrics or build_metrics(settings, self.registry, self.store, self.slots)
+        self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds, self.metrics)
         self.toolbox = Toolbox(settings.workdir_root, enable_bash=settings.enable_bash,
                                bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV,
                                bash_network=settings.bash_network == "on", data_dir=settings.data_dir)
@@ -78,7 +81,7 @@ class Runtime:
         self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
                                 toolbox=self.toolbox, registry=self.registry, allowance=self.allowance, clock=clock,
                                 schedule_heartbeat=self._schedule_heartbeat, media=self.media,
-                                sweep_media=self.sweeper.request)
+                                sweep_media=self.sweeper.request, metrics=self.metrics)
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None
         self._ticker_stop = threading.Event()
@@ -88,6 +91,7 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self._start_metrics()
         self.supervisor = Supervisor.start(self.deps, self.actor_class)
         self._ticker = threading.Thread(target=self._tick, name="supervisor-ticker", daemon=True)
         self._ticker.start()
@@ -111,6 +115,16 @@ class Runtime:
         self._log_bash()
         self.log.info("runtime.started", channels=sorted(self.outboxes), recovering=len(recovered),
                       redelivered=len(waiting), heartbeats=beats)
+
+    def _start_metrics(self) -> None:
+        """Serve /metrics first: an address that can't be listened on stops the start before any session runs."""
+        self.metrics.start()
+        self._observe_commits(self.metrics.store_commit)
+
+    def _observe_commits(self, seconds: Callable[[float], None] | None) -> None:
+        observe = getattr(self.store, "observe_commits", None)  # the LMDB store's writer; a test's fake has none
+        if observe is not None and self.metrics is not NULL_METRICS:
+            observe(seconds)
 
     def _log_bash(self) -> None:
         if self.toolbox.bash_unavailable is not None:
@@ -161,6 +175,8 @@ class Runtime:
                 pass
         self.runner.close()
         self.sweeper.close()  # a sweep reads the store: it ends first
+        self.metrics.close()
+        self._observe_commits(None)
         if close_store:
             self.store.close()
         self.log.info("runtime.stopped", cancelled_turns=cancelled)
@@ -195,6 +211,7 @@ class Runtime:
                 and not self.registry.shutting_down.is_set())
 
     def on_delivery_failure(self, key: str, permanent: bool, reason: str, seq: int | None = None) -> None:
+        self.metrics.delivery_failed(permanent)
         self.submit(DeliveryFailed(key=key, permanent=permanent, reason=reason, seq=seq))
 
     def record_undelivered(self, refs: list[tuple[str, int]]) -> None:

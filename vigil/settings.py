@@ -69,6 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_socket: str | None = None
     watchdog_usec: int = 0
     whisper_model: str = DEFAULT_WHISPER_MODEL
+    metrics_listen: str | None = None  # "host:port" of the Prometheus endpoint (vigil/metrics.py); None: off
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -199,6 +200,18 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _metrics_listen(raw: str) -> str | None:
+    """`host:port` (`[::1]:9464` for IPv6; port 0 picks a free one, logged); empty or `off`: no endpoint."""
+    value = raw.strip()
+    if value.lower() in ("", "off", "0", "false", "no"):
+        return None
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be host:port, like 127.0.0.1:9464")
+    return f"{host}:{int(port)}"
+
+
 def _url(raw: str) -> str:
     value = raw.strip()
     if not value.startswith(("http://", "https://")):
@@ -244,6 +257,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
     _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
+    _Var("VIGIL_METRICS_LISTEN", "metrics_listen", _metrics_listen),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

@@ -35,6 +35,7 @@ from vigil.adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, split_for
 from vigil.adapters.telegram.stream import TelegramStream
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
+from vigil.metrics import RetryReason
 from vigil.ports import DeliveryFailure, FileDelivery, OutgoingFile, Reply
 from vigil.store.schema import Target
 
@@ -94,9 +95,11 @@ def plain_chunks(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
 class TelegramOutbox:
     """Outbox port; attach() it to the running Application's loop and bot before use."""
 
-    def __init__(self, on_failure: DeliveryFailure, on_moved: Callable[[str, int], object]) -> None:
+    def __init__(self, on_failure: DeliveryFailure, on_moved: Callable[[str, int], object],
+                 on_retry: Callable[[RetryReason], object] = lambda reason: None) -> None:
         self._on_failure = on_failure
         self._on_moved = on_moved
+        self._on_retry = on_retry  # counted by the metrics
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bot: Bot | None = None
         self._locks: dict[tuple[int, int | None], asyncio.Lock] = {}
@@ -269,6 +272,7 @@ class TelegramOutbox:
                 if failures >= NETWORK_ATTEMPTS:
                     raise
                 delay = exc.retry_after
+                self._on_retry("flood")
                 await asyncio.sleep(delay if isinstance(delay, int | float) else delay.total_seconds())
             except Forbidden as exc:
                 self._on_failure(key, True, str(exc), None)
@@ -286,12 +290,14 @@ class TelegramOutbox:
                 if failures >= NETWORK_ATTEMPTS:
                     raise
                 self._log.info("outbox.retrying", error=str(exc), attempt=failures)
+                self._on_retry("timeout")
                 await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
             except NetworkError as exc:
                 failures += 1
                 if failures >= NETWORK_ATTEMPTS:
                     raise
                 self._log.info("outbox.retrying", error=str(exc), attempt=failures)
+                self._on_retry("network")
                 await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
 
     async def _typing(self, target: Target) -> None:

@@ -64,7 +64,8 @@ async def _serve(settings: Settings) -> int:
     outbox = TelegramOutbox(
         on_failure=lambda key, permanent, reason, ref: holder["runtime"].on_delivery_failure(
             key, permanent, reason, ref),
-        on_moved=lambda key, chat_id: holder["runtime"].submit(TargetMoved(key=key, chat_id=chat_id)))
+        on_moved=lambda key, chat_id: holder["runtime"].submit(TargetMoved(key=key, chat_id=chat_id)),
+        on_retry=lambda reason: holder["runtime"].metrics.delivery_retry(reason))
     model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
     model.warm_up()
     runtime = holder["runtime"] = Runtime(settings, {"tg": outbox}, model)

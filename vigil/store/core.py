@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,15 @@ class StoreCore:
     @property
     def map_size(self) -> int:
         return self._lmdb.map_size
+
+    def used_bytes(self) -> int:
+        """Bytes of the map in use, up to the last page written (LMDB's own figures: cheap, any thread)."""
+        env = self._lmdb.env
+        return (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
+
+    def observe_commits(self, seconds: Callable[[float], None] | None) -> None:
+        """Have the writer tell `seconds` how long each transaction's commit (and its fsync) took."""
+        self.writer.on_commit = seconds
 
     def read(self, fn: Any) -> Any:
         return self._lmdb.read(fn)

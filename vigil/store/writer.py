@@ -138,6 +138,7 @@ class GroupCommitWriter:
         self._log = get_logger(__name__)
         self.commits = 0
         self.ops = 0
+        self.on_commit: Callable[[float], None] | None = None  # told each commit's seconds (the metrics)
         self._thread = threading.Thread(target=self._background, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -285,7 +286,9 @@ class GroupCommitWriter:
                     batch = batch[:index] + batch[index + 1:]
                     continue
                 txn_id = txn.id()
+                began = time.perf_counter()
                 txn.commit()
+                took = time.perf_counter() - began
             except lmdb.MapFullError:
                 _abort(txn)
                 if self._applier is not None:
@@ -311,6 +314,9 @@ class GroupCommitWriter:
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
+            if self.on_commit is not None:  # after the waiters were woken: they don't wait for the metrics
+                with contextlib.suppress(Exception):
+                    self.on_commit(took)
             return
 
     def _apply(self, txn: lmdb.Transaction, batch: list[_Record | _Op], singly: bool = False
