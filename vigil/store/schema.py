@@ -223,6 +223,8 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
     # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
     unreadable: tuple[str, ...] = ()
+    # Kept by retention and cleanups whatever its age (/pin). Added with a default, so no schema bump.
+    pinned: bool = False
 
     @property
     def needs_recovery(self) -> bool:
