@@ -1,4 +1,4 @@
-"""`vigil sessions list|show|cleanup|delete|export`: the store from another shell.
+"""`vigil sessions list|show|cleanup|delete|export|stats`: the store from another shell.
 
 These open the same LMDB environment as the running service (LMDB is made
 for several processes); reads never block it, and the few writes (cleanup,
@@ -20,6 +20,7 @@ from vigil.expiry import activity, expired, old_generations
 from vigil.media import MediaStore
 from vigil.media_sweep import sweep
 from vigil.settings import Settings
+from vigil.store_stats import print_stats
 from vigil.store.store import LmdbStore, open_store, unreadable_line
 from vigil.views import ago, clock, heartbeat_line, money, session_title, usage_line
 
@@ -164,7 +165,8 @@ def _export(store: LmdbStore, args: argparse.Namespace) -> int:
 def sessions_command(settings: Settings, args: argparse.Namespace) -> int:
     store = open_store(settings.data_dir, settings.store_map_mb)
     try:
-        action = {"list": _list, "show": _show, "cleanup": _cleanup, "delete": _delete, "export": _export}
+        action = {"list": _list, "show": _show, "cleanup": _cleanup, "delete": _delete, "export": _export,
+                  "stats": lambda store, args: print_stats(store, args.json)}
         return action[args.action](store, args)
     finally:
         store.close()

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = ssub.add_parser("export", help="one session's history as JSON")
     export.add_argument("key")
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    stats = ssub.add_parser("stats", help="the store's size, live and free pages, bytes per turn, media")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
     sessions.set_defaults(func=cmd_sessions)
 
     check = sub.add_parser("check", help="check settings, store, Telegram and the model")
