@@ -20,8 +20,8 @@ from vigil.expiry import activity, expired, old_generations
 from vigil.media import MediaStore
 from vigil.media_sweep import sweep
 from vigil.settings import Settings
-from vigil.store_stats import print_stats
 from vigil.store.store import LmdbStore, open_store, unreadable_line
+from vigil.store_stats import print_stats
 from vigil.views import ago, clock, heartbeat_line, money, session_title, usage_line
 
 
@@ -162,11 +162,15 @@ def _export(store: LmdbStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stats(store: LmdbStore, args: argparse.Namespace) -> int:
+    return print_stats(store, args.json)
+
+
 def sessions_command(settings: Settings, args: argparse.Namespace) -> int:
     store = open_store(settings.data_dir, settings.store_map_mb)
     try:
         action = {"list": _list, "show": _show, "cleanup": _cleanup, "delete": _delete, "export": _export,
-                  "stats": lambda store, args: print_stats(store, args.json)}
+                  "stats": _stats}
         return action[args.action](store, args)
     finally:
         store.close()
