@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from vigil.actors import conversation_commands, heartbeat, session_commands
+from vigil.actors import conversation_commands, heartbeat, pin, session_commands
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
 
@@ -19,6 +19,7 @@ COMMANDS: Mapping[str, CommandHandler] = {
     **session_commands.COMMANDS,
     **heartbeat.COMMANDS,
     **conversation_commands.COMMANDS,
+    **pin.COMMANDS,
 }
 
 

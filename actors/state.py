@@ -31,6 +31,7 @@ from vigil.actors.registry import Registry, SessionControl
 from vigil.actors.turn import ToolSet, TurnRunner
 from vigil.actors.window import HistoryWindow
 from vigil.budget import Allowance
+from vigil.expiry import old_generations
 from vigil.logs import get_logger
 from vigil.media import MediaStore
 from vigil.metrics import NULL_METRICS, Metrics
@@ -116,7 +117,7 @@ class Session:
         if header is None:
             return True
         activity = max(header.last_activity, header.last_turn_at, header.created_at)
-        return activity <= since and not self.has_work() and not self.control.busy
+        return activity <= since and not header.pinned and not self.has_work() and not self.control.busy
 
     def notes(self) -> list[Note]:
         """This session's notes, read once and kept while the session lives (only it writes them)."""
@@ -231,11 +232,12 @@ class Session:
         """Delete past generations that ended before `before`; how many went."""
         if self.header is None:
             return 0
-        old = [g for g in self.header.past_generations if g.ended_at < before]
-        for info in old:
-            self.deps.store.drop_generation(self.key, info.generation).result()
+        # Judged from the turns stored too, not only the header's (capped) list: see vigil/expiry.py.
+        old = old_generations(self.deps.store, self.header, before)
+        for generation in old:
+            self.deps.store.drop_generation(self.key, generation).result()
         if old:
-            kept = tuple(g for g in self.header.past_generations if g.ended_at >= before)
+            kept = tuple(g for g in self.header.past_generations if g.generation not in old)
             self.header = msgspec.structs.replace(self.header, past_generations=kept)
             self.commit(wait=True)
             self.deps.sweep_media()

@@ -1,4 +1,4 @@
-"""`vigil sessions list|show|cleanup|delete|export`: the store from another shell.
+"""`vigil sessions list|show|cleanup|delete|export|stats`: the store from another shell.
 
 These open the same LMDB environment as the running service (LMDB is made
 for several processes); reads never block it, and the few writes (cleanup,
@@ -16,11 +16,12 @@ import time
 
 from vigil.control import complete, export_session
 from vigil.durations import DurationError, parse_duration
+from vigil.expiry import activity, expired, old_generations
 from vigil.media import MediaStore
 from vigil.media_sweep import sweep
 from vigil.settings import Settings
-from vigil.store.schema import SessionHeader
 from vigil.store.store import LmdbStore, open_store, unreadable_line
+from vigil.store_stats import print_stats
 from vigil.views import ago, clock, heartbeat_line, money, session_title, usage_line
 
 
@@ -33,13 +34,9 @@ def _confirm(question: str, assume_yes: bool) -> bool:
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
-def _activity(header: SessionHeader) -> float:
-    return max(header.last_activity, header.last_turn_at, header.created_at)
-
-
 def _list(store: LmdbStore, args: argparse.Namespace) -> int:
     found, skipped = store.scan_headers(args.user)
-    headers = sorted(found, key=_activity, reverse=True)
+    headers = sorted(found, key=activity, reverse=True)
     # Unreadable records are named, so they can be deleted; on stderr with --json (one session per line).
     unreadable = unreadable_line(skipped)
     if args.json:
@@ -54,8 +51,8 @@ def _list(store: LmdbStore, args: argparse.Namespace) -> int:
         print(f"{'KEY':<28} {'LAST ACTIVE':<14} {'TURNS':>6} {'COST':>9}  {'HEARTBEAT':<14} TITLE / CWD")
         for h in headers:
             total = h.usage + h.heartbeat_usage
-            print(f"{h.key:<28} {ago(_activity(h)):<14} {h.next_seq:>6} {money(total.cost_micros):>9}  "
-                  f"{heartbeat_line(h.heartbeat):<14} {session_title(h)} — {h.cwd}")
+            print(f"{h.key:<28} {ago(activity(h)):<14} {h.next_seq:>6} {money(total.cost_micros):>9}  "
+                  f"{heartbeat_line(h.heartbeat):<14} {'📌 ' if h.pinned else ''}{session_title(h)} — {h.cwd}")
         print(f"{len(headers)} session(s)")
     if unreadable:
         print(f"{unreadable}; `vigil sessions delete KEY` removes one")
@@ -76,7 +73,9 @@ def _show(store: LmdbStore, args: argparse.Namespace) -> int:
     print(f"model       {header.model}")
     print(f"cwd         {header.cwd}")
     print(f"generation  {header.generation} ({header.next_seq} turns; {header.turns_total} in all)")
-    print(f"created     {clock(header.created_at)}; last active {ago(_activity(header))}")
+    print(f"created     {clock(header.created_at)}; last active {ago(activity(header))}")
+    if header.pinned:
+        print("pinned      yes (kept by retention and cleanups; /pin off in the chat releases it)")
     print(f"usage       {usage_line(header.usage)}")
     print(f"heartbeats  {heartbeat_line(header.heartbeat)}; {usage_line(header.heartbeat_usage)}")
     if header.pending:
@@ -103,20 +102,23 @@ def _cleanup(store: LmdbStore, args: argparse.Namespace) -> int:
         return 2
     cutoff = time.time() - age
     headers = store.headers()
-    doomed = [h for h in headers if _activity(h) < cutoff]
-    old = sum(1 for h in headers if h not in doomed for g in h.past_generations if g.ended_at < cutoff)
+    # The same rule as /sessions cleanup and retention (vigil/expiry.py): pinned sessions are kept.
+    doomed, prune = expired(store, headers, cutoff)
+    by_key = {h.key: h for h in headers}
+    old_of = {key: old_generations(store, by_key[key], cutoff) for key in prune}
+    old = sum(len(gens) for gens in old_of.values())
     if not doomed and not old:
         print(f"nothing to clean up: no session idle longer than {args.older_than}")
         return 0
     for h in doomed:
-        print(f"  {h.key:<28} last active {ago(_activity(h))}, {h.next_seq} turns — {session_title(h)}")
+        print(f"  {h.key:<28} last active {ago(activity(h))}, {h.next_seq} turns — {session_title(h)}")
     if old:
         print(f"  and {old} earlier conversation(s) (from /new) older than {args.older_than} in other sessions")
     if not _confirm(f"Delete these {len(doomed)} session(s) and {old} earlier conversation(s)?", args.yes):
         return 1
     for h in doomed:
         store.delete_session(h.key).result()
-    pruned = sum(int(store.prune_generations(h.key, cutoff).result()) for h in headers if h not in doomed)
+    pruned = sum(int(store.prune_generations(key, cutoff, gens).result()) for key, gens in old_of.items())
     print(f"deleted {len(doomed)} session(s) and {pruned} earlier conversation(s)")
     _sweep_media(store)
     return 0
@@ -160,10 +162,15 @@ def _export(store: LmdbStore, args: argparse.Namespace) -> int:
     return 0
 
 
+def _stats(store: LmdbStore, args: argparse.Namespace) -> int:
+    return print_stats(store, args.json)
+
+
 def sessions_command(settings: Settings, args: argparse.Namespace) -> int:
     store = open_store(settings.data_dir, settings.store_map_mb)
     try:
-        action = {"list": _list, "show": _show, "cleanup": _cleanup, "delete": _delete, "export": _export}
+        action = {"list": _list, "show": _show, "cleanup": _cleanup, "delete": _delete, "export": _export,
+                  "stats": _stats}
         return action[args.action](store, args)
     finally:
         store.close()

@@ -4,7 +4,10 @@ A prompt's list is kept server-side (see `vigil.offers`) so that its button
 deletes what was shown, for the one who asked; each session deletes itself (a
 live one must drop what it holds in memory too) and only if nothing happened in
 it since it was listed. Past generations (kept readable after /new) older than
-the age go too, in the sessions that stay.
+the age go too, in the sessions that stay. Pinned sessions (/pin) are never listed.
+
+Retention (`VIGIL_RETENTION`, vigil/retention.py) is this same flow without a prompt: `expire`
+lists every session by the same rule (vigil/expiry.py) and carries the list out the same way.
 """
 
 from __future__ import annotations
@@ -13,21 +16,22 @@ import threading
 import time
 from collections.abc import Callable
 
-from vigil.actors.protocol import Forget, Prune
+from vigil.actors.protocol import Forget, Prune, Sender
 from vigil.caller import Caller
 from vigil.durations import DurationError, format_duration, parse_duration
+from vigil.expiry import activity as activity  # its old home: re-exported
+from vigil.expiry import expired, old_generations
 from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers
 from vigil.ports import Button, Reply, Unreadable
 from vigil.runtime import Runtime
-from vigil.store.schema import SessionHeader
+from vigil.store.schema import SessionHeader, Target
 from vigil.views import clock, session_title
 
 CLEANUP_WAIT_S = 30.0
 DEFAULT_CLEANUP_AGE = 86400.0
-
-
-def activity(header: SessionHeader) -> float:
-    return max(header.last_activity, header.last_turn_at, header.created_at)
+# Retention asks as nobody in particular, seeing every session (it answers no chat).
+RETENTION_TARGET = Target(channel="retention")
+RETENTION_SENDER = Sender(user_id=0, name="retention")
 
 
 class Cleanup:
@@ -55,15 +59,17 @@ class Cleanup:
         return self.at_once(caller, age)
 
     def candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
-        cutoff = time.time() - age_s
         headers, _ = self.visible(caller)
+        return self._idle(expired(self.store, headers, time.time() - age_s)[0])
+
+    def _idle(self, headers: list[SessionHeader]) -> list[SessionHeader]:
+        """Those of `headers` not answering or holding messages now."""
         out = []
         for header in headers:
             control = self.runtime.control(header.key)
             if control is not None and (control.busy or control.status.queued):
                 continue
-            if activity(header) < cutoff:
-                out.append(header)
+            out.append(header)
         return out
 
     def prompt(self, caller: Caller, args: str) -> Reply:
@@ -100,26 +106,51 @@ class Cleanup:
             return None, refusal
         return self._carry_out(offer), ""
 
-    def _offer(self, caller: Caller, age_s: float, candidates: list[SessionHeader]) -> Offer:
+    def _offer(self, caller: Caller, age_s: float, candidates: list[SessionHeader],
+               headers: list[SessionHeader] | None = None) -> Offer:
+        """What to delete: `candidates` whole, and old conversations of the others of `headers`
+        (the caller's visible sessions when None)."""
         now = time.time()
         listed = tuple(Listed(key=h.key, incarnation=h.incarnation, activity=activity(h), title=session_title(h),
                               turns=h.next_seq) for h in candidates)
         cutoff = now - age_s
         skip = {h.key for h in candidates}
-        prune = tuple(h.key for h in self.visible(caller)[0]
-                      if h.key not in skip and any(g.ended_at < cutoff for g in h.past_generations))
+        others = [h for h in (self.visible(caller)[0] if headers is None else headers) if h.key not in skip]
+        prune = tuple(h.key for h in others if old_generations(self.store, h, cutoff))
         return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
                      prune_before=cutoff, created_at=now)
 
+    def expire(self, age_s: float) -> tuple[int, int]:
+        """Retention: every session idle longer than `age_s`, and every older conversation, deleted at once;
+        (sessions, conversations) deleted."""
+        headers = self.store.headers()
+        candidates = self._idle(expired(self.store, headers, time.time() - age_s)[0])
+        system = Caller(key="", target=RETENTION_TARGET, sender=RETENTION_SENDER, admin=True)
+        removed, _, pruned = self._delete(self._offer(system, age_s, candidates, headers))
+        return len(removed), pruned
+
     def _carry_out(self, offer: Offer) -> Reply:
-        """Delete what the offer listed, skipping any session that changed or became active since."""
+        """Delete what the offer listed, skipping any session that changed or became active since; the report."""
+        removed, kept, pruned = self._delete(offer)
+        if not removed and not pruned:
+            return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
+        lines = [f"🧹 Deleted {len(removed)} session(s):", *removed[:30]] if removed else []
+        if kept:
+            lines.append(f"Kept {kept} session(s) that were used since the list was made.")
+        if pruned:
+            lines.append(f"Also deleted {pruned} earlier conversation(s) (from /new) older than "
+                         f"{format_duration(offer.age_s)} in the sessions that stay.")
+        return Reply(text="\n".join(lines))
+
+    def _delete(self, offer: Offer) -> tuple[list[str], int, int]:
+        """(the sessions deleted, as lines; how many were kept; how many old conversations went)."""
         done: list[tuple[Listed, threading.Event]] = []
         kept = 0
         for item in offer.sessions:
             header = self.header(item.key)
             control = self.runtime.control(item.key)
             if (header is None or header.incarnation != item.incarnation or activity(header) > item.activity
-                    or (control is not None and (control.busy or control.status.queued))):
+                    or header.pinned or (control is not None and (control.busy or control.status.queued))):
                 kept += 1
                 continue
             event = threading.Event()
@@ -135,23 +166,14 @@ class Cleanup:
                     removed.append(f"• {item.title} ({item.key}): {item.turns} turns")
                 else:
                     kept += 1
-        pruned = self.prune_generations(offer.prune, offer.prune_before)
-        if not removed and not pruned:
-            return Reply(text="🧹 Nothing was deleted: no session is idle that long any more.")
-        lines = [f"🧹 Deleted {len(removed)} session(s):", *removed[:30]] if removed else []
-        if kept:
-            lines.append(f"Kept {kept} session(s) that were used since the list was made.")
-        if pruned:
-            lines.append(f"Also deleted {pruned} earlier conversation(s) (from /new) older than "
-                         f"{format_duration(offer.age_s)} in the sessions that stay.")
-        return Reply(text="\n".join(lines))
+        return removed, kept, self.prune_generations(offer.prune, offer.prune_before)
 
     def prune_generations(self, keys: tuple[str, ...], before: float) -> int:
         """Past generations (kept readable after /new) of these sessions that ended before `before` go too."""
         waits = []
         for key in keys:
             header = self.header(key)
-            count = sum(1 for g in header.past_generations if g.ended_at < before) if header else 0
+            count = len(old_generations(self.store, header, before)) if header else 0
             if count:
                 event = threading.Event()
                 self.runtime.submit(Prune(key=key, before=before, done=event))

@@ -1,4 +1,4 @@
-"""The `vigil` command line: run, chat, sessions, check, systemd-unit, bench.
+"""The `vigil` command line: run, chat, sessions, backup, restore, check, systemd-unit, bench.
 
 Errors a user can fix (a bad setting, a missing key, a second instance) are one
 line on stderr and exit code 2, never a traceback; errors that stop vigil (the
@@ -96,6 +96,36 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     return sessions_command(settings, args)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vigil.backup import take_backup
+
+    settings = _settings(log_default="warning")
+    manifest = take_backup(settings, Path(args.path))
+    missing = manifest["missing_media"]
+    print(f"backed up {manifest['sessions']} session(s), {manifest['turns']} turn(s) and "
+          f"{manifest['media_files']} media file(s) to {args.path}"
+          + (f"; {len(missing)} file(s) named by records were missing or damaged on disk" if missing else ""))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vigil.restore import restore_backup
+
+    settings = _settings(log_default="warning")
+    done = restore_backup(settings, Path(args.path))
+    print(f"restored {done['sessions']} session(s), {done['turns']} turn(s), {done['media_files']} media file(s) "
+          f"from the backup of {done['created']} into {settings.data_dir}")
+    if done["aside"]:
+        print(f"the previous store was moved aside to {done['aside']}")
+    if done["unreadable"]:
+        print(done["unreadable"])
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from vigil.check import run_checks
 
@@ -150,7 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = ssub.add_parser("export", help="one session's history as JSON")
     export.add_argument("key")
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    stats = ssub.add_parser("stats", help="the store's size, live and free pages, bytes per turn, media")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
     sessions.set_defaults(func=cmd_sessions)
+
+    backup = sub.add_parser("backup", help="a consistent, compacted copy of the store and its media (vigil may run)")
+    backup.add_argument("path", help="a new directory for the backup")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="put a backup in place of the store (vigil must be stopped)")
+    restore.add_argument("path", help="a directory written by `vigil backup`")
+    restore.set_defaults(func=cmd_restore)
 
     check = sub.add_parser("check", help="check settings, store, Telegram and the model")
     check.set_defaults(func=cmd_check)

@@ -40,6 +40,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("forget", "/forget", "delete this session's stored data (asks first)", "session"),
     CommandSpec("resume", "/resume [N]", "this chat's earlier conversations; go back to one", "session"),
     CommandSpec("title", "/title [NAME]", "show or set this conversation's title", "session"),
+    CommandSpec("pin", "/pin [off]", "keep this chat's history whatever its age (retention, cleanups)", "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

@@ -166,6 +166,7 @@ class Control:
             f"Cost: {money(chat.cost_micros + beats.cost_micros)} "
             f"(heartbeats {money(beats.cost_micros)} in {beats.calls} calls)",
             f"Heartbeat: {beat_text}",
+            f"Pinned: {'yes, kept by retention and cleanups (/pin off releases it)' if header.pinned else 'no (/pin)'}",
             live_line,
         ]
         return Reply(text="\n".join(lines))

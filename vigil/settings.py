@@ -70,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watchdog_usec: int = 0
     whisper_model: str = DEFAULT_WHISPER_MODEL
     metrics_listen: str | None = None  # "host:port" of the Prometheus endpoint (vigil/metrics.py); None: off
+    retention_s: float = 0.0  # VIGIL_RETENTION: delete what is older (vigil/retention.py); 0 is off
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -167,6 +168,10 @@ def _flag(raw: str) -> bool:
     raise ValueError("not a yes/no value; use 1/true or 0/false")
 
 
+def _flag_off(raw: str) -> bool:
+    return raw.strip().lower() in ("", "0", "off", "no", "false")
+
+
 def _on_off(raw: str) -> Literal["on", "off"]:
     # A TOML file may well say `bash_network = false`: yes/no spellings mean on/off too.
     if not raw.strip():
@@ -258,6 +263,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
     _Var("VIGIL_METRICS_LISTEN", "metrics_listen", _metrics_listen),
+    _Var("VIGIL_RETENTION", "retention_s", lambda raw: 0.0 if _flag_off(raw) else _duration(raw)),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

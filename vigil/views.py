@@ -60,7 +60,7 @@ def session_title(header: SessionHeader) -> str:
 def session_line(index: int, header: SessionHeader, state: str, now: float | None = None) -> str:
     total = header.usage + header.heartbeat_usage
     talk = f"\n   💬 #{header.generation} «{header.conversation_title}»" if header.conversation_title else ""
-    return (f"{index}. {session_title(header)} — {header.key}{talk}\n"
+    return (f"{index}. {'📌 ' if header.pinned else ''}{session_title(header)} — {header.key}{talk}\n"
             f"   {state} · {header.cwd} · {header.model} · active {ago(header.last_activity, now)} · "
             f"{header.next_seq} turns · {money(total.cost_micros)} · ♥ {heartbeat_line(header.heartbeat)}")
 

@@ -55,6 +55,7 @@ async def _serve(settings: Settings) -> int:
     from vigil.commands import COMMANDS
     from vigil.control import Control
     from vigil.model.anthropic_model import AnthropicModel
+    from vigil.retention import Retention
     from vigil.runtime import Runtime
     from vigil.systemd import Notifier
 
@@ -104,6 +105,7 @@ async def _serve(settings: Settings) -> int:
     handlers.bot_username = app.bot.username
     outbox.attach(loop, app.bot)
     runtime.start()
+    retention = Retention.start_for(control.cleanups, settings.retention_s)  # None when VIGIL_RETENTION is off
     watchdog: asyncio.Task[Any] | None = None
     try:
         await app.bot.set_my_commands([BotCommand(c.name, c.summary[:256]) for c in COMMANDS])
@@ -125,6 +127,8 @@ async def _serve(settings: Settings) -> int:
         if app.running:
             await app.stop()
         await handlers.albums.close()  # albums gathering or downloading go to their sessions before these stop
+        if retention is not None:
+            await asyncio.to_thread(retention.stop)
         await asyncio.to_thread(runtime.shutdown, SHUTDOWN_GRACE_S, False)
         left = await outbox.drain(DRAIN_S)
         if left:

@@ -79,6 +79,11 @@ class StoreCore:
     def read(self, fn: Any) -> Any:
         return self._lmdb.read(fn)
 
+    @property
+    def environment(self) -> LmdbEnv:
+        """The LMDB environment itself, for whole-store work: `vigil sessions stats`, `vigil backup`."""
+        return self._lmdb
+
     def changed_elsewhere(self) -> bool:
         """Whether another process may have written since this one last committed (cheap).
 

@@ -236,6 +236,8 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     unreadable: tuple[str, ...] = ()
     # The current conversation's title (`title` is the chat's): its first message cut short, or /title's.
     conversation_title: str = ""
+    # Kept by retention and cleanups whatever its age (/pin). Added with a default, so no schema bump.
+    pinned: bool = False
 
     @property
     def needs_recovery(self) -> bool:

@@ -8,7 +8,7 @@ is. The rarer writes are closures run in the writer's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import lmdb
 import msgspec
@@ -91,20 +91,23 @@ class SessionWrites(StoreCore):
 
         return self.writer.submit(op)
 
-    def prune_generations(self, key: str, before: float) -> WriteFuture:
-        """From another process: delete past generations that ended before `before`; resolves to how many."""
+    def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
+        """From another process: delete past generations that ended before `before`, and `generations`
+        (judged old by vigil/expiry.py from their turns); never the current one, nothing of a pinned
+        session. Resolves to how many went."""
         db = self._db
 
         def op(txn: lmdb.Transaction) -> int:
             header_key = keys.session(key)
             header = stored_header(txn, header_key, db[b"sessions"])
-            if header is None:
+            if header is None or header.pinned:
                 return 0
-            old = [g for g in header.past_generations if g.ended_at < before]
-            for info in old:
-                delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, info.generation))
+            old = {g.generation for g in header.past_generations if g.ended_at < before} | set(generations)
+            old.discard(header.generation)  # the session may have moved on since it was judged
+            for generation in old:
+                delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, generation))
             if old:
-                kept = tuple(g for g in header.past_generations if g.ended_at >= before)
+                kept = tuple(g for g in header.past_generations if g.generation not in old)
                 txn.put(header_key, encode(msgspec.structs.replace(header, past_generations=kept)),
                         db=db[b"sessions"])
             return len(old)
