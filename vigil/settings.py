@@ -29,6 +29,7 @@ DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
 # size and time. An operator who wants that names it.
 DEFAULT_WHISPER_MODEL = "base"
 MAX_UPLOAD_MB = 50  # the public Bot API takes uploads up to 50 MB (photos up to 10 MB)
+WebTool = Literal["search", "fetch"]  # VIGIL_WEB: Anthropic's server-side web_search / web_fetch
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_socket: str | None = None
     watchdog_usec: int = 0
     whisper_model: str = DEFAULT_WHISPER_MODEL
+    web: tuple[WebTool, ...] = ("search", "fetch")  # Anthropic's server web tools offered; () is off
+    web_max_uses: int = 5  # searches (and, apart, fetches) the model may make per model call
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -206,6 +209,20 @@ def _url(raw: str) -> str:
     return value
 
 
+def _web(raw: str) -> tuple[WebTool, ...]:
+    value = raw.strip().lower()
+    if value in ("off", "none", "0", "false", "no"):
+        return ()
+    chosen: list[WebTool] = []
+    for part in value.replace(";", ",").split(","):
+        item = part.strip()
+        if item not in ("search", "fetch"):
+            raise ValueError(f"{item!r} is not a web tool; use search,fetch (the default), search, fetch or off")
+        if item not in chosen:
+            chosen.append("search" if item == "search" else "fetch")
+    return tuple(chosen)
+
+
 @dataclass(frozen=True)
 class _Var:
     env: str
@@ -244,6 +261,8 @@ _VARS: tuple[_Var, ...] = (
     _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
     _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
+    _Var("VIGIL_WEB", "web", _web),
+    _Var("VIGIL_WEB_MAX_USES", "web_max_uses", _positive_int),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")
