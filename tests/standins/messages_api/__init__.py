@@ -16,9 +16,9 @@ What it answers is decided, in this order, by:
    ``[[delay=S]]``, ``[[slow=S]]``, ``[[error=STATUS times=K]]``, ``[[hang]]``, ``[[drop=N]]``,
    ``[[stream_error=overloaded]]``, ``[[tool=NAME {json}]]``, and the API's own web tools:
    ``[[search=QUERY]]``, ``[[fetch=URL]]``, ``[[pause]]``, ``[[search_hang]]``, see ``server_tools``), so
-   tests that only control what the
-   user types can still steer the model. The current turn's user message is the latest one with a
-   text block: user messages made only of tool_result blocks continue the turn;
+   tests that only control what the user types can still steer the model. The current turn's user
+   message is the latest one with a text block: user messages made only of tool_result blocks
+   continue the turn;
 4. the default: ``echo: <the current turn's user text>`` (directives included, verbatim), or
    ``tool results: [...]`` when the request ends with tool results nobody scripted an answer for.
 
