@@ -37,16 +37,7 @@ import msgspec
 
 from vigil.actors.protocol import Sender, UserText
 from vigil.cancel import CancelToken
-from vigil.ports import (
-    FileDelivery,
-    ModelRequest,
-    ModelResponse,
-    OutgoingFile,
-    Reply,
-    ServerToolSink,
-    TokenUsage,
-    UsageSink,
-)
+from vigil.ports import FileDelivery, ModelRequest, ModelResponse, OutgoingFile, Reply, TokenUsage, UsageSink
 from vigil.settings import Settings, load_settings
 from vigil.store.schema import Input, Message, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore, open_store
@@ -70,7 +61,7 @@ class ZeroLatencyBenchModel:
     """A ModelPort that answers instantly (bench only: it measures vigil, not the model)."""
 
     def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
-               on_usage: UsageSink | None = None, on_server_tool: ServerToolSink | None = None) -> ModelResponse:
+               on_usage: UsageSink | None = None, on_server_tool: object = None) -> ModelResponse:
         on_text(REPLY)
         return ModelResponse(content=({"type": "text", "text": REPLY},), stop_reason="end_turn",
                              usage=TokenUsage(input_tokens=120, output_tokens=25), model=request.model)

@@ -81,8 +81,7 @@ UsageSink = Callable[[TokenUsage], None]
 short by /stop or a crash is charged for what it consumed, not zero."""
 
 ServerToolSink = Callable[[str, dict[str, Any]], None]
-"""Told (name, input) when the model starts a server-side tool (web search or fetch) mid-stream: it runs at
-the model service, and the reply meanwhile says what it is doing."""
+"""Told (name, input) when the model starts a server tool (web search, fetch): it runs at the service meanwhile."""
 
 
 class ModelPort(Protocol):

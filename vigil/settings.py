@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -210,17 +210,12 @@ def _url(raw: str) -> str:
 
 
 def _web(raw: str) -> tuple[WebTool, ...]:
-    value = raw.strip().lower()
-    if value in ("off", "none", "0", "false", "no"):
+    chosen = {part.strip() for part in raw.lower().replace(";", ",").split(",")}
+    if chosen <= {"off", "none", "false"}:  # a TOML file may say `web = false`
         return ()
-    chosen: list[WebTool] = []
-    for part in value.replace(";", ",").split(","):
-        item = part.strip()
-        if item not in ("search", "fetch"):
-            raise ValueError(f"{item!r} is not a web tool; use search,fetch (the default), search, fetch or off")
-        if item not in chosen:
-            chosen.append("search" if item == "search" else "fetch")
-    return tuple(chosen)
+    if unknown := chosen - set(get_args(WebTool)):
+        raise ValueError(f"{min(unknown)!r} is not a web tool: use search,fetch (the default), search, fetch or off")
+    return tuple(tool for tool in get_args(WebTool) if tool in chosen)
 
 
 @dataclass(frozen=True)
