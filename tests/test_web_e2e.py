@@ -84,7 +84,7 @@ def test_a_paused_turn_is_continued_into_one_reply(rig: Rig) -> None:
 def test_stop_in_the_middle_of_a_search_leaves_a_history_the_api_accepts(rig: Rig) -> None:
     sol = rig.person("Sol")
     sent = rig.say(sol.id, sol, "[[search=endless query]][[search_hang]] find it")
-    rig.bot.wait_for_draft(sol.id, "🔎 searching: endless query", timeout=10)
+    rig.bot.wait_for_draft(sol.id, "🔎 searching: endless query", timeout=20)
     rig.ask(sol.id, sol, "/stop", "Stopping")
     rig.answer(sol.id, sent, "⏹ stopped", timeout=10)
 
@@ -100,7 +100,7 @@ def test_kill_9_in_the_middle_of_a_search_leaves_a_history_the_api_accepts(fresh
     rig.api.add_rule(lambda body: "crash here" in json.dumps(body["messages"][-1]),
                      WebReply(searches=["doomed query"], hang_in_search=True), times=1)
     sent = rig.say(kit.id, kit, "[[search=doomed query]] crash here")
-    rig.bot.wait_for_draft(kit.id, "🔎 searching: doomed query", timeout=10)
+    rig.bot.wait_for_draft(kit.id, "🔎 searching: doomed query", timeout=30)
     rig.running().kill9()
 
     rig.start()
