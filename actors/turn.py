@@ -30,9 +30,10 @@ from vigil.actors.slots import QuerySlots
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.metrics import NULL_METRICS, Metrics
+from vigil.model.citations import reply_text
 from vigil.model.history import estimate_tokens, with_cache_point
 from vigil.model.prices import output_estimate
-from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, TokenUsage, TurnStatus
+from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, ServerToolSink, TokenUsage, TurnStatus
 from vigil.store.schema import Message
 from vigil.tools.outcome import ToolOutcome
 
@@ -101,10 +102,6 @@ class _Progress:
         return "\n\n".join(p for p in (s.strip() for s in parts) if p)
 
 
-def _text_of(content: tuple[dict[str, Any], ...]) -> str:
-    return "".join(b["text"] for b in content if b.get("type") == "text")
-
-
 def _result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id,
                              "content": outcome.content if outcome.content.strip() else "(no output)"}
@@ -166,13 +163,14 @@ def _retry_of(error: ModelError, on_refused: Refused | None) -> list[dict[str, A
 class _Call:
     """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
 
-    __slots__ = ("abandoned", "cancel", "error", "latch", "meter", "on_text", "opened", "release_lock", "request",
-                 "response", "seen", "streamed", "text_gate")
+    __slots__ = ("abandoned", "cancel", "error", "latch", "meter", "on_server_tool", "on_text", "opened",
+                 "release_lock", "request", "response", "seen", "streamed", "text_gate")
 
     def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
-                 meter: Meter) -> None:
+                 meter: Meter, on_server_tool: ServerToolSink | None = None) -> None:
         self.request = request
         self.on_text = on_text
+        self.on_server_tool = on_server_tool
         self.cancel = cancel
         self.meter = meter
         self.seen: TokenUsage | None = None  # the usage the API reported so far
@@ -199,6 +197,11 @@ class _Call:
             self.streamed.append(delta)
             self.meter.streamed(len(delta))
             self.on_text(delta)
+
+    def server_tool(self, name: str, tool_input: dict[str, Any]) -> None:
+        with self.text_gate:
+            if not self.abandoned and self.on_server_tool is not None:
+                self.on_server_tool(name, tool_input)
 
     def usage(self, usage: TokenUsage) -> None:
         with self.text_gate:
@@ -242,7 +245,8 @@ class TurnRunner:
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
             try:
-                call.response = self._model.stream(call.request, call.text, call.cancel, on_usage=call.usage)
+                call.response = self._model.stream(call.request, call.text, call.cancel, on_usage=call.usage,
+                                                   on_server_tool=call.server_tool)
             except BaseException as exc:
                 call.error = exc
             finally:
@@ -297,8 +301,13 @@ class TurnRunner:
                 said.current.append(delta)
                 display.text(said.joined())
 
+            def on_server_tool(name: str, tool_input: dict[str, Any]) -> None:
+                if tools is not None:  # a web search or fetch running at the service: say so meanwhile
+                    display.progress(tools.describe(name, tool_input))
+
             try:
-                response, base = self._call_or_retry(call, base, on_refused, cancel, on_text, display, meter)
+                response, base = self._call_or_retry(call, base, on_refused, cancel, on_text, display, meter,
+                                                     on_server_tool)
             except ModelError as exc:
                 said.current = []  # the partial below holds what was streamed; don't count it twice
                 partial = exc.partial
@@ -309,16 +318,25 @@ class TurnRunner:
                 else:
                     meter.end_live()
                 status, note, error_kind = "failed", exc.sentence, exc.kind
-                said.rounds.append(_text_of(partial.content) if partial else "")
+                said.rounds.append(reply_text(partial.content) if partial else "")
                 break
             meter.add(response.model or request.model, response.usage)
-            if response.content:
+            if response.content and exchange and exchange[-1].role == "assistant":
+                # The continuation of a paused turn: one assistant message, as the API sees it.
+                exchange[-1] = Message(role="assistant", content=(*exchange[-1].content, *response.content))
+            elif response.content:
                 exchange.append(Message(role="assistant", content=response.content))
-            said.rounds.append(_text_of(response.content))
+            said.rounds.append(reply_text(response.content))
             said.current = []
             if response.stop_reason == "cancelled" or cancel.cancelled:
                 status, note = "stopped", "stopped"
                 break
+            if response.stop_reason == "pause_turn" and response.content:
+                # The service paused a long turn (its web tools at work): send it back as is to go on.
+                if round_no == rounds:
+                    note = f"stopped after {rounds} rounds"
+                    break
+                continue
             tool_uses = [b for b in response.content if b.get("type") == "tool_use"]
             if response.stop_reason != "tool_use" or not tool_uses or tools is None:
                 if response.stop_reason == "max_tokens":
@@ -352,15 +370,15 @@ class TurnRunner:
                            calls=meter.calls, error_kind=error_kind)
 
     def _call_or_retry(self, call: ModelRequest, base: list[dict[str, Any]], on_refused: Refused | None,
-                       cancel: CancelToken, on_text: Callable[[str], None], display: TurnDisplay,
-                       meter: Meter) -> tuple[ModelResponse, list[dict[str, Any]]]:
+                       cancel: CancelToken, on_text: Callable[[str], None], display: TurnDisplay, meter: Meter,
+                       on_server_tool: ServerToolSink | None = None) -> tuple[ModelResponse, list[dict[str, Any]]]:
         """One call; after a refusal `on_refused` can mend, the same call again with the mended messages.
 
         Returns the response and the request's messages it was made with (`base`, or the mended ones,
         which the turn's later rounds keep)."""
         while True:
             try:
-                return self._call(call, cancel, on_text, display, meter), base
+                return self._call(call, cancel, on_text, display, meter, on_server_tool), base
             except ModelError as refused:
                 retry = _retry_of(refused, on_refused)
                 if retry is None:
@@ -371,11 +389,11 @@ class TurnRunner:
                 call = msgspec.structs.replace(call, messages=(*base, *exchanged))
 
     def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
-              display: TurnDisplay, meter: Meter) -> ModelResponse:
+              display: TurnDisplay, meter: Meter, on_server_tool: ServerToolSink | None = None) -> ModelResponse:
         cancelled = ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
         if self._closed or not self._slots.acquire(cancel):
             return cancelled
-        call = _Call(request, on_text, cancel, meter)
+        call = _Call(request, on_text, cancel, meter, on_server_tool)
         self._calls.put(call)
         with cancel.on_cancel(call.open):
             wait = FIRST_WAIT_S

@@ -30,7 +30,16 @@ from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, UnreadableRecord
 from vigil.store.store import Unreadable, UsageRow, unreadable_line, utc_day
-from vigil.views import clock, heartbeat_line, money, session_line, session_title, tokens, usage_report
+from vigil.views import (
+    clock,
+    heartbeat_line,
+    money,
+    searches_mark,
+    session_line,
+    session_title,
+    tokens,
+    usage_report,
+)
 from vigil.workspace import own_directory, placed
 
 PAGE_SIZE = 5
@@ -164,7 +173,7 @@ class Control:
             f"Tokens: {tokens(chat.input_tokens)} in · {tokens(chat.output_tokens)} out · "
             f"{tokens(chat.cache_read_tokens)} cache read · {tokens(chat.cache_write_tokens)} cache write",
             f"Cost: {money(chat.cost_micros + beats.cost_micros)} "
-            f"(heartbeats {money(beats.cost_micros)} in {beats.calls} calls)",
+            f"(heartbeats {money(beats.cost_micros)} in {beats.calls} calls){searches_mark(chat + beats)}",
             f"Heartbeat: {beat_text}",
             f"Pinned: {'yes, kept by retention and cleanups (/pin off releases it)' if header.pinned else 'no (/pin)'}",
             live_line,

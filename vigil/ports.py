@@ -54,6 +54,7 @@ class TokenUsage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    web_search_requests: int = 0  # Anthropic's server web searches in the call (`usage.server_tool_use`), billed each
 
 
 class ModelRequest(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -79,10 +80,14 @@ UsageSink = Callable[[TokenUsage], None]
 """Told the usage of a call while it streams (the input as soon as the API reports it): a call cut
 short by /stop or a crash is charged for what it consumed, not zero."""
 
+ServerToolSink = Callable[[str, dict[str, Any]], None]
+"""Told (name, input) when the model starts a server tool (web search, fetch): it runs at the service meanwhile."""
+
 
 class ModelPort(Protocol):
     def stream(self, request: ModelRequest, on_text: Callable[[str], None],
-               cancel: CancelToken, on_usage: UsageSink | None = None) -> ModelResponse:
+               cancel: CancelToken, on_usage: UsageSink | None = None,
+               on_server_tool: ServerToolSink | None = None) -> ModelResponse:
         """Stream one reply, calling `on_text` with each text delta; raise ModelError on failure.
 
         A response cut short (cancelled, or an error's `partial`) carries the input usage the API

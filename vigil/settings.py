@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -29,6 +29,7 @@ DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
 # size and time. An operator who wants that names it.
 DEFAULT_WHISPER_MODEL = "base"
 MAX_UPLOAD_MB = 50  # the public Bot API takes uploads up to 50 MB (photos up to 10 MB)
+WebTool = Literal["search", "fetch"]  # VIGIL_WEB: Anthropic's server-side web_search / web_fetch
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     whisper_model: str = DEFAULT_WHISPER_MODEL
     metrics_listen: str | None = None  # "host:port" of the Prometheus endpoint (vigil/metrics.py); None: off
     retention_s: float = 0.0  # VIGIL_RETENTION: delete what is older (vigil/retention.py); 0 is off
+    web: tuple[WebTool, ...] = ("search", "fetch")  # Anthropic's server web tools offered; () is off
+    web_max_uses: int = 5  # searches (and, apart, fetches) the model may make per model call
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -224,6 +227,15 @@ def _url(raw: str) -> str:
     return value
 
 
+def _web(raw: str) -> tuple[WebTool, ...]:
+    chosen = {part.strip() for part in raw.lower().replace(";", ",").split(",")}
+    if chosen <= {"off", "none", "false"}:  # a TOML file may say `web = false`
+        return ()
+    if unknown := chosen - set(get_args(WebTool)):
+        raise ValueError(f"{min(unknown)!r} is not a web tool: use search,fetch (the default), search, fetch or off")
+    return tuple(tool for tool in get_args(WebTool) if tool in chosen)
+
+
 @dataclass(frozen=True)
 class _Var:
     env: str
@@ -264,6 +276,8 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
     _Var("VIGIL_METRICS_LISTEN", "metrics_listen", _metrics_listen),
     _Var("VIGIL_RETENTION", "retention_s", lambda raw: 0.0 if _flag_off(raw) else _duration(raw)),
+    _Var("VIGIL_WEB", "web", _web),
+    _Var("VIGIL_WEB_MAX_USES", "web_max_uses", _positive_int),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from vigil.durations import format_duration
+from vigil.model.prices import WEB_SEARCH_MICROS
 from vigil.store.schema import Heartbeat, SessionHeader, Usage
 from vigil.store.store import UsageRow
 
@@ -46,7 +47,7 @@ def heartbeat_line(beat: Heartbeat) -> str:
 def usage_line(usage: Usage) -> str:
     return (f"{tokens(usage.input_tokens)} in · {tokens(usage.output_tokens)} out · "
             f"{tokens(usage.cache_read_tokens)} cache read · {tokens(usage.cache_write_tokens)} cache write · "
-            f"{money(usage.cost_micros)}{estimated_mark(usage)}")
+            f"{money(usage.cost_micros)}{searches_mark(usage)}{estimated_mark(usage)}")
 
 
 def session_title(header: SessionHeader) -> str:
@@ -79,7 +80,7 @@ def usage_report(rows: Sequence[UsageRow], titles: dict[str, str], today: str, w
     for label, since in (("Today", today), ("7 days", week_start), ("30 days", month_start)):
         total = sum_usage(r for r in rows if r.day >= since)
         lines.append(f"{label}: {tokens(total.total_tokens)} tokens · {money(total.cost_micros)} "
-                     f"({total.calls} calls){estimated_mark(total)}")
+                     f"({total.calls} calls){searches_mark(total)}{estimated_mark(total)}")
     month = [r for r in rows if r.day >= month_start]
     groups: dict[str, list[UsageRow]] = {}
     for row in month:
@@ -94,7 +95,7 @@ def usage_report(rows: Sequence[UsageRow], titles: dict[str, str], today: str, w
             label = f"user {name}" if per_user else f"{titles.get(name, name)} ({name})"
             beat_text = f" · heartbeats {money(beats.cost_micros)} ({beats.calls})" if beats.calls else ""
             lines.append(f"• {label}: {money(total.cost_micros)} · {tokens(total.total_tokens)} tokens{beat_text}"
-                         f"{estimated_mark(total)}")
+                         f"{searches_mark(total)}{estimated_mark(total)}")
     estimated = sum_usage(r for r in rows if r.day >= month_start).estimated_calls
     if estimated:
         lines.append("")
@@ -106,3 +107,11 @@ def usage_report(rows: Sequence[UsageRow], titles: dict[str, str], today: str, w
 def estimated_mark(usage: Usage) -> str:
     """A visible mark on a cost that includes calls priced by estimate (a model missing from the price table)."""
     return f" · ≈ {usage.estimated_calls} estimated" if usage.estimated_calls else ""
+
+
+def searches_mark(usage: Usage) -> str:
+    """The web searches in a cost, and their share of it (they are billed per search, not by tokens)."""
+    count = usage.web_searches
+    if not count:
+        return ""
+    return f" · {count} web search{'es' if count > 1 else ''} {money(count * WEB_SEARCH_MICROS)}"

@@ -17,8 +17,18 @@ import msgspec
 
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
+from vigil.model.citations import cite_marks
 from vigil.model.prices import output_estimate
-from vigil.ports import ModelError, ModelErrorKind, ModelRequest, ModelResponse, TokenUsage, UsageSink
+from vigil.model.server_blocks import SERVER_USE, is_server_result, kept_whole, web_searches
+from vigil.ports import (
+    ModelError,
+    ModelErrorKind,
+    ModelRequest,
+    ModelResponse,
+    ServerToolSink,
+    TokenUsage,
+    UsageSink,
+)
 from vigil.text import clean
 
 if TYPE_CHECKING:
@@ -68,22 +78,34 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def _blocks(content: Any, complete: bool) -> tuple[dict[str, Any], ...]:
-    """SDK content blocks -> request-form dicts; partial tool_use blocks are dropped."""
+    """SDK content blocks -> request-form dicts; partial tool_use blocks are dropped.
+
+    Blocks of the service's own tools, and text that cites them, are kept exactly as the API sent them
+    (the SDK's dict of the fields it received): their encrypted parts must go back byte for byte. Of a
+    reply cut short only complete server tool pairs are kept (vigil/model/server_blocks.py).
+    """
     out: list[dict[str, Any]] = []
     for block in content:
         if block.type == "text":
-            if block.text.strip():
+            if not block.text.strip():
+                continue
+            if getattr(block, "citations", None):
+                out.append({**block.to_dict(mode="json"), "text": clean(block.text)})
+            else:
                 out.append({"type": "text", "text": clean(block.text)})
-        elif block.type == "tool_use" and complete:
-            out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input or {})})
-    return tuple(out)
+        elif block.type == "tool_use":
+            if complete:
+                out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input or {})})
+        elif block.type == SERVER_USE or is_server_result({"type": block.type}):
+            out.append(block.to_dict(mode="json"))
+    return tuple(out if complete else kept_whole(out))
 
 
 def _chars(block: Any) -> int:
     """Characters the model produced in a (possibly partial) content block."""
     if block.type == "text":
         return len(block.text)
-    if block.type == "tool_use":
+    if block.type in ("tool_use", SERVER_USE):
         return len(block.name) + len(json.dumps(block.input or {}))
     return 0
 
@@ -96,7 +118,20 @@ def _usage(usage: Any) -> TokenUsage:
         output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
         cache_read_tokens=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
         cache_write_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+        web_search_requests=int(getattr(getattr(usage, "server_tool_use", None), "web_search_requests", 0) or 0),
     )
+
+
+def _block_done(block: Any, on_text: Callable[[str], None], on_server_tool: ServerToolSink | None,
+                numbers: dict[str, int]) -> None:
+    """A content block ended: a cited text gets its links (as in `citations.reply_text`); a server tool
+    call, now that its input is whole, is about to run at the service."""
+    if block.type == "text" and getattr(block, "citations", None) and block.text.strip():
+        marks = cite_marks(clean(block.text), block.citations, numbers)
+        if marks:
+            on_text(marks)
+    elif block.type == SERVER_USE and on_server_tool is not None:
+        on_server_tool(str(block.name), dict(block.input or {}))
 
 
 class AnthropicModel:
@@ -125,7 +160,7 @@ class AnthropicModel:
         threading.Thread(target=self.client, name="model-warm-up", daemon=True).start()
 
     def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
-               on_usage: UsageSink | None = None) -> ModelResponse:
+               on_usage: UsageSink | None = None, on_server_tool: ServerToolSink | None = None) -> ModelResponse:
         import anthropic
 
         if cancel.cancelled:
@@ -140,6 +175,7 @@ class AnthropicModel:
         if request.tools:
             kwargs["tools"] = list(request.tools)
         stream: Any = None
+        numbers: dict[str, int] = {}  # cited pages, numbered as first cited in this call
         try:
             with client.messages.stream(**kwargs) as stream, cancel.on_cancel(stream.close):
                 for event in stream:
@@ -147,6 +183,8 @@ class AnthropicModel:
                         break
                     if event.type == "content_block_delta" and event.delta.type == "text_delta":
                         on_text(clean(event.delta.text))
+                    elif event.type == "content_block_stop":
+                        _block_done(event.content_block, on_text, on_server_tool, numbers)
                     elif on_usage is not None and event.type in ("message_start", "message_delta"):
                         # message_start carries the input (billed from here on), message_delta the output.
                         on_usage(_usage(stream.current_message_snapshot.usage))
@@ -177,8 +215,12 @@ class AnthropicModel:
         streamed = output_estimate(sum(_chars(block) for block in snapshot.content))
         if streamed > usage.output_tokens:
             usage = msgspec.structs.replace(usage, output_tokens=streamed)
-        return ModelResponse(content=_blocks(snapshot.content, complete=False), stop_reason=stop_reason,
-                             usage=usage, model=model)
+        content = _blocks(snapshot.content, complete=False)
+        # The API counts searches only at the end; one whose results arrived was billed.
+        searched = web_searches(content)
+        if searched > usage.web_search_requests:
+            usage = msgspec.structs.replace(usage, web_search_requests=searched)
+        return ModelResponse(content=content, stop_reason=stop_reason, usage=usage, model=model)
 
     def _error(self, exc: BaseException, stream: Any, model: str) -> ModelError:
         kind, sentence = explain(exc)

@@ -7,7 +7,9 @@ sequence of stored messages into a valid request:
 - roles alternate, starting with the user (same-role neighbours are merged);
 - every `tool_use` is answered by a `tool_result` first thing in the next user
   message (a missing one becomes an error result saying it was interrupted), and
-  a `tool_result` without its `tool_use` is dropped.
+  a `tool_result` without its `tool_use` is dropped;
+- the service's own tool calls (web search, fetch) are kept only with their results, byte for byte
+  (vigil/model/server_blocks.py): they need no `tool_result` from us.
 
 Files users sent appear before their input's text as placeholders (vigil/model/attached.py), which
 the window counts by their estimated tokens and `materialize` turns into image and document blocks
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vigil.model.attached import CARRIED, block_tokens, ref_block
+from vigil.model.server_blocks import kept_whole
 from vigil.store.schema import Input, Turn
 
 Block = dict[str, Any]
@@ -151,7 +154,10 @@ def _pair_tools(messages: list[ApiMessage]) -> tuple[list[ApiMessage], bool]:
     for index, message in enumerate(messages):
         if message["role"] == "assistant":
             content = []
-            for block in message["content"]:
+            whole = kept_whole(message["content"])  # a search cut short ends no message sent back
+            if len(whole) != len(message["content"]):
+                dropped = True
+            for block in whole:
                 if block.get("type") == "tool_use":
                     if block.get("id") in seen_ids:
                         dropped = True

@@ -1,7 +1,8 @@
 """What a model call costs, from Anthropic's published per-model prices.
 
 Prices are USD per million tokens (platform.claude.com/docs/en/about-claude/pricing,
-read 2026-11). 5-minute cache writes cost 1.25x the input price; cache reads a
+read 2026-11). A web search adds $10 per 1,000 searches; a web fetch only its tokens.
+5-minute cache writes cost 1.25x the input price; cache reads a
 per-model fraction of it. A model missing from the table (a new snapshot, a
 name vigil has not heard of) is charged at the **highest** price of the family
 it names, or of the whole table when it names none: a guess must never let a
@@ -54,6 +55,10 @@ _PRICES: dict[str, Price] = {
     "claude-haiku-4-5": Price(1.0, 5.0),
     "claude-haiku": Price(1.0, 5.0),
 }
+# Server tools: a web search costs $10 per 1,000 (on top of the tokens its results add to the input);
+# a web fetch costs nothing beyond its tokens.
+WEB_SEARCH_MICROS = 10_000
+
 _DATED = re.compile(r"(-\d{8})?")
 _FAMILY = re.compile(r"claude-[a-z]+")
 
@@ -112,7 +117,7 @@ def cost_micros(model: str, usage: TokenUsage) -> int:
         + usage.cache_write_tokens * price.input * price.cache_write_factor
         + usage.cache_read_tokens * price.input * price.cache_read_factor
     )
-    return round(total)
+    return round(total) + usage.web_search_requests * WEB_SEARCH_MICROS
 
 
 def to_usage(model: str, usage: TokenUsage) -> Usage:
@@ -128,4 +133,5 @@ def to_usage(model: str, usage: TokenUsage) -> Usage:
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens,
         cost_micros=cost_micros(model, usage),
+        web_searches=usage.web_search_requests,
     )

@@ -100,6 +100,7 @@ class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
     cache_write_tokens: int = 0
     cost_micros: int = 0
     estimated_calls: int = 0  # calls of a model missing from the price table, charged at its family's top price
+    web_searches: int = 0  # Anthropic web searches (billed per search, in cost_micros too)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -110,6 +111,7 @@ class Usage(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             cost_micros=self.cost_micros + other.cost_micros,
             estimated_calls=self.estimated_calls + other.estimated_calls,
+            web_searches=self.web_searches + other.web_searches,
         )
 
     @property

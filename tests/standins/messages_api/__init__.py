@@ -14,11 +14,16 @@ What it answers is decided, in this order, by:
    (silence) -- its directives are not read;
 3. directives in the text of the current turn's user message (``[[reply=...]]``, ``[[len=N]]``,
    ``[[delay=S]]``, ``[[slow=S]]``, ``[[error=STATUS times=K]]``, ``[[hang]]``, ``[[drop=N]]``,
-   ``[[stream_error=overloaded]]``, ``[[tool=NAME {json}]]``), so tests that only control what the
-   user types can still steer the model. The current turn's user message is the latest one with a
-   text block: user messages made only of tool_result blocks continue the turn;
+   ``[[stream_error=overloaded]]``, ``[[tool=NAME {json}]]``, and the API's own web tools:
+   ``[[search=QUERY]]``, ``[[fetch=URL]]``, ``[[pause]]``, ``[[search_hang]]``, see ``server_tools``), so
+   tests that only control what the user types can still steer the model. The current turn's user
+   message is the latest one with a text block: user messages made only of tool_result blocks
+   continue the turn;
 4. the default: ``echo: <the current turn's user text>`` (directives included, verbatim), or
    ``tool results: [...]`` when the request ends with tool results nobody scripted an answer for.
+
+Server tool blocks (``server_tool_use``, its result, citations) it served must come back byte for byte,
+paired, and complete but at the very end of a request (``server_tools``).
 
 Images and documents are held to the API's limits (see ``media``): image media types and base64 that
 must match the bytes' real format, 5 MB of base64 per image, 8000 px a side (2000 px beyond 20 images),
@@ -69,6 +74,7 @@ from tests.standins.messages_api.responders import (
     TextReply,
     ToolCall,
     ToolUseReply,
+    WebReply,
 )
 from tests.standins.messages_api.standin import MessagesAPI
 from tests.standins.messages_api.validator import Validator, validate_request
@@ -88,6 +94,7 @@ __all__ = [
     "TextReply",
     "ToolCall",
     "ToolUseReply",
+    "WebReply",
     "filler_text",
     "validate_request",
 ]

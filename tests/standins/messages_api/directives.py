@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_DIRECTIVE = re.compile(r"\[\[(reply|len|delay|slow|error|hang|drop|stream_error|tool)(=|\]\])")
+_DIRECTIVE = re.compile(
+    r"\[\[(reply|len|delay|slow|error|hang|drop|stream_error|tool|search|fetch|pause|search_hang)(=|\]\])")
 _TOOL_DIRECTIVE_NAME = re.compile(r"\s*([A-Za-z0-9_-]+)\s*")
 _ERROR_DIRECTIVE = re.compile(r"^\s*(\d{3})(?:\s+times=(\d+))?\s*$")
 
@@ -28,6 +29,12 @@ class Directives:
     drop: int | None = None
     stream_error: str | None = None
     tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # The API's own web tools: [[search=QUERY]], [[fetch=URL]], [[pause]] (pause_turn after them),
+    # [[search_hang]] (the search starts and never ends).
+    searches: list[str] = field(default_factory=list)
+    fetches: list[str] = field(default_factory=list)
+    pause: bool = False
+    search_hang: bool = False
     problems: list[str] = field(default_factory=list)
 
 
@@ -83,6 +90,9 @@ def _apply_directive(found: Directives, name: str, value: str | None) -> None:
     if name == "hang":
         found.hang = True
         return
+    if name in ("pause", "search_hang"):
+        setattr(found, name, True)
+        return
     if value is None:
         raise ValueError("needs a value")
     if name == "reply":
@@ -97,6 +107,10 @@ def _apply_directive(found: Directives, name: str, value: str | None) -> None:
         found.drop = int(value)
     elif name == "stream_error":
         found.stream_error = value.strip()
+    elif name == "search":
+        found.searches.append(value.strip())
+    elif name == "fetch":
+        found.fetches.append(value.strip())
     elif name == "error":
         m = _ERROR_DIRECTIVE.match(value)
         if m is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.standins.messages_api.responders import ToolCall
 from tests.standins.messages_api.script import Plan, offered_tools
+from tests.standins.messages_api.server_tools import web_content
 from tests.standins.messages_api.state import State
 from tests.standins.messages_api.usage import input_usage, token_count
 
@@ -39,6 +40,17 @@ def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, A
             calls = []
             break
         calls.append(call)
+    web_content_blocks: list[dict[str, Any]] = []
+    server_use: dict[str, int] = {}
+    web_stop = ""
+    if plan.web is not None:
+        needed = (["web_search"] if plan.web.searches else []) + (["web_fetch"] if plan.web.fetches else [])
+        missing = [name for name in needed if name not in offered]
+        if missing:
+            text = f"tool {missing[0]} not offered"
+        else:
+            with state.lock:
+                web_content_blocks, web_stop, server_use = web_content(plan.web, body["messages"], state.served)
     stop_reason = "tool_use" if calls else "end_turn"
     stop_sequence: str | None = None
     if not calls:
@@ -62,7 +74,10 @@ def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, A
                 "input": call.input,
             }
         )
+    if web_stop:
+        content, stop_reason, stop_sequence = web_content_blocks, web_stop, None
     output_chars = len(text) + sum(len(json.dumps(c.input)) + 40 for c in calls)
+    output_chars += sum(len(b.get("text", "")) + len(json.dumps(b.get("input", ""))) for b in web_content_blocks)
     usage = input_usage(state, body)
     return {
         "id": random_id("msg_"),
@@ -83,5 +98,6 @@ def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, A
             },
             "output_tokens": max(1, token_count(output_chars)),
             "service_tier": "standard",
+            **({"server_tool_use": server_use} if server_use else {}),
         },
     }

@@ -91,7 +91,22 @@ class StreamError:
     delay: float = 0.0
 
 
-Responder = TextReply | ToolUseReply | ErrorReply | Hang | DropStream | StreamError
+@dataclass(frozen=True)
+class WebReply:
+    """Use the API's own web tools (when the request offers them): each search then each fetch, as a
+    ``server_tool_use`` block and its result, then text citing the first result of each search. With
+    ``pause`` the answer stops after the results with ``stop_reason: pause_turn`` (the request sending it
+    back is answered with the cited text); with ``hang_in_search`` the first ``server_tool_use`` streams
+    and its result never comes (the stream stays open, as a long search does)."""
+
+    searches: Sequence[str] = ()
+    fetches: Sequence[str] = ()
+    pause: bool = False
+    hang_in_search: bool = False
+    delay: float = 0.0
+
+
+Responder = TextReply | ToolUseReply | ErrorReply | Hang | DropStream | StreamError | WebReply
 """What to answer. :meth:`MessagesAPI.add_rule` also takes a callable ``body -> Responder``."""
 
 

@@ -25,7 +25,9 @@ from tests.standins.messages_api.responders import (
     TextReply,
     ToolCall,
     ToolUseReply,
+    WebReply,
 )
+from tests.standins.messages_api.server_tools import WebPlan
 from tests.standins.messages_api.state import State
 
 
@@ -41,6 +43,7 @@ class Plan:
     drop_after: int | None = None
     stream_error: tuple[str, str] | None = None
     stream_error_after: int = 20
+    web: WebPlan | None = None
 
 
 def _plan_from_responder(responder: Responder) -> Plan:
@@ -54,6 +57,9 @@ def _plan_from_responder(responder: Responder) -> Plan:
         return Plan(delay=responder.delay, hang=True)
     if isinstance(responder, DropStream):
         return Plan(delay=responder.delay, text=responder.text, drop_after=responder.after_chars)
+    if isinstance(responder, WebReply):
+        web = WebPlan(list(responder.searches), list(responder.fetches), responder.pause, responder.hang_in_search)
+        return Plan(delay=responder.delay, web=web)
     if isinstance(responder, StreamError):
         return Plan(
             delay=responder.delay,
@@ -156,6 +162,9 @@ def _plan_from_directives(state: State, body: dict[str, Any]) -> Plan:
                 retry_after_ms=10 if retryable else None,
             )
             return plan
+    if found.searches or found.fetches:
+        plan.web = WebPlan(found.searches, found.fetches, found.pause, found.search_hang)
+        return plan
     messages = body["messages"]
     rounds = _tool_rounds(messages)
     if rounds < len(found.tools):

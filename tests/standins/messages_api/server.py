@@ -158,8 +158,10 @@ class Router:
     def _messages(self, handler: Handler, headers: dict[str, str], raw: bytes, request_id: str) -> None:
         body = self._parse_body(raw)
         refusal: Refusal | None = None
+        with self.state.lock:
+            served = dict(self.state.served)
         try:
-            Validator(body, headers).run()
+            Validator(body, headers, served).run()
         except Refusal as r:
             refusal = r
         stream = body.get("stream") is True

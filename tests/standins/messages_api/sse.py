@@ -1,6 +1,7 @@
 """Streaming an answer as the API does: server-sent events over a chunked body, text in deltas (spread
-over time when a test asks for a slow stream), tool input as partial JSON, and the two ways a stream
-goes wrong (a cut without ``message_stop``, an ``error`` event).
+over time when a test asks for a slow stream), tool input as partial JSON (a server tool's too), a
+server tool's result whole, citations as deltas after their text, and the two ways a stream goes
+wrong (a cut without ``message_stop``, an ``error`` event).
 
 The event order and shapes are the ones the anthropic SDK's stream accumulator expects, including the
 empty first ``input_json_delta`` and the ping after the first block starts.
@@ -37,13 +38,11 @@ def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any],
     sent_chars = 0
     for index, block in enumerate(message["content"]):
         if block["type"] == "text":
+            # A text that cites starts with an empty citations list; each citation comes as a delta.
+            opening = {"type": "text", "text": "", **({"citations": []} if block.get("citations") else {})}
             send(
                 "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "text", "text": ""},
-                },
+                {"type": "content_block_start", "index": index, "content_block": opening},
             )
             if index == 0:
                 send("ping", {"type": "ping"})
@@ -68,6 +67,18 @@ def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any],
                     },
                 )
                 sent_chars += len(piece)
+            for citation in block.get("citations") or []:
+                send(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "citations_delta", "citation": citation},
+                    },
+                )
+        elif block["type"] not in ("tool_use", "server_tool_use"):
+            # A server tool's result arrives whole in its content_block_start.
+            send("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
         else:
             start_block = {**block, "input": {}}
             send(
@@ -88,6 +99,8 @@ def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any],
                     },
                 )
         send("content_block_stop", {"type": "content_block_stop", "index": index})
+        if block["type"] == "server_tool_use" and plan.web is not None and plan.web.hang_in_search:
+            wait(handler, stopping, math.inf)  # the search runs on and on: only a hang-up or stop() ends it
     if plan.drop_after is not None:
         handler.cut()
         return
@@ -101,6 +114,7 @@ def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any],
         "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
         "cache_read_input_tokens": usage["cache_read_input_tokens"],
         "output_tokens": usage["output_tokens"],
+        **({"server_tool_use": usage["server_tool_use"]} if "server_tool_use" in usage else {}),
     }
     send(
         "message_delta",

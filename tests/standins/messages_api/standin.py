@@ -36,6 +36,12 @@ class MessagesAPI:
         return self._state.errors
 
     @property
+    def served(self) -> dict[str, str]:
+        """The server tool blocks and citations served so far, as JSON, by id (see `server_tools`)."""
+        with self._state.lock:
+            return dict(self._state.served)
+
+    @property
     def min_cache_tokens(self) -> int:
         """Prompt-cache entries shorter than this many tokens are not cached (0: every prefix is)."""
         return self._state.min_cache_tokens

@@ -1,5 +1,6 @@
 """What the Messages API stand-in remembers between requests, under one lock: the requests it recorded,
-the refusals it gave, the rules a test added, the prompt cache and the ``[[error=...]]`` counts.
+the refusals it gave, the rules a test added, the prompt cache, the ``[[error=...]]`` counts and the
+server tool blocks it served.
 
 One lock guards it all, because requests arrive on the server's threads while the test thread adds
 rules and waits; ``arrived`` wakes `MessagesAPI.wait_for_requests`, ``stopping`` ends hangs,
@@ -31,3 +32,5 @@ class State:
         self.cache: set[str] = set()
         # How often each turn's [[error=STATUS times=K]] has failed so far.
         self.error_counts: dict[str, int] = {}
+        # Every server tool block and citation served, as JSON (see `server_tools`): sent back unchanged.
+        self.served: dict[str, str] = {}

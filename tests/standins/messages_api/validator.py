@@ -13,6 +13,7 @@ from typing import Any
 from tests.standins.messages_api.checks import BLOCK_KEYS, check_cache_control, check_extra_keys
 from tests.standins.messages_api.conversation import check_messages
 from tests.standins.messages_api.errors import Refusal, bad_tag, invalid
+from tests.standins.messages_api.server_tools import WEB_TOOL_KEYS, check_server_blocks, check_web_tool
 
 # The fields anthropic 2.12's messages.create()/stream() put in the body (resources/messages/messages.py).
 # user_profile_id and workspace_id travel as headers. There is no temperature/top_p/top_k in this SDK.
@@ -79,7 +80,8 @@ _COMMON_TOOL_KEYS = frozenset(
     {"name", "type", "cache_control", "allowed_callers", "defer_loading", "input_examples", "strict"}
 )
 _CUSTOM_TOOL_KEYS = _COMMON_TOOL_KEYS | {"description", "input_schema", "eager_input_streaming"}
-# The two built-ins vigil uses get their keys checked exactly; other built-ins are accepted as sent.
+# The built-ins vigil uses get their keys checked exactly (the web tools in `server_tools`); other
+# built-ins are accepted as sent.
 _STRICT_BUILTIN_KEYS: dict[str, frozenset[str]] = {
     "bash_20250124": _COMMON_TOOL_KEYS,
     "text_editor_20250728": _COMMON_TOOL_KEYS | {"max_characters"},
@@ -91,10 +93,11 @@ _MAX_CACHE_BREAKPOINTS = 4
 class Validator:
     """Checks one request body; raises :class:`Refusal` on the first problem, like the API."""
 
-    def __init__(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def __init__(self, body: dict[str, Any], headers: dict[str, str], served: dict[str, str] | None = None) -> None:
         self.body = body
         self.headers = headers
         self.cache_breakpoints = 0
+        self.served = served  # the server tool blocks the stand-in served (None: only their pairing is checked)
 
     def run(self) -> None:
         body, headers = self.body, self.headers
@@ -125,6 +128,7 @@ class Validator:
         tool_names = self._check_tools()
         self._check_system()
         self.cache_breakpoints += check_messages(body["messages"], bool(tool_names))
+        check_server_blocks(body["messages"], self.served)
         if body.get("cache_control") is not None:
             check_cache_control(body["cache_control"], "cache_control")
             # Top-level cache_control marks the last cacheable block: it takes a breakpoint slot.
@@ -203,6 +207,8 @@ class Validator:
             elif isinstance(tool_type, str) and tool_type in _BUILTIN_TOOLS:
                 if tool_type in _STRICT_BUILTIN_KEYS:
                     check_extra_keys(tool, _STRICT_BUILTIN_KEYS[tool_type], f"{path}.{tool_type}")
+                if tool_type in WEB_TOOL_KEYS:
+                    check_web_tool(tool, path)
                 expected = _BUILTIN_TOOLS[tool_type]
                 if expected is not None and name != expected:
                     raise invalid(f"{path}.{tool_type}.name: Input should be '{expected}'")
