@@ -38,6 +38,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("stop", "/stop", "stop the reply in progress at once", "control"),
     CommandSpec("export", "/export", "this session's history as a JSON file", "control"),
     CommandSpec("forget", "/forget", "delete this session's stored data (asks first)", "session"),
+    CommandSpec("mode", "/mode [ask|auto|readonly]",
+                "what Claude's commands and file changes may do here: ask first, run, or only read", "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

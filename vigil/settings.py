@@ -69,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_socket: str | None = None
     watchdog_usec: int = 0
     whisper_model: str = DEFAULT_WHISPER_MODEL
+    tool_mode: Literal["ask", "auto", "readonly"] = "ask"  # of sessions that did not choose one (/mode)
+    approval_timeout_s: float = 600.0  # an approval prompt unanswered this long counts as Deny
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -244,6 +246,8 @@ _VARS: tuple[_Var, ...] = (
     _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
     _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
+    _Var("VIGIL_TOOL_MODE", "tool_mode", _choice("ask", "auto", "readonly")),
+    _Var("VIGIL_APPROVAL_TIMEOUT", "approval_timeout_s", _duration),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

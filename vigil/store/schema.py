@@ -188,6 +188,28 @@ class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_d
     ended_at: float
 
 
+ToolMode = Literal["ask", "auto", "readonly"]
+"""A chat's permission mode for Claude's risky tools (vigil/tool_mode.py says what each allows)."""
+
+ApprovalState = Literal["asked", "allowed", "denied"]
+"""Where one approval stands: the prompt is open, or it was answered (a timeout or /stop is a denial)."""
+
+
+class Approval(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
+               tag="approval"):
+    """A decision on one risky tool call of the open turn (actors/approvals.py), written before the tool runs.
+
+    `scope` "turn" (with no `tool_use_id`) is "Allow for this turn": the rest of that turn runs unasked.
+    """
+
+    generation: int
+    seq: int
+    tool_use_id: str = ""
+    state: ApprovalState = "asked"
+    scope: Literal["call", "turn"] = "call"
+    by: int = 0  # who answered (0: nobody: a timeout, /stop, /new)
+
+
 class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     """The small per-session record: settings, schedule, counters. Turns live elsewhere."""
 
@@ -223,6 +245,10 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
     # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
     unreadable: tuple[str, ...] = ()
+    # The chat's /mode ("": VIGIL_TOOL_MODE's default), and the approvals of its open turn (actors/approvals.py).
+    # Added with defaults, so no schema bump.
+    tool_mode: Literal["", "ask", "auto", "readonly"] = ""
+    approvals: tuple[Approval, ...] = ()
 
     @property
     def needs_recovery(self) -> bool:
