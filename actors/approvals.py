@@ -195,10 +195,11 @@ class TurnGate:
                                                    buttons=prompt_buttons(pending.token)))
         session.log.info("approval.asked", tool=name, tool_use_id=call_id)
         decision = pending.wait(cancel, self._timeout)
-        if decision is None:
-            reason = ("shutdown" if cancel.reason == "shutdown" else "stopped" if cancel.cancelled else "timeout")
-            decision = Decision("deny", reason=reason)
-        decision = approvals.settle(pending, decision)
+        if cancel.cancelled:  # /stop means Deny, also against a tap in the same instant
+            decision = approvals.settle(pending, Decision("deny", reason="shutdown" if cancel.reason == "shutdown"
+                                                          else "stopped"), force=True)
+        else:
+            decision = approvals.settle(pending, decision or Decision("deny", reason="timeout"))
         session.log.info("approval.decided", tool=name, tool_use_id=call_id, choice=decision.choice, by=decision.by,
                          reason=decision.reason)
         return decision

@@ -26,7 +26,7 @@ from tests.fakes import (
 from vigil.actors.approval_prompt import prompt_text, what
 from vigil.actors.protocol import Sender
 from vigil.actors.turn import resume_exchange
-from vigil.approvals import GONE, PendingApprovals, button_data, parse_button
+from vigil.approvals import GONE, Decision, PendingApprovals, button_data, parse_button
 from vigil.caller import Caller
 from vigil.commands import parse_command
 from vigil.control import Control
@@ -312,3 +312,12 @@ def test_the_settings_read_the_mode_and_the_timeout(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="VIGIL_TOOL_MODE"):
         load_settings({**base, "VIGIL_TOOL_MODE": "yolo"})
 
+
+
+def test_a_stop_overrides_a_tap_that_came_in_the_same_instant() -> None:
+    approvals = PendingApprovals()
+    pending = approvals.open("tg:1", 1, "Ann")
+    assert approvals.press(pending.token, "allow", 1, "Ann", False, "tg:1").decided
+    settled = approvals.settle(pending, Decision("deny", reason="stopped"), force=True)
+    assert settled.choice == "deny" and pending.decision == settled
+    assert approvals.press(pending.token, "allow", 1, "Ann", False, "tg:1").verdict == "⏹ Denied: the turn was stopped"

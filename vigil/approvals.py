@@ -116,13 +116,13 @@ class PendingApprovals:
         return Press(True, {"allow": "Allowed.", "turn": "Allowed for the rest of this turn.",
                             "deny": "Denied."}[choice], verdict_line(pending.decision))
 
-    def settle(self, pending: Pending, default: Decision) -> Decision:
-        """The decision the turn acts on: a press that came in time, else `default`; the prompt closes."""
+    def settle(self, pending: Pending, default: Decision, force: bool = False) -> Decision:
+        """The decision the turn acts on: a press that came in time, else (or if `force`) `default`; the prompt
+        closes."""
         with self._lock:
-            if pending.decision is None:
+            if pending.decision is None or force:
                 pending.decision = default
-            if pending.token in self._open:
-                self._close(pending, verdict_line(pending.decision))
+            self._close(pending, verdict_line(pending.decision))
             return pending.decision
 
     def withdraw(self, key: str, reason: str) -> int:
