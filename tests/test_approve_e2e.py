@@ -51,7 +51,7 @@ def button(prompt: SentMessage, label: str) -> str:
 def tap(rig: Rig, chat_id: int, user: User, prompt: SentMessage, label: str) -> CallbackQuery:
     """`user` taps the button labelled `label`; returns the query once vigil answered it."""
     query = rig.bot.press_button(chat_id, user.id, prompt.message_id, button(prompt, label))
-    return rig.bot.wait_for(lambda: q if (q := rig.bot.callback_query(query.id)).answered else None, 5,
+    return rig.bot.wait_for(lambda: q if (q := rig.bot.callback_query(query.id)).answered else None, 15,
                             "the callback query to be answered")
 
 
@@ -71,9 +71,9 @@ def test_allow_runs_the_command_and_the_model_sees_its_output(rig: Rig) -> None:
     assert not results_of(rig, HI), "nothing ran before the tap"
     answer = tap(rig, ann.id, ann, prompt, "Allow")
     assert answer.answer_text == "Allowed." and not answer.show_alert
-    edited = rig.edited_to(ann.id, prompt.message_id, "✅ Allowed by Ann")
+    edited = rig.edited_to(ann.id, prompt.message_id, "✅ Allowed by Ann", timeout=15)
     assert edited.reply_markup is None and HI in edited.text
-    rig.answer(ann.id, sent, "tool results")
+    rig.answer(ann.id, sent, "tool results", timeout=30)
     [result] = tool_results(results_of(rig, HI)[-1])
     assert "hi-42" in result_text(result) and not result.get("is_error")
 
@@ -84,11 +84,11 @@ def test_deny_declines_and_the_command_does_not_run(rig: Rig) -> None:
     sent = rig.say(bea.id, bea, tool("bash", command=command))
     prompt = prompt_after(rig, bea.id, sent)
     assert tap(rig, bea.id, bea, prompt, "Deny").answer_text == "Denied."
-    reply = rig.answer(bea.id, sent, "tool results")
+    reply = rig.answer(bea.id, sent, "tool results", timeout=30)
     assert "declined" in reply.text and '"is_error": true' in reply.text
     [result] = tool_results(results_of(rig, command)[-1])
     assert result["is_error"] is True and "Bea declined it" in result_text(result)
-    assert rig.edited_to(bea.id, prompt.message_id, "❌ Denied by Bea").reply_markup is None
+    assert rig.edited_to(bea.id, prompt.message_id, "❌ Denied by Bea", timeout=15).reply_markup is None
     assert workdir(rig, bea.id).is_dir() and not (workdir(rig, bea.id) / "denied-marker").exists()
 
 
@@ -107,8 +107,8 @@ def test_another_group_member_cannot_answer_the_starters_prompt(rig: Rig) -> Non
     assert not results_of(rig, command) and not (workdir(rig, group.id) / "group-marker").exists()
     # The admin may answer anyone's prompt.
     assert tap(rig, group.id, rig.admin, prompt, "Allow").answer_text == "Allowed."
-    rig.edited_to(group.id, prompt.message_id, "✅ Allowed by Ada")
-    rig.answer(group.id, sent, "tool results")
+    rig.edited_to(group.id, prompt.message_id, "✅ Allowed by Ada", timeout=15)
+    rig.answer(group.id, sent, "tool results", timeout=30)
     assert (workdir(rig, group.id) / "group-marker").exists()
 
 
@@ -119,8 +119,8 @@ def test_allow_for_this_turn_covers_the_next_command_without_a_prompt(rig: Rig) 
     prompt = prompt_after(rig, cy.id, sent)
     assert first in prompt.text
     tap(rig, cy.id, cy, prompt, "Allow for this turn")
-    rig.edited_to(cy.id, prompt.message_id, "☑️ Allowed for this turn by Cy")
-    rig.answer(cy.id, sent, "tool results")
+    rig.edited_to(cy.id, prompt.message_id, "☑️ Allowed for this turn by Cy", timeout=15)
+    rig.answer(cy.id, sent, "tool results", timeout=30)
     assert (workdir(rig, cy.id) / "first-marker").exists() and (workdir(rig, cy.id) / "second-marker").exists()
     prompts = [m for m in rig.replies(cy.id, sent) if "🔐" in m.text]
     assert [p.message_id for p in prompts] == [prompt.message_id], "one prompt for the whole turn"
@@ -131,16 +131,16 @@ def test_status_and_stop_answer_at_once_while_a_prompt_waits_and_stop_denies(rig
     command = "touch stopped-marker; echo ran"
     sent = rig.say(dee.id, dee, tool("bash", command=command))
     prompt = prompt_after(rig, dee.id, sent)
-    status = rig.ask(dee.id, dee, "/status", "📊", timeout=5)
+    status = rig.ask(dee.id, dee, "/status", "📊", timeout=10)
     assert "waiting for an approval" in status.text and "Mode: ask" in status.text
-    rig.ask(dee.id, dee, "/stop", "Stopping", timeout=5)
-    rig.answer(dee.id, sent, "stopped")
+    rig.ask(dee.id, dee, "/stop", "Stopping", timeout=10)
+    rig.answer(dee.id, sent, "stopped", timeout=30)
     late = tap(rig, dee.id, dee, prompt, "Allow")
     assert late.answer_text == GONE
-    assert rig.edited_to(dee.id, prompt.message_id, "the turn was stopped").reply_markup is None
+    assert rig.edited_to(dee.id, prompt.message_id, "the turn was stopped", timeout=15).reply_markup is None
     assert not (workdir(rig, dee.id) / "stopped-marker").exists()
     # The stored turn answered the call: the next request replays it as declined.
-    rig.ask(dee.id, dee, "and now?", "echo: and now?")
+    rig.ask(dee.id, dee, "and now?", "echo: and now?", timeout=30)
     replayed = rig.requests_with("and now?")[-1].all_text()
     assert "declined: the user stopped the turn" in replayed
 
@@ -150,7 +150,7 @@ def test_readonly_refuses_a_write_and_offers_no_bash(rig: Rig) -> None:
     assert "Mode for this chat: readonly" in rig.ask(eve.id, eve, "/mode readonly", "Done").text
     sent = rig.say(eve.id, eve, tool("str_replace_based_edit_tool", command="create", path="ro.txt",
                                      file_text="nope\n"))
-    reply = rig.answer(eve.id, sent, "tool results")
+    reply = rig.answer(eve.id, sent, "tool results", timeout=30)
     assert "read-only mode" in reply.text and '"is_error": true' in reply.text
     assert not (workdir(rig, eve.id) / "ro.txt").exists()
     request = rig.requests_with("ro.txt")[-1]
@@ -161,14 +161,14 @@ def test_readonly_refuses_a_write_and_offers_no_bash(rig: Rig) -> None:
 
 def test_a_heartbeat_in_ask_mode_runs_no_bash_and_asks_nobody(rig: Rig) -> None:
     fay = rig.person("Fay")
-    rig.ask(fay.id, fay, "hello", "echo: hello")
+    rig.ask(fay.id, fay, "hello", "echo: hello", timeout=30)
 
     def beat(body: dict[str, object]) -> bool:
         return "send_message" in str(body.get("tools")) and "hello" in str(body.get("messages"))
 
     rig.api.add_rule(beat, ToolUseReply([ToolCall("bash", {"command": "touch beat-marker"})]), times=1)
     sent = rig.say(fay.id, fay, "/heartbeat test")
-    rig.answer(fay.id, sent, "Test beat")
+    rig.answer(fay.id, sent, "Test beat", timeout=30)
     beats = [r for r in list(rig.api.requests) if beat(r.body)]
     assert beats and all("bash" not in [t.get("name") for t in r.body.get("tools", [])] for r in beats)
     assert not [m for m in rig.replies(fay.id, sent) if "🔐" in m.text]
@@ -185,10 +185,10 @@ def test_no_answer_within_the_timeout_is_a_deny(fresh: Callable[..., Rig]) -> No
     sent = rig.say(ida.id, ida, tool("bash", command=command))
     prompt = prompt_after(rig, ida.id, sent)
     assert "no answer within 1s counts as Deny" in prompt.text
-    reply = rig.answer(ida.id, sent, "tool results")
+    reply = rig.answer(ida.id, sent, "tool results", timeout=30)
     assert "nobody approved it within 1s" in reply.text
     assert tap(rig, ida.id, ida, prompt, "Allow").answer_text == GONE
-    rig.edited_to(ida.id, prompt.message_id, "nobody answered in time")
+    rig.edited_to(ida.id, prompt.message_id, "nobody answered in time", timeout=15)
     assert not (workdir(rig, ida.id) / "late-marker").exists()
 
 
@@ -204,12 +204,12 @@ def test_a_kill_during_the_prompt_asks_again_and_the_command_runs_once(fresh: Ca
     assert command in again.text
     assert tap(rig, jo.id, jo, first, "Allow").answer_text == GONE, "the old prompt's button finds nothing"
     assert tap(rig, jo.id, jo, again, "Allow").answer_text == "Allowed."
-    rig.answer(jo.id, sent, "tool results")
+    rig.answer(jo.id, sent, "tool results", timeout=30)
     assert "hi-42" in result_text(tool_results(results_of(rig, command)[-1])[0])
     assert (workdir(rig, jo.id) / "ran.txt").read_text() == "run\n"
     rig.stop()
     rig.start()
-    rig.ask(jo.id, jo, "still there?", "echo: still there?")
+    rig.ask(jo.id, jo, "still there?", "echo: still there?", timeout=30)
     assert (workdir(rig, jo.id) / "ran.txt").read_text() == "run\n"
 
 
@@ -223,7 +223,7 @@ def test_an_allowed_command_killed_while_running_is_never_run_again(fresh: Calla
     rig.bot.wait_for(lambda: ran.exists() or None, 15, "the command to start")
     rig.running().kill9()
     rig.start()
-    reply = rig.answer(kim.id, sent, "tool results", timeout=20)
+    reply = rig.answer(kim.id, sent, "tool results", timeout=30)
     assert "interrupted: vigil restarted while this tool call was running" in reply.text
     assert ran.read_text() == "run\n"
     assert not [m for m in rig.replies(kim.id, sent) if "🔐" in m.text and m.reply_markup]
