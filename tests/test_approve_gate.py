@@ -149,6 +149,18 @@ def test_no_answer_within_the_timeout_is_a_deny(make: HarnessFactory) -> None:
     assert not (workspace(h) / "made.txt").exists()
 
 
+def test_a_waiting_prompt_holds_no_model_slot_and_other_chats_go_on(make: HarnessFactory) -> None:
+    h = asking(make, UseTools(((EDITOR, CREATE),)), max_concurrent_queries=1)
+    h.say(KEY, "make a file")
+    _, token = wait_prompt(h)
+    other = key_of(2)
+    h.say(other, "meanwhile")
+    assert h.outbox.wait_finished(other, 1) == [("echo: meanwhile", "")]
+    assert h.runtime.slots.in_flight == 0
+    press(h, token, "deny")
+    h.outbox.wait_finished(KEY, 1)
+
+
 def caller(key: str = KEY, user_id: int = TESS) -> Caller:
     return Caller(key=key, target=Target(channel="test", chat_id=1), sender=Sender(user_id=user_id, name="Tess"),
                   admin=False, chat_type="private")
