@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from vigil.actors.approvals import gate_for
 from vigil.actors.beat_schedule import next_due, zone_of
 from vigil.actors.meter import Meter
 from vigil.actors.state import Session, is_group, usage_of
@@ -80,7 +81,7 @@ def run_beat(session: Session, now: float, reschedule: bool = False) -> BeatResu
     prompt = beat_prompt(header, now)
     history = beat_history(session, header)
     sends = BeatSends(session, prompt, now, Meter())
-    tools = beat_tools(session, sends)
+    tools = gate_for(session, beat_tools(session, sends))  # a beat never waits for a button (actors/approvals.py)
     request = ModelRequest(
         model=header.model, max_tokens=min(BEAT_MAX_OUTPUT_TOKENS, session.deps.settings.max_output_tokens),
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs]),

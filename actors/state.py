@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -30,6 +30,7 @@ import msgspec
 from vigil.actors.registry import Registry, SessionControl
 from vigil.actors.turn import ToolSet, TurnRunner
 from vigil.actors.window import HistoryWindow
+from vigil.approvals import PendingApprovals
 from vigil.budget import Allowance
 from vigil.expiry import old_generations
 from vigil.logs import get_logger
@@ -60,6 +61,7 @@ class SessionDeps:
     media: MediaStore | None = None  # the files users sent (None: a test without media)
     sweep_media: Callable[[], object] = lambda: None  # ask for the files no session references to go
     metrics: Metrics = NULL_METRICS  # told of turns, heartbeats, schedules (vigil/metrics.py)
+    approvals: PendingApprovals = field(default_factory=PendingApprovals)  # prompts waiting for a tap
 
     def outbox(self, target: Target) -> Outbox | None:
         return self.outboxes.get(target.channel)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -123,14 +123,15 @@ def _tool_uses(message: Message) -> list[dict[str, Any]]:
     return [b for b in message.content if b.get("type") == "tool_use"] if message.role == "assistant" else []
 
 
-def resume_exchange(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+def resume_exchange(messages: tuple[Message, ...], not_begun: Collection[str] = ()) -> tuple[Message, ...]:
     """The stored exchange of a turn cut short by a restart, ready for the model to continue.
 
     Tool calls whose results were stored are kept as they are (never run again: they may have had
     effects). Tools run one at a time and the exchange is stored before the first and after each, so
     of the calls without a stored result only the first can have begun: it is answered as interrupted,
     the rest as never run. Trailing assistant text (already shown, and kept as the superseded reply) goes:
-    the model writes its answer anew.
+    the model writes its answer anew. If that first call is in `not_begun` (it waited for the user's
+    approval: actors/approvals.py), the round is left open, its results so far kept, for the turn to go on with.
     """
     out = list(messages)
     while out and out[-1].role == "assistant" and not _tool_uses(out[-1]):
@@ -145,6 +146,8 @@ def resume_exchange(messages: tuple[Message, ...]) -> tuple[Message, ...]:
         return tuple(out)
     stored = {b.get("tool_use_id") for b in answered if b.get("type") == "tool_result"}
     results = list(answered)
+    if next((b["id"] for b in calls if b["id"] not in stored), None) in not_begun:
+        return tuple(out) + ((Message(role="user", content=tuple(answered)),) if answered else ())
     for block in calls:
         if block["id"] not in stored:
             began = len(results) == len(stored)  # the first call without a result

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from vigil import conversations
+from vigil.actors.approvals import TurnGate, not_begun, offered
 from vigil.actors.display import CheckpointedDisplay
 from vigil.actors.meter import Meter
 from vigil.actors.protocol import UserText
@@ -29,6 +30,7 @@ from vigil.model.history import input_blocks, join, with_cache_point
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
 from vigil.store.schema import Input, Turn
+from vigil.tool_mode import effective_mode
 
 MAX_PARTICIPANTS = 200
 
@@ -62,8 +64,8 @@ def answer_pending(session: Session) -> None:
         old, session.resume_turn = session.resume_turn, None
         # The tool rounds stored are kept: the model continues from them, and no tool runs twice.
         turn = msgspec.structs.replace(
-            old, status="open", messages=resume_exchange(old.messages), reply="", note="",
-            attempts=old.attempts + 1,
+            old, status="open", messages=resume_exchange(old.messages, not_begun(session.header, old)), reply="",
+            note="", attempts=old.attempts + 1,
             superseded_reply=old.reply or old.superseded_reply, started_at=now)
         session.header = msgspec.structs.replace(session.header, open_turn=turn.seq)
     elif session.header.pending:
@@ -131,10 +133,12 @@ def run_user_turn(session: Session, turn: Turn) -> None:
                                   slow=slow)
     payer = turn.inputs[0].user_id if turn.inputs else 0  # whose message started the turn pays for it
     may_call = call_guard(session.deps.allowance, payer, cancel, first_counted=True, on_wait=display.progress)
+    gate = TurnGate(session, user_turn_tools(session), turn)  # the chat's /mode: actors/approvals.py
     try:
         request, refusals = _request(session, turn)
-        outcome = session.deps.runner.run(request, cancel, display, user_turn_tools(session), on_round,
-                                          resume=turn.messages, on_tool=on_round, may_call=may_call, meter=meter,
+        resume = gate.finish_round(cancel, display, on_round)
+        outcome = session.deps.runner.run(request, cancel, display, gate.tools, on_round,
+                                          resume=resume, on_tool=gate.watch(on_round), may_call=may_call, meter=meter,
                                           on_refused=refusals.on_refused if refusals is not None else None)
     finally:
         display.close()
@@ -217,7 +221,7 @@ def _request(session: Session, turn: Turn) -> tuple[ModelRequest, RefusedFiles |
         history[-1] = with_cache_point(history[-1])
     content = [b for b in input_blocks(turn, group) if b["type"] != "text" or b["text"].strip()]
     current = {"role": "user", "content": content or [{"type": "text", "text": "(empty message)"}]}
-    tools = user_turn_tools(session)
+    tools = offered(session, user_turn_tools(session))
     messages = join([history, [current]])
     refusals = None
     if window.has_files or any(item.attachments for item in turn.inputs):
@@ -225,6 +229,7 @@ def _request(session: Session, turn: Turn) -> tuple[ModelRequest, RefusedFiles |
         messages = refusals.request_messages()
     return ModelRequest(
         model=header.model, max_tokens=session.deps.settings.max_output_tokens,
-        system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs]),
+        system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs],
+                             mode=effective_mode(header, session.deps.settings)),
         messages=tuple(messages),
     ), refusals

@@ -499,6 +499,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "VIGIL_DATA_DIR": str(data),
         "VIGIL_WORKDIR_ROOT": str(work),
         "VIGIL_ALLOWED_USERS": "*",
+        "VIGIL_TOOL_MODE": "auto",  # tools run unasked unless a test asks for approvals (test_approve_*)
     })
     return msgspec.structs.replace(settings, **overrides)
 

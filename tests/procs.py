@@ -23,8 +23,10 @@ def vigil_env(tmp: Path, **extra: str) -> dict[str, str]:
         path.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("VIGIL_", "ANTHROPIC_", "TELEGRAM_")) and k != "NOTIFY_SOCKET"}
+    # Tools run unasked unless a test asks for approvals (VIGIL_TOOL_MODE=ask, test_approve_*): the tests
+    # written before permission modes drive tools as vigil then ran them.
     env.update(HOME=str(home), VIGIL_DATA_DIR=str(data), VIGIL_WORKDIR_ROOT=str(work),
-               VIGIL_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+               VIGIL_LOG_FORMAT="json", PYTHONUNBUFFERED="1", VIGIL_TOOL_MODE="auto")
     env.update(extra)
     return env
 

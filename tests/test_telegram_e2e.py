@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 
 OUTSIDER_ID = 5001
 COMMAND_NAMES = ("start", "help", "new", "status", "sessions", "cd", "pwd", "model", "heartbeat", "notes",
-                 "usage", "stop", "export", "forget", "resume", "title", "pin")
+                 "usage", "stop", "export", "forget", "resume", "title", "pin",
+                 "mode")
 
 
 def spaced(text: str) -> str:

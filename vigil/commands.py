@@ -41,6 +41,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("resume", "/resume [N]", "this chat's earlier conversations; go back to one", "session"),
     CommandSpec("title", "/title [NAME]", "show or set this conversation's title", "session"),
     CommandSpec("pin", "/pin [off]", "keep this chat's history whatever its age (retention, cleanups)", "session"),
+    CommandSpec("mode", "/mode [ask|auto|readonly]",
+                "what Claude's commands and file changes may do here: ask first, run, or only read", "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

@@ -30,6 +30,7 @@ from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, UnreadableRecord
 from vigil.store.store import Unreadable, UsageRow, unreadable_line, utc_day
+from vigil.tool_mode import mode_line
 from vigil.views import (
     clock,
     heartbeat_line,
@@ -98,6 +99,8 @@ class Control:
         if spec is None:
             return Reply(text=f"Unknown command /{command.name}. /help lists the commands.")
         if spec.scope == "session":
+            if command.name == "new":  # /new denies a prompt waiting here at once (its turn ends before /new runs)
+                self.runtime.deps.approvals.withdraw(caller.key, "/new")
             self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
                                                name=command.name, args=command.args,
                                                chat_title=caller.chat_title, chat_type=caller.chat_type))
@@ -176,6 +179,7 @@ class Control:
             f"(heartbeats {money(beats.cost_micros)} in {beats.calls} calls){searches_mark(chat + beats)}",
             f"Heartbeat: {beat_text}",
             f"Pinned: {'yes, kept by retention and cleanups (/pin off releases it)' if header.pinned else 'no (/pin)'}",
+            mode_line(header, self.settings, self.runtime.deps.approvals.waiting(caller.key) is not None),
             live_line,
         ]
         return Reply(text="\n".join(lines))

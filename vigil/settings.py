@@ -74,6 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_s: float = 0.0  # VIGIL_RETENTION: delete what is older (vigil/retention.py); 0 is off
     web: tuple[WebTool, ...] = ("search", "fetch")  # Anthropic's server web tools offered; () is off
     web_max_uses: int = 5  # searches (and, apart, fetches) the model may make per model call
+    tool_mode: Literal["ask", "auto", "readonly"] = "ask"  # of sessions that did not choose one (/mode)
+    approval_timeout_s: float = 600.0  # an approval prompt unanswered this long counts as Deny
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -278,6 +280,8 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_RETENTION", "retention_s", lambda raw: 0.0 if _flag_off(raw) else _duration(raw)),
     _Var("VIGIL_WEB", "web", _web),
     _Var("VIGIL_WEB_MAX_USES", "web_max_uses", _positive_int),
+    _Var("VIGIL_TOOL_MODE", "tool_mode", _choice("ask", "auto", "readonly")),
+    _Var("VIGIL_APPROVAL_TIMEOUT", "approval_timeout_s", _duration),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

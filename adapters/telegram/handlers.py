@@ -22,12 +22,14 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from vigil.actors.protocol import Sender, SessionCommand, TargetMoved, UserText
 from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.albums import Albums, lane_of
+from vigil.adapters.telegram.approval_buttons import on_approval_press
 from vigil.adapters.telegram.edits import take_edit
 from vigil.adapters.telegram.intake import Intake, default_intake
 from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
 from vigil.adapters.telegram.order import OUT_OF_BAND, command_of
 from vigil.adapters.telegram.outbox import TelegramOutbox, markup_for
 from vigil.adapters.telegram.pointers import context_lines
+from vigil.approvals import PREFIX as APPROVAL_PREFIX
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
 from vigil.conversations import resume_args
@@ -209,6 +211,9 @@ class TelegramHandlers:
             return
         caller = self.caller(message, user)
         data = query.data
+        if data.startswith(APPROVAL_PREFIX):  # decided at once: the turn waiting for it is not in the way
+            await on_approval_press(query, message, caller, self.runtime.deps.approvals)
+            return
         if data == "cancel":
             await query.answer("Cancelled.")
             with contextlib.suppress(BadRequest):

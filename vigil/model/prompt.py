@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vigil.store.schema import Note, SessionHeader
+from vigil.store.schema import Note, SessionHeader, ToolMode
+from vigil.tool_mode import mode_sentence
 
 NOTES_SHOWN = 20
 NOTES_CHARS = 4000
@@ -50,8 +51,9 @@ def notes_section(notes: Sequence[Note]) -> str:
 
 
 def system_blocks(header: SessionHeader, notes: Sequence[Note],
-                  tool_names: Sequence[str]) -> tuple[dict[str, Any], ...]:
-    """The system prompt as text blocks; the last carries the cache breakpoint."""
+                  tool_names: Sequence[str], mode: ToolMode | None = None) -> tuple[dict[str, Any], ...]:
+    """The system prompt as text blocks; the last carries the cache breakpoint. `mode`: the chat's permission
+    mode, said in a line when the turn offers tools it governs (None: a turn where no one is asked)."""
     tools = ""
     if "str_replace_based_edit_tool" in tool_names:
         tools = ("You can read and edit files in the working directory with the text editor tool; "
@@ -60,6 +62,8 @@ def system_blocks(header: SessionHeader, notes: Sequence[Note],
         tools += "You can run shell commands with the bash tool; each command starts in the working directory.\n"
     if "send_file" in tool_names:
         tools += "You can send a file from the working directory to the chat with send_file.\n"
+    if mode is not None and "str_replace_based_edit_tool" in tool_names:
+        tools += mode_sentence(mode) + "\n"
     group_hint = ("Messages from the group are prefixed with the sender's name in brackets."
                   if header.chat_type in ("group", "supergroup") else "")
     text = _BASE.format(channel="a terminal" if header.chat_type == "console" else "Telegram",

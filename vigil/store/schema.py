@@ -201,6 +201,28 @@ class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_d
     last_at: float = 0.0  # its last turn (0 in records from before /resume: ended_at stands in)
 
 
+ToolMode = Literal["ask", "auto", "readonly"]
+"""A chat's permission mode for Claude's risky tools (vigil/tool_mode.py says what each allows)."""
+
+ApprovalState = Literal["asked", "allowed", "denied"]
+"""Where one approval stands: the prompt is open, or it was answered (a timeout or /stop is a denial)."""
+
+
+class Approval(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
+               tag="approval"):
+    """A decision on one risky tool call of the open turn (actors/approvals.py), written before the tool runs.
+
+    `scope` "turn" (with no `tool_use_id`) is "Allow for this turn": the rest of that turn runs unasked.
+    """
+
+    generation: int
+    seq: int
+    tool_use_id: str = ""
+    state: ApprovalState = "asked"
+    scope: Literal["call", "turn"] = "call"
+    by: int = 0  # who answered (0: nobody: a timeout, /stop, /new)
+
+
 class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     """The small per-session record: settings, schedule, counters. Turns live elsewhere."""
 
@@ -240,6 +262,10 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     conversation_title: str = ""
     # Kept by retention and cleanups whatever its age (/pin). Added with a default, so no schema bump.
     pinned: bool = False
+    # The chat's /mode ("": VIGIL_TOOL_MODE's default), and the approvals of its open turn (actors/approvals.py).
+    # Added with defaults, so no schema bump.
+    tool_mode: Literal["", "ask", "auto", "readonly"] = ""
+    approvals: tuple[Approval, ...] = ()
 
     @property
     def needs_recovery(self) -> bool:
