@@ -38,6 +38,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("stop", "/stop", "stop the reply in progress at once", "control"),
     CommandSpec("export", "/export", "this session's history as a JSON file", "control"),
     CommandSpec("forget", "/forget", "delete this session's stored data (asks first)", "session"),
+    CommandSpec("compact", "/compact", "fold the earlier conversation into a summary now (/export keeps it all)",
+                "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 
