@@ -53,8 +53,8 @@ def notices(rig: Rig, user: User, needle: str) -> list[str]:
 def export(rig: Rig, user: User) -> dict[str, Any]:
     before = len([d for d in rig.bot.documents if d.chat_id == user.id])
     rig.say(user.id, user, "/export")
-    document = rig.bot.wait_for(lambda: ([d for d in rig.bot.documents if d.chat_id == user.id][before:] or [None])[0],
-                                10, "the exported document")
+    document = rig.bot.wait_for(lambda: next(iter([d for d in rig.bot.documents if d.chat_id == user.id][before:]),
+                                             None), 10, "the exported document")
     exported: dict[str, Any] = json.loads(document.content)
     return exported
 

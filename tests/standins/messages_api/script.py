@@ -35,7 +35,6 @@ from tests.standins.messages_api.responders import (
 )
 from tests.standins.messages_api.state import State
 
-
 DIRECTIVE = re.compile(r"\[\[[^\]]*\]\]")
 
 
