@@ -124,7 +124,10 @@ def compact(session: Session, window: HistoryWindow, count: int, cancel: CancelT
 
 def cmd_compact(session: Session, message: SessionCommand) -> None:
     """/compact: fold everything but the newest turns into the summary now."""
-    header = session.ensure_header(message.target, message.chat_title, message.chat_type)
+    header = session.header
+    if header is None:  # no conversation: nothing to make a session for
+        session.reply(message.target, "🗜 Nothing to compact: this chat has no conversation yet.")
+        return
     window = window_for(session, header.next_seq)
     count = window.turn_count - KEEP_ON_COMMAND
     if count <= 0:

@@ -291,8 +291,29 @@ def test_heartbeats_never_summarise(make: HarnessFactory) -> None:
 def test_compact_with_nothing_to_fold_says_so_and_calls_nothing(make: HarnessFactory) -> None:
     h = make(model=scripted())
     key = key_of(1)
+    h.command(key, "compact")
+    assert wait_until(lambda: any("no conversation yet" in s for s in h.outbox.sent(key)))
+    assert h.runtime.store.header(key) is None
     h.say(key, "hello")
     h.outbox.wait_finished(key, 1)
     h.command(key, "compact")
     assert wait_until(lambda: any("Nothing to compact" in s for s in h.outbox.sent(key)))
     assert not any(is_summary(r) for r in h.model.requests)
+
+
+def test_a_summary_in_progress_does_not_hold_up_other_chats(make: HarnessFactory) -> None:
+    release = threading.Event()
+    h = make(model=scripted(Block(release, text="slow summary")), history_tokens=600)
+    slow, other = key_of(1), key_of(2)
+    h.say(slow, "z" * 3000)
+    h.outbox.wait_finished(slow, 1)
+    h.say(slow, "this one needs a summary first")
+    assert h.model.wait_for(lambda m: any(is_summary(r) for r in m.requests))
+    h.say(other, "meanwhile, hello")
+    assert h.outbox.wait_finished(other, 1) == [("echo: meanwhile, hello", "")]
+    assert len(h.outbox.finished(slow)) == 1  # still summarising
+    release.set()
+    # The big turn left the window whole: its summary and the new message make the one user message.
+    assert h.outbox.wait_finished(slow, 2)[1] == (
+        "echo: [Summary of the conversation so far:\nslow summary]\nthis one needs a summary first", "")
+    assert any("🗜 Compacted 1 earlier turn into a summary" in s for s in h.outbox.sent(slow))
