@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from vigil.actors import conversation_commands, heartbeat, mode_command, pin, session_commands
+from vigil.actors import compaction, conversation_commands, heartbeat, mode_command, pin, session_commands
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
 
@@ -21,6 +21,7 @@ COMMANDS: Mapping[str, CommandHandler] = {
     **conversation_commands.COMMANDS,
     **pin.COMMANDS,
     **mode_command.COMMANDS,
+    **compaction.COMMANDS,
 }
 
 

@@ -39,7 +39,7 @@ from vigil.metrics import NULL_METRICS, Metrics
 from vigil.model.prices import to_usage
 from vigil.ports import Button, Outbox, Reply, Store, TokenUsage, UsageKind
 from vigil.settings import Settings
-from vigil.store.schema import Heartbeat, Note, SessionHeader, Target, Turn, UnreadableRecord, Usage
+from vigil.store.schema import Heartbeat, Note, SessionHeader, Summary, Target, Turn, UnreadableRecord, Usage
 from vigil.store.store import CorruptRecord, SessionGone, UsageEntry, utc_day
 from vigil.tools.toolbox import Toolbox
 from vigil.workspace import start_header
@@ -173,8 +173,9 @@ class Session:
 
     # ------------------------------------------------------------------ writing
 
-    def commit(self, turn: Turn | None = None, usage: Sequence[UsageEntry] = (), wait: bool = False) -> bool:
-        """Persist the header (and a turn). Waiting makes it durable; False if the store refused."""
+    def commit(self, turn: Turn | None = None, usage: Sequence[UsageEntry] = (), wait: bool = False,
+               summary: Summary | None = None) -> bool:
+        """Persist the header (and a turn, a summary). Waiting makes it durable; False if the store refused."""
         assert self.header is not None
         if self.broken:
             return False
@@ -185,7 +186,7 @@ class Session:
         if (self.unconsumed or self.in_flight) and (turn is not None or self.current is None):
             consumed = (*self.in_flight, *self.unconsumed)
         future = self.deps.store.commit(self.header, turn, usage, members, create=self.committed is None,
-                                        previous=self.committed, urgent=wait, consumed=consumed)
+                                        previous=self.committed, urgent=wait, consumed=consumed, summary=summary)
         self.committed = self.header
         self.dirty = False
         self.publish()

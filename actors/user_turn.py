@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from vigil import conversations
+from vigil.actors import compaction
 from vigil.actors.approvals import TurnGate, not_begun, offered
 from vigil.actors.display import CheckpointedDisplay
 from vigil.actors.meter import Meter
@@ -23,7 +24,6 @@ from vigil.actors.refused_files import RefusedFiles, remember, tell
 from vigil.actors.state import Session, is_group, usage_of
 from vigil.actors.tools import user_turn_tools
 from vigil.actors.turn import TurnOutcome, resume_exchange
-from vigil.actors.window import HistoryWindow
 from vigil.budget import call_guard
 from vigil.cancel import CancelToken
 from vigil.model.history import input_blocks, join, with_cache_point
@@ -135,6 +135,7 @@ def run_user_turn(session: Session, turn: Turn) -> None:
     may_call = call_guard(session.deps.allowance, payer, cancel, first_counted=True, on_wait=display.progress)
     gate = TurnGate(session, user_turn_tools(session), turn)  # the chat's /mode: actors/approvals.py
     try:
+        compaction.before_turn(session, turn, cancel, display, payer)  # the window fits, what left it summarised
         request, refusals = _request(session, turn)
         resume = gate.finish_round(cancel, display, on_round)
         outcome = session.deps.runner.run(request, cancel, display, gate.tools, on_round,
@@ -200,22 +201,16 @@ def _presentable(outcome: TurnOutcome, saved: bool) -> tuple[str, str]:
 
 
 def build_request(session: Session, turn: Turn) -> ModelRequest:
-    """System prompt, the history window (moved in steps), and this turn's input, its files read in."""
+    """System prompt, the history window (as compaction left it), and this turn's input, its files read in."""
     return _request(session, turn)[0]
 
 
 def _request(session: Session, turn: Turn) -> tuple[ModelRequest, RefusedFiles | None]:
     """`build_request`, and when it carries files, what mends it if the model service refuses one."""
     assert session.header is not None
+    window = compaction.window_for(session, turn.seq)  # moved by compaction.before_turn, not here
     header = session.header
     group = is_group(header)
-    window = session.window
-    if window is None or not window.matches(header.generation, header.window_start, turn.seq, group):
-        window = HistoryWindow.load(session.deps.store, session.key, header.generation, header.window_start,
-                                    turn.seq, group)
-        session.window = window
-    if window.slide(session.deps.settings.history_tokens):
-        session.header = header = msgspec.structs.replace(header, window_start=window.start)
     history = window.messages()
     if history:
         history[-1] = with_cache_point(history[-1])

@@ -7,6 +7,11 @@ is bounded by the token budget, and it moves in steps (down to ~60% of the
 budget when it overflows) so that the request prefix, and with it the prompt
 cache, stays stable for many turns.
 
+When turns leave the window they may be carried on as a summary (actors/compaction.py): the
+newest summary of the generation stands at the window's start as one user-role text block, and
+its tokens count against the budget like a turn's. It changes only when turns leave, so the prefix
+stays as stable as before.
+
 Messages are kept as encoded JSON, one bytes object each: compact, and
 invisible to Python's cyclic garbage collector. While the window is small (the
 common case) a decoded copy is kept too and extended turn by turn, so a turn
@@ -23,7 +28,7 @@ import msgspec
 
 from vigil.model.history import ApiMessage, estimate_tokens, normalized_turn
 from vigil.ports import Store
-from vigil.store.schema import Turn
+from vigil.store.schema import Summary, Turn
 
 SLIDE_TO = 0.6
 DECODED_UP_TO_TOKENS = 16_000  # windows up to this size also keep their messages decoded
@@ -46,14 +51,33 @@ class HistoryWindow:
         self._joints = 0  # turns that begin in the role the previous one ended in: merged when read
         self._with_files = 0  # turns holding file placeholders: only then must a request read files in
         self._decoded: list[ApiMessage] | None = None  # the merged messages, while the window is small
+        self.summary: Summary | None = None  # what stands for the turns before `start`, if they were summarised
+        self._summary_message: ApiMessage | None = None
+        self._summary_tokens = 0
 
     @classmethod
     def load(cls, store: Store, key: str, generation: int, start: int, upto: int, group: bool) -> HistoryWindow:
+        """Turns [start, upto) with the generation's newest summary before them.
+
+        A summary reaching past `start` moves the start to its end: what it covers is never carried
+        twice, and never summarised again (the header's start may lag behind a summary it was not
+        written with, e.g. one made before a restart)."""
+        newest = store.summaries(key, generation, newest=1)
+        summary = newest[-1] if newest and newest[-1].upto <= upto else None
+        if summary is not None:
+            start = max(start, summary.upto)
         window = cls(generation, start, group)
+        window.carry(summary)
         for turn in store.turns(key, generation, start, upto):
             window.add(turn)
         window.upto = max(window.upto, upto)
         return window
+
+    def carry(self, summary: Summary | None) -> None:
+        """Stand `summary` at the window's start, in place of the turns before it (None: nothing)."""
+        self.summary = summary
+        self._summary_message = summary_message(summary) if summary is not None else None
+        self._summary_tokens = estimate_tokens([self._summary_message]) if self._summary_message else 0
 
     def matches(self, generation: int, start: int, upto: int, group: bool) -> bool:
         return (self.generation, self.start, self.upto, self.group) == (generation, start, upto, group)
@@ -78,33 +102,66 @@ class HistoryWindow:
 
     @property
     def tokens(self) -> int:
-        return self._tokens
+        return self._tokens + self._summary_tokens
+
+    @property
+    def turn_count(self) -> int:
+        return len(self._turns)
+
+    def seq_after(self, count: int) -> int:
+        """Where the window would start with its `count` oldest turns gone."""
+        return self._turns[count][0] if count < len(self._turns) else self.upto
 
     @property
     def has_files(self) -> bool:
         """Whether a turn in the window holds files (placeholders `materialize` must read in)."""
         return self._with_files > 0
 
-    def slide(self, budget: int) -> bool:
-        """Drop the oldest turns if over budget; True if the start moved."""
-        if self._tokens <= budget:
-            return False
+    def leaving(self, budget: int) -> int:
+        """How many of the oldest turns a slide would drop now (0: the window fits `budget`)."""
+        total = self.tokens
+        if total <= budget:
+            return 0
         target = int(budget * SLIDE_TO)
-        dropped = 0
+        count = 0
         # Never drop the newest turn while it fits the budget on its own: the model should see it.
-        while self._turns and self._tokens > target and (len(self._turns) > 1 or self._tokens > budget):
-            _, tokens, count, _, files = self._turns.popleft()
+        for _, tokens, _, _, _ in self._turns:
+            if total <= target or (count == len(self._turns) - 1 and total <= budget):
+                break
+            total -= tokens
+            count += 1
+        return count
+
+    def slide(self, budget: int) -> bool:
+        """Drop the oldest turns if over budget (down to ~60% of it); True if the start moved."""
+        if self.tokens <= budget:
+            return False
+        self.drop(self.leaving(budget))
+        return True
+
+    def drop(self, count: int) -> None:
+        """Let the `count` oldest turns leave the window."""
+        dropped = 0
+        for _ in range(min(count, len(self._turns))):
+            _, tokens, parts, _, files = self._turns.popleft()
             self._tokens -= tokens
             self._with_files -= files
-            dropped += count
+            dropped += parts
         del self._parts[:dropped]
         self._joints = self._count_joints()
         self._decoded = None
         self.start = self._turns[0][0] if self._turns else self.upto
-        return True
 
     def messages(self) -> list[ApiMessage]:
         """The window as one valid message list (a new list; callers replace items, never change them)."""
+        turns = self._turn_messages()
+        if self._summary_message is None:
+            return turns
+        out = [self._summary_message]
+        _append_merged(out, turns)  # the first turn begins in the user's role: one message, two blocks
+        return out
+
+    def _turn_messages(self) -> list[ApiMessage]:
         if self._decoded is not None:
             return list(self._decoded)
         if not self._parts:
@@ -130,6 +187,12 @@ class HistoryWindow:
             first += count
             previous = ends
         return joints
+
+
+def summary_message(summary: Summary) -> ApiMessage:
+    """How a summary stands in the history: a user-role text block (the API needs a user message first)."""
+    return {"role": "user", "content": [{"type": "text", "text": f"[Summary of the conversation so far:\n"
+                                                                 f"{summary.text.strip()}]"}]}
 
 
 def _role(part: bytes) -> str:

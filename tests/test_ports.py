@@ -102,7 +102,7 @@ def test_closed_sets_are_literals() -> None:
     assert set(typing.get_args(ports.TurnKind)) == {"user", "heartbeat"}
     assert set(typing.get_args(ports.SessionState)) == {"idle", "answering", "heartbeat"}
     assert set(typing.get_args(ports.CommandScope)) == {"session", "control"}
-    assert set(typing.get_args(ports.UsageKind)) == {"chat", "heartbeat"}
+    assert set(typing.get_args(ports.UsageKind)) == {"chat", "heartbeat", "compact"}
     assert "internal" in typing.get_args(ports.ModelErrorKind)
 
 

@@ -43,6 +43,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("pin", "/pin [off]", "keep this chat's history whatever its age (retention, cleanups)", "session"),
     CommandSpec("mode", "/mode [ask|auto|readonly]",
                 "what Claude's commands and file changes may do here: ask first, run, or only read", "session"),
+    CommandSpec("compact", "/compact", "fold the earlier conversation into a summary now (/export keeps it all)",
+                "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

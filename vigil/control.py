@@ -259,7 +259,7 @@ class Control:
 
 
 def export_session(store: Store, key: str) -> bytes | None:
-    """The whole stored session (every generation, notes) as pretty JSON bytes.
+    """The whole stored session (every generation with its turns and compaction summaries, notes) as JSON bytes.
 
     Raises UnreadableRecord for a session whose header can't be read.
     """
@@ -269,7 +269,8 @@ def export_session(store: Store, key: str) -> bytes | None:
     generations = []
     stored = [(generation, store.turns(key, generation)) for generation in store.generations(key)]
     for generation, turns in stored:
-        generations.append({"generation": generation, "turns": [complete(t) for t in turns]})
+        generations.append({"generation": generation, "turns": [complete(t) for t in turns],
+                            "summaries": [complete(s) for s in store.summaries(key, generation)]})
     document = {
         "exported_at": clock(time.time()),
         "session": complete(header),

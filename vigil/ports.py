@@ -31,7 +31,7 @@ from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
 from vigil.errors import TranscriptionError as TranscriptionError
-from vigil.store.schema import InboxEntry, Note, SessionHeader, Target, Turn, Usage
+from vigil.store.schema import InboxEntry, Note, SessionHeader, Summary, Target, Turn, Usage
 from vigil.store.schema import TurnKind as TurnKind
 from vigil.store.schema import TurnStatus as TurnStatus
 
@@ -43,7 +43,7 @@ SessionState = Literal["idle", "answering", "heartbeat"]
 CommandScope = Literal["session", "control"]
 """Where a chat command runs: in the session's mailbox, in order, or answered at once beside it."""
 
-UsageKind = Literal["chat", "heartbeat"]
+UsageKind = Literal["chat", "heartbeat", "compact"]
 """What a session's model calls were for, as it charges them (the store keeps any kind it is given)."""
 
 # ---------------------------------------------------------------------------- model
@@ -368,9 +368,9 @@ class Store(Protocol):
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
                previous: SessionHeader | None = None, urgent: bool = True,
-               consumed: Sequence[int] = ()) -> WriteFuture:
-        """Persist the header with one turn, usage and members, and delete the `consumed` inbox entries,
-        all or nothing; SessionGone if deleted elsewhere."""
+               consumed: Sequence[int] = (), summary: Summary | None = None) -> WriteFuture:
+        """Persist the header with one turn, usage and members (and a compaction's summary), and delete the
+        `consumed` inbox entries, all or nothing; SessionGone if deleted elsewhere."""
         ...
 
     def receive(self, arrival: int, entry: InboxEntry) -> WriteFuture:
@@ -387,7 +387,11 @@ class Store(Protocol):
         ...
 
     def drop_generation(self, key: str, generation: int) -> WriteFuture:
-        """Delete one generation's turns."""
+        """Delete one generation's turns (and its summaries)."""
+        ...
+
+    def summaries(self, key: str, generation: int, newest: int | None = None) -> list[Summary]:
+        """The generation's compaction summaries (the `newest` ones only, if given), oldest first."""
         ...
 
     def mark_undelivered(self, key: str, seq: int) -> WriteFuture:

@@ -25,15 +25,17 @@ class SessionWrite:
     """One session commit, already encoded: applied in bulk by the writer.
 
     `consumed` are the inbox keys of the messages this commit makes part of the session's state:
-    deleted only if the commit is accepted.
+    deleted only if the commit is accepted. `summary` is a compaction's summary record, written with
+    the header that moves the window past what it covers (and the usage of the call that made it).
     """
 
-    __slots__ = ("consumed", "create", "header", "heartbeat", "incarnation", "key", "members", "recover", "turn",
-                 "turn_key", "usage")
+    __slots__ = ("consumed", "create", "header", "heartbeat", "incarnation", "key", "members", "recover", "summary",
+                 "summary_key", "turn", "turn_key", "usage")
 
     def __init__(self, key: bytes, incarnation: int, create: bool, header: bytes, turn_key: bytes | None,
                  turn: bytes | None, recover: bytes | None, heartbeat: bytes | None, members: tuple[bytes, ...],
-                 usage: tuple[UsageEntry, ...], consumed: tuple[bytes, ...] = ()) -> None:
+                 usage: tuple[UsageEntry, ...], consumed: tuple[bytes, ...] = (),
+                 summary_key: bytes | None = None, summary: bytes | None = None) -> None:
         self.key = key
         self.incarnation = incarnation
         self.create = create
@@ -45,6 +47,8 @@ class SessionWrite:
         self.members = members
         self.usage = usage
         self.consumed = consumed
+        self.summary_key = summary_key
+        self.summary = summary
 
 
 class InboxWrite:
@@ -136,6 +140,8 @@ class SessionWriteApplier:
             puts[b"sessions"].append((write.key, write.header))
             if write.turn_key is not None and write.turn is not None:
                 puts[b"turns"].append((write.turn_key, write.turn))
+            if write.summary_key is not None and write.summary is not None:
+                puts.setdefault(b"summaries", []).append((write.summary_key, write.summary))
             if write.recover is not None:
                 puts[b"recover"].append((write.key, write.recover))
             if write.heartbeat is not None:

@@ -7,6 +7,8 @@
 - members: `<user id> NUL <session key>`: the sessions a user takes part in.
 - notes: `<session key> NUL <time f64 BE>`: a session's notes in time order.
 - inbox: `<session key> NUL <arrival id u64 BE>`: a session's received messages in arrival order.
+- summaries: laid out as turns, `<session key> NUL <generation u32 BE> <upto u64 BE>`: a generation's
+  summaries are contiguous, newest last, and go with the turn prefix of their generation.
 Session keys never contain NUL (they are `tg:<id>[:<thread>]` or `console:<name>`).
 """
 
@@ -38,6 +40,10 @@ def turn_position(raw: bytes) -> tuple[int, int]:
     """(generation, seq) of a turn key."""
     generation, seq = _TURN.unpack(raw[-_TURN.size:])
     return int(generation), int(seq)
+
+
+def summary(key: str, generation: int, upto: int) -> bytes:
+    return turn(key, generation, upto)
 
 
 def usage(user_id: int, day: str, key: str, kind: str) -> bytes:

@@ -310,6 +310,29 @@ class InboxEntry(Record, frozen=True, gc=False, kw_only=True, tag="inbox"):
     attachments: tuple[Attachment, ...] = ()
 
 
+class Summary(Record, frozen=True, gc=False, kw_only=True, tag="summary"):
+    """What compaction made of the oldest turns of one conversation (actors/compaction.py).
+
+    Stored under (key, generation, upto) beside the turns, never instead of them: the turns stay for
+    /export and /resume. It covers every turn of its generation with seq < `upto`: it read turns
+    [`start`, `upto`) itself and folded in the summary ending at `previous` (0: none) for the rest, so
+    the newest summary of a generation is all a window needs in place of what it no longer carries.
+    """
+
+    CURRENT: ClassVar[int] = 1
+
+    generation: int
+    upto: int
+    start: int = 0
+    previous: int = 0
+    folded: int = 0  # turns read for this summary
+    text: str
+    made_at: float
+    model: str = ""
+    usage: Usage = Usage()  # what the summary call cost (charged as usage kind "compact")
+    user_id: int = 0  # who paid: the user whose turn (or /compact) made it
+
+
 class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):
     """The store's own format marker."""
 
@@ -359,3 +382,4 @@ decode_note = _Decoder(Note)
 decode_usage_day = _Decoder(UsageDay)
 decode_meta = _Decoder(StoreMeta)
 decode_inbox = _Decoder(InboxEntry)
+decode_summary = _Decoder(Summary)

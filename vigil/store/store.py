@@ -8,6 +8,7 @@ LmdbStore, open_store, SessionGone, ...` keeps working.
 - `reads`: one session's header, turns, generations, notes; the start-up indexes;
 - `scans`: every header and usage row, naming the records that can't be read;
 - `inbox`: received messages waiting for the session commit that takes them up;
+- `summaries`: what compaction made of a conversation's oldest turns;
 - `writes`: the per-turn commit and the rarer session writes;
 - `applier`: the bulk records (`SessionWrite`, `InboxWrite`) and how a batch of them is applied;
 - `cursors`: the cursor helpers they share.
@@ -31,10 +32,11 @@ from vigil.store.inbox import StoreInbox
 from vigil.store.lmdb_env import StoreError
 from vigil.store.reads import SessionReads
 from vigil.store.scans import Scans, unreadable_line, utc_day
+from vigil.store.summaries import SummaryReads
 from vigil.store.writes import HEARTBEAT_OFF, SessionWrites
 
 
-class LmdbStore(SessionReads, Scans, StoreInbox, SessionWrites):
+class LmdbStore(SessionReads, Scans, StoreInbox, SessionWrites, SummaryReads):
     """The real store port."""
 
 

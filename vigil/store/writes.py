@@ -18,7 +18,7 @@ from vigil.store import keys
 from vigil.store.applier import SessionWrite
 from vigil.store.core import RECOVER_NO, RECOVER_YES, StoreCore
 from vigil.store.cursors import delete_prefix, items, keys_of, stored_header
-from vigil.store.schema import Note, SessionHeader, Turn, UnreadableRecord, encode
+from vigil.store.schema import Note, SessionHeader, Summary, Turn, UnreadableRecord, encode
 from vigil.store.writer import WriteFuture
 
 HEARTBEAT_OFF = b""
@@ -30,7 +30,7 @@ class SessionWrites(StoreCore):
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
                previous: SessionHeader | None = None, urgent: bool = True,
-               consumed: Sequence[int] = ()) -> WriteFuture:
+               consumed: Sequence[int] = (), summary: Summary | None = None) -> WriteFuture:
         """Persist a session's header (and one turn, usage, membership) in one transaction.
 
         `create` says the header is new; otherwise the stored header must still be
@@ -39,6 +39,7 @@ class SessionWrites(StoreCore):
         `urgent` means the caller waits for it now: this thread then commits the queue itself.
         `consumed` are the arrival ids of inbox messages this header (or turn) now holds: they
         leave the inbox in the same transaction, and only if the commit is accepted.
+        `summary` (a compaction's) is stored under the header's current generation in the same transaction.
         """
         recover = None
         if previous is None or previous.needs_recovery != header.needs_recovery:
@@ -53,7 +54,9 @@ class SessionWrites(StoreCore):
             turn_key=keys.turn(header.key, header.generation, turn.seq) if turn is not None else None,
             turn=encode(turn) if turn is not None else None, recover=recover, heartbeat=heartbeat,
             members=tuple(keys.member(user, header.key) for user in new_members), usage=tuple(usage),
-            consumed=tuple(keys.inbox(header.key, arrival) for arrival in consumed))
+            consumed=tuple(keys.inbox(header.key, arrival) for arrival in consumed),
+            summary_key=keys.summary(header.key, summary.generation, summary.upto) if summary is not None else None,
+            summary=encode(summary) if summary is not None else None)
         return self.writer.submit_record(record, urgent)
 
     def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
@@ -81,6 +84,7 @@ class SessionWrites(StoreCore):
             for name in (b"sessions", b"recover", b"heartbeats"):
                 txn.delete(header_key, db=db[name])
             removed = delete_prefix(txn, db[b"turns"], keys.turn_prefix(key))
+            delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key))
             delete_prefix(txn, db[b"notes"], keys.note_prefix(key))
             delete_prefix(txn, db[b"inbox"], keys.inbox_prefix(key),
                            None if inbox_upto is None else keys.inbox(key, inbox_upto))
@@ -106,6 +110,7 @@ class SessionWrites(StoreCore):
             old.discard(header.generation)  # the session may have moved on since it was judged
             for generation in old:
                 delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, generation))
+                delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key, generation))
             if old:
                 kept = tuple(g for g in header.past_generations if g.generation not in old)
                 txn.put(header_key, encode(msgspec.structs.replace(header, past_generations=kept)),
@@ -130,8 +135,12 @@ class SessionWrites(StoreCore):
         return self.writer.submit(op)
 
     def drop_generation(self, key: str, generation: int) -> WriteFuture:
-        return self.writer.submit(lambda txn: delete_prefix(txn, self._db[b"turns"],
-                                                              keys.turn_prefix(key, generation)))
+        """Delete one generation's turns and its summaries; resolves to the number of turns removed."""
+        def op(txn: lmdb.Transaction) -> int:
+            delete_prefix(txn, self._db[b"summaries"], keys.turn_prefix(key, generation))
+            return delete_prefix(txn, self._db[b"turns"], keys.turn_prefix(key, generation))
+
+        return self.writer.submit(op)
 
     def add_note(self, key: str, note: Note, keep: int) -> WriteFuture:
         """Append a note, dropping the oldest beyond `keep`."""

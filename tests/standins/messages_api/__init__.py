@@ -10,8 +10,11 @@ What it answers is decided, in this order, by:
 
 1. rules added with :meth:`MessagesAPI.add_rule` (a predicate over the request body and a
    :data:`Responder`), checked in insertion order;
-2. a heartbeat turn (the request offers a ``send_message`` tool) is answered ``nothing to say``
-   (silence) -- its directives are not read;
+2. vigil's summarisation call (compaction: its system prompt begins ``You are compacting a
+   conversation``, see ``content.is_summary_request``) is answered ``summary: `` and the users' lines of
+   the transcript (with the earlier summary in brackets first), its directives not read; a heartbeat
+   turn (the request offers a ``send_message`` tool) is answered ``nothing to say`` (silence) -- its
+   directives are not read either;
 3. directives in the text of the current turn's user message (``[[reply=...]]``, ``[[len=N]]``,
    ``[[delay=S]]``, ``[[slow=S]]``, ``[[error=STATUS times=K]]``, ``[[hang]]``, ``[[drop=N]]``,
    ``[[stream_error=overloaded]]``, ``[[tool=NAME {json}]]``, and the API's own web tools:
@@ -62,7 +65,7 @@ The package, by job (a new responder goes in ``responders`` and ``script``; a ne
 
 from __future__ import annotations
 
-from tests.standins.messages_api.content import RecordedRequest
+from tests.standins.messages_api.content import RecordedRequest, is_summary_request
 from tests.standins.messages_api.filler import filler_text
 from tests.standins.messages_api.media import MediaBlock
 from tests.standins.messages_api.responders import (
@@ -96,5 +99,6 @@ __all__ = [
     "ToolUseReply",
     "WebReply",
     "filler_text",
+    "is_summary_request",
     "validate_request",
 ]

@@ -61,6 +61,18 @@ def current_turn_text(body: dict[str, Any]) -> str:
     return "\n".join(text_of_blocks(content_blocks(messages[i].get("content"))))
 
 
+SUMMARY_MARKER = "You are compacting a conversation"
+"""How vigil's compaction call begins its system prompt (actors/summary.py): such a request asks for a
+summary of a transcript, so the words quoted in it are not the user's directives."""
+
+
+def is_summary_request(body: dict[str, Any]) -> bool:
+    """Whether ``body`` is vigil's summarisation call (compaction), recognised by its system prompt."""
+    system = body.get("system")
+    texts = [system] if isinstance(system, str) else text_of_blocks(system) if isinstance(system, list) else []
+    return any(text.startswith(SUMMARY_MARKER) for text in texts)
+
+
 @dataclass
 class RecordedRequest:
     """One ``POST /v1/messages`` that passed auth. ``refused`` holds the error message when the
@@ -74,6 +86,11 @@ class RecordedRequest:
     def last_user_text(self) -> str:
         """Text blocks (newline-joined) of the latest user message that has any text block."""
         return current_turn_text(self.body)
+
+    @property
+    def is_summary(self) -> bool:
+        """Whether this is vigil's summarisation call (compaction), not a turn of the conversation."""
+        return is_summary_request(self.body)
 
     def media(self, current_turn: bool = False) -> list[MediaBlock]:
         """Every image and document block of the request (inside tool_results too), in order, decoded;

@@ -8,11 +8,18 @@ A plan says what to send and how (delay, hang, error, text, tool calls, a cut or
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.standins.messages_api.content import content_blocks, current_turn_text, tool_result_text, turn_index
+from tests.standins.messages_api.content import (
+    content_blocks,
+    current_turn_text,
+    is_summary_request,
+    tool_result_text,
+    turn_index,
+)
 from tests.standins.messages_api.directives import parse_directives
 from tests.standins.messages_api.errors import ERROR_MESSAGES
 from tests.standins.messages_api.filler import filler_text
@@ -29,6 +36,8 @@ from tests.standins.messages_api.responders import (
 )
 from tests.standins.messages_api.server_tools import WebPlan
 from tests.standins.messages_api.state import State
+
+DIRECTIVE = re.compile(r"\[\[[^\]]*\]\]")
 
 
 @dataclass
@@ -106,6 +115,19 @@ def _default_text(body: dict[str, Any]) -> str:
     return "echo: " + current_turn_text(body)
 
 
+def default_summary(body: dict[str, Any]) -> str:
+    """What the stand-in "summarises" unless a rule says otherwise: the lines of the transcript it was
+    given that users wrote, so a test can see which turns (and which earlier summary) a summary covers."""
+    text = current_turn_text(body)
+    said = [line.split(": ", 1)[1] for line in text.splitlines()
+            if ": " in line and not line.startswith(("Claude", "Result", "---"))]
+    earlier = text.split("<earlier_summary>\n", 1)[1].split("\n</earlier_summary>", 1)[0] \
+        if "<earlier_summary>" in text else ""
+    # Directives are dropped: the summary goes back into later requests, where they would steer the stand-in.
+    said = [" ".join(DIRECTIVE.sub("", line).split()) for line in said]
+    return "summary: " + " | ".join([*([f"({earlier})"] if earlier else []), *(line for line in said if line)])
+
+
 def decide(state: State, body: dict[str, Any]) -> Plan:
     # Predicates run outside the lock, so one may look at api.requests without deadlocking.
     with state.lock:
@@ -130,6 +152,9 @@ def decide(state: State, body: dict[str, Any]) -> Plan:
     if responder is not None:
         resolved = responder if isinstance(responder, Responder) else responder(body)
         return _plan_from_responder(resolved)
+    if is_summary_request(body):
+        # Compaction asks for a summary of a transcript: the directives quoted in it are old turns'.
+        return Plan(text=default_summary(body))
     if "send_message" in offered_tools(body):
         # A heartbeat turn: unless a rule says otherwise the model stays silent. Directives are
         # not read here, so words quoted from a chat can never steer a heartbeat by accident.
