@@ -14,13 +14,58 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import msgspec
 
-from vigil.durations import parse_duration
-from vigil.errors import DurationError
 from vigil.errors import SettingsError as SettingsError  # its old home: re-exported
+from vigil.setting_values import MAX_UPLOAD_MB as MAX_UPLOAD_MB
+from vigil.setting_values import WebTool as WebTool
+from vigil.setting_values import (
+    choice as _choice,
+)
+from vigil.setting_values import (
+    duration as _duration,
+)
+from vigil.setting_values import (
+    flag as _flag,
+)
+from vigil.setting_values import (
+    flag_off as _flag_off,
+)
+from vigil.setting_values import (
+    metrics_listen as _metrics_listen,
+)
+from vigil.setting_values import (
+    money as _money,
+)
+from vigil.setting_values import (
+    non_negative_int as _non_negative_int,
+)
+from vigil.setting_values import (
+    on_off as _on_off,
+)
+from vigil.setting_values import (
+    optional_text as _optional_text,
+)
+from vigil.setting_values import (
+    positive_int as _positive_int,
+)
+from vigil.setting_values import (  # the parsers, under the names the table below uses
+    text as _text,
+)
+from vigil.setting_values import (
+    upload_mb as _upload_mb,
+)
+from vigil.setting_values import (
+    url as _url,
+)
+from vigil.setting_values import (
+    user_ids as _user_ids,
+)
+from vigil.setting_values import (
+    web as _web,
+)
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
@@ -28,8 +73,6 @@ DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
 # and is a ~150 MB download; "small" is better in languages other than English but three times the
 # size and time. An operator who wants that names it.
 DEFAULT_WHISPER_MODEL = "base"
-MAX_UPLOAD_MB = 50  # the public Bot API takes uploads up to 50 MB (photos up to 10 MB)
-WebTool = Literal["search", "fetch"]  # VIGIL_WEB: Anthropic's server-side web_search / web_fetch
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,135 +150,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line."""
         return tuple(s for s in (self.telegram_bot_token, self.anthropic_api_key) if s)
-
-
-# --- value parsers: each raises ValueError with a message that reads after "NAME='value': "
-
-
-def _text(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    return value
-
-
-def _optional_text(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _whole(minimum: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError("not a whole number") from None
-        if value < minimum:
-            raise ValueError("must be at least 1" if minimum == 1 else "must not be negative")
-        return value
-
-    return parse
-
-
-_positive_int = _whole(1)
-_non_negative_int = _whole(0)
-
-
-def _upload_mb(raw: str) -> int:
-    value = _positive_int(raw)
-    if value > MAX_UPLOAD_MB:
-        raise ValueError(f"must be at most {MAX_UPLOAD_MB}: Telegram's Bot API takes uploads up to {MAX_UPLOAD_MB} MB")
-    return value
-
-
-def _money(raw: str) -> float:
-    try:
-        value = float(raw.strip().lstrip("$"))
-    except ValueError:
-        raise ValueError("not an amount of dollars, like 5 or 2.50") from None
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _duration(raw: str) -> float:
-    try:
-        return parse_duration(raw)
-    except DurationError as exc:
-        raise ValueError(exc.reason) from None
-
-
-def _flag(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    raise ValueError("not a yes/no value; use 1/true or 0/false")
-
-
-def _flag_off(raw: str) -> bool:
-    return raw.strip().lower() in ("", "0", "off", "no", "false")
-
-
-def _on_off(raw: str) -> Literal["on", "off"]:
-    # A TOML file may well say `bash_network = false`: yes/no spellings mean on/off too.
-    if not raw.strip():
-        raise ValueError("must be on or off")
-    try:
-        return "on" if _flag(raw) else "off"
-    except ValueError:
-        raise ValueError("must be on or off") from None
-
-
-def _user_ids(raw: str) -> frozenset[int]:
-    ids: set[int] = set()
-    for part in raw.replace(";", ",").split(","):
-        item = part.strip()
-        if not item:
-            continue
-        try:
-            ids.add(int(item))
-        except ValueError:
-            raise ValueError(f"{item!r} is not a numeric Telegram user id") from None
-    return frozenset(ids)
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return value
-
-    return parse
-
-
-def _metrics_listen(raw: str) -> str | None:
-    """`host:port` (`[::1]:9464` for IPv6; port 0 picks a free one, logged); empty or `off`: no endpoint."""
-    value = raw.strip()
-    if value.lower() in ("", "off", "0", "false", "no"):
-        return None
-    host, sep, port = value.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError("must be host:port, like 127.0.0.1:9464")
-    return f"{host}:{int(port)}"
-
-
-def _url(raw: str) -> str:
-    value = raw.strip()
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http:// or https:// URL")
-    return value
-
-
-def _web(raw: str) -> tuple[WebTool, ...]:
-    chosen = {part.strip() for part in raw.lower().replace(";", ",").split(",")}
-    if chosen <= {"off", "none", "false"}:  # a TOML file may say `web = false`
-        return ()
-    if unknown := chosen - set(get_args(WebTool)):
-        raise ValueError(f"{min(unknown)!r} is not a web tool: use search,fetch (the default), search, fetch or off")
-    return tuple(tool for tool in get_args(WebTool) if tool in chosen)
 
 
 @dataclass(frozen=True)
