@@ -368,8 +368,21 @@ class Store(Protocol):
         all or nothing; SessionGone if deleted elsewhere."""
         ...
 
-    def receive(self, arrival: int, entry: InboxEntry) -> WriteFuture:
-        """Write a received message to the inbox under its arrival id (group commit, not waited)."""
+    def receive(self, arrival: int, entry: InboxEntry, updates: Sequence[int] = ()) -> WriteFuture:
+        """Write a received message to the inbox under its arrival id (group commit, not waited);
+        the webhook `updates` it came in are marked as taken in the same transaction."""
+        ...
+
+    def update_taken(self, update_id: int) -> bool:
+        """Whether this webhook update was taken in before (marked by `receive` or `mark_updates`)."""
+        ...
+
+    def mark_updates(self, updates: Sequence[int]) -> WriteFuture:
+        """Mark webhook updates as taken that put nothing in the inbox."""
+        ...
+
+    def forget_updates(self, before: float) -> WriteFuture:
+        """Drop the marks of webhook updates taken before `before` (epoch seconds)."""
         ...
 
     def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:

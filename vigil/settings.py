@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from vigil import webhook
 from vigil.durations import parse_duration
 from vigil.errors import DurationError
 from vigil.errors import SettingsError as SettingsError  # its old home: re-exported
@@ -69,6 +70,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_socket: str | None = None
     watchdog_usec: int = 0
     whisper_model: str = DEFAULT_WHISPER_MODEL
+    webhook_url: str | None = None  # set: webhook mode (vigil/webhook.py), else polling
+    webhook_secret: str | None = None  # None: generated and kept in the data directory
+    webhook_listen: tuple[str, int] = webhook.DEFAULT_LISTEN
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -99,7 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line."""
-        return tuple(s for s in (self.telegram_bot_token, self.anthropic_api_key) if s)
+        return tuple(s for s in (self.telegram_bot_token, self.anthropic_api_key, self.webhook_secret) if s)
 
 
 # --- value parsers: each raises ValueError with a message that reads after "NAME='value': "
@@ -244,6 +248,9 @@ _VARS: tuple[_Var, ...] = (
     _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
     _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
+    _Var("VIGIL_WEBHOOK_URL", "webhook_url", webhook.parse_url),
+    _Var("VIGIL_WEBHOOK_SECRET", "webhook_secret", webhook.parse_secret),
+    _Var("VIGIL_WEBHOOK_LISTEN", "webhook_listen", webhook.parse_listen),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")
@@ -351,6 +358,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _refuse_store_in_reach(values["data_dir"], values["workdir_root"])
 
     settings = Settings(**values)
+    webhook.check_against_api(settings.webhook_url, settings.telegram_base_url, DEFAULT_TELEGRAM_BASE_URL)
     if settings.heartbeat_default_interval_s < settings.heartbeat_min_interval_s:
         settings = msgspec.structs.replace(settings, heartbeat_default_interval_s=settings.heartbeat_min_interval_s)
     return settings

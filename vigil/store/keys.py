@@ -7,6 +7,7 @@
 - members: `<user id> NUL <session key>`: the sessions a user takes part in.
 - notes: `<session key> NUL <time f64 BE>`: a session's notes in time order.
 - inbox: `<session key> NUL <arrival id u64 BE>`: a session's received messages in arrival order.
+- updates: `<update id i64 BE>`: the Telegram updates a webhook took in (value: when, f64 BE).
 Session keys never contain NUL (they are `tg:<id>[:<thread>]` or `console:<name>`).
 """
 
@@ -19,6 +20,7 @@ _TURN = struct.Struct(">IQ")
 _TIME = struct.Struct(">d")
 TIME_SIZE = _TIME.size
 _ARRIVAL = struct.Struct(">Q")
+_UPDATE = struct.Struct(">q")
 
 
 def session(key: str) -> bytes:
@@ -84,6 +86,10 @@ def inbox_prefix(key: str) -> bytes:
 def inbox_position(raw: bytes) -> tuple[str, int]:
     """(session key, arrival id) of an inbox key."""
     return raw[:-_ARRIVAL.size - 1].decode(), int(_ARRIVAL.unpack(raw[-_ARRIVAL.size:])[0])
+
+
+def update(update_id: int) -> bytes:
+    return _UPDATE.pack(update_id)
 
 
 def time_value(at: float) -> bytes:
