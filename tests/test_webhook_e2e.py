@@ -160,7 +160,8 @@ def test_kill_9_before_the_update_is_durable_means_no_answer_then_a_redelivery_a
     finally:
         blocked.abort()
     rig.bot.wait_for(lambda: deliveries(rig, update_id), WAIT, "the deliverer seeing the connection drop")
-    assert [(d.status, d.error) for d in deliveries(rig, update_id)][0] == (None, "dropped")
+    first = deliveries(rig, update_id)[0]
+    assert (first.status, first.error) == (None, "dropped")
     assert not store.update_taken(update_id) and store.header(key) is None
 
     rig.start()
