@@ -14,7 +14,9 @@ band), exactly as polling does, and answers when the update's effect is on disk:
   handling is over. Album parts are the one exception: Telegram sends a chat's next update only after
   the previous one was answered, so a part that waited for its album would end the album; each part is
   answered when it is held, and the album keeps the short in-memory window polling has (albums.py).
-  If the store cannot confirm the write, the answer is 503 and Telegram delivers the update again.
+  If the store cannot confirm the write, the answer is 503 and Telegram delivers the update again. A
+  handler that fails (a bug) is logged and its update answered 200, as polling would have confirmed it:
+  a 5xx would have Telegram resend that update for a day, holding up every later update of its chat.
 - **Duplicates.** Telegram delivers an update again when it got no 2xx in time: vigil died after the
   update was durable but before the answer left, or the answer took longer than Telegram's timeout.
   The dedupe key is the update id: its mark is written in the same transaction as the inbox entry (or
