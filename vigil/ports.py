@@ -31,6 +31,7 @@ from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
 from vigil.errors import TranscriptionError as TranscriptionError
+from vigil.marks import UpdateMarks
 from vigil.store.schema import InboxEntry, Note, SessionHeader, Target, Turn, Usage
 from vigil.store.schema import TurnKind as TurnKind
 from vigil.store.schema import TurnStatus as TurnStatus
@@ -272,7 +273,7 @@ class WriteFuture(Protocol):
         ...
 
 
-class Store(Protocol):
+class Store(UpdateMarks, Protocol):
     """What sessions and commands need from persistence (LmdbStore implements it).
 
     Reads return what is durable now, from any thread. Writes return at once with a WriteFuture and are
@@ -371,18 +372,6 @@ class Store(Protocol):
     def receive(self, arrival: int, entry: InboxEntry, updates: Sequence[int] = ()) -> WriteFuture:
         """Write a received message to the inbox under its arrival id (group commit, not waited);
         the webhook `updates` it came in are marked as taken in the same transaction."""
-        ...
-
-    def update_taken(self, update_id: int) -> bool:
-        """Whether this webhook update was taken in before (marked by `receive` or `mark_updates`)."""
-        ...
-
-    def mark_updates(self, updates: Sequence[int]) -> WriteFuture:
-        """Mark webhook updates as taken that put nothing in the inbox."""
-        ...
-
-    def forget_updates(self, before: float) -> WriteFuture:
-        """Drop the marks of webhook updates taken before `before` (epoch seconds)."""
         ...
 
     def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:
