@@ -32,6 +32,7 @@ import msgspec
 
 from vigil.actors.protocol import Sender, SessionCommand, UserText
 from vigil.ports import Store, WriteFuture
+from vigil.receipt import CURRENT
 from vigil.store.schema import InboxEntry
 
 Inbound = UserText | SessionCommand
@@ -87,9 +88,12 @@ class Inbox:
 
     def accept(self, message: Inbound, tell: Callable[[Inbound], None]) -> WriteFuture:
         """Write the message to the inbox (not waited for), then tell it on, stamped with its arrival id."""
+        receipt = CURRENT.get()  # a webhook request waiting for this write (see vigil/receipt.py)
         with self._stripes[hash(message.key) % self.STRIPES]:
             arrival = next(self._ids)
             stamped = msgspec.structs.replace(message, inbox_id=arrival)
-            future = self._store.receive(arrival, entry_of(stamped))
+            future = self._store.receive(arrival, entry_of(stamped), receipt.marks() if receipt else ())
             tell(stamped)
+        if receipt is not None:
+            receipt.add(future)
         return future

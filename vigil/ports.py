@@ -31,6 +31,7 @@ from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
 from vigil.errors import TranscriptionError as TranscriptionError
+from vigil.marks import UpdateMarks
 from vigil.store.schema import InboxEntry, Note, SessionHeader, Summary, Target, Turn, Usage
 from vigil.store.schema import TurnKind as TurnKind
 from vigil.store.schema import TurnStatus as TurnStatus
@@ -277,7 +278,7 @@ class WriteFuture(Protocol):
         ...
 
 
-class Store(Protocol):
+class Store(UpdateMarks, Protocol):
     """What sessions and commands need from persistence (LmdbStore implements it).
 
     Reads return what is durable now, from any thread. Writes return at once with a WriteFuture and are
@@ -373,8 +374,9 @@ class Store(Protocol):
         `consumed` inbox entries, all or nothing; SessionGone if deleted elsewhere."""
         ...
 
-    def receive(self, arrival: int, entry: InboxEntry) -> WriteFuture:
-        """Write a received message to the inbox under its arrival id (group commit, not waited)."""
+    def receive(self, arrival: int, entry: InboxEntry, updates: Sequence[int] = ()) -> WriteFuture:
+        """Write a received message to the inbox under its arrival id (group commit, not waited);
+        the webhook `updates` it came in are marked as taken in the same transaction."""
         ...
 
     def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:

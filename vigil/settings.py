@@ -18,54 +18,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from vigil import setting_values as parse
+from vigil import webhook
 from vigil.errors import SettingsError as SettingsError  # its old home: re-exported
 from vigil.setting_values import MAX_UPLOAD_MB as MAX_UPLOAD_MB
 from vigil.setting_values import WebTool as WebTool
-from vigil.setting_values import (
-    choice as _choice,
-)
-from vigil.setting_values import (
-    duration as _duration,
-)
-from vigil.setting_values import (
-    flag as _flag,
-)
-from vigil.setting_values import (
-    flag_off as _flag_off,
-)
-from vigil.setting_values import (
-    metrics_listen as _metrics_listen,
-)
-from vigil.setting_values import (
-    money as _money,
-)
-from vigil.setting_values import (
-    non_negative_int as _non_negative_int,
-)
-from vigil.setting_values import (
-    on_off as _on_off,
-)
-from vigil.setting_values import (
-    optional_text as _optional_text,
-)
-from vigil.setting_values import (
-    positive_int as _positive_int,
-)
-from vigil.setting_values import (  # the parsers, under the names the table below uses
-    text as _text,
-)
-from vigil.setting_values import (
-    upload_mb as _upload_mb,
-)
-from vigil.setting_values import (
-    url as _url,
-)
-from vigil.setting_values import (
-    user_ids as _user_ids,
-)
-from vigil.setting_values import (
-    web as _web,
-)
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
@@ -119,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     web_max_uses: int = 5  # searches (and, apart, fetches) the model may make per model call
     tool_mode: Literal["ask", "auto", "readonly"] = "ask"  # of sessions that did not choose one (/mode)
     approval_timeout_s: float = 600.0  # an approval prompt unanswered this long counts as Deny
+    webhook_url: str | None = None  # set: webhook mode (vigil/webhook.py), else polling
+    webhook_secret: str | None = None  # None: generated and kept in the data directory
+    webhook_listen: tuple[str, int] = webhook.DEFAULT_LISTEN
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -149,7 +109,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line."""
-        return tuple(s for s in (self.telegram_bot_token, self.anthropic_api_key) if s)
+        return tuple(s for s in (self.telegram_bot_token, self.anthropic_api_key, self.webhook_secret) if s)
 
 
 @dataclass(frozen=True)
@@ -160,42 +120,45 @@ class _Var:
 
 
 _VARS: tuple[_Var, ...] = (
-    _Var("TELEGRAM_BOT_TOKEN", "telegram_bot_token", _optional_text),
-    _Var("VIGIL_TELEGRAM_BASE_URL", "telegram_base_url", _url),
-    _Var("VIGIL_TELEGRAM_BASE_FILE_URL", "telegram_base_file_url_set", _url),
-    _Var("ANTHROPIC_API_KEY", "anthropic_api_key", _optional_text),
-    _Var("ANTHROPIC_BASE_URL", "anthropic_base_url", _optional_text),
-    _Var("VIGIL_MODEL", "model", _text),
-    _Var("VIGIL_ADMIN_USERS", "admin_users", _user_ids),
-    _Var("VIGIL_IDLE_EVICT", "idle_evict_s", _duration),
-    _Var("VIGIL_MAX_LIVE_SESSIONS", "max_live_sessions", _positive_int),
-    _Var("VIGIL_MAX_CONCURRENT_QUERIES", "max_concurrent_queries", _positive_int),
-    _Var("VIGIL_HEARTBEAT_MIN_INTERVAL", "heartbeat_min_interval_s", _duration),
-    _Var("VIGIL_HEARTBEAT_DEFAULT_INTERVAL", "heartbeat_default_interval_s", _duration),
-    _Var("VIGIL_HEARTBEAT_HISTORY_TURNS", "heartbeat_history_turns", _non_negative_int),
-    _Var("VIGIL_ENABLE_BASH", "enable_bash", _flag),
-    _Var("VIGIL_BASH_NETWORK", "bash_network", _on_off),
-    _Var("VIGIL_MESSAGES_PER_MINUTE", "messages_per_minute", _positive_int),
-    _Var("VIGIL_DAILY_BUDGET_USD", "daily_budget_usd", _money),
-    _Var("VIGIL_HISTORY_TOKENS", "history_tokens", _positive_int),
-    _Var("VIGIL_MAX_OUTPUT_TOKENS", "max_output_tokens", _positive_int),
-    _Var("VIGIL_MODEL_TIMEOUT", "model_timeout_s", _duration),
-    _Var("VIGIL_MODEL_MAX_RETRIES", "model_max_retries", _non_negative_int),
-    _Var("VIGIL_MAX_TOOL_ROUNDS", "max_tool_rounds", _positive_int),
-    _Var("VIGIL_BASH_TIMEOUT", "bash_timeout_s", _duration),
-    _Var("VIGIL_STORE_MAP_MB", "store_map_mb", _positive_int),
-    _Var("VIGIL_MAX_UPLOAD_MB", "max_upload_mb", _upload_mb),
-    _Var("VIGIL_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error")),
-    _Var("VIGIL_LOG_FORMAT", "log_format", _choice("auto", "console", "json")),
-    _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
-    _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
-    _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
-    _Var("VIGIL_METRICS_LISTEN", "metrics_listen", _metrics_listen),
-    _Var("VIGIL_RETENTION", "retention_s", lambda raw: 0.0 if _flag_off(raw) else _duration(raw)),
-    _Var("VIGIL_WEB", "web", _web),
-    _Var("VIGIL_WEB_MAX_USES", "web_max_uses", _positive_int),
-    _Var("VIGIL_TOOL_MODE", "tool_mode", _choice("ask", "auto", "readonly")),
-    _Var("VIGIL_APPROVAL_TIMEOUT", "approval_timeout_s", _duration),
+    _Var("TELEGRAM_BOT_TOKEN", "telegram_bot_token", parse.optional_text),
+    _Var("VIGIL_TELEGRAM_BASE_URL", "telegram_base_url", parse.url),
+    _Var("VIGIL_TELEGRAM_BASE_FILE_URL", "telegram_base_file_url_set", parse.url),
+    _Var("ANTHROPIC_API_KEY", "anthropic_api_key", parse.optional_text),
+    _Var("ANTHROPIC_BASE_URL", "anthropic_base_url", parse.optional_text),
+    _Var("VIGIL_MODEL", "model", parse.text),
+    _Var("VIGIL_ADMIN_USERS", "admin_users", parse.user_ids),
+    _Var("VIGIL_IDLE_EVICT", "idle_evict_s", parse.duration),
+    _Var("VIGIL_MAX_LIVE_SESSIONS", "max_live_sessions", parse.positive_int),
+    _Var("VIGIL_MAX_CONCURRENT_QUERIES", "max_concurrent_queries", parse.positive_int),
+    _Var("VIGIL_HEARTBEAT_MIN_INTERVAL", "heartbeat_min_interval_s", parse.duration),
+    _Var("VIGIL_HEARTBEAT_DEFAULT_INTERVAL", "heartbeat_default_interval_s", parse.duration),
+    _Var("VIGIL_HEARTBEAT_HISTORY_TURNS", "heartbeat_history_turns", parse.non_negative_int),
+    _Var("VIGIL_ENABLE_BASH", "enable_bash", parse.flag),
+    _Var("VIGIL_BASH_NETWORK", "bash_network", parse.on_off),
+    _Var("VIGIL_MESSAGES_PER_MINUTE", "messages_per_minute", parse.positive_int),
+    _Var("VIGIL_DAILY_BUDGET_USD", "daily_budget_usd", parse.money),
+    _Var("VIGIL_HISTORY_TOKENS", "history_tokens", parse.positive_int),
+    _Var("VIGIL_MAX_OUTPUT_TOKENS", "max_output_tokens", parse.positive_int),
+    _Var("VIGIL_MODEL_TIMEOUT", "model_timeout_s", parse.duration),
+    _Var("VIGIL_MODEL_MAX_RETRIES", "model_max_retries", parse.non_negative_int),
+    _Var("VIGIL_MAX_TOOL_ROUNDS", "max_tool_rounds", parse.positive_int),
+    _Var("VIGIL_BASH_TIMEOUT", "bash_timeout_s", parse.duration),
+    _Var("VIGIL_STORE_MAP_MB", "store_map_mb", parse.positive_int),
+    _Var("VIGIL_MAX_UPLOAD_MB", "max_upload_mb", parse.upload_mb),
+    _Var("VIGIL_LOG_LEVEL", "log_level", parse.choice("debug", "info", "warning", "error")),
+    _Var("VIGIL_LOG_FORMAT", "log_format", parse.choice("auto", "console", "json")),
+    _Var("NOTIFY_SOCKET", "notify_socket", parse.optional_text),
+    _Var("WATCHDOG_USEC", "watchdog_usec", parse.non_negative_int),
+    _Var("VIGIL_WHISPER_MODEL", "whisper_model", parse.text),
+    _Var("VIGIL_METRICS_LISTEN", "metrics_listen", parse.metrics_listen),
+    _Var("VIGIL_RETENTION", "retention_s", lambda raw: 0.0 if parse.flag_off(raw) else parse.duration(raw)),
+    _Var("VIGIL_WEB", "web", parse.web),
+    _Var("VIGIL_WEB_MAX_USES", "web_max_uses", parse.positive_int),
+    _Var("VIGIL_TOOL_MODE", "tool_mode", parse.choice("ask", "auto", "readonly")),
+    _Var("VIGIL_APPROVAL_TIMEOUT", "approval_timeout_s", parse.duration),
+    _Var("VIGIL_WEBHOOK_URL", "webhook_url", webhook.parse_url),
+    _Var("VIGIL_WEBHOOK_SECRET", "webhook_secret", webhook.parse_secret),
+    _Var("VIGIL_WEBHOOK_LISTEN", "webhook_listen", webhook.parse_listen),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")
@@ -291,7 +254,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if allowed == "*":
         values["allow_all_users"] = True
     elif allowed:
-        values["allowed_users"] = _parse("VIGIL_ALLOWED_USERS", allowed, _user_ids)
+        values["allowed_users"] = _parse("VIGIL_ALLOWED_USERS", allowed, parse.user_ids)
 
     data_dir = merged.get("VIGIL_DATA_DIR", "").strip()
     values["data_dir"] = _path(data_dir, env) if data_dir else _default_data_dir(env)
@@ -303,14 +266,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     _refuse_store_in_reach(values["data_dir"], values["workdir_root"])
 
     settings = Settings(**values)
+    webhook.check_against_api(settings.webhook_url, settings.telegram_base_url, DEFAULT_TELEGRAM_BASE_URL)
     if settings.heartbeat_default_interval_s < settings.heartbeat_min_interval_s:
         settings = msgspec.structs.replace(settings, heartbeat_default_interval_s=settings.heartbeat_min_interval_s)
     return settings
 
 
-def _parse(name: str, raw: str, parse: Callable[[str], Any]) -> Any:
+def _parse(name: str, raw: str, parser: Callable[[str], Any]) -> Any:
     try:
-        return parse(raw)
+        return parser(raw)
     except ValueError as exc:
         shown = raw if len(raw) <= 40 else raw[:37] + "..."
         raise SettingsError(f"{name}={shown!r}: {exc}") from None

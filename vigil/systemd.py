@@ -81,6 +81,9 @@ KillMode=mixed
 User={user}
 Group={user}
 # Secrets (TELEGRAM_BOT_TOKEN, ANTHROPIC_API_KEY) and other settings, one NAME=value per line.
+# Polling needs nothing more. Webhook mode: VIGIL_WEBHOOK_URL=https://bot.example.org/telegram/<random>
+# there, and a reverse proxy (nginx, Caddy) forwarding that path to VIGIL_WEBHOOK_LISTEN
+# (127.0.0.1:8443 unless set); the secret token is generated into the state directory if not given.
 EnvironmentFile={env_file}
 StateDirectory=vigil
 StateDirectoryMode=0700

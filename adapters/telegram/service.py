@@ -2,8 +2,9 @@
 
 The Application's lifecycle is driven by hand (rather than `run_polling`) so
 that every step happens in a known order:
-start: lock the data dir → getMe → sessions up → setMyCommands → polling → READY=1.
-stop (SIGTERM/SIGINT): STOPPING=1 → stop polling (no new updates) → let
+start: lock the data dir → getMe → sessions up → setMyCommands → polling (or, with VIGIL_WEBHOOK_URL,
+the webhook server listening, then setWebhook: see webhook.py) → READY=1.
+stop (SIGTERM/SIGINT): STOPPING=1 → stop polling or the webhook server (no new updates) → let
 handlers finish → hand on albums still being gathered → stop every session (running turns get a short grace, then
 are suspended to be answered after the restart) → deliver what is still
 queued for Telegram → close; exit 0, well within systemd's 10 seconds.
@@ -52,6 +53,7 @@ async def _serve(settings: Settings) -> int:
     from vigil.adapters.telegram.handlers import TelegramHandlers
     from vigil.adapters.telegram.order import PerChatOrder
     from vigil.adapters.telegram.outbox import TelegramOutbox
+    from vigil.adapters.telegram.webhook import WebhookServer, start_webhook
     from vigil.commands import COMMANDS
     from vigil.control import Control
     from vigil.model.anthropic_model import AnthropicModel
@@ -107,13 +109,19 @@ async def _serve(settings: Settings) -> int:
     runtime.start()
     retention = Retention.start_for(control.cleanups, settings.retention_s)  # None when VIGIL_RETENTION is off
     watchdog: asyncio.Task[Any] | None = None
+    webhook: WebhookServer | None = None
     try:
         await app.bot.set_my_commands([BotCommand(c.name, c.summary[:256]) for c in COMMANDS])
         await app.start()
         assert app.updater is not None
-        await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-        notifier.ready(f"polling as @{app.bot.username}")
-        log.info("service.ready", bot=app.bot.username, sessions=runtime.store.session_count())
+        if settings.webhook_url:
+            webhook = await start_webhook(settings, app, runtime.store, ALLOWED_UPDATES)
+        else:
+            # PTB deletes a webhook first (getUpdates is refused while one is set), keeping what Telegram queued.
+            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        mode = "webhook" if webhook is not None else "polling"
+        notifier.ready(f"{mode} as @{app.bot.username}")
+        log.info("service.ready", bot=app.bot.username, sessions=runtime.store.session_count(), mode=mode)
         if settings.watchdog_usec:
             watchdog = asyncio.create_task(_watchdog(notifier, runtime, settings.watchdog_usec / 2e6))
         await stop.wait()
@@ -122,6 +130,8 @@ async def _serve(settings: Settings) -> int:
         log.info("service.stopping")
         if watchdog is not None:
             watchdog.cancel()
+        if webhook is not None:  # no new updates; those being taken in reach the inbox and are answered
+            await webhook.stop(SHUTDOWN_GRACE_S)
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:

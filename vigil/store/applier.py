@@ -52,13 +52,18 @@ class SessionWrite:
 
 
 class InboxWrite:
-    """A received message put in the inbox (`value`), or taken out of it (`value` None)."""
+    """A received message put in the inbox (`value`), or taken out of it (`value` None).
 
-    __slots__ = ("key", "value")
+    `seen`: `updates` rows (key, value) of the webhook updates it came in, put in the same transaction, so
+    an update Telegram delivers again is known as taken exactly when its message is durable.
+    """
 
-    def __init__(self, key: bytes, value: bytes | None) -> None:
+    __slots__ = ("key", "seen", "value")
+
+    def __init__(self, key: bytes, value: bytes | None, seen: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         self.key = key
         self.value = value
+        self.seen = seen
 
 
 class SessionWriteApplier:
@@ -115,8 +120,10 @@ class SessionWriteApplier:
         # A message received and taken up within one transaction is never written at all (a fast turn).
         inbox_puts: dict[bytes, bytes] = {}
         inbox_deletes: list[bytes] = []
+        seen: list[tuple[bytes, bytes]] = []
         for write, rows in zip(records, rows_of, strict=True):
             if type(write) is InboxWrite:
+                seen.extend(write.seen)  # also when the message is taken up in this same transaction
                 if write.value is not None:
                     inbox_puts[write.key] = write.value
                 elif inbox_puts.pop(write.key, None) is None:
@@ -163,6 +170,8 @@ class SessionWriteApplier:
             puts[b"usage"] = [(row, encode(UsageDay(usage=total))) for row, total in usage.items()]
         if inbox_puts:
             puts[b"inbox"] = list(inbox_puts.items())
+        if seen:
+            puts[b"updates"] = seen
         for name, items in puts.items():
             if items:
                 txn.cursor(db=dbs[name]).putmulti(items)

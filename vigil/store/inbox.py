@@ -6,10 +6,15 @@ makes it part of the session's state (`SessionWrite.consumed`), or through
 `consume` when it was handled without one; so a crash loses no message and
 answers none twice. `vigil.inbox` is the side that stamps arrival ids and
 hands the messages to the sessions; this module is what it stores.
+
+In webhook mode it also keeps which Telegram updates were taken in (`updates`, by update id): the mark
+is written in the transaction that makes the update's message durable, so an update Telegram delivers
+again (vigil died before its answer left) is recognised and not answered twice.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import lmdb
@@ -63,10 +68,38 @@ class StoreInbox(StoreCore):
 
         return int(self._lmdb.read(count))
 
-    def receive(self, arrival: int, entry: InboxEntry) -> WriteFuture:
+    def receive(self, arrival: int, entry: InboxEntry, updates: Sequence[int] = ()) -> WriteFuture:
         """Put a received message in the inbox. Nobody needs to wait: the writer commits it within
-        milliseconds (the future says when, for a caller that must know, such as a webhook's answer)."""
-        return self.writer.submit_record(InboxWrite(keys.inbox(entry.key, arrival), encode(entry)), urgent=False)
+        milliseconds (the future says when, for a caller that must know, such as a webhook's answer).
+
+        `updates`: the webhook updates it came in, marked as taken in the same transaction."""
+        seen = _marks(updates)
+        return self.writer.submit_record(InboxWrite(keys.inbox(entry.key, arrival), encode(entry), seen),
+                                         urgent=False)
+
+    # ------------------------------------------------------------------ webhook updates taken
+
+    def update_taken(self, update_id: int) -> bool:
+        """Whether a webhook update was taken in before (its message durable, or deliberately nothing)."""
+        key = keys.update(update_id)
+        return bool(self._lmdb.read(lambda txn: txn.get(key, db=self._db[b"updates"]) is not None))
+
+    def mark_updates(self, updates: Sequence[int]) -> WriteFuture:
+        """Mark webhook updates as taken that left nothing in the inbox (a command answered, a refusal)."""
+        rows = _marks(updates)
+        return self.writer.submit(lambda txn: txn.cursor(db=self._db[b"updates"]).putmulti(rows))
+
+    def forget_updates(self, before: float) -> WriteFuture:
+        """Drop the marks older than `before` (Telegram gives up redelivering an update within a day)."""
+        db = self._db[b"updates"]
+
+        def drop(txn: lmdb.Transaction) -> int:
+            old = [key for key, value in items(txn.cursor(db=db)) if keys.parse_time(value) < before]
+            for key in old:
+                txn.delete(key, db=db)
+            return len(old)
+
+        return self.writer.submit(drop)
 
     def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:
         """Take messages out of the inbox that were handled without a session commit (a read-only command)."""
@@ -74,3 +107,8 @@ class StoreInbox(StoreCore):
         for arrival in arrivals:
             future = self.writer.submit_record(InboxWrite(keys.inbox(key, arrival), None), urgent=False)
         return future
+
+
+def _marks(updates: Sequence[int]) -> tuple[tuple[bytes, bytes], ...]:
+    now = keys.time_value(time.time())
+    return tuple((keys.update(update_id), now) for update_id in updates)

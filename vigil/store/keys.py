@@ -9,6 +9,7 @@
 - inbox: `<session key> NUL <arrival id u64 BE>`: a session's received messages in arrival order.
 - summaries: laid out as turns, `<session key> NUL <generation u32 BE> <upto u64 BE>`: a generation's
   summaries are contiguous, newest last, and go with the turn prefix of their generation.
+- updates: `<update id i64 BE>`: the Telegram updates a webhook took in (value: when, f64 BE).
 Session keys never contain NUL (they are `tg:<id>[:<thread>]` or `console:<name>`).
 """
 
@@ -21,6 +22,7 @@ _TURN = struct.Struct(">IQ")
 _TIME = struct.Struct(">d")
 TIME_SIZE = _TIME.size
 _ARRIVAL = struct.Struct(">Q")
+_UPDATE = struct.Struct(">q")
 
 
 def session(key: str) -> bytes:
@@ -90,6 +92,10 @@ def inbox_prefix(key: str) -> bytes:
 def inbox_position(raw: bytes) -> tuple[str, int]:
     """(session key, arrival id) of an inbox key."""
     return raw[:-_ARRIVAL.size - 1].decode(), int(_ARRIVAL.unpack(raw[-_ARRIVAL.size:])[0])
+
+
+def update(update_id: int) -> bytes:
+    return _UPDATE.pack(update_id)
 
 
 def time_value(at: float) -> bytes:

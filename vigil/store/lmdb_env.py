@@ -24,7 +24,7 @@ from vigil.errors import StoreError as StoreError  # its old home: re-exported
 T = TypeVar("T")
 
 DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members", b"recover",
-            b"aliases", b"notes", b"inbox", b"summaries")
+            b"aliases", b"notes", b"inbox", b"summaries", b"updates")
 MAX_DBS = 16
 MAX_READERS = 4096
 

@@ -42,6 +42,11 @@ Other behaviour worth knowing when writing tests:
 * A second getUpdates while one is still waiting makes the first answer 409 Conflict, as
   Telegram does.  A long poll whose client hung up (PTB cancels it on stop) is recorded with
   ``client_gone=True`` and delivers nothing, so no update is lost.
+* setWebhook/deleteWebhook/getWebhookInfo follow Telegram (https on ports 443/80/88/8443, except plain
+  http on loopback as a local Bot API server allows; a secret token of 1-256 ``A-Za-z0-9_-``); while a
+  webhook is set getUpdates answers 409 and ``webhook.Deliverer`` POSTs each update to it with the secret
+  header, one at a time per chat, until a 2xx, recording every attempt (``webhook_deliveries``);
+  ``pause_webhook`` and ``lose_webhook_answers`` hold deliveries back for crash tests.
 * ``privacy_mode=True`` makes group chats deliver only commands, mentions of the bot and replies
   to it, like a bot with BotFather's privacy mode on; the default delivers everything.
 
@@ -100,6 +105,8 @@ from tests.standins.bot_api.model import (
     SentMessage,
     StoredFile,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 from tests.standins.bot_api.standin import BotAPI
 from tests.standins.bot_api.text import finalize_text
@@ -128,6 +135,8 @@ __all__ = [
     "SentMessage",
     "StoredFile",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "finalize_text",
     "parse_html",
 ]

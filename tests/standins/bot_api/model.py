@@ -292,3 +292,46 @@ class ApiCall:
     http_status: int = 200
     result: Any = None
     client_gone: bool = False
+
+
+@dataclass
+class Webhook:
+    """The webhook set with setWebhook (None in the world: updates wait for getUpdates)."""
+
+    url: str
+    secret_token: str | None = None
+    max_connections: int = 40
+    ip_address: str | None = None
+
+
+@dataclass
+class WebhookDelivery:
+    """One POST of an update to the webhook, as Telegram made it, and what came of it.
+
+    ``status`` is the HTTP status vigil answered, None when no answer arrived; then ``error`` says why:
+    "refused" (nothing listening), "dropped" (the connection closed before an answer), "timeout".
+    "lost" marks an answer that arrived but was thrown away by ``drop_webhook_responses`` (as if the
+    connection had broken just before it), so the update is delivered again.
+    """
+
+    update_id: int
+    secret_token: str | None
+    status: int | None
+    error: str
+    time: float
+    duration: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300 and self.error != "lost"
+
+
+@dataclass
+class WebhookControls:
+    """The test's hold on deliveries: paused, answers to throw away, and how soon a failed one is retried."""
+
+    paused: bool = False
+    lose_answers: int = 0
+    pause_after_lost: bool = False
+    retry_s: float = 0.2  # Telegram backs off much longer; tests need the redelivery soon
+    timeout_s: float = 60.0  # Telegram waits about a minute for an answer

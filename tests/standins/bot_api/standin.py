@@ -28,10 +28,13 @@ from tests.standins.bot_api.model import (
     SentFile,
     SentMessage,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 from tests.standins.bot_api.posting import Posting
 from tests.standins.bot_api.server import FILE_PREFIX, BotServer, Router
 from tests.standins.bot_api.state import World
+from tests.standins.bot_api.webhook import Deliverer
 from tests.standins.bot_api.wire import TOKEN_RE
 
 T = TypeVar("T")
@@ -60,6 +63,7 @@ class BotAPI(Posting):
         self._world = World(bot_user, strict_ampersand=strict_ampersand, privacy_mode=privacy_mode)
         self._faults = Faults(self._world.cond)
         self._server: BotServer | None = None
+        self._deliverer: Deliverer | None = None
         self._t0 = time.monotonic()
 
     # -- what the world records, and its settings --------------------------------------------
@@ -130,6 +134,8 @@ class BotAPI(Posting):
         self.base_url = f"http://127.0.0.1:{self._server.port}/bot"
         self.base_file_url = f"http://127.0.0.1:{self._server.port}{FILE_PREFIX}"
         self._server.serve_in_thread("bot-api-standin")
+        self._deliverer = Deliverer(self._world)
+        self._deliverer.start()
         return self
 
     def stop(self) -> None:
@@ -137,6 +143,9 @@ class BotAPI(Posting):
             self._world.stopping = True
             self._world.cond.notify_all()  # release long polls
         self._world.stop_event.set()  # release stalls
+        if self._deliverer is not None:
+            self._deliverer.join()
+            self._deliverer = None
         server, self._server = self._server, None
         if server is None:
             return
@@ -279,6 +288,38 @@ class BotAPI(Posting):
         where = "" if thread_id is ANY else f" thread {thread_id}"
         return self.wait_for(found, timeout, f"a bot message containing {needle!r} in chat {chat_id}{where}")
 
+
+    # -- webhook mode --------------------------------------------------------------------------
+
+    @property
+    def webhook(self) -> Webhook | None:
+        """The webhook set now (setWebhook), or None: updates wait for getUpdates."""
+        with self._world.cond:
+            return copy.copy(self._world.webhook)
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every POST of an update to the webhook and what came of it, in order."""
+        with self._world.cond:
+            return list(self._world.webhook_deliveries)
+
+    def queued_updates(self) -> list[dict[str, Any]]:
+        """The updates not yet confirmed (by a getUpdates offset, or a webhook's 2xx), as Telegram sends them."""
+        with self._world.cond:
+            return copy.deepcopy(self._world.updates)
+
+    def pause_webhook(self, paused: bool = True) -> None:
+        """Deliver nothing to the webhook until resumed (updates keep queueing)."""
+        with self._world.cond:
+            self._world.webhook_controls.paused = paused
+            self._world.cond.notify_all()
+
+    def lose_webhook_answers(self, times: int = 1, then_pause: bool = False) -> None:
+        """Throw the next ``times`` webhook answers away, as if the connection broke just before each: Telegram
+        delivers the update again. ``then_pause``: deliveries pause at that moment (see ``pause_webhook``)."""
+        with self._world.cond:
+            self._world.webhook_controls.lose_answers = times
+            self._world.webhook_controls.pause_after_lost = then_pause
 
     # -- faults ------------------------------------------------------------------------------
 

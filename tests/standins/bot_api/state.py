@@ -27,6 +27,9 @@ from tests.standins.bot_api.model import (
     SentMessage,
     StoredFile,
     User,
+    Webhook,
+    WebhookControls,
+    WebhookDelivery,
 )
 
 # Telegram's file_id prefixes by kind (the type byte differs), so ids look like the real ones in logs.
@@ -77,6 +80,10 @@ class World:
         self.poll_generation = 0
         self.polls_waiting = 0
         self.commands_by_scope: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # setWebhook's; while set, getUpdates is refused and `webhook.Deliverer` POSTs the updates instead.
+        self.webhook: Webhook | None = None
+        self.webhook_controls = WebhookControls()
+        self.webhook_deliveries: list[WebhookDelivery] = []
 
         # What tests read through BotAPI's properties of the same names.
         self.calls: list[ApiCall] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from tests.standins.bot_api.methods import bot, drafts, files, messages, updates
+from tests.standins.bot_api.methods import bot, drafts, files, messages, updates, webhook
 from tests.standins.bot_api.state import World
 from tests.standins.bot_api.wire import Request
 
@@ -19,8 +19,9 @@ Handler = Callable[[World, Request], Any]
 HANDLERS: Final[dict[str, Handler]] = {
     "getMe": bot.get_me,
     "getUpdates": updates.get_updates,
-    "deleteWebhook": updates.delete_webhook,
-    "getWebhookInfo": updates.get_webhook_info,
+    "setWebhook": webhook.set_webhook,
+    "deleteWebhook": webhook.delete_webhook,
+    "getWebhookInfo": webhook.get_webhook_info,
     "setMyCommands": bot.set_my_commands,
     "getMyCommands": bot.get_my_commands,
     "deleteMyCommands": bot.delete_my_commands,

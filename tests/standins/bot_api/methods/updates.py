@@ -1,8 +1,8 @@
-"""getUpdates and the webhook methods: how updates reach the bot, with Telegram's long-poll rules.
+"""getUpdates: how updates reach a polling bot, with Telegram's long-poll rules (webhooks: webhook.py).
 
 A newer getUpdates ends a waiting one with 409 Conflict (two pollers are two bot instances); a poll whose
 client hung up (PTB cancels it on stop) delivers nothing, so no update is lost; ``allowed_updates``
-persists between calls, as at Telegram.
+persists between calls, as at Telegram. While a webhook is set, getUpdates is refused with 409.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import time
 from typing import Any, Final
 
 from tests.standins.bot_api.state import World
-from tests.standins.bot_api.wire import ApiError, Request, as_bool, as_int, bad
+from tests.standins.bot_api.wire import ApiError, Request, as_int, bad
 
 # Update types Telegram leaves out when allowed_updates is empty or unset.
 _OPT_IN_UPDATES: Final = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+_WEBHOOK_ACTIVE: Final = ("Conflict: can't use getUpdates method while webhook is active; "
+                           "use deleteWebhook to delete the webhook first")
 _CONFLICT: Final = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 
 
@@ -37,6 +39,8 @@ def get_updates(world: World, req: Request) -> Any:
             raise bad("can't parse allowed updates JSON object") from None
     deadline = time.monotonic() + timeout
     with world.cond:
+        if world.webhook is not None:
+            raise ApiError(409, _WEBHOOK_ACTIVE)
         if isinstance(allowed, list):
             world.allowed_updates = [str(a) for a in allowed]  # persists, as at Telegram
         # A newer getUpdates terminates an older waiting one with 409 Conflict.
@@ -78,13 +82,3 @@ def wanted(world: World, update: dict[str, Any]) -> bool:
     if world.allowed_updates:
         return kind in world.allowed_updates
     return kind not in _OPT_IN_UPDATES
-
-
-def delete_webhook(world: World, req: Request) -> Any:
-    if as_bool(req.params.get("drop_pending_updates")):
-        world.updates.clear()
-    return True
-
-
-def get_webhook_info(world: World, req: Request) -> Any:
-    return {"url": "", "has_custom_certificate": False, "pending_update_count": len(world.updates)}
