@@ -5,7 +5,8 @@ Protocol here, with a real implementation in the package (`vigil.store.store.Lmd
 `vigil.model.anthropic_model.AnthropicModel`, `vigil.adapters.telegram.outbox.TelegramOutbox` /
 `vigil.adapters.console.ConsoleOutbox`) and test doubles in `tests/`. Values crossing a port are frozen
 msgspec Structs or frozen dataclasses; closed sets of values are `Literal` types, so mypy checks
-every use and msgspec refuses a stored record holding a value outside its set.
+every use and msgspec refuses a stored record holding a value outside its set. The store's Protocol
+and its values live in `vigil/store_port.py` (one screen each) and are re-exported here.
 
 The arrows point here:
 
@@ -18,8 +19,7 @@ Telegram (tests/test_ports.py proves it), so an implementation can be swapped or
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -31,10 +31,14 @@ from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
 from vigil.errors import TranscriptionError as TranscriptionError
-from vigil.marks import UpdateMarks
-from vigil.store.schema import InboxEntry, Note, SessionHeader, Summary, Target, Turn, Usage
+from vigil.store.schema import Target
 from vigil.store.schema import TurnKind as TurnKind
 from vigil.store.schema import TurnStatus as TurnStatus
+from vigil.store_port import Store as Store
+from vigil.store_port import Unreadable as Unreadable
+from vigil.store_port import UsageEntry as UsageEntry
+from vigil.store_port import UsageRow as UsageRow
+from vigil.store_port import WriteFuture as WriteFuture
 
 # ---------------------------------------------------------------------------- closed sets
 
@@ -230,197 +234,4 @@ class Transcriber(Protocol):
     def transcribe(self, audio: bytes) -> str:
         """The words spoken in `audio` (what Telegram sends: OGG/Opus voice, MP3/M4A audio, MP4 video
         notes); "" if nothing is said. Raises TranscriptionError, whose `sentence` is for the user."""
-        ...
-
-
-# ---------------------------------------------------------------------------- store
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A session record a listing skipped, named so that it can be found and removed."""
-
-    key: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class UsageEntry:
-    """Usage to add to one (user, day, session, kind) row."""
-
-    user_id: int
-    day: str
-    key: str
-    kind: str  # a UsageKind when a session charges; the store files any kind under its own row
-    usage: Usage
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    """One (user, day, session, kind) row as stored: the sum of every entry added to it."""
-
-    user_id: int
-    day: str
-    key: str
-    kind: str  # as read back: a newer vigil may have written a kind this one does not know
-    usage: Usage
-
-
-class WriteFuture(Protocol):
-    """The outcome of one write, known once it is durable (the store's futures implement it)."""
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait until the write is durable and return its value; raise what the write raised, or TimeoutError."""
-        ...
-
-    def done(self) -> bool:
-        """Whether the outcome is known (durable or failed), without waiting."""
-        ...
-
-
-class Store(UpdateMarks, Protocol):
-    """What sessions and commands need from persistence (LmdbStore implements it).
-
-    Reads return what is durable now, from any thread. Writes return at once with a WriteFuture and are
-    applied in the order submitted; a record that cannot be decoded raises `UnreadableRecord`.
-    """
-
-    def header(self, key: str) -> SessionHeader | None:
-        """The session's header, or None if there is no such session."""
-        ...
-
-    def canonical(self, key: str) -> str:
-        """The stable key of a chat that changed id (a group upgraded to a supergroup); else `key` itself."""
-        ...
-
-    def turn(self, key: str, generation: int, seq: int) -> Turn | None:
-        """One turn of one generation, or None if it is not stored."""
-        ...
-
-    def turns(self, key: str, generation: int, start: int = 0, stop: int | None = None) -> list[Turn]:
-        """The turns with start <= seq < stop (no bound when None), oldest first."""
-        ...
-
-    def last_turns(self, key: str, generation: int, count: int) -> list[Turn]:
-        """The newest `count` turns of the generation, oldest first."""
-        ...
-
-    def generations(self, key: str) -> list[int]:
-        """The generations that still have stored turns, in ascending order."""
-        ...
-
-    def headers(self, user_id: int | None = None) -> list[SessionHeader]:
-        """Every session (user_id None) or those the user takes part in; unreadable ones are skipped."""
-        ...
-
-    def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]:
-        """Like `headers`, and the sessions skipped because their record can't be read, named."""
-        ...
-
-    def has_session(self, key: str) -> bool:
-        """Whether a header is stored for `key`, readable or not (nothing is decoded)."""
-        ...
-
-    def session_count(self) -> int:
-        """How many session headers are stored."""
-        ...
-
-    def changed_elsewhere(self) -> bool:
-        """Whether another process may have written since this one last committed (cheap)."""
-        ...
-
-    def inbox(self) -> list[tuple[int, InboxEntry]]:
-        """Every received message no session has taken up yet, as (arrival id, entry), oldest first."""
-        ...
-
-    def inbox_count(self, key: str | None = None) -> int:
-        """How many received messages wait in the inbox (for one session, or for all)."""
-        ...
-
-    def media_references(self) -> set[str]:
-        """Digests of the media files any stored turn, pending input or inbox message names, read at once."""
-        ...
-
-    def recovery_keys(self) -> list[str]:
-        """Sessions holding unanswered messages or a turn cut short: answered after a restart."""
-        ...
-
-    def heartbeat_schedule(self) -> list[tuple[str, float]]:
-        """(key, next due) of every session with heartbeats on."""
-        ...
-
-    def notes(self, key: str) -> list[Note]:
-        """The session's notes, oldest first."""
-        ...
-
-    def usage_rows(self, user_id: int | None = None, since_day: str = "") -> list[UsageRow]:
-        """Usage rows (of everyone, or one user) from `since_day` on; unreadable ones are skipped."""
-        ...
-
-    def scan_usage(self, user_id: int | None = None, since_day: str = ""
-                   ) -> tuple[list[UsageRow], list[Unreadable]]:
-        """Like `usage_rows`, and the rows skipped because they can't be read, named."""
-        ...
-
-    def user_cost_micros(self, user_id: int, day: str) -> int:
-        """What the user spent on `day` (UTC, YYYY-MM-DD) across every session, in micro-dollars."""
-        ...
-
-    def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
-               new_members: Iterable[int] = (), create: bool = False,
-               previous: SessionHeader | None = None, urgent: bool = True,
-               consumed: Sequence[int] = (), summary: Summary | None = None) -> WriteFuture:
-        """Persist the header with one turn, usage and members (and a compaction's summary), and delete the
-        `consumed` inbox entries, all or nothing; SessionGone if deleted elsewhere."""
-        ...
-
-    def receive(self, arrival: int, entry: InboxEntry, updates: Sequence[int] = ()) -> WriteFuture:
-        """Write a received message to the inbox under its arrival id (group commit, not waited);
-        the webhook `updates` it came in are marked as taken in the same transaction."""
-        ...
-
-    def consume(self, key: str, arrivals: Sequence[int]) -> WriteFuture | None:
-        """Delete these inbox entries of the session (None when there is nothing to delete)."""
-        ...
-
-    def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
-        """Delete the session's header, turns, notes, indexes and inbox entries (up to `inbox_upto` when
-        given), not its usage; resolves to the number of turns removed."""
-        ...
-
-    def drop_generation(self, key: str, generation: int) -> WriteFuture:
-        """Delete one generation's turns (and its summaries)."""
-        ...
-
-    def summaries(self, key: str, generation: int, newest: int | None = None) -> list[Summary]:
-        """The generation's compaction summaries (the `newest` ones only, if given), oldest first."""
-        ...
-
-    def mark_undelivered(self, key: str, seq: int) -> WriteFuture:
-        """Record that turn `seq`'s reply may not have arrived, so it is sent again after a restart."""
-        ...
-
-    def add_note(self, key: str, note: Note, keep: int) -> WriteFuture:
-        """Append a note, dropping the oldest beyond `keep`."""
-        ...
-
-    def clear_notes(self, key: str) -> WriteFuture:
-        """Delete every note of the session."""
-        ...
-
-    def set_alias(self, alias: str, canonical: str) -> WriteFuture:
-        """Make `canonical(alias)` answer `canonical` from now on."""
-        ...
-
-    def sync(self) -> None:
-        """Wait until everything submitted so far is durable."""
-        ...
-
-    def close(self) -> None:
-        """Write what is queued, then release the store; later writes fail with StoreError."""
-        ...
-
-    @property
-    def writer_alive(self) -> bool:
-        """Whether writes are still being made durable (the watchdog's question)."""
         ...
