@@ -31,6 +31,7 @@ from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
 from vigil.errors import TranscriptionError as TranscriptionError
+from vigil.marks import UpdateMarks as UpdateMarks
 from vigil.store.schema import Target
 from vigil.store.schema import TurnKind as TurnKind
 from vigil.store.schema import TurnStatus as TurnStatus
