@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from vigil.actors import heartbeat, session_commands
+from vigil.actors import heartbeat, schedule_commands, session_commands
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
 
@@ -18,6 +18,7 @@ CommandHandler = Callable[[Session, SessionCommand], None]
 COMMANDS: Mapping[str, CommandHandler] = {
     **session_commands.COMMANDS,
     **heartbeat.COMMANDS,
+    **schedule_commands.COMMANDS,
 }
 
 

@@ -38,6 +38,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("stop", "/stop", "stop the reply in progress at once", "control"),
     CommandSpec("export", "/export", "this session's history as a JSON file", "control"),
     CommandSpec("forget", "/forget", "delete this session's stored data (asks first)", "session"),
+    CommandSpec("schedules", "/schedules [cancel ID]", "this chat's reminders and recurring tasks", "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

@@ -69,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_socket: str | None = None
     watchdog_usec: int = 0
     whisper_model: str = DEFAULT_WHISPER_MODEL
+    heartbeat_idle_pause_s: float = 7 * 86400.0  # 0: never paused (actors/idle_pause.py)
+    max_schedules: int = 20  # per chat (actors/schedules.py)
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -155,6 +157,13 @@ def _duration(raw: str) -> float:
         return parse_duration(raw)
     except DurationError as exc:
         raise ValueError(exc.reason) from None
+
+
+def _duration_or_off(raw: str) -> float:
+    """A duration, or `off` / `0` for never."""
+    if raw.strip().lower() in ("off", "0", "never", "false", "no"):
+        return 0.0
+    return _duration(raw)
 
 
 def _flag(raw: str) -> bool:
@@ -244,6 +253,8 @@ _VARS: tuple[_Var, ...] = (
     _Var("NOTIFY_SOCKET", "notify_socket", _optional_text),
     _Var("WATCHDOG_USEC", "watchdog_usec", _non_negative_int),
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", _text),
+    _Var("VIGIL_HEARTBEAT_IDLE_PAUSE", "heartbeat_idle_pause_s", _duration_or_off),
+    _Var("VIGIL_MAX_SCHEDULES", "max_schedules", _positive_int),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

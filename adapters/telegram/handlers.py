@@ -226,6 +226,13 @@ class TelegramHandlers:
                                                name="forget", args="confirm", chat_title=caller.chat_title,
                                                chat_type=caller.chat_type))
             return
+        if data.startswith("sched:cancel:"):
+            # Pressed by anyone in the chat: the session checks that they may (actors/schedule_commands.py).
+            await query.answer("Cancelling…")
+            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
+                                               name="schedules", args=f"cancel {data.removeprefix('sched:cancel:')}",
+                                               chat_title=caller.chat_title, chat_type=caller.chat_type))
+            return
         kind, _, value = data.removeprefix("sessions:").partition(":")
         if data.startswith("sessions:cleanup-yes:"):
             # The prompt's own list, for its asker only (an old age-only button finds no offer: expired).
