@@ -34,7 +34,7 @@ from vigil.store.schema import Input, Message, Schedule, Target, Turn
 LATE_S = 60.0  # a firing this much after its time says it is late (vigil was down, or busy)
 
 PROMPT = """[Scheduled {what}, set by {who} on {created}: this is not a message typed just now.]
-It is {now} ({tz}).{late} It fires now: «{text}»
+It is {now} ({tz}).{late} It fires now (due {due}): «{text}»
 Do what it says, now, in this chat: a reminder, remind them of it in a short message; a task, carry it out \
 and report. Your reply is sent to the chat."""
 
@@ -75,12 +75,12 @@ def fire_due(session: Session, now: float) -> int:
 def prompt_of(schedule: Schedule, now: float) -> str:
     tz = zone_of(schedule.tz)
     created = dt.datetime.fromtimestamp(schedule.created_at, tz).strftime("%Y-%m-%d %H:%M")
-    late = (f" It was due at {dt.datetime.fromtimestamp(schedule.next_at, tz).strftime('%Y-%m-%d %H:%M')} "
-            f"({format_duration(now - schedule.next_at)} ago): vigil was not running then."
+    due = dt.datetime.fromtimestamp(schedule.next_at, tz).strftime("%Y-%m-%d %H:%M:%S")
+    late = (f" It is {format_duration(now - schedule.next_at)} late: vigil was not running at its time."
             if now - schedule.next_at > LATE_S else "")
     what = f"recurring task ({schedule.rule})" if schedule.rule else "reminder"
     who = schedule.owner_name or (f"user {schedule.owner}" if schedule.owner else "someone in this chat")
-    return PROMPT.format(what=what, who=who, created=created, tz=schedule.tz, late=late, text=schedule.text,
+    return PROMPT.format(what=what, who=who, created=created, tz=schedule.tz, late=late, text=schedule.text, due=due,
                          now=dt.datetime.fromtimestamp(now, tz).strftime("%A %Y-%m-%d %H:%M"))
 
 

@@ -9,6 +9,7 @@ so each change is one durable header commit, and the timer is re-armed from the 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import msgspec
 
@@ -84,7 +85,9 @@ def create(session: Session, text: str, at: str, every: str, owner: int, owner_n
         raise ScheduleError(f"{at.strip()[:60]} is in the past: it is now {local_time(now, tz)} in {tz_name}")
     rule = ""
     if every.strip():
-        begin = start if start is not None else _minute(now, tz)
+        # Rules count in whole seconds (an RRULE drops a DTSTART's fraction): a first time of 09:00:00.6
+        # starts at 09:00:01, not at 09:00:00 (then in the past, and the first firing would be skipped).
+        begin = float(math.ceil(start)) if start is not None else _minute(now, tz)
         try:
             recurrence = parse_rule(every, tz, begin)
             check_floor(recurrence, settings.heartbeat_min_interval_s)

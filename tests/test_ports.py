@@ -99,7 +99,7 @@ def test_one_error_tree_with_an_exit_code_per_branch() -> None:
 
 def test_closed_sets_are_literals() -> None:
     assert set(typing.get_args(ports.TurnStatus)) == {"open", "done", "stopped", "failed", "interrupted"}
-    assert set(typing.get_args(ports.TurnKind)) == {"user", "heartbeat"}
+    assert set(typing.get_args(ports.TurnKind)) == {"user", "heartbeat", "schedule"}
     assert set(typing.get_args(ports.SessionState)) == {"idle", "answering", "heartbeat"}
     assert set(typing.get_args(ports.CommandScope)) == {"session", "control"}
     assert set(typing.get_args(ports.UsageKind)) == {"chat", "heartbeat"}
