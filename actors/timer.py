@@ -82,6 +82,8 @@ class HeartbeatTimer:
         return len(self._due)
 
     def _set(self, key: str, due: float) -> None:
+        if self._due.get(key) == due:
+            return  # already in the heap: a second entry would only be dropped later
         self._due[key] = due
         heapq.heappush(self._heap, (due, key))
 
@@ -99,6 +101,8 @@ class HeartbeatTimer:
                     due, key = self._heap[0]
                     wait = due - self._clock()
                     if wait > 0:
+                        if ready:
+                            break  # deliver what is due now, not after the next one's wait
                         self._cond.wait(min(wait, 60.0))
                         continue
                     heapq.heappop(self._heap)
