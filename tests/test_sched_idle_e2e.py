@@ -13,7 +13,7 @@ from tests.test_sched_e2e import create, firings, wait_until
 
 pytestmark = pytest.mark.e2e
 
-PAUSED = "💤"
+PAUSED = "💤 Nobody has written here"  # the announcement (/heartbeat status says "💤 Paused since")
 
 
 def test_a_quiet_chat_stops_beating_is_told_once_and_a_message_resumes_it(fresh: Callable[..., Rig]) -> None:
