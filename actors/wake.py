@@ -28,11 +28,15 @@ def on_due(session: Session, message: HeartbeatDue) -> None:
         session.deps.schedule_heartbeat(session.key, None)
         return
     now = session.deps.clock()
-    fire_due(session, now + SLACK_S)
+    fired = fire_due(session, now + SLACK_S)
     if session.header is None or session.deps.registry.shutting_down.is_set():
         return
-    due = beat_wake(session.header)
-    beat_due = due is not None and due <= session.deps.clock() + SLACK_S
-    if beat_due and not idle_pause.pause_if_idle(session, session.deps.clock()):
-        heartbeat.on_due(session, message)
+    beat = session.header.heartbeat
+    if beat.enabled and not beat.paused_at:
+        # A wake-up for a schedule is not a beat unless the beat's own time has come too; any other wake-up
+        # is the beat's (the timer's word, as before schedules: the beat's checks decide if it runs).
+        due = beat_wake(session.header)
+        if (not fired or (due is not None and due <= session.deps.clock() + SLACK_S)) \
+                and not idle_pause.pause_if_idle(session, session.deps.clock()):
+            heartbeat.on_due(session, message)
     rearm(session)

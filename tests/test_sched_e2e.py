@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.procs import run_vigil
 from tests.rig import BOT, Rig
 from tests.standins.bot_api import Message, SentMessage, User
-from tests.standins.messages_api import RecordedRequest, Responder, ToolCall, ToolUseReply
+from tests.standins.messages_api import Hang, RecordedRequest, Responder, ToolCall, ToolUseReply
 from tests.standins.messages_api.content import current_turn_text
 
 pytestmark = pytest.mark.e2e
@@ -214,3 +215,26 @@ def test_a_past_time_a_malformed_or_too_frequent_rule_and_the_cap_are_refused_cl
     assert errors[7][0] and "the most allowed (3)" in errors[7][1]
     listed = rig.ask(eve.id, eve, "/schedules", "⏰").text
     assert listed.count("one of many") == 3 and "too late" not in listed
+
+
+def test_a_firing_cut_by_kill_9_fires_again_after_the_restart(fresh: Callable[..., Rig]) -> None:
+    rig = fresh(**RIG_SETTINGS)
+    ann = rig.person("Ann")
+    rig.api.add_rule(lambda body: FIRES in current_turn_text(body), Hang(), times=1)
+    create(rig, ann.id, ann, "remind me despite a crash", ahead=3, text="stand up")
+    seen = len(rig.api.requests)
+    rig.api.wait_for_requests(seen + 1, timeout=30)  # the firing's model call, which hangs
+    assert rig.requests_with(FIRES), "the firing turn had begun"
+    rig.running().kill9()
+    assert not firings(rig, ann.id)
+    rig.start()
+    fired = rig.bot.wait_for(lambda: next(iter(firings(rig, ann.id)), None), 30, "the reminder after the crash")
+    assert "stand up" in fired.text
+    wait_until(time.time() + 2)
+    assert len(firings(rig, ann.id)) == 1, "fired once after the restart"
+    exported = json.loads(run_vigil(["sessions", "export", f"tg:{ann.id}"], rig.env).stdout)
+    turns = [t for g in exported["generations"] for t in g["turns"]]
+    kinds = [(t["kind"], t["status"]) for t in turns if t["kind"] == "schedule"]
+    # The cut turn had written nothing down (no tool round): the firing after the restart is the only one.
+    assert kinds == [("schedule", "done")], kinds
+    assert exported["session"]["schedules"] == [], "the one-time reminder is gone once it was answered"
