@@ -20,7 +20,7 @@ import pytest
 from tests.procs import run_vigil
 from tests.rig import BOT, Rig
 from tests.standins.bot_api import Message, SentMessage, User
-from tests.standins.messages_api import Hang, RecordedRequest, Responder, ToolCall, ToolUseReply
+from tests.standins.messages_api import ErrorReply, Hang, RecordedRequest, Responder, ToolCall, ToolUseReply
 from tests.standins.messages_api.content import current_turn_text
 
 pytestmark = pytest.mark.e2e
@@ -238,3 +238,14 @@ def test_a_firing_cut_by_kill_9_fires_again_after_the_restart(fresh: Callable[..
     # The cut turn had written nothing down (no tool round): the firing after the restart is the only one.
     assert kinds == [("schedule", "done")], kinds
     assert exported["session"]["schedules"] == [], "the one-time reminder is gone once it was answered"
+
+
+def test_the_reminder_itself_arrives_when_the_model_call_fails(rig: Rig) -> None:
+    fay = rig.person("Fay")
+    rig.api.add_rule(lambda body: FIRES in current_turn_text(body) and "feed the cat" in current_turn_text(body),
+                     ErrorReply(status=400, message="the model refused"))
+    _, due = create(rig, fay.id, fay, "remind me about the cat", ahead=2, text="feed the cat")
+    fired = rig.bot.wait_for(lambda: next((m for m in rig.bot.bot_messages(fay.id) if "⏰" in m.text), None), 20,
+                             "the reminder's own text")
+    assert fired.text.startswith("⏰ feed the cat"), fired.text
+    assert time.time() >= due - 0.5
