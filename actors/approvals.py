@@ -48,7 +48,7 @@ READONLY = {
                           "changed. The user can change that with /mode.", is_error=True),
 }
 UNATTENDED = ToolOutcome(
-    "refused: this turn was not started by a user's message (a scheduled check-in), and in ask mode shell "
+    "refused: this turn was not started by a user's message (a heartbeat or a scheduled task), and in ask mode shell "
     "commands and file changes need a person's approval, which nobody is here to give. It was not run.",
     is_error=True)
 NOT_RECORDED = ToolOutcome("not run: vigil could not record the approval (a storage error); ask again later.",

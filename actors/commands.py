@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from vigil.actors import compaction, conversation_commands, heartbeat, mode_command, pin, session_commands
+from vigil.actors import (
+    compaction,
+    conversation_commands,
+    heartbeat,
+    mode_command,
+    pin,
+    schedule_commands,
+    session_commands,
+)
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
 
@@ -22,6 +30,7 @@ COMMANDS: Mapping[str, CommandHandler] = {
     **pin.COMMANDS,
     **mode_command.COMMANDS,
     **compaction.COMMANDS,
+    **schedule_commands.COMMANDS,
 }
 
 

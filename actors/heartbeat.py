@@ -14,15 +14,16 @@ import time
 
 from vigil.actors.beat_schedule import in_active_hours, next_due, next_window_start, parse_hours, parse_zone, zone_of
 from vigil.actors.heartbeat_turn import run_beat
+from vigil.actors.idle_pause import status_line
 from vigil.actors.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
+from vigil.actors.schedules import rearm
 from vigil.actors.state import Session
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.store.schema import Heartbeat
 
 
 def reschedule(session: Session) -> None:
-    beat = session.header.heartbeat if session.header else None
-    session.deps.schedule_heartbeat(session.key, beat.next_due if beat and beat.enabled else None)
+    rearm(session)  # the beat's time, or a schedule's if one is sooner (vigil/store/wake.py)
 
 
 def on_delivery_failed(session: Session, message: DeliveryFailed) -> None:
@@ -39,7 +40,7 @@ def on_due(session: Session, message: HeartbeatDue) -> None:
         return  # the schedule is on disk: the next start beats when due, nothing is lost by waiting
     header = session.header
     if header is None or not header.heartbeat.enabled:
-        session.deps.schedule_heartbeat(session.key, None)
+        reschedule(session)
         return
     now = session.deps.clock()
     beat = header.heartbeat
@@ -83,7 +84,7 @@ def cmd_heartbeat(session: Session, message: SessionCommand) -> None:
         return
     if verb == "on":
         beat = session.set_beat(enabled=True, owner=message.sender.user_id, disabled_reason="",
-                                next_due=next_due(beat, now))
+                                next_due=next_due(beat, now), paused_at=0.0, active_since=now)
         text = f"🫀 Heartbeat on: every {format_duration(beat.interval_s)}, next {_when(session, beat.next_due)}."
     elif verb == "off":
         session.set_beat(enabled=False, disabled_reason="")
@@ -99,7 +100,7 @@ def cmd_heartbeat(session: Session, message: SessionCommand) -> None:
                                           f"is {format_duration(settings.heartbeat_min_interval_s)}.")
             return
         beat = session.set_beat(enabled=True, interval_s=interval, owner=message.sender.user_id,
-                                disabled_reason="")
+                                disabled_reason="", paused_at=0.0, active_since=now)
         beat = session.set_beat(next_due=next_due(beat, now))
         text = f"🫀 Heartbeat on: every {format_duration(interval)}, next {_when(session, beat.next_due)}."
     elif verb == "hours":
@@ -168,7 +169,9 @@ def heartbeat_status(session: Session, now: float) -> str:
              + (f" ({beat.disabled_reason})" if beat.disabled_reason and not beat.enabled else ""),
              f"Interval: {format_duration(beat.interval_s)} · Active: {hours} · Time zone: {beat.tz} "
              f"(now {_local(session, now)})"]
-    if beat.enabled:
+    if paused := status_line(session):
+        lines.append(paused)
+    elif beat.enabled:
         lines.append(f"Next beat: {_when(session, beat.next_due)}")
     if beat.last_beat_at:
         said = f": «{beat.last_message[:200]}»" if beat.last_message and beat.last_decision.startswith(

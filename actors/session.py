@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from vigil.actors import edits, heartbeat, recovery, user_turn
+from vigil.actors import edits, heartbeat, idle_pause, recovery, user_turn, wake
 from vigil.actors.commands import COMMANDS, CommandHandler, run_command
 from vigil.actors.protocol import (
     ActorFailed,
@@ -174,11 +174,12 @@ class SessionActor(pykka.ThreadingActor):
             return None
         if isinstance(message, UserText):
             (edits.accept if message.edited else user_turn.accept)(session, message)
+            idle_pause.resume(session)
             self._run_soon()
         elif isinstance(message, SessionCommand):
             self._on_command(message)
         elif isinstance(message, HeartbeatDue):
-            heartbeat.on_due(session, message)
+            wake.on_due(session, message)
         elif isinstance(message, DeliveryFailed):
             recovery.remember_undelivered(session, message)
             heartbeat.on_delivery_failed(session, message)

@@ -4,7 +4,10 @@ The schedule itself lives in each session's stored header (and the heartbeat
 index beside it), so it outlives actors and processes; this thread only holds
 the due times in memory. It is loaded from the index at start, so beats resume
 after a restart without any user message; beats missed while vigil was down
-are due at once and fire once each (spread over a few seconds, not a burst).
+are due at once and fire once each (spread over a few seconds, not a burst: a
+fifth of a second apart on average, so a lone reminder missed during a restart
+still comes at once). The due time of a session is the earliest of its beat and
+its schedules (vigil/store/wake.py).
 After firing, a key is re-armed for a retry in case its session dies mid-beat;
 the session reschedules it properly when it handles the beat.
 """
@@ -22,6 +25,7 @@ from vigil.logs import get_logger
 
 RETRY_S = 120.0
 CATCH_UP_SPREAD_S = 10.0
+CATCH_UP_PER_KEY_S = 0.2
 
 
 class HeartbeatTimer:
@@ -41,11 +45,13 @@ class HeartbeatTimer:
     def load(self, schedule: Iterable[tuple[str, float]]) -> int:
         """The stored schedule at start; overdue beats are spread over a few seconds."""
         now = self._clock()
+        entries = list(schedule)
+        spread = min(CATCH_UP_SPREAD_S, CATCH_UP_PER_KEY_S * sum(1 for _, due in entries if due < now))
         count = 0
         with self._cond:
-            for key, due in schedule:
+            for key, due in entries:
                 if due < now:
-                    due = now + random.uniform(0, CATCH_UP_SPREAD_S)
+                    due = now + random.uniform(0, spread)
                 self._set(key, due)
                 count += 1
             self._cond.notify()
@@ -76,6 +82,8 @@ class HeartbeatTimer:
         return len(self._due)
 
     def _set(self, key: str, due: float) -> None:
+        if self._due.get(key) == due:
+            return  # already in the heap: a second entry would only be dropped later
         self._due[key] = due
         heapq.heappush(self._heap, (due, key))
 
@@ -93,6 +101,8 @@ class HeartbeatTimer:
                     due, key = self._heap[0]
                     wait = due - self._clock()
                     if wait > 0:
+                        if ready:
+                            break  # deliver what is due now, not after the next one's wait
                         self._cond.wait(min(wait, 60.0))
                         continue
                     heapq.heappop(self._heap)

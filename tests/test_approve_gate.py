@@ -333,3 +333,17 @@ def test_a_stop_overrides_a_tap_that_came_in_the_same_instant() -> None:
     settled = approvals.settle(pending, Decision("deny", reason="stopped"), force=True)
     assert settled.choice == "deny" and pending.decision == settled
     assert approvals.press(pending.token, "allow", 1, "Ann", False, "tg:1").verdict == "⏹ Denied: the turn was stopped"
+
+
+def test_a_scheduled_task_in_ask_mode_never_waits_its_risky_calls_are_refused(make: HarnessFactory) -> None:
+    import datetime as dt
+
+    at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)).isoformat(timespec="seconds")
+    h = asking(make, UseTools((("schedule", {"action": "create", "at": at, "text": "tidy the notes"}),)), Say("set"))
+    h.say(KEY, "remind me")
+    h.outbox.wait_finished(KEY, 1)
+    h.model.push(UseTools((("bash", {"command": "touch task-ran"}), (EDITOR, CREATE))), Say("tidied nothing"))
+    assert h.outbox.wait_for(lambda: any("tidied nothing" in s for s in h.outbox.sent(KEY)), timeout=15)
+    refused = results(h.model.requests[-1])
+    assert len(refused) == 2 and all(r["is_error"] and "nobody is here to give" in r["content"] for r in refused)
+    assert not prompts(h) and not (workspace(h) / "made.txt").exists()

@@ -44,7 +44,8 @@ CONTRACT_MODULES = ("vigil.ports", "vigil.store_port", "vigil.marks")  # ports r
 
 def _protocols() -> list[type]:
     return [value for value in vars(ports).values()
-            if inspect.isclass(value) and value.__module__ in CONTRACT_MODULES and getattr(value, "_is_protocol", False)]
+            if inspect.isclass(value) and value.__module__ in CONTRACT_MODULES
+            and getattr(value, "_is_protocol", False)]
 
 
 def test_every_protocol_method_says_what_it_promises() -> None:
@@ -102,7 +103,7 @@ def test_one_error_tree_with_an_exit_code_per_branch() -> None:
 
 def test_closed_sets_are_literals() -> None:
     assert set(typing.get_args(ports.TurnStatus)) == {"open", "done", "stopped", "failed", "interrupted"}
-    assert set(typing.get_args(ports.TurnKind)) == {"user", "heartbeat"}
+    assert set(typing.get_args(ports.TurnKind)) == {"user", "heartbeat", "schedule"}
     assert set(typing.get_args(ports.SessionState)) == {"idle", "answering", "heartbeat"}
     assert set(typing.get_args(ports.CommandScope)) == {"session", "control"}
     assert set(typing.get_args(ports.UsageKind)) == {"chat", "heartbeat", "compact"}

@@ -45,6 +45,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "what Claude's commands and file changes may do here: ask first, run, or only read", "session"),
     CommandSpec("compact", "/compact", "fold the earlier conversation into a summary now (/export keeps it all)",
                 "session"),
+    CommandSpec("schedules", "/schedules [cancel ID]", "this chat's reminders and recurring tasks", "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

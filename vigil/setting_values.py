@@ -70,6 +70,13 @@ def duration(raw: str) -> float:
         raise ValueError(exc.reason) from None
 
 
+def duration_or_off(raw: str) -> float:
+    """A duration, or `off` / `0` (or nothing) for never."""
+    if raw.strip().lower() in ("", "off", "0", "never", "false", "no"):
+        return 0.0
+    return duration(raw)
+
+
 def flag(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -77,10 +84,6 @@ def flag(raw: str) -> bool:
     if value in ("", "0", "false", "no", "off"):
         return False
     raise ValueError("not a yes/no value; use 1/true or 0/false")
-
-
-def flag_off(raw: str) -> bool:
-    return raw.strip().lower() in ("", "0", "off", "no", "false")
 
 
 def on_off(raw: str) -> Literal["on", "off"]:

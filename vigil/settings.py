@@ -79,6 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_url: str | None = None  # set: webhook mode (vigil/webhook.py), else polling
     webhook_secret: str | None = None  # None: generated and kept in the data directory
     webhook_listen: tuple[str, int] = webhook.DEFAULT_LISTEN
+    heartbeat_idle_pause_s: float = 7 * 86400.0  # 0: never paused (actors/idle_pause.py)
+    max_schedules: int = 20  # per chat (actors/schedules.py)
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -151,7 +153,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("WATCHDOG_USEC", "watchdog_usec", parse.non_negative_int),
     _Var("VIGIL_WHISPER_MODEL", "whisper_model", parse.text),
     _Var("VIGIL_METRICS_LISTEN", "metrics_listen", parse.metrics_listen),
-    _Var("VIGIL_RETENTION", "retention_s", lambda raw: 0.0 if parse.flag_off(raw) else parse.duration(raw)),
+    _Var("VIGIL_RETENTION", "retention_s", parse.duration_or_off),
     _Var("VIGIL_WEB", "web", parse.web),
     _Var("VIGIL_WEB_MAX_USES", "web_max_uses", parse.positive_int),
     _Var("VIGIL_TOOL_MODE", "tool_mode", parse.choice("ask", "auto", "readonly")),
@@ -159,6 +161,8 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_WEBHOOK_URL", "webhook_url", webhook.parse_url),
     _Var("VIGIL_WEBHOOK_SECRET", "webhook_secret", webhook.parse_secret),
     _Var("VIGIL_WEBHOOK_LISTEN", "webhook_listen", webhook.parse_listen),
+    _Var("VIGIL_HEARTBEAT_IDLE_PAUSE", "heartbeat_idle_pause_s", parse.duration_or_off),
+    _Var("VIGIL_MAX_SCHEDULES", "max_schedules", parse.positive_int),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

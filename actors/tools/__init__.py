@@ -11,6 +11,7 @@ from typing import Any
 
 from vigil.actors.state import Session
 from vigil.actors.tools.notes import note_tools
+from vigil.actors.tools.schedule import schedule_tools
 from vigil.actors.tools.send_file import send_file_tools
 from vigil.actors.tools.send_message import BeatSends, send_message_tools
 from vigil.actors.tools.web import web_tools
@@ -41,8 +42,8 @@ def merge(*parts: ToolSet, fallback: ToolSet | None = None) -> ToolSet:
 
 def user_turn_tools(session: Session) -> ToolSet:
     """The tools of a user turn: the editor (and bash when enabled) jailed to this session's workspace,
-    starting in its cwd; save_note; send_file (through the editor's jail); the web. Kept while the session's place
-    stays the same."""
+    starting in its cwd; save_note; send_file (through the editor's jail); the web; schedule. Kept while the
+    session's place stays the same."""
     assert session.header is not None, "tools run only in a session that has a header"
     header = session.header
     place = (header.cwd, header.workspace or header.cwd)  # workspace_of's, as text: no Path per call
@@ -50,6 +51,7 @@ def user_turn_tools(session: Session) -> ToolSet:
         return session.toolset_cache[1]
     workspace = workspace_tools(session, place)
     toolset = merge(workspace, note_tools(session), send_file_tools(session, place), web_tools(session.deps.settings),
+                    schedule_tools(session),
                     fallback=workspace)
     session.toolset_cache = (place, toolset)
     return toolset

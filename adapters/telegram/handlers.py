@@ -244,6 +244,12 @@ class TelegramHandlers:
             self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
                                                name="resume", args=resume, chat_title=caller.chat_title,
                                                chat_type=caller.chat_type))
+        if data.startswith("sched:cancel:"):
+            # Pressed by anyone in the chat: the session checks that they may (actors/schedule_commands.py).
+            await query.answer("Cancelling…")
+            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
+                                               name="schedules", args=f"cancel {data.removeprefix('sched:cancel:')}",
+                                               chat_title=caller.chat_title, chat_type=caller.chat_type))
             return
         kind, _, value = data.removeprefix("sessions:").partition(":")
         if data.startswith("sessions:cleanup-yes:"):

@@ -42,8 +42,9 @@ def _text_block(text: str) -> Block:
 
 
 def input_text(turn: Turn, group: bool) -> str:
-    """The user-role text of a turn: its collected messages, with senders named in groups."""
-    if turn.kind == "heartbeat":
+    """The user-role text of a turn: its collected messages, with senders named in groups (a heartbeat's or a
+    schedule firing's: the prompt it was given)."""
+    if turn.kind in ("heartbeat", "schedule"):
         return turn.prompt
     return "\n\n".join(_item_text(item, group) for item in turn.inputs)
 
@@ -69,7 +70,7 @@ def _saved_line(path: str, name: str) -> str:
 
 def input_blocks(turn: Turn, group: bool) -> list[Block]:
     """The user-role content of a turn: each input's files (placeholders) before its text."""
-    if turn.kind == "heartbeat" or not any(item.attachments for item in turn.inputs):
+    if turn.kind in ("heartbeat", "schedule") or not any(item.attachments for item in turn.inputs):
         return [_text_block(input_text(turn, group))]
     blocks: list[Block] = []
     texts: list[str] = []

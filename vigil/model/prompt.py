@@ -64,6 +64,9 @@ def system_blocks(header: SessionHeader, notes: Sequence[Note],
         tools += "You can send a file from the working directory to the chat with send_file.\n"
     if mode is not None and "str_replace_based_edit_tool" in tool_names:
         tools += mode_sentence(mode) + "\n"
+    if "schedule" in tool_names:
+        tools += ("You can set reminders and recurring tasks in this chat with schedule (its list action also "
+                  "tells the current time).\n")
     group_hint = ("Messages from the group are prefixed with the sender's name in brackets."
                   if header.chat_type in ("group", "supergroup") else "")
     text = _BASE.format(channel="a terminal" if header.chat_type == "console" else "Telegram",

@@ -100,7 +100,7 @@ class SessionReads(StoreCore):
                                             items(txn.cursor(db=self._db[b"recover"])) if v == RECOVER_YES])
 
     def heartbeat_schedule(self) -> list[tuple[str, float]]:
-        """(key, next due) of every session with heartbeats on: the timer's start-up load."""
+        """(key, next wake) of each session with a heartbeat on or a schedule: the timer's start-up load."""
         # A value of the wrong size (damage) is skipped: it must not stop the start-up of every session.
         return self._lmdb.read(lambda txn: [(k.decode(errors="replace"), keys.parse_time(v)) for k, v in
                                             items(txn.cursor(db=self._db[b"heartbeats"]))

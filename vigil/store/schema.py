@@ -27,8 +27,8 @@ from vigil.errors import DamagedRecord as DamagedRecord
 from vigil.errors import NewerSchemaError as NewerSchemaError
 from vigil.errors import UnreadableRecord as UnreadableRecord
 
-TurnKind = Literal["user", "heartbeat"]
-"""What started a turn: a user's messages, or the session's own check-in."""
+TurnKind = Literal["user", "heartbeat", "schedule"]
+"""What started a turn: a user's messages, the session's own check-in, or a schedule firing."""
 
 TurnStatus = Literal["open", "done", "stopped", "failed", "interrupted"]
 """Where a turn stands: "open" while it runs (or was cut short by a crash), the rest final.
@@ -139,6 +139,34 @@ class Heartbeat(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaul
     disabled_reason: str = ""
     owner: int = 0  # who turned it on: beats are charged to them
     last_message: str = ""
+    # The idle pause (actors/idle_pause.py): when beats stopped because nobody wrote for
+    # VIGIL_HEARTBEAT_IDLE_PAUSE (0: not paused), and when they were last turned on, which counts as
+    # activity (a chat silent for weeks that turns its heartbeat on is not paused at the first beat).
+    paused_at: float = 0.0
+    active_since: float = 0.0
+
+
+class Schedule(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
+               tag="schedule"):
+    """A reminder or recurring task Claude set with the `schedule` tool; it lives in the header.
+
+    `next_at` is when it fires next (epoch seconds); a one-shot has no `rule` and is removed when it
+    fired. A recurrence keeps its `rule` (an RFC 5545 RRULE or a cron expression), the time zone it is
+    evaluated in and its first time (`start_at`, the rule's DTSTART), so every next time is computed
+    from the rule itself, never by adding intervals: it does not drift, and DST is the zone's.
+    """
+
+    id: str
+    text: str
+    next_at: float
+    rule: str = ""
+    tz: str = "UTC"
+    start_at: float = 0.0
+    owner: int = 0  # who asked for it (the sender of the turn that created it): firings are charged to them
+    owner_name: str = ""
+    created_at: float = 0.0
+    fired: int = 0
+    last_fired_at: float = 0.0
 
 
 class Message(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type", tag="message"):
@@ -266,6 +294,9 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Added with defaults, so no schema bump.
     tool_mode: Literal["", "ask", "auto", "readonly"] = ""
     approvals: tuple[Approval, ...] = ()
+    # Reminders and recurring tasks (actors/schedules.py), few per chat (VIGIL_MAX_SCHEDULES): in the
+    # header, they outlive eviction, restarts and /new. Added with a default, so no schema bump.
+    schedules: tuple[Schedule, ...] = ()
 
     @property
     def needs_recovery(self) -> bool:

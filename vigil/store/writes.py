@@ -19,6 +19,7 @@ from vigil.store.applier import SessionWrite
 from vigil.store.core import RECOVER_NO, RECOVER_YES, StoreCore
 from vigil.store.cursors import delete_prefix, items, keys_of, stored_header
 from vigil.store.schema import Note, SessionHeader, Summary, Turn, UnreadableRecord, encode
+from vigil.store.wake import wake_at
 from vigil.store.writer import WriteFuture
 
 HEARTBEAT_OFF = b""
@@ -44,11 +45,11 @@ class SessionWrites(StoreCore):
         recover = None
         if previous is None or previous.needs_recovery != header.needs_recovery:
             recover = RECOVER_YES if header.needs_recovery else RECOVER_NO
-        beat = header.heartbeat
+        # The timer's index: when the session next needs waking, for a beat or a schedule (vigil/store/wake.py).
+        wake = wake_at(header)
         heartbeat = None
-        if previous is None or (previous.heartbeat.enabled, previous.heartbeat.next_due) != (beat.enabled,
-                                                                                           beat.next_due):
-            heartbeat = keys.time_value(beat.next_due) if beat.enabled else HEARTBEAT_OFF
+        if previous is None or wake_at(previous) != wake:
+            heartbeat = keys.time_value(wake) if wake is not None else HEARTBEAT_OFF
         record = SessionWrite(
             key=keys.session(header.key), incarnation=header.incarnation, create=create, header=encode(header),
             turn_key=keys.turn(header.key, header.generation, turn.seq) if turn is not None else None,
