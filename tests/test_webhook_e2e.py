@@ -23,6 +23,7 @@ from tests.procs import run_vigil
 from tests.rig import Rig
 from tests.standins.bot_api import Message, User, WebhookDelivery
 from tests.standins.messages_api import RecordedRequest, TextReply
+from vigil.adapters.telegram.service import ALLOWED_UPDATES
 from vigil.store.store import LmdbStore, open_store
 
 pytestmark = pytest.mark.e2e
@@ -109,7 +110,7 @@ def test_updates_posted_with_the_secret_are_answered_and_nothing_polls(rig: Rig)
     assert hook.secret_token == secret_file.read_text().strip()
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     set_calls = [c for c in rig.bot.calls if c.method == "setWebhook"]
-    assert set_calls[-1].params["allowed_updates"] == ["message", "callback_query"]
+    assert set_calls[-1].params["allowed_updates"] == list(ALLOWED_UPDATES)  # the same as polling asks for
     assert set_calls[-1].params.get("drop_pending_updates") in (False, "false", "False", None)
 
     ana = rig.person("Ana")
