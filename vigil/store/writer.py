@@ -260,7 +260,7 @@ class GroupCommitWriter:
         singly = False  # records go to the applier one per call: set once a bulk call raised
         while batch:
             try:
-                txn = self._env.env.begin(write=True)
+                txn = self._env.begin_write()
             except lmdb.MapResizedError:
                 self._env.adopt_new_size()
                 continue
@@ -285,7 +285,15 @@ class GroupCommitWriter:
                     batch = batch[:index] + batch[index + 1:]
                     continue
                 txn_id = txn.id()
-                txn.commit()
+                # Only batches of records are logged: their changes are known (the applier's); a closure's
+                # are not, so a batch with one is made durable by a checkpoint (vigil.store.journal).
+                changes = getattr(self._applier, "changes", None)
+                journal = self._env.journal
+                with journal.committing():
+                    seq = journal.stamp(txn) if changes is not None and all(
+                        type(item) is _Record for item in batch) else None
+                    txn.commit()
+                    journal.durable(seq, changes or [])
             except lmdb.MapFullError:
                 _abort(txn)
                 if self._applier is not None:
