@@ -32,6 +32,7 @@ import sys, time
 import msgspec
 import vigil.store.journal as journal
 journal.CHECKPOINT_S = 3600  # no background checkpoint: the kill finds the journal holding every turn
+journal.CHECKPOINT_EVERY = 10**9
 from pathlib import Path
 from vigil.bench._rig import _turn
 from vigil.store.schema import SessionHeader, Target

@@ -62,6 +62,9 @@ from vigil.store import checkpoint
 
 JOURNAL_BYTES = 16 * 1024 * 1024
 CHECKPOINT_S = 0.5
+# Also after this many logged commits: while the pin holds the checkpointed tree, LMDB cannot reuse the pages
+# later commits free (about 7 a commit), so data.mdb grows by what is written between checkpoints.
+CHECKPOINT_EVERY = 8
 SEQ_KEY = b"journal_seq"
 _REC = struct.Struct("<IIQ")  # payload length, crc32 of (sequence + payload), sequence
 _CHANGES = msgspec.msgpack.Encoder()
@@ -119,6 +122,7 @@ class Journal:
         self._offset = 0
         self._appended = 0  # records since the last checkpoint
         self._closed = threading.Event()
+        self._due = threading.Event()
         self._thread: threading.Thread | None = None
         self.checkpoints = 0
 
@@ -206,6 +210,8 @@ class Journal:
         os.fdatasync(self._fd)
         self._offset += len(record)
         self._appended += 1
+        if self._appended >= CHECKPOINT_EVERY:
+            self._due.set()
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -227,22 +233,63 @@ class Journal:
         self._appended = 0
         self.checkpoints += 1
 
+    def _checkpoint_aside(self) -> None:
+        """A checkpoint that lets commits go on while data.mdb is synced (the background's).
+
+        The pin and the meta pages are taken under the commit lock, the sync runs without it, the slot is
+        written under it again, and only if no other checkpoint came in between (an older state must never
+        be saved over a newer one). The journal starts over only if nothing was logged meanwhile: a record
+        logged after the meta pages were read is not in the checkpointed state and must stay replayable.
+        """
+        with self.committing():
+            if self.pin_lost:
+                return  # the writer re-checkpoints before its next transaction
+            pin = self._env.begin(buffers=False)
+            metas = os.pread(self._data, 2 * self._page_size, 0)
+            seq, count = self._seq, self.checkpoints
+        try:
+            self._env.sync(True)
+            with self.committing():
+                if self.checkpoints != count or self.pin_lost:
+                    return
+                checkpoint.write_slot(self._side, self._inode, self._page_size, metas)
+                old, self._pin, pin = self._pin, pin, None
+                if old is not None:
+                    with contextlib.suppress(lmdb.Error):
+                        old.abort()
+                if self._seq == seq:
+                    self._offset = 0
+                    self._appended = 0
+                else:
+                    self._appended = self._seq - seq
+                self.checkpoints += 1
+        finally:
+            if pin is not None:
+                with contextlib.suppress(lmdb.Error):
+                    pin.abort()
+
     def lost_pin(self) -> None:
         """The map was resized: py-lmdb aborted every transaction, the pin too."""
-        self.pin_lost = True
-        self._pin = None
+        with self._lock:
+            self.pin_lost = True
+            self._pin = None
 
     def _background(self) -> None:
-        while not self._closed.wait(CHECKPOINT_S):
-            if self._appended or self._offset > JOURNAL_BYTES // 2:
+        while not self._closed.is_set():
+            self._due.wait(CHECKPOINT_S)
+            self._due.clear()
+            if self._closed.is_set():
+                return
+            if self._appended:
                 try:
-                    self.checkpoint()
+                    self._checkpoint_aside()
                 except Exception as exc:  # a failed checkpoint leaves the journal as the durable point
                     self._log.error("store.checkpoint_failed", error=repr(exc))
 
     def close(self, last: bool = False) -> None:
         """The final checkpoint; `last`: no other process has the store open (it is marked clean)."""
         self._closed.set()
+        self._due.set()
         if self._thread is not None:
             self._thread.join()
         if self._env is not None:
