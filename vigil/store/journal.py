@@ -15,10 +15,10 @@ backups exactly as they are, and pays one barrier per commit):
   deletes are appended to a preallocated journal file as one record (length, crc32, sequence, payload)
   with ONE fdatasync; only then is the commit acknowledged. A batch with closures (rare writes whose
   changes are not captured) is made durable by a checkpoint instead (two barriers, as before).
-- A checkpoint (in the background every CHECKPOINT_S when there is anything new, when the journal is
-  half full, and at close) pins a read transaction, reads the meta pages, syncs data.mdb, saves those
-  meta pages in the side file (`vigil.store.checkpoint`, one fdatasync), then drops the older pin and
-  starts the journal over.
+- A checkpoint (in the background after CHECKPOINT_EVERY logged commits or CHECKPOINT_S; inline when
+  the journal is full or a batch holds a closure; at close) pins a read transaction, reads the meta
+  pages, syncs data.mdb, saves those meta pages in the side file (`vigil.store.checkpoint`, one
+  fdatasync), then drops the older pin and starts the journal over.
 
 Why it survives power loss. With sync off, LMDB writes data and meta pages in any order as far as the
 disk is concerned: after a power loss the newest meta may name pages never written. (a) Every writer
