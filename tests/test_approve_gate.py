@@ -338,7 +338,7 @@ def test_a_stop_overrides_a_tap_that_came_in_the_same_instant() -> None:
 def test_a_scheduled_task_in_ask_mode_never_waits_its_risky_calls_are_refused(make: HarnessFactory) -> None:
     import datetime as dt
 
-    at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)).isoformat(timespec="seconds")
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).isoformat(timespec="seconds")
     h = asking(make, UseTools((("schedule", {"action": "create", "at": at, "text": "tidy the notes"}),)), Say("set"))
     h.say(KEY, "remind me")
     h.outbox.wait_finished(KEY, 1)

@@ -96,7 +96,7 @@ class PromMetrics(Collector):
 
     prometheus_client's own Counter and Histogram take a lock per increment (a histogram two per
     observation): a turn's figures were a dozen lock round trips, about 4x the cost of one locked update
-    of plain numbers per event, which is what this keeps (measured: vigil/bench_metrics.py).
+    of plain numbers per event, which is what this keeps (measured: vigil/bench/_metrics.py).
     """
 
     def __init__(self, listen: str, registry: Registry, store: Store, slots: QuerySlots) -> None:

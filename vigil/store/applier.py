@@ -91,12 +91,15 @@ class SessionWriteApplier:
         self._last_txnid = -1
         self._committing = -1  # the id of our transaction being committed right now
         self.foreign_seen_at = float("-inf")  # monotonic time our writer last found another process's write
+        # The puts and deletes of the transaction under way, in order: what the redo journal logs of it.
+        self.changes: list[tuple[bytes, bytes, bytes | None]] = []
 
     def forget(self, key: bytes) -> None:
         """A closure in this transaction deleted the session."""
         self._tentative[key] = None
 
     def begin(self, txn: lmdb.Transaction) -> None:
+        self.changes = []
         self._committing = txn.id()
         if txn.id() - 1 != self._last_txnid:
             self._known.clear()  # someone else committed since our last transaction
@@ -175,8 +178,10 @@ class SessionWriteApplier:
         for name, items in puts.items():
             if items:
                 txn.cursor(db=dbs[name]).putmulti(items)
+                self.changes.extend((name, key, value) for key, value in items)
         for consumed in inbox_deletes:
             txn.delete(consumed, db=dbs[b"inbox"])
+            self.changes.append((b"inbox", consumed, None))
         return results
 
     def _add_spent(self, txn: lmdb.Transaction, user_id: int, day: str, micros: int) -> None:

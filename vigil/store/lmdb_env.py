@@ -10,6 +10,7 @@ beginning a transaction fails with MapResizedError and we adopt the new size.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +21,8 @@ from typing import Any, TypeVar
 import lmdb
 
 from vigil.errors import StoreError as StoreError  # its old home: re-exported
+from vigil.store import checkpoint
+from vigil.store.journal import Journal
 
 T = TypeVar("T")
 
@@ -86,20 +89,37 @@ class LmdbEnv:
     def __init__(self, path: Path, map_size: int) -> None:
         self.path = path
         self.gate = _ResizeGate()
+        path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        # Held shared for the process's life; exclusive only by a process that finds nobody else in the store,
+        # which alone may put checkpointed meta pages back and replay the journal (vigil.store.journal).
+        self._open_lock = os.open(path / "open.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+        try:
+            fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            restored = checkpoint.restore(path / "data.mdb", path / "checkpoint.meta")
+        except BlockingIOError:
+            fcntl.flock(self._open_lock, fcntl.LOCK_SH)
+            restored = ""
+        self.journal = Journal(path)
         try:
             # mode: the directory 0700, data.mdb and lock.mdb 0600 (py-lmdb drops the x bits for files).
+            # sync off: a commit is durable through the journal or a checkpoint (vigil.store.journal).
             self.env = lmdb.open(
                 str(path), map_size=map_size, max_dbs=MAX_DBS, max_readers=MAX_READERS,
-                subdir=True, sync=True, metasync=True, readahead=False, meminit=False,
+                subdir=True, sync=False, metasync=False, readahead=False, meminit=False,
                 lock=True, mode=PRIVATE_DIR,
             )
         except lmdb.Error as exc:
+            self.journal.close()
+            os.close(self._open_lock)
             raise StoreError(f"cannot open the store at {path}: {exc}") from None
         private(path, PRIVATE_DIR)
-        for name in ("data.mdb", "lock.mdb"):
+        for name in ("data.mdb", "lock.mdb", "journal.wal", "checkpoint.meta", "journal.lock"):
             private(path / name, PRIVATE_FILE)
         with self.env.begin(write=True) as txn:
             self.dbs: dict[bytes, Any] = {name: self.env.open_db(name, txn=txn) for name in DB_NAMES}
+        self.journal.attach(self.env, self.dbs, replay=restored in ("same", "restored"))
+        if restored:
+            fcntl.flock(self._open_lock, fcntl.LOCK_SH)  # recovered: others may open it now
 
     def db(self, name: bytes) -> Any:
         return self.dbs[name]
@@ -131,13 +151,34 @@ class LmdbEnv:
         """Another process grew the map; take its size (needs no open transaction here)."""
         with self.gate.exclusive():
             self.env.set_mapsize(0)
+            self.journal.lost_pin()
 
     def grow(self) -> int:
         """Double the map; called by the writer when a write found it full."""
         with self.gate.exclusive():
             new_size = self.map_size * 2
             self.env.set_mapsize(new_size)
+            self.journal.lost_pin()
             return new_size
 
+    def begin_write(self) -> lmdb.Transaction:
+        """A write transaction, begun only while this process's pin protects the last checkpoint."""
+        while True:
+            if self.journal.pin_lost:
+                self.journal.checkpoint()
+            self.gate.enter()
+            try:
+                if not self.journal.pin_lost:
+                    return self.env.begin(write=True)
+            finally:
+                self.gate.leave()
+
     def close(self) -> None:
+        try:
+            fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            last = True  # nobody else in the store: the final checkpoint may say so
+        except BlockingIOError:
+            last = False
+        self.journal.close(last=last)
         self.env.close()
+        os.close(self._open_lock)

@@ -261,7 +261,7 @@ class GroupCommitWriter:
         singly = False  # records go to the applier one per call: set once a bulk call raised
         while batch:
             try:
-                txn = self._env.env.begin(write=True)
+                txn = self._env.begin_write()
             except lmdb.MapResizedError:
                 self._env.adopt_new_size()
                 continue
@@ -286,9 +286,17 @@ class GroupCommitWriter:
                     batch = batch[:index] + batch[index + 1:]
                     continue
                 txn_id = txn.id()
-                began = time.perf_counter()
-                txn.commit()
-                took = time.perf_counter() - began
+                # Only batches of records are logged: their changes are known (the applier's); a closure's
+                # are not, so a batch with one is made durable by a checkpoint (vigil.store.journal).
+                changes = getattr(self._applier, "changes", None)
+                journal = self._env.journal
+                with journal.committing():
+                    seq = journal.stamp(txn) if changes is not None and all(
+                        type(item) is _Record for item in batch) else None
+                    began = time.perf_counter()
+                    txn.commit()
+                    journal.durable(seq, changes or [])
+                    took = time.perf_counter() - began  # the commit and its one barrier (the journal's, or LMDB's)
             except lmdb.MapFullError:
                 _abort(txn)
                 if self._applier is not None:

@@ -83,7 +83,7 @@ class _Switch:
 def _round(runtime: Any, outbox: Any, chats: int, turns_each: int) -> tuple[float, float]:
     """One closed-loop round (each chat sends its next message when its reply arrived): turns per second of
     the wall clock, and per second of the process's CPU time."""
-    from vigil.bench import _message
+    from vigil.bench._rig import _message
 
     remaining = {f"bench:{i}": turns_each for i in range(chats)}
     done = threading.Event()
@@ -144,7 +144,7 @@ def micro_us_per_turn(metrics: Metrics, turns: int = MICRO_TURNS) -> float:
 def measure_metrics_overhead(data_dir: Path, chats: int, turns_each: int, samples: int
                              ) -> tuple[float, dict[str, Any]]:
     """(overhead in percent, details): each of `samples` rounds with metrics on between two rounds with them off."""
-    from vigil.bench import BenchOutbox, ZeroLatencyBenchModel, _bench_settings, _warm_up
+    from vigil.bench._rig import BenchOutbox, ZeroLatencyBenchModel, _bench_settings, _warm_up
     from vigil.metrics_prom import PromMetrics
     from vigil.runtime import Runtime
 

@@ -1,0 +1,153 @@
+"""The runtime measurements: closed-loop throughput, open-loop p99, memory after 100k chats, cold start.
+
+Each drives the real Supervisor -> SessionActor -> store -> outbox path in-process (the rig's runtime);
+cold start times a fresh process (`python -m vigil.bench --cold-start-probe`) over the 100k store.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from vigil.bench._rig import _message, _runtime, _warm_up
+
+
+def measure_throughput(data_dir: Path, chats: int, turns_each: int, rounds: int = 3) -> list[float]:
+    """Closed loop: each chat sends its next message when its previous reply is delivered; turns/s per round."""
+    runtime, outbox = _runtime(data_dir, max_live_sessions=max(1000, chats))
+    _warm_up(runtime, outbox, chats)
+    rates = []
+    for _ in range(rounds):
+        remaining = {f"bench:{i}": turns_each for i in range(chats)}
+        done = threading.Event()
+        lock = threading.Lock()
+        outstanding = [chats]
+
+        def next_turn(key: str, remaining: dict[str, int] = remaining, done: threading.Event = done,
+                      lock: threading.Lock = lock, outstanding: list[int] = outstanding) -> None:
+            with lock:
+                remaining[key] -= 1
+                left = remaining[key]
+                if left == 0:
+                    outstanding[0] -= 1
+                    if outstanding[0] == 0:
+                        done.set()
+                    return
+            runtime.submit(_message(key, int(key.split(":")[1]), f"message {left}"))
+
+        outbox.on_delivered = next_turn
+        started = time.perf_counter()
+        for i in range(chats):
+            runtime.submit(_message(f"bench:{i}", i, "go"))
+        done.wait()
+        rates.append(chats * turns_each / (time.perf_counter() - started))
+    runtime.shutdown(grace_s=1)
+    return rates
+
+
+def measure_latency(data_dir: Path, chats: int, rate: float, seconds: float, rounds: int = 3) -> list[float]:
+    """Open loop at `rate` turns/s spread over idle chats; p99 of submit-to-delivered per round, in ms."""
+    runtime, outbox = _runtime(data_dir, max_live_sessions=max(1000, chats))
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    lock = threading.Lock()
+    idle = list(range(chats))
+
+    def delivered(key: str) -> None:
+        now = time.perf_counter()
+        with lock:
+            started = sent.pop(key, None)
+            if started is not None:
+                latencies.append(now - started)
+            idle.append(int(key.split(":")[1]))
+
+    _warm_up(runtime, outbox, chats)
+    outbox.on_delivered = delivered
+    rng = random.Random(7)
+    p99s = []
+    for _ in range(rounds):
+        deadline = time.perf_counter() + seconds
+        next_at = time.perf_counter()
+        while next_at < deadline:
+            next_at += rng.expovariate(rate)
+            pause = next_at - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            with lock:
+                if not idle:
+                    continue
+                chat = idle.pop(rng.randrange(len(idle)))
+                key = f"bench:{chat}"
+                sent[key] = time.perf_counter()
+            runtime.submit(_message(key, chat, "ping"))
+        end = time.perf_counter() + 10
+        while sent and time.perf_counter() < end:
+            time.sleep(0.01)
+        with lock:
+            ordered = sorted(latencies)
+            latencies.clear()
+        p99s.append(ordered[int(len(ordered) * 0.99)] * 1000 if ordered else float("nan"))
+    runtime.shutdown(grace_s=1)
+    return p99s
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_many_chats(data_dir: Path, chats: int, live: int, in_flight: int = 2000) -> float:
+    """Every one of `chats` distinct chats has a turn; returns RSS in MiB afterwards."""
+    runtime, outbox = _runtime(data_dir, max_live_sessions=live)
+    window = threading.Semaphore(in_flight)
+    finished = threading.Semaphore(0)
+
+    def delivered(key: str) -> None:
+        window.release()
+        finished.release()
+
+    outbox.on_delivered = delivered
+    for i in range(chats):
+        window.acquire()
+        runtime.submit(_message(f"bench:{i}", i, "hello"))
+    for _ in range(chats):
+        finished.acquire()
+    rss = _rss_mb()
+    runtime.shutdown(grace_s=1)
+    return rss
+
+
+def measure_cold_start(data_dir: Path) -> float:
+    """Seconds from exec of a fresh `vigil` process to its runtime being ready over this store."""
+    env = dict(os.environ, VIGIL_DATA_DIR=str(data_dir), VIGIL_WORKDIR_ROOT=str(data_dir), HOME=str(data_dir),
+               VIGIL_LOG_LEVEL="warning")
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "vigil.bench", "--cold-start-probe"], env=env,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    elapsed = time.perf_counter() - started
+    process.wait(timeout=30)
+    if not line.startswith("ready"):
+        raise RuntimeError(f"cold-start probe failed: {line!r}")
+    return elapsed
+
+
+def _cold_start_probe() -> int:
+    """Run by measure_cold_start in a fresh process: open the store, start the runtime, say ready."""
+    from vigil.logs import configure_logging
+
+    configure_logging("warning", "json")
+    data_dir = Path(os.environ["VIGIL_DATA_DIR"])
+    runtime, _ = _runtime(data_dir)
+    print(f"ready {runtime.store.session_count()}", flush=True)
+    runtime.shutdown(grace_s=0)
+    return 0
