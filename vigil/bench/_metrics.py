@@ -26,7 +26,6 @@ add, which is what they take from throughput on a CPU-bound host.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -83,36 +82,6 @@ class _Switch:
         self.real.close()
 
 
-def _round(runtime: Any, outbox: Any, chats: int, turns_each: int) -> tuple[float, float]:
-    """One closed-loop round (each chat sends its next message when its reply arrived): turns per second of
-    the wall clock, and per second of the process's CPU time."""
-    from vigil.bench._rig import _message
-
-    remaining = {f"bench:{i}": turns_each for i in range(chats)}
-    done = threading.Event()
-    lock = threading.Lock()
-    outstanding = [chats]
-
-    def next_turn(key: str) -> None:
-        with lock:
-            remaining[key] -= 1
-            left = remaining[key]
-            if left == 0:
-                outstanding[0] -= 1
-                if outstanding[0] == 0:
-                    done.set()
-                return
-        runtime.submit(_message(key, int(key.split(":")[1]), f"message {left}"))
-
-    outbox.on_delivered = next_turn
-    started, cpu = time.perf_counter(), time.process_time()
-    for i in range(chats):
-        runtime.submit(_message(f"bench:{i}", i, "go"))
-    done.wait()
-    turns = chats * turns_each
-    return turns / (time.perf_counter() - started), turns / (time.process_time() - cpu)
-
-
 def scraped_turns(address: tuple[str, int]) -> float:
     """`vigil_turns_total` summed over its series, as `/metrics` at `address` says, parsed by prometheus_client."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -148,6 +117,7 @@ def measure_metrics_overhead(data_dir: Path, chats: int, turns_each: int, sample
                              ) -> tuple[float, dict[str, Any]]:
     """(overhead in percent, details): each of `samples` rounds with metrics on between two rounds with them off."""
     from vigil.bench._rig import BenchOutbox, ZeroLatencyBenchModel, _bench_settings, _warm_up
+    from vigil.bench._throughput import closed_loop_round
     from vigil.metrics_prom import PromMetrics
     from vigil.runtime import Runtime
 
@@ -161,14 +131,15 @@ def measure_metrics_overhead(data_dir: Path, chats: int, turns_each: int, sample
         address = real.address
         assert address is not None, "the real metrics serve /metrics"
         _warm_up(runtime, outbox, chats)
-        _round(runtime, outbox, chats, turns_each)  # not counted: the first round after the warm-up runs slow
+        # Not counted: the first round after the warm-up runs slow.
+        closed_loop_round(runtime, outbox, chats, turns_each)
         counted = 0
         off: list[float] = []
         on: list[float] = []
         for index in range(2 * samples + 1):  # off, on, off, ..., on, off
             metrics_on = index % 2 == 1
             switch.current = real if metrics_on else NULL_METRICS
-            (on if metrics_on else off).append(_round(runtime, outbox, chats, turns_each)[1])
+            (on if metrics_on else off).append(closed_loop_round(runtime, outbox, chats, turns_each)[1])
             counted += chats * turns_each if metrics_on else 0
             _check_counted(address, counted)
         switch.current = NULL_METRICS

@@ -13,8 +13,37 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from vigil.bench._rig import _message, _runtime, _warm_up
+
+
+def closed_loop_round(runtime: Any, outbox: Any, chats: int, turns_each: int) -> tuple[float, float]:
+    """One closed-loop round (each chat sends its next message when its reply arrived): turns per second of
+    the wall clock, and per second of the process's CPU time."""
+    remaining = {f"bench:{i}": turns_each for i in range(chats)}
+    done = threading.Event()
+    lock = threading.Lock()
+    outstanding = [chats]
+
+    def next_turn(key: str) -> None:
+        with lock:
+            remaining[key] -= 1
+            left = remaining[key]
+            if left == 0:
+                outstanding[0] -= 1
+                if outstanding[0] == 0:
+                    done.set()
+                return
+        runtime.submit(_message(key, int(key.split(":")[1]), f"message {left}"))
+
+    outbox.on_delivered = next_turn
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(chats):
+        runtime.submit(_message(f"bench:{i}", i, "go"))
+    done.wait()
+    turns = chats * turns_each
+    return turns / (time.perf_counter() - started), turns / (time.process_time() - cpu)
 
 
 def measure_throughput(data_dir: Path, chats: int, turns_each: int, rounds: int = 3) -> list[float]:
@@ -23,29 +52,7 @@ def measure_throughput(data_dir: Path, chats: int, turns_each: int, rounds: int 
     _warm_up(runtime, outbox, chats)
     rates = []
     for _ in range(rounds):
-        remaining = {f"bench:{i}": turns_each for i in range(chats)}
-        done = threading.Event()
-        lock = threading.Lock()
-        outstanding = [chats]
-
-        def next_turn(key: str, remaining: dict[str, int] = remaining, done: threading.Event = done,
-                      lock: threading.Lock = lock, outstanding: list[int] = outstanding) -> None:
-            with lock:
-                remaining[key] -= 1
-                left = remaining[key]
-                if left == 0:
-                    outstanding[0] -= 1
-                    if outstanding[0] == 0:
-                        done.set()
-                    return
-            runtime.submit(_message(key, int(key.split(":")[1]), f"message {left}"))
-
-        outbox.on_delivered = next_turn
-        started = time.perf_counter()
-        for i in range(chats):
-            runtime.submit(_message(f"bench:{i}", i, "go"))
-        done.wait()
-        rates.append(chats * turns_each / (time.perf_counter() - started))
+        rates.append(closed_loop_round(runtime, outbox, chats, turns_each)[0])
     runtime.shutdown(grace_s=1)
     return rates
 
