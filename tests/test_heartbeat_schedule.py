@@ -102,24 +102,34 @@ class Clock:
         return self.now
 
 
+class Recorder:
+    """A timer's delivery target that records what fired and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.fired: list[HeartbeatDue] = []
+        self.arrived = threading.Condition()
+
+    def __call__(self, due: HeartbeatDue) -> None:
+        with self.arrived:
+            self.fired.append(due)
+            self.arrived.notify_all()
+
+    def wait_for(self, count: int) -> bool:
+        with self.arrived:
+            return self.arrived.wait_for(lambda: len(self.fired) >= count, timeout=5)
+
+
 def test_timer_fires_in_due_order_and_only_what_is_due() -> None:
-    fired: list[HeartbeatDue] = []
-    arrived = threading.Condition()
-
-    def deliver(due: HeartbeatDue) -> None:
-        with arrived:
-            fired.append(due)
-            arrived.notify_all()
-
+    recorder = Recorder()
+    fired = recorder.fired
     clock = Clock(1000.0)
-    timer = HeartbeatTimer(deliver, clock=clock)
+    timer = HeartbeatTimer(recorder, clock=clock)
     timer.start()
     try:
         timer.schedule("tg:2", 999.0)
         timer.schedule("tg:1", 998.0)
         timer.schedule("tg:3", 5000.0)
-        with arrived:
-            assert arrived.wait_for(lambda: len(fired) >= 2, timeout=5)
+        assert recorder.wait_for(2)
         assert [f.key for f in fired] == ["tg:1", "tg:2"]
         # After firing, a key is re-armed for a safety retry, far enough away not to double a beat.
         assert (timer.due_of("tg:1") or 0) > clock.now + 60
@@ -139,3 +149,28 @@ def test_overdue_beats_fire_once_spread_out_after_a_restart() -> None:
     assert all(clock.now <= d <= clock.now + CATCH_UP_SPREAD_S for d in dues)
     assert len(set(dues)) > 1, "not all at the same instant"
     assert timer.due_of("tg:later") == 20_000.0
+
+
+# A session re-arms the timer more than once per wake-up (the heartbeat part, then the schedule part), with
+# the same due time; that must not hold the due key back until the safety retry.
+
+
+def test_a_due_time_set_twice_fires_at_once_and_once() -> None:
+    recorder = Recorder()
+    timer = HeartbeatTimer(recorder, clock=Clock(1000.0))
+    timer.start()
+    try:
+        timer.schedule("tg:1", 999.0)
+        timer.schedule("tg:1", 999.0)  # the same time again, as a wake-up's two parts both re-arm
+        assert recorder.wait_for(1), "delivered at once, not after the retry"
+        assert [f.key for f in recorder.fired] == ["tg:1"]
+    finally:
+        timer.stop()
+
+
+def test_a_lone_overdue_wake_at_start_up_is_not_spread_out() -> None:
+    clock = Clock(10_000.0)
+    timer = HeartbeatTimer(lambda due: None, clock=clock)
+    timer.load([("tg:reminder", 9_990.0)])
+    due = timer.due_of("tg:reminder")
+    assert due is not None and clock.now <= due <= clock.now + 0.2 < clock.now + CATCH_UP_SPREAD_S
