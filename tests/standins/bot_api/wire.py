@@ -167,3 +167,15 @@ def as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1")
     return bool(value)
+
+
+def allowed_updates(req: Request) -> list[str] | None:
+    """The `allowed_updates` a getUpdates or setWebhook call names (a JSON array, or already a list); None if
+    it names none. One setting at Telegram, shared by both methods: the caller stores it."""
+    allowed = req.params.get("allowed_updates")
+    if isinstance(allowed, str) and allowed:
+        try:
+            allowed = json.loads(allowed)
+        except ValueError:
+            raise bad("can't parse allowed updates JSON object") from None
+    return [str(a) for a in allowed] if isinstance(allowed, list) else None

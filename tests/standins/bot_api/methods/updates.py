@@ -8,12 +8,11 @@ persists between calls, as at Telegram. While a webhook is set, getUpdates is re
 from __future__ import annotations
 
 import copy
-import json
 import time
 from typing import Any, Final
 
 from tests.standins.bot_api.state import World
-from tests.standins.bot_api.wire import ApiError, Request, as_int, bad
+from tests.standins.bot_api.wire import ApiError, Request, allowed_updates, as_int
 
 # Update types Telegram leaves out when allowed_updates is empty or unset.
 _OPT_IN_UPDATES: Final = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
@@ -31,18 +30,13 @@ def get_updates(world: World, req: Request) -> Any:
     limit = as_int(req.params.get("limit")) or 100
     limit = max(1, min(100, limit))
     timeout = max(0.0, float(as_int(req.params.get("timeout")) or 0))
-    allowed = req.params.get("allowed_updates")
-    if isinstance(allowed, str) and allowed:
-        try:
-            allowed = json.loads(allowed)
-        except ValueError:
-            raise bad("can't parse allowed updates JSON object") from None
+    allowed = allowed_updates(req)
     deadline = time.monotonic() + timeout
     with world.cond:
         if world.webhook is not None:
             raise ApiError(409, _WEBHOOK_ACTIVE)
-        if isinstance(allowed, list):
-            world.allowed_updates = [str(a) for a in allowed]  # persists, as at Telegram
+        if allowed is not None:
+            world.allowed_updates = allowed  # persists, as at Telegram
         # A newer getUpdates terminates an older waiting one with 409 Conflict.
         world.poll_generation += 1
         generation = world.poll_generation

@@ -10,14 +10,13 @@ API server allows, and where the tests' vigil listens. The secret token is 1 to 
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from tests.standins.bot_api.model import Webhook
 from tests.standins.bot_api.state import World
-from tests.standins.bot_api.wire import Request, as_bool, as_int, bad
+from tests.standins.bot_api.wire import Request, allowed_updates, as_bool, as_int, bad
 
 _SECRET: Final = re.compile(r"[A-Za-z0-9_-]*")
 _PORTS: Final = (443, 80, 88, 8443)
@@ -52,14 +51,9 @@ def set_webhook(world: World, req: Request) -> Any:
         max_connections = 40
     if not 1 <= max_connections <= 100:
         raise bad("bad webhook: max_connections must be between 1 and 100")
-    allowed = req.params.get("allowed_updates")
-    if isinstance(allowed, str) and allowed:
-        try:
-            allowed = json.loads(allowed)
-        except ValueError:
-            raise bad("can't parse allowed updates JSON object") from None
-    if isinstance(allowed, list):
-        world.allowed_updates = [str(a) for a in allowed]  # one setting, shared with getUpdates
+    allowed = allowed_updates(req)
+    if allowed is not None:
+        world.allowed_updates = allowed  # one setting, shared with getUpdates
     world.webhook = Webhook(url=url, secret_token=secret, max_connections=max_connections,
                             ip_address=req.params.get("ip_address"))
     world.cond.notify_all()
