@@ -30,7 +30,7 @@ import msgspec
 
 from vigil.actors.approval_prompt import prompt_buttons, prompt_text
 from vigil.actors.state import Session
-from vigil.actors.turn import CANCELLED, RESTARTED_WHILE_RUNNING, ToolSet, TurnDisplay
+from vigil.actors.turn import CANCELLED, RESTARTED_WHILE_RUNNING, ToolSet, TurnDisplay, tool_result, tool_uses
 from vigil.approvals import Decision
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration
@@ -66,26 +66,14 @@ def declined(decision: Decision, timeout_s: float) -> ToolOutcome:
                        "instead.", is_error=True)
 
 
-def tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id,
-                             "content": outcome.content if outcome.content.strip() else "(no output)"}
-    if outcome.is_error:
-        block["is_error"] = True
-    return block
-
-
-def _tool_uses(message: Message) -> list[dict[str, Any]]:
-    return [b for b in message.content if b.get("type") == "tool_use"] if message.role == "assistant" else []
-
-
 def open_round(exchange: tuple[Message, ...]) -> tuple[tuple[Message, ...], list[dict[str, Any]], list[dict[str, Any]]]:
     """(the exchange up to the last round's calls, their results so far, the calls still without a result)."""
     if exchange and exchange[-1].role == "assistant":
-        return exchange, [], _tool_uses(exchange[-1])
+        return exchange, [], tool_uses(exchange[-1])
     if len(exchange) >= 2 and exchange[-2].role == "assistant":
         results = [b for b in exchange[-1].content if b.get("type") == "tool_result"]
         done = {b.get("tool_use_id") for b in results}
-        return exchange[:-1], list(exchange[-1].content), [b for b in _tool_uses(exchange[-2]) if b["id"] not in done]
+        return exchange[:-1], list(exchange[-1].content), [b for b in tool_uses(exchange[-2]) if b["id"] not in done]
     return exchange, [], []
 
 

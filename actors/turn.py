@@ -102,7 +102,7 @@ class _Progress:
         return "\n\n".join(p for p in (s.strip() for s in parts) if p)
 
 
-def _result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
+def tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id,
                              "content": outcome.content if outcome.content.strip() else "(no output)"}
     if outcome.is_error:
@@ -119,7 +119,7 @@ RESTARTED_BEFORE_IT_BEGAN = ToolOutcome(
     is_error=True)
 
 
-def _tool_uses(message: Message) -> list[dict[str, Any]]:
+def tool_uses(message: Message) -> list[dict[str, Any]]:
     return [b for b in message.content if b.get("type") == "tool_use"] if message.role == "assistant" else []
 
 
@@ -134,14 +134,14 @@ def resume_exchange(messages: tuple[Message, ...], not_begun: Collection[str] = 
     approval: actors/approvals.py), the round is left open, its results so far kept, for the turn to go on with.
     """
     out = list(messages)
-    while out and out[-1].role == "assistant" and not _tool_uses(out[-1]):
+    while out and out[-1].role == "assistant" and not tool_uses(out[-1]):
         out.pop()
     if not out:
         return ()
     if out[-1].role == "assistant":
-        calls, answered = _tool_uses(out[-1]), []
+        calls, answered = tool_uses(out[-1]), []
     elif len(out) >= 2 and out[-2].role == "assistant":
-        calls, answered = _tool_uses(out[-2]), list(out.pop().content)
+        calls, answered = tool_uses(out[-2]), list(out.pop().content)
     else:
         return tuple(out)
     stored = {b.get("tool_use_id") for b in answered if b.get("type") == "tool_result"}
@@ -151,7 +151,7 @@ def resume_exchange(messages: tuple[Message, ...], not_begun: Collection[str] = 
     for block in calls:
         if block["id"] not in stored:
             began = len(results) == len(stored)  # the first call without a result
-            results.append(_result(block["id"], RESTARTED_WHILE_RUNNING if began else RESTARTED_BEFORE_IT_BEGAN))
+            results.append(tool_result(block["id"], RESTARTED_WHILE_RUNNING if began else RESTARTED_BEFORE_IT_BEGAN))
     out.append(Message(role="user", content=tuple(results)))
     return tuple(out)
 
@@ -340,28 +340,28 @@ class TurnRunner:
                     note = f"stopped after {rounds} rounds"
                     break
                 continue
-            tool_uses = [b for b in response.content if b.get("type") == "tool_use"]
-            if response.stop_reason != "tool_use" or not tool_uses or tools is None:
+            uses = [b for b in response.content if b.get("type") == "tool_use"]
+            if response.stop_reason != "tool_use" or not uses or tools is None:
                 if response.stop_reason == "max_tokens":
                     note = "the reply hit the length limit"
                 break
             if round_no == rounds:
                 limit = ToolOutcome(content=f"not run: the limit of {rounds} tool rounds per turn "
                                             "was reached", is_error=True)
-                exchange.append(Message(role="user", content=tuple(_result(b["id"], limit) for b in tool_uses)))
+                exchange.append(Message(role="user", content=tuple(tool_result(b["id"], limit) for b in uses)))
                 note = f"stopped after {rounds} tool rounds"
                 break
             if on_tool is not None:
                 on_tool(tuple(exchange), said.joined())
             results = []
-            for block in tool_uses:
+            for block in uses:
                 if cancel.cancelled:
-                    results.append(_result(block["id"], CANCELLED))
+                    results.append(tool_result(block["id"], CANCELLED))
                     continue
                 display.progress(tools.describe(block["name"], block.get("input") or {}))
                 outcome = tools.run(block["name"], dict(block.get("input") or {}), cancel)
-                results.append(_result(block["id"], outcome))
-                if on_tool is not None and len(results) < len(tool_uses):
+                results.append(tool_result(block["id"], outcome))
+                if on_tool is not None and len(results) < len(uses):
                     on_tool((*exchange, Message(role="user", content=tuple(results))), said.joined())
             exchange.append(Message(role="user", content=tuple(results)))
             if on_round is not None:
