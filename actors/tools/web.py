@@ -20,6 +20,7 @@ from typing import Any
 from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
 from vigil.settings import Settings
+from vigil.text import one_line
 from vigil.tools.outcome import ToolOutcome
 
 WEB_SEARCH_TYPE = "web_search_20260318"
@@ -38,17 +39,12 @@ def web_specs(settings: Settings) -> tuple[dict[str, Any], ...]:
     return tuple(specs)
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= PROGRESS_CHARS else text[: PROGRESS_CHARS - 1] + "…"
-
-
 def describe_web(name: str, tool_input: dict[str, Any]) -> str:
     """The progress line of a server tool while it runs."""
     if name == "web_search":
-        return f"🔎 searching: {_short(str(tool_input.get('query', '')))}"
+        return f"🔎 searching: {one_line(str(tool_input.get('query', '')), PROGRESS_CHARS)}"
     if name == "web_fetch":
-        return f"🌐 reading: {_short(str(tool_input.get('url', '')))}"
+        return f"🌐 reading: {one_line(str(tool_input.get('url', '')), PROGRESS_CHARS)}"
     return f"⚙️ {name}"
 
 

@@ -29,7 +29,7 @@ from vigil.ports import (
     TokenUsage,
     UsageSink,
 )
-from vigil.text import clean
+from vigil.text import clean, one_line
 
 if TYPE_CHECKING:
     import anthropic
@@ -73,8 +73,7 @@ def api_message(exc: BaseException) -> str:
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(str(text), limit)
 
 
 def _blocks(content: Any, complete: bool) -> tuple[dict[str, Any], ...]:
