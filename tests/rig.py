@@ -9,10 +9,12 @@ fixtures every `*_e2e.py` module uses. A `Rig` speaks for the people in the chat
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.procs import VigilProcess, run_vigil, vigil_env
 from tests.standins.bot_api import ANY, ApiCall, BotAPI, Chat, Message, SentMessage, User
@@ -153,6 +155,16 @@ class Rig:
     def text_calls(self, chat_id: int) -> list[ApiCall]:
         return [c for c in list(self.bot.calls)
                 if c.method in ("sendMessage", "editMessageText") and chat_of(c) == chat_id]
+
+    def exported(self, user: User) -> dict[str, Any]:
+        """`/export` in the user's private chat: the JSON document it sends back, parsed."""
+        before = len([d for d in self.bot.documents if d.chat_id == user.id])
+        self.say(user.id, user, "/export")
+        document = self.bot.wait_for(
+            lambda: next(iter([d for d in self.bot.documents if d.chat_id == user.id][before:]), None), 10,
+            "the exported document")
+        result: dict[str, Any] = json.loads(document.content)
+        return result
 
     def sessions_list(self) -> str:
         result = run_vigil(["sessions", "list"], self.env, timeout=30)

@@ -50,15 +50,6 @@ def notices(rig: Rig, user: User, needle: str) -> list[str]:
     return [m.text for m in rig.bot.bot_messages(user.id) if needle in m.text]
 
 
-def export(rig: Rig, user: User) -> dict[str, Any]:
-    before = len([d for d in rig.bot.documents if d.chat_id == user.id])
-    rig.say(user.id, user, "/export")
-    document = rig.bot.wait_for(lambda: next(iter([d for d in rig.bot.documents if d.chat_id == user.id][before:]),
-                                             None), 10, "the exported document")
-    exported: dict[str, Any] = json.loads(document.content)
-    return exported
-
-
 def test_a_long_conversation_is_compacted_once_with_the_summary_in_the_next_requests_and_export_keeps_every_turn(
         rig: Rig) -> None:
     """The issue's done-when: one announcement, the summary in the request, every turn in /export."""
@@ -85,7 +76,7 @@ def test_a_long_conversation_is_compacted_once_with_the_summary_in_the_next_requ
     assert len(summary_requests(rig, lena)) == 1
     assert len(notices(rig, lena, COMPACTED)) == 1
 
-    exported = export(rig, lena)
+    exported = rig.exported(lena)
     [generation] = exported["generations"]
     assert [t["inputs"][0]["text"] for t in generation["turns"]] == [f"Lena topic {n} [[len=800]]" for n in range(11)]
     [summary] = generation["summaries"]
@@ -142,7 +133,7 @@ def test_a_failed_summary_drops_the_turns_and_tells_the_chat(rig: Rig) -> None:
     tenth = history_text(request_of(rig, quinn, 9))
     assert SUMMARY_LEAD not in tenth
     assert f"Quinn topic {dropped - 1} [[" not in tenth and f"Quinn topic {dropped} [[" in tenth
-    exported = export(rig, quinn)
+    exported = rig.exported(quinn)
     assert len(exported["generations"][0]["turns"]) == 10
     assert exported["generations"][0]["summaries"] == []
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.rig import BOT, Rig
-from tests.standins.bot_api import SentMessage, User
+from tests.standins.bot_api import SentMessage
 
 pytestmark = pytest.mark.e2e
 
@@ -35,15 +35,6 @@ def after(rig: Rig, chat_id: int, sent: SentMessage, needle: str) -> SentMessage
                     None)
 
     return rig.bot.wait_for(found, 10, f"a reply containing {needle!r} after message {sent.message_id}")
-
-
-def exported(rig: Rig, user: User) -> dict[str, Any]:
-    before = len([d for d in rig.bot.documents if d.chat_id == user.id])
-    rig.say(user.id, user, "/export")
-    document = rig.bot.wait_for(lambda: next(iter([d for d in rig.bot.documents if d.chat_id == user.id][before:]),
-                                             None), 10, "the exported document")
-    result: dict[str, Any] = json.loads(document.content)
-    return result
 
 
 def test_after_new_and_three_turns_resume_carries_the_first_conversations_history_not_the_seconds(rig: Rig) -> None:
@@ -89,7 +80,7 @@ def test_export_keeps_every_turn_of_both_conversations_after_switching_back_and_
     rig.ask(otto.id, otto, "/new third", "Fresh conversation started (#3 «third»)")
     rig.ask(otto.id, otto, "three a", "echo: three a")
 
-    document = exported(rig, otto)
+    document = rig.exported(otto)
     said = {g["generation"]: [(t["seq"], t["inputs"][0]["text"]) for t in g["turns"]] for g in document["generations"]}
     assert said == {1: [(0, "one a"), (1, "one b"), (2, "one c")], 2: [(0, "two a"), (1, "two b")],
                     3: [(0, "three a")]}, said
