@@ -63,6 +63,7 @@ def parse_hours(text: str) -> tuple[int, int] | None:
     if not sep or not start.isdigit() or not end.isdigit():
         raise ValueError("use HH-HH, like 08-22")
     first, last = int(start), int(end)
-    if not (0 <= first <= 23 and 1 <= last <= 24) or first == last % 24:
+    # "23-00" and "23-24" both mean until midnight.
+    if not (0 <= first <= 23 and 0 <= last <= 24) or first == last % 24:
         raise ValueError("hours run 0-24 and the window can't be empty")
     return first, last % 24

@@ -66,7 +66,7 @@ def test_window_opening_respects_daylight_saving() -> None:
 
 
 @pytest.mark.parametrize("text, expected", [("08-22", (8, 22)), ("8 to 22", (8, 22)), ("22-6", (22, 6)),
-                                            ("0-24", (0, 0))])
+                                            ("23-00", (23, 0)), ("23-24", (23, 0)), ("0-24", (0, 0))])
 def test_hours_parse(text: str, expected: tuple[int, int]) -> None:
     if expected == (0, 0):
         with pytest.raises(ValueError):
@@ -75,7 +75,7 @@ def test_hours_parse(text: str, expected: tuple[int, int]) -> None:
         assert _hours(text) == expected
 
 
-@pytest.mark.parametrize("text", ["8", "25-3", "a-b", "9-9", ""])
+@pytest.mark.parametrize("text", ["8", "25-3", "a-b", "9-9", "0-00", ""])
 def test_bad_hours_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         _hours(text)
