@@ -90,13 +90,15 @@ def measure_lone(data_dir: Path, commits: int, blocks: int = 5) -> tuple[float, 
     for block in range(blocks):
         turns = []
         for i in range(per_block):
+            previous = header
             header, turn = _next(header, block * per_block + i)
-            turns.append((header, turn))
+            turns.append((header, turn, previous))
         for name in ("vigil", "sqlite") if block % 2 == 0 else ("sqlite", "vigil"):
-            for head, turn in turns:
+            for head, turn, previous in turns:
                 started = time.perf_counter()
                 if name == "vigil":
-                    store.commit(head, turn).result()
+                    # `previous`, as the runtime passes it: the index flags are written only when they change.
+                    store.commit(head, turn, previous=previous).result()
                 else:
                     sqlite.commit(head, turn)
                 samples[name].append(time.perf_counter() - started)
@@ -113,19 +115,20 @@ def measure_many(data_dir: Path, chats: int, turns_each: int) -> tuple[float, fl
     first = {i: _session(store, f"many:{i}", 0) for i in range(chats)}
     for header in first.values():
         sqlite.create(header)
-    work: dict[int, list[tuple[SessionHeader, Turn]]] = {}
+    work: dict[int, list[tuple[SessionHeader, Turn, SessionHeader]]] = {}
     for i, header in first.items():
         work[i] = []
         for n in range(turns_each):
+            previous = header
             header, turn = _next(header, n)
-            work[i].append((header, turn))
+            work[i].append((header, turn, previous))
 
     def vigil_chat(i: int) -> None:
-        for header, turn in work[i]:
-            store.commit(header, turn).result()
+        for header, turn, previous in work[i]:
+            store.commit(header, turn, previous=previous).result()
 
     def sqlite_chat(i: int) -> None:
-        for header, turn in work[i]:
+        for header, turn, _ in work[i]:
             sqlite.commit(header, turn)
 
     rates = []
