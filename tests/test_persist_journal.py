@@ -23,7 +23,7 @@ import msgspec
 import pytest
 
 from vigil.store import checkpoint
-from vigil.store.journal import JOURNAL_BYTES, read_records
+from vigil.store.journal import JOURNAL_BYTES, read_records, span
 from vigil.store.schema import decode_turn
 from vigil.store.store import LmdbStore
 
@@ -32,7 +32,7 @@ import sys, time
 import msgspec
 import vigil.store.journal as journal
 journal.CHECKPOINT_S = 3600  # no background checkpoint: the kill finds the journal holding every turn
-journal.CHECKPOINT_EVERY = 10**9
+journal.GROW_PAGES = 10**9
 from pathlib import Path
 from vigil.bench._rig import _turn
 from vigil.store.schema import SessionHeader, Target
@@ -154,7 +154,7 @@ def test_a_torn_last_record_stops_the_replay_cleanly_at_it(tmp_path: Path) -> No
         records = []
         for _seq, payload in read_records(fd, JOURNAL_BYTES, inode):
             records.append((offset, payload))
-            offset += 16 + len(payload)
+            offset += span(len(payload))
         torn_at, payload = records[-1]
         os.pwrite(fd, b"\x00" * 64, torn_at + 16 + 10)  # the last record half written
     finally:

@@ -149,8 +149,10 @@ def test_kill_9_before_the_update_is_durable_means_no_answer_then_a_redelivery_a
         rig: Rig, store: LmdbStore) -> None:
     ida = rig.person("Ida")
     key = f"tg:{ida.id}"
-    # The test holds LMDB's write lock: vigil can make nothing durable, so it must not answer Telegram.
-    blocked = store._lmdb.env.begin(write=True)
+    # The test holds the store's commit lock, as another process committing would (vigil.store.journal):
+    # vigil can make nothing durable, so it must not answer Telegram.
+    lock = store._lmdb.journal.lock
+    lock.hold()
     try:
         sent = rig.say(ida.id, ida, "keep this one safe")
         update_id = update_of(rig, sent)
@@ -159,7 +161,7 @@ def test_kill_9_before_the_update_is_durable_means_no_answer_then_a_redelivery_a
         assert deliveries(rig, update_id) == [], "vigil answered before the update was durable"
         rig.running().kill9()
     finally:
-        blocked.abort()
+        lock.unhold()
     rig.bot.wait_for(lambda: deliveries(rig, update_id), WAIT, "the deliverer seeing the connection drop")
     first = deliveries(rig, update_id)[0]
     assert (first.status, first.error) == (None, "dropped")

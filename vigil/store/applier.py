@@ -18,6 +18,8 @@ from vigil.store import cursors, keys
 from vigil.store.schema import UnreadableRecord, Usage, UsageDay, decode_header, decode_usage_day, encode
 
 _UNKNOWN = object()
+_NO_ROWS: list[bytes] = []
+Change = tuple[bytes, bytes, bytes | None]  # (database name, key, value; None deletes)
 INCARNATION_CACHE_LIMIT = 300_000
 
 
@@ -92,7 +94,7 @@ class SessionWriteApplier:
         self._committing = -1  # the id of our transaction being committed right now
         self.foreign_seen_at = float("-inf")  # monotonic time our writer last found another process's write
         # The puts and deletes of the transaction under way, in order: what the redo journal logs of it.
-        self.changes: list[tuple[bytes, bytes, bytes | None]] = []
+        self.changes: list[Change] = []
 
     def forget(self, key: bytes) -> None:
         """A closure in this transaction deleted the session."""
@@ -101,7 +103,11 @@ class SessionWriteApplier:
     def begin(self, txn: lmdb.Transaction) -> None:
         self.changes = []
         self._committing = txn.id()
-        if txn.id() - 1 != self._last_txnid:
+        self.check_foreign(txn.id() - 1)
+
+    def check_foreign(self, last_txnid: int) -> None:
+        """`last_txnid` is the newest committed transaction: if it is not ours, drop what the caches know."""
+        if last_txnid != self._last_txnid:
             self._known.clear()  # someone else committed since our last transaction
             self._usage.clear()
             self._spent = {}
@@ -109,21 +115,36 @@ class SessionWriteApplier:
                 self.foreign_seen_at = time.monotonic()
 
     def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite]) -> list[BaseException | None]:
-        dbs = self._dbs
+        """Plan the records (reading what the caches lack through `txn`) and write their changes in it."""
+        first = len(self.changes)
+        results = self.plan(txn, records)
+        write(txn, self._dbs, self.changes[first:])
+        return results
+
+    def plan(self, txn: lmdb.Transaction | None, records: list[SessionWrite | InboxWrite]
+             ) -> list[BaseException | None]:
+        """Decide each record (None, or the exception refusing it) and put the batch's changes in `changes`.
+
+        Without a transaction (the journal-first commit, `vigil.store.behind`) only the caches may answer:
+        a record that needs a read raises NeedsRead, and the caller calls `aborted()` and takes the slow path.
+        The changes are added to those of the transaction's earlier records (`begin` starts the list).
+        """
         sessions = [w for w in records if type(w) is SessionWrite]
         refused = self._read_incarnations(txn, sessions)
-        rows_of = [[keys.usage(e.user_id, e.day, e.key, e.kind) for e in w.usage] if type(w) is SessionWrite else []
-                   for w in records]
-        on_disk, damaged = self._read_usage(txn, rows_of)
+        rows_of = [[keys.usage(e.user_id, e.day, e.key, e.kind) for e in w.usage] if type(w) is SessionWrite and w.usage
+                   else _NO_ROWS for w in records]
+        on_disk, damaged = self._read_usage(txn, rows_of) if any(rows_of) else ({}, {})
         results: list[BaseException | None] = []
-        puts: dict[bytes, list[tuple[bytes, bytes]]] = {name: [] for name in
-                                                        (b"sessions", b"turns", b"recover", b"heartbeats",
-                                                         b"members")}
+        # Per database, in this order: one putmulti each when LMDB gets them.
+        headers: list[Change] = []
+        turns: list[Change] = []
+        others: list[Change] = []
         usage: dict[bytes, Usage] = {}
         # A message received and taken up within one transaction is never written at all (a fast turn).
         inbox_puts: dict[bytes, bytes] = {}
         inbox_deletes: list[bytes] = []
         seen: list[tuple[bytes, bytes]] = []
+        tentative = self._tentative
         for write, rows in zip(records, rows_of, strict=True):
             if type(write) is InboxWrite:
                 seen.extend(write.seen)  # also when the message is taken up in this same transaction
@@ -134,30 +155,31 @@ class SessionWriteApplier:
                 results.append(None)
                 continue
             assert type(write) is SessionWrite
-            error: BaseException | None = refused.get(write.key)
+            key = write.key
+            error: BaseException | None = refused.get(key) if refused else None
             if error is None:
-                current = self._lookup(write.key)
+                current = tentative[key] if key in tentative else self._known.get(key, _UNKNOWN)
                 if (current is None and not write.create) or (current is not None and current != write.incarnation):
-                    error = SessionGone(write.key.decode())
+                    error = SessionGone(key.decode())
             if error is None and damaged:
                 bad = next((row for row in rows if row in damaged), None)
                 if bad is not None:
-                    error = CorruptRecord(write.key.decode(), damaged[bad], "usage record")
+                    error = CorruptRecord(key.decode(), damaged[bad], "usage record")
             if error is not None:
                 results.append(error)  # its consumed inbox entries stay: the messages are not lost
                 continue
-            self._tentative[write.key] = write.incarnation
-            puts[b"sessions"].append((write.key, write.header))
+            tentative[key] = write.incarnation
+            headers.append((b"sessions", key, write.header))
             if write.turn_key is not None and write.turn is not None:
-                puts[b"turns"].append((write.turn_key, write.turn))
+                turns.append((b"turns", write.turn_key, write.turn))
             if write.summary_key is not None and write.summary is not None:
-                puts.setdefault(b"summaries", []).append((write.summary_key, write.summary))
+                others.append((b"summaries", write.summary_key, write.summary))
             if write.recover is not None:
-                puts[b"recover"].append((write.key, write.recover))
+                others.append((b"recover", key, write.recover))
             if write.heartbeat is not None:
-                puts[b"heartbeats"].append((write.key, write.heartbeat))
+                others.append((b"heartbeats", key, write.heartbeat))
             for member in write.members:
-                puts[b"members"].append((member, b""))
+                others.append((b"members", member, b""))
             for consumed in write.consumed:
                 if inbox_puts.pop(consumed, None) is None:
                     inbox_deletes.append(consumed)
@@ -165,33 +187,34 @@ class SessionWriteApplier:
                 usage[row] = usage[row] + entry.usage if row in usage else entry.usage
                 self._add_spent(txn, entry.user_id, entry.day, entry.usage.cost_micros)
             results.append(None)
+        changes = self.changes
+        changes += headers
+        changes += turns
+        if others:
+            # Grouped by database (a stable sort: each database's puts keep their order).
+            changes += sorted(others, key=_database) if len(others) > 1 else others
         if usage:
             for row in list(usage):
                 before = self._usage_tentative.get(row) or self._usage.get(row) or on_disk.get(row) or Usage()
                 usage[row] = before + usage[row]
                 self._usage_tentative[row] = usage[row]
-            puts[b"usage"] = [(row, encode(UsageDay(usage=total))) for row, total in usage.items()]
+            changes += [(b"usage", row, encode(UsageDay(usage=total))) for row, total in usage.items()]
         if inbox_puts:
-            puts[b"inbox"] = list(inbox_puts.items())
+            changes += [(b"inbox", key, value) for key, value in inbox_puts.items()]
         if seen:
-            puts[b"updates"] = seen
-        for name, items in puts.items():
-            if items:
-                txn.cursor(db=dbs[name]).putmulti(items)
-                self.changes.extend((name, key, value) for key, value in items)
-        for consumed in inbox_deletes:
-            txn.delete(consumed, db=dbs[b"inbox"])
-            self.changes.append((b"inbox", consumed, None))
+            changes += [(b"updates", key, value) for key, value in seen]
+        if inbox_deletes:
+            changes += [(b"inbox", consumed, None) for consumed in inbox_deletes]
         return results
 
-    def _add_spent(self, txn: lmdb.Transaction, user_id: int, day: str, micros: int) -> None:
+    def _add_spent(self, txn: lmdb.Transaction | None, user_id: int, day: str, micros: int) -> None:
         spent_key = (user_id, day)
         if spent_key in self._spent_tentative:
             before = self._spent_tentative[spent_key]
         elif spent_key in self._spent:
             before = self._spent[spent_key]
         else:
-            before = self._stored_spend(txn, user_id, day)
+            before = self._stored_spend(_reader(txn), user_id, day)
         self._spent_tentative[spent_key] = None if before is None else before + micros
 
     def _stored_spend(self, txn: lmdb.Transaction, user_id: int, day: str) -> int | None:
@@ -213,14 +236,15 @@ class SessionWriteApplier:
         """The user's committed spend of `day`, if known here (any thread; None: ask the store)."""
         return self._spent.get((user_id, day))
 
-    def _read_incarnations(self, txn: lmdb.Transaction, records: list[SessionWrite]) -> dict[bytes, CorruptRecord]:
+    def _read_incarnations(self, txn: lmdb.Transaction | None, records: list[SessionWrite]
+                           ) -> dict[bytes, CorruptRecord]:
         """Learn the stored incarnation of sessions not cached; those whose header can't be read are refused."""
         unknown = [w.key for w in records if self._lookup(w.key) is _UNKNOWN]
         refused: dict[bytes, CorruptRecord] = {}
         if not unknown:
             return refused
         stored: dict[bytes, int] = {}
-        for raw_key, value in txn.cursor(db=self._dbs[b"sessions"]).getmulti(unknown):
+        for raw_key, value in _reader(txn).cursor(db=self._dbs[b"sessions"]).getmulti(unknown):
             try:
                 stored[bytes(raw_key)] = decode_header(bytes(value)).incarnation
             except UnreadableRecord as exc:
@@ -231,7 +255,7 @@ class SessionWriteApplier:
                 self._tentative[key] = stored.get(key)
         return refused
 
-    def _read_usage(self, txn: lmdb.Transaction, rows_of: list[list[bytes]]
+    def _read_usage(self, txn: lmdb.Transaction | None, rows_of: list[list[bytes]]
                     ) -> tuple[dict[bytes, Usage], dict[bytes, str]]:
         """Usage rows to add to that are not cached: (their totals, the reason of those that can't be read)."""
         missing = list({row: None for rows in rows_of for row in rows
@@ -239,7 +263,7 @@ class SessionWriteApplier:
         on_disk: dict[bytes, Usage] = {}
         damaged: dict[bytes, str] = {}
         if missing:
-            for raw_key, value in txn.cursor(db=self._dbs[b"usage"]).getmulti(missing):
+            for raw_key, value in _reader(txn).cursor(db=self._dbs[b"usage"]).getmulti(missing):
                 try:
                     on_disk[bytes(raw_key)] = decode_usage_day(bytes(value)).usage
                 except UnreadableRecord as exc:
@@ -255,7 +279,16 @@ class SessionWriteApplier:
             return self._tentative[key]
         return self._known.get(key, _UNKNOWN)
 
-    def committed(self, txn_id: int) -> None:
+    def applying(self, txn_id: int) -> None:
+        """Our transaction `txn_id` is being committed (by the apply thread: `ours` must know it)."""
+        self._committing = txn_id
+
+    def landed(self, txn_id: int) -> None:
+        """Our transaction `txn_id` is committed (the apply thread's; its records were published before)."""
+        self._last_txnid = txn_id
+
+    def committed(self, txn_id: int | None) -> None:
+        """The batch planned last is durable: publish what it changed (`txn_id`: LMDB's, when it is in LMDB)."""
         if len(self._known) > INCARNATION_CACHE_LIMIT:
             self._known.clear()
         if len(self._usage) > INCARNATION_CACHE_LIMIT:
@@ -274,10 +307,42 @@ class SessionWriteApplier:
                 else:
                     self._spent[spent_key] = total
             self._spent_tentative.clear()
-        self._last_txnid = txn_id
+        if txn_id is not None:
+            self._last_txnid = txn_id
 
     def aborted(self) -> None:
         self._tentative.clear()
         self._usage_tentative.clear()
         self._spent_tentative.clear()
 
+
+
+class NeedsRead(Exception):
+    """A record could not be planned from the caches alone: commit it in a transaction instead."""
+
+
+def _reader(txn: lmdb.Transaction | None) -> lmdb.Transaction:
+    if txn is None:
+        raise NeedsRead
+    return txn
+
+
+
+def write(txn: lmdb.Transaction, dbs: dict[bytes, Any], changes: list[Change]) -> None:
+    """Write changes in order, consecutive puts to one database in one call (py-lmdb drops the GIL per call)."""
+    index, end = 0, len(changes)
+    while index < end:
+        name, key, value = changes[index]
+        if value is None:
+            txn.delete(key, db=dbs[name])
+            index += 1
+            continue
+        stop = index + 1
+        while stop < end and changes[stop][0] == name and changes[stop][2] is not None:
+            stop += 1
+        txn.cursor(db=dbs[name]).putmulti([(k, v) for _, k, v in changes[index:stop]])  # type: ignore[misc]
+        index = stop
+
+
+def _database(change: Change) -> bytes:
+    return change[0]

@@ -69,6 +69,7 @@ class StoreCore:
 
     def used_bytes(self) -> int:
         """Bytes of the map in use, up to the last page written (LMDB's own figures: cheap, any thread)."""
+        self._lmdb.settle()
         env = self._lmdb.env
         return (int(env.info()["last_pgno"]) + 1) * int(env.stat()["psize"])
 

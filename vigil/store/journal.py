@@ -3,22 +3,25 @@
 Why. A durable LMDB commit pays two barriers: the data pages are synced, then the meta page is
 written O_DSYNC (the meta must never reach the disk before the pages it names). A write-ahead log pays
 one: a checksummed record needs no ordering barrier, since recovery can tell a torn record from a whole
-one. Measured on the development machine: LMDB ~205 us per durable commit, SQLite WAL FULL ~155 us, one
-pwrite + fdatasync ~66 us. So vigil makes a checksummed log its durable point and LMDB its fast index.
+one. So vigil makes a checksummed log its durable point and LMDB its fast index.
 
 How (option 1 of issue 15.5, chosen because it keeps LMDB's reads, readers in other processes and
-backups exactly as they are, and pays one barrier per commit):
+backups as they are, and pays one barrier per commit):
 - LMDB runs with sync off: a commit is a memory write into the page cache (every process, and a
   backup's copy, sees it at once: the page cache is shared).
-- A group commit of records (the per-turn session commits and the inbox) is applied to LMDB, which in
-  the same transaction stores the commit's sequence number (`meta/journal_seq`); then its puts and
-  deletes are appended to a preallocated journal file as one record (length, crc32, sequence, payload)
-  with ONE fdatasync; only then is the commit acknowledged. A batch with closures (rare writes whose
-  changes are not captured) is made durable by a checkpoint instead (two barriers, as before).
-- A checkpoint (in the background after CHECKPOINT_EVERY logged commits or CHECKPOINT_S; inline when
+- A group commit of records (the per-turn session commits and the inbox) is planned from the writer's
+  caches into puts and deletes, appended to a preallocated journal file as one record (length, crc32,
+  sequence, payload, padded to whole blocks) written O_DIRECT | O_DSYNC (the write is the barrier; a
+  plain write and fdatasync where the file system refuses that), and then acknowledged. LMDB gets the
+  same changes from the apply thread beside it, with the sequence (`meta/journal_seq`) in the same
+  transaction (`vigil.store.behind`, which says why and what keeps it exact). A batch that needs a read
+  is applied to LMDB first and then logged the same way; one with closures (rare writes whose changes
+  are not captured) is made durable by a checkpoint instead (two barriers, as before).
+- A checkpoint (in the background once data.mdb grew by GROW_PAGES, or after CHECKPOINT_S; inline when
   the journal is full or a batch holds a closure; at close) pins a read transaction, reads the meta
   pages, syncs data.mdb, saves those meta pages in the side file (`vigil.store.checkpoint`, one
-  fdatasync), then drops the older pin and starts the journal over.
+  fdatasync), then drops the older pin, and starts the journal over if the pinned state holds every
+  logged commit (else the records it lacks stay, and a later checkpoint starts it over).
 
 Why it survives power loss. With sync off, LMDB writes data and meta pages in any order as far as the
 disk is concerned: after a power loss the newest meta may name pages never written. (a) Every writer
@@ -31,26 +34,31 @@ replays the journal records whose sequence is above the one stored in that state
 at the first record that is torn (bad length or crc) or out of sequence (a leftover of an earlier round:
 sequences only grow). The replay is checkpointed before anything new is written. Every acknowledged
 commit is either in the checkpointed state or in a whole journal record after it. A kill -9 loses
-nothing either way (the page cache survives): recovery then takes the same path, harmlessly.
+nothing either way (the page cache survives, and the journal holds what LMDB had not yet been given):
+recovery then takes the same path, harmlessly.
 
 Other processes (`vigil sessions ...`, `vigil backup`) open the store the same way but do not own the
 journal (one process does: the first to take its lock): each of their commits is followed by a
-checkpoint, under the checkpoint lock, so it is durable before it is acknowledged; owners' commits take
-the same lock, so a checkpoint never reads a meta page being written. Reads need nothing: they see
-LMDB's state, which holds every applied commit. A backup (LMDB's copy of a read transaction) is a
-consistent, complete store by itself and needs no journal. When the map is resized, py-lmdb aborts
-every transaction, the pin too: the next write transaction begins only after a fresh checkpoint.
+checkpoint, under the cross-process commit lock, so it is durable before it is acknowledged. Everyone
+takes that lock before LMDB's writer lock; the owner keeps it while its apply thread has work, and
+gives way to a process waiting in `want.lock` (`committing`). Reads in the owner wait until LMDB holds
+every acknowledged commit; another process sees them a moment later (GATHER_S). A backup (LMDB's copy
+of a read transaction) is a consistent, complete store by itself and needs no journal. When the map is
+resized, py-lmdb aborts every transaction, the pin too: the next write transaction begins only after a
+fresh checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import mmap
 import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,24 +67,54 @@ import msgspec
 
 from vigil.logs import get_logger
 from vigil.store import checkpoint
+from vigil.store.applier import Change
+from vigil.store.commit_lock import CommitLock
 
 JOURNAL_BYTES = 16 * 1024 * 1024
+BLOCK = 4096
 CHECKPOINT_S = 0.5
-# Also after this many logged commits: while the pin holds the checkpointed tree, LMDB cannot reuse the pages
-# later commits free (about 7 a commit), so data.mdb grows by what is written between checkpoints.
-CHECKPOINT_EVERY = 8
+# Also once data.mdb has grown by this many pages since the last checkpoint. While the pin holds the
+# checkpointed tree, LMDB cannot reuse the pages later transactions free (about 7 each), so a store that
+# is written grows until a checkpoint moves the pin; once the pages freed before it are there to reuse,
+# it stops growing, and checkpoints come only every CHECKPOINT_S, each a sync of data.mdb that would
+# otherwise compete with the journal's barrier.
+GROW_PAGES = 8
 SEQ_KEY = b"journal_seq"
 _REC = struct.Struct("<IIQ")  # payload length, crc32 of (sequence + payload), sequence
 _CHANGES = msgspec.msgpack.Encoder()
 _READ_CHANGES = msgspec.msgpack.Decoder(list[tuple[bytes, bytes, bytes | None]])
 
-Change = tuple[bytes, bytes, bytes | None]  # (database name, key, value; None deletes)
+
+
+def _open_direct(path: Path) -> int:
+    """journal.wal for writes that bypass the page cache and are durable when they return; -1 where the file
+    system refuses O_DIRECT (tmpfs): then a plain write and fdatasync do the same, a little slower."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def _crc(inode: int, seq: int, payload: bytes) -> int:
     # The inode of data.mdb is in the checksum: a journal left beside a data.mdb that `vigil restore` put in
     # place (a new file) never replays into it, whatever its sequence numbers.
     return zlib.crc32(payload, zlib.crc32(struct.pack("<QQ", inode, seq)))
+
+
+def encode_changes(changes: list[Change]) -> bytes:
+    return _CHANGES.encode(changes)
+
+
+def _applied(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> int:
+    """The sequence of the newest logged commit in the state `txn` sees."""
+    raw = txn.get(SEQ_KEY, db=dbs[b"meta"])
+    return 0 if raw is None else int(raw)
+
+
+def span(length: int) -> int:
+    """The bytes a record with a payload of `length` takes in the journal: whole blocks, so that each record
+    can be written straight to the disk (O_DIRECT) from a block-aligned buffer."""
+    return -(-(_REC.size + length) // BLOCK) * BLOCK
 
 
 def read_records(fd: int, size: int, inode: int) -> Iterator[tuple[int, bytes]]:
@@ -92,7 +130,7 @@ def read_records(fd: int, size: int, inode: int) -> Iterator[tuple[int, bytes]]:
             return
         yield seq, payload
         previous = seq
-        offset += _REC.size + length
+        offset += span(length)
 
 
 class Journal:
@@ -101,26 +139,32 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._log = get_logger(__name__)
-        self._lock = threading.RLock()  # this process's commits, appends and checkpoints
         self._side = os.open(path / "checkpoint.meta", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        want = os.open(path / "want.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._journal_fd = os.open(path / "journal.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self.owner = True
         except BlockingIOError:
             self.owner = False
+        self.lock = CommitLock(self._side, want, self.owner)  # this process's commits and checkpoints
         self._fd = -1
+        self._direct = -1  # journal.wal opened O_DIRECT | O_DSYNC, where the file system allows it
+        self._buffer = mmap.mmap(-1, BLOCK * 16)  # page-aligned, as O_DIRECT wants
         if self.owner:
             self._fd = os.open(path / "journal.wal", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             if os.fstat(self._fd).st_size < JOURNAL_BYTES:
                 self._preallocate()
+            self._direct = _open_direct(path / "journal.wal")
         self._env: Any = None
         self._dbs: dict[bytes, Any] = {}
         self._pin: Any = None
         self.pin_lost = True
         self._seq = 0
         self._offset = 0
-        self._appended = 0  # records since the last checkpoint
+        self._txns = 0  # LMDB transactions since the last checkpoint: the pin keeps the pages they freed
+        self._checkpointed = 0  # the newest logged commit the last checkpoint's state holds
+        self._grown_from = 0  # data.mdb's last page then
         self._closed = threading.Event()
         self._due = threading.Event()
         self._thread: threading.Thread | None = None
@@ -175,15 +219,9 @@ class Journal:
 
     # ------------------------------------------------------------------ committing
 
-    @contextlib.contextmanager
-    def committing(self) -> Iterator[None]:
-        """Held around a transaction's commit and what makes it durable (no meta page read mid-write)."""
-        with self._lock:
-            fcntl.flock(self._side, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._side, fcntl.LOCK_UN)
+    def committing(self) -> contextlib.AbstractContextManager[None]:
+        """Held around a whole write transaction (`CommitLock.committing`)."""
+        return self.lock.committing()
 
     def stamp(self, txn: lmdb.Transaction) -> int | None:
         """For a journaled commit (inside `committing`): its sequence, stored in the same transaction."""
@@ -199,19 +237,73 @@ class Journal:
             self._checkpoint_locked()
             return
         self._seq = seq
-        payload = _CHANGES.encode(changes)
-        record = _REC.pack(len(payload), _crc(self._inode, seq, payload), seq) + payload
-        if len(record) > JOURNAL_BYTES // 2:
+        self.transaction()
+        record = self.record(seq, encode_changes(changes))
+        if span(len(record) - _REC.size) > JOURNAL_BYTES // 2:
             self._checkpoint_locked()  # too big to log: the checkpoint makes it durable
             return
-        if self._offset + len(record) > JOURNAL_BYTES:
+        if self._offset + span(len(record) - _REC.size) > JOURNAL_BYTES:
             self._checkpoint_locked()
-        os.pwrite(self._fd, record, self._offset)
-        os.fdatasync(self._fd)
-        self._offset += len(record)
-        self._appended += 1
-        if self._appended >= CHECKPOINT_EVERY:
+        self._write(record)
+
+    def record(self, seq: int, payload: bytes) -> bytes:
+        return _REC.pack(len(payload), _crc(self._inode, seq, payload), seq) + payload
+
+    def fits(self, size: int) -> bool:
+        """Whether a record of `size` bytes can be logged without a checkpoint first (inside `committing`)."""
+        size = span(size - _REC.size)
+        return self.owner and size <= JOURNAL_BYTES // 2 and self._offset + size <= JOURNAL_BYTES
+
+    def next_seq(self) -> int:
+        return self._seq + 1
+
+    def log(self, seq: int, record: bytes, hand: Callable[[int, list[Change]], None], changes: list[Change]
+            ) -> None:
+        """A journal-first commit (inside `committing`, after `fits`): its record and one barrier.
+
+        `hand(seq, changes)` is called just before the barrier: the apply thread, woken then, runs while
+        this one waits on the disk, not while it still needs the GIL.
+        """
+        self._seq = seq
+        self._write(record, lambda: hand(seq, changes))
+
+    def _write(self, record: bytes, written: Callable[[], None] | None = None) -> None:
+        size = span(len(record) - _REC.size)
+        if not (self._direct >= 0 and self._write_direct(record, size, written)):
+            os.pwrite(self._fd, record, self._offset)
+            if written is not None:
+                written()
+            os.fdatasync(self._fd)
+        self._offset += size
+
+    def transaction(self) -> None:
+        """A write transaction was committed to LMDB (the apply thread's, or a logged one's)."""
+        self._txns += 1
+        if int(self._env.info()["last_pgno"]) - self._grown_from >= GROW_PAGES:
             self._due.set()
+
+    def _write_direct(self, record: bytes, size: int, written: Callable[[], None] | None) -> bool:
+        """One syscall is the write and its barrier: straight to the disk, forced to stable storage (FUA or a
+        flush) before it returns; the blocks were written when the file was made, so no metadata changes with
+        it. Where the file system refuses the write after all, buffered from then on."""
+        if size > len(self._buffer):
+            self._buffer.close()
+            self._buffer = mmap.mmap(-1, size)
+        self._buffer[:len(record)] = record  # the rest of its last block is never read (see `span`)
+        if written is not None:
+            written()
+        try:
+            os.pwritev(self._direct, [memoryview(self._buffer)[:size]], self._offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # The file system took O_DIRECT at open but refuses the write (its block is larger).
+            self._log.warning("store.journal_direct_refused", error=str(exc))
+            os.close(self._direct)
+            self._direct = -1
+            os.pwrite(self._fd, record, self._offset)
+            os.fdatasync(self._fd)
+        return True
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -222,16 +314,29 @@ class Journal:
     def _checkpoint_locked(self, clean: bool = False) -> None:
         pin = self._env.begin(buffers=False)  # at or before the state whose metas are read next
         metas = os.pread(self._data, 2 * self._page_size, 0)
+        applied = _applied(pin, self._dbs)
         self._env.sync(True)
-        checkpoint.write_slot(self._side, self._inode, self._page_size, metas, clean)
+        # Clean only if the state holds every logged commit: else (an apply that failed) the next start replays.
+        checkpoint.write_slot(self._side, self._inode, self._page_size, metas, clean and applied == self._seq)
         old, self._pin = self._pin, pin
         self.pin_lost = False
         if old is not None:
             with contextlib.suppress(lmdb.Error):
                 old.abort()
-        self._offset = 0  # everything logged is in the checkpointed state: the journal starts over
-        self._appended = 0
+        self._started_over(applied)
         self.checkpoints += 1
+
+    def _started_over(self, applied: int) -> None:
+        """A checkpoint of the state holding every commit up to `applied` is saved: forget what it holds.
+
+        The journal starts over only if it holds nothing newer: a record logged but not yet in LMDB (the
+        apply thread's, vigil.store.behind) or logged after the meta pages were read must stay replayable.
+        """
+        self._checkpointed = applied
+        self._txns = 0
+        self._grown_from = int(self._env.info()["last_pgno"])
+        if self._seq == applied:
+            self._offset = 0
 
     def _checkpoint_aside(self) -> None:
         """A checkpoint that lets commits go on while data.mdb is synced (the background's).
@@ -246,7 +351,7 @@ class Journal:
                 return  # the writer re-checkpoints before its next transaction
             pin = self._env.begin(buffers=False)
             metas = os.pread(self._data, 2 * self._page_size, 0)
-            seq, count = self._seq, self.checkpoints
+            applied, count = _applied(pin, self._dbs), self.checkpoints
         try:
             self._env.sync(True)
             with self.committing():
@@ -257,11 +362,7 @@ class Journal:
                 if old is not None:
                     with contextlib.suppress(lmdb.Error):
                         old.abort()
-                if self._seq == seq:
-                    self._offset = 0
-                    self._appended = 0
-                else:
-                    self._appended = self._seq - seq
+                self._started_over(applied)
                 self.checkpoints += 1
         finally:
             if pin is not None:
@@ -270,7 +371,7 @@ class Journal:
 
     def lost_pin(self) -> None:
         """The map was resized: py-lmdb aborted every transaction, the pin too."""
-        with self._lock:
+        with self.lock.mutex:
             self.pin_lost = True
             self._pin = None
 
@@ -280,7 +381,7 @@ class Journal:
             self._due.clear()
             if self._closed.is_set():
                 return
-            if self._appended:
+            if self._txns or self._seq != self._checkpointed:
                 try:
                     self._checkpoint_aside()
                 except Exception as exc:  # a failed checkpoint leaves the journal as the durable point
@@ -299,6 +400,8 @@ class Journal:
                 with contextlib.suppress(lmdb.Error):
                     self._pin.abort()
             os.close(self._data)
-        for fd in (self._fd, self._side, self._journal_fd):
+        self._buffer.close()
+        self.lock.close()
+        for fd in (self._fd, self._direct, self._side, self._journal_fd):
             if fd >= 0:
                 os.close(fd)

@@ -16,13 +16,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import lmdb
 
 from vigil.errors import StoreError as StoreError  # its old home: re-exported
 from vigil.store import checkpoint
 from vigil.store.journal import Journal
+
+if TYPE_CHECKING:
+    from vigil.store.behind import ApplyBehind
 
 T = TypeVar("T")
 
@@ -100,6 +103,7 @@ class LmdbEnv:
             fcntl.flock(self._open_lock, fcntl.LOCK_SH)
             restored = ""
         self.journal = Journal(path)
+        self.behind: ApplyBehind | None = None  # the owner's apply thread, once the writer started it
         try:
             # mode: the directory 0700, data.mdb and lock.mdb 0600 (py-lmdb drops the x bits for files).
             # sync off: a commit is durable through the journal or a checkpoint (vigil.store.journal).
@@ -113,7 +117,7 @@ class LmdbEnv:
             os.close(self._open_lock)
             raise StoreError(f"cannot open the store at {path}: {exc}") from None
         private(path, PRIVATE_DIR)
-        for name in ("data.mdb", "lock.mdb", "journal.wal", "checkpoint.meta", "journal.lock"):
+        for name in ("data.mdb", "lock.mdb", "journal.wal", "checkpoint.meta", "journal.lock", "want.lock"):
             private(path / name, PRIVATE_FILE)
         with self.env.begin(write=True) as txn:
             self.dbs: dict[bytes, Any] = {name: self.env.open_db(name, txn=txn) for name in DB_NAMES}
@@ -126,10 +130,21 @@ class LmdbEnv:
 
     @property
     def map_size(self) -> int:
+        """The map's size once every acknowledged write is in it (the apply thread may grow it)."""
+        self.settle()
         return int(self.env.info()["map_size"])
 
+    def settle(self) -> None:
+        """Return once every acknowledged write is in LMDB (vigil.store.behind): reads and copies see it."""
+        behind = self.behind
+        if behind is not None:
+            behind.settle()
+
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Run `fn` in a read transaction (cheap; any thread)."""
+        """Run `fn` in a read transaction (cheap; any thread) that sees every acknowledged write."""
+        behind = self.behind
+        if behind is not None:
+            behind.settle()  # before the gate: the apply thread may need it to grow the map
         gate = self.gate
         while True:
             gate.enter()
@@ -156,7 +171,7 @@ class LmdbEnv:
     def grow(self) -> int:
         """Double the map; called by the writer when a write found it full."""
         with self.gate.exclusive():
-            new_size = self.map_size * 2
+            new_size = int(self.env.info()["map_size"]) * 2  # not `map_size`: the apply thread grows it
             self.env.set_mapsize(new_size)
             self.journal.lost_pin()
             return new_size

@@ -32,53 +32,12 @@ from typing import Any, Protocol
 import lmdb
 
 from vigil.logs import get_logger
+from vigil.store.applier import SessionWriteApplier
+from vigil.store.behind import ApplyBehind
+from vigil.store.future import WriteFuture as WriteFuture  # its old home: re-exported
 from vigil.store.lmdb_env import LmdbEnv, StoreError
 
 WriteOp = Callable[[lmdb.Transaction], Any]
-
-
-class WriteFuture:
-    """The outcome of a write, available once it is durable; waiting for it commits it if need be.
-
-    The store's side of `vigil.ports.WriteFuture`: callers name the Protocol, so the contract needs no lmdb.
-
-    A lock used as a latch: far cheaper than concurrent.futures.Future (which builds
-    a Condition per instance), and there are one or two of these per turn.
-    """
-
-    __slots__ = ("_error", "_latch", "_value", "_writer")
-
-    def __init__(self, writer: GroupCommitWriter | None = None) -> None:
-        self._latch = threading.Lock()
-        self._latch.acquire()
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._writer = writer
-
-    def set_result(self, value: Any) -> None:
-        self._value = value
-        self._latch.release()
-
-    def set_exception(self, error: BaseException) -> None:
-        self._error = error
-        self._latch.release()
-
-    def done(self) -> bool:
-        if self._latch.acquire(blocking=False):
-            self._latch.release()
-            return True
-        return False
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait until durable; raises what the write raised (or TimeoutError)."""
-        if self._writer is not None and not self.done():
-            self._writer.lead(self)
-        if not self._latch.acquire(timeout=-1 if timeout is None else timeout):
-            raise TimeoutError("the store did not confirm the write in time")
-        self._latch.release()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class BatchApplier(Protocol):
@@ -139,12 +98,18 @@ class GroupCommitWriter:
         self.commits = 0
         self.ops = 0
         self.on_commit: Callable[[float], None] | None = None  # told each commit's seconds (the metrics)
+        self._behind: ApplyBehind | None = None
+        if env.journal.owner and isinstance(applier, SessionWriteApplier):
+            self._behind = ApplyBehind(env, applier)
+            env.behind = env.journal.lock.behind = self._behind
         self._thread = threading.Thread(target=self._background, name="store-writer", daemon=True)
         self._thread.start()
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() and not self._closed
+        """False once the writer is gone or LMDB refused a logged batch (the watchdog then lets systemd
+        restart vigil, which replays it)."""
+        return self._thread.is_alive() and not self._closed and (self._behind is None or self._behind.failed is None)
 
     # ------------------------------------------------------------------ submitting
 
@@ -192,6 +157,8 @@ class GroupCommitWriter:
             self._closed = True
             self._work.notify()
         self._thread.join()
+        if self._behind is not None:
+            self._behind.close()
 
     # ------------------------------------------------------------------ the role
 
@@ -224,7 +191,8 @@ class GroupCommitWriter:
         finally:
             with self._mutex:
                 self._leading = False
-                self._idle.notify_all()
+                if self._closed:  # only close waits for the role to be given up
+                    self._idle.notify_all()
                 if self._queue:
                     self._work.notify()
 
@@ -258,6 +226,18 @@ class GroupCommitWriter:
     # ------------------------------------------------------------------ one transaction
 
     def _commit(self, batch: list[_Record | _Op]) -> None:
+        if self._behind is not None:
+            if self._commit_behind(self._behind, batch):
+                return
+            self._behind.settle()  # the old way reads and writes LMDB: it must hold every logged change
+        lock = self._env.journal.lock
+        lock.hold()  # before LMDB's writer lock, as every process takes them (vigil.store.commit_lock)
+        try:
+            self._commit_in_transaction(batch)
+        finally:
+            lock.unhold()
+
+    def _commit_in_transaction(self, batch: list[_Record | _Op]) -> None:
         singly = False  # records go to the applier one per call: set once a bulk call raised
         while batch:
             try:
@@ -326,6 +306,29 @@ class GroupCommitWriter:
                 with contextlib.suppress(Exception):
                     self.on_commit(took)
             return
+
+    def _commit_behind(self, behind: ApplyBehind, batch: list[_Record | _Op]) -> bool:
+        """Journal first (vigil.store.behind); False, with nothing done, if the batch needs the old way."""
+        records = []
+        for item in batch:
+            if type(item) is not _Record:
+                return False
+            records.append(item.record)
+        done = behind.commit(records)
+        if done is None:
+            return False
+        results, took = done
+        self.commits += 1
+        self.ops += len(batch)
+        for item, result in zip(batch, results, strict=True):
+            if result is None:
+                item.future.set_result(None)
+            else:
+                item.future.set_exception(result)
+        if self.on_commit is not None and took:
+            with contextlib.suppress(Exception):
+                self.on_commit(took)
+        return True
 
     def _apply(self, txn: lmdb.Transaction, batch: list[_Record | _Op], singly: bool = False
                ) -> tuple[list[Any], tuple[int, Exception] | None]:

@@ -54,8 +54,9 @@ class SessionWrites(StoreCore):
             key=keys.session(header.key), incarnation=header.incarnation, create=create, header=encode(header),
             turn_key=keys.turn(header.key, header.generation, turn.seq) if turn is not None else None,
             turn=encode(turn) if turn is not None else None, recover=recover, heartbeat=heartbeat,
-            members=tuple(keys.member(user, header.key) for user in new_members), usage=tuple(usage),
-            consumed=tuple(keys.inbox(header.key, arrival) for arrival in consumed),
+            members=tuple([keys.member(user, header.key) for user in new_members]) if new_members else (),
+            usage=tuple(usage),
+            consumed=tuple([keys.inbox(header.key, arrival) for arrival in consumed]) if consumed else (),
             summary_key=keys.summary(header.key, summary.generation, summary.upto) if summary is not None else None,
             summary=encode(summary) if summary is not None else None)
         return self.writer.submit_record(record, urgent)
