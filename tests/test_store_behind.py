@@ -208,3 +208,59 @@ def test_lmdb_refusing_a_logged_batch_stops_the_store_and_the_next_start_replays
         assert [t.seq for t in reopened.turns("tg:1", 1, 0, 10)] == [0, 1, 2, 3]
     finally:
         reopened.close()
+
+
+FILLING = r"""
+import sys
+import msgspec
+import vigil.store.behind as behind
+import vigil.store.journal as journal
+journal.JOURNAL_BYTES = 24 * journal.BLOCK  # full every dozen records: it must start over, never lose one
+journal.CHECKPOINT_S = 3600
+journal.GROW_PAGES = 10**9
+behind.GATHER_S = 3600.0
+behind.LINGER_S = 7200.0
+behind.GATHER_MAX = 10**9
+from pathlib import Path
+from vigil.bench._rig import _turn
+from vigil.store.schema import SessionHeader, Target
+from vigil.store.store import open_store
+store = open_store(Path(sys.argv[1]))
+if sys.argv[2] == "write":
+    header = SessionHeader(key="tg:1", incarnation=1, created_at=1.0, target=Target(channel="t"), cwd="/", model="m")
+    store.commit(header, create=True).result()
+    store.turns("tg:1", 1, 0, 1)
+    print("ready", flush=True)
+    seq = 0
+    while True:
+        previous = header
+        header = msgspec.structs.replace(header, next_seq=seq + 1)
+        store.commit(header, _turn(seq, f"turn {seq} " * 30), previous=previous).result()
+        print(seq, store._lmdb.journal.checkpoints, flush=True)
+        seq += 1
+else:
+    print(" ".join(str(t.seq) for t in store.turns("tg:1", 1, 0, 10**6)), flush=True)
+    store.close()
+"""
+
+
+def test_a_full_journal_starts_over_and_kill_9_still_loses_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "store"
+    child = subprocess.Popen([sys.executable, "-c", FILLING, str(data_dir), "write"], stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    last = checkpoints = -1
+    deadline = time.monotonic() + 120
+    while last < 99 and time.monotonic() < deadline:
+        fields = child.stdout.readline().split()
+        if len(fields) == 2 and all(f.isdigit() for f in fields):  # the store logs to stdout too
+            last, checkpoints = int(fields[0]), int(fields[1])
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert last >= 99
+    assert checkpoints >= 5, "the journal was meant to fill, and start over, several times"
+    read = subprocess.run([sys.executable, "-c", FILLING, str(data_dir), "read"], capture_output=True, text=True,
+                          timeout=60)
+    assert read.returncode == 0, read.stderr
+    assert {int(seq) for seq in read.stdout.splitlines()[-1].split()} >= set(range(last + 1))

@@ -4,7 +4,7 @@ Why. A lone chat's durable turn is one write barrier plus the CPU around it. Wit
 that CPU held a whole write transaction (begin, puts, commit, page writes) in front of the barrier:
 about twice what SQLite spends on the same turn. The journal's record is the commit (recovery replays
 it), so LMDB need not be written before the acknowledgement, only before anyone reads: the writer plans a
-batch from its caches, hands its changes here, logs them with one fdatasync and acknowledges; this
+batch from its caches, hands its changes here, logs them with one write barrier and acknowledges; this
 thread writes them into LMDB meanwhile, on the other core, during the barrier.
 
 The rules that keep it exact:

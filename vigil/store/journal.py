@@ -172,9 +172,10 @@ class Journal:
 
     def _preallocate(self) -> None:
         # Written, not fallocated: overwriting written blocks changes no metadata, so fdatasync is one flush.
+        # Only past what is there: a shorter journal (its making cut short) may still hold records to replay.
         zeros = bytes(1024 * 1024)
-        for offset in range(0, JOURNAL_BYTES, len(zeros)):
-            os.pwrite(self._fd, zeros, offset)
+        for offset in range(os.fstat(self._fd).st_size // BLOCK * BLOCK, JOURNAL_BYTES, len(zeros)):
+            os.pwrite(self._fd, zeros[:JOURNAL_BYTES - offset], offset)
         os.fsync(self._fd)
 
     # ------------------------------------------------------------------ opening

@@ -10,13 +10,16 @@ LmdbStore, open_store, SessionGone, ...` keeps working.
 - `inbox`: received messages waiting for the session commit that takes them up;
 - `summaries`: what compaction made of a conversation's oldest turns;
 - `writes`: the per-turn commit and the rarer session writes;
-- `applier`: the bulk records (`SessionWrite`, `InboxWrite`) and how a batch of them is applied;
+- `applier`: the bulk records (`SessionWrite`, `InboxWrite`) and how a batch of them is planned and applied;
 - `cursors`: the cursor helpers they share.
 
+Beneath them: `writer` (the group commit) and `future`; `journal` (the durable point), `behind` (LMDB
+written beside the committer), `commit_lock` (who may write, across processes), `checkpoint`.
+
 Reads run in the caller's thread (LMDB read transactions are cheap and never
-block the writer). Writes go to the group-commit writer; each returns a future
-that resolves once the write is durable. The recovery and heartbeat indexes hold
-a flag per session (written, never deleted, on the hot path); readers filter.
+block the writer; they wait only until LMDB holds every acknowledged write). Writes go to the
+group-commit writer; each returns a future that resolves once the write is durable. The recovery and
+heartbeat indexes hold a flag per session (written, never deleted, on the hot path); readers filter.
 """
 
 from __future__ import annotations
