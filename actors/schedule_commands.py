@@ -11,7 +11,7 @@ a press into `/schedules cancel <id>` from whoever pressed it, so both go throug
 
 from __future__ import annotations
 
-from vigil.actors import schedules
+from vigil.actors import schedules, unreachable
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session, is_group
 from vigil.ports import Button
@@ -39,6 +39,8 @@ def cmd_schedules(session: Session, message: SessionCommand) -> None:
     if verb == "list":
         ordered = sorted(session.header.schedules, key=lambda s: s.next_at)
         text = "⏰ " + schedules.listing(session)
+        if paused := unreachable.status_line(session):
+            text += "\n" + paused
         if ordered:
             text += "\nClaude sets them when you ask (\"remind me at 9 to …\", \"every Monday …\")."
         else:

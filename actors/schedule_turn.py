@@ -60,8 +60,8 @@ class TypingDisplay:
 
 def fire_due(session: Session, now: float) -> int:
     """Fire every schedule due by `now`, earliest first (each once); how many fired."""
-    if session.header is None:
-        return 0
+    if session.header is None or session.header.unreachable:
+        return 0  # paused: nobody would get the reply (actors/unreachable.py)
     due = [s.id for s in sorted(session.header.schedules, key=lambda s: s.next_at) if s.next_at <= now]
     fired = 0
     for schedule_id in due:

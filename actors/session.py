@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from vigil.actors import edits, heartbeat, idle_pause, recovery, user_turn, wake
+from vigil.actors import edits, heartbeat, idle_pause, recovery, unreachable, user_turn, wake
 from vigil.actors.commands import COMMANDS, CommandHandler, run_command
 from vigil.actors.protocol import (
     ActorFailed,
@@ -175,6 +175,7 @@ class SessionActor(pykka.ThreadingActor):
         if isinstance(message, UserText):
             (edits.accept if message.edited else user_turn.accept)(session, message)
             idle_pause.resume(session)
+            unreachable.resume(session)
             self._run_soon()
         elif isinstance(message, SessionCommand):
             self._on_command(message)
@@ -183,6 +184,7 @@ class SessionActor(pykka.ThreadingActor):
         elif isinstance(message, DeliveryFailed):
             recovery.remember_undelivered(session, message)
             heartbeat.on_delivery_failed(session, message)
+            unreachable.on_delivery_failed(session, message)
         elif isinstance(message, TargetMoved):
             if session.header is not None and session.header.target.chat_id != message.chat_id:
                 session.header = msgspec.structs.replace(

@@ -1,5 +1,6 @@
-"""The heartbeat's idle pause, end to end: a chat nobody writes in stops beating, is told once, and the next
-message resumes it; schedules fire all the same. `vigil run` against the stand-ins, with a short pause."""
+"""Pauses, end to end: a chat nobody writes in stops beating, is told once, and the next message resumes it
+(schedules fire all the same); a chat that blocked the bot pauses its schedules until someone writes there.
+`vigil run` against the stand-ins, with short times."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from tests.rig import Rig
 from tests.test_heartbeat_e2e import beat_requests
-from tests.test_sched_e2e import create, firings, wait_until
+from tests.test_sched_e2e import FIRES, create, firings, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -50,3 +51,30 @@ def test_a_quiet_chat_stops_beating_is_told_once_and_a_message_resumes_it(fresh:
 def told_at(rig: Rig, chat_id: int) -> float:
     """When the pause was told, on the wall clock (the stand-in keeps message dates in whole seconds)."""
     return float(next(m.date for m in rig.bot.bot_messages(chat_id) if PAUSED in m.text))
+
+
+def test_a_chat_that_blocked_the_bot_pauses_its_schedules_until_someone_writes(rig: Rig) -> None:
+    ann = rig.person("Ann")
+    create(rig, ann.id, ann, "first reminder", ahead=4, text="feed the cat")
+    _, second = create(rig, ann.id, ann, "second reminder", ahead=9, text="walk the dog")
+    rig.bot.block(ann.id)
+    # The first fires (nobody knows yet), and Telegram refuses its reply for good: the schedules pause.
+    rig.bot.wait_for(lambda: fired_for(rig, "feed the cat") or None, 30, "the first reminder's model call")
+    rig.running().err.wait_for(lambda t: "schedules.paused_unreachable" in t, timeout=20,
+                               what="the schedules to pause")
+    wait_until(second + 3)
+    assert not fired_for(rig, "walk the dog"), "a reminder in a chat that blocked the bot cost a model call"
+
+    rig.bot.unblock(ann.id)
+    back = rig.say(ann.id, ann, "I'm back")
+    rig.answer(ann.id, back, "echo: I'm back")
+    late = rig.bot.wait_for(lambda: next((m for m in firings(rig, ann.id) if "walk the dog" in m.text), None), 30,
+                            "the paused reminder, once someone wrote")
+    assert late.message_id > back.message_id
+    assert len(fired_for(rig, "walk the dog")) == 1
+    assert "no schedules" in rig.ask(ann.id, ann, "/schedules", "⏰").text
+
+
+def fired_for(rig: Rig, text: str) -> list[object]:
+    """The model calls of firings of the schedule with this text (not its creation's)."""
+    return [r for r in rig.requests_with(FIRES) if text in r.last_user_text()]

@@ -297,6 +297,9 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Reminders and recurring tasks (actors/schedules.py), few per chat (VIGIL_MAX_SCHEDULES): in the
     # header, they outlive eviction, restarts and /new. Added with a default, so no schema bump.
     schedules: tuple[Schedule, ...] = ()
+    # Why the schedules are paused: Telegram refused a reply for good (actors/unreachable.py); "" when they
+    # fire. Added with a default, so no schema bump.
+    unreachable: str = ""
 
     @property
     def needs_recovery(self) -> bool:

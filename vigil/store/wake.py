@@ -20,7 +20,8 @@ def beat_wake(header: SessionHeader) -> float | None:
 
 def wake_at(header: SessionHeader) -> float | None:
     """The earliest time anything in this session falls due, or None if nothing will."""
-    times = [s.next_at for s in header.schedules]
+    # Schedules of a chat that can't be reached wait for someone to write there (actors/unreachable.py).
+    times = [s.next_at for s in header.schedules] if not header.unreachable else []
     beat = beat_wake(header)
     if beat is not None:
         times.append(beat)
