@@ -96,7 +96,9 @@ def test_a_stored_zone_that_is_not_one_cannot_crash_the_session(make: HarnessFac
     key = key_of(1)
     h.say(key, "hello")
     h.outbox.wait_finished(key, 1)
-    h.command(key, "heartbeat", "hours 08-22")
+    # Active hours that hold now and for two hours on (a bad zone is read as UTC): the beat must run.
+    hour = time.gmtime().tm_hour
+    h.command(key, "heartbeat", f"hours {hour:02d}-{(hour + 2) % 24 or 24:02d}")
     h.outbox.wait_sent(key, 1)
     h.shutdown()
     with _stored(h) as store:  # as an older vigil, which did not check names, could have stored it
