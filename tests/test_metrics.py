@@ -47,7 +47,8 @@ def test_the_listen_setting_reads_host_and_port(raw: str, parsed: str | None) ->
     assert load_settings(env).metrics_listen == parsed
 
 
-@pytest.mark.parametrize("raw", ["9464", "localhost", "127.0.0.1:", ":9464", "127.0.0.1:65536", "host:port"])
+@pytest.mark.parametrize("raw", ["9464", "localhost", "127.0.0.1:", ":9464", "127.0.0.1:65536", "host:port",
+                                 "::1:9464", "[nonsense]:9464"])
 def test_a_bad_listen_setting_is_named(raw: str) -> None:
     with pytest.raises(SettingsError, match="VIGIL_METRICS_LISTEN"):
         load_settings({"VIGIL_DATA_DIR": "/tmp/vigil-metrics-data", "VIGIL_METRICS_LISTEN": raw})

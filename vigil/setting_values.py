@@ -7,6 +7,7 @@ message reads after "NAME='value': ", so each says what is wrong, and how to wri
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Literal, get_args
 
@@ -119,16 +120,35 @@ def choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def host_port(raw: str, example_port: int, any_port: bool = False) -> tuple[str, int]:
+    """An address to listen on, `host:port`, an IPv6 host in brackets (`[::1]:8443`): one rule for every
+    listener, so "::1:9464" is refused everywhere rather than read as some host. `any_port`: 0 picks one."""
+    value = raw.strip()
+    example = f"like 127.0.0.1:{example_port} or [::1]:{example_port}"
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"must be host:port, {example}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets, {example}")
+    port = int(port_text)
+    if not (0 if any_port else 1) <= port <= 65535:
+        raise ValueError(f"the port must be from {0 if any_port else 1} to 65535")
+    return host, port
+
+
 def metrics_listen(raw: str) -> str | None:
     """`host:port` (`[::1]:9464` for IPv6; port 0 picks a free one, logged); empty or `off`: no endpoint."""
     value = raw.strip()
     if value.lower() in ("", "off", "0", "false", "no"):
         return None
-    host, sep, port = value.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError("must be host:port, like 127.0.0.1:9464")
-    return f"{host}:{int(port)}"
+    host, port = host_port(value, 9464, any_port=True)
+    return f"{host}:{port}"
 
 
 def url(raw: str) -> str:

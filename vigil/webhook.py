@@ -12,7 +12,6 @@ with it before the restart are still accepted.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 import secrets
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from vigil.durable import fsync_dir, write_all
 from vigil.errors import SettingsError
+from vigil.setting_values import host_port
 
 if TYPE_CHECKING:
     from vigil.settings import Settings
@@ -61,22 +61,7 @@ def parse_secret(raw: str) -> str | None:
 
 def parse_listen(raw: str) -> tuple[str, int]:
     """VIGIL_WEBHOOK_LISTEN: `host:port` (an IPv6 host in brackets, `[::1]:8443`)."""
-    value = raw.strip()
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError("must be host:port, like 127.0.0.1:8443 or [::1]:8443")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
-    elif ":" in host:
-        raise ValueError("an IPv6 address goes in brackets: [::1]:8443")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError("the port must be from 1 to 65535")
-    return host, port
+    return host_port(raw, 8443)
 
 
 def check_against_api(url: str | None, telegram_base_url: str, default_base_url: str) -> None:
