@@ -347,3 +347,28 @@ def test_a_scheduled_task_in_ask_mode_never_waits_its_risky_calls_are_refused(ma
     refused = results(h.model.requests[-1])
     assert len(refused) == 2 and all(r["is_error"] and "nobody is here to give" in r["content"] for r in refused)
     assert not prompts(h) and not (workspace(h) / "made.txt").exists()
+
+
+def test_a_prompt_that_closes_without_a_press_is_closed_by_its_adapter_and_a_pressed_one_is_not() -> None:
+    approvals = PendingApprovals()
+    closed: list[tuple[str, str]] = []
+
+    def closer(name: str) -> Any:
+        return lambda line: closed.append((name, line))
+
+    timed_out = approvals.open("tg:1", 7, "Ann")
+    approvals.posted(timed_out.token, closer("timed out"))
+    approvals.settle(timed_out, Decision("deny", reason="timeout"))
+    pressed = approvals.open("tg:1", 7, "Ann")
+    approvals.posted(pressed.token, closer("pressed"))
+    assert approvals.press(pressed.token, "allow", 7, "Ann", False, "tg:1").decided
+    approvals.settle(pressed, Decision("deny", reason="timeout"))
+    withdrawn = approvals.open("tg:2", 7, "Ann")
+    approvals.posted(withdrawn.token, closer("withdrawn"))
+    approvals.withdraw("tg:2", "/new")
+    early = approvals.open("tg:3", 7, "Ann")
+    approvals.settle(early, Decision("deny", reason="stopped"), force=True)
+    approvals.posted(early.token, closer("closed before it was posted"))
+    assert closed == [("timed out", "⌛ Denied: nobody answered in time"),
+                      ("withdrawn", "❌ Denied: a new conversation was started"),
+                      ("closed before it was posted", "⏹ Denied: the turn was stopped")]

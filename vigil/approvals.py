@@ -12,6 +12,10 @@ prompt's buttons find nothing ("no longer waiting").
 
 What was decided durably (and so what a restart makes of it) is the turn's business
 (actors/approvals.py); this module only knows who may answer and what they answered.
+
+A prompt that closes without a press (the timeout, `/stop`, `/new`, a restart) loses its buttons at
+once and says why: the adapter that posted it left a closer here (`posted`), called with that line.
+A press is shown by the adapter that took it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -88,12 +93,23 @@ class PendingApprovals:
         self._lock = threading.Lock()
         self._open: dict[str, Pending] = {}
         self._finished: OrderedDict[str, str] = OrderedDict()  # token -> what became of it
+        self._closers: dict[str, Callable[[str], None]] = {}  # token -> takes its prompt's buttons away
 
     def open(self, key: str, asker: int, asker_name: str) -> Pending:
         pending = Pending(token=secrets.token_urlsafe(9), key=key, asker=asker, asker_name=asker_name)
         with self._lock:
             self._open[pending.token] = pending
         return pending
+
+    def posted(self, token: str, close: Callable[[str], None]) -> None:
+        """The prompt of `token` is on screen; `close(line)` edits it if it closes without a press (any thread)."""
+        with self._lock:
+            if token in self._open:
+                self._closers[token] = close
+                return
+            verdict = self._finished.get(token)
+        if verdict:
+            close(verdict)  # it closed while being posted
 
     def waiting(self, key: str) -> Pending | None:
         """The prompt a session waits on, if any (for /status)."""
@@ -111,7 +127,7 @@ class PendingApprovals:
                 who = pending.asker_name or "the person whose message started this"
                 return Press(False, f"Only {who} (or an admin) can answer this; nothing was done.")
             pending.decision = Decision(choice, by=user_id, by_name=user_name)
-            self._close(pending, verdict_line(pending.decision))
+            self._close(pending, verdict_line(pending.decision))  # the adapter that took the press shows it
         pending.event.set()
         return Press(True, {"allow": "Allowed.", "turn": "Allowed for the rest of this turn.",
                             "deny": "Denied."}[choice], verdict_line(pending.decision))
@@ -122,25 +138,35 @@ class PendingApprovals:
         with self._lock:
             if pending.decision is None or force:
                 pending.decision = default
-            self._close(pending, verdict_line(pending.decision))
-            return pending.decision
+            verdict = verdict_line(pending.decision)
+            close = self._close(pending, verdict)
+        if close is not None:
+            close(verdict)
+        return pending.decision
 
     def withdraw(self, key: str, reason: str) -> int:
         """Deny every prompt of a session at once (`/new`); how many there were."""
         with self._lock:
             found = [p for p in self._open.values() if p.key == key and p.decision is None]
+            closing = []
             for pending in found:
                 pending.decision = Decision("deny", reason=reason)
-                self._close(pending, verdict_line(pending.decision))
+                verdict = verdict_line(pending.decision)
+                closing.append((self._close(pending, verdict), verdict))
         for pending in found:
             pending.event.set()
+        for close, verdict in closing:
+            if close is not None:
+                close(verdict)
         return len(found)
 
-    def _close(self, pending: Pending, verdict: str) -> None:
+    def _close(self, pending: Pending, verdict: str) -> Callable[[str], None] | None:
+        """With the lock held: the prompt no longer waits; its closer, if the adapter left one (once only)."""
         self._open.pop(pending.token, None)
         self._finished[pending.token] = verdict
         while len(self._finished) > MAX_FINISHED:
             self._finished.popitem(last=False)
+        return self._closers.pop(pending.token, None)
 
 
 def verdict_line(decision: Decision) -> str:

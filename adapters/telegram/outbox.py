@@ -33,6 +33,7 @@ from vigil.adapters.telegram.errors import Undeliverable as Undeliverable
 from vigil.adapters.telegram.files import upload
 from vigil.adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, split_for_telegram, utf16_len
 from vigil.adapters.telegram.stream import TelegramStream
+from vigil.approvals import parse_button
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.metrics import RetryReason
@@ -65,6 +66,16 @@ def markup_for(reply: Reply) -> InlineKeyboardMarkup | None:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row]
                                  for row in reply.buttons])
+
+
+def _prompt_token(reply: Reply) -> str:
+    """The approval prompt's token, if `reply` is one (its buttons carry it)."""
+    for row in reply.buttons:
+        for button in row:
+            parsed = parse_button(button.data)
+            if parsed is not None:
+                return parsed[0]
+    return ""
 
 
 def plain_chunks(text: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
@@ -106,6 +117,8 @@ class TelegramOutbox:
         self._pending: dict[concurrent.futures.Future[Any], tuple[str, int] | None] = {}
         self._pending_lock = threading.Lock()
         self._log = get_logger(__name__)
+        # Told each approval prompt sent, with how to close it (vigil.approvals.PendingApprovals.posted).
+        self.on_prompt: Callable[[str, Callable[[str], None]], None] | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop, bot: Bot) -> None:
         self._loop = loop
@@ -199,12 +212,27 @@ class TelegramOutbox:
                     chunks = split_for_telegram(reply.text)
                 else:
                     chunks = [Chunk(html=html.escape(p, quote=False), plain=p) for p in plain_chunks(reply.text)]
+                sent = None
                 for index, chunk in enumerate(chunks):
-                    await self.send_chunk(key, target, chunk, markup if index == len(chunks) - 1 else None)
+                    sent = await self.send_chunk(key, target, chunk, markup if index == len(chunks) - 1 else None)
+                token = _prompt_token(reply)
+                if token and sent is not None and self.on_prompt is not None:
+                    message_id, text = sent.message_id, sent.text or ""
+                    self.on_prompt(token, lambda line: self.submit(
+                        self._close_prompt(key, target, message_id, f"{text}\n\n{line}")))
             except Undeliverable:
                 return
             except Exception as exc:  # retries ran out: the session keeps the reply to send again
                 self._on_failure(key, False, str(exc), ref)
+
+    async def _close_prompt(self, key: str, target: Target, message_id: int, text: str) -> None:
+        """An approval prompt closed without a press: its buttons go, and it says why (vigil/approvals.py)."""
+        async with self.lock(target):
+            try:
+                await self.edit_chunk(key, target, message_id, Chunk(html=html.escape(text, quote=False), plain=text),
+                                      None, plain_only=True)
+            except Exception as exc:  # a late press still says what became of it
+                self._log.warning("outbox.prompt_not_closed", error=str(exc))
 
     async def send_chunk(self, key: str, target: Target, chunk: Chunk,
                          markup: InlineKeyboardMarkup | None = None, plain_only: bool = False) -> Message | None:

@@ -72,6 +72,7 @@ async def _serve(settings: Settings) -> int:
     model = AnthropicModel(settings.model_timeout_s, settings.model_max_retries)
     model.warm_up()
     runtime = holder["runtime"] = Runtime(settings, {"tg": outbox}, model)
+    outbox.on_prompt = runtime.deps.approvals.posted
     control = Control(runtime)
     gate = Gate(settings, runtime.allowance)
     app = (ApplicationBuilder()
