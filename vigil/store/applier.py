@@ -8,6 +8,7 @@ calls, and the incarnation and usage caches here spare a read per write.
 from __future__ import annotations
 
 import time
+from operator import itemgetter
 from typing import Any
 
 import lmdb
@@ -144,7 +145,6 @@ class SessionWriteApplier:
         inbox_puts: dict[bytes, bytes] = {}
         inbox_deletes: list[bytes] = []
         seen: list[tuple[bytes, bytes]] = []
-        tentative = self._tentative
         for write, rows in zip(records, rows_of, strict=True):
             if type(write) is InboxWrite:
                 seen.extend(write.seen)  # also when the message is taken up in this same transaction
@@ -158,7 +158,7 @@ class SessionWriteApplier:
             key = write.key
             error: BaseException | None = refused.get(key) if refused else None
             if error is None:
-                current = tentative[key] if key in tentative else self._known.get(key, _UNKNOWN)
+                current = self._lookup(key)
                 if (current is None and not write.create) or (current is not None and current != write.incarnation):
                     error = SessionGone(key.decode())
             if error is None and damaged:
@@ -168,7 +168,7 @@ class SessionWriteApplier:
             if error is not None:
                 results.append(error)  # its consumed inbox entries stay: the messages are not lost
                 continue
-            tentative[key] = write.incarnation
+            self._tentative[key] = write.incarnation
             headers.append((b"sessions", key, write.header))
             if write.turn_key is not None and write.turn is not None:
                 turns.append((b"turns", write.turn_key, write.turn))
@@ -192,7 +192,7 @@ class SessionWriteApplier:
         changes += turns
         if others:
             # Grouped by database (a stable sort: each database's puts keep their order).
-            changes += sorted(others, key=_database) if len(others) > 1 else others
+            changes += sorted(others, key=itemgetter(0)) if len(others) > 1 else others
         if usage:
             for row in list(usage):
                 before = self._usage_tentative.get(row) or self._usage.get(row) or on_disk.get(row) or Usage()
@@ -316,7 +316,6 @@ class SessionWriteApplier:
         self._spent_tentative.clear()
 
 
-
 class NeedsRead(Exception):
     """A record could not be planned from the caches alone: commit it in a transaction instead."""
 
@@ -325,7 +324,6 @@ def _reader(txn: lmdb.Transaction | None) -> lmdb.Transaction:
     if txn is None:
         raise NeedsRead
     return txn
-
 
 
 def write(txn: lmdb.Transaction, dbs: dict[bytes, Any], changes: list[Change]) -> None:
@@ -342,7 +340,3 @@ def write(txn: lmdb.Transaction, dbs: dict[bytes, Any], changes: list[Change]) -
             stop += 1
         txn.cursor(db=dbs[name]).putmulti([(k, v) for _, k, v in changes[index:stop]])  # type: ignore[misc]
         index = stop
-
-
-def _database(change: Change) -> bytes:
-    return change[0]

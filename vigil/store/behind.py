@@ -226,11 +226,7 @@ class ApplyBehind:
     def _apply(self, batch: list[tuple[int, list[Change]]]) -> None:
         env, dbs = self._env, self._env.dbs
         while True:
-            try:
-                txn = env.begin_write()
-            except lmdb.MapResizedError:
-                env.adopt_new_size()
-                continue
+            txn = env.begin_write()
             try:
                 for _, changes in batch:
                     write(txn, dbs, changes)
@@ -241,10 +237,6 @@ class ApplyBehind:
             except lmdb.MapFullError:
                 txn.abort()
                 self._log.info("store.map_grown", map_size=env.grow())
-                continue
-            except lmdb.MapResizedError:
-                txn.abort()
-                env.adopt_new_size()
                 continue
             except BaseException:
                 with contextlib.suppress(lmdb.Error):

@@ -67,7 +67,7 @@ import msgspec
 
 from vigil.logs import get_logger
 from vigil.store import checkpoint
-from vigil.store.applier import Change
+from vigil.store.applier import Change, write
 from vigil.store.commit_lock import CommitLock
 
 JOURNAL_BYTES = 16 * 1024 * 1024
@@ -189,8 +189,7 @@ class Journal:
         self._inode = os.fstat(self._data).st_ino
         self._page_size = int(env.stat()["psize"])
         with env.begin() as txn:
-            raw = txn.get(SEQ_KEY, db=dbs[b"meta"])
-        self._seq = 0 if raw is None else int(raw)
+            self._seq = _applied(txn, dbs)
         if self.owner and replay:
             self._replay()
         self.checkpoint()
@@ -210,11 +209,7 @@ class Journal:
         if last == applied:
             return
         with self._env.begin(write=True) as txn:
-            for name, key, value in changes:
-                if value is None:
-                    txn.delete(key, db=self._dbs[name])
-                else:
-                    txn.put(key, value, db=self._dbs[name])
+            write(txn, self._dbs, changes)
             txn.put(SEQ_KEY, str(last).encode(), db=self._dbs[b"meta"])
         self._log.warning("store.journal_replayed", records=last - applied, changes=len(changes))
 
@@ -240,10 +235,11 @@ class Journal:
         self._seq = seq
         self.transaction()
         record = self.record(seq, encode_changes(changes))
-        if span(len(record) - _REC.size) > JOURNAL_BYTES // 2:
+        size = span(len(record) - _REC.size)
+        if size > JOURNAL_BYTES // 2:
             self._checkpoint_locked()  # too big to log: the checkpoint makes it durable
             return
-        if self._offset + span(len(record) - _REC.size) > JOURNAL_BYTES:
+        if self._offset + size > JOURNAL_BYTES:
             self._checkpoint_locked()
         self._write(record)
 
@@ -269,11 +265,12 @@ class Journal:
         self._write(record, lambda: hand(seq, changes))
 
     def _write(self, record: bytes, written: Callable[[], None] | None = None) -> None:
+        """The record at the journal's end, on stable storage when this returns; `written` is called first."""
         size = span(len(record) - _REC.size)
-        if not (self._direct >= 0 and self._write_direct(record, size, written)):
+        if written is not None:
+            written()
+        if self._direct < 0 or not self._write_direct(record, size):
             os.pwrite(self._fd, record, self._offset)
-            if written is not None:
-                written()
             os.fdatasync(self._fd)
         self._offset += size
 
@@ -283,27 +280,24 @@ class Journal:
         if int(self._env.info()["last_pgno"]) - self._grown_from >= GROW_PAGES:
             self._due.set()
 
-    def _write_direct(self, record: bytes, size: int, written: Callable[[], None] | None) -> bool:
+    def _write_direct(self, record: bytes, size: int) -> bool:
         """One syscall is the write and its barrier: straight to the disk, forced to stable storage (FUA or a
         flush) before it returns; the blocks were written when the file was made, so no metadata changes with
-        it. Where the file system refuses the write after all, buffered from then on."""
+        it. False if the file system took O_DIRECT at open but refuses the write (its block is larger):
+        buffered from then on."""
         if size > len(self._buffer):
             self._buffer.close()
             self._buffer = mmap.mmap(-1, size)
         self._buffer[:len(record)] = record  # the rest of its last block is never read (see `span`)
-        if written is not None:
-            written()
         try:
             os.pwritev(self._direct, [memoryview(self._buffer)[:size]], self._offset)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
-            # The file system took O_DIRECT at open but refuses the write (its block is larger).
             self._log.warning("store.journal_direct_refused", error=str(exc))
             os.close(self._direct)
             self._direct = -1
-            os.pwrite(self._fd, record, self._offset)
-            os.fdatasync(self._fd)
+            return False
         return True
 
     # ------------------------------------------------------------------ checkpoints

@@ -142,9 +142,7 @@ class LmdbEnv:
 
     def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
         """Run `fn` in a read transaction (cheap; any thread) that sees every acknowledged write."""
-        behind = self.behind
-        if behind is not None:
-            behind.settle()  # before the gate: the apply thread may need it to grow the map
+        self.settle()  # before the gate: the apply thread may need it to grow the map
         gate = self.gate
         while True:
             gate.enter()
@@ -177,16 +175,22 @@ class LmdbEnv:
             return new_size
 
     def begin_write(self) -> lmdb.Transaction:
-        """A write transaction, begun only while this process's pin protects the last checkpoint."""
+        """A write transaction, begun only while this process's pin protects the last checkpoint, on the map's
+        current size (another process may have grown it)."""
         while True:
             if self.journal.pin_lost:
                 self.journal.checkpoint()
             self.gate.enter()
             try:
-                if not self.journal.pin_lost:
+                if self.journal.pin_lost:
+                    continue
+                try:
                     return self.env.begin(write=True)
+                except lmdb.MapResizedError:
+                    pass
             finally:
                 self.gate.leave()
+            self.adopt_new_size()  # outside the gate: it needs the gate alone
 
     def close(self) -> None:
         try:

@@ -240,11 +240,7 @@ class GroupCommitWriter:
     def _commit_in_transaction(self, batch: list[_Record | _Op]) -> None:
         singly = False  # records go to the applier one per call: set once a bulk call raised
         while batch:
-            try:
-                txn = self._env.begin_write()
-            except lmdb.MapResizedError:
-                self._env.adopt_new_size()
-                continue
+            txn = self._env.begin_write()
             if self._applier is not None:
                 self._applier.begin(txn)
             try:
@@ -295,16 +291,7 @@ class GroupCommitWriter:
                 return
             if self._applier is not None:
                 self._applier.committed(txn_id)
-            self.commits += 1
-            self.ops += len(batch)
-            for item, result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
-            if self.on_commit is not None:  # after the waiters were woken: they don't wait for the metrics
-                with contextlib.suppress(Exception):
-                    self.on_commit(took)
+            self._resolve(batch, results, took)
             return
 
     def _commit_behind(self, behind: ApplyBehind, batch: list[_Record | _Op]) -> bool:
@@ -317,18 +304,21 @@ class GroupCommitWriter:
         done = behind.commit(records)
         if done is None:
             return False
-        results, took = done
+        self._resolve(batch, *done)
+        return True
+
+    def _resolve(self, batch: list[_Record | _Op], results: list[Any], took: float) -> None:
+        """The batch is durable: each waiter gets its result (or the exception that refused its write)."""
         self.commits += 1
         self.ops += len(batch)
         for item, result in zip(batch, results, strict=True):
-            if result is None:
-                item.future.set_result(None)
-            else:
+            if isinstance(result, BaseException):
                 item.future.set_exception(result)
-        if self.on_commit is not None and took:
+            else:
+                item.future.set_result(result)
+        if self.on_commit is not None and took:  # after the waiters were woken: they don't wait for the metrics
             with contextlib.suppress(Exception):
                 self.on_commit(took)
-        return True
 
     def _apply(self, txn: lmdb.Transaction, batch: list[_Record | _Op], singly: bool = False
                ) -> tuple[list[Any], tuple[int, Exception] | None]:
