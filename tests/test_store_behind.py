@@ -95,37 +95,53 @@ behind.LINGER_S = 7200.0
 behind.GATHER_MAX = 10**9
 journal.CHECKPOINT_S = 3600
 journal.GROW_PAGES = 10**9
+if int(sys.argv[3]):
+    journal.JOURNAL_BYTES = int(sys.argv[3]) * journal.BLOCK
 from pathlib import Path
 from vigil.bench._rig import _turn
 from vigil.store.schema import SessionHeader, Target
 from vigil.store.store import open_store
 store = open_store(Path(sys.argv[1]))
-header = SessionHeader(key="tg:1", incarnation=1, created_at=1.0, target=Target(channel="t"), cwd="/", model="m")
-store.commit(header, create=True).result()
-store.turns("tg:1", 1, 0, 1)  # a read: the session is in LMDB before the kill
-print("ready", flush=True)
-seq = 0
-while True:
-    previous = header
-    header = msgspec.structs.replace(header, next_seq=seq + 1)
-    store.commit(header, _turn(seq, f"turn {seq} " * 30), previous=previous).result()
-    print(seq, flush=True)
-    seq += 1
+if sys.argv[2] == "write":
+    header = SessionHeader(key="tg:1", incarnation=1, created_at=1.0, target=Target(channel="t"), cwd="/", model="m")
+    store.commit(header, create=True).result()
+    store.turns("tg:1", 1, 0, 1)  # a read: the session is in LMDB before the kill
+    print("ready", flush=True)
+    seq = 0
+    while True:
+        previous = header
+        header = msgspec.structs.replace(header, next_seq=seq + 1)
+        store.commit(header, _turn(seq, f"turn {seq} " * 30), previous=previous).result()
+        print(seq, store._lmdb.journal.checkpoints, flush=True)
+        seq += 1
+else:
+    print(" ".join(str(t.seq) for t in store.turns("tg:1", 1, 0, 10**6)), flush=True)
+    store.close()
 """
+
+
+def commit_until_killed(data_dir: Path, acks: int, journal_blocks: int = 0) -> tuple[int, int]:
+    """CHILD commits until `acks` commits are acknowledged, then kill -9: (the last acknowledged seq, how many
+    checkpoints it had taken). `journal_blocks`: a journal that small (0: the usual one)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir), "write", str(journal_blocks)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    last = checkpoints = -1
+    deadline = time.monotonic() + 120
+    while last < acks - 1 and time.monotonic() < deadline:
+        fields = child.stdout.readline().split()
+        if len(fields) == 2 and all(f.isdigit() for f in fields):  # the store logs to stdout too
+            last, checkpoints = int(fields[0]), int(fields[1])
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert last >= acks - 1
+    return last, checkpoints
 
 
 def test_kill_9_while_lmdb_lags_far_behind_loses_no_acknowledged_commit(tmp_path: Path) -> None:
     data_dir = tmp_path / "store"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(data_dir)], stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
-    last = -1
-    deadline = time.monotonic() + 120
-    while last < 199 and time.monotonic() < deadline:
-        last = int(child.stdout.readline())
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert last >= 199
+    last, _ = commit_until_killed(data_dir, acks=200)
     assert raw_turn_count(data_dir) < 100, "LMDB was meant to lag behind the journal"
     store = LmdbStore(data_dir.resolve())
     try:
@@ -210,57 +226,12 @@ def test_lmdb_refusing_a_logged_batch_stops_the_store_and_the_next_start_replays
         reopened.close()
 
 
-FILLING = r"""
-import sys
-import msgspec
-import vigil.store.behind as behind
-import vigil.store.journal as journal
-journal.JOURNAL_BYTES = 24 * journal.BLOCK  # full every dozen records: it must start over, never lose one
-journal.CHECKPOINT_S = 3600
-journal.GROW_PAGES = 10**9
-behind.GATHER_S = 3600.0
-behind.LINGER_S = 7200.0
-behind.GATHER_MAX = 10**9
-from pathlib import Path
-from vigil.bench._rig import _turn
-from vigil.store.schema import SessionHeader, Target
-from vigil.store.store import open_store
-store = open_store(Path(sys.argv[1]))
-if sys.argv[2] == "write":
-    header = SessionHeader(key="tg:1", incarnation=1, created_at=1.0, target=Target(channel="t"), cwd="/", model="m")
-    store.commit(header, create=True).result()
-    store.turns("tg:1", 1, 0, 1)
-    print("ready", flush=True)
-    seq = 0
-    while True:
-        previous = header
-        header = msgspec.structs.replace(header, next_seq=seq + 1)
-        store.commit(header, _turn(seq, f"turn {seq} " * 30), previous=previous).result()
-        print(seq, store._lmdb.journal.checkpoints, flush=True)
-        seq += 1
-else:
-    print(" ".join(str(t.seq) for t in store.turns("tg:1", 1, 0, 10**6)), flush=True)
-    store.close()
-"""
-
-
 def test_a_full_journal_starts_over_and_kill_9_still_loses_nothing(tmp_path: Path) -> None:
     data_dir = tmp_path / "store"
-    child = subprocess.Popen([sys.executable, "-c", FILLING, str(data_dir), "write"], stdout=subprocess.PIPE,
-                             text=True)
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
-    last = checkpoints = -1
-    deadline = time.monotonic() + 120
-    while last < 99 and time.monotonic() < deadline:
-        fields = child.stdout.readline().split()
-        if len(fields) == 2 and all(f.isdigit() for f in fields):  # the store logs to stdout too
-            last, checkpoints = int(fields[0]), int(fields[1])
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert last >= 99
+    # 24 blocks: full every dozen records or so; it must start over, never lose one.
+    last, checkpoints = commit_until_killed(data_dir, acks=100, journal_blocks=24)
     assert checkpoints >= 5, "the journal was meant to fill, and start over, several times"
-    read = subprocess.run([sys.executable, "-c", FILLING, str(data_dir), "read"], capture_output=True, text=True,
+    read = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), "read", "24"], capture_output=True, text=True,
                           timeout=60)
     assert read.returncode == 0, read.stderr
     assert {int(seq) for seq in read.stdout.splitlines()[-1].split()} >= set(range(last + 1))
