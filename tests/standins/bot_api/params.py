@@ -14,7 +14,7 @@ from tests.standins.bot_api.html import HtmlParseError, checked_link, parse_html
 from tests.standins.bot_api.model import Chat
 from tests.standins.bot_api.state import World
 from tests.standins.bot_api.text import finalize_text, utf16_len
-from tests.standins.bot_api.wire import ApiError, Request, as_int, bad
+from tests.standins.bot_api.wire import ApiError, Request, as_int, bad, decoded
 
 _BUTTON_KINDS: Final = (
     "url",
@@ -78,11 +78,7 @@ def reply_param(world: World, chat: Chat, req: Request, thread_id: int | None) -
     raw = req.params.get("reply_parameters")
     allow = bool(req.params.get("allow_sending_without_reply", False))
     if raw not in (None, ""):
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                raise bad("can't parse reply parameters JSON object") from None
+        raw = decoded(raw, "reply parameters")
         if not isinstance(raw, dict) or as_int(raw.get("message_id")) is None:
             raise bad("can't parse reply parameters JSON object")
         mid = as_int(raw["message_id"])
@@ -138,11 +134,7 @@ def format_text(world: World, raw: Any, parse_mode: Any, entities: Any) -> tuple
 
 
 def explicit_entities(text: str, raw: Any) -> list[dict[str, Any]]:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise bad("can't parse entities JSON object") from None
+    raw = decoded(raw, "entities")
     if not isinstance(raw, list):
         raise bad("can't parse entities JSON object")
     length = utf16_len(text)
@@ -161,11 +153,7 @@ def markup_param(req: Request) -> dict[str, Any] | None:
     raw = req.params.get("reply_markup")
     if raw is None or raw == "":
         return None
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise bad("can't parse reply keyboard markup JSON object") from None
+    raw = decoded(raw, "reply keyboard markup")
     if not isinstance(raw, dict):
         raise bad("object expected as reply markup")
     if "inline_keyboard" in raw:

@@ -169,13 +169,19 @@ def as_bool(value: Any) -> bool:
     return bool(value)
 
 
+def decoded(raw: Any, what: str) -> Any:
+    """A parameter Telegram takes JSON-serialized: a non-empty string is decoded (or refused as Telegram
+    words it, "can't parse <what> JSON object"); anything else (already decoded, absent, empty) as it is."""
+    if isinstance(raw, str) and raw:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise bad(f"can't parse {what} JSON object") from None
+    return raw
+
+
 def allowed_updates(req: Request) -> list[str] | None:
     """The `allowed_updates` a getUpdates or setWebhook call names (a JSON array, or already a list); None if
     it names none. One setting at Telegram, shared by both methods: the caller stores it."""
-    allowed = req.params.get("allowed_updates")
-    if isinstance(allowed, str) and allowed:
-        try:
-            allowed = json.loads(allowed)
-        except ValueError:
-            raise bad("can't parse allowed updates JSON object") from None
+    allowed = decoded(req.params.get("allowed_updates"), "allowed updates")
     return [str(a) for a in allowed] if isinstance(allowed, list) else None

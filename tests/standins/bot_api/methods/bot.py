@@ -13,7 +13,7 @@ from typing import Any
 
 from tests.standins.bot_api.params import chat_param
 from tests.standins.bot_api.state import World
-from tests.standins.bot_api.wire import Request, bad
+from tests.standins.bot_api.wire import Request, bad, decoded
 
 
 def get_me(world: World, req: Request) -> Any:
@@ -28,12 +28,7 @@ def get_me(world: World, req: Request) -> Any:
 
 
 def scope_key(req: Request) -> tuple[str, str]:
-    scope = req.params.get("scope")
-    if isinstance(scope, str) and scope:
-        try:
-            scope = json.loads(scope)
-        except ValueError:
-            raise bad("can't parse BotCommandScope JSON object") from None
+    scope = decoded(req.params.get("scope"), "BotCommandScope")
     if not scope:
         scope = {"type": "default"}
     lang = req.params.get("language_code") or ""
@@ -43,12 +38,7 @@ def scope_key(req: Request) -> tuple[str, str]:
 
 
 def set_my_commands(world: World, req: Request) -> Any:
-    raw = req.params.get("commands")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise bad("can't parse commands JSON object") from None
+    raw = decoded(req.params.get("commands"), "commands")
     if not isinstance(raw, list):
         raise bad("can't parse commands JSON object")
     if len(raw) > 100:
