@@ -96,8 +96,9 @@ class ApplyBehind:
         seq = -1
         lock.hold()
         try:
-            if lock.fresh:  # nobody else could write while we held the lock; since then they could have
+            if lock.unchecked:  # nobody else could write while we held the lock; since then they could have
                 applier.check_foreign(int(self._env.env.info()["last_txnid"]))
+                lock.unchecked = False
             applier.changes = []
             try:
                 results = applier.plan(None, records)

@@ -11,7 +11,7 @@ owner keeps the lock while its apply thread has work and a moment longer (a talk
 flock per turn). Another process that wants to write says so in `want.lock` before it waits; the owner's
 apply thread looks (`wanted`, as it polls) and gives way (`give_way`): our commits pause, what we handed
 goes into LMDB, the lock goes to the other process, and ours resume once it has committed. Whoever takes
-the lock afresh (`fresh`) must assume another process wrote meanwhile.
+the lock afresh (`unchecked`) must assume another process wrote meanwhile.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ class CommitLock:
         self.mutex = threading.RLock()  # this process's commits, appends and checkpoints
         self._depth = 0  # `hold` nesting (a transaction holds it, and its commit again, and a checkpoint in it)
         self._flocked = False  # this process holds the cross-process lock
-        self.fresh = False  # ... and took it in the `hold` under way: another process may have written
+        # Set whenever this process takes the lock afresh (any of its threads: a checkpoint as well as a
+        # commit), cleared only by the journal-first commit once it has checked: another process may have
+        # written while this one did not hold the lock, and the caches that plan commits must hear of it.
+        self.unchecked = False
         self.behind: _Poked | None = None  # the owner's apply thread (vigil.store.behind), once started
 
     @contextlib.contextmanager
@@ -64,10 +67,8 @@ class CommitLock:
         self.mutex.acquire()
         self._depth += 1
         if self._depth > 1:
-            self.fresh = False
             return
-        self.fresh = not self._flocked
-        if self.fresh:
+        if not self._flocked:
             try:
                 if not self.owner:
                     fcntl.flock(self._want, fcntl.LOCK_EX)  # the owner's apply thread gives way to it
@@ -79,6 +80,7 @@ class CommitLock:
                 self.mutex.release()
                 raise
             self._flocked = True
+            self.unchecked = True
 
     def unhold(self, handed: bool = False) -> None:
         """`handed`: a batch went to the apply thread, which gives the lock up once quiet, unasked."""
