@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +128,34 @@ def test_each_model_failure_reads_plainly(tmp_path: Path, messages_api: Messages
     env = chat_env(tmp_path, messages_api, VIGIL_MODEL_MAX_RETRIES="0")
     fail_then_recover(env, f"{directive} hi", words)
     assert not messages_api.errors
+
+
+def test_an_answer_cut_mid_stream_keeps_what_was_shown_as_the_history(tmp_path: Path,
+                                                                      messages_api: MessagesAPI) -> None:
+    """The part of an answer shown before the cut is what the next request carries, and the user is told
+    it broke off (not that the service was unreachable: it answered, then stopped)."""
+    env = chat_env(tmp_path, messages_api, VIGIL_MODEL_MAX_RETRIES="0")
+    output = fail_then_recover(env, "[[drop=30]] hi", "broke off")
+    shown = "echo: [[drop=30]] hi p1 alpha "
+    assert len(shown) == 30
+    assert shown.strip() in output
+    assert "couldn't reach" not in output
+    cut = messages_api.requests[-1].body["messages"]
+    assistant = [b["text"] for m in cut if m["role"] == "assistant" for b in m["content"] if b["type"] == "text"]
+    assert assistant[0] == shown, "the history holds exactly the part that was shown"
+
+
+def test_a_model_service_that_refuses_connections_reads_as_unreachable(tmp_path: Path,
+                                                                        messages_api: MessagesAPI) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    env = vigil_env(tmp_path, ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=closed, VIGIL_MODEL_MAX_RETRIES="0")
+    result = run_vigil(["chat"], env, stdin="hello?\n")
+    assert result.returncode == 0, result.stderr
+    assert "⚠️ I couldn't reach the model service (network error); please try again." in result.stdout
+    assert "broke off" not in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_hanging_model_times_out_plainly(tmp_path: Path, messages_api: MessagesAPI) -> None:

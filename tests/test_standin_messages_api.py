@@ -249,15 +249,25 @@ def test_hang_is_released_by_stop() -> None:
     sdk.close()
 
 
+def cut_mid_body(raised: BaseException) -> None:
+    """The stand-in cut a chunked body mid-stream, as the SDK in the lock reports it: anthropic 2.17 wraps
+    the transport's `RemoteProtocolError` in `APIConnectionError` (2.14 let it escape raw; vigil reads
+    both the same way, vigil.model.failures)."""
+    assert isinstance(raised, anthropic.APIConnectionError)
+    assert isinstance(raised.__cause__, httpx2.RemoteProtocolError)
+    assert "incomplete chunked read" in str(raised.__cause__)
+
+
 def test_drop_directive_cuts_the_stream_after_40_characters(claude: anthropic.Anthropic) -> None:
     received: list[str] = []
     with (
-        pytest.raises(httpx2.RemoteProtocolError),
+        pytest.raises(anthropic.APIConnectionError) as caught,
         claude.messages.stream(
             model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "[[drop=40]] tell me"}]
         ) as stream,
     ):
         received.extend(stream.text_stream)
+    cut_mid_body(caught.value)
     assert len(received) > 1
     assert len("".join(received)) == 40
 
@@ -433,10 +443,11 @@ def test_rule_error_hang_drop_and_stream_error(messages_api: MessagesAPI, claude
         ask(claude, "h", timeout=0.3)
     got: list[str] = []
     with (
-        pytest.raises(httpx2.RemoteProtocolError),
+        pytest.raises(anthropic.APIConnectionError) as cut,
         claude.messages.stream(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "d"}]) as s,
     ):
         got.extend(s.text_stream)
+    cut_mid_body(cut.value)
     assert "".join(got) == "abcdefghijabcde"
     got.clear()
     with (

@@ -18,11 +18,11 @@ import msgspec
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.citations import cite_marks
+from vigil.model.failures import explain
 from vigil.model.prices import output_estimate
 from vigil.model.server_blocks import SERVER_USE, is_server_result, kept_whole, web_searches
 from vigil.ports import (
     ModelError,
-    ModelErrorKind,
     ModelRequest,
     ModelResponse,
     ServerToolSink,
@@ -33,35 +33,6 @@ from vigil.text import clean, one_line
 
 if TYPE_CHECKING:
     import anthropic
-
-
-def explain(exc: BaseException) -> tuple[ModelErrorKind, str]:
-    """(kind, one plain sentence for the user) for a failed call, after the SDK's retries."""
-    import anthropic
-
-    if isinstance(exc, anthropic.AuthenticationError | anthropic.PermissionDeniedError):
-        return "auth", ("The model service refused vigil's API key, so I can't answer right now; "
-                        "the operator needs to check ANTHROPIC_API_KEY.")
-    if isinstance(exc, anthropic.RateLimitError):
-        return "rate_limited", "The model service is rate-limiting us right now; please try again in a minute."
-    if isinstance(exc, anthropic.NotFoundError):
-        return "not_found", "The model service doesn't know this session's model; pick another with /model."
-    if isinstance(exc, anthropic.BadRequestError):
-        message = getattr(exc, "message", str(exc))
-        return "bad_request", f"The model service refused the request ({_short(message)})."
-    if isinstance(exc, anthropic.APIStatusError):
-        if exc.status_code == 529 or "overloaded" in str(exc).lower():
-            return "overloaded", "The model service is overloaded right now; please try again shortly."
-        return "server_error", (f"The model service had an error (HTTP {exc.status_code}); "
-                                "please try again shortly.")
-    if isinstance(exc, anthropic.APITimeoutError):
-        return "timeout", "The model service took too long to answer; please try again."
-    if isinstance(exc, anthropic.APIConnectionError):
-        return "unreachable", "I couldn't reach the model service (network error); please try again."
-    text = str(exc).lower()
-    if "overloaded" in text:
-        return "overloaded", "The model service is overloaded right now; please try again shortly."
-    return "dropped", "The connection to the model service broke off mid-reply; please try again."
 
 
 def api_message(exc: BaseException) -> str:
@@ -160,8 +131,6 @@ class AnthropicModel:
 
     def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
                on_usage: UsageSink | None = None, on_server_tool: ServerToolSink | None = None) -> ModelResponse:
-        import anthropic
-
         if cancel.cancelled:
             return ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
         client = self.client()
@@ -175,9 +144,11 @@ class AnthropicModel:
             kwargs["tools"] = list(request.tools)
         stream: Any = None
         numbers: dict[str, int] = {}  # cited pages, numbered as first cited in this call
+        started = False  # any event arrived: a failure from here on broke an answer off (vigil.model.failures)
         try:
             with client.messages.stream(**kwargs) as stream, cancel.on_cancel(stream.close):
                 for event in stream:
+                    started = True
                     if cancel.cancelled:
                         break
                     if event.type == "content_block_delta" and event.delta.type == "text_delta":
@@ -190,14 +161,10 @@ class AnthropicModel:
                 if cancel.cancelled:
                     return self._partial(stream, request.model, "cancelled")
                 final = stream.get_final_message()
-        except anthropic.AnthropicError as exc:
+        except Exception as exc:  # the SDK's errors, and the transport's escaping a stream cut mid-read
             if cancel.cancelled:
                 return self._partial(stream, request.model, "cancelled")
-            raise self._error(exc, stream, request.model) from exc
-        except Exception as exc:  # httpx2 errors escaping a stream that broke off mid-read
-            if cancel.cancelled:
-                return self._partial(stream, request.model, "cancelled")
-            raise self._error(exc, stream, request.model) from exc
+            raise self._error(exc, started, stream, request.model) from exc
         return ModelResponse(content=_blocks(final.content, complete=True), stop_reason=final.stop_reason or "end_turn",
                              usage=_usage(final.usage), model=final.model or request.model)
 
@@ -221,7 +188,10 @@ class AnthropicModel:
             usage = msgspec.structs.replace(usage, web_search_requests=searched)
         return ModelResponse(content=content, stop_reason=stop_reason, usage=usage, model=model)
 
-    def _error(self, exc: BaseException, stream: Any, model: str) -> ModelError:
-        kind, sentence = explain(exc)
-        self._log.warning("model.call_failed", kind=kind, error=_short(repr(exc), 300))
+    def _error(self, exc: BaseException, started: bool, stream: Any, model: str) -> ModelError:
+        kind, sentence = explain(exc, started)
+        if kind == "internal":
+            self._log.error("model.call_failed", kind=kind, started=started, exc_info=exc)
+        else:
+            self._log.warning("model.call_failed", kind=kind, started=started, error=_short(repr(exc), 300))
         return ModelError(sentence, kind, self._partial(stream, model, "error"), detail=api_message(exc))

@@ -36,7 +36,7 @@ an assistant message; a request body over 32 MB is 413 ``request_too_large``. ``
 
 Standard library only: ``http.server.ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread.
 
-Things about the SDK (anthropic 2.12, on httpx2) that shaped this file:
+Things about the SDK (anthropic 2.12 to 2.17, on httpx2) that shaped this file:
 
 * the SDK authenticates with ``Authorization: Bearer <api_key>``, not ``x-api-key``; both are accepted;
 * it retries 408, 409, 429 and every status >= 500, honouring ``retry-after-ms`` first and then
@@ -44,10 +44,12 @@ Things about the SDK (anthropic 2.12, on httpx2) that shaped this file:
   backoff (0.5 s, 1 s, ...). Directive errors therefore also send ``retry-after-ms: 10``;
 * an SSE ``error`` event arrives on a 200 response, so the SDK raises a plain ``APIStatusError``
   (not ``OverloadedError``) from the stream iterator, and never retries it;
-* a stream cut mid-body surfaces as the raw ``httpx2.RemoteProtocolError`` from the iterator (it is not
-  wrapped in ``APIConnectionError`` and not retried). That only works because the stream uses chunked
-  transfer encoding: a close-delimited body would make a dropped connection look like a normal end.
-  A non-streaming request cut mid-body is an ``APIConnectionError`` and *is* retried;
+* a stream cut mid-body surfaces from the iterator as ``APIConnectionError`` caused by
+  ``httpx2.RemoteProtocolError`` in 2.17 (the raw ``RemoteProtocolError`` in 2.14), and is not retried
+  either way: vigil tells it by whether events had arrived, not by the class. That only works because
+  the stream uses chunked transfer encoding: a close-delimited body would make a dropped connection
+  look like a normal end. A non-streaming request cut mid-body is an ``APIConnectionError`` and *is*
+  retried;
 * a hang ends in ``APITimeoutError``, which is also retried: with the default ``max_retries=2`` a
   0.3 s timeout takes ~2 s (three attempts plus backoff) before the caller sees it.
 
