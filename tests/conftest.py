@@ -111,3 +111,15 @@ def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     yield factory
     for made_rig in made:
         close_rig(made_rig)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `latest` (tests/test_latest.py: the newest allowed releases, fetched from the
+    registry) run only when asked for by name (`pytest -m latest`); every other run leaves them out,
+    whatever its own `-m` says, so `pytest -m "not e2e"` does not start installing packages."""
+    if "latest" in (config.option.markexpr or ""):
+        return
+    chosen = [item for item in items if item.get_closest_marker("latest") is None]
+    if len(chosen) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("latest")])
+        items[:] = chosen
