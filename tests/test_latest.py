@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.latest
+# Installing and running five test files takes minutes, well past the suite's per-test limit.
+pytestmark = [pytest.mark.latest, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = (
