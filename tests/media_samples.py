@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import struct
+import time
 import zlib
 
 from PIL import Image
@@ -38,11 +39,15 @@ def noisy_png(width: int, height: int, seed: int = 3) -> bytes:
     return buffer.getvalue()
 
 
+_PDF_DATE = time.gmtime(1_767_225_600)  # 2026-01-01, as Pillow takes a date (a struct_time)
+
+
 def pdf(pages: int = 2) -> bytes:
     """A real PDF of `pages` pages."""
     images = [Image.new("RGB", (200, 280), (255, 255, 255 - i % 200)) for i in range(pages)]
     buffer = io.BytesIO()
-    images[0].save(buffer, "PDF", save_all=True, append_images=images[1:])
+    # Pillow stamps the time of saving into the file: fixed here, so two calls give the same bytes.
+    images[0].save(buffer, "PDF", save_all=True, append_images=images[1:], creationDate=_PDF_DATE, modDate=_PDF_DATE)
     return buffer.getvalue()
 
 
