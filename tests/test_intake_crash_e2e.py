@@ -12,6 +12,7 @@ window over, downloading) would show as a held download, which the album test ch
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests import media_samples
 from tests.rig import Rig
 from tests.standins.bot_api import Message, User
 from tests.standins.images import make_jpeg
-from tests.standins.messages_api import RecordedRequest
+from tests.standins.messages_api import RecordedRequest, TextReply
 from tests.test_webhook_e2e import times_said, webhook_settings
 from vigil.store.store import LmdbStore, open_store
 
@@ -61,13 +62,14 @@ def blocks(request: RecordedRequest, kind: str) -> list[bytes]:
     return [base64.b64decode(b["source"]["data"]) for b in found]
 
 
-def answered_once(rig: Rig, user: User, after: Message, words: str) -> None:
-    """One model request and one reply for `words`, also once the chat went on."""
+def answered_once(rig: Rig, user: User, after: Message, words: str, asked: int = 1) -> None:
+    """One reply for `words` (and `asked` model requests: a turn cut short mid-call asks again), also once
+    the chat went on."""
     chat_id = user.id
     rig.answer(chat_id, after, f"echo: {words}", timeout=WAIT)
     later = rig.ask(chat_id, user, "and what now?", "echo: and what now?", timeout=WAIT)
     assert later
-    assert len(rig.requests_with(words)) == 1, f"{words!r} reached the model more than once"
+    assert len(rig.requests_with(words)) == asked, f"{words!r} reached the model more often than its turn needed"
     assert len([m for m in rig.replies(chat_id, after) if words in m.text]) == 1, f"{words!r} answered twice"
     assert times_said(rig.requests_with("and what now?")[-1], words) == 1, "the history holds it once"
 
@@ -109,4 +111,87 @@ def test_kill_9_during_a_documents_download_loses_nothing(rig: Rig, store: LmdbS
     assert blocks(request, "document") == [pdf]
     answered_once(rig, ida, sent, "read this lease")
     assert (rig.tmp / "work" / "users" / str(ida.id) / "uploads" / "lease.pdf").read_bytes() == pdf
+    assert store.held_updates() == []
+
+
+# ------------------------------------------------------------------ polling: the offset moves past what is durable
+
+
+@pytest.fixture
+def polling(fresh: Callable[..., Rig]) -> Rig:
+    return fresh()
+
+
+@pytest.fixture
+def polled_store(polling: Rig) -> Iterator[LmdbStore]:
+    opened = open_store(Path(polling.env["VIGIL_DATA_DIR"]))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def fetched(rig: Rig, message: Message) -> bool:
+    """A getUpdates answered vigil with the update of `message`."""
+    return any(c.method == "getUpdates" and c.ok and any(
+        u.get("message", {}).get("message_id") == message.message_id for u in c.result or ()) for c in rig.bot.calls)
+
+
+def test_polling_does_not_confirm_an_update_the_store_has_not_saved(polling: Rig, polled_store: LmdbStore) -> None:
+    rig, store = polling, polled_store
+    ida = rig.person("Ida")
+    # The test holds the store's commit lock, as another process committing would (vigil.store.journal):
+    # vigil can make nothing durable, so its next getUpdates must still ask for the update.
+    lock = store._lmdb.journal.lock
+    lock.hold()
+    try:
+        sent = rig.say(ida.id, ida, "keep this one safe")
+        rig.bot.wait_for(lambda: fetched(rig, sent), WAIT, "vigil fetching the update")
+        # vigil is working on it (typing): PTB's Updater would have confirmed it with its next getUpdates by now.
+        rig.bot.wait_for(lambda: any(c[0] == ida.id for c in rig.bot.chat_actions), WAIT, "vigil typing")
+        assert not confirmed(rig, sent), "vigil confirmed an update before it was durable"
+        rig.running().kill9()
+    finally:
+        lock.unhold()
+
+    rig.start()
+    answered_once(rig, ida, sent, "keep this one safe")
+
+
+def test_polling_answers_once_an_update_saved_but_not_yet_confirmed_when_killed(
+        polling: Rig, polled_store: LmdbStore) -> None:
+    rig, store = polling, polled_store
+    max_ = rig.person("Max")
+    key = f"tg:{max_.id}"
+    rig.api.add_rule(lambda body: "remember the lighthouse" in json.dumps(body["messages"][-1]),
+                     TextReply("slowly", delay=8), times=1)
+    rig.bot.wait_for(lambda: rig.bot.polls_waiting == 1, WAIT, "vigil's long poll waiting")
+    rig.bot.fail(times=1000, status=502, method="getUpdates")  # the poll under way brings it; none confirms it
+    sent = rig.say(max_.id, max_, "remember the lighthouse")
+    rig.bot.wait_for(lambda: fetched(rig, sent), WAIT, "vigil fetching the update")
+    rig.wait_request("remember the lighthouse", WAIT)  # the turn runs (its model call held by the stand-in)
+    rig.bot.wait_for(lambda: (h := store.header(key)) is not None and h.open_turn is not None, WAIT,
+                     "the turn durable in vigil's store")
+    rig.running().kill9()  # mid-turn, and Telegram still thinks the update was never taken
+    assert not confirmed(rig, sent), "Telegram must deliver it again"
+    rig.bot.clear_faults()
+
+    rig.start()
+    rig.bot.wait_for(lambda: confirmed(rig, sent), WAIT, "the redelivery confirmed")
+    answered_once(rig, max_, sent, "remember the lighthouse", asked=2)  # the turn resumed, not a second one
+
+
+def test_sigterm_during_a_download_keeps_the_update_for_the_restart(polling: Rig, polled_store: LmdbStore) -> None:
+    rig, store = polling, polled_store
+    ida = rig.person("Ida")
+    pdf = media_samples.pdf(pages=1)
+    rig.bot.hold_downloads()
+    sent = rig.bot.send_document(ida.id, ida.id, pdf, "slow.pdf", "application/pdf", caption="the slow file")
+    rig.bot.wait_for(lambda: rig.bot.downloads_waiting == 1 and confirmed(rig, sent), WAIT, "the download under way")
+    rig.stop()  # exits 0 within its grace: the download is cut short, its update stays held
+    assert len(store.held_updates()) == 1
+    rig.bot.hold_downloads(False)
+
+    rig.start()
+    answered_once(rig, ida, sent, "the slow file")
     assert store.held_updates() == []
