@@ -14,10 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from telegram import Update
 
 from tests.test_inbox import done, entry, header, hold_writer
 from vigil.actors.protocol import Sender, UserText
+from vigil.adapters.telegram import receiver as receiver_module
 from vigil.adapters.telegram.receiver import MAX_REPLAYS, UpdateReceiver
 from vigil.adapters.telegram.webhook import WebhookServer
 from vigil.inbox import Inbox
@@ -53,6 +55,11 @@ def test_marks_on_their_own_and_old_marks_dropped(store: LmdbStore) -> None:
     assert done(store.forget_updates(time.time() - 3600)) == 0  # marked just now: kept
     assert done(store.forget_updates(time.time() + 1)) == 2
     assert not store.update_taken(701) and not store.update_taken(702)
+
+
+def flush(store: LmdbStore) -> None:
+    """Wait until every write queued so far is durable (the writer commits in order)."""
+    done(store.mark_updates(()))
 
 
 def held(update_id: int, replays: int = 0) -> HeldUpdate:
@@ -229,13 +236,37 @@ def test_an_update_the_store_cannot_save_is_answered_503(store: LmdbStore) -> No
     assert asyncio.run(receiver.take(document(1102))) == 503
 
 
+def test_an_update_handled_but_not_saved_in_time_is_not_handled_again_when_it_comes_again(
+        store: LmdbStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox, told = Inbox(store), list[object]()
+
+    async def take_in(_: Update) -> None:
+        await asyncio.to_thread(inbox.accept, text("only once"), told.append)
+
+    receiver, app = receiver_of(store, take_in)
+    monkeypatch.setattr(receiver_module, "DURABLE_TIMEOUT_S", 0.2)
+    blocker, release = hold_writer(store)  # the store answers nothing in time: a disk stalled, or full
+
+    async def scenario() -> list[int]:
+        answers = [await receiver.take(update(1601))]
+        release.set()
+        done(blocker)
+        answers.append(await receiver.take(update(1601)))  # delivered again: made durable, not taken twice
+        return answers
+
+    assert asyncio.run(scenario()) == [503, 200]
+    assert app.handled == [1601] and len(told) == 1 and store.update_taken(1601)
+
+
 def test_a_file_is_answered_on_its_held_copy_before_the_download_ends(store: LmdbStore) -> None:
     inbox, told = Inbox(store), list[object]()
     downloaded = asyncio.Event()
 
+    writes = []
+
     async def download_then_take(_: Update) -> None:
         await downloaded.wait()  # the download: seconds, for 20 MB
-        await asyncio.to_thread(inbox.accept, text("the file"), told.append)
+        writes.append(await asyncio.to_thread(inbox.accept, text("the file"), told.append))
 
     receiver, _ = receiver_of(store, download_then_take, hold_after_s=60)
 
@@ -247,6 +278,7 @@ def test_a_file_is_answered_on_its_held_copy_before_the_download_ends(store: Lmd
         await receiver.close(10)
 
     asyncio.run(scenario())
+    done(writes[0])
     assert len(told) == 1 and store.held_updates() == [] and store.update_taken(1301)
 
 
@@ -262,6 +294,7 @@ def test_a_slow_handler_is_held_after_the_grace_and_a_shutdown_leaves_it_held(st
         assert receiver.handling == 0
 
     asyncio.run(scenario())
+    flush(store)
     assert [update_id for update_id, _ in store.held_updates()] == [1401]
 
 
@@ -283,6 +316,7 @@ def test_held_updates_are_taken_up_again_in_order_and_dropped_after_too_many_tri
         return taken
 
     assert asyncio.run(scenario()) == 2
+    flush(store)
     assert seen == [1501, 1503], "in update order; the one taken up too often is dropped"
     assert store.held_updates() == [] and all(store.update_taken(u) for u in (1501, 1502, 1503))
 

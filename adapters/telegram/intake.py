@@ -177,10 +177,14 @@ def default_intake(runtime: Runtime) -> Intake:
     transcriber = (WhisperTranscriber(settings.whisper_model, settings.data_dir / "whisper")
                    if voice_extra_installed() else None)
     media = runtime.media
-
+    disk = runtime.disk
     root = settings.workdir_root
 
     def ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
-        return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None, cwd=directory)
+        try:
+            return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None,
+                                      cwd=directory)
+        finally:
+            disk.poke()  # a file took room (or found none): the admins hear of a disk running full soon
 
     return Intake(ingest, transcriber)

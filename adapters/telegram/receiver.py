@@ -25,8 +25,10 @@ runs it through the application's update processor (`PerChatOrder`: chats side b
   `MARK_DAYS` are dropped: Telegram stops redelivering long before.
 
 If the store cannot confirm the write, the answer is 503 and Telegram (or the next getUpdates) delivers
-the update again. An update whose handling fails (a bug) is logged and confirmed, as PTB's own
-polling would: otherwise it would come back forever, holding up every later update of its chat.
+the update again; this process remembers it was handled (`_unsaved`), so the delivery again only
+retries making it durable (its mark, or its held copy while the handling goes on) and is not answered
+twice. An update whose handling fails (a bug) is logged and confirmed, as PTB's own polling would:
+otherwise it would come back forever, holding up every later update of its chat.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from telegram import Message, Update
@@ -50,6 +52,7 @@ HOLD_AFTER_S = 0.5  # an update still in hand after this is held, so its confirm
 DURABLE_TIMEOUT_S = 50.0  # below Telegram's 60 s: a store that does not confirm gets a 503, not a hang-up
 MAX_REPLAYS = 5
 MARK_DAYS = 2.0
+MAX_UNSAVED = 10_000  # updates handled but not durable remembered at most (a store failing for hours)
 PRUNE_EVERY_S = 6 * 3600.0
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
@@ -70,6 +73,8 @@ class UpdateReceiver:
         self._hold_after_s = hold_after_s
         self._answering: dict[int, asyncio.Task[int]] = {}
         self._handling: set[asyncio.Task[None]] = set()
+        # Handled here, not confirmed (the store failed): each update's handling and how to hold it again.
+        self._unsaved: dict[int, tuple[asyncio.Task[None], Callable[[], WriteFuture]]] = {}
         self._pruner: asyncio.Task[None] | None = None
         self._log = get_logger(__name__)
 
@@ -94,7 +99,9 @@ class UpdateReceiver:
         """
         update_id = update.update_id
         task = self._answering.get(update_id)
-        if task is None:
+        if task is None and update_id in self._unsaved:
+            task = self._answer(update_id, self._retry(update_id))
+        elif task is None:
             if self._store.update_taken(update_id):  # a cheap LMDB read: fine on the loop
                 self._log.info("telegram.update_duplicate", update_id=update_id)
                 return 200
@@ -105,8 +112,10 @@ class UpdateReceiver:
         return await asyncio.shield(task)
 
     def _start(self, update: Update, raw: bytes | None, held: HeldUpdate | None = None) -> asyncio.Task[int]:
-        update_id = update.update_id
-        task = asyncio.get_running_loop().create_task(self._take(update, raw, held), name=f"update {update_id}")
+        return self._answer(update.update_id, self._take(update, raw, held))
+
+    def _answer(self, update_id: int, answering: Coroutine[Any, Any, int]) -> asyncio.Task[int]:
+        task = asyncio.get_running_loop().create_task(answering, name=f"update {update_id}")
         self._answering[update_id] = task
         task.add_done_callback(lambda _: self._answering.pop(update_id, None))
         return task
@@ -132,13 +141,36 @@ class UpdateReceiver:
             await asyncio.wait({handling}, timeout=self._hold_after_s)
             if not handling.done():
                 receipt.hold()  # unless something marked it meanwhile: then that write is among the receipt's
-        if not receipt.reached:  # the handling ended without a mark (cancelled, or the store refused it)
-            return 503
         try:
+            if not receipt.reached:  # the handling ended without a mark (the store refused it, or cancelled)
+                raise RuntimeError("the update could not be marked")
             await asyncio.to_thread(_durable, receipt.writes(), DURABLE_TIMEOUT_S)
         except Exception as exc:  # StoreError, a full disk, a store that did not answer in time
             self._log.error("telegram.update_not_saved", update_id=update_id, error=repr(exc))
+            if not handling.cancelled():
+                self._remember_unsaved(update_id, handling, hold)
             return 503
+        return 200
+
+    def _remember_unsaved(self, update_id: int, handling: asyncio.Task[None], hold: Callable[[], WriteFuture]) -> None:
+        self._unsaved[update_id] = (handling, hold)
+        while len(self._unsaved) > MAX_UNSAVED:
+            del self._unsaved[next(iter(self._unsaved))]
+
+    async def _retry(self, update_id: int) -> int:
+        """An update handled here comes again, not yet durable: make it so now, without handling it twice."""
+        handling, hold = self._unsaved[update_id]
+        try:
+            if handling.done():
+                write = self._store.mark_updates((update_id,))
+            else:  # a held copy while the handling goes on, and a mark that drops it once it is over
+                write = hold()
+                handling.add_done_callback(lambda task: None if task.cancelled() else self._mark_later(update_id))
+            await asyncio.to_thread(_durable, [write], DURABLE_TIMEOUT_S)
+        except Exception as exc:
+            self._log.error("telegram.update_not_saved", update_id=update_id, error=repr(exc), again=True)
+            return 503
+        self._unsaved.pop(update_id, None)
         return 200
 
     async def _handle(self, update: Update, receipt: Receipt) -> None:
@@ -152,6 +184,12 @@ class UpdateReceiver:
             receipt.finish(self._store.mark_updates)
         except Exception as exc:  # the store is closed or failing: a held copy stays, and an unheld update
             self._log.error("telegram.update_not_marked", update_id=update.update_id, error=repr(exc))
+
+    def _mark_later(self, update_id: int) -> None:
+        try:
+            self._store.mark_updates((update_id,))
+        except Exception as exc:  # the store still fails: the held copy stays, and is taken up after a restart
+            self._log.error("telegram.update_not_marked", update_id=update_id, error=repr(exc))
 
     async def replay(self) -> int:
         """Take up the updates a previous run held and never finished, oldest first; how many.

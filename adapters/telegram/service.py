@@ -53,6 +53,7 @@ async def _serve(settings: Settings) -> int:
     from vigil.actors.protocol import TargetMoved
     from vigil.adapters.telegram.access import Gate
     from vigil.adapters.telegram.handlers import TelegramHandlers
+    from vigil.adapters.telegram.keys import chat_key, target_for
     from vigil.adapters.telegram.order import PerChatOrder
     from vigil.adapters.telegram.outbox import TelegramOutbox
     from vigil.adapters.telegram.polling import Poller
@@ -61,6 +62,7 @@ async def _serve(settings: Settings) -> int:
     from vigil.commands import COMMANDS
     from vigil.control import Control
     from vigil.model.anthropic_model import AnthropicModel
+    from vigil.ports import Reply
     from vigil.retention import Retention
     from vigil.runtime import Runtime
     from vigil.systemd import Notifier
@@ -115,6 +117,7 @@ async def _serve(settings: Settings) -> int:
     handlers.bot_username = app.bot.username
     outbox.attach(loop, app.bot)
     runtime.start()
+    runtime.disk.start(lambda admin, text: outbox.send(chat_key(admin), target_for(admin, None), Reply(text=text)))
     retention = Retention.start_for(control.cleanups, settings.retention_s)  # None when VIGIL_RETENTION is off
     watchdog: asyncio.Task[Any] | None = None
     webhook: WebhookServer | None = None
