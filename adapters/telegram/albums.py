@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from telegram import Message
 
 from vigil.adapters.telegram.keys import topic_of
+from vigil.adapters.telegram.receiver import finish_within
 from vigil.logs import get_logger
 from vigil.receipt import CURRENT, Receipt, Submit
 
@@ -128,15 +129,9 @@ class Albums:
         those not done within `timeout` are cancelled: their parts stay held, to be taken up after the restart."""
         for album in list(self._open.values()):
             album.done.set()
-        tasks = [task for running in self._running.values() for task in running]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            self.log.warning("telegram.albums_left_held", albums=len(pending))
-            await asyncio.wait(pending)
+        cut = await finish_within([task for running in self._running.values() for task in running], timeout)
+        if cut:
+            self.log.warning("telegram.albums_left_held", albums=cut)
 
     async def _gather(self, key: AlbumKey, album: _Album) -> None:
         loop = asyncio.get_running_loop()

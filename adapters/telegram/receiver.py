@@ -226,14 +226,9 @@ class UpdateReceiver:
         if self._pruner is not None:
             self._pruner.cancel()
         await self.answered(timeout)
-        tasks = list(self._handling)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                self._log.warning("telegram.updates_left_held", updates=len(pending))
-                await asyncio.wait(pending)
+        cut = await finish_within(list(self._handling), timeout)
+        if cut:
+            self._log.warning("telegram.updates_left_held", updates=cut)
 
     async def _prune(self) -> None:
         while True:
@@ -250,6 +245,18 @@ class UpdateReceiver:
 
     def _forget_old(self) -> int:
         return int(self._store.forget_updates(time.time() - MARK_DAYS * 86400).result())
+
+
+async def finish_within(tasks: Sequence[asyncio.Task[Any]], timeout: float | None) -> int:
+    """Let `tasks` finish for up to `timeout`, then cancel the rest and wait for them; how many were cut short."""
+    if not tasks:
+        return 0
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    return len(pending)
 
 
 def _parsed(held: HeldUpdate, bot: Any) -> Update | None:
