@@ -119,11 +119,11 @@ class Poller:
         """Hand the batch on, in order; move the offset past what is durable. Whether all of it was."""
         # Started in order, with no await in between: each chat's updates reach its lane in Telegram's order.
         answers = [asyncio.ensure_future(self._receiver.take(update)) for update in updates]
-        statuses = await asyncio.gather(*answers)
+        statuses = await asyncio.gather(*answers, return_exceptions=True)
         for update, status in zip(updates, statuses, strict=True):
-            if status != 200:
-                self._offset = update.update_id  # this one and those after it come again (known by their marks)
-                self._log.warning("telegram.update_unconfirmed", update_id=update.update_id, status=status)
+            if status != 200:  # 503, or a bug: this one and those after it come again (known by their marks)
+                self._offset = update.update_id
+                self._log.warning("telegram.update_unconfirmed", update_id=update.update_id, status=repr(status))
                 return False
         self._offset = updates[-1].update_id + 1
         return True
