@@ -24,7 +24,8 @@ from vigil.adapters.telegram.receiver import MAX_REPLAYS, UpdateReceiver
 from vigil.adapters.telegram.webhook import WebhookServer
 from vigil.inbox import Inbox
 from vigil.receipt import CURRENT, Receipt
-from vigil.store.schema import HeldUpdate, Target
+from vigil.store.held import HeldUpdate
+from vigil.store.schema import Target
 from vigil.store.store import LmdbStore
 
 # ----------------------------------------------------------------------------- the store's marks and held copies

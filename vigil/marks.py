@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from vigil.store.schema import HeldUpdate
+    from vigil.store.held import HeldUpdate
     from vigil.store_port import WriteFuture
 
 

@@ -46,7 +46,7 @@ from vigil.adapters.telegram.intake import fetches
 from vigil.logs import get_logger
 from vigil.ports import Store, WriteFuture
 from vigil.receipt import CURRENT, Receipt
-from vigil.store.schema import HeldUpdate
+from vigil.store.held import HeldUpdate
 
 HOLD_AFTER_S = 0.5  # an update still in hand after this is held, so its confirmation waits no longer
 DURABLE_TIMEOUT_S = 50.0  # below Telegram's 60 s: a store that does not confirm gets a 503, not a hang-up

@@ -27,7 +27,8 @@ from vigil.store import keys
 from vigil.store.applier import Change, InboxWrite
 from vigil.store.core import StoreCore
 from vigil.store.cursors import items, keys_of
-from vigil.store.schema import HeldUpdate, InboxEntry, UnreadableRecord, decode_held, decode_inbox, encode
+from vigil.store.held import HeldUpdate, decode_held
+from vigil.store.schema import InboxEntry, UnreadableRecord, decode_inbox, encode
 from vigil.store.writer import WriteFuture
 
 

@@ -344,21 +344,6 @@ class InboxEntry(Record, frozen=True, gc=False, kw_only=True, tag="inbox"):
     attachments: tuple[Attachment, ...] = ()
 
 
-class HeldUpdate(Record, frozen=True, gc=False, kw_only=True, tag="held_update"):
-    """A Telegram update kept as it came, while what it becomes is not durable yet (vigil/store/inbox.py).
-
-    An album part waiting for its album, a message whose file is still downloading, an update whose
-    handling is slow: Telegram is told it arrived once this record is on disk, and a restart takes the
-    update up again from it. It goes in the transaction that marks the update taken.
-    """
-
-    CURRENT: ClassVar[int] = 1
-
-    at: float  # when it was first held
-    update: bytes  # the update's JSON, as Telegram sent it
-    replays: int = 0  # restarts that took it up again without finishing it
-
-
 class Summary(Record, frozen=True, gc=False, kw_only=True, tag="summary"):
     """What compaction made of the oldest turns of one conversation (actors/compaction.py).
 
@@ -432,4 +417,3 @@ decode_usage_day = _Decoder(UsageDay)
 decode_meta = _Decoder(StoreMeta)
 decode_inbox = _Decoder(InboxEntry)
 decode_summary = _Decoder(Summary)
-decode_held = _Decoder(HeldUpdate)
