@@ -29,6 +29,7 @@ from typing import Literal
 from vigil.logs import get_logger
 
 CHECK_EVERY_S = 60.0
+MEDIA_WALK_EVERY_S = 60.0
 TELL_AGAIN_AFTER_S = 86400.0
 WARNED_FILE = "disk-warned"
 DEFAULT_WARN_PERCENT = 10.0
@@ -118,12 +119,14 @@ class DiskReport:
         return f"Disk: store {size(self.store_bytes)} · media {size(self.media_bytes)} · {where}"
 
 
-def measure(data_dir: Path, media_dir: Path) -> DiskReport:
+def measure(data_dir: Path, media_dir: Path, media_bytes: int | None = None) -> DiskReport:
+    """The sizes and the room left now (`media_bytes`, if known, spares walking the media store)."""
     try:
         store = os.stat(data_dir / "data.mdb").st_size
     except OSError:
         store = 0
-    return DiskReport(store, tree_bytes(media_dir), rooms((data_dir, media_dir)))
+    media = tree_bytes(media_dir) if media_bytes is None else media_bytes
+    return DiskReport(store, media, rooms((data_dir, media_dir)))
 
 
 def no_room(error: BaseException) -> bool:
@@ -204,11 +207,20 @@ class DiskWatch:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._media, self._media_at = 0, float("-inf")  # the media store's size as last walked, and when
         self._quiet: set[Cause] = set()  # causes found again while already told (logged once per process)
         self._log = get_logger(__name__)
 
     def report(self) -> DiskReport:
-        return measure(self.data_dir, self.media_dir)
+        """The numbers now; the media store's size is walked at most once a minute (20,000 files: ~0.1 s)."""
+        now = time.monotonic()
+        with self._lock:
+            known = self._media if now - self._media_at < MEDIA_WALK_EVERY_S else None
+        report = measure(self.data_dir, self.media_dir, known)
+        if known is None:
+            with self._lock:
+                self._media, self._media_at = report.media_bytes, now
+        return report
 
     def start(self, send: Callable[[int, str], None]) -> None:
         """Check now, then every minute and when poked, on a thread of its own; `send(admin id, text)`."""
