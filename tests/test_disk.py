@@ -120,3 +120,29 @@ def test_a_store_failure_with_room_left_is_told_as_it_is(tmp_path: Path) -> None
     assert failing.check() == ["store"]
     assert admins.sent[0][1].startswith("⚠️ The store could not save (")
     failing.stop()
+
+
+def test_a_store_whose_map_cannot_grow_tells_the_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmdb
+
+    from vigil.errors import StoreError
+    from vigil.store.store import open_store
+
+    store = open_store(tmp_path / "data", 1)  # a 1 MiB map: a 2 MB write finds it full
+    now = [1_800_000_000.0]
+    seen, admins = watch(tmp_path / "data", now, percent=0.0)
+    store.observe_failures(seen.store_failed)
+
+    def cannot_grow() -> int:
+        raise lmdb.Error("mdb_env_set_mapsize: Cannot allocate memory")
+
+    monkeypatch.setattr(store._lmdb, "grow", cannot_grow)  # the map is full and may not grow
+    try:
+        big = store.writer.submit(lambda txn: txn.put(b"big", b"\0" * 2_000_000, db=store._db[b"meta"]))
+        with pytest.raises(StoreError, match="Cannot allocate memory"):
+            big.result(10)
+        assert seen.check() == ["store"]
+        assert "could not save" in admins.sent[0][1] and "Cannot allocate memory" in admins.sent[0][1]
+    finally:
+        seen.stop()
+        store.close()

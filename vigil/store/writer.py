@@ -186,6 +186,7 @@ class GroupCommitWriter:
                 self._commit(batch)
         except Exception as exc:  # the last line of defence: fail these writes, keep the writer
             self._log.error("store.commit_crashed", error=repr(exc), ops=len(batch))
+            self._failed(exc)  # e.g. a full map that could not grow
             error = StoreError(f"the store could not save ({exc})")
             for item in batch:
                 if not item.future.done():
