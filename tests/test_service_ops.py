@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -113,8 +114,14 @@ def test_check_reports_each_part(world: tuple[BotAPI, MessagesAPI, dict[str, str
     good = run_vigil(["check"], env)
     assert good.returncode == 0, good.stdout + good.stderr
     lines = good.stdout.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["ok   settings", "ok   store", "ok   telegram", "ok   model"]
+    assert [line.split(":")[0] for line in lines] == ["ok   settings", "ok   store", "ok   disk", "ok   telegram",
+                                                        "ok   model"]
     assert "@vigil_test_bot" in good.stdout
+    disk = next(line for line in lines if line.startswith("ok   disk:"))
+    assert re.search(r"store [\d.]+ k?B · media 0 B · [\d.]+ [kMGT]B free of [\d.]+ [kMGT]B \(\d+ %\) on /", disk), disk
+    short = run_vigil(["check"], {**env, "VIGIL_DISK_WARN_PERCENT": "100"})  # every disk is short of 100 % free
+    assert short.returncode == 0, "a disk running short is a warning, not a failure"
+    assert "warn disk:" in short.stdout and "under VIGIL_DISK_WARN_PERCENT=100 %" in short.stdout, short.stdout
     bad = run_vigil(["check"], {**env, "TELEGRAM_BOT_TOKEN": "123456:WRONG", "ANTHROPIC_API_KEY": "nope"})
     assert bad.returncode == 1
     assert "FAIL telegram" in bad.stdout and "FAIL model" in bad.stdout

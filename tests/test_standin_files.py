@@ -8,6 +8,7 @@ sendDocument, sendMessageDraft) must meet Telegram's limits and words. Images ar
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import urllib.error
@@ -243,6 +244,23 @@ def test_get_file_refuses_big_and_unknown_files_and_downloads_check_the_token(bo
 
 
 # -- what the bot sends ---------------------------------------------------------------------------
+
+
+def test_held_downloads_wait_until_released(bot_api: BotAPI) -> None:
+    data = b"%PDF-1.4 a slow one"
+    bot_api.send_document(ALICE, ALICE, data, "slow.pdf", "application/pdf")
+    bot_api.hold_downloads()
+
+    async def body(bot: Bot) -> None:
+        (msg,) = await messages(bot)
+        download = asyncio.ensure_future(fetch(bot, present(msg.document).file_id))
+        await bot_api.wait_for_async(lambda: bot_api.downloads_waiting == 1, message="the download held")
+        assert not download.done() and bot_api.downloads == []
+        bot_api.hold_downloads(False)
+        assert await download == data
+
+    with_bot(bot_api, body)
+    assert bot_api.downloads_waiting == 0 and [d.status for d in bot_api.downloads] == [200]
 
 
 def test_send_photo_uploads_resends_and_limits(bot_api: BotAPI) -> None:

@@ -1,7 +1,8 @@
-"""`vigil check`: settings, store, the bash sandbox, Telegram getMe, model reachability — one line each.
+"""`vigil check`: settings, store, disk, the bash sandbox, Telegram getMe, model reachability — one line each.
 
 Exit status 0 only when every check passes, so an operator (or a deploy
-script) can run it before starting the service.
+script) can run it before starting the service. A disk running short is a
+warning (`warn`): it needs attention, but vigil runs.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from vigil.disk import measure
 from vigil.logs import redact
 from vigil.settings import Settings, ensure_data_dir
 from vigil.store.store import open_store
 from vigil.tools.sandbox import SandboxUnavailable, detect
+
+
+class CheckWarning(Exception):
+    """Worth an operator's attention, but nothing that stops vigil from running."""
 
 
 def _settings(settings: Settings) -> str:
@@ -31,6 +37,14 @@ def _store(settings: Settings) -> str:
         return f"{settings.data_dir / 'data.mdb'}: {sessions} session(s), map {store.map_size // (1024 * 1024)} MiB"
     finally:
         store.close()
+
+
+def _disk(settings: Settings) -> str:
+    report = measure(settings.data_dir, settings.data_dir / "media")
+    short = [room for room in report.rooms if room.percent_free < settings.disk_warn_percent]
+    if short:
+        raise CheckWarning(f"{report.line()}; under VIGIL_DISK_WARN_PERCENT={settings.disk_warn_percent:g} %")
+    return report.line().removeprefix("Disk: ")
 
 
 def _bash(settings: Settings) -> str:
@@ -69,13 +83,15 @@ def _model(settings: Settings) -> str:
 
 def run_checks(settings: Settings) -> int:
     checks: list[tuple[str, Callable[[Settings], str]]] = [
-        ("settings", _settings), ("store", _store), ("telegram", _telegram), ("model", _model)]
+        ("settings", _settings), ("store", _store), ("disk", _disk), ("telegram", _telegram), ("model", _model)]
     if settings.enable_bash:  # its sandbox is checked only when bash is asked for
         checks.insert(2, ("bash", _bash))
     failed = 0
     for name, check in checks:
         try:
             detail = check(settings)
+        except CheckWarning as exc:  # worth an operator's attention, but nothing stops vigil from running
+            print(f"warn {name}: {redact(str(exc))}", flush=True)
         except Exception as exc:
             failed += 1
             message = str(exc) or type(exc).__name__

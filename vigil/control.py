@@ -152,6 +152,8 @@ class Control:
         bash = self.bash_line()
         if bash:
             live_line = f"{bash}\n{live_line}"
+        if caller.admin:  # the machine's disk is the operator's business, not every member's
+            live_line = f"{live_line}\n{self.runtime.disk.report().line()}"
         if header is None and self.store.has_session(caller.key):
             return Reply(text=f"📊 Session {caller.key}\n⚠️ {unreadable_line([self._unreadable(caller.key)])}.\n"
                               f"{live_line}")

@@ -88,12 +88,14 @@ class Inbox:
 
     def accept(self, message: Inbound, tell: Callable[[Inbound], None]) -> WriteFuture:
         """Write the message to the inbox (not waited for), then tell it on, stamped with its arrival id."""
-        receipt = CURRENT.get()  # a webhook request waiting for this write (see vigil/receipt.py)
+        receipt = CURRENT.get()  # the Telegram update whose confirmation waits for this write (vigil/receipt.py)
         with self._stripes[hash(message.key) % self.STRIPES]:
             arrival = next(self._ids)
             stamped = msgspec.structs.replace(message, inbox_id=arrival)
-            future = self._store.receive(arrival, entry_of(stamped), receipt.marks() if receipt else ())
+            entry = entry_of(stamped)
+            if receipt is None:
+                future = self._store.receive(arrival, entry)
+            else:
+                future = receipt.write(lambda updates: self._store.receive(arrival, entry, updates))
             tell(stamped)
-        if receipt is not None:
-            receipt.add(future)
         return future

@@ -1,55 +1,102 @@
-"""What a webhook request is waiting for: the durable writes its update caused, and its update id.
+"""What confirming a Telegram update waits for: the durable writes its handling made, and its mark.
 
-Telegram resends a webhook update until it gets a 2xx answer, so the answer must wait until whatever
-the update became is on disk; and an update sent again after vigil died between that point and its
-answer must be recognised. The adapter's handlers are shared with polling and know nothing of HTTP,
-so the request's `Receipt` travels in a context variable instead of through every call: the webhook
-sets it around the update's handling, and `Inbox.accept` (reached from the handlers, on the loop or
-in a worker thread: `asyncio.to_thread` copies the context) adds the inbox write to it and has that
-write mark the update as taken in the same transaction.
+Telegram forgets an update once it is confirmed (a webhook's 2xx answer, the next getUpdates offset
+past it), so the confirmation must wait until whatever the update became is on disk, and an update
+sent again after vigil died between that point and the confirmation must be recognised. The adapter's
+handlers know nothing of either, so the update's `Receipt` travels in a context variable instead of
+through every call: the receiver (adapters/telegram/receiver.py) sets it around the update's handling,
+and `Inbox.accept` (reached from the handlers, on the loop or in a worker thread: `asyncio.to_thread`
+copies the context) submits the inbox write through it, so that write marks the update as taken in the
+same transaction.
 
-Once the request is answered the receipt is closed: work the update started that outlives it (an
-album's parts are handed on together, later) no longer claims its mark, which was written on its own.
+Three ways an update reaches its durable point, all under the receipt's lock so that the store's writer
+(first in, first out) sees them in a consistent order:
+- a write that marks it (its message in the inbox), or the mark on its own when the handling is over;
+- its held copy (`hold`): the update as it came, kept until it is marked, for an update that must be
+  confirmed before its handling is over (an album part, a file still downloading, a slow handler);
+- `hand_over`: work that outlives the handling (the album the part joins) answers for the update from
+  then on, under a receipt of its own; the update is held first, so a crash loses nothing meanwhile.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 
 from vigil.ports import WriteFuture
 
+Submit = Callable[[tuple[int, ...]], WriteFuture]
+"""Submits a write that marks the given updates as taken (none: it marks nothing)."""
+
 
 class Receipt:
-    """One webhook update being taken in."""
+    """One piece of work answering for some Telegram updates: one update's handling, or an album's."""
 
-    __slots__ = ("_lock", "_marked", "_open", "_writes", "update_id")
+    __slots__ = ("_held", "_hold", "_lock", "_open", "_writes", "handed", "marked", "updates")
 
-    def __init__(self, update_id: int) -> None:
-        self.update_id = update_id
-        self._lock = threading.Lock()  # handlers add from worker threads too
+    def __init__(self, updates: Sequence[int], hold: Callable[[], WriteFuture] | None = None) -> None:
+        self.updates = tuple(updates)
+        self._hold = hold  # keeps the update as it came; None: its parts are held already (an album)
+        self._lock = threading.Lock()  # handlers write from worker threads too
         self._writes: list[WriteFuture] = []
-        self._marked = False
+        self._held = False
         self._open = True
+        self.marked = False
+        self.handed = False
 
-    def marks(self) -> tuple[int, ...]:
-        """The update ids a write made now must mark as taken: this update's, while the request is open."""
-        with self._lock:
-            if not self._open:
-                return ()
-            self._marked = True
-            return (self.update_id,)
+    @property
+    def held(self) -> bool:
+        return self._held
 
-    def add(self, write: WriteFuture) -> None:
+    def write(self, submit: Submit) -> WriteFuture:
+        """Submit a write; while this receipt still answers for its updates, that write marks them."""
         with self._lock:
+            ids = self.updates if self._open and not self.handed else ()
+            future = submit(ids)
+            if ids:
+                self.marked = True
             if self._open:
-                self._writes.append(write)
+                self._writes.append(future)
+            return future
 
-    def close(self) -> tuple[list[WriteFuture], bool]:
-        """End the request's claim: the writes to wait for, and whether one of them marks the update."""
+    def hold(self) -> bool:
+        """Keep the update as it came, unless something marks (or will mark) it already; whether it was held."""
         with self._lock:
+            if self._held or self.marked or self.handed or not self._open or self._hold is None:
+                return self._held
+            self._writes.append(self._hold())
+            self._held = True
+            return True
+
+    def hand_over(self) -> tuple[int, ...]:
+        """The updates later work answers for from now on (held first); this receipt marks nothing more."""
+        self.hold()
+        with self._lock:
+            if self.marked or self.handed:
+                return ()
+            self.handed = True
+            return self.updates
+
+    def writes(self) -> list[WriteFuture]:
+        """The writes so far: once they are durable, so is whatever this receipt has reached."""
+        with self._lock:
+            return list(self._writes)
+
+    def finish(self, mark: Submit) -> list[WriteFuture]:
+        """The handling is over: mark the updates if nothing did (dropping held copies); every write made."""
+        with self._lock:
+            if self._open and not (self.marked or self.handed):
+                self._writes.append(mark(self.updates))
+                self.marked = True
             self._open = False
-            return list(self._writes), self._marked
+            return list(self._writes)
+
+    @property
+    def reached(self) -> bool:
+        """Whether the update's durable point is decided: held, marked, or handed over (once its writes land)."""
+        with self._lock:
+            return self._held or self.marked or self.handed
 
 
-CURRENT: ContextVar[Receipt | None] = ContextVar("vigil_webhook_receipt", default=None)
+CURRENT: ContextVar[Receipt | None] = ContextVar("vigil_update_receipt", default=None)

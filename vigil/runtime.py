@@ -30,6 +30,7 @@ from vigil.actors.supervisor import StopSessions, Supervisor
 from vigil.actors.timer import HeartbeatTimer
 from vigil.actors.turn import TurnRunner
 from vigil.budget import Allowance
+from vigil.disk import DiskWatch
 from vigil.inbox import Inbox
 from vigil.logs import get_logger
 from vigil.media import MediaStore
@@ -67,6 +68,11 @@ class Runtime:
         self.store: Store = store if store is not None else open_store(settings.data_dir, settings.store_map_mb)
         self.inbox = Inbox(self.store)
         self.media = MediaStore(settings.data_dir / "media")
+        # Started by `vigil run` with a way to reach the admins; /status reads its numbers in any case.
+        self.disk = DiskWatch(settings.data_dir, self.media.root, settings.admin_users, settings.disk_warn_percent)
+        observe_failures = getattr(self.store, "observe_failures", None)  # the LMDB store's writer; fakes have none
+        if observe_failures is not None:
+            observe_failures(self.disk.store_failed)
         self.sweeper = MediaSweeper(self.store, self.media)
         self.registry = Registry()
         self.slots = QuerySlots(settings.max_concurrent_queries)
@@ -174,6 +180,7 @@ class Runtime:
             except pykka.ActorDeadError:
                 pass
         self.runner.close()
+        self.disk.stop()
         self.sweeper.close()  # a sweep reads the store: it ends first
         self.metrics.close()
         self._observe_commits(None)

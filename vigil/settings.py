@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from vigil import disk, webhook
 from vigil import setting_values as parse
-from vigil import webhook
 from vigil.errors import SettingsError as SettingsError  # its old home: re-exported
 from vigil.setting_values import MAX_UPLOAD_MB as MAX_UPLOAD_MB
 from vigil.setting_values import WebTool as WebTool
@@ -81,6 +81,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_listen: tuple[str, int] = webhook.DEFAULT_LISTEN
     heartbeat_idle_pause_s: float = 7 * 86400.0  # 0: never paused (actors/idle_pause.py)
     max_schedules: int = 20  # per chat (actors/schedules.py)
+    disk_warn_percent: float = disk.DEFAULT_WARN_PERCENT  # admins are told when free space falls under it (disk.py)
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -163,6 +164,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_WEBHOOK_LISTEN", "webhook_listen", webhook.parse_listen),
     _Var("VIGIL_HEARTBEAT_IDLE_PAUSE", "heartbeat_idle_pause_s", parse.duration_or_off),
     _Var("VIGIL_MAX_SCHEDULES", "max_schedules", parse.positive_int),
+    _Var("VIGIL_DISK_WARN_PERCENT", "disk_warn_percent", disk.parse_percent),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

@@ -17,10 +17,14 @@ never handled before it. An album whose quiet window is over is no longer gather
 downloading, outside the chat's `PerChatOrder` lane: so every album's task is kept per chat until
 `hand_on` returns, and `settle` and `close` wait for those too, not only for the albums still open.
 
-Durability: PTB has already confirmed the parts to Telegram; until the album is handed on (the quiet
-window, then the downloads) it lives only in memory, and a crash loses it: Telegram will not send it
-again. That is why the window is short and nothing else waits in it. At shutdown every open album is
-handed on at once, and every album being handed on is finished (`close`), before the sessions stop.
+Durability: each part is confirmed to Telegram on a held copy of its update (adapters/telegram/receiver.py),
+and the album answers for the parts' updates from then on: it is handed on under a `Receipt` of its own,
+so the write that puts it in the inbox marks every part taken and drops their copies in one transaction
+(or, if it writes nothing, the parts are marked once it is handed on). A crash in the window or during
+the downloads loses nothing: the restart takes the held parts up again and gathers them anew. At
+shutdown every open album is handed on at once, and every album being handed on is finished (`close`),
+before the sessions stop; one still downloading when the grace runs out is cancelled, and its parts
+are taken up after the restart.
 
 Time is the event loop's clock (`loop.time()`, monotonic), so the window and its timeouts share one
 clock, and a test can run them on a loop of virtual time.
@@ -36,7 +40,9 @@ from dataclasses import dataclass, field
 from telegram import Message
 
 from vigil.adapters.telegram.keys import topic_of
+from vigil.adapters.telegram.receiver import finish_within
 from vigil.logs import get_logger
+from vigil.receipt import CURRENT, Receipt, Submit
 
 QUIET_S = 0.8
 MAX_PARTS = 10  # Telegram's limit for one album
@@ -52,6 +58,7 @@ def lane_of(message: Message) -> Lane:
 @dataclass
 class _Album:
     parts: list[Message] = field(default_factory=list)
+    updates: list[int] = field(default_factory=list)  # the parts' updates, which the album marks taken
     last: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)  # end the quiet window early
     task: asyncio.Task[None] | None = None
@@ -60,9 +67,11 @@ class _Album:
 class Albums:
     """Gathers album parts; `hand_on` gets each album's messages once, in message order."""
 
-    def __init__(self, hand_on: Callable[[list[Message]], Awaitable[None]], quiet_s: float = QUIET_S) -> None:
+    def __init__(self, hand_on: Callable[[list[Message]], Awaitable[None]], quiet_s: float = QUIET_S,
+                 mark: Submit | None = None) -> None:
         self.hand_on = hand_on
         self.quiet_s = quiet_s
+        self.mark = mark  # marks the parts' updates taken when the album wrote nothing that did
         self._open: dict[AlbumKey, _Album] = {}
         # Every album's task from its first part until `hand_on` returns: gathering, or downloading.
         self._running: dict[Lane, set[asyncio.Task[None]]] = {}
@@ -78,8 +87,8 @@ class Albums:
         """Albums gathering or being handed on (tests: none is left behind)."""
         return sum(len(tasks) for tasks in self._running.values())
 
-    def add(self, message: Message) -> None:
-        """Hold a part (a message with a media_group_id); returns at once."""
+    def add(self, message: Message, updates: tuple[int, ...] = ()) -> None:
+        """Hold a part (a message with a media_group_id) and the updates it came in; returns at once."""
         lane = lane_of(message)
         key = (*lane, str(message.media_group_id))
         album = self._open.get(key)
@@ -90,6 +99,9 @@ class Albums:
             running = self._running.setdefault(lane, set())
             running.add(task)
             task.add_done_callback(lambda done: self._finished(lane, done))
+        album.updates.extend(updates)
+        if any(part.message_id == message.message_id for part in album.parts):
+            return  # the same part again (delivered twice while the store was failing): once is enough
         album.parts.append(message)
         album.last = loop.time()
         if len(album.parts) >= MAX_PARTS:
@@ -112,12 +124,14 @@ class Albums:
             with contextlib.suppress(Exception):
                 await asyncio.shield(task)
 
-    async def close(self) -> None:
-        """Hand on every open album and finish those being handed on (at shutdown, after polling stopped)."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Hand on every open album and finish those being handed on (at shutdown, after polling stopped);
+        those not done within `timeout` are cancelled: their parts stay held, to be taken up after the restart."""
         for album in list(self._open.values()):
             album.done.set()
-        tasks = [task for running in self._running.values() for task in running]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        cut = await finish_within([task for running in self._running.values() for task in running], timeout)
+        if cut:
+            self.log.warning("telegram.albums_left_held", albums=cut)
 
     async def _gather(self, key: AlbumKey, album: _Album) -> None:
         loop = asyncio.get_running_loop()
@@ -132,7 +146,15 @@ class Albums:
             # From here a late part (after the window) starts an album of its own.
             self._open.pop(key, None)
         parts = sorted(album.parts, key=lambda m: m.message_id)
+        receipt = Receipt(album.updates)
+        CURRENT.set(receipt)  # this task's own context: the inbox write of the album marks its parts' updates
         try:
             await self.hand_on(parts)
         except Exception as exc:  # a task's exception would otherwise only show at garbage collection
             self.log.error("telegram.album_failed", chat_id=key[0], parts=len(parts), error=repr(exc))
+        # Cancelled (a shutdown): nothing marked, so the parts stay held and are taken up after the restart.
+        if self.mark is not None and album.updates:
+            try:
+                receipt.finish(self.mark)
+            except Exception as exc:  # the store is failing: the parts stay held and come back after a restart
+                self.log.error("telegram.album_not_marked", chat_id=key[0], error=repr(exc))

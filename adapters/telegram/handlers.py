@@ -35,6 +35,7 @@ from vigil.control import Caller, Control
 from vigil.conversations import resume_args
 from vigil.logs import get_logger
 from vigil.ports import Reply
+from vigil.receipt import CURRENT
 from vigil.runtime import Runtime
 from vigil.store.schema import Attachment, Target
 from vigil.text import clean
@@ -51,7 +52,7 @@ class TelegramHandlers:
         self.outbox = outbox
         self.gate = gate
         self.intake = intake or default_intake(runtime)
-        self.albums = Albums(self.take)
+        self.albums = Albums(self.take, mark=runtime.store.mark_updates)
         self.bot_id = 0
         self.bot_username = ""
         self.log = get_logger(__name__)
@@ -107,7 +108,8 @@ class TelegramHandlers:
         if message is None or user is None or user.is_bot:
             return
         if message.media_group_id:
-            self.albums.add(message)  # handed on to `take` with its other parts
+            receipt = CURRENT.get()  # the album answers for this part's update from now on (vigil/receipt.py)
+            self.albums.add(message, receipt.hand_over() if receipt is not None else ())  # handed on with the rest
             return
         if command_of(update) not in OUT_OF_BAND:  # /stop and /status wait for nothing of their chat
             await self.albums.settle(lane_of(message))  # an album just before this message goes first

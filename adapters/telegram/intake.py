@@ -15,10 +15,10 @@ lane of `PerChatOrder`, so one chat's 20 MB download delays that chat's next upd
 writing and image work run in a worker thread (`asyncio.to_thread`), transcription in a single
 worker of its own (CPU-bound: two at once on a small machine would only each take twice as long).
 
-Durability: PTB confirms an update to Telegram (its next getUpdates) before it is handled, and the
-message reaches the durable inbox only when its files are stored: a crash during a download (or an
-album's gathering, see albums.py) loses that message, and Telegram will not send it again. The window
-is the download's duration; the user sees no answer and sends again.
+Durability: the message reaches the durable inbox only when its files are stored, so an update with a
+file to fetch (`fetches`) is kept as it came before the download starts, and confirmed to Telegram on
+that copy (adapters/telegram/receiver.py): a crash during the download loses nothing, the restart
+downloads again.
 """
 
 from __future__ import annotations
@@ -147,6 +147,11 @@ class Intake:
         return text.strip()
 
 
+def fetches(message: Message) -> bool:
+    """Whether taking `message` downloads a file from Telegram first: a photo, a document, a recording."""
+    return bool(message.photo or message.document or message.voice or message.audio or message.video_note)
+
+
 class _TooBig(Exception):
     pass
 
@@ -172,10 +177,14 @@ def default_intake(runtime: Runtime) -> Intake:
     transcriber = (WhisperTranscriber(settings.whisper_model, settings.data_dir / "whisper")
                    if voice_extra_installed() else None)
     media = runtime.media
-
+    disk = runtime.disk
     root = settings.workdir_root
 
     def ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
-        return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None, cwd=directory)
+        try:
+            return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None,
+                                      cwd=directory)
+        finally:
+            disk.poke()  # a file took room (or found none): the admins hear of a disk running full soon
 
     return Intake(ingest, transcriber)

@@ -2,10 +2,12 @@
 
 The Application's lifecycle is driven by hand (rather than `run_polling`) so
 that every step happens in a known order:
-start: lock the data dir → getMe → sessions up → setMyCommands → polling (or, with VIGIL_WEBHOOK_URL,
-the webhook server listening, then setWebhook: see webhook.py) → READY=1.
-stop (SIGTERM/SIGINT): STOPPING=1 → stop polling or the webhook server (no new updates) → let
-handlers finish → hand on albums still being gathered → stop every session (running turns get a short grace, then
+start: lock the data dir → getMe → sessions up → setMyCommands → updates held by the last run taken up
+(receiver.py) → polling (polling.py; or, with VIGIL_WEBHOOK_URL, the webhook server listening, then
+setWebhook: see webhook.py) → READY=1.
+stop (SIGTERM/SIGINT): STOPPING=1 → stop polling or the webhook server (no new updates; those taken are
+answered, polling confirms its offset) → hand on albums still being gathered → let handlers finish (what
+is cut short stays held, for the restart) → stop every session (running turns get a short grace, then
 are suspended to be answered after the restart) → deliver what is still
 queued for Telegram → close; exit 0, well within systemd's 10 seconds.
 While it runs, WATCHDOG=1 is sent for as long as the sessions and the store
@@ -51,12 +53,16 @@ async def _serve(settings: Settings) -> int:
     from vigil.actors.protocol import TargetMoved
     from vigil.adapters.telegram.access import Gate
     from vigil.adapters.telegram.handlers import TelegramHandlers
+    from vigil.adapters.telegram.keys import chat_key, target_for
     from vigil.adapters.telegram.order import PerChatOrder
     from vigil.adapters.telegram.outbox import TelegramOutbox
+    from vigil.adapters.telegram.polling import Poller
+    from vigil.adapters.telegram.receiver import UpdateReceiver
     from vigil.adapters.telegram.webhook import WebhookServer, start_webhook
     from vigil.commands import COMMANDS
     from vigil.control import Control
     from vigil.model.anthropic_model import AnthropicModel
+    from vigil.ports import Reply
     from vigil.retention import Retention
     from vigil.runtime import Runtime
     from vigil.systemd import Notifier
@@ -84,9 +90,12 @@ async def _serve(settings: Settings) -> int:
            .connect_timeout(10).read_timeout(20).write_timeout(20).pool_timeout(10)
            # Chats side by side, each in its own order: a slow command in one chat delays no other.
            .concurrent_updates(PerChatOrder())
+           # Updates come through UpdateReceiver, confirmed once durable: PTB's Updater would confirm them at once.
+           .updater(None)
            .build())
     handlers = TelegramHandlers(runtime, control, outbox, gate)
     handlers.register(app)
+    receiver = UpdateReceiver(app, runtime.store)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -108,18 +117,22 @@ async def _serve(settings: Settings) -> int:
     handlers.bot_username = app.bot.username
     outbox.attach(loop, app.bot)
     runtime.start()
+    runtime.disk.start(lambda admin, text: outbox.send(chat_key(admin), target_for(admin, None), Reply(text=text)))
     retention = Retention.start_for(control.cleanups, settings.retention_s)  # None when VIGIL_RETENTION is off
     watchdog: asyncio.Task[Any] | None = None
     webhook: WebhookServer | None = None
+    poller: Poller | None = None
     try:
         await app.bot.set_my_commands([BotCommand(c.name, c.summary[:256]) for c in COMMANDS])
         await app.start()
-        assert app.updater is not None
+        await receiver.replay()  # before anything new: each chat's held updates keep their place
+        receiver.start()
         if settings.webhook_url:
-            webhook = await start_webhook(settings, app, runtime.store, ALLOWED_UPDATES)
+            webhook = await start_webhook(settings, app, receiver, ALLOWED_UPDATES)
         else:
-            # PTB deletes a webhook first (getUpdates is refused while one is set), keeping what Telegram queued.
-            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            # The webhook is deleted first (getUpdates is refused while one is set), keeping what Telegram queued.
+            poller = Poller(app.bot, receiver, ALLOWED_UPDATES)
+            await poller.start()
         mode = "webhook" if webhook is not None else "polling"
         notifier.ready(f"{mode} as @{app.bot.username}")
         log.info("service.ready", bot=app.bot.username, sessions=runtime.store.session_count(), mode=mode)
@@ -131,13 +144,15 @@ async def _serve(settings: Settings) -> int:
         log.info("service.stopping")
         if watchdog is not None:
             watchdog.cancel()
-        if webhook is not None:  # no new updates; those being taken in reach the inbox and are answered
+        if webhook is not None:  # no new updates; those being taken in are answered once durable
             await webhook.stop(SHUTDOWN_GRACE_S)
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        if poller is not None:
+            await poller.stop()
+        # Albums gathering or downloading go to their sessions before these stop; what is cut short stays held.
+        await handlers.albums.close(SHUTDOWN_GRACE_S)
+        await receiver.close(SHUTDOWN_GRACE_S)
         if app.running:
             await app.stop()
-        await handlers.albums.close()  # albums gathering or downloading go to their sessions before these stop
         if retention is not None:
             await asyncio.to_thread(retention.stop)
         await asyncio.to_thread(runtime.shutdown, SHUTDOWN_GRACE_S, False)

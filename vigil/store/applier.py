@@ -55,15 +55,16 @@ class SessionWrite:
 
 
 class InboxWrite:
-    """A received message put in the inbox (`value`), or taken out of it (`value` None).
+    """A received message put in the inbox (`value`), or taken out of it (`value` None); no key: neither.
 
-    `seen`: `updates` rows (key, value) of the webhook updates it came in, put in the same transaction, so
-    an update Telegram delivers again is known as taken exactly when its message is durable.
+    `seen`: changes to the Telegram updates it came in (`updates` marks put, `held` copies put or dropped),
+    made in the same transaction, so an update Telegram delivers again is known as taken exactly when its
+    message is durable (vigil/store/inbox.py).
     """
 
     __slots__ = ("key", "seen", "value")
 
-    def __init__(self, key: bytes, value: bytes | None, seen: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    def __init__(self, key: bytes | None, value: bytes | None, seen: tuple[Change, ...] = ()) -> None:
         self.key = key
         self.value = value
         self.seen = seen
@@ -144,11 +145,13 @@ class SessionWriteApplier:
         # A message received and taken up within one transaction is never written at all (a fast turn).
         inbox_puts: dict[bytes, bytes] = {}
         inbox_deletes: list[bytes] = []
-        seen: list[tuple[bytes, bytes]] = []
+        seen: list[Change] = []
         for write, rows in zip(records, rows_of, strict=True):
             if type(write) is InboxWrite:
                 seen.extend(write.seen)  # also when the message is taken up in this same transaction
-                if write.value is not None:
+                if write.key is None:
+                    pass
+                elif write.value is not None:
                     inbox_puts[write.key] = write.value
                 elif inbox_puts.pop(write.key, None) is None:
                     inbox_deletes.append(write.key)
@@ -202,7 +205,7 @@ class SessionWriteApplier:
         if inbox_puts:
             changes += [(b"inbox", key, value) for key, value in inbox_puts.items()]
         if seen:
-            changes += [(b"updates", key, value) for key, value in seen]
+            changes += seen
         if inbox_deletes:
             changes += [(b"inbox", consumed, None) for consumed in inbox_deletes]
         return results

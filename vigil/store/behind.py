@@ -26,6 +26,7 @@ import contextlib
 import functools
 import threading
 import time
+from collections.abc import Callable
 
 import lmdb
 
@@ -57,6 +58,7 @@ class ApplyBehind:
         self.handed = 0  # the newest sequence handed here
         self.applied = 0  # the newest sequence in LMDB
         self.failed: BaseException | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None  # the writer's: told when the store stops
         self._closed = False
         self.batches = 0
         self._urgent = False  # a reader waits: apply now
@@ -203,6 +205,8 @@ class ApplyBehind:
         with self._cond:
             self.failed = error
             self._cond.notify_all()
+        if self.on_failure is not None:
+            self.on_failure(error)
 
     def _drain(self, taken: list[tuple[int, list[Change]]]) -> None:
         """Apply `taken` and everything handed since (with the journal's lock held: nothing more comes)."""

@@ -77,6 +77,10 @@ class StoreCore:
         """Have the writer tell `seconds` how long each transaction's commit (and its fsync) took."""
         self.writer.on_commit = seconds
 
+    def observe_failures(self, failed: Callable[[BaseException], None] | None) -> None:
+        """Have the writer tell `failed` of each write LMDB or the journal refused (a full disk among them)."""
+        self.writer.on_failure = failed
+
     def read(self, fn: Any) -> Any:
         return self._lmdb.read(fn)
 

@@ -7,9 +7,12 @@ makes it part of the session's state (`SessionWrite.consumed`), or through
 answers none twice. `vigil.inbox` is the side that stamps arrival ids and
 hands the messages to the sessions; this module is what it stores.
 
-In webhook mode it also keeps which Telegram updates were taken in (`updates`, by update id): the mark
-is written in the transaction that makes the update's message durable, so an update Telegram delivers
-again (vigil died before its answer left) is recognised and not answered twice.
+It also keeps which Telegram updates were taken in (`updates`, by update id): the mark is written in
+the transaction that makes the update's message durable, so an update Telegram delivers again (vigil
+died before its answer left, or before the next getUpdates confirmed it) is recognised and not answered
+twice. An update whose message is not durable yet but must be confirmed (an album part waiting for its
+album, a file still downloading, a slow handler) is kept as it came in `held` until then; marking the
+update drops that copy in the same transaction, so after a crash a held copy means: take it up again.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import lmdb
 
 from vigil.logs import get_logger
 from vigil.store import keys
-from vigil.store.applier import InboxWrite
+from vigil.store.applier import Change, InboxWrite
 from vigil.store.core import StoreCore
 from vigil.store.cursors import items, keys_of
-from vigil.store.schema import InboxEntry, decode_inbox, encode
+from vigil.store.held import HeldUpdate, decode_held
+from vigil.store.schema import InboxEntry, UnreadableRecord, decode_inbox, encode
 from vigil.store.writer import WriteFuture
 
 
@@ -72,25 +76,48 @@ class StoreInbox(StoreCore):
         """Put a received message in the inbox. Nobody needs to wait: the writer commits it within
         milliseconds (the future says when, for a caller that must know, such as a webhook's answer).
 
-        `updates`: the webhook updates it came in, marked as taken in the same transaction."""
-        seen = _marks(updates)
-        return self.writer.submit_record(InboxWrite(keys.inbox(entry.key, arrival), encode(entry), seen),
+        `updates`: the Telegram updates it came in, marked as taken in the same transaction."""
+        return self.writer.submit_record(InboxWrite(keys.inbox(entry.key, arrival), encode(entry), _taken(updates)),
                                          urgent=False)
 
-    # ------------------------------------------------------------------ webhook updates taken
+    # ------------------------------------------------------------------ Telegram updates taken
 
     def update_taken(self, update_id: int) -> bool:
-        """Whether a webhook update was taken in before (its message durable, or deliberately nothing)."""
+        """Whether a Telegram update was taken in before: marked (its message durable, or deliberately
+        nothing), or held to be taken up."""
         key = keys.update(update_id)
-        return bool(self._lmdb.read(lambda txn: txn.get(key, db=self._db[b"updates"]) is not None))
+        marks, held = self._db[b"updates"], self._db[b"held"]
+        return bool(self._lmdb.read(lambda txn: txn.get(key, db=marks) is not None
+                                    or txn.get(key, db=held) is not None))
 
     def mark_updates(self, updates: Sequence[int]) -> WriteFuture:
-        """Mark webhook updates as taken that left nothing in the inbox (a command answered, a refusal)."""
-        rows = _marks(updates)
-        return self.writer.submit(lambda txn: txn.cursor(db=self._db[b"updates"]).putmulti(rows))
+        """Mark updates as taken that left nothing in the inbox (a command answered, a refusal); drops their
+        held copies."""
+        return self.writer.submit_record(InboxWrite(None, None, _taken(updates)))
+
+    def hold_update(self, update_id: int, held: HeldUpdate) -> WriteFuture:
+        """Keep an update as it came until what it becomes is durable (then `receive` or `mark_updates`
+        drops it in the same transaction as the mark)."""
+        return self.writer.submit_record(InboxWrite(None, None, ((b"held", keys.update(update_id), encode(held)),)))
+
+    def held_updates(self) -> list[tuple[int, HeldUpdate]]:
+        """The updates held and not taken yet, in update order: what a restart takes up again.
+
+        A record that cannot be read (written by a newer vigil, or damaged) is named in the log and left.
+        """
+        raw = self._lmdb.read(lambda txn: list(items(txn.cursor(db=self._db[b"held"]))))
+        held: list[tuple[int, HeldUpdate]] = []
+        for raw_key, value in raw:
+            update_id = keys.update_id(raw_key)
+            try:
+                held.append((update_id, decode_held(value)))
+            except UnreadableRecord as exc:
+                get_logger(__name__).error("store.held_update_unreadable", update_id=update_id, error=str(exc))
+        return held
 
     def forget_updates(self, before: float) -> WriteFuture:
-        """Drop the marks older than `before` (Telegram gives up redelivering an update within a day)."""
+        """Drop the marks older than `before` (Telegram gives up redelivering an update within a day).
+        Held updates stay until they are taken."""
         db = self._db[b"updates"]
 
         def drop(txn: lmdb.Transaction) -> int:
@@ -109,6 +136,11 @@ class StoreInbox(StoreCore):
         return future
 
 
-def _marks(updates: Sequence[int]) -> tuple[tuple[bytes, bytes], ...]:
+def _taken(updates: Sequence[int]) -> tuple[Change, ...]:
+    """The changes that mark updates as taken: each one's mark put, its held copy (if any) dropped."""
     now = keys.time_value(time.time())
-    return tuple((keys.update(update_id), now) for update_id in updates)
+    changes: list[Change] = []
+    for update_id in updates:
+        key = keys.update(update_id)
+        changes += [(b"updates", key, now), (b"held", key, None)]
+    return tuple(changes)

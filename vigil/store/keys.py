@@ -9,7 +9,8 @@
 - inbox: `<session key> NUL <arrival id u64 BE>`: a session's received messages in arrival order.
 - summaries: laid out as turns, `<session key> NUL <generation u32 BE> <upto u64 BE>`: a generation's
   summaries are contiguous, newest last, and go with the turn prefix of their generation.
-- updates: `<update id i64 BE>`: the Telegram updates a webhook took in (value: when, f64 BE).
+- updates: `<update id i64 BE>`: the Telegram updates taken in (value: when, f64 BE).
+- held: `<update id i64 BE>`: Telegram updates kept as they came until taken (value: a HeldUpdate).
 Session keys never contain NUL (they are `tg:<id>[:<thread>]` or `console:<name>`).
 """
 
@@ -96,6 +97,10 @@ def inbox_position(raw: bytes) -> tuple[str, int]:
 
 def update(update_id: int) -> bytes:
     return _UPDATE.pack(update_id)
+
+
+def update_id(raw: bytes) -> int:
+    return int(_UPDATE.unpack(raw)[0])
 
 
 def time_value(at: float) -> bytes:

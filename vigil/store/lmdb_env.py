@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members", b"recover",
-            b"aliases", b"notes", b"inbox", b"summaries", b"updates")
+            b"aliases", b"notes", b"inbox", b"summaries", b"updates", b"held")
 MAX_DBS = 16
 MAX_READERS = 4096
 

@@ -98,9 +98,11 @@ class GroupCommitWriter:
         self.commits = 0
         self.ops = 0
         self.on_commit: Callable[[float], None] | None = None  # told each commit's seconds (the metrics)
+        self.on_failure: Callable[[BaseException], None] | None = None  # told what refused a write (vigil.disk)
         self._behind: ApplyBehind | None = None
         if env.journal.owner and isinstance(applier, SessionWriteApplier):
             self._behind = ApplyBehind(env, applier)
+            self._behind.on_failure = self._failed
             env.behind = env.journal.lock.behind = self._behind
         self._thread = threading.Thread(target=self._background, name="store-writer", daemon=True)
         self._thread.start()
@@ -184,6 +186,7 @@ class GroupCommitWriter:
                 self._commit(batch)
         except Exception as exc:  # the last line of defence: fail these writes, keep the writer
             self._log.error("store.commit_crashed", error=repr(exc), ops=len(batch))
+            self._failed(exc)  # e.g. a full map that could not grow
             error = StoreError(f"the store could not save ({exc})")
             for item in batch:
                 if not item.future.done():
@@ -286,6 +289,7 @@ class GroupCommitWriter:
                     self._applier.aborted()
                 error = StoreError(f"the store could not save ({exc})")
                 self._log.error("store.commit_failed", error=str(exc), ops=len(batch))
+                self._failed(exc)
                 for item in batch:
                     item.future.set_exception(error)
                 return
@@ -306,6 +310,12 @@ class GroupCommitWriter:
             return False
         self._resolve(batch, *done)
         return True
+
+    def _failed(self, error: BaseException) -> None:
+        observer = self.on_failure
+        if observer is not None:
+            with contextlib.suppress(Exception):
+                observer(error)
 
     def _resolve(self, batch: list[_Record | _Op], results: list[Any], took: float) -> None:
         """The batch is durable: each waiter gets its result (or the exception that refused its write)."""

@@ -76,11 +76,21 @@ class Router:
 
     def download(self, path: str) -> tuple[int, bytes, str]:
         """``GET /file/bot<token>/<file_path>``: a stored file's bytes, as Telegram's file server serves
-        them; an unknown path is 404 and a wrong token 401 (malformed: 404), with a JSON error body."""
+        them; an unknown path is 404 and a wrong token 401 (malformed: 404), with a JSON error body.
+        While downloads are held (`BotAPI.hold_downloads`) a download waits, its request read and no byte
+        answered, as a slow file server keeps a client waiting, until they are released."""
         token, _, file_path = path.removeprefix(FILE_PREFIX).partition("/")
         token, file_path = unquote(token), unquote(file_path)
         with self.world.cond:
             stored = self.world.file_paths.get(file_path) if token == self.token else None
+            if stored is not None and self.world.downloads_held:
+                self.world.downloads_waiting += 1
+                self.world.cond.notify_all()
+                try:
+                    while self.world.downloads_held and not self.world.stopping:
+                        self.world.cond.wait(0.2)
+                finally:
+                    self.world.downloads_waiting -= 1
             if stored is not None:
                 status, body, ctype = 200, stored.content, "application/octet-stream"
             else:

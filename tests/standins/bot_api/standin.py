@@ -100,6 +100,20 @@ class BotAPI(Posting):
         return self._world.downloads
 
     @property
+    def downloads_waiting(self) -> int:
+        """File downloads held right now (see ``hold_downloads``)."""
+        with self._world.cond:
+            return self._world.downloads_waiting
+
+    def hold_downloads(self, held: bool = True) -> None:
+        """Hold every file download from now on (the request read, no byte answered) until released with
+        ``hold_downloads(False)``: a test acts while a download is under way, waiting on
+        ``downloads_waiting`` rather than a clock."""
+        with self._world.cond:
+            self._world.downloads_held = held
+            self._world.cond.notify_all()
+
+    @property
     def chat_actions(self) -> list[tuple[int, int | None, str]]:
         """(chat id, thread id, action) of each sendChatAction."""
         return self._world.chat_actions

@@ -90,6 +90,8 @@ class World:
         self.uploads: list[SentFile] = []
         self.drafts: list[Draft] = []
         self.downloads: list[Download] = []
+        self.downloads_held = False  # file downloads wait until released (BotAPI.hold_downloads)
+        self.downloads_waiting = 0
         self.chat_actions: list[tuple[int, int | None, str]] = []
         self.commands: list[dict[str, Any]] = []
 
