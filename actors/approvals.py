@@ -35,6 +35,7 @@ from vigil.approvals import Decision
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration
 from vigil.ports import Reply
+from vigil.roles import asker_of
 from vigil.store.schema import Approval, Message, SessionHeader, ToolMode, Turn
 from vigil.tool_mode import BASH, Risk, effective_mode, offers_bash, risk_of
 from vigil.tools.outcome import ToolOutcome
@@ -172,7 +173,7 @@ class TurnGate:
     def _ask(self, name: str, tool_input: dict[str, Any], call_id: str, cancel: CancelToken) -> Decision:
         session = self.session
         assert session.header is not None and self.turn is not None
-        starter = self.turn.inputs[0] if self.turn.inputs else None
+        starter = asker_of(self.turn.inputs, session.deps.allowance.limited)  # who asked answers (or an admin)
         asker, asker_name = (starter.user_id, starter.user_name) if starter is not None else (0, "")
         approvals = session.deps.approvals
         pending = approvals.open(session.key, asker, asker_name)

@@ -18,11 +18,13 @@ from collections.abc import Callable
 
 from vigil.actors.protocol import Forget, Prune, Sender
 from vigil.caller import Caller
+from vigil.commands import cancel_button
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.expiry import activity as activity  # its old home: re-exported
 from vigil.expiry import expired, old_generations
 from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers
 from vigil.ports import Button, Reply, Unreadable
+from vigil.roles import place_of
 from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, Target
 from vigil.views import clock, session_title
@@ -58,9 +60,15 @@ class Cleanup:
             return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
         return self.at_once(caller, age)
 
+    def deletable(self, caller: Caller) -> list[SessionHeader]:
+        """The sessions the caller sees and may delete (vigil/roles.py): from a private chat a member sees the
+        groups they talk in too, and those are their admins' to delete."""
+        roles = self.runtime.roles
+        return [h for h in self.visible(caller)[0]
+                if roles.check(place_of(h), caller.user_id, "settings", "delete it").allowed]
+
     def candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
-        headers, _ = self.visible(caller)
-        return self._idle(expired(self.store, headers, time.time() - age_s)[0])
+        return self._idle(expired(self.store, self.deletable(caller), time.time() - age_s)[0])
 
     def _idle(self, headers: list[SessionHeader]) -> list[SessionHeader]:
         """Those of `headers` not answering or holding messages now."""
@@ -93,7 +101,7 @@ class Cleanup:
                           f"{earlier}\n\nDelete them? Their history and notes go; usage records stay. "
                           f"(This button works for you only, for {format_duration(OFFER_TTL_S)}.)",
                      buttons=((Button("🗑 Delete them", f"sessions:cleanup-yes:{token}"),
-                               Button("Cancel", "cancel")),))
+                               cancel_button(caller.user_id)),))
 
     def at_once(self, caller: Caller, age_s: float) -> Reply:
         """`/sessions cleanup AGE yes`: asked and confirmed at once, by the one who acts."""
@@ -115,7 +123,7 @@ class Cleanup:
                               turns=h.next_seq) for h in candidates)
         cutoff = now - age_s
         skip = {h.key for h in candidates}
-        others = [h for h in (self.visible(caller)[0] if headers is None else headers) if h.key not in skip]
+        others = [h for h in (self.deletable(caller) if headers is None else headers) if h.key not in skip]
         prune = tuple(h.key for h in others if old_generations(self.store, h, cutoff))
         return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
                      prune_before=cutoff, created_at=now)
