@@ -79,7 +79,7 @@ def test_an_anonymous_admin_writes_as_the_forum_in_any_topic(bot_api: BotAPI) ->
         assert message is not None and message.from_user is not None and message.sender_chat is not None
         assert (message.from_user.id, message.from_user.username) == (1087968824, "GroupAnonymousBot")
         assert (message.sender_chat.id, message.author_signature, message.message_thread_id) == (FORUM, "boss", topic)
-        [owner, alice] = await bot.get_chat_administrators(FORUM)
+        [_, alice] = await bot.get_chat_administrators(FORUM)
         assert isinstance(alice, ChatMemberAdministrator) and alice.is_anonymous and alice.can_manage_topics
 
     with_bot(bot_api, body)
