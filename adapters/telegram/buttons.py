@@ -166,7 +166,9 @@ class Buttons:
         return Pressed("Cancelling…", then=self.submit(caller, "schedules", f"cancel {schedule_id}"))
 
     async def cleanup_yes(self, token: str, query: CallbackQuery, caller: Caller) -> Pressed:
-        verdict = await self.command(caller, "sessions", "cleanup")
+        if mine := self.control.cleanups.offers.refusal(token, caller.user_id, caller.key):
+            return Pressed(mine, alert=True)  # another's prompt, or an expired one: nothing is deleted
+        verdict = await self.command(caller, "sessions", "cleanup")  # the asker may have lost the right since
         if not verdict.allowed:
             return refused(verdict)
         # The prompt's own list, for its asker only (an old age-only button finds no offer: expired).
