@@ -8,7 +8,7 @@ interval (the open turn is still written about once a second meanwhile, so a cra
 what streamed). Edits come no faster than it either, and the first waits one interval, so a reply done
 sooner is shown once, final, and costs no checkpoint. A slow channel (a group, edited every 3 s to stay
 within Telegram's ~20 messages a minute there) would then show nothing for 3 s: there the first words
-are made durable at once, and again FIRST_WORDS_S later, and the channel shows them after FIRST_WORDS_S
+are made durable at once, and again a little before FIRST_WORDS_S, and the channel shows them after FIRST_WORDS_S
 (adapters/telegram/stream.py), so a reply done sooner is still shown once, final; the interval holds
 from then on. The final text is shown by the session after its final commit, not here.
 """
@@ -28,6 +28,7 @@ from vigil.store.schema import Target
 CHECKPOINT_S = 1.0
 SLOW_CHANNEL_S = 1.0  # a channel updated less often than this shows its first words sooner (see above)
 FIRST_WORDS_S = 0.8  # how long a slow channel's first words wait to be shown (the channel waits, not this)
+RESAVE_S = 0.6  # when they are made durable again, before that: the channel then shows all written by then
 
 
 class CheckpointedDisplay:
@@ -95,12 +96,12 @@ class CheckpointedDisplay:
 
     def _early_words(self, now: float) -> bool:
         """A slow channel's first words: durable at once (the channel shows them FIRST_WORDS_S later) and once
-        more when that time has come, so what it then shows is all that was written by then."""
+        more just before that (RESAVE_S), so what it then shows is all that was written by then."""
         if self._interval <= SLOW_CHANNEL_S or self._early >= 2 or not self._latest.strip():
             return False
         if not self._stream.needs_checkpoint(self._latest):
             return False  # a draft: shown at once without a checkpoint (`_first_draft`)
-        return self._early == 0 or now - self._first_words >= FIRST_WORDS_S
+        return self._early == 0 or now - self._first_words >= RESAVE_S
 
     def _first_draft(self) -> bool:
         """Whether the first words can go out now, as a draft: no checkpoint, so no reason to wait."""

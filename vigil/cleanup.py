@@ -61,11 +61,15 @@ class Cleanup:
         return self.at_once(caller, age)
 
     def deletable(self, caller: Caller) -> list[SessionHeader]:
-        """The sessions the caller sees and may delete (vigil/roles.py): from a private chat a member sees the
-        groups they talk in too, and those are their admins' to delete."""
+        """The sessions the caller may delete (vigil/roles.py): in a group, all of that group's (its admins clean
+        it up, whether or not they ever wrote there); elsewhere those the caller sees, but a group's only for
+        its admins (a member sees the groups they talk in, and those are their admins' to delete)."""
         roles = self.runtime.roles
-        return [h for h in self.visible(caller)[0]
-                if roles.check(place_of(h), caller.user_id, "settings", "delete it").allowed]
+        if caller.group_key is not None and not caller.admin:
+            headers = [h for h in self.store.scan_headers(None)[0] if caller.sees(h.key)]
+        else:
+            headers = self.visible(caller)[0]
+        return [h for h in headers if roles.check(place_of(h), caller.user_id, "settings", "delete it").allowed]
 
     def candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
         return self._idle(expired(self.store, self.deletable(caller), time.time() - age_s)[0])

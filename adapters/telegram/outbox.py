@@ -52,7 +52,11 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)
 DRAFT_INTERVAL_S = 0.6
 GROUP_INTERVAL_S = 3.0  # Telegram allows about 20 messages (and edits) a minute in a group
 GROUP_WINDOW_S = 60.0
-PREVIEW_BUDGET = 14  # of those 20, what previews may use in a group's minute: the rest is for replies and commands
+# PTB's rate limiter counts every request about a group (typing too) against those 20, and holds the rest back:
+# previews and typing leave room for final replies, commands and prompts, which are never skipped.
+PREVIEW_BUDGET = 14  # previews only while the group's minute holds fewer requests than this
+TYPING_BUDGET = 10  # the typing indicator only while it holds fewer than this, at most once per TYPING_EVERY_S
+TYPING_EVERY_S = 4.5  # per group, all its topics together (Telegram shows it about 5 s)
 _GROUPS_COUNTED = 1000
 # (a private chat whose drafts were refused is edited about once a second: see stream.EDIT_INTERVAL_S)
 _PERMANENT = ("chat not found", "message thread not found", "topic_deleted", "topic_closed", "have no rights",
@@ -119,7 +123,8 @@ class TelegramOutbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bot: Bot | None = None
         self._locks: dict[tuple[int, int | None], asyncio.Lock] = {}
-        self._group_posts: dict[int, deque[float]] = {}  # a group's messages and edits in the last minute (the loop's)
+        self._group_posts: dict[int, deque[float]] = {}  # a group's requests in the last minute (the loop's)
+        self._group_typing: dict[int, float] = {}  # when the typing indicator last went to a group
         self._pending: dict[concurrent.futures.Future[Any], tuple[str, int] | None] = {}
         self._pending_lock = threading.Lock()
         self._log = get_logger(__name__)
@@ -217,10 +222,21 @@ class TelegramOutbox:
         if len(self._group_posts) > _GROUPS_COUNTED:  # groups quiet for a minute are forgotten
             for quiet in [c for c in self._group_posts if not self._posted(c)]:
                 del self._group_posts[quiet]
+                self._group_typing.pop(quiet, None)
 
     def preview_room(self, chat_id: int) -> bool:
         """Whether a streamed preview fits the group's minute (PREVIEW_BUDGET); private chats have no such limit."""
         return chat_id > 0 or len(self._posted(chat_id)) < PREVIEW_BUDGET
+
+    def _typing_room(self, chat_id: int) -> bool:
+        if chat_id > 0:
+            return True
+        now = time.monotonic()
+        if now - self._group_typing.get(chat_id, 0.0) < TYPING_EVERY_S or len(self._posted(chat_id)) >= TYPING_BUDGET:
+            return False
+        self._group_typing[chat_id] = now
+        self._count_post(chat_id)
+        return True
 
     async def deliver(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
         async with self.lock(target):
@@ -374,6 +390,8 @@ class TelegramOutbox:
                 await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
 
     async def _typing(self, target: Target) -> None:
+        if not self._typing_room(target.chat_id):
+            return  # the group's minute is for messages (a preview shows the reply is coming anyway)
         try:
             await self.bot.send_chat_action(target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id)
         except Exception as exc:  # a missed typing indicator is not worth a retry

@@ -129,10 +129,11 @@ class TelegramStream:
         if not self._drafts:
             # Edits keep to the edit pace; updates meanwhile coalesce into the one that follows. A group's
             # first preview waits a moment: a reply done by then is sent once, final, with no edit.
-            if self._target.chat_id > 0:
-                wait = self._last_edit + EDIT_INTERVAL_S - time.monotonic()
+            if self._message_id is None and self._target.chat_id < 0:
+                wait = self._first_at + FIRST_WORDS_S - time.monotonic()
             else:
-                wait = self._first_at + FIRST_WORDS_S - time.monotonic() if self._message_id is None else 0.0
+                pace = EDIT_INTERVAL_S if self._target.chat_id > 0 else self._outbox.update_interval(self._target)
+                wait = self._last_edit + pace - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
         async with self._outbox.lock(self._target):
