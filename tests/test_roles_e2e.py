@@ -20,6 +20,7 @@ from tests.rig import BOT, Rig
 from tests.standins.bot_api import CallbackQuery, SentMessage, User
 from tests.standins.messages_api import RecordedRequest, ToolCall, ToolUseReply
 from tests.standins.messages_api.content import current_turn_text
+from tests.test_approve_e2e import button
 from tests.test_sched_e2e import button_of, result_text
 from tests.test_tools_e2e import tool
 
@@ -223,4 +224,39 @@ def test_every_kind_of_button_is_answered_once(rig: Rig) -> None:
     for message, user, data in presses:
         answered(rig, rig.bot.press_button(group.id, user.id, message.message_id, data))
     rig.ask(group.id, jo, "/status", "📊")
+    answered_once(rig)
+
+
+def test_the_groups_telegram_admin_answers_a_members_prompt_and_another_member_cannot(rig: Rig) -> None:
+    group = rig.group("Shared files")
+    gina, hal, tom = rig.person("Gina"), rig.person("Hal"), rig.person("Tom")
+    rig.bot.promote(group.id, tom.id)
+    marker = "write our plan"
+    rig.api.add_rule(lambda body: marker in current_turn_text(body)
+                     and body["messages"][-1]["content"][0].get("type") != "tool_result",
+                     ToolUseReply(calls=[ToolCall("str_replace_based_edit_tool", {
+                         "command": "create", "path": "plan.txt", "file_text": "step one\n"})]), times=1)
+    sent = rig.say(group.id, gina, f"@{BOT} {marker}")
+    prompt = rig.bot.wait_for(lambda: next((m for m in rig.bot.bot_messages(group.id)
+                                            if m.message_id > sent.message_id and "🔐" in m.text and m.reply_markup),
+                                           None), 30, "the approval prompt")
+    refusal = answered(rig, rig.bot.press_button(group.id, hal.id, prompt.message_id, button(prompt, "Allow")))
+    assert refusal.show_alert and (refusal.answer_text or "").startswith("Only Gina")
+    deny = rig.bot.press_button(group.id, tom.id, prompt.message_id, button(prompt, "Deny"))
+    assert answered(rig, deny).answer_text == "Denied."
+    rig.edited_to(group.id, prompt.message_id, "❌ Denied by Tom", timeout=15)
+    answered_once(rig)
+
+
+def test_a_member_cleans_up_only_their_own_chats_and_not_with_a_groups_button(rig: Rig) -> None:
+    group = rig.group("Members' club")
+    kim = rig.person("Kim")
+    rig.ask(group.id, kim, f"@{BOT} club talk", "club talk")
+    rig.ask(kim.id, kim, "my own talk", "echo: my own talk")
+    listing = rig.ask(group.id, kim, "/sessions", "🗂")
+    refusal = answered(rig, rig.bot.press_button(group.id, kim.id, listing.message_id, "sessions:cleanup:86400"))
+    assert refusal.show_alert and "Only this group's admins" in (refusal.answer_text or "")
+    time.sleep(1.2)  # real idle time: both sessions are older than the cleanup's 1 s
+    mine = rig.ask(kim.id, kim, "/sessions cleanup 1s", "🧹").text
+    assert f"tg:{kim.id}" in mine and f"tg:{group.id}" not in mine, mine
     answered_once(rig)
