@@ -124,4 +124,5 @@ class CheckpointedDisplay:
                 return
         self._stream.update(self._latest, durable=durable)
         self._shown = self._latest
-        self.first_shown = self.first_shown or self._last
+        # A slow channel shows its first words FIRST_WORDS_S after they were made durable (the final, if sooner).
+        self.first_shown = self.first_shown or self._last + (FIRST_WORDS_S if self._early == 1 else 0.0)

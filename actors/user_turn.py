@@ -167,7 +167,8 @@ def run_user_turn(session: Session, turn: Turn) -> None:
     reply, note = _presentable(outcome, saved)
     stream.finish(reply, note)
     ended = time.monotonic()
-    session.deps.metrics.turn(turn.kind, outcome.status, ended - started, (display.first_shown or ended) - started)
+    session.deps.metrics.turn(turn.kind, outcome.status, ended - started,
+                              min(display.first_shown or ended, ended) - started)
     if session.log_turns:
         session.log.info("turn.done", seq=turn.seq, status=outcome.status,
                          ms=round((time.monotonic() - started) * 1000), input_tokens=final.usage.input_tokens,

@@ -12,16 +12,15 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from tests.rig import BOT, Rig
 from tests.standins.bot_api import CallbackQuery, SentMessage, User
-from tests.standins.messages_api import RecordedRequest, ToolCall, ToolUseReply
+from tests.standins.messages_api import ToolCall, ToolUseReply
 from tests.standins.messages_api.content import current_turn_text
 from tests.test_approve_e2e import button
-from tests.test_sched_e2e import button_of, result_text
+from tests.test_sched_e2e import button_of, result_text, tool_results
 from tests.test_tools_e2e import tool
 
 pytestmark = pytest.mark.e2e
@@ -41,16 +40,6 @@ def stored(rig: Rig, key: str) -> bool:
 def answered_once(rig: Rig) -> None:
     """Telegram refuses a second answerCallbackQuery for one press: vigil never sends one."""
     assert not rig.bot.failed_calls("answerCallbackQuery"), rig.bot.failed_calls("answerCallbackQuery")
-
-
-def tool_results_of(rig: Rig, marker: str) -> list[dict[str, Any]]:
-    """The tool_result blocks vigil sent back in the turn whose messages hold `marker`."""
-    def found() -> RecordedRequest | None:
-        return next((r for r in rig.requests_with(marker)
-                     if any(b.get("type") == "tool_result" for b in r.body["messages"][-1]["content"])), None)
-
-    request = rig.bot.wait_for(found, 30, f"the tool results of {marker!r}")
-    return [b for b in request.body["messages"][-1]["content"] if b.get("type") == "tool_result"]
 
 
 # ------------------------------------------------------------------------------------------------ settings, deletion
@@ -161,7 +150,7 @@ def test_a_members_reminder_from_a_collected_turn_is_theirs_and_paid_by_them(fre
     rig.say(group.id, bob, f"@{BOT} {marker}")
     rig.say(group.id, admin, f"@{BOT} ok")  # written while Bob's turn runs: the same collected turn
     rig.answer(group.id, first, "tool results", timeout=30)
-    [made] = tool_results_of(rig, marker)
+    [made] = tool_results(rig, marker)
     sid = re.match(r"created ([a-z0-9]{6}):", result_text(made))
     assert sid and not made.get("is_error"), made
     collected = rig.requests_with(marker)[0]
@@ -183,14 +172,14 @@ def test_a_members_reminder_from_a_collected_turn_is_theirs_and_paid_by_them(fre
     assert press.show_alert and "Only Bob" in (press.answer_text or "")
     asked = f"please cancel it {tool('schedule', action='cancel', id=sid.group(1))}"
     rig.ask(group.id, cat, f"@{BOT} {asked}", "tool results", timeout=30)
-    [cancel] = tool_results_of(rig, "please cancel it")
+    [cancel] = tool_results(rig, "please cancel it")
     assert cancel.get("is_error") is True and "cancel refused: Only Bob or an admin of this group can cancel" in \
         result_text(cancel), cancel
     assert sid.group(1) in rig.ask(group.id, bob, "/schedules", "⏰").text, "still there"
     # Bob himself may, through Claude too.
     mine = f"cancel mine {tool('schedule', action='cancel', id=sid.group(1))}"
     rig.ask(group.id, bob, f"@{BOT} {mine}", "tool results", timeout=30)
-    [done] = tool_results_of(rig, "cancel mine")
+    [done] = tool_results(rig, "cancel mine")
     assert not done.get("is_error") and result_text(done).startswith(f"cancelled {sid.group(1)}"), done
     answered_once(rig)
 
