@@ -35,8 +35,9 @@ from vigil.roles import ANONYMOUS_ADMIN
 from vigil.runtime import Runtime
 from vigil.store.schema import Attachment, Target
 from vigil.text import clean
+from vigil.tools.jail import JailError
 from vigil.uploads import Workplace
-from vigil.workspace import ensure_directory, own_directory, placed, workspace_of
+from vigil.workspace import WorkspaceError, ensure_directory, own_directory, placed, workspace_of
 
 
 class TelegramHandlers:
@@ -183,11 +184,15 @@ class TelegramHandlers:
         jail (from a worker thread: it reads the store)."""
         root = self.runtime.settings.workdir_root
         header = self.runtime.store.header(key)
-        if header is not None:
-            header = placed(header, root)
-            return Workplace(workspace_of(header), Path(header.cwd))
-        home = ensure_directory(root, own_directory(key, target, kind))
-        return Workplace(home, home)
+        if header is None:
+            home = ensure_directory(root, own_directory(key, target, kind))
+            return Workplace(home, home)
+        header = placed(header, root)
+        try:  # the workspace as the editor and send_file see it: resolved through the root's jail
+            jail = self.runtime.toolbox.jail_for(workspace_of(header))
+        except JailError as exc:
+            raise WorkspaceError(f"the chat's directory cannot be used ({exc})") from None
+        return Workplace(jail.root, Path(header.cwd))
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
