@@ -1,9 +1,12 @@
-"""What an approval prompt says: the command, or a short diff of the file change, and who may answer.
+"""What an approval prompt shows: the whole command, or the whole change as a diff, and who may answer.
 
-The person deciding must see what would run, not a summary of it: a shell command is shown whole
-(up to a few thousand characters), an edit as a few lines of `-`/`+`. Sent as plain text, so the
-outbox escapes whatever the model wrote (nothing in it can break or format the message), and kept
-well under Telegram's 4096 so the buttons sit under the whole of it.
+The person deciding must see everything they are asked about, not a summary of it: a command that is
+cut, or a diff that stops after a few lines, may hide what matters, and they would allow what they never
+saw. So a prompt that fits one Telegram message (PROMPT_LIMIT) carries everything; one that does not goes
+with a file holding the whole command or diff (sent before it, so the buttons come after what they are
+about) and shows its first lines. Sent as plain text, so the outbox escapes whatever the model wrote
+(nothing in it can break or format the message); what cannot be shown (control characters) shows as
+`?`, and the file keeps the exact bytes.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from typing import Any
 
 from vigil.approvals import LABELS, button_data
 from vigil.durations import format_duration
-from vigil.ports import Button
+from vigil.ports import Button, Document, Reply
 from vigil.tool_mode import BASH
 
-COMMAND_CHARS = 2000
-DIFF_LINES = 8  # per side
+PROMPT_LIMIT = 3500  # UTF-16 units of one prompt message, well under Telegram's 4096
+PREVIEW_LINES = 12  # of a prompt whose whole subject goes in a file
 LINE_CHARS = 160
 
 
@@ -24,13 +27,12 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in text)
 
 
-def _lines(text: str, mark: str) -> list[str]:
-    lines = _printable(text).splitlines() or [""]
-    shown = [f"{mark} {line if len(line) <= LINE_CHARS else line[:LINE_CHARS - 1] + '…'}"
-             for line in lines[:DIFF_LINES]]
-    if len(lines) > DIFF_LINES:
-        shown.append(f"{mark} … ({len(lines) - DIFF_LINES} more lines)")
-    return shown
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _marked(text: str, mark: str) -> list[str]:
+    return [f"{mark} {line}" for line in text.splitlines() or [""]]
 
 
 def _text(tool_input: dict[str, Any], field: str) -> str:
@@ -38,34 +40,52 @@ def _text(tool_input: dict[str, Any], field: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def what(name: str, tool_input: dict[str, Any]) -> str:
-    """The action itself: the command, or the change as a short diff."""
+def subject(name: str, tool_input: dict[str, Any]) -> tuple[str, str, str]:
+    """(the headline, the whole of what is asked about: the command or the change as `-`/`+` lines, the name of
+    the file that carries it when it does not fit the prompt)."""
     if name == BASH:
-        command = _printable(_text(tool_input, "command")).strip() or "(an empty command)"
-        if len(command) > COMMAND_CHARS:
-            command = command[:COMMAND_CHARS] + f"… ({len(command) - COMMAND_CHARS} more characters)"
-        return f"Claude wants to run this command:\n\n{command}"
+        command = _text(tool_input, "command").strip() or "(an empty command)"
+        return "Claude wants to run this command:", command, "command.sh"
     path = _printable(_text(tool_input, "path")) or "(no path)"
     action = tool_input.get("command")
     if action == "create":
         body = _text(tool_input, "file_text")
         count = len(body.splitlines())
-        return "\n".join([f"Claude wants to create (or overwrite) {path} ({count} line{'s' * (count != 1)}):", "",
-                          *_lines(body, "+")])
+        return (f"Claude wants to create (or overwrite) {path} ({count} line{'s' * (count != 1)}):",
+                "\n".join(_marked(body, "+")), "change.diff")
     if action == "str_replace":
-        return "\n".join([f"Claude wants to change {path}:", "", *_lines(_text(tool_input, "old_str"), "-"),
-                          *_lines(_text(tool_input, "new_str"), "+")])
+        return (f"Claude wants to change {path}:",
+                "\n".join([*_marked(_text(tool_input, "old_str"), "-"), *_marked(_text(tool_input, "new_str"), "+")]),
+                "change.diff")
     if action == "insert":
-        line = tool_input.get("insert_line")
-        return "\n".join([f"Claude wants to insert into {path} after line {line}:", "",
-                          *_lines(_text(tool_input, "insert_text"), "+")])
-    return f"Claude wants to run the editor's {_printable(str(action))!r} on {path}."
+        return (f"Claude wants to insert into {path} after line {tool_input.get('insert_line')}:",
+                "\n".join(_marked(_text(tool_input, "insert_text"), "+")), "change.diff")
+    return f"Claude wants to run the editor's {_printable(str(action))!r} on {path}.", "", ""
 
 
-def prompt_text(name: str, tool_input: dict[str, Any], asker_name: str, timeout_s: float) -> str:
+def what(name: str, tool_input: dict[str, Any]) -> str:
+    """The action itself, whole: the command, or the change as a diff."""
+    headline, body, _ = subject(name, tool_input)
+    return f"{headline}\n\n{_printable(body)}" if body else headline
+
+
+def prompt_reply(name: str, tool_input: dict[str, Any], asker_name: str, timeout_s: float, token: str) -> Reply:
+    """The prompt with its buttons; with the whole command or diff in a file before it when it is too long."""
     who = asker_name or "the person whose message started this"
-    return (f"🔐 {what(name, tool_input)}\n\n"
-            f"Only {who} (or an admin) can answer; no answer within {format_duration(timeout_s)} counts as Deny.")
+    footer = f"Only {who} (or an admin) can answer; no answer within {format_duration(timeout_s)} counts as Deny."
+    whole = f"🔐 {what(name, tool_input)}\n\n{footer}"
+    if _units(whole) <= PROMPT_LIMIT:
+        return Reply(text=whole, buttons=prompt_buttons(token))
+    headline, body, filename = subject(name, tool_input)
+    lines = _printable(body).splitlines()
+    preview = "\n".join(line if len(line) <= LINE_CHARS else line[:LINE_CHARS - 1] + "…"
+                        for line in lines[:PREVIEW_LINES])
+    size = f"{len(lines)} line{'s' * (len(lines) != 1)}, {len(body)} characters"
+    text = (f"🔐 {headline}\n\n{preview}\n…\n\nThat is its beginning: the whole of it ({size}) is in {filename} "
+            f"just above. Read it before you answer.\n\n{footer}")
+    return Reply(text=text, buttons=prompt_buttons(token),
+                 document=Document(filename=filename, content=body.encode(errors="replace"),
+                                   caption=f"🔐 All of what the approval prompt below asks about ({size})."))
 
 
 def prompt_buttons(token: str) -> tuple[tuple[Button, ...], ...]:

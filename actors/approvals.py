@@ -28,13 +28,13 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.approval_prompt import prompt_buttons, prompt_text
+from vigil.actors.approval_prompt import prompt_reply
 from vigil.actors.state import Session
 from vigil.actors.turn import CANCELLED, RESTARTED_WHILE_RUNNING, ToolSet, TurnDisplay, tool_result, tool_uses
 from vigil.approvals import Decision
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration
-from vigil.ports import Reply
+from vigil.roles import asker_of
 from vigil.store.schema import Approval, Message, SessionHeader, ToolMode, Turn
 from vigil.tool_mode import BASH, Risk, effective_mode, offers_bash, risk_of
 from vigil.tools.outcome import ToolOutcome
@@ -172,15 +172,14 @@ class TurnGate:
     def _ask(self, name: str, tool_input: dict[str, Any], call_id: str, cancel: CancelToken) -> Decision:
         session = self.session
         assert session.header is not None and self.turn is not None
-        starter = self.turn.inputs[0] if self.turn.inputs else None
+        starter = asker_of(self.turn.inputs, session.deps.allowance.limited)  # who asked answers (or an admin)
         asker, asker_name = (starter.user_id, starter.user_name) if starter is not None else (0, "")
         approvals = session.deps.approvals
         pending = approvals.open(session.key, asker, asker_name)
         target = session.header.target
         outbox = session.deps.outbox(target)
         if outbox is not None:
-            outbox.send(session.key, target, Reply(text=prompt_text(name, tool_input, asker_name, self._timeout),
-                                                   buttons=prompt_buttons(pending.token)))
+            outbox.send(session.key, target, prompt_reply(name, tool_input, asker_name, self._timeout, pending.token))
         session.log.info("approval.asked", tool=name, tool_use_id=call_id)
         decision = pending.wait(cancel, self._timeout)
         if cancel.cancelled:  # /stop means Deny, also against a tap in the same instant

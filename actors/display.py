@@ -6,8 +6,11 @@ stays in the chat survives `kill -9`. A draft (a private chat's preview, which v
 checkpoint: the first one goes out with the first words, the rest no faster than the channel's
 interval (the open turn is still written about once a second meanwhile, so a crash is charged for
 what streamed). Edits come no faster than it either, and the first waits one interval, so a reply done
-sooner is shown once, final, and costs no checkpoint. The final text is shown by the session after
-its final commit, not here.
+sooner is shown once, final, and costs no checkpoint. A slow channel (a group, edited every 3 s to stay
+within Telegram's ~20 messages a minute there) would then show nothing for 3 s: there the first words
+are made durable at once, and again a little before FIRST_WORDS_S, and the channel shows them after FIRST_WORDS_S
+(adapters/telegram/stream.py), so a reply done sooner is still shown once, final; the interval holds
+from then on. The final text is shown by the session after its final commit, not here.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from vigil.store.schema import Target
 # Drafts need no checkpoint, but the open turn is still written this often while a reply streams: a
 # crash is then charged for what streamed, and the restart knows what was said (as with edits).
 CHECKPOINT_S = 1.0
+SLOW_CHANNEL_S = 1.0  # a channel updated less often than this shows its first words sooner (see above)
+FIRST_WORDS_S = 0.8  # how long a slow channel's first words wait to be shown (the channel waits, not this)
+RESAVE_S = 0.6  # when they are made durable again, before that: the channel then shows all written by then
 
 
 class CheckpointedDisplay:
@@ -45,6 +51,8 @@ class CheckpointedDisplay:
         self._closed = False
         self._key = key
         self._slow = slow
+        self._first_words = 0.0  # monotonic time of the first words
+        self._early = 0  # flushes a slow channel made for its first words (at most two)
         self.first_shown: float | None = None  # monotonic time the first text was shown (the metrics ask)
 
     def text(self, full: str) -> None:
@@ -56,9 +64,12 @@ class CheckpointedDisplay:
                 # The first words: a preview's interval counts from here. Time spent waiting for a model
                 # slot or the first token is not streaming, and a reply that then comes at once needs
                 # no preview (and no checkpoint) before its final message.
-                self._last = now
+                self._last = self._first_words = now
             self._latest = full
-            if now - self._last >= self._interval or self._first_draft():
+            if self._early_words(now):
+                self._early += 1
+                self._flush()
+            elif now - self._last >= self._interval or self._first_draft():
                 self._flush()
 
     def progress(self, line: str) -> None:
@@ -83,6 +94,15 @@ class CheckpointedDisplay:
         with self._lock:
             self._closed = True
 
+    def _early_words(self, now: float) -> bool:
+        """A slow channel's first words: durable at once (the channel shows them FIRST_WORDS_S later) and once
+        more just before that (RESAVE_S), so what it then shows is all that was written by then."""
+        if self._interval <= SLOW_CHANNEL_S or self._early >= 2 or not self._latest.strip():
+            return False
+        if not self._stream.needs_checkpoint(self._latest):
+            return False  # a draft: shown at once without a checkpoint (`_first_draft`)
+        return self._early == 0 or now - self._first_words >= RESAVE_S
+
     def _first_draft(self) -> bool:
         """Whether the first words can go out now, as a draft: no checkpoint, so no reason to wait."""
         return not self._shown and bool(self._latest.strip()) and not self._stream.needs_checkpoint(self._latest)
@@ -104,4 +124,5 @@ class CheckpointedDisplay:
                 return
         self._stream.update(self._latest, durable=durable)
         self._shown = self._latest
-        self.first_shown = self.first_shown or self._last
+        # A slow channel shows its first words FIRST_WORDS_S after they were made durable (the final, if sooner).
+        self.first_shown = self.first_shown or self._last + (FIRST_WORDS_S if self._early == 1 else 0.0)

@@ -14,6 +14,7 @@ import msgspec
 from vigil.actors.protocol import DeliveryFailed
 from vigil.actors.state import Session
 from vigil.ports import Reply, UsageKind
+from vigil.roles import asker_of
 from vigil.store.schema import Turn, UnreadableRecord, Usage
 from vigil.store.store import CorruptRecord, UsageEntry
 from vigil.workspace import settle
@@ -77,7 +78,8 @@ def charge_cut_turn(session: Session, turn: Turn, keep_open: bool) -> Turn:
             session.header = msgspec.structs.replace(session.header,
                                                      heartbeat_usage=session.header.heartbeat_usage + used)
         else:
-            payer, kind = (turn.inputs[0].user_id if turn.inputs else 0), "chat"
+            asker = asker_of(turn.inputs, session.deps.allowance.limited)
+            payer, kind = (asker.user_id if asker is not None else 0), "chat"
             session.header = msgspec.structs.replace(session.header, usage=session.header.usage + used)
         entries = session.usage_entries(payer, kind, used)
         session.log.info("session.charged_cut_turn", seq=turn.seq, calls=used.calls, input_tokens=used.input_tokens,

@@ -1,9 +1,9 @@
 """/schedules: the chat's reminders and recurring tasks, each with a cancel button; /schedules cancel ID.
 
-Who may cancel (by the button or the command): the person who asked for the schedule, an admin, or,
-in a private chat, whoever is in it (there is nobody else). In a group, a member's reminder is theirs
-to cancel: a button everyone in the group sees must not let anyone remove it. Claude can cancel any of
-the chat's schedules with its tool, when someone asks it to.
+Who may cancel (by the button, the command or Claude's tool): the person who asked for the schedule,
+an admin of either kind (vigil's, or the group's own), or, in a private chat, whoever is in it (there
+is nobody else). In a group, a member's reminder is theirs to cancel: a button everyone in the group
+sees must not let anyone remove it. The rule is vigil/roles.py's; `cancel_verdict` applies it.
 
 A button's callback data is `sched:cancel:<id>` (19 bytes, within Telegram's 64); the adapter turns
 a press into `/schedules cancel <id>` from whoever pressed it, so both go through the same check here.
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from vigil.actors import schedules, unreachable
 from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session, is_group
+from vigil.actors.state import Session
 from vigil.ports import Button
-from vigil.store.schema import Schedule
+from vigil.roles import Roles, Verdict, place_of
+from vigil.store.schema import Schedule, SessionHeader
 
 CANCEL_PREFIX = "sched:cancel:"
 USAGE = "Usage: /schedules, or /schedules cancel ID"
@@ -25,10 +26,10 @@ def cancel_button(schedule: Schedule) -> Button:
     return Button(f"✖ Cancel {schedule.id}", f"{CANCEL_PREFIX}{schedule.id}")
 
 
-def may_cancel(session: Session, schedule: Schedule, user_id: int) -> bool:
-    assert session.header is not None
-    return (user_id == schedule.owner or session.deps.settings.is_admin(user_id)
-            or not is_group(session.header))
+def cancel_verdict(roles: Roles, header: SessionHeader, schedule: Schedule, *user_ids: int) -> Verdict:
+    """May these people (a presser, or everyone a turn answers) cancel `schedule` of the chat of `header`?"""
+    return roles.everyone(place_of(header), user_ids, "admin", f"cancel {schedule.id}", owner=schedule.owner,
+                          owner_name=schedule.owner_name or (f"user {schedule.owner}" if schedule.owner else ""))
 
 
 def cmd_schedules(session: Session, message: SessionCommand) -> None:
@@ -55,9 +56,9 @@ def cmd_schedules(session: Session, message: SessionCommand) -> None:
         session.reply(message.target, f"⛔ There is no schedule {words[1][:20]!r} here (any more). "
                                       "/schedules lists them.")
         return
-    if not may_cancel(session, found, message.sender.user_id):
-        who = found.owner_name or "the person who asked for it"
-        session.reply(message.target, f"⛔ Only {who} or an admin can cancel {found.id}.")
+    verdict = cancel_verdict(session.deps.roles, session.header, found, message.sender.user_id)
+    if not verdict.allowed:
+        session.reply(message.target, verdict.reason)
         return
     try:
         gone = schedules.cancel(session, found.id)

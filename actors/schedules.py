@@ -145,8 +145,10 @@ def advanced(schedule: Schedule, fired_at: float) -> Schedule | None:
     if following is None:
         return None
     # A rule without COUNT reads the same from any of its own occurrences: starting it from the one just
-    # due keeps dateutil from walking every occurrence since the first to find the next.
-    start = schedule.next_at if "COUNT=" not in schedule.rule.upper() else schedule.start_at
+    # due keeps dateutil from walking every occurrence since the first to find the next. Not on a night the
+    # clocks change: a time moved forward out of a gap is not the rule's own (FREQ=DAILY would take its hour).
+    restart = "COUNT=" not in schedule.rule.upper() and not recurrence.near_change(schedule.next_at)
+    start = schedule.next_at if restart else schedule.start_at
     return msgspec.structs.replace(schedule, next_at=following, start_at=start, fired=schedule.fired + 1,
                                    last_fired_at=fired_at)
 

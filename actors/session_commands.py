@@ -13,6 +13,7 @@ import msgspec
 
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
+from vigil.commands import cancel_button
 from vigil.model.prices import MODEL_CHOICES
 from vigil.ports import Button
 from vigil.tools.jail import Jail, JailError
@@ -111,7 +112,7 @@ def cmd_forget(session: Session, message: SessionCommand) -> None:
         session.reply(message.target, "Delete this chat's stored history, notes and settings? This cannot be undone. "
                       "(Usage records are kept for accounting.) Type /forget confirm, or press:",
                       buttons=((Button("🗑 Yes, forget", forget_button(message.sender.user_id, session.key)),
-                                Button("Cancel", "cancel")),))
+                                cancel_button(message.sender.user_id)),))
         return
     try:
         session.forget()

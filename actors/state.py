@@ -38,6 +38,7 @@ from vigil.media import MediaStore
 from vigil.metrics import NULL_METRICS, Metrics
 from vigil.model.prices import to_usage
 from vigil.ports import Button, Outbox, Reply, Store, TokenUsage, UsageKind
+from vigil.roles import ChatAdmins, Roles
 from vigil.settings import Settings
 from vigil.store.schema import Heartbeat, Note, SessionHeader, Summary, Target, Turn, UnreadableRecord, Usage
 from vigil.store.store import CorruptRecord, SessionGone, UsageEntry, utc_day
@@ -62,9 +63,15 @@ class SessionDeps:
     sweep_media: Callable[[], object] = lambda: None  # ask for the files no session references to go
     metrics: Metrics = NULL_METRICS  # told of turns, heartbeats, schedules (vigil/metrics.py)
     approvals: PendingApprovals = field(default_factory=PendingApprovals)  # prompts waiting for a tap
+    chat_admins: ChatAdmins = field(default_factory=ChatAdmins)  # who administers a group, per channel
 
     def outbox(self, target: Target) -> Outbox | None:
         return self.outboxes.get(target.channel)
+
+    @property
+    def roles(self) -> Roles:
+        """Who may do what (vigil/roles.py)."""
+        return Roles(self.settings, self.chat_admins)
 
 
 def is_group(header: SessionHeader) -> bool:

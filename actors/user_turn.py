@@ -29,6 +29,7 @@ from vigil.cancel import CancelToken
 from vigil.model.history import input_blocks, join, with_cache_point
 from vigil.model.prompt import system_blocks
 from vigil.ports import ModelRequest
+from vigil.roles import asker_of
 from vigil.store.schema import Input, Turn
 from vigil.tool_mode import effective_mode
 
@@ -131,7 +132,7 @@ def run_user_turn(session: Session, turn: Turn) -> None:
 
     display = CheckpointedDisplay(stream, outbox, target, outbox.update_interval(target), checkpoint, session.key,
                                   slow=slow)
-    payer = turn.inputs[0].user_id if turn.inputs else 0  # whose message started the turn pays for it
+    payer = payer_of(session, turn)
     may_call = call_guard(session.deps.allowance, payer, cancel, first_counted=True, on_wait=display.progress)
     gate = TurnGate(session, user_turn_tools(session), turn)  # the chat's /mode: actors/approvals.py
     try:
@@ -159,20 +160,26 @@ def run_user_turn(session: Session, turn: Turn) -> None:
         turn, status=outcome.status, messages=outcome.messages, reply=outcome.reply, note=outcome.note,
         ended_at=session.deps.clock(), model=session.header.model, usage=usage_of(outcome.calls))
     session.header = msgspec.structs.replace(session.header, open_turn=None, usage=session.header.usage + final.usage)
-    user_id = turn.inputs[0].user_id if turn.inputs else 0
-    entries = session.usage_entries(user_id, "chat", final.usage)
+    entries = session.usage_entries(payer, "chat", final.usage)
     saved = session.commit(final, entries, wait=True)
     if session.window is not None and session.window.upto == final.seq:
         session.window.add(final)
     reply, note = _presentable(outcome, saved)
     stream.finish(reply, note)
     ended = time.monotonic()
-    session.deps.metrics.turn(turn.kind, outcome.status, ended - started, (display.first_shown or ended) - started)
+    session.deps.metrics.turn(turn.kind, outcome.status, ended - started,
+                              min(display.first_shown or ended, ended) - started)
     if session.log_turns:
         session.log.info("turn.done", seq=turn.seq, status=outcome.status,
                          ms=round((time.monotonic() - started) * 1000), input_tokens=final.usage.input_tokens,
                          output_tokens=final.usage.output_tokens, cache_read=final.usage.cache_read_tokens,
                          rounds=len(outcome.calls))
+
+
+def payer_of(session: Session, turn: Turn) -> int:
+    """Who pays for a user turn: the person who asked for it (vigil/roles.py), who also owns what it makes."""
+    asker = asker_of(turn.inputs, session.deps.allowance.limited)
+    return asker.user_id if asker is not None else 0
 
 
 def _suspend_for_shutdown(session: Session, turn: Turn, outcome: TurnOutcome, stream: Any) -> None:

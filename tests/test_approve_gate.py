@@ -23,7 +23,7 @@ from tests.fakes import (
     key_of,
     make_settings,
 )
-from vigil.actors.approval_prompt import prompt_text, what
+from vigil.actors.approval_prompt import prompt_reply, what
 from vigil.actors.protocol import Sender
 from vigil.actors.turn import resume_exchange
 from vigil.approvals import GONE, Decision, PendingApprovals, button_data, parse_button
@@ -305,13 +305,23 @@ def test_buttons_fit_telegram_and_parse_back() -> None:
     assert approvals.press(pending.token, "allow", 1, "Ann", False, "tg:-5").verdict.startswith("❌ Denied: a new")
 
 
-def test_the_prompt_shows_the_command_and_a_short_escaped_diff() -> None:
-    long = "\n".join(f"line {i} " + "x" * 300 for i in range(20))
-    shown = what(EDITOR, {"command": "str_replace", "path": "a.py", "old_str": "<b>old</b>", "new_str": long})
-    assert "- <b>old</b>" in shown and "+ line 0" in shown and "+ … (12 more lines)" in shown
-    assert max(len(line) for line in shown.splitlines()) < 170
+def test_the_prompt_shows_everything_it_asks_about_or_carries_it_whole_in_a_file_before_it() -> None:
+    # What fits one message is shown whole: a 3,000-character command (it was cut at 2,000).
+    command = "echo " + "y" * 2995
+    fits = prompt_reply("bash", {"command": command}, "Ann", 600, "tok")
+    assert fits.document is None and command in fits.text and fits.buttons
     assert what("bash", {"command": "rm -rf \x1b[2J /tmp/x"}).endswith("rm -rf ?[2J /tmp/x")
-    assert len(prompt_text("bash", {"command": "y" * 9000}, "Ann", 600)) < 2500
+    # A longer one, or a diff longer than a message (it was cut at 8 lines a side), goes whole in a file.
+    long = "\n".join(f"line {i} " + "x" * 300 for i in range(20))
+    change = prompt_reply(EDITOR, {"command": "str_replace", "path": "a.py", "old_str": "<b>old</b>", "new_str": long},
+                          "Ann", 600, "tok")
+    assert change.document is not None and change.document.filename == "change.diff"
+    assert change.document.content.decode() == "- <b>old</b>\n" + "\n".join(f"+ {line}" for line in long.splitlines())
+    assert "- <b>old</b>" in change.text and "+ line 0" in change.text and "20 lines" not in change.text
+    assert "21 lines" in change.text and "change.diff just above" in change.text and change.buttons
+    assert len(change.text) < 3500 and max(len(line) for line in change.text.splitlines()) < 170
+    huge = prompt_reply("bash", {"command": "y" * 9000 + "\x1b[2J; rm -rf ~"}, "Ann", 600, "tok")
+    assert huge.document is not None and huge.document.content.endswith(b"\x1b[2J; rm -rf ~"), "the exact bytes"
 
 
 def test_the_settings_read_the_mode_and_the_timeout(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def test_a_held_up_button_delays_no_other_chat_and_not_stop_or_status(rig: Rig) 
     # Telegram holds its answer to vigil's answerCallbackQuery for Ann's press for 8 s (a slow data centre):
     # her button's handler waits that long.
     rig.bot.stall(seconds=8, method="answerCallbackQuery")
-    press = rig.bot.press_button(ann.id, ann.id, prompt.message_id, "cancel")
+    press = rig.bot.press_button(ann.id, ann.id, prompt.message_id, f"cancel:{ann.id}")
     rig.bot.wait_for(lambda: rig.bot.pending_updates == 0, 5, "vigil took the press")
     waiting = rig.say(ann.id, ann, "said after the press")
 

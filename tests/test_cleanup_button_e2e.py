@@ -32,6 +32,8 @@ def test_only_the_asker_deletes_and_only_what_was_listed(fresh: Callable[..., Ri
     rig = fresh()
     gina, hal, ivy = rig.person("Gina"), rig.person("Hal"), rig.person("Ivy")
     here, there = rig.group("Where Gina asks"), rig.group("Gina's other group")
+    for group in (here, there):
+        rig.bot.promote(group.id, gina.id)  # a group's sessions are its admins' to delete
     for chat in (here, there):
         rig.ask(chat.id, gina, f"@{BOT} hello {chat.title}", f"hello {chat.title}")
     rig.ask(gina.id, gina, "gina alone", "echo: gina alone")
@@ -76,6 +78,7 @@ def test_a_stale_prompt_deletes_nothing(fresh: Callable[..., Rig]) -> None:
     rig = fresh()
     olga = rig.person("Olga")
     group = rig.group("Olga's idle group")
+    rig.bot.promote(group.id, olga.id)
     rig.ask(group.id, olga, f"@{BOT} soon idle", "soon idle")
     time.sleep(1.2)
     prompt = rig.ask(olga.id, olga, "/sessions cleanup 1s", "🧹")

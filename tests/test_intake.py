@@ -42,6 +42,7 @@ from vigil.ports import Reply, WriteFuture
 from vigil.runtime import Runtime
 from vigil.store.schema import Attachment, Target
 from vigil.transcribe import NO_EXTRA, NOT_UNDERSTOOD
+from vigil.uploads import Workplace
 
 
 def message(bot: Bot, **fields: Any) -> Message:
@@ -52,15 +53,21 @@ def message(bot: Bot, **fields: Any) -> Message:
     return parsed
 
 
+def at(directory: Path) -> Callable[[], Workplace]:
+    """The chat's place for a test: `directory` is its workspace and its working directory."""
+    return lambda: Workplace(directory, directory)
+
+
 def ingest_into(tmp_path: Path, media_dir: Path | None = None,
-                ) -> tuple[Callable[[bytes, str, str, Path | None], Attachment], list[str]]:
+                ) -> tuple[Callable[[bytes, str, str, Workplace | None], Attachment], list[str]]:
     media = MediaStore(media_dir or tmp_path / "data" / "media")
     root = tmp_path / "work"
     calls: list[str] = []
 
-    def ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
+    def ingest(data: bytes, name: str, mime: str, place: Workplace | None) -> Attachment:
         calls.append(name)
-        return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None, cwd=directory)
+        return attachments.ingest(media, data, name=name, mime=mime, root=root if place else None,
+                                  cwd=place.cwd if place else None)
 
     return ingest, calls
 
@@ -73,7 +80,7 @@ def test_a_file_getfile_calls_too_big_is_refused_in_one_sentence(bot_api: BotAPI
     async def body(bot: Bot) -> None:
         # An update may leave file_size out: then only getFile says the file is too big.
         taken = await intake.take(message(bot, document={"file_id": file_id, "file_unique_id": unique,
-                                                         "file_name": "dump.bin"}), lambda: tmp_path)
+                                                         "file_name": "dump.bin"}), at(tmp_path))
         assert taken.refusal == TOO_BIG and taken.attachments == ()
 
     with_bot(bot_api, body)
@@ -93,7 +100,7 @@ def test_a_planted_uploads_symlink_refuses_the_file_and_keeps_nothing(bot_api: B
 
     async def body(bot: Bot) -> None:
         taken = await intake.take(message(bot, document={"file_id": file_id, "file_unique_id": unique,
-                                                         "file_name": "notes.txt", "file_size": 6}), lambda: cwd)
+                                                         "file_name": "notes.txt", "file_size": 6}), at(cwd))
         assert taken.attachments == ()
         assert taken.refusal.startswith("I couldn't take that file: ") and taken.refusal.endswith("Nothing was kept.")
 
@@ -107,9 +114,9 @@ def test_kinds_vigil_does_not_take_get_a_sentence_naming_them(bot_api: BotAPI, t
     async def body(bot: Bot) -> None:
         sticker = message(bot, sticker={"file_id": "s", "file_unique_id": "su", "type": "regular", "width": 512,
                                         "height": 512, "is_animated": False, "is_video": False})
-        assert "stickers" in (await intake.take(sticker, lambda: tmp_path)).refusal
+        assert "stickers" in (await intake.take(sticker, at(tmp_path))).refusal
         plain = message(bot, text="hi")
-        assert (await intake.take(plain, lambda: tmp_path)).refusal == ""
+        assert (await intake.take(plain, at(tmp_path))).refusal == ""
 
     with_bot(bot_api, body)
 
@@ -127,17 +134,17 @@ def test_a_media_store_that_cannot_be_written_refuses_in_one_sentence(bot_api: B
     async def body(bot: Bot) -> None:
         photo = message(bot, photo=[{"file_id": photo_id, "file_unique_id": photo_unique, "width": 64,
                                      "height": 48}])
-        assert await intake.take(photo, lambda: tmp_path) == Taken(refusal=SAVE_FAILED)
+        assert await intake.take(photo, at(tmp_path)) == Taken(refusal=SAVE_FAILED)
         pdf = message(bot, document={"file_id": pdf_id, "file_unique_id": pdf_unique, "file_name": "a.pdf",
                                      "mime_type": "application/pdf"})
-        assert await intake.take(pdf, lambda: tmp_path) == Taken(refusal=SAVE_FAILED)
+        assert await intake.take(pdf, at(tmp_path)) == Taken(refusal=SAVE_FAILED)
 
     with_bot(bot_api, body)
     assert len(bot_api.downloads) == 2, "both were fetched; the store refused them"
 
 
 def test_an_unexpected_failure_still_gets_a_sentence(bot_api: BotAPI, tmp_path: Path) -> None:
-    def broken(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
+    def broken(data: bytes, name: str, mime: str, directory: Workplace | None) -> Attachment:
         raise RuntimeError("a bug")
 
     intake = Intake(broken, None)
@@ -145,7 +152,7 @@ def test_an_unexpected_failure_still_gets_a_sentence(bot_api: BotAPI, tmp_path: 
 
     async def body(bot: Bot) -> None:
         photo = message(bot, photo=[{"file_id": photo_id, "file_unique_id": photo_unique, "width": 8, "height": 8}])
-        assert (await intake.take(photo, lambda: tmp_path)).refusal == SAVE_FAILED
+        assert (await intake.take(photo, at(tmp_path))).refusal == SAVE_FAILED
 
     with_bot(bot_api, body)
 
@@ -177,9 +184,9 @@ def test_transcription_runs_on_a_worker_thread_never_the_loop(bot_api: BotAPI, t
 
     async def body(bot: Bot) -> None:
         note = message(bot, voice=voice)
-        assert (await intake.take(note, lambda: tmp_path)).transcript == "water the ferns"
-        assert (await silent.take(note, lambda: tmp_path)).refusal == NOT_UNDERSTOOD
-        assert (await without.take(note, lambda: tmp_path)).refusal == NO_EXTRA
+        assert (await intake.take(note, at(tmp_path))).transcript == "water the ferns"
+        assert (await silent.take(note, at(tmp_path))).refusal == NOT_UNDERSTOOD
+        assert (await without.take(note, at(tmp_path))).refusal == NO_EXTRA
 
     try:
         with_bot(bot_api, body)
@@ -201,7 +208,7 @@ def test_a_failing_transcriber_gives_its_sentence(bot_api: BotAPI, tmp_path: Pat
 
     async def body(bot: Bot) -> None:
         note = message(bot, voice={"file_id": voice_id, "file_unique_id": voice_unique, "duration": 2})
-        assert (await intake.take(note, lambda: tmp_path)).refusal == "The speech model is not here."
+        assert (await intake.take(note, at(tmp_path))).refusal == "The speech model is not here."
 
     try:
         with_bot(bot_api, body)
@@ -220,12 +227,12 @@ def test_a_recording_over_ten_minutes_is_refused_before_it_is_downloaded(bot_api
     async def body(bot: Bot) -> None:
         for kind in ("voice", "audio"):
             long = message(bot, **{kind: voice(MAX_RECORDING_S + 1)})
-            assert await intake.take(long, lambda: tmp_path) == Taken(refusal=TOO_LONG)
+            assert await intake.take(long, at(tmp_path)) == Taken(refusal=TOO_LONG)
         note = {"file_id": voice_id, "file_unique_id": voice_unique, "duration": 3600, "length": 240}
-        assert (await intake.take(message(bot, video_note=note), lambda: tmp_path)).refusal == TOO_LONG
+        assert (await intake.take(message(bot, video_note=note), at(tmp_path))).refusal == TOO_LONG
         assert not bot_api.downloads and not ear.threads, "nothing fetched, nothing transcribed"
         ten = message(bot, voice=voice(MAX_RECORDING_S))
-        assert (await intake.take(ten, lambda: tmp_path)).transcript == "hello"
+        assert (await intake.take(ten, at(tmp_path))).transcript == "hello"
 
     try:
         with_bot(bot_api, body)
@@ -283,7 +290,7 @@ def test_status_does_not_wait_for_an_album_being_downloaded(bot_api: BotAPI, mak
     ingest, _ = ingest_into(tmp_path)
     storing, release = threading.Event(), threading.Event()
 
-    def slow_ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
+    def slow_ingest(data: bytes, name: str, mime: str, directory: Workplace | None) -> Attachment:
         storing.set()
         assert release.wait(30), "the test never let the album go on"
         return ingest(data, name, mime, directory)

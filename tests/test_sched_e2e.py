@@ -183,10 +183,16 @@ def test_cancel_by_button_only_for_its_owner_or_an_admin_in_a_group(rig: Rig) ->
     assert "group stand up" in listing.text
     button = button_of(listing, sid)
     assert len(button.encode()) <= 64
-    rig.bot.press_button(group.id, dan.id, listing.message_id, button)
-    refusal = bot_said(rig, group.id, listing.message_id, "Only Cy")
+    # Dan's press is refused at once, in an alert only he sees: nothing is said in the group.
+    press = rig.bot.press_button(group.id, dan.id, listing.message_id, button)
+    rig.bot.wait_for(lambda: rig.bot.callback_query(press.id).answered, 10, "the answer to Dan's press")
+    refusal = rig.bot.callback_query(press.id)
+    assert refusal.show_alert and f"Only Cy or an admin of this group can cancel {sid}" in (refusal.answer_text or "")
     rig.bot.press_button(group.id, cy.id, listing.message_id, button)
-    bot_said(rig, group.id, refusal.message_id, f"Cancelled {sid}")
+    cancelled = bot_said(rig, group.id, listing.message_id, f"Cancelled {sid}")
+    later = [m for m in rig.bot.bot_messages(group.id) if m.message_id > listing.message_id]
+    assert not any("Only Cy" in m.text for m in later), "the refusal was Dan's alone"
+    assert cancelled.message_id > listing.message_id
     wait_until(due + 2)
     assert not firings(rig, group.id), "a cancelled reminder does not fire"
 

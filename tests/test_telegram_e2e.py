@@ -324,6 +324,7 @@ def test_an_outsider_cannot_press_a_groups_buttons(rig: Rig) -> None:
     group = rig.group("Mixed company")
     gwen = rig.person("Gwen")
     olaf = rig.bot.add_user(OUTSIDER_ID + 1, "Olaf", "olaf_outside")
+    rig.bot.promote(group.id, gwen.id)  # /forget in a group is for its admins
     rig.ask(group.id, gwen, f"@{BOT} keep this group's history", "keep this group's history")
     prompt = rig.ask(group.id, gwen, "/forget", "cannot be undone")
     query = rig.bot.press_button(group.id, olaf.id, prompt.message_id, f"forget:{gwen.id}:tg:{group.id}")
@@ -337,6 +338,7 @@ def test_an_outsider_cannot_press_a_groups_buttons(rig: Rig) -> None:
 def test_only_the_asker_or_an_admin_can_confirm_a_groups_forget(rig: Rig) -> None:
     group = rig.group("Shared notes")
     hugo, ines = rig.person("Hugo"), rig.person("Ines")
+    rig.bot.promote(group.id, hugo.id)  # /forget in a group is for its admins
     rig.ask(group.id, hugo, f"@{BOT} remember the quinces", "remember the quinces")
     prompt = rig.ask(group.id, hugo, "/forget", "cannot be undone")
     data = f"forget:{hugo.id}:tg:{group.id}"
@@ -502,6 +504,7 @@ def test_sessions_lists_and_pages(rig: Rig) -> None:
 def test_sessions_cleanup_deletes_idle_sessions(rig: Rig) -> None:
     cleo = rig.person("Cleo")
     group = rig.group("Cleo's old group")
+    rig.bot.promote(group.id, cleo.id)  # a group's sessions are its admins' to delete
     rig.ask(group.id, cleo, f"@{BOT} soon idle", "soon idle")
     assert f"tg:{group.id} " in rig.sessions_list()
     listed, done = rig.clean_up_idle(cleo)
@@ -513,6 +516,7 @@ def test_sessions_cleanup_deletes_idle_sessions(rig: Rig) -> None:
 def test_cleanup_of_a_live_session_leaves_nothing_behind(rig: Rig) -> None:
     clem = rig.person("Clem")
     group = rig.group("Clem's live group")
+    rig.bot.promote(group.id, clem.id)
     rig.ask(group.id, clem, f"@{BOT} the secret is zebra", "the secret is zebra")
     rig.clean_up_idle(clem)
 
@@ -525,6 +529,7 @@ def test_cleanup_of_a_live_session_leaves_nothing_behind(rig: Rig) -> None:
 def test_status_after_cleanup_of_a_live_session(rig: Rig) -> None:
     cody = rig.person("Cody")
     group = rig.group("Cody's live group")
+    rig.bot.promote(group.id, cody.id)
     rig.ask(group.id, cody, f"@{BOT} about to be cleaned", "about to be cleaned")
     rig.clean_up_idle(cody)
     status = rig.ask(group.id, cody, "/status", "📊 Session")
@@ -549,7 +554,7 @@ def test_forget_deletes_the_session_after_confirmation(rig: Rig) -> None:
     finn = rig.person("Finn")
     rig.ask(finn.id, finn, "forget the figs", "echo: forget the figs")
     ask = rig.ask(finn.id, finn, "/forget", "cannot be undone")
-    query = rig.bot.press_button(finn.id, finn.id, ask.message_id, "cancel")
+    query = rig.bot.press_button(finn.id, finn.id, ask.message_id, f"cancel:{finn.id}")
     rig.bot.wait_for(lambda: rig.message(finn.id, ask.message_id).reply_markup is None, 5, "the buttons gone")
     assert rig.bot.callback_query(query.id).answer_text == "Cancelled."
     assert f"tg:{finn.id} " in rig.sessions_list()

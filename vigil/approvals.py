@@ -65,7 +65,7 @@ class Pending:
 
     token: str
     key: str  # the session the prompt belongs to: a press from another chat is refused
-    asker: int  # whose message started the turn: they (or an admin) may answer
+    asker: int  # who asked for the turn (vigil/roles.py asker_of): they (or an admin of either kind) may answer
     asker_name: str
     decision: Decision | None = None
     event: threading.Event = field(default_factory=threading.Event)
@@ -110,6 +110,12 @@ class PendingApprovals:
             verdict = self._finished.get(token)
         if verdict:
             close(verdict)  # it closed while being posted
+
+    def asker(self, token: str) -> int | None:
+        """Whose prompt `token` is, while it waits (None: it no longer does)."""
+        with self._lock:
+            pending = self._open.get(token)
+            return pending.asker if pending is not None else None
 
     def waiting(self, key: str) -> Pending | None:
         """The prompt a session waits on, if any (for /status)."""

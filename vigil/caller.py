@@ -2,7 +2,8 @@
 
 In a group, a command sees that group's sessions only (its chat and its forum
 topics), whoever asks, because everyone in the group reads the answer; in a
-private chat, the asker's own sessions, or every session for an admin.
+private chat, the asker's own sessions, or every session for an admin. What
+the asker may *change* there is vigil/roles.py's (`place` is how it sees the chat).
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vigil.actors.protocol import Sender
+from vigil.roles import GROUP_TYPES, Place
 from vigil.store.schema import Target
-
-GROUP_TYPES = ("group", "supergroup")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class Caller:
     admin: bool
     chat_title: str = ""
     chat_type: str = ""
+
+    @property
+    def place(self) -> Place:
+        return Place(self.key, self.target.chat_id, self.chat_type)
 
     @property
     def user_id(self) -> int:

@@ -18,11 +18,13 @@ from collections.abc import Callable
 
 from vigil.actors.protocol import Forget, Prune, Sender
 from vigil.caller import Caller
+from vigil.commands import cancel_button
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.expiry import activity as activity  # its old home: re-exported
 from vigil.expiry import expired, old_generations
 from vigil.offers import OFFER_TTL_S, Listed, Offer, Offers
 from vigil.ports import Button, Reply, Unreadable
+from vigil.roles import place_of
 from vigil.runtime import Runtime
 from vigil.store.schema import SessionHeader, Target
 from vigil.views import clock, session_title
@@ -58,9 +60,19 @@ class Cleanup:
             return Reply(text=f"⛔ {exc}. Example: /sessions cleanup 7d")
         return self.at_once(caller, age)
 
+    def deletable(self, caller: Caller) -> list[SessionHeader]:
+        """The sessions the caller may delete (vigil/roles.py): in a group, all of that group's (its admins clean
+        it up, whether or not they ever wrote there); elsewhere those the caller sees, but a group's only for
+        its admins (a member sees the groups they talk in, and those are their admins' to delete)."""
+        roles = self.runtime.roles
+        if caller.group_key is not None and not caller.admin:
+            headers = [h for h in self.store.scan_headers(None)[0] if caller.sees(h.key)]
+        else:
+            headers = self.visible(caller)[0]
+        return [h for h in headers if roles.check(place_of(h), caller.user_id, "settings", "delete it").allowed]
+
     def candidates(self, caller: Caller, age_s: float) -> list[SessionHeader]:
-        headers, _ = self.visible(caller)
-        return self._idle(expired(self.store, headers, time.time() - age_s)[0])
+        return self._idle(expired(self.store, self.deletable(caller), time.time() - age_s)[0])
 
     def _idle(self, headers: list[SessionHeader]) -> list[SessionHeader]:
         """Those of `headers` not answering or holding messages now."""
@@ -93,7 +105,7 @@ class Cleanup:
                           f"{earlier}\n\nDelete them? Their history and notes go; usage records stay. "
                           f"(This button works for you only, for {format_duration(OFFER_TTL_S)}.)",
                      buttons=((Button("🗑 Delete them", f"sessions:cleanup-yes:{token}"),
-                               Button("Cancel", "cancel")),))
+                               cancel_button(caller.user_id)),))
 
     def at_once(self, caller: Caller, age_s: float) -> Reply:
         """`/sessions cleanup AGE yes`: asked and confirmed at once, by the one who acts."""
@@ -115,7 +127,7 @@ class Cleanup:
                               turns=h.next_seq) for h in candidates)
         cutoff = now - age_s
         skip = {h.key for h in candidates}
-        others = [h for h in (self.visible(caller)[0] if headers is None else headers) if h.key not in skip]
+        others = [h for h in (self.deletable(caller) if headers is None else headers) if h.key not in skip]
         prune = tuple(h.key for h in others if old_generations(self.store, h, cutoff))
         return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
                      prune_before=cutoff, created_at=now)

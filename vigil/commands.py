@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vigil.ports import CommandScope
+from vigil.ports import Button, CommandScope
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,25 @@ def parse_command(text: str) -> ParsedCommand | None:
         return None
     name, bot, args = match.groups()
     return ParsedCommand(name=name.lower(), args=(args or "").strip(), addressed_to=bot)
+
+
+CANCEL = "cancel"
+
+
+def cancel_button(asker: int) -> Button:
+    """A prompt's Cancel: it names who asked, so in a group only they (or an admin) may take the prompt away."""
+    return Button("Cancel", f"{CANCEL}:{asker}")
+
+
+def cancel_asker(data: str) -> int | None:
+    """Who asked for the prompt a Cancel button belongs to: None for a button from before they were named (an
+    admin's then); raises ValueError if `data` is no Cancel button."""
+    if data == CANCEL:
+        return None
+    word, _, asker = data.partition(":")
+    if word != CANCEL or not asker.isdigit():
+        raise ValueError(data)
+    return int(asker)
 
 
 def help_text() -> str:

@@ -9,6 +9,9 @@ a group, that group's sessions only (its chat and its forum topics), whoever
 asks, because everyone in the group reads the answer; in a private chat, the
 asker's own sessions, or every session for an admin (see `vigil.caller`). The
 `/sessions cleanup` flow lives in `vigil.cleanup`.
+
+Every command passes the rule of vigil/roles.py here first, session commands
+too, before they are queued: a refused one changes nothing and says who may.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Control:
         self.runtime = runtime
         self.store = runtime.store
         self.settings = runtime.settings
+        self.roles = runtime.roles
         self.cleanups = Cleanup(runtime, self.visible, self.header)
 
     # ------------------------------------------------------------------ helpers
@@ -98,6 +102,9 @@ class Control:
         spec = command.spec
         if spec is None:
             return Reply(text=f"Unknown command /{command.name}. /help lists the commands.")
+        verdict = self.roles.command(caller.place, caller.user_id, command.name, command.args)
+        if not verdict.allowed:
+            return Reply(text=verdict.reason)
         if spec.scope == "session":
             if command.name == "new":  # /new denies a prompt waiting here at once (its turn ends before /new runs)
                 self.runtime.deps.approvals.withdraw(caller.key, "/new")

@@ -69,6 +69,15 @@ class Offers:
                 self._offers.popitem(last=False)
         return token
 
+    def refusal(self, token: str, user_id: int, chat_key: str) -> str:
+        """Why a press by `user_id` would take nothing (EXPIRED, NOT_YOURS), or "" if it would; nothing is used up."""
+        with self._lock:
+            self._expire()
+            offer = self._offers.get(token)
+        if offer is None:
+            return EXPIRED
+        return NOT_YOURS if offer.asker != user_id or offer.chat_key != chat_key else ""
+
     def take(self, token: str, user_id: int, chat_key: str) -> tuple[Offer | None, str]:
         """The offer behind a press, used up; else (None, why not) and nothing is used up."""
         with self._lock:

@@ -88,6 +88,7 @@ class Runtime:
                                 toolbox=self.toolbox, registry=self.registry, allowance=self.allowance, clock=clock,
                                 schedule_heartbeat=self._schedule_heartbeat, media=self.media,
                                 sweep_media=self.sweeper.request, metrics=self.metrics)
+        self.roles = self.deps.roles  # who may do what: the adapters attach how they learn a group's admins
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None
         self._ticker_stop = threading.Event()

@@ -82,6 +82,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_idle_pause_s: float = 7 * 86400.0  # 0: never paused (actors/idle_pause.py)
     max_schedules: int = 20  # per chat (actors/schedules.py)
     disk_warn_percent: float = disk.DEFAULT_WARN_PERCENT  # admins are told when free space falls under it (disk.py)
+    # Who may change a group's settings and delete its data (vigil/roles.py): its admins, or every member.
+    group_settings: Literal["admins", "members"] = "admins"
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -165,6 +167,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_HEARTBEAT_IDLE_PAUSE", "heartbeat_idle_pause_s", parse.duration_or_off),
     _Var("VIGIL_MAX_SCHEDULES", "max_schedules", parse.positive_int),
     _Var("VIGIL_DISK_WARN_PERCENT", "disk_warn_percent", disk.parse_percent),
+    _Var("VIGIL_GROUP_SETTINGS", "group_settings", parse.choice("admins", "members")),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")

@@ -31,8 +31,8 @@ Risk = Literal["safe", "command", "change"]
 """What a tool call would do: nothing a person must approve, run a shell command, or change a file."""
 
 ALLOWS: dict[ToolMode, str] = {
-    "ask": "each shell command and each file change waits for Allow (only the person whose message started "
-           "the turn, or an admin, can answer); viewing files runs at once",
+    "ask": "each shell command and each file change waits for Allow (only the person who asked for the turn, "
+           "or an admin, can answer); viewing files runs at once",
     "auto": "shell commands and file changes run without asking",
     "readonly": "Claude can only view files: no shell, file changes are refused",
 }
@@ -73,7 +73,7 @@ def offers_bash(mode: ToolMode) -> bool:
 def mode_sentence(mode: ToolMode) -> str:
     """The system prompt's line about the mode: brief, and what it asks of Claude."""
     if mode == "ask":
-        return ("Permission mode: ask. The user sees each shell command (or a short diff of each file change) "
+        return ("Permission mode: ask. The user sees each shell command (or the diff of each file change) "
                 "before it runs and must approve it, and may decline. So say in a sentence what a command or "
                 "change is for before you make the call; if one is declined, don't retry it: ask instead.")
     if mode == "readonly":

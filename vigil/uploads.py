@@ -6,9 +6,11 @@ it (bash in the sandbox can plant symlinks anywhere in the chat's tree). So:
 - no path from the sender's name is ever followed: `safe_name` keeps only a last component, without
   control or format characters (a right-to-left override can fake an extension), leading dots (hidden
   files, `..`) or dashes (a name read as an option by a shell command), capped in length;
-- the working directory is opened through the root's jail (vigil/tools/jail.py, the editor's rules),
-  and `uploads` in it with O_NOFOLLOW: a symlink planted there is refused, never followed; it is
-  created 0700 if missing;
+- the working directory is opened through the chat's own workspace jail (vigil/tools/jail.py, the
+  editor's rules, with the workspace as its root, as for `send_file` and the sandbox): a directory on
+  the way swapped for a symlink to another chat's tree is an escape, refused, not followed; and
+  `uploads` in it is opened with O_NOFOLLOW: a symlink planted there is refused too; it is created
+  0700 if missing;
 - the bytes go to a fresh temporary file (O_EXCL | O_NOFOLLOW) in `uploads`, are fsynced, and are
   hard-linked to the final name, which fails rather than replaces if the name exists (a file, or a
   symlink planted as `uploads/x`, which is then neither followed nor overwritten): the next free
@@ -25,6 +27,7 @@ import secrets
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from vigil.durable import write_all
 from vigil.tools.jail import Jail, JailError
@@ -37,6 +40,13 @@ MAX_SUFFIX_CHARS = 16
 _DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _SUFFIX = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_+-]*$")
 _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)
+
+
+class Workplace(NamedTuple):
+    """Where a chat's upload goes: under `cwd`, through the jail of `workspace` (the chat's own tree)."""
+
+    workspace: Path
+    cwd: Path
 
 
 class UploadError(Exception):
@@ -83,8 +93,8 @@ def candidates(name: str) -> Iterator[str]:
 def save_upload(root: Path, cwd: Path, name: str, data: bytes) -> str:
     """Write `data` to `<cwd>/uploads/<a safe, unused name>`; returns that path relative to `cwd`.
 
-    `root` is the work root (VIGIL_WORKDIR_ROOT) and `cwd` the chat's working directory inside it.
-    Raises UploadError with a sentence for the user.
+    `root` is the jail, the tree nothing is saved outside of (the chat's workspace), and `cwd` the chat's
+    working directory inside it. Raises UploadError with a sentence for the user.
     """
     wanted = safe_name(name)
     try:

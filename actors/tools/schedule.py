@@ -6,8 +6,12 @@ wrong (a time in the past, a rule that does not parse or fires too often, a chat
 back as an error result saying what and why, so the model can fix its call or tell the user. The
 rules and the store are in actors/schedules.py; the firing in actors/schedule_turn.py.
 
-Whoever's message the turn answers is the schedule's owner, who pays for its firings: the turn is
-on disk (written open) before any tool runs, so its inputs are read back from the store here.
+The person who asked for the turn (vigil/roles.py `asker_of`: in a turn answering several collected
+messages, its first sender subject to budgets) owns what it creates and pays for its firings, as it
+pays for the turn. Cancelling acts with the rights of everyone the turn answers: a schedule of someone
+else is cancelled only if each of them may cancel it (its owner, or an admin), else the tool_result
+says who may. The turn is on disk (written open) before any tool runs, so its inputs are read back
+from the store here.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from typing import Any
 
 from vigil.actors import schedules
 from vigil.actors.beat_schedule import zone_of
+from vigil.actors.schedule_commands import cancel_verdict
 from vigil.actors.schedule_rules import describe_rule, local_time
 from vigil.actors.state import Session
 from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
+from vigil.roles import asker_of, senders_of
+from vigil.store.schema import Input
 from vigil.tools.outcome import ToolOutcome
 
 TOOL_NAME = "schedule"
@@ -48,19 +55,30 @@ SPEC: dict[str, Any] = {
 }
 
 
-def _owner(session: Session) -> tuple[int, str]:
-    """The sender of the latest message the running turn answers (0 if it can't be known)."""
+def _inputs(session: Session) -> tuple[Input, ...]:
+    """The messages the running turn answers (none if it can't be known)."""
     header = session.header
     if header is None or header.open_turn is None:
-        return 0, ""
+        return ()
     try:
         turn = session.deps.store.turn(session.key, header.generation, header.open_turn)
     except Exception:
         turn = None
-    if turn is None or not turn.inputs:
-        return 0, ""
-    last = turn.inputs[-1]
-    return last.user_id, last.user_name
+    return turn.inputs if turn is not None else ()
+
+
+def _cancel(session: Session, schedule_id: str) -> ToolOutcome:
+    assert session.header is not None
+    found = schedules.find(session, schedule_id)
+    if found is not None:
+        people = senders_of(_inputs(session))
+        verdict = cancel_verdict(session.deps.roles, session.header, found, *people)
+        if not people or not verdict.allowed:
+            why = verdict.reason.removeprefix("⛔ ") if people else "nobody's message asked for this turn"
+            return ToolOutcome(content=f"cancel refused: {why} It was not cancelled; tell the user who may cancel "
+                                       "it (with /schedules cancel, or by asking you themselves).", is_error=True)
+    gone = schedules.cancel(session, schedule_id)
+    return ToolOutcome(content=f"cancelled {gone.id} ({describe_rule(gone.rule)}: {gone.text})")
 
 
 def run_schedule(session: Session, tool_input: dict[str, Any]) -> ToolOutcome:
@@ -71,10 +89,10 @@ def run_schedule(session: Session, tool_input: dict[str, Any]) -> ToolOutcome:
         if action == "list":
             return ToolOutcome(content=schedules.listing(session))
         if action == "cancel":
-            gone = schedules.cancel(session, str(tool_input.get("id", "")))
-            return ToolOutcome(content=f"cancelled {gone.id} ({describe_rule(gone.rule)}: {gone.text})")
+            return _cancel(session, str(tool_input.get("id", "")))
         if action == "create":
-            owner, name = _owner(session)
+            asker = asker_of(_inputs(session), session.deps.allowance.limited)
+            owner, name = (asker.user_id, asker.user_name) if asker is not None else (0, "")
             made = schedules.create(session, str(tool_input.get("text", "")), str(tool_input.get("at", "") or ""),
                                     str(tool_input.get("every", "") or ""), owner, name)
             when = local_time(made.next_at, zone_of(made.tz))

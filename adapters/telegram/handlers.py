@@ -11,35 +11,34 @@ model. Messages are `tell`s to the Supervisor; commands answered out of band
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 
 from telegram import Chat, Message, MessageEntity, Update, User
-from telegram.error import BadRequest
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from vigil.actors.protocol import Sender, SessionCommand, TargetMoved, UserText
+from vigil.actors.protocol import Sender, TargetMoved, UserText
 from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.albums import Albums, lane_of
-from vigil.adapters.telegram.approval_buttons import on_approval_press
+from vigil.adapters.telegram.buttons import Buttons
 from vigil.adapters.telegram.edits import take_edit
 from vigil.adapters.telegram.intake import Intake, default_intake
 from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
 from vigil.adapters.telegram.order import OUT_OF_BAND, command_of
-from vigil.adapters.telegram.outbox import TelegramOutbox, markup_for
+from vigil.adapters.telegram.outbox import TelegramOutbox
 from vigil.adapters.telegram.pointers import context_lines
-from vigil.approvals import PREFIX as APPROVAL_PREFIX
 from vigil.commands import parse_command
 from vigil.control import Caller, Control
-from vigil.conversations import resume_args
 from vigil.logs import get_logger
 from vigil.ports import Reply
 from vigil.receipt import CURRENT
+from vigil.roles import ANONYMOUS_ADMIN
 from vigil.runtime import Runtime
 from vigil.store.schema import Attachment, Target
 from vigil.text import clean
-from vigil.workspace import ensure_directory, own_directory, placed
+from vigil.tools.jail import JailError
+from vigil.uploads import Workplace
+from vigil.workspace import WorkspaceError, ensure_directory, own_directory, placed, workspace_of
 
 
 class TelegramHandlers:
@@ -53,6 +52,7 @@ class TelegramHandlers:
         self.gate = gate
         self.intake = intake or default_intake(runtime)
         self.albums = Albums(self.take, mark=runtime.store.mark_updates)
+        self.buttons = Buttons(runtime, control, outbox)
         self.bot_id = 0
         self.bot_username = ""
         self.log = get_logger(__name__)
@@ -105,7 +105,7 @@ class TelegramHandlers:
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
         user = update.effective_user
-        if message is None or user is None or user.is_bot:
+        if message is None or user is None or (user.is_bot and not _anonymous_admin(message)):
             return
         if message.media_group_id:
             receipt = CURRENT.get()  # the album answers for this part's update from now on (vigil/receipt.py)
@@ -181,13 +181,20 @@ class TelegramHandlers:
     async def on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await take_edit(self, update)
 
-    def upload_directory(self, key: str, target: Target, kind: str) -> Path:
-        """The chat's working directory, where its documents are saved (from a worker thread: it reads the store)."""
+    def upload_directory(self, key: str, target: Target, kind: str) -> Workplace:
+        """The chat's workspace and working directory, where its documents are saved through the workspace's
+        jail (from a worker thread: it reads the store)."""
         root = self.runtime.settings.workdir_root
         header = self.runtime.store.header(key)
-        if header is not None:
-            return Path(placed(header, root).cwd)
-        return ensure_directory(root, own_directory(key, target, kind))
+        if header is None:
+            home = ensure_directory(root, own_directory(key, target, kind))
+            return Workplace(home, home)
+        header = placed(header, root)
+        try:  # the workspace as the editor and send_file see it: resolved through the root's jail
+            jail = self.runtime.toolbox.jail_for(workspace_of(header))
+        except JailError as exc:
+            raise WorkspaceError(f"the chat's directory cannot be used ({exc})") from None
+        return Workplace(jail.root, Path(header.cwd))
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -211,74 +218,7 @@ class TelegramHandlers:
         if not isinstance(message, Message):
             await query.answer("That message is too old to act on.")
             return
-        caller = self.caller(message, user)
-        data = query.data
-        if data.startswith(APPROVAL_PREFIX):  # decided at once: the turn waiting for it is not in the way
-            await on_approval_press(query, message, caller, self.runtime.deps.approvals)
-            return
-        if data == "cancel":
-            await query.answer("Cancelled.")
-            with contextlib.suppress(BadRequest):
-                await query.edit_message_reply_markup(None)
-            return
-        if data.startswith("forget:"):
-            asker, _, key = data.removeprefix("forget:").partition(":")
-            if not asker.isdigit():  # a button from before it named its asker: the prompt is asked again
-                await query.answer("That button is out of date: type /forget again.", show_alert=True)
-                return
-            if key != caller.key:
-                await query.answer("That button belongs to another chat.", show_alert=True)
-                return
-            if int(asker) != user.id and not caller.admin:
-                await query.answer("Only the person who asked to forget this chat (or an admin) can confirm it.",
-                                   show_alert=True)
-                return
-            await query.answer("Forgetting this chat's session…")
-            with contextlib.suppress(BadRequest):
-                await query.edit_message_reply_markup(None)
-            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
-                                               name="forget", args="confirm", chat_title=caller.chat_title,
-                                               chat_type=caller.chat_type))
-            return
-        resume = resume_args(data)
-        if resume is not None:  # the session checks the conversation still exists, and says so if not
-            await query.answer("Switching conversation…")
-            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
-                                               name="resume", args=resume, chat_title=caller.chat_title,
-                                               chat_type=caller.chat_type))
-        if data.startswith("sched:cancel:"):
-            # Pressed by anyone in the chat: the session checks that they may (actors/schedule_commands.py).
-            await query.answer("Cancelling…")
-            self.runtime.submit(SessionCommand(key=caller.key, target=caller.target, sender=caller.sender,
-                                               name="schedules", args=f"cancel {data.removeprefix('sched:cancel:')}",
-                                               chat_title=caller.chat_title, chat_type=caller.chat_type))
-            return
-        kind, _, value = data.removeprefix("sessions:").partition(":")
-        if data.startswith("sessions:cleanup-yes:"):
-            # The prompt's own list, for its asker only (an old age-only button finds no offer: expired).
-            reply, refusal = await asyncio.to_thread(self.control.cleanups.confirm, caller, value)
-            if reply is None:
-                await query.answer(refusal, show_alert=True)
-                return
-        elif not data.startswith("sessions:") or not value.isdigit():
-            await query.answer("I don't know that button any more.")
-            return
-        elif kind == "page":
-            reply = await asyncio.to_thread(self.control.sessions, caller, int(value))
-        elif kind == "cleanup":
-            reply = await asyncio.to_thread(self.control.cleanups.prompt, caller, f"{int(value)}s")
-            await query.answer()
-            self.outbox.send(caller.key, caller.target, reply)
-            return
-        else:
-            await query.answer("I don't know that button any more.")
-            return
-        await query.answer()
-        try:
-            await query.edit_message_text(reply.text, reply_markup=markup_for(reply))
-        except BadRequest as exc:
-            if "not modified" not in str(exc).lower():
-                self.outbox.send(caller.key, caller.target, reply)
+        await self.buttons.press(query, message, self.caller(message, user))  # answered there, once
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.log.error("telegram.handler_error", error=repr(context.error))
@@ -293,6 +233,14 @@ def _caption(messages: list[Message]) -> str | None:
 def _starts_with_command(message: Message) -> bool:
     """Telegram marks commands: "/usr/lib is…" starts with a slash but is not one."""
     return any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in message.entities or ())
+
+
+def _anonymous_admin(message: Message) -> bool:
+    """An admin of the group writing as the group itself (vigil/roles.py counts them as its admin)."""
+    sender_chat = message.sender_chat
+    user = message.from_user
+    return (user is not None and user.id == ANONYMOUS_ADMIN and sender_chat is not None
+            and sender_chat.id == message.chat.id)
 
 
 def _sender(user: User) -> Sender:

@@ -27,7 +27,6 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from telegram import Message
 from telegram.error import BadRequest, TelegramError
@@ -38,7 +37,7 @@ from vigil.ports import Transcriber, TranscriptionError
 from vigil.runtime import Runtime
 from vigil.store.schema import Attachment
 from vigil.transcribe import NO_EXTRA, NOT_UNDERSTOOD, WhisperTranscriber, voice_extra_installed
-from vigil.uploads import UploadError
+from vigil.uploads import UploadError, Workplace
 from vigil.workspace import WorkspaceError
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # the public Bot API serves files up to 20 MB
@@ -70,9 +69,9 @@ class Taken:
     refusal: str = ""  # one sentence for the user; nothing was kept
 
 
-Ingest = Callable[[bytes, str, str, Path | None], Attachment]
-"""The ingest side (`vigil.attachments`): (bytes, file name, mime, the chat's working directory or None)
--> an Attachment whose bytes are in the media store; with a directory, also saved under its `uploads/`."""
+Ingest = Callable[[bytes, str, str, Workplace | None], Attachment]
+"""The ingest side (`vigil.attachments`): (bytes, file name, mime, the chat's workspace and working directory,
+or None) -> an Attachment whose bytes are in the media store; with a place, also saved under its `uploads/`."""
 
 
 class Intake:
@@ -88,8 +87,8 @@ class Intake:
     def close(self) -> None:
         self.speech.shutdown(wait=False, cancel_futures=True)
 
-    async def take(self, message: Message, directory: Callable[[], Path]) -> Taken:
-        """The media of `message` (none: an empty Taken); `directory` finds the chat's working directory."""
+    async def take(self, message: Message, directory: Callable[[], Workplace]) -> Taken:
+        """The media of `message` (none: an empty Taken); `directory` finds the chat's workspace and cwd."""
         try:
             if message.photo:
                 largest = max(message.photo, key=lambda size: size.width * size.height)
@@ -120,7 +119,7 @@ class Intake:
         what = next((words for field, words in _UNTAKEN if getattr(message, field, None)), "")
         return Taken(refusal=NOT_TAKEN.format(what=what)) if what else Taken()
 
-    async def _document(self, message: Message, directory: Callable[[], Path]) -> Taken:
+    async def _document(self, message: Message, directory: Callable[[], Workplace]) -> Taken:
         document = message.document
         assert document is not None
         data = await download(message, document.file_id, document.file_size)
@@ -178,12 +177,12 @@ def default_intake(runtime: Runtime) -> Intake:
                    if voice_extra_installed() else None)
     media = runtime.media
     disk = runtime.disk
-    root = settings.workdir_root
 
-    def ingest(data: bytes, name: str, mime: str, directory: Path | None) -> Attachment:
+    def ingest(data: bytes, name: str, mime: str, place: Workplace | None) -> Attachment:
         try:
-            return attachments.ingest(media, data, name=name, mime=mime, root=root if directory else None,
-                                      cwd=directory)
+            # Saved through the chat's own workspace's jail, never the whole root's (vigil/uploads.py).
+            return attachments.ingest(media, data, name=name, mime=mime, root=place.workspace if place else None,
+                                      cwd=place.cwd if place else None)
         finally:
             disk.poke()  # a file took room (or found none): the admins hear of a disk running full soon
 

@@ -21,6 +21,8 @@ import asyncio
 import concurrent.futures
 import html
 import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -49,6 +51,13 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)
 # so drafts alone never push the bot into flood control (which would hold up the replies themselves).
 DRAFT_INTERVAL_S = 0.6
 GROUP_INTERVAL_S = 3.0  # Telegram allows about 20 messages (and edits) a minute in a group
+GROUP_WINDOW_S = 60.0
+# PTB's rate limiter counts every request about a group (typing too) against those 20, and holds the rest back:
+# previews and typing leave room for final replies, commands and prompts, which are never skipped.
+PREVIEW_BUDGET = 14  # previews only while the group's minute holds fewer requests than this
+TYPING_BUDGET = 10  # the typing indicator only while it holds fewer than this, at most once per TYPING_EVERY_S
+TYPING_EVERY_S = 4.5  # per group, all its topics together (Telegram shows it about 5 s)
+_GROUPS_COUNTED = 1000
 # (a private chat whose drafts were refused is edited about once a second: see stream.EDIT_INTERVAL_S)
 _PERMANENT = ("chat not found", "message thread not found", "topic_deleted", "topic_closed", "have no rights",
               "not enough rights", "bot is not a member", "bot was kicked", "user is deactivated",
@@ -114,6 +123,8 @@ class TelegramOutbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._bot: Bot | None = None
         self._locks: dict[tuple[int, int | None], asyncio.Lock] = {}
+        self._group_posts: dict[int, deque[float]] = {}  # a group's requests in the last minute (the loop's)
+        self._group_typing: dict[int, float] = {}  # when the typing indicator last went to a group
         self._pending: dict[concurrent.futures.Future[Any], tuple[str, int] | None] = {}
         self._pending_lock = threading.Lock()
         self._log = get_logger(__name__)
@@ -198,15 +209,42 @@ class TelegramOutbox:
     def lock(self, target: Target) -> asyncio.Lock:
         return self._locks.setdefault((target.chat_id, target.thread_id), asyncio.Lock())
 
+    def _posted(self, chat_id: int) -> deque[float]:
+        """A group's messages and edits sent in the last GROUP_WINDOW_S (all its topics and replies together)."""
+        posts = self._group_posts.setdefault(chat_id, deque())
+        cutoff = time.monotonic() - GROUP_WINDOW_S
+        while posts and posts[0] <= cutoff:
+            posts.popleft()
+        return posts
+
+    def _count_post(self, chat_id: int) -> None:
+        self._posted(chat_id).append(time.monotonic())
+        if len(self._group_posts) > _GROUPS_COUNTED:  # groups quiet for a minute are forgotten
+            for quiet in [c for c in self._group_posts if not self._posted(c)]:
+                del self._group_posts[quiet]
+                self._group_typing.pop(quiet, None)
+
+    def preview_room(self, chat_id: int) -> bool:
+        """Whether a streamed preview fits the group's minute (PREVIEW_BUDGET); private chats have no such limit."""
+        return chat_id > 0 or len(self._posted(chat_id)) < PREVIEW_BUDGET
+
+    def _typing_room(self, chat_id: int) -> bool:
+        if chat_id > 0:
+            return True
+        now = time.monotonic()
+        if now - self._group_typing.get(chat_id, 0.0) < TYPING_EVERY_S or len(self._posted(chat_id)) >= TYPING_BUDGET:
+            return False
+        self._group_typing[chat_id] = now
+        self._count_post(chat_id)
+        return True
+
     async def deliver(self, key: str, target: Target, reply: Reply, ref: int | None = None) -> None:
         async with self.lock(target):
             try:
                 if reply.document is not None:
-                    document = reply.document
-                    await self.call(key, target, lambda chat: self.bot.send_document(
-                        chat, document=InputFile(document.content, filename=document.filename),
-                        caption=document.caption or None, message_thread_id=target.thread_id))
-                    return
+                    await self._document(key, target, reply)
+                    if not reply.buttons:
+                        return
                 markup = markup_for(reply)
                 if reply.markdown:
                     chunks = split_for_telegram(reply.text)
@@ -224,6 +262,27 @@ class TelegramOutbox:
                 return
             except Exception as exc:  # retries ran out: the session keeps the reply to send again
                 self._on_failure(key, False, str(exc), ref)
+
+    async def _document(self, key: str, target: Target, reply: Reply) -> None:
+        """A reply's file. One with buttons is what they ask about (an approval prompt's whole command): they
+        must not come without it, so if the file can't be sent its text goes in full across messages."""
+        document = reply.document
+        assert document is not None
+        try:
+            await self.call(key, target, lambda chat: self.bot.send_document(
+                chat, document=InputFile(document.content, filename=document.filename),
+                caption=document.caption or None, message_thread_id=target.thread_id))
+        except Undeliverable:
+            raise
+        except AmbiguousTimeout:
+            if not reply.buttons:
+                raise  # sent, most likely: the prompt follows it, as if Telegram had said so
+        except Exception as exc:
+            if not reply.buttons:
+                raise
+            self._log.warning("outbox.document_refused", error=str(exc), sent_as="messages")
+            for part in plain_chunks(document.content.decode(errors="replace")):
+                await self.send_chunk(key, target, Chunk(html="", plain=part), plain_only=True)
 
     async def _close_prompt(self, key: str, target: Target, message_id: int, text: str) -> None:
         """An approval prompt closed without a press: its buttons go, and it says why (vigil/approvals.py)."""
@@ -291,6 +350,8 @@ class TelegramOutbox:
         failures = 0
         while True:
             try:
+                if chat_id < 0:
+                    self._count_post(chat_id)
                 return await request(chat_id)
             except ChatMigrated as exc:
                 chat_id = int(exc.new_chat_id)
@@ -329,6 +390,8 @@ class TelegramOutbox:
                 await asyncio.sleep(BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
 
     async def _typing(self, target: Target) -> None:
+        if not self._typing_room(target.chat_id):
+            return  # the group's minute is for messages (a preview shows the reply is coming anyway)
         try:
             await self.bot.send_chat_action(target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id)
         except Exception as exc:  # a missed typing indicator is not worth a retry

@@ -51,7 +51,7 @@ async def _serve(settings: Settings) -> int:
     from telegram.ext import AIORateLimiter, ApplicationBuilder
 
     from vigil.actors.protocol import TargetMoved
-    from vigil.adapters.telegram.access import Gate
+    from vigil.adapters.telegram.access import Gate, TelegramAdmins
     from vigil.adapters.telegram.handlers import TelegramHandlers
     from vigil.adapters.telegram.keys import chat_key, target_for
     from vigil.adapters.telegram.order import PerChatOrder
@@ -81,6 +81,8 @@ async def _serve(settings: Settings) -> int:
     outbox.on_prompt = runtime.deps.approvals.posted
     control = Control(runtime)
     gate = Gate(settings, runtime.allowance)
+    admins = TelegramAdmins()  # who administers each group, for vigil/roles.py
+    runtime.roles.admins.attach("tg", admins)
     app = (ApplicationBuilder()
            .token(settings.telegram_bot_token or "")
            .base_url(settings.telegram_base_url)
@@ -116,6 +118,7 @@ async def _serve(settings: Settings) -> int:
     handlers.bot_id = app.bot.id
     handlers.bot_username = app.bot.username
     outbox.attach(loop, app.bot)
+    admins.attach(loop, app.bot)
     runtime.start()
     runtime.disk.start(lambda admin, text: outbox.send(chat_key(admin), target_for(admin, None), Reply(text=text)))
     retention = Retention.start_for(control.cleanups, settings.retention_s)  # None when VIGIL_RETENTION is off

@@ -12,6 +12,13 @@ Groups (no drafts there), and a private chat whose draft was refused (a 400, flo
 one message is edited in place as the reply grows, plain text, only with durable text, at most
 once per edit interval; the final reply replaces it. Nothing a draft does can lose the reply:
 the final `sendMessage` goes out whatever became of the drafts.
+
+In a group the first preview comes FIRST_WORDS_S after the first words (the session makes them
+durable at once: actors/display.py), not a whole interval later, so a reply done sooner is still
+sent once, final; edits then keep to the group's interval. Telegram allows a group about 20 messages
+and edits a minute, counted over every topic of it and every reply at once: previews use at most
+PREVIEW_BUDGET of those (the outbox counts them, `preview_room`), leaving the rest to final replies,
+commands and prompts; a preview that would exceed it is skipped, never the reply.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
+from vigil.actors.display import FIRST_WORDS_S
 from vigil.adapters.telegram.errors import Undeliverable
 from vigil.adapters.telegram.render import (
     TELEGRAM_TEXT_LIMIT,
@@ -74,6 +82,7 @@ class TelegramStream:
         self._shown: str | None = None
         self._last_edit = 0.0
         self._finished = False
+        self._first_at = 0.0  # when the first update came (a group's first preview waits FIRST_WORDS_S from it)
 
     # ------------------------------------------------------------------ the port (session threads)
 
@@ -102,6 +111,8 @@ class TelegramStream:
         self._outbox.submit(self._finish(text, note), None if self._ref is None else (self._key, self._ref))
 
     def _schedule(self) -> None:
+        if not self._first_at:
+            self._first_at = time.monotonic()
         if not self._scheduled:
             self._scheduled = True
             self._outbox.submit(self._flush())
@@ -116,9 +127,14 @@ class TelegramStream:
 
     async def _flush(self) -> None:
         if not self._drafts:
-            # Edits keep to the edit pace; updates meanwhile coalesce into the one that follows.
-            wait = self._last_edit + EDIT_INTERVAL_S - time.monotonic()
-            if wait > 0 and self._target.chat_id > 0:
+            # Edits keep to the edit pace; updates meanwhile coalesce into the one that follows. A group's
+            # first preview waits a moment: a reply done by then is sent once, final, with no edit.
+            if self._message_id is None and self._target.chat_id < 0:
+                wait = self._first_at + FIRST_WORDS_S - time.monotonic()
+            else:
+                pace = EDIT_INTERVAL_S if self._target.chat_id > 0 else self._outbox.update_interval(self._target)
+                wait = self._last_edit + pace - time.monotonic()
+            if wait > 0:
                 await asyncio.sleep(wait)
         async with self._outbox.lock(self._target):
             with self._lock:
@@ -187,6 +203,9 @@ class TelegramStream:
             return
         preview = preview_text(rest, TELEGRAM_TEXT_LIMIT - utf16_len(footer)) + footer
         if preview == self._shown:
+            return
+        if not self._outbox.preview_room(self._target.chat_id):
+            _log.debug("outbox.preview_skipped", chat_id=self._target.chat_id)  # the group's minute is spoken for
             return
         # Previews go as plain text: half a reply is rarely balanced Markdown.
         chunk = Chunk(html="", plain=preview)

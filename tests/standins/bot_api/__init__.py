@@ -47,6 +47,12 @@ Other behaviour worth knowing when writing tests:
   webhook is set getUpdates answers 409 and ``webhook.Deliverer`` POSTs each update to it with the secret
   header, one at a time per chat, until a 2xx, recording every attempt (``webhook_deliveries``);
   ``pause_webhook`` and ``lose_webhook_answers`` hold deliveries back for crash tests.
+* answerCallbackQuery answers a query once: a second answer is refused as Telegram refuses it ("query is
+  too old and response timeout expired or query ID is invalid").
+* A group's creator (``add_group``'s "Group Admin") owns it; ``promote`` / ``demote`` change its
+  administrators (``anonymous=True``: "Remain anonymous", and ``send_text(..., as_group=True)`` then posts
+  from GroupAnonymousBot with the group as ``sender_chat``). getChatAdministrators and getChatMember
+  answer from that (``methods.members``), for every topic of a forum alike.
 * ``privacy_mode=True`` makes group chats deliver only commands, mentions of the bot and replies
   to it, like a bot with BotFather's privacy mode on; the default delivers everything.
 

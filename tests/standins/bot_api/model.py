@@ -62,8 +62,20 @@ class User:
 
 
 @dataclass
+class ChatAdmin:
+    """A group's creator or one of its administrators; an anonymous one writes as the group itself."""
+
+    status: Literal["creator", "administrator"]
+    is_anonymous: bool = False
+    custom_title: str | None = None
+
+
+@dataclass
 class Chat:
-    """A chat: private (id == user id), group, or supergroup (possibly a forum)."""
+    """A chat: private (id == user id), group, or supergroup (possibly a forum).
+
+    ``admins``: a group's creator (the user who made it) and administrators, by user id; ``members``:
+    the users who wrote in it (what getChatMember answers "member" for)."""
 
     id: int
     type: str
@@ -76,6 +88,8 @@ class Chat:
     blocked: bool = False
     deleted: bool = False
     last_message_id: int = 0
+    admins: dict[int, ChatAdmin] = field(default_factory=dict)
+    members: set[int] = field(default_factory=set)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "type": self.type}
@@ -115,6 +129,9 @@ class Message:
     service: dict[str, Any] = field(default_factory=dict)
     edit_date: int | None = None
     deleted: bool = False
+    # An anonymous admin's post: from GroupAnonymousBot, on behalf of the group (with the admin's custom title).
+    sender_chat: dict[str, Any] | None = None
+    author_signature: str | None = None
 
     @property
     def document(self) -> dict[str, Any] | None:

@@ -32,14 +32,18 @@ class Posting:
         reply_to: ReplyTarget | None = None,
         quote: Quote | str | None = None,
         forward_origin: ForwardOrigin | None = None,
+        as_group: bool = False,
     ) -> Message:
         """A user writes ``text``; enqueues the message update and returns the message.
 
         ``reply_to`` (or ``reply_to_message_id``): the message replied to, by id or record (a `Message`, the
         bot's `SentMessage` or `SentFile`); the update carries it whole in ``reply_to_message``. ``quote``:
         the part of it quoted (a `Quote`, or its text, found in the replied message). ``forward_origin``:
-        the message is a forward (`ForwardOrigin.user(...)`, ``.hidden_user(...)``, ``.channel(...)``)."""
-        context = Context(thread_id, reply_to if reply_to is not None else reply_to_message_id, quote, forward_origin)
+        the message is a forward (`ForwardOrigin.user(...)`, ``.hidden_user(...)``, ``.channel(...)``).
+        ``as_group``: the user is an anonymous admin (``promote(..., anonymous=True)``) and writes as the group:
+        the message comes from GroupAnonymousBot with the group as ``sender_chat``, as Telegram sends it."""
+        context = Context(thread_id, reply_to if reply_to is not None else reply_to_message_id, quote, forward_origin,
+                          as_group)
         return posts.post(self._world, chat_id, user_id, context, text=text)
 
     def send_photo(

@@ -54,6 +54,7 @@ class Context:
     reply_to: ReplyTarget | None = None
     quote: Quote | str | None = None
     forward_origin: ForwardOrigin | None = None
+    as_group: bool = False  # an anonymous admin posts it: from GroupAnonymousBot, sender_chat the group
 
 
 def add_file(world: World, data: bytes, kind: FileKind = "document", file_name: str | None = None,
@@ -70,6 +71,8 @@ def _sender(world: World, chat: Chat, user_id: int) -> User:
         raise ValueError(f"unknown user {user_id}")
     if chat.type == "private" and chat.id != user_id:
         raise ValueError("in a private chat only its user writes")
+    if chat.type != "private":
+        chat.members.add(user_id)
     return user
 
 
@@ -131,6 +134,9 @@ def post(
     with world.cond:
         chat = world.existing_chat(chat_id)
         user = _sender(world, chat, user_id)
+        admin = chat.admins.get(user_id)
+        if context.as_group and (admin is None or not admin.is_anonymous):
+            raise ValueError(f"user {user_id} is no anonymous admin of {chat_id}: only those write as the group")
         thread_id = context.thread_id
         if thread_id == GENERAL_TOPIC_ID and chat.is_forum:
             thread_id = None
@@ -149,7 +155,7 @@ def post(
         clean_caption, caption_entities = _caption(caption)
         msg = world.new_message(
             chat,
-            user,
+            world.anonymous if context.as_group else user,
             text=text,
             entities=entities,
             thread_id=thread_id,
@@ -160,6 +166,9 @@ def post(
         msg.media_group_id = media_group_id
         msg.quote = quote
         msg.forward_origin = context.forward_origin.payload if context.forward_origin else None
+        if context.as_group:
+            msg.sender_chat = chat.to_dict()
+            msg.author_signature = admin.custom_title if admin is not None else None
         if world.delivered_to_bot(chat, msg):
             world.enqueue("message", world.message_json(msg))
         return msg

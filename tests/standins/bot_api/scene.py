@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from tests.standins.bot_api.model import CallbackQuery, Chat, User
+from tests.standins.bot_api.model import CallbackQuery, Chat, ChatAdmin, User
 from tests.standins.bot_api.state import World
 
 
@@ -38,9 +38,35 @@ def add_group(world: World, chat_id: int, title: str, supergroup: bool = False, 
             raise ValueError(f"chat {chat_id} exists")
         kind = "supergroup" if supergroup or forum else "group"
         chat = Chat(chat_id, kind, title=title, is_forum=forum)
+        chat.admins[world.admin.id] = ChatAdmin("creator")  # who made the group owns it
         world.chats[chat_id] = chat
         world.new_message(chat, world.admin, service={f"{kind}_chat_created": True})
         return chat
+
+
+def promote(world: World, chat_id: int, user_id: int, anonymous: bool = False, title: str | None = None) -> None:
+    """The group's owner makes ``user_id`` an administrator (``anonymous``: "Remain anonymous" on)."""
+    with world.cond:
+        chat = world.existing_chat(chat_id)
+        user = world.users.get(user_id)
+        if chat.type == "private" or user is None:
+            raise ValueError(f"no group {chat_id} or no user {user_id}")
+        current = chat.admins.get(user_id)
+        status = current.status if current is not None else "administrator"
+        chat.admins[user_id] = ChatAdmin(status, is_anonymous=anonymous, custom_title=title)
+        chat.members.add(user_id)
+        world.cond.notify_all()
+
+
+def demote(world: World, chat_id: int, user_id: int) -> None:
+    """An administrator loses their rights (a group's creator can't be demoted, only leave)."""
+    with world.cond:
+        chat = world.existing_chat(chat_id)
+        current = chat.admins.get(user_id)
+        if current is None or current.status == "creator":
+            raise ValueError(f"user {user_id} is no administrator of {chat_id}")
+        del chat.admins[user_id]
+        world.cond.notify_all()
 
 
 def create_topic(world: World, chat_id: int, name: str, creator_id: int | None = None) -> int:
@@ -86,7 +112,7 @@ def migrate_to_supergroup(world: World, old_chat_id: int, new_chat_id: int) -> N
             raise ValueError(f"chat {old_chat_id} is not a basic group")
         if new_chat_id >= 0 or new_chat_id in world.chats:
             raise ValueError(f"bad new chat id {new_chat_id}")
-        new = Chat(new_chat_id, "supergroup", title=old.title)
+        new = Chat(new_chat_id, "supergroup", title=old.title, admins=dict(old.admins), members=set(old.members))
         world.chats[new_chat_id] = new
         m1 = world.new_message(old, world.admin, service={"migrate_to_chat_id": new_chat_id})
         m2 = world.new_message(

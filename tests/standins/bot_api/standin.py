@@ -187,6 +187,16 @@ class BotAPI(Posting):
         """
         return scene.add_group(self._world, chat_id, title, supergroup, forum)
 
+    def promote(self, chat_id: int, user_id: int, anonymous: bool = False, title: str | None = None) -> None:
+        """``user_id`` becomes an administrator of the group (``anonymous``: they may write as the group).
+
+        The group's creator (``add_group``'s "Group Admin", id 999000001) is its owner from the start;
+        getChatAdministrators and getChatMember answer from these, as Telegram does."""
+        scene.promote(self._world, chat_id, user_id, anonymous, title)
+
+    def demote(self, chat_id: int, user_id: int) -> None:
+        scene.demote(self._world, chat_id, user_id)
+
     def create_topic(self, chat_id: int, name: str, creator_id: int | None = None) -> int:
         """Creates a forum topic; its thread id is the id of its creation service message."""
         return scene.create_topic(self._world, chat_id, name, creator_id)

@@ -71,7 +71,8 @@ class World:
         self.files: dict[str, StoredFile] = {}  # by file_id
         self.file_paths: dict[str, StoredFile] = {}  # by file_path, what downloads ask for
         self.media_group_ids = itertools.count(13_000_000_000_000_001)
-        self.admin = User(999_000_001, "Group Admin", "group_admin")
+        self.admin = User(999_000_001, "Group Admin", "group_admin")  # makes every group, so owns it
+        self.users[self.admin.id] = self.admin
         self.anonymous = User(1_087_968_824, "Group", "GroupAnonymousBot", is_bot=True)
 
         self.updates: list[dict[str, Any]] = []
@@ -184,6 +185,8 @@ class World:
         d: dict[str, Any] = {"message_id": msg.message_id}
         if msg.from_user is not None:
             d["from"] = msg.from_user.to_dict()
+        if msg.sender_chat is not None:
+            d["sender_chat"] = copy.deepcopy(msg.sender_chat)
         d["chat"] = chat.to_dict()
         d["date"] = msg.date
         if msg.thread_id is not None:
@@ -202,6 +205,8 @@ class World:
                 d["quote"] = copy.deepcopy(msg.quote)
         if msg.forward_origin is not None:
             d["forward_origin"] = copy.deepcopy(msg.forward_origin)
+        if msg.author_signature is not None:
+            d["author_signature"] = msg.author_signature
         if msg.edit_date is not None:
             d["edit_date"] = msg.edit_date
         if msg.media_group_id is not None:

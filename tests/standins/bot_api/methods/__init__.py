@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from tests.standins.bot_api.methods import bot, drafts, files, messages, updates, webhook
+from tests.standins.bot_api.methods import bot, drafts, files, members, messages, updates, webhook
 from tests.standins.bot_api.state import World
 from tests.standins.bot_api.wire import Request
 
@@ -37,6 +37,8 @@ HANDLERS: Final[dict[str, Handler]] = {
     "sendMessageDraft": drafts.send_message_draft,
     "answerCallbackQuery": messages.answer_callback_query,
     "getChat": bot.get_chat,
+    "getChatMember": members.get_chat_member,
+    "getChatAdministrators": members.get_chat_administrators,
     "close": bot.close,
     "logOut": bot.close,
 }

@@ -180,7 +180,8 @@ def send_chat_action(world: World, req: Request) -> Any:
 
 def answer_callback_query(world: World, req: Request) -> Any:
     query = world.queries.get(str(req.params.get("callback_query_id") or ""))
-    if query is None:
+    # A query is answered once: Telegram refuses a second answer as it refuses an unknown or expired query.
+    if query is None or query.answered:
         raise bad(_QUERY_TOO_OLD.removeprefix("Bad Request: "))
     text = req.params.get("text")
     if isinstance(text, str) and len(text) > 200:
