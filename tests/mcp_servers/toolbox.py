@@ -120,6 +120,13 @@ def environment() -> str:
     return json.dumps(dict(sorted(shown.items())))
 
 
+@server.tool(annotations=READ_ONLY, description="Says its credential (MCP_TEST_SECRET) on stderr and in its result.")
+def leak() -> str:
+    secret = os.environ.get("MCP_TEST_SECRET", "")
+    print(f"toolbox: my secret is {secret}", file=sys.stderr, flush=True)
+    return f"the secret is {secret}"
+
+
 @server.tool(annotations=READ_ONLY, description="`size` characters of text.")
 def big(size: int) -> str:
     return "".join(chr(ord("a") + i % 26) for i in range(size))

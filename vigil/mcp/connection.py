@@ -55,6 +55,9 @@ _MAX_PAGES = 50
 _MAX_TOOLS = 1000
 _STDERR_LINES = 20
 _STDERR_LINE_CHARS = 300
+# A stdio server gets 2 s after its stdin closes and 2 s after SIGTERM (the SDK's timings): 3 s covers
+# that with room, and then the wind-down is cancelled.
+_CLOSE_S = 3.0
 
 
 def base_environment() -> dict[str, str]:
@@ -88,6 +91,10 @@ class Connection:
         self._publish()
 
     # ---- what the manager asks ----
+
+    def redact(self, text: str) -> str:
+        """`text` without this server's credentials (nor vigil's own)."""
+        return self._redact(text)
 
     def retry_in(self) -> float | None:
         return max(0.0, self.retry_at - self._clock()) if self.state == "failed" else None
@@ -134,8 +141,9 @@ class Connection:
                 return f"MCP tool {tool!r} of {name!r} timed out after {timeout:g} s and was cancelled"
             if exc.code == types.CONNECTION_CLOSED or self.state != "running":
                 await self._lost("stopped during a call")
+                again = "started" if isinstance(self.config, StdioServer) else "connected to"
                 return (f"MCP server {name!r} stopped during the call{self._last_words()}; the call may or may "
-                        "not have taken effect. The server is started again at the next call.")
+                        f"not have taken effect. The server is {again} again at the next call.")
             self._completed()
             return f"MCP server {name!r} refused the call: {self._clean(exc.error.message)}"
         except ValidationError:
@@ -154,9 +162,11 @@ class Connection:
         runner = self._runner
         if runner is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(runner), 10)
-            if not runner.done():
+                await asyncio.wait_for(asyncio.shield(runner), _CLOSE_S)
+            if not runner.done():  # e.g. a remote server that takes the session's DELETE and never answers
                 runner.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(runner, _CLOSE_S)
         for task in list(self._background):
             task.cancel()
         self._client = None

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import msgspec
+
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.mcp.config import McpConfig
@@ -127,7 +129,9 @@ class McpManager:
         if isinstance(result, BaseException):
             self._log.warning("mcp.call_failed", tool=name, error=repr(result))
             return failure(f"MCP tool {tool.tool!r} of {tool.server!r} failed inside vigil ({type(result).__name__})")
-        return convert(result)
+        # What a server says about its own credentials must not reach the model either.
+        outcome = convert(result)
+        return msgspec.structs.replace(outcome, text=connection.redact(outcome.text))
 
     # ---- lifecycle ----
 
@@ -220,6 +224,13 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
     try:
         loop.run_forever()
     finally:
+        # Connections that did not wind down in time (a remote server that hangs up on nobody) are
+        # cancelled here, so their async generators close before the loop does.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=_SHUTDOWN_S / 2))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
