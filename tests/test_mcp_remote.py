@@ -98,7 +98,8 @@ def test_a_remote_server_that_went_away_is_reconnected(tmp_path: Path) -> None:
         down = manager.call("mcp__far__echo", {"text": "b"})
         assert down.is_error and "'far'" in down.text
         wait_until(lambda: manager.status()[0].state == "failed", what="the server marked down")
-        second = serve(tmp_path, "http", int(first.url.split(":")[2].split("/")[0]))  # the same port, as a restarted service would be
+        # The same port, as a restarted service would have.
+        second = serve(tmp_path, "http", int(first.url.split(":")[2].split("/")[0]))
         try:
             assert manager.call("mcp__far__echo", {"text": "c"}).text == "remote echo: c"
             assert manager.status()[0].state == "running"
