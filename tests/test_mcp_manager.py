@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -237,6 +238,15 @@ def test_a_server_that_cannot_start_says_why(box_dir: Path) -> None:
         (status,) = manager.status()
         assert status.state == "failed" and "/nonexistent/mcp-server was not found" in status.detail
         assert manager.call("mcp__box__read_note", {}).is_error
+    finally:
+        manager.close()
+    exits = [sys.executable, "-c", "import sys; print('boom: no config file', file=sys.stderr); sys.exit(3)"]
+    manager = make_manager(box_dir, command=exits, backoff=(0.0, 60.0))
+    try:
+        assert manager.tools(["box"]) == ()
+        assert manager.status()[0].detail == "exited (its last words: boom: no config file)"
+        assert manager.tools(["box"]) == ()  # tried again at once (the first step of the backoff is 0 s)...
+        assert manager.status()[0].retry_in_s == pytest.approx(60, abs=2)  # ...then it waits
     finally:
         manager.close()
 

@@ -319,6 +319,11 @@ class Connection:
         self.retry_at = self._clock() + delay
         self.state, self.detail = "failed", why + self._last_words()
         self._client = None
+        starting = self._starting
+        if starting is not None and not starting.done():
+            # Died while starting: its waiters learn it now, not when the SDK has wound the transport down.
+            starting.set_exception(RuntimeError(self.detail))
+            self._starting = None
         self._log.info("mcp.server_down", reason=self.detail, retry_in_s=delay)
         self._publish()
         if not from_runner and self._stop is not None:
