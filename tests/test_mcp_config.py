@@ -152,3 +152,6 @@ def test_skills_may_not_hold_the_store(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     with pytest.raises(SettingsError, match="holds or lies in VIGIL_DATA_DIR"):
         load_settings(env(tmp_path, VIGIL_SKILLS_DIR=str(tmp_path)))
+    # The default one may: `vigil bench` runs with HOME in its data directory.
+    home_in_data = {"HOME": str(tmp_path / "data"), "VIGIL_DATA_DIR": str(tmp_path / "data")}
+    assert load_settings(home_in_data).skills_dir == tmp_path / "data" / ".config" / "vigil" / "skills"

@@ -100,6 +100,8 @@ def test_tools_are_listed_sorted_with_valid_names_and_read_only_hints(manager: M
     odd = by_tool["lookup.by/id"]
     assert odd.name.startswith("mcp__box__lookup_by_id_") and len(odd.name) == len("mcp__box__lookup_by_id_") + 8
     assert manager.call(odd.name, {"id": "42"}).text.startswith("found 42")
+    off = manager.call("mcp__box__read_note", {"name": "x"}, servers=["other"])
+    assert off.is_error and off.text == "mcp__box__read_note is not a tool of any MCP server that is on in this chat"
     (status,) = manager.status()
     assert status.state == "running" and status.line().startswith("box · running · 12 tools")
 

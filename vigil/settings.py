@@ -327,10 +327,12 @@ def _default_config_dir(env: Mapping[str, str]) -> Path:
 
 def _skills_dir(named: str, env: Mapping[str, str], data_dir: Path) -> Path:
     """VIGIL_SKILLS_DIR as named (it must exist: a typo must not silently hide every skill), else
-    `<config dir>/skills` (missing is fine: no skills). Skill folders are shown to the bash sandbox, so
-    the directory may neither lie in the data directory nor hold it."""
-    path = (_existing_dir("VIGIL_SKILLS_DIR", _path(named, env)) if named
-            else Path(os.path.realpath(_default_config_dir(env) / "skills")))
+    `<config dir>/skills` (missing is fine: no skills). Skill folders are shown to the bash sandbox, so a
+    named directory may neither lie in the data directory nor hold it (the default one is only ever
+    read for folders holding a SKILL.md, which the store's never do)."""
+    if not named:
+        return Path(os.path.realpath(_default_config_dir(env) / "skills"))
+    path = _existing_dir("VIGIL_SKILLS_DIR", _path(named, env))
     data = Path(os.path.realpath(data_dir))
     if path == data or data in path.parents or path in data.parents:
         raise SettingsError(f"VIGIL_SKILLS_DIR={path} holds or lies in VIGIL_DATA_DIR={data}: skills are shown "

@@ -28,12 +28,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx2
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client import Transport
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from pydantic import ValidationError
 
 from vigil import __version__
@@ -231,7 +231,9 @@ class Connection:
             if config.transport == "sse":
                 yield Watched(sse_client(config.url, headers=dict(config.headers)), ended)
                 return
-            async with create_mcp_http_client(headers=dict(config.headers)) as http:
+            # The SDK's documented way to send headers; its timeouts (a response stream may stay open).
+            timeout = httpx2.Timeout(30.0, read=300.0)
+            async with httpx2.AsyncClient(headers=dict(config.headers), timeout=timeout) as http:
                 yield Watched(streamable_http_client(config.url, http_client=http), ended)
             return
         params = StdioServerParameters(command=config.command, args=list(config.args),

@@ -109,11 +109,12 @@ class McpManager:
     # ---- calling ----
 
     def call(self, name: str, arguments: dict[str, Any], cancel: CancelToken | None = None,
-             timeout: float | None = None) -> McpOutcome:
-        """Run the tool Claude calls `name`; every failure is an error outcome, never an exception."""
+             timeout: float | None = None, servers: Iterable[str] | None = None) -> McpOutcome:
+        """Run the tool Claude calls `name`, if its server is among `servers` (the chat's; None: any);
+        every failure is an error outcome, never an exception."""
         limit = self.timeout_s if timeout is None else timeout
         tool = self.tool(name)
-        if tool is None:
+        if tool is None or (servers is not None and tool.server not in set(servers)):
             return failure(f"{name} is not a tool of any MCP server that is on in this chat")
         if cancel is not None and cancel.cancelled:
             return failure("cancelled: the user stopped this turn before the tool ran")
