@@ -21,6 +21,7 @@ import msgspec
 from vigil import disk, webhook
 from vigil import setting_values as parse
 from vigil.errors import SettingsError as SettingsError  # its old home: re-exported
+from vigil.mcp.names import parse_server_names
 from vigil.setting_values import MAX_UPLOAD_MB as MAX_UPLOAD_MB
 from vigil.setting_values import WebTool as WebTool
 
@@ -84,6 +85,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     disk_warn_percent: float = disk.DEFAULT_WARN_PERCENT  # admins are told when free space falls under it (disk.py)
     # Who may change a group's settings and delete its data (vigil/roles.py): its admins, or every member.
     group_settings: Literal["admins", "members"] = "admins"
+    # MCP servers and Agent Skills (vigil/mcp/, vigil/skills.py). The config file is read by vigil/mcp/config.py:
+    # a bad file or entry is reported there (/mcp, the log) and costs only that server, never the start.
+    mcp_config: Path | None = None
+    mcp_default: tuple[str, ...] = ()  # server names on in every chat
+    mcp_timeout_s: float = 60.0
+    mcp_max_eager_tools: int = 20
+    skills_dir: Path = Path("skills")  # always set by load_settings: <config dir>/skills unless named
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -168,9 +176,12 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_MAX_SCHEDULES", "max_schedules", parse.positive_int),
     _Var("VIGIL_DISK_WARN_PERCENT", "disk_warn_percent", disk.parse_percent),
     _Var("VIGIL_GROUP_SETTINGS", "group_settings", parse.choice("admins", "members")),
+    _Var("VIGIL_MCP_DEFAULT", "mcp_default", parse_server_names),
+    _Var("VIGIL_MCP_TIMEOUT", "mcp_timeout_s", parse.duration),
+    _Var("VIGIL_MCP_MAX_EAGER_TOOLS", "mcp_max_eager_tools", parse.non_negative_int),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
-_SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT")
+_SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT", "VIGIL_MCP_CONFIG", "VIGIL_SKILLS_DIR")
 _KNOWN = {v.env for v in _VARS} | set(_SPECIAL)
 
 
@@ -273,6 +284,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     values["workdir_root"] = (_existing_dir("VIGIL_WORKDIR_ROOT", _path(root, env)) if root
                               else Path(os.path.realpath(_default_workdir_root(env))))
     _refuse_store_in_reach(values["data_dir"], values["workdir_root"])
+    if mcp_config := merged.get("VIGIL_MCP_CONFIG", "").strip():
+        values["mcp_config"] = _path(mcp_config, env)
+    values["skills_dir"] = _skills_dir(merged.get("VIGIL_SKILLS_DIR", "").strip(), env, values["data_dir"])
 
     settings = Settings(**values)
     webhook.check_against_api(settings.webhook_url, settings.telegram_base_url, DEFAULT_TELEGRAM_BASE_URL)
@@ -302,6 +316,33 @@ def _refuse_store_in_reach(data_dir: Path, root: Path) -> None:
     if data == root or root in data.parents:
         raise SettingsError(f"VIGIL_DATA_DIR={data} lies inside VIGIL_WORKDIR_ROOT={root}, where the chats' "
                             "tools work: put the data directory outside the work root")
+
+
+def _default_config_dir(env: Mapping[str, str]) -> Path:
+    """Where vigil's own configuration lives: beside VIGIL_CONFIG's file, else systemd's
+    CONFIGURATION_DIRECTORY (`ConfigurationDirectory=vigil`), else `$XDG_CONFIG_HOME/vigil`, else `~/.config/vigil`."""
+    if config := env.get("VIGIL_CONFIG", "").strip():
+        return _path(config, env).parent
+    if configured := [part for part in env.get("CONFIGURATION_DIRECTORY", "").split(":") if part]:
+        return Path(configured[0])
+    if xdg := env.get("XDG_CONFIG_HOME", ""):
+        return Path(xdg) / "vigil"
+    return _home(env) / ".config" / "vigil"
+
+
+def _skills_dir(named: str, env: Mapping[str, str], data_dir: Path) -> Path:
+    """VIGIL_SKILLS_DIR as named (it must exist: a typo must not silently hide every skill), else
+    `<config dir>/skills` (missing is fine: no skills). Skill folders are shown to the bash sandbox, so a
+    named directory may neither lie in the data directory nor hold it (the default one is only ever
+    read for folders holding a SKILL.md, which the store's never do)."""
+    if not named:
+        return Path(os.path.realpath(_default_config_dir(env) / "skills"))
+    path = _existing_dir("VIGIL_SKILLS_DIR", _path(named, env))
+    data = Path(os.path.realpath(data_dir))
+    if path == data or data in path.parents or path in data.parents:
+        raise SettingsError(f"VIGIL_SKILLS_DIR={path} holds or lies in VIGIL_DATA_DIR={data}: skills are shown "
+                            "to the chats' tools, the store must not be; put the skills elsewhere")
+    return path
 
 
 def ensure_workdir_root(settings: Settings) -> Path:

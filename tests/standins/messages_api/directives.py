@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _DIRECTIVE = re.compile(
-    r"\[\[(reply|len|delay|slow|error|hang|drop|stream_error|tool|search|fetch|pause|search_hang)(=|\]\])")
+    r"\[\[(reply|len|delay|slow|error|hang|drop|stream_error|tool_search|tool|search|fetch|pause|search_hang)(=|\]\])")
 _TOOL_DIRECTIVE_NAME = re.compile(r"\s*([A-Za-z0-9_-]+)\s*")
 _ERROR_DIRECTIVE = re.compile(r"^\s*(\d{3})(?:\s+times=(\d+))?\s*$")
 
@@ -35,6 +35,8 @@ class Directives:
     fetches: list[str] = field(default_factory=list)
     pause: bool = False
     search_hang: bool = False
+    # The API's tool search tool: [[tool_search=QUERY]] (see tool_search).
+    tool_searches: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -111,6 +113,8 @@ def _apply_directive(found: Directives, name: str, value: str | None) -> None:
         found.searches.append(value.strip())
     elif name == "fetch":
         found.fetches.append(value.strip())
+    elif name == "tool_search":
+        found.tool_searches.append(value.strip())
     elif name == "error":
         m = _ERROR_DIRECTIVE.match(value)
         if m is None:

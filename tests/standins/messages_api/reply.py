@@ -15,6 +15,7 @@ from tests.standins.messages_api.responders import ToolCall
 from tests.standins.messages_api.script import Plan, offered_tools
 from tests.standins.messages_api.server_tools import web_content
 from tests.standins.messages_api.state import State
+from tests.standins.messages_api.tool_search import callable_tools, search_content
 from tests.standins.messages_api.usage import input_usage, token_count
 
 _ALPHANUM = string.ascii_letters + string.digits
@@ -25,10 +26,16 @@ def random_id(prefix: str) -> str:
 
 
 def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    offered = offered_tools(body)
+    text = plan.text
+    searched: list[dict[str, Any]] = []
+    if plan.tool_searches:
+        with state.lock:
+            found = search_content(plan.tool_searches, body, state.served)
+        searched, text = (found, text) if isinstance(found, list) else ([], found)
+    # A deferred tool is known to the model only once a search loaded it.
+    offered = offered_tools(body) & callable_tools(body, searched)
     choice = body.get("tool_choice")
     tools_disabled = isinstance(choice, dict) and choice.get("type") == "none"
-    text = plan.text
     calls: list[ToolCall] = []
     for call in plan.calls:
         if call.name not in offered:
@@ -62,7 +69,7 @@ def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, A
     budget = body["max_tokens"]
     if not calls and token_count(len(text)) > budget:
         text, stop_reason, stop_sequence = text[: budget * 4], "max_tokens", None
-    content: list[dict[str, Any]] = []
+    content: list[dict[str, Any]] = list(searched)
     if text:
         content.append({"type": "text", "text": text})
     for call in calls:
@@ -77,7 +84,8 @@ def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, A
     if web_stop:
         content, stop_reason, stop_sequence = web_content_blocks, web_stop, None
     output_chars = len(text) + sum(len(json.dumps(c.input)) + 40 for c in calls)
-    output_chars += sum(len(b.get("text", "")) + len(json.dumps(b.get("input", ""))) for b in web_content_blocks)
+    output_chars += sum(len(b.get("text", "")) + len(json.dumps(b.get("input", "")))
+                        for b in [*web_content_blocks, *searched])
     usage = input_usage(state, body)
     return {
         "id": random_id("msg_"),

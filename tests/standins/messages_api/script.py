@@ -53,6 +53,7 @@ class Plan:
     stream_error: tuple[str, str] | None = None
     stream_error_after: int = 20
     web: WebPlan | None = None
+    tool_searches: list[str] = field(default_factory=list)  # the tool search tool's queries (tool_search)
 
 
 def _plan_from_responder(responder: Responder) -> Plan:
@@ -192,6 +193,8 @@ def _plan_from_directives(state: State, body: dict[str, Any]) -> Plan:
         return plan
     messages = body["messages"]
     rounds = _tool_rounds(messages)
+    if rounds == 0:
+        plan.tool_searches = found.tool_searches
     if rounds < len(found.tools):
         name, tool_input = found.tools[rounds]
         plan.calls = [ToolCall(name, tool_input)]

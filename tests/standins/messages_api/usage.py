@@ -17,6 +17,7 @@ from typing import Any
 from tests.standins.messages_api.content import content_blocks
 from tests.standins.messages_api.media import billed
 from tests.standins.messages_api.state import State
+from tests.standins.messages_api.tool_search import is_deferred, reference_chars
 
 _CACHE_LOOKBACK = 20  # block boundaries the API checks before each breakpoint
 
@@ -44,7 +45,8 @@ def cache_segments(body: dict[str, Any]) -> list[tuple[str, str | None]]:
         return json.dumps(obj, sort_keys=True, ensure_ascii=False)
 
     for tool in body.get("tools") or []:
-        segments.append(("tool:" + dump(_without_cache_control(tool)), ttl(tool)))
+        if not is_deferred(tool):  # out of the prompt until a tool_reference loads it (tool_search)
+            segments.append(("tool:" + dump(_without_cache_control(tool)), ttl(tool)))
     system = body.get("system")
     if isinstance(system, str) and system:
         segments.append(("system:" + system, None))
@@ -57,6 +59,7 @@ def cache_segments(body: dict[str, Any]) -> list[tuple[str, str | None]]:
             marked = ttl(block)
             # Images and PDFs count by the API's estimate, not by the length of their base64 text.
             block, extra = billed(block)
+            extra += reference_chars(block, body)  # what a tool_reference loads (tool_search)
             if isinstance(inner, list):
                 # A breakpoint inside a tool_result's content ends the prefix at that tool_result.
                 marked = marked or next((ttl(b) for b in inner if isinstance(b, dict) and ttl(b)), None)

@@ -14,6 +14,7 @@ from tests.standins.messages_api.checks import BLOCK_KEYS, check_cache_control, 
 from tests.standins.messages_api.conversation import check_messages
 from tests.standins.messages_api.errors import Refusal, bad_tag, invalid
 from tests.standins.messages_api.server_tools import WEB_TOOL_KEYS, check_server_blocks, check_web_tool
+from tests.standins.messages_api.tool_search import SEARCH_TOOL_KEYS, check_deferral, check_references
 
 # The fields anthropic 2.12's messages.create()/stream() put in the body (resources/messages/messages.py).
 # user_profile_id and workspace_id travel as headers. There is no temperature/top_p/top_k in this SDK.
@@ -85,8 +86,11 @@ _CUSTOM_TOOL_KEYS = _COMMON_TOOL_KEYS | {"description", "input_schema", "eager_i
 _STRICT_BUILTIN_KEYS: dict[str, frozenset[str]] = {
     "bash_20250124": _COMMON_TOOL_KEYS,
     "text_editor_20250728": _COMMON_TOOL_KEYS | {"max_characters"},
+    "tool_search_tool_bm25_20251119": SEARCH_TOOL_KEYS,
+    "tool_search_tool_regex_20251119": SEARCH_TOOL_KEYS,
 }
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+# The API's documented pattern for a tool's name (the SDK types it as any string).
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MAX_CACHE_BREAKPOINTS = 4
 
 
@@ -129,6 +133,7 @@ class Validator:
         self._check_system()
         self.cache_breakpoints += check_messages(body["messages"], bool(tool_names))
         check_server_blocks(body["messages"], self.served)
+        check_references(body["messages"], body)
         if body.get("cache_control") is not None:
             check_cache_control(body["cache_control"], "cache_control")
             # Top-level cache_control marks the last cacheable block: it takes a breakpoint slot.
@@ -196,7 +201,7 @@ class Validator:
             if tool_type in (None, "custom"):
                 check_extra_keys(tool, _CUSTOM_TOOL_KEYS, f"{path}.custom")
                 if not isinstance(name, str) or not _TOOL_NAME.match(name):
-                    raise invalid(f"{path}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")
+                    raise invalid(f"{path}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
                 schema = tool.get("input_schema")
                 if schema is None:
                     raise invalid(f"{path}.custom.input_schema: Field required")
@@ -226,6 +231,7 @@ class Validator:
             if name in names:
                 raise invalid("tools: Tool names must be unique.")
             names.add(name)
+        check_deferral(tools)
         return names
 
     def _check_system(self) -> None:
