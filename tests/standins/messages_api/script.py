@@ -53,6 +53,7 @@ class Plan:
     stream_error: tuple[str, str] | None = None
     stream_error_after: int = 20
     web: WebPlan | None = None
+    thinking_drop: int | None = None  # cut the stream after this many characters of thinking (`thinking`)
 
 
 def _plan_from_responder(responder: Responder) -> Plan:
