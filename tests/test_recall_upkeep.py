@@ -16,7 +16,8 @@ import pytest
 
 from tests.recall_chats import Chat
 from vigil.backup import take_backup
-from vigil.recall import RecallIndex, RecallIndexer, StoreView
+from vigil.errors import AlreadyRunning
+from vigil.recall import RecallIndex, RecallIndexer, StoreView, reindex
 from vigil.recall.db import paths
 from vigil.recall.source import CHUNK
 from vigil.restore import restore_backup
@@ -236,3 +237,36 @@ def test_searches_beside_the_indexer_see_their_chat_only(store: LmdbStore, data_
             assert indexer.search(chat.key, f"number {len(chats) * 80 + chats.index(chat)}").hits
     finally:
         indexer.close()
+
+
+def test_reindex_beside_a_running_indexer_loses_nothing(store: LmdbStore, data_dir: Path) -> None:
+    indexer = started(data_dir, store)
+    chat = Chat(store, "tg:1")
+    try:
+        chat.say("the puffin nests here", "puffins indeed", indexer=indexer)
+        assert indexer.wait_idle(10)
+        view = GatedView(store)
+        done: list[int] = []
+        rebuilding = threading.Thread(target=lambda: done.append(reindex(data_dir, view)))
+        rebuilding.start()  # as `vigil sessions reindex` from another shell
+        assert view.held.wait(10)  # the rebuild is reading the store...
+        chat.say("meanwhile a grebe", "grebes too", indexer=indexer)  # ...while the service takes a turn in
+        assert indexer.wait_idle(10)
+        with pytest.raises(AlreadyRunning):  # one rebuild at a time
+            reindex(data_dir, StoreView(store))
+        view.gate.set()
+        rebuilding.join(30)
+        assert done and done[0] >= 1
+        chat.say("after it a heron", "herons", indexer=indexer)
+        assert indexer.wait_idle(10)
+        for word in ("puffin", "grebe", "heron"):
+            assert len(indexer.search(chat.key, word).hits) == 2, word
+    finally:
+        indexer.close()
+    db = sqlite3.connect(paths(data_dir)[0])
+    try:
+        assert db.execute("SELECT v FROM meta WHERE k = 'epoch'").fetchone()[0] == "1"
+        assert db.execute("SELECT count(*) FROM rows").fetchone()[0] == 6
+    finally:
+        db.close()
+    assert plan_of(data_dir, store) == "ok"

@@ -25,11 +25,11 @@ store), `writes` (a table set changed), `index` (the writer: take in, catch up, 
 
 from __future__ import annotations
 
-from vigil.recall.index import RecallIndex
+from vigil.recall.index import RecallIndex, reindex
 from vigil.recall.indexer import RecallIndexer
 from vigil.recall.passages import Passage, passages
 from vigil.recall.search import DEFAULT_LIMIT, MAX_LIMIT, RecallHit, RecallResult, Searcher, format_hits
 from vigil.recall.source import StoreView, TurnSource
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Passage", "RecallHit", "RecallIndex", "RecallIndexer", "RecallResult",
-           "Searcher", "StoreView", "TurnSource", "format_hits", "passages"]
+           "Searcher", "StoreView", "TurnSource", "format_hits", "passages", "reindex"]

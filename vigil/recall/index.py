@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+from vigil.lock import ProcessLock
 from vigil.logs import get_logger
 from vigil.recall.db import (
     LIVE,
@@ -40,6 +41,7 @@ from vigil.recall.source import CHUNK, TurnSource
 from vigil.recall.writes import SetWriter
 from vigil.store.schema import Turn
 
+REBUILD_LOCK = "recall.rebuild.lock"
 Plan = Literal["ok", "scan", "rebuild"]
 Fed = tuple[str, int | None, int, Turn]
 """(session key, its incarnation, generation, turn): a turn as the service committed it."""
@@ -128,7 +130,11 @@ class RecallIndex:
                 set_meta(self.db, "store", identity)
 
     def rebuild(self) -> Iterator[int]:
-        """Build a new set from the store beside the live one, swap it in, then catch up what came meanwhile."""
+        """Build a new set from the store beside the live one, swap it in, then catch up what came meanwhile.
+
+        One rebuild at a time per data directory, whichever process runs it (the service's indexer,
+        `vigil sessions reindex`): a second raises AlreadyRunning when it begins."""
+        lock = ProcessLock(self.data_dir / REBUILD_LOCK, "a rebuild of the recall index").acquire()
         identity = self.source.identity()
         self._forgotten.clear()
         self.rebuilding = True
@@ -143,6 +149,7 @@ class RecallIndex:
             self.epoch = get_meta(self.db, "epoch")
         finally:
             self.rebuilding = False
+            lock.release()
         self._log.info("recall.rebuilt")
         self._forgotten.clear()
         yield from self._reconcile(LIVE)
@@ -169,13 +176,16 @@ class RecallIndex:
             if key not in incarnations:
                 header = self.source.header(key)
                 incarnations[key] = header.incarnation if header is not None else None
-            first = True
-            while not self._was_forgotten(key, generation):
+            if known is not None and known[1] > count:  # the store lost turns the index has: read anew
                 with self._transaction():
-                    if first and known is not None and known[1] > count:
-                        writer.detach(known[0], generation)  # the store lost turns the index has: read anew
-                    first = False
-                    read = writer.catch_up(self.source, key, incarnations[key], generation)
+                    writer.detach(known[0], generation)
+                    writer.flag_purge()
+            while not self._was_forgotten(key, generation):
+                # The store is read outside the transaction: another process's writer never waits on it.
+                start = writer.resume_at(key, generation)
+                chunk = self.source.chunk(key, generation, start)
+                with self._transaction():
+                    read = writer.catch_up(self.source, key, incarnations[key], generation, (start, chunk))
                     writer.flag_purge()
                 yield read  # between transactions: the indexer takes in turns and deletions here
                 if read < CHUNK:
@@ -219,3 +229,16 @@ class RecallIndex:
 
     def _transaction(self) -> RecallIndex._Txn:
         return RecallIndex._Txn(self.db)
+
+
+def reindex(data_dir: Path, source: TurnSource) -> int:
+    """Build the recall index anew from the store (`vigil sessions reindex`); the turns read.
+
+    Safe while the service runs: the new index is built beside the live one and swapped in, and the
+    service's indexer, seeing the swap, catches up what it took in meanwhile. Raises AlreadyRunning
+    if a rebuild is under way already."""
+    index = RecallIndex(data_dir, source)
+    try:
+        return sum(index.rebuild())
+    finally:
+        index.close()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from vigil.errors import AlreadyRunning
 from vigil.logs import get_logger
 from vigil.recall.db import IndexUnreadable, is_damage, remove
 from vigil.recall.index import Fed, RecallIndex
@@ -265,6 +266,10 @@ class RecallIndexer:
             self._work = None
             self.searcher.busy_note = ""
             self._log.info("recall.caught_up")
+        except AlreadyRunning as busy:  # another process rebuilds: its swap will be seen and caught up
+            self._work = None
+            self.searcher.busy_note = ""
+            self._log.info("recall.rebuild_elsewhere", detail=str(busy))
 
     def _start_afresh(self, why: str) -> None:
         """SQLite found the file damaged: replace it by an empty index and read the store in again."""

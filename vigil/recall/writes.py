@@ -205,16 +205,30 @@ class SetWriter:
         self.save(chat.sid, generation, cursor)
         return applied
 
-    def catch_up(self, source: TurnSource, key: str, incarnation: int | None, generation: int) -> int:
-        """Read the next chunk of the generation's turns the index has not seen from the store; how many
-        were read (fewer than `CHUNK`: caught up, and the open turns it waited for were looked at again).
+    def resume_at(self, key: str, generation: int) -> int:
+        """The seq a catch-up of this generation reads from (0 for a chat or generation not indexed)."""
+        sid = self.sid(key)
+        return 0 if sid is None else self.cursor(sid, generation).next_seq
 
-        Starts from the tables as they are: turns fed between two chunks are not read twice."""
+    def catch_up(self, source: TurnSource, key: str, incarnation: int | None, generation: int,
+                 read: tuple[int, list[tuple[int, Turn | None]]] | None = None) -> int:
+        """Take in the next chunk of the generation's turns the index has not seen (read from the store
+        here, or beforehand by the caller outside its transaction: `read` is (`resume_at`, the chunk));
+        how many turns the chunk held (fewer than `CHUNK`: caught up, and the open turns it waited for
+        were looked at again).
+
+        Starts from the tables as they are: turns taken in meanwhile (fed, or by another process) are
+        skipped, never indexed twice."""
         self._fresh()
         chat = self.chat(key, incarnation)
         cursor = self.cursor(chat.sid, generation)
-        chunk = source.chunk(key, generation, cursor.next_seq)
+        # A chunk read from further on than the cursor is now (a chat recreated meanwhile starts again at 0)
+        # is read again from the cursor.
+        fresh = read is None or read[0] > cursor.next_seq
+        chunk = source.chunk(key, generation, cursor.next_seq) if fresh or read is None else read[1]
         for seq, turn in chunk:
+            if seq < cursor.next_seq:
+                continue
             cursor.next_seq, cursor.seen = seq + 1, cursor.seen + 1
             if turn is not None and turn.final:
                 self.index(chat, generation, turn)
