@@ -26,7 +26,7 @@ from vigil.recall.source import CHUNK, TurnSource
 from vigil.store.schema import Turn
 
 ROW_BITS = 32
-_IN_LIMIT = 500  # values bound in one IN list (SQLite allows 32,766; smaller lists plan as fast)
+_IN_LIMIT = 2000  # values bound in one IN list (SQLite allows 32,766)
 MAX_SID = (1 << 31) - 1
 Applied = Literal["indexed", "hole", "known", "gap"]
 """What a fed turn did: indexed (or had no words), waits as an open turn, was already in, or comes after
@@ -37,7 +37,7 @@ def row_range(sid: int) -> tuple[int, int]:
     return sid << ROW_BITS, (sid << ROW_BITS) | ((1 << ROW_BITS) - 1)
 
 
-@dataclass
+@dataclass(slots=True)
 class Cursor:
     """How far one generation of a chat was read from the store (see vigil/recall/db.py)."""
 
@@ -50,7 +50,7 @@ def _holes(stored: object) -> set[int]:
     return {int(seq) for seq in str(stored).split()} if stored else set()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Chat:
     sid: int
     incarnation: int
@@ -97,7 +97,7 @@ class SetWriter:
             self.db.executemany(
                 f"INSERT INTO {self.t.cursors} VALUES (?, ?, ?, ?, ?) ON CONFLICT(sid, generation) DO UPDATE "
                 "SET next_seq = excluded.next_seq, seen = excluded.seen, holes = excluded.holes",
-                [(sid, generation, c.next_seq, c.seen, " ".join(str(s) for s in sorted(c.holes)))
+                [(sid, generation, c.next_seq, c.seen, " ".join(map(str, sorted(c.holes))) if c.holes else "")
                  for (sid, generation), c in ((k, self._cursors[k]) for k in self._changed)])
             self._changed.clear()
 
@@ -110,7 +110,7 @@ class SetWriter:
     # ------------------------------------------------------------------ chats and cursors
 
     def preload(self, wanted: Iterable[tuple[str, int]]) -> None:
-        """Read the chats and cursors of these (key, generation) pairs in two queries, not two per turn."""
+        """Read the chats and cursors of these (key, generation) pairs in a few queries, not two per turn."""
         pairs = set(wanted)
         names = sorted({key for key, _ in pairs} - self._chats.keys())
         for at in range(0, len(names), _IN_LIMIT):
@@ -118,18 +118,20 @@ class SetWriter:
             for key, sid, incarnation, next_row in self.db.execute(
                     f"SELECT key, sid, incarnation, next_row FROM {self.t.chats} WHERE key IN "
                     f"({','.join('?' * len(some))})", some):
-                self._chats[str(key)] = _Chat(int(sid), int(incarnation), int(next_row))
-        known = sorted({(self._chats[key].sid, generation) for key, generation in pairs if key in self._chats}
-                       - self._cursors.keys())
-        for at in range(0, len(known), _IN_LIMIT // 2):
-            part = known[at:at + _IN_LIMIT // 2]
-            params = [value for pair in part for value in pair]
+                self._chats[key] = _Chat(sid, incarnation, next_row)
+        cursors = self._cursors
+        missing = {(chat.sid, generation) for key, generation in pairs
+                   if (chat := self._chats.get(key)) is not None} - cursors.keys()
+        sids = sorted({sid for sid, _ in missing})
+        for at in range(0, len(sids), _IN_LIMIT):  # every generation of these chats: a few rows each
+            chunk = sids[at:at + _IN_LIMIT]
             for sid, generation, next_seq, seen, holes in self.db.execute(
-                    f"SELECT sid, generation, next_seq, seen, holes FROM {self.t.cursors} WHERE (sid, generation) IN "
-                    f"(VALUES {','.join('(?, ?)' * 1 for _ in part)})", params):
-                self._cursors[int(sid), int(generation)] = Cursor(int(next_seq), int(seen), _holes(holes))
-            for pair in part:  # none stored yet: a new generation
-                self._cursors.setdefault(pair, Cursor())
+                    f"SELECT sid, generation, next_seq, seen, holes FROM {self.t.cursors} WHERE sid IN "
+                    f"({','.join('?' * len(chunk))})", chunk):
+                if (sid, generation) in missing:
+                    cursors[sid, generation] = Cursor(next_seq, seen, _holes(holes))
+        for pair in missing - cursors.keys():  # none stored yet: a new generation
+            cursors[pair] = Cursor()
 
     def sid(self, key: str) -> int | None:
         row = self.db.execute(f"SELECT sid FROM {self.t.chats} WHERE key = ?", (key,)).fetchone()
