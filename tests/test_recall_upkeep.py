@@ -152,6 +152,10 @@ def test_a_chat_recreated_elsewhere_loses_its_old_words(store: LmdbStore, data_d
     assert indexer.wait_idle(10)
     assert not indexer.search(new.key, "flamingo").hits  # unfindable at once
     assert indexer.search(new.key, "toucans").hits
+    other = Chat(store, "tg:2")  # a chat made after it gets rows of its own, never the orphaned ones
+    other.say("hello", "no birds here", indexer=indexer)
+    assert indexer.wait_idle(10)
+    assert not indexer.search(other.key, "flamingo").hits
     indexer.close()
     assert plan_of(data_dir, store) == "rebuild"  # its words are still in the file: purged by a rebuild
     indexer = started(data_dir, store)
@@ -270,3 +274,23 @@ def test_reindex_beside_a_running_indexer_loses_nothing(store: LmdbStore, data_d
     finally:
         db.close()
     assert plan_of(data_dir, store) == "ok"
+
+
+def test_an_index_of_another_format_is_made_anew(store: LmdbStore, data_dir: Path) -> None:
+    chat = Chat(store, "tg:1")
+    chat.say("a word: cormorant", "cormorants dive")
+    started(data_dir, store).close()
+    db = sqlite3.connect(paths(data_dir)[0])
+    db.execute("UPDATE meta SET v = '99' WHERE k = 'format'")  # as a newer vigil would have left it
+    db.commit()
+    db.close()
+    indexer = started(data_dir, store)
+    try:
+        assert len(indexer.search(chat.key, "cormorant").hits) == 2
+    finally:
+        indexer.close()
+    db = sqlite3.connect(paths(data_dir)[0])
+    try:
+        assert db.execute("SELECT v FROM meta WHERE k = 'format'").fetchone()[0] == "1"
+    finally:
+        db.close()
