@@ -207,7 +207,8 @@ class ScriptedModel:
     # -------------------------------------------------------------------- the port
 
     def stream(self, request: ModelRequest, on_text: TextSink, cancel: CancelToken,
-               on_usage: UsageSink | None = None, on_server_tool: ServerToolSink | None = None) -> ModelResponse:
+               on_usage: UsageSink | None = None, on_server_tool: ServerToolSink | None = None,
+               on_thinking: object = None) -> ModelResponse:
         if on_usage is not None:  # as the API's message_start: the input is known before any output
             on_usage(TokenUsage(input_tokens=INPUT_TOKENS, output_tokens=1))
         with self._cond:

@@ -71,6 +71,8 @@ class ModelRequest(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     system: tuple[dict[str, Any], ...]
     messages: tuple[dict[str, Any], ...]
     tools: tuple[dict[str, Any], ...] = ()
+    # The Messages API's `thinking` as vigil/model/thinking.py makes it from the chat's level; None: not sent.
+    thinking: dict[str, Any] | None = None
 
 
 class ModelResponse(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -89,11 +91,17 @@ short by /stop or a crash is charged for what it consumed, not zero."""
 ServerToolSink = Callable[[str, dict[str, Any]], None]
 """Told (name, input) when the model starts a server tool (web search, fetch): it runs at the service meanwhile."""
 
+ThinkingPhase = Literal["start", "text", "end"]
+ThinkingSink = Callable[[ThinkingPhase, str], None]
+"""Told while the model thinks: ("start", "") when a thinking block opens (a redacted one too), ("text",
+piece) for each piece of its summarized thinking as it streams, ("end", "") when the block closed."""
+
 
 class ModelPort(Protocol):
     def stream(self, request: ModelRequest, on_text: Callable[[str], None],
                cancel: CancelToken, on_usage: UsageSink | None = None,
-               on_server_tool: ServerToolSink | None = None) -> ModelResponse:
+               on_server_tool: ServerToolSink | None = None,
+               on_thinking: ThinkingSink | None = None) -> ModelResponse:
         """Stream one reply, calling `on_text` with each text delta; raise ModelError on failure.
 
         A response cut short (cancelled, or an error's `partial`) carries the input usage the API

@@ -19,9 +19,11 @@ Metrics:
 - store_speedup_vs_sqlite_1000: 1,000 chats committing at once, one thread each: vigil's durable turns per
   second over SQLite's (see `_sqlite` for the SQLite store and why one shared connection).
 - metrics_overhead_pct: throughput lost with Prometheus metrics on, one runtime whose rounds alternate.
+- recall_p95_ms_100k_turns, index_bytes_per_turn, recall_feed_overhead_pct: the recall index (`_recall`):
+  a search over a chat of 100,000 turns, the index's size per text turn, indexing's share of a turn's CPU.
 
 The measurements live beside this face: `_rig` (model, outbox, runtime, turns), `_throughput`,
-`_persist`, `_sqlite`, `_metrics`; `python -m vigil.bench --cold-start-probe` is `__main__`.
+`_persist`, `_sqlite`, `_metrics`, `_recall`; `python -m vigil.bench --cold-start-probe` is `__main__`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 
 from vigil.bench._metrics import measure_metrics_overhead
 from vigil.bench._persist import measure_json_speedup, measure_persist_ratio
+from vigil.bench._recall import measure_feed_overhead, measure_recall
 from vigil.bench._rig import BENCH_MAX_CONCURRENT_QUERIES, REPLY, BenchOutbox, ZeroLatencyBenchModel
 from vigil.bench._sqlite import SqliteStore, measure_lone, measure_many
 from vigil.bench._throughput import measure_cold_start, measure_latency, measure_many_chats, measure_throughput
@@ -51,6 +54,9 @@ GOALS = {
     "persist_speedup_vs_sqlite": (">=", 1.0),
     "store_speedup_vs_sqlite_1000": (">=", 2.0),
     "metrics_overhead_pct": ("<=", 2.0),
+    "recall_p95_ms_100k_turns": ("<=", 50.0),
+    "index_bytes_per_turn": ("<=", 1024.0),
+    "recall_feed_overhead_pct": ("<=", 5.0),
 }
 
 
@@ -90,6 +96,12 @@ def run_bench(as_json: bool = False, quick: bool = False) -> int:
         details["store_turns_per_s_sqlite_1000"] = round(many_sqlite)
         details["sqlite_concurrency"] = "one connection shared by all threads behind a lock"
         results["store_speedup_vs_sqlite_1000"] = many_vigil / many_sqlite
+        results["recall_p95_ms_100k_turns"], results["index_bytes_per_turn"], more = measure_recall(
+            root / "recall", turns=100_000 // scale)
+        details.update(more)
+        results["recall_feed_overhead_pct"], more = measure_feed_overhead(
+            root / "recall-feed", chats=1000 // scale, turns_each=20 if quick else 3, samples=4 if quick else 6)
+        details.update(more)
         # Last: its two runtimes' actors must not weigh on the memory figure above.
         results["metrics_overhead_pct"], more = measure_metrics_overhead(
             root / "metrics", chats=1000 // scale, turns_each=20 if quick else 3, samples=8 if quick else 12)

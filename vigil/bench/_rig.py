@@ -32,7 +32,8 @@ class ZeroLatencyBenchModel:
     """A ModelPort that answers instantly (bench only: it measures vigil, not the model)."""
 
     def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
-               on_usage: UsageSink | None = None, on_server_tool: object = None) -> ModelResponse:
+               on_usage: UsageSink | None = None, on_server_tool: object = None,
+               on_thinking: object = None) -> ModelResponse:
         on_text(REPLY)
         return ModelResponse(content=({"type": "text", "text": REPLY},), stop_reason="end_turn",
                              usage=TokenUsage(input_tokens=120, output_tokens=25), model=request.model)

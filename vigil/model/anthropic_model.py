@@ -21,11 +21,13 @@ from vigil.model.citations import cite_marks
 from vigil.model.failures import explain
 from vigil.model.prices import output_estimate
 from vigil.model.server_blocks import SERVER_USE, is_server_result, kept_whole, web_searches
+from vigil.model.thinking import THINKING_TYPES, kept_thinking
 from vigil.ports import (
     ModelError,
     ModelRequest,
     ModelResponse,
     ServerToolSink,
+    ThinkingSink,
     TokenUsage,
     UsageSink,
 )
@@ -50,9 +52,11 @@ def _short(text: str, limit: int = 160) -> str:
 def _blocks(content: Any, complete: bool) -> tuple[dict[str, Any], ...]:
     """SDK content blocks -> request-form dicts; partial tool_use blocks are dropped.
 
-    Blocks of the service's own tools, and text that cites them, are kept exactly as the API sent them
-    (the SDK's dict of the fields it received): their encrypted parts must go back byte for byte. Of a
-    reply cut short only complete server tool pairs are kept (vigil/model/server_blocks.py).
+    Blocks of the service's own tools, text that cites them, and thinking blocks are kept exactly as the
+    API sent them (the SDK's dict of the fields it received): their encrypted parts and signatures must
+    go back byte for byte. Of a reply cut short only complete server tool pairs are kept
+    (vigil/model/server_blocks.py); unsigned thinking, and thinking that would end the message, never
+    (vigil/model/thinking.py).
     """
     out: list[dict[str, Any]] = []
     for block in content:
@@ -66,15 +70,17 @@ def _blocks(content: Any, complete: bool) -> tuple[dict[str, Any], ...]:
         elif block.type == "tool_use":
             if complete:
                 out.append({"type": "tool_use", "id": block.id, "name": block.name, "input": dict(block.input or {})})
-        elif block.type == SERVER_USE or is_server_result({"type": block.type}):
+        elif block.type == SERVER_USE or is_server_result({"type": block.type}) or block.type in THINKING_TYPES:
             out.append(block.to_dict(mode="json"))
-    return tuple(out if complete else kept_whole(out))
+    return tuple(kept_thinking(out if complete else kept_whole(out)))
 
 
 def _chars(block: Any) -> int:
     """Characters the model produced in a (possibly partial) content block."""
     if block.type == "text":
         return len(block.text)
+    if block.type == "thinking":  # thinking tokens are output tokens, billed as such
+        return len(block.thinking)
     if block.type in ("tool_use", SERVER_USE):
         return len(block.name) + len(json.dumps(block.input or {}))
     return 0
@@ -90,6 +96,14 @@ def _usage(usage: Any) -> TokenUsage:
         cache_write_tokens=int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
         web_search_requests=int(getattr(getattr(usage, "server_tool_use", None), "web_search_requests", 0) or 0),
     )
+
+
+def _thinking_event(event: Any, on_thinking: ThinkingSink) -> None:
+    """Thinking as it streams: a block opening, a piece of its summary, a block closed."""
+    if event.type == "content_block_delta" and event.delta.type == "thinking_delta" and event.delta.thinking:
+        on_thinking("text", event.delta.thinking)
+    elif event.type in ("content_block_start", "content_block_stop") and event.content_block.type in THINKING_TYPES:
+        on_thinking("start" if event.type == "content_block_start" else "end", "")
 
 
 def _block_done(block: Any, on_text: Callable[[str], None], on_server_tool: ServerToolSink | None,
@@ -130,7 +144,8 @@ class AnthropicModel:
         threading.Thread(target=self.client, name="model-warm-up", daemon=True).start()
 
     def stream(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
-               on_usage: UsageSink | None = None, on_server_tool: ServerToolSink | None = None) -> ModelResponse:
+               on_usage: UsageSink | None = None, on_server_tool: ServerToolSink | None = None,
+               on_thinking: ThinkingSink | None = None) -> ModelResponse:
         if cancel.cancelled:
             return ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
         client = self.client()
@@ -142,6 +157,8 @@ class AnthropicModel:
         }
         if request.tools:
             kwargs["tools"] = list(request.tools)
+        if request.thinking is not None:
+            kwargs["thinking"] = dict(request.thinking)
         stream: Any = None
         numbers: dict[str, int] = {}  # cited pages, numbered as first cited in this call
         started = False  # any event arrived: a failure from here on broke an answer off (vigil.model.failures)
@@ -151,6 +168,8 @@ class AnthropicModel:
                     started = True
                     if cancel.cancelled:
                         break
+                    if on_thinking is not None:
+                        _thinking_event(event, on_thinking)
                     if event.type == "content_block_delta" and event.delta.type == "text_delta":
                         on_text(clean(event.delta.text))
                     elif event.type == "content_block_stop":

@@ -28,6 +28,11 @@ What it answers is decided, in this order, by:
 Server tool blocks (``server_tool_use``, its result, citations) it served must come back byte for byte,
 paired, and complete but at the very end of a request (``server_tools``).
 
+With thinking on (``thinking`` enabled or adaptive, or a model made to think by default with
+:meth:`MessagesAPI.think_by_default`) every answer starts with a signed ``thinking`` block
+(``[[redacted_thinking]]`` adds a ``redacted_thinking`` one, ``[[think_drop=N]]`` cuts the stream while
+thinking); a continuation must bring them back unchanged and in place (``thinking``).
+
 Images and documents are held to the API's limits (see ``media``): image media types and base64 that
 must match the bytes' real format, 5 MB of base64 per image, 8000 px a side (2000 px beyond 20 images),
 100 images; PDFs that are PDFs with at most 100 pages, text documents in ``text/plain``; no document in
@@ -61,7 +66,8 @@ The package, by job (a new responder goes in ``responders`` and ``script``; a ne
 * ``validator``, ``conversation``, ``checks``, ``errors``: refusing what the API refuses, in its words;
   ``media``: image and document blocks (refused, read back decoded, billed by the API's estimate);
 * ``script``, ``directives``, ``filler``: deciding the answer; ``reply``, ``usage``: the message and
-  its token counts with the prompt cache; ``sse``: streaming it;
+  its token counts with the prompt cache; ``sse``: streaming it; ``thinking``: thinking blocks, signed,
+  streamed and checked;
 * ``server``: the routes; ``connection``: one HTTP connection (JSON, chunks, cuts, hang-ups).
 """
 

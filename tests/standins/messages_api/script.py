@@ -54,6 +54,7 @@ class Plan:
     stream_error_after: int = 20
     web: WebPlan | None = None
     tool_searches: list[str] = field(default_factory=list)  # the tool search tool's queries (tool_search)
+    thinking_drop: int | None = None  # cut the stream after this many characters of thinking (`thinking`)
 
 
 def _plan_from_responder(responder: Responder) -> Plan:

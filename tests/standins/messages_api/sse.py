@@ -17,6 +17,7 @@ from typing import Any
 
 from tests.standins.messages_api.connection import Disconnected, Handler, wait
 from tests.standins.messages_api.script import Plan
+from tests.standins.messages_api.thinking import stream_block as stream_thinking
 
 
 def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any], plan: Plan, request_id: str) -> None:
@@ -76,6 +77,9 @@ def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any],
                         "delta": {"type": "citations_delta", "citation": citation},
                     },
                 )
+        elif block["type"] == "thinking":
+            if not stream_thinking(send, handler, index, block, plan.thinking_drop):
+                return
         elif block["type"] not in ("tool_use", "server_tool_use"):
             # A server tool's result arrives whole in its content_block_start.
             send("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})

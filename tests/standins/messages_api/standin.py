@@ -87,6 +87,11 @@ class MessagesAPI:
         with self._state.lock:
             self._state.rules.append(Rule(predicate, responder, times))
 
+    def think_by_default(self, model: str) -> None:
+        """Make `model` think (adaptively) in every answer to a request that does not say `thinking`."""
+        with self._state.lock:
+            self._state.served[f"think-default:{model}"] = "adaptive"
+
     def clear_rules(self) -> None:
         with self._state.lock:
             self._state.rules.clear()

@@ -14,6 +14,7 @@ from tests.standins.messages_api.checks import BLOCK_KEYS, check_cache_control, 
 from tests.standins.messages_api.conversation import check_messages
 from tests.standins.messages_api.errors import Refusal, bad_tag, invalid
 from tests.standins.messages_api.server_tools import WEB_TOOL_KEYS, check_server_blocks, check_web_tool
+from tests.standins.messages_api.thinking import check_thinking
 from tests.standins.messages_api.tool_search import SEARCH_TOOL_KEYS, check_deferral, check_references
 
 # The fields anthropic 2.12's messages.create()/stream() put in the body (resources/messages/messages.py).
@@ -134,6 +135,7 @@ class Validator:
         self.cache_breakpoints += check_messages(body["messages"], bool(tool_names))
         check_server_blocks(body["messages"], self.served)
         check_references(body["messages"], body)
+        check_thinking(body, self.served)
         if body.get("cache_control") is not None:
             check_cache_control(body["cache_control"], "cache_control")
             # Top-level cache_control marks the last cacheable block: it takes a breakpoint slot.
