@@ -225,16 +225,19 @@ class ApplyBehind:
         return True
 
     def _apply(self, batch: list[tuple[int, list[Change]]]) -> None:
-        env, dbs = self._env, self._env.dbs
+        env, dbs, writing = self._env, self._env.dbs, self._journal.writing
         while True:
             txn = env.begin_write()
             try:
-                for _, changes in batch:
-                    write(txn, dbs, changes)
-                txn.put(SEQ_KEY, str(batch[-1][0]).encode(), db=dbs[b"meta"])
-                txn_id = txn.id()
-                self._applier.applying(txn_id)
-                txn.commit()
+                # Not the commit lock's mutex (the committer holds it through its barrier, which this overlaps):
+                # `writing`, so that no checkpoint reads a meta page this commit is writing (vigil.store.journal).
+                with writing:
+                    for _, changes in batch:
+                        write(txn, dbs, changes)
+                    txn.put(SEQ_KEY, str(batch[-1][0]).encode(), db=dbs[b"meta"])
+                    txn_id = txn.id()
+                    self._applier.applying(txn_id)
+                    txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
                 self._log.info("store.map_grown", map_size=env.grow())

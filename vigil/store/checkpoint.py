@@ -13,7 +13,8 @@ A slot names the inode of the data.mdb it was taken from: a data.mdb put in plac
 
 LMDB's layout (lmdb's mdb.c, `mdb_env_read_header`, `mdb_env_init_meta`): pages 0 and 1 of data.mdb
 are the meta pages; each is a page header (16 bytes) followed by `MDB_meta`: magic 0xBEEFC0DE (u32),
-version (u32), address, mapsize, two `MDB_db` of 48 bytes, `mm_last_pg` and `mm_txnid` (u64 each, at
+version (u32), address, mapsize (u64 at offset 32: the map of the process that committed it, never less
+than the meta before it had), two `MDB_db` of 48 bytes, `mm_last_pg` and `mm_txnid` (u64 each, at
 offsets 136 and 144 of the page). LMDB opens the valid meta with the larger `mm_txnid`. The page size
 is the OS page size when the file was created; it is recorded in the slot. lock.mdb holds only the
 reader table and a copy of the last txn id, both rebuilt by the first process to open the environment,
@@ -32,6 +33,7 @@ MAGIC = b"VGCKPT01"
 _HEAD = struct.Struct("<8sQQIII")  # magic, generation, inode of data.mdb, page size, clean, length of the metas
 SLOT_BYTES = 65536  # room for two meta pages of up to 16 KiB each, with the head and the crc
 META_MAGIC = 0xBEEFC0DE
+MAPSIZE_AT = 32
 LAST_PG_AT = 136
 TXNID_AT = 144
 
@@ -50,6 +52,26 @@ def meta_txnid(page: bytes) -> int | None:
     if len(page) < TXNID_AT + 8 or struct.unpack_from("<I", page, 16)[0] != META_MAGIC:
         return None
     return int(struct.unpack_from("<Q", page, TXNID_AT)[0])
+
+
+def recorded_map_size(data_mdb: Path) -> int:
+    """The largest map a valid meta page of data.mdb records (0 if none): the size its last writer had grown
+    the map to, as of the state those metas name (vigil.store.opening)."""
+    try:
+        with open(data_mdb, "rb") as handle:
+            head = handle.read(16 + 28)
+            if len(head) < 16 + 28:
+                return 0
+            page_size = int(struct.unpack_from("<I", head, 16 + 24)[0])
+            if not 512 <= page_size <= 65536:
+                return 0
+            handle.seek(0)
+            metas = handle.read(2 * page_size)
+    except OSError:
+        return 0
+    sizes = [int(struct.unpack_from("<Q", metas, at + MAPSIZE_AT)[0]) for at in (0, page_size)
+             if meta_txnid(metas[at:at + page_size]) is not None]
+    return max(sizes, default=0)
 
 
 def page_size_of(data_mdb: Path) -> int:

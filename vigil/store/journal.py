@@ -32,10 +32,27 @@ everyone stopped (it holds the exclusive open lock) writes the saved meta pages 
 BEFORE LMDB opens it, so LMDB opens at exactly the checkpoint, whose pages are intact, and then
 replays the journal records whose sequence is above the one stored in that state, in order, stopping
 at the first record that is torn (bad length or crc) or out of sequence (a leftover of an earlier round:
-sequences only grow). The replay is checkpointed before anything new is written. Every acknowledged
+sequences only grow). The replay grows the map when it does not fit, like every other write (the state
+it starts from may use fewer pages than the last process had: vigil.store.opening), and is checkpointed
+before anything new is written. Every acknowledged
 commit is either in the checkpointed state or in a whole journal record after it. A kill -9 loses
 nothing either way (the page cache survives, and the journal holds what LMDB had not yet been given):
 recovery then takes the same path, harmlessly.
+
+Reading the meta pages (issue 22). A checkpoint reads data.mdb's two meta pages with a plain pread while
+LMDB may be committing, and a commit writes its meta page with a plain pwrite (120 bytes, from
+`mm_mapsize` to `mm_txnid`). Linux does not make a buffered read atomic against a concurrent write of
+the same page: both copy bytes in ascending order, so a read that starts before the write and is
+overtaken by it returns the new `mm_txnid` with older roots, e.g. txn N naming the free-page tree of
+N-2 (a loop of 26,000 preads against 54,000 commits a second on this machine saw it 5-7 times in ten
+seconds; tests/test_crash_consistency.py keeps that loop). Saved and put back, such a meta opens a
+state that never existed, whose free list names live pages: later commits overwrite them. So a
+checkpoint must never read the metas while a commit of this process writes them. The writer's
+transactions run under the commit lock's mutex, which checkpoints hold too; another process commits only
+under the cross-process flock, which checkpoints hold too; the apply thread (vigil.store.behind) commits
+without the mutex, on purpose (the committer holds it through the barrier the apply overlaps), so its
+transactions and the checkpoint's pin-and-read take `writing`, a lock of their own. The pin is begun
+before the pages are read, under the same lock: the metas then name exactly the pinned state.
 
 Other processes (`vigil sessions ...`, `vigil backup`) open the store the same way but do not own the
 journal (one process does: the first to take its lock): each of their commits is followed by a
@@ -139,23 +156,32 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._log = get_logger(__name__)
-        self._side = os.open(path / "checkpoint.meta", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        want = os.open(path / "want.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._journal_fd = os.open(path / "journal.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.owner = True
-        except BlockingIOError:
-            self.owner = False
-        self.lock = CommitLock(self._side, want, self.owner)  # this process's commits and checkpoints
         self._fd = -1
         self._direct = -1  # journal.wal opened O_DIRECT | O_DSYNC, where the file system allows it
+        self._data = -1  # data.mdb, read-only: the checkpoints read its meta pages
+        self._side = self._journal_fd = self._want = -1
         self._buffer = mmap.mmap(-1, BLOCK * 16)  # page-aligned, as O_DIRECT wants
-        if self.owner:
-            self._fd = os.open(path / "journal.wal", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            if os.fstat(self._fd).st_size < JOURNAL_BYTES:
-                self._preallocate()
-            self._direct = _open_direct(path / "journal.wal")
+        try:
+            self._side = os.open(path / "checkpoint.meta", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._want = os.open(path / "want.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._journal_fd = os.open(path / "journal.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.owner = True
+            except BlockingIOError:
+                self.owner = False
+            if self.owner:
+                self._fd = os.open(path / "journal.wal", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                if os.fstat(self._fd).st_size < JOURNAL_BYTES:
+                    self._preallocate()
+                self._direct = _open_direct(path / "journal.wal")
+        except BaseException:
+            self._release()
+            raise
+        self.lock = CommitLock(self._side, self._want, self.owner)  # this process's commits and checkpoints
+        # Held by a write transaction that runs outside the commit lock's mutex (the apply thread's), and by a
+        # checkpoint while it pins and reads the meta pages: see "Reading the meta pages" above.
+        self.writing = threading.Lock()
         self._env: Any = None
         self._dbs: dict[bytes, Any] = {}
         self._pin: Any = None
@@ -180,9 +206,10 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
 
-    def attach(self, env: Any, dbs: dict[bytes, Any], replay: bool) -> None:
+    def attach(self, env: Any, dbs: dict[bytes, Any], replay: bool, grow: Callable[[], int]) -> None:
         """LMDB is open: replay the journal (`replay`: this process alone has the store open and the side
-        file is this data.mdb's), then checkpoint before anything new is written."""
+        file is this data.mdb's), then checkpoint before anything new is written. `grow` doubles the map
+        (the replay's transaction may not fit in it, like any other)."""
         self._env = env
         self._dbs = dbs
         self._data = os.open(self.path / "data.mdb", os.O_RDONLY | os.O_CLOEXEC)
@@ -191,13 +218,13 @@ class Journal:
         with env.begin() as txn:
             self._seq = _applied(txn, dbs)
         if self.owner and replay:
-            self._replay()
+            self._replay(grow)
         self.checkpoint()
         if self.owner:
             self._thread = threading.Thread(target=self._background, name="store-checkpoint", daemon=True)
             self._thread.start()
 
-    def _replay(self) -> None:
+    def _replay(self, grow: Callable[[], int]) -> None:
         applied = self._seq
         changes: list[Change] = []
         last = applied
@@ -205,12 +232,24 @@ class Journal:
             last = max(last, seq)
             if seq > applied:
                 changes.extend(_READ_CHANGES.decode(payload))
-        self._seq = last
         if last == applied:
             return
-        with self._env.begin(write=True) as txn:
-            write(txn, self._dbs, changes)
-            txn.put(SEQ_KEY, str(last).encode(), db=self._dbs[b"meta"])
+        while True:
+            txn = self._env.begin(write=True)
+            try:
+                write(txn, self._dbs, changes)
+                txn.put(SEQ_KEY, str(last).encode(), db=self._dbs[b"meta"])
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                self._log.info("store.map_grown", map_size=grow(), why="replay")
+                continue
+            except BaseException:
+                with contextlib.suppress(lmdb.Error):
+                    txn.abort()
+                raise
+            break
+        self._seq = last
         self._log.warning("store.journal_replayed", records=last - applied, changes=len(changes))
 
     # ------------------------------------------------------------------ committing
@@ -306,9 +345,16 @@ class Journal:
         with self.committing():
             self._checkpoint_locked(clean)
 
+    def _pin_and_metas(self) -> tuple[Any, bytes]:
+        """A read transaction pinning the state the meta pages name, and those pages, read whole: no write
+        transaction of this process is open meanwhile (`writing`; the commit lock's mutex, which the caller
+        holds, keeps out the writer's; its flock, other processes')."""
+        with self.writing:
+            pin = self._env.begin(buffers=False)
+            return pin, os.pread(self._data, 2 * self._page_size, 0)
+
     def _checkpoint_locked(self, clean: bool = False) -> None:
-        pin = self._env.begin(buffers=False)  # at or before the state whose metas are read next
-        metas = os.pread(self._data, 2 * self._page_size, 0)
+        pin, metas = self._pin_and_metas()
         applied = _applied(pin, self._dbs)
         self._env.sync(True)
         # Clean only if the state holds every logged commit: else (an apply that failed) the next start replays.
@@ -344,8 +390,7 @@ class Journal:
         with self.committing():
             if self.pin_lost:
                 return  # the writer re-checkpoints before its next transaction
-            pin = self._env.begin(buffers=False)
-            metas = os.pread(self._data, 2 * self._page_size, 0)
+            pin, metas = self._pin_and_metas()
             applied, count = _applied(pin, self._dbs), self.checkpoints
         try:
             self._env.sync(True)
@@ -384,19 +429,34 @@ class Journal:
 
     def close(self, last: bool = False) -> None:
         """The final checkpoint; `last`: no other process has the store open (it is marked clean)."""
+        self._stop_background()
+        if self._env is not None:
+            with contextlib.suppress(lmdb.Error):
+                self.checkpoint(clean=last)
+        self._release()
+
+    def abandon(self) -> None:
+        """The open failed: let go of everything taken, without a checkpoint (the files stay as they were, and
+        the next open recovers from them)."""
+        self._stop_background()
+        self._release()
+
+    def _stop_background(self) -> None:
         self._closed.set()
         self._due.set()
         if self._thread is not None:
             self._thread.join()
-        if self._env is not None:
+
+    def _release(self) -> None:
+        """Every descriptor and lock this journal holds (the flocks go with their descriptors)."""
+        if self._pin is not None:
             with contextlib.suppress(lmdb.Error):
-                self.checkpoint(clean=last)
-            if self._pin is not None:
-                with contextlib.suppress(lmdb.Error):
-                    self._pin.abort()
-            os.close(self._data)
-        self._buffer.close()
-        self.lock.close()
-        for fd in (self._fd, self._direct, self._side, self._journal_fd):
+                self._pin.abort()
+            self._pin = None
+        if not self._buffer.closed:
+            self._buffer.close()
+        for name in ("_data", "_fd", "_direct", "_side", "_want", "_journal_fd"):
+            fd = getattr(self, name)
             if fd >= 0:
+                setattr(self, name, -1)
                 os.close(fd)

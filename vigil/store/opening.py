@@ -1,0 +1,100 @@
+"""What opening a store needs beyond LMDB's defaults: a map with room to spare, and one sentence when it fails.
+
+The map. LMDB maps max(the size it is given, the pages the opened state uses). The state a store
+reopens at after an unclean end is the last checkpoint's (vigil.store.journal), which may use fewer
+pages than the last process had grown to; the journal's replay then writes in what came after it. Given
+only `VIGIL_STORE_MAP_MB`, a store that grew past it reopened with no room at all, and its replay
+failed with MapFullError at every start (issue 22). So a store opens with the larger of the map the
+last commit recorded (LMDB writes it in every meta page, `mm_mapsize`) and data.mdb's size plus the
+setting: `VIGIL_STORE_MAP_MB` is the room to grow into before the first resize, however large the store
+already is. The map is address space, not memory or disk. Every write path (the replay too) still grows
+the map on MapFullError: the room makes that rare, not impossible.
+
+The sentence. A store that cannot be opened stops vigil before it serves anyone; the operator reads
+one line (`vigil: ...`, exit 1) that says what failed, why, and what to do, never a traceback. The
+errors LMDB and the OS raise are turned into that sentence here; anything else is logged in full and
+named in the sentence.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import lmdb
+
+from vigil.errors import StoreError
+from vigil.store import checkpoint
+
+MIB = 1024 * 1024
+# A recorded map larger than this is not believed (a damaged meta page must not make the open fail).
+RECORDED_MAX = 1 << 40
+
+
+def map_size_for(path: Path, configured: int) -> int:
+    """The map to open the store at `path` with (see the module docstring)."""
+    data = path / "data.mdb"
+    try:
+        size = data.stat().st_size
+    except FileNotFoundError:
+        return configured
+    need = -(-(size + configured) // MIB) * MIB
+    recorded = checkpoint.recorded_map_size(data)
+    return max(configured, recorded if recorded <= RECORDED_MAX else 0, need)
+
+
+_DO = {
+    errno.ENOSPC: ("the disk is full", "free some space on that disk, then start vigil again"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space or raise the quota, then start vigil again"),
+    errno.EACCES: ("permission denied", "make the directory and its files the service user's "
+                   "(e.g. `chown -R vigil: DIR`), then start vigil again"),
+    errno.EPERM: ("permission denied", "make the directory and its files the service user's "
+                  "(e.g. `chown -R vigil: DIR`), then start vigil again"),
+    errno.EROFS: ("the file system is read-only", "mount it read-write or point VIGIL_DATA_DIR elsewhere"),
+    errno.EIO: ("the disk reported an I/O error", "check the disk (dmesg, smartctl); "
+                "if data.mdb is damaged, put a backup back with `vigil restore PATH`"),
+    errno.ENOTDIR: ("a file stands where a directory belongs", "move that file away or point "
+                    "VIGIL_DATA_DIR elsewhere"),
+    errno.EEXIST: ("a file stands where a directory belongs", "move that file away or point "
+                   "VIGIL_DATA_DIR elsewhere"),
+    errno.EMFILE: ("the process may open no more files", "raise its limit (LimitNOFILE=), then start vigil again"),
+    errno.ENFILE: ("the system may open no more files", "close other programs' files, then start vigil again"),
+}
+_DAMAGED = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError, lmdb.PageNotFoundError,
+            lmdb.BadValsizeError, lmdb.IncompatibleError)
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    if isinstance(exc, OSError):
+        return exc.errno
+    if isinstance(exc, lmdb.DiskError):  # py-lmdb's names for ENOSPC and EACCES
+        return errno.ENOSPC
+    if isinstance(exc, lmdb.ReadonlyError):
+        return errno.EACCES
+    text = str(exc)  # the OS's other errors py-lmdb reports by their strerror text
+    return next((number for number in _DO if os.strerror(number) in text), None)
+
+
+def open_failure(path: Path, exc: BaseException) -> StoreError:
+    """The one sentence for an open of the store at `path` that raised `exc`."""
+    if isinstance(exc, StoreError):
+        return exc
+    number = _errno_of(exc)
+    where = f"cannot open the store at {path}"
+    if number in _DO:
+        why, what = _DO[number]
+        return StoreError(f"{where}: {why} ({_detail(exc)}); {what.replace('DIR', str(path))}")
+    if isinstance(exc, _DAMAGED):
+        return StoreError(f"{where}: data.mdb is damaged or not a vigil store ({_detail(exc)}); put a backup "
+                          "back with `vigil restore PATH`, or move the directory away to start afresh")
+    if isinstance(exc, lmdb.MapFullError):
+        return StoreError(f"{where}: its map is full even after growing ({_detail(exc)}); raise "
+                          "VIGIL_STORE_MAP_MB above data.mdb's size and start vigil again")
+    return StoreError(f"{where}: {_detail(exc)}; the log has the details")
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
