@@ -31,6 +31,7 @@ import lmdb
 
 from vigil.errors import StoreError
 from vigil.logs import get_logger
+from vigil.store import opening
 from vigil.store.applier import Change, InboxWrite, NeedsRead, SessionWrite, SessionWriteApplier, write
 from vigil.store.journal import SEQ_KEY, encode_changes
 from vigil.store.lmdb_env import LmdbEnv
@@ -146,8 +147,9 @@ class ApplyBehind:
             while self.applied != self.handed and self.failed is None:
                 self._cond.wait()
         if self.failed is not None:
-            raise StoreError(f"the store stopped: a logged write could not be applied ({self.failed}); "
-                             "restart vigil to replay it")
+            why, fix = opening.describe(self._env.path, self.failed)
+            raise StoreError(f"the store stopped: a logged write could not be applied: {why}; "
+                             f"{fix + ', then ' if fix else ''}restart vigil to replay it")
 
     def close(self) -> None:
         with contextlib.suppress(StoreError):

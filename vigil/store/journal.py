@@ -44,8 +44,8 @@ LMDB may be committing, and a commit writes its meta page with a plain pwrite (1
 `mm_mapsize` to `mm_txnid`). Linux does not make a buffered read atomic against a concurrent write of
 the same page: both copy bytes in ascending order, so a read that starts before the write and is
 overtaken by it returns the new `mm_txnid` with older roots, e.g. txn N naming the free-page tree of
-N-2 (a loop of 26,000 preads against 54,000 commits a second on this machine saw it 5-7 times in ten
-seconds; tests/test_crash_consistency.py keeps that loop). Saved and put back, such a meta opens a
+N-2 (a loop of 26,000 preads a second against 54,000 commits a second saw it 5-7 times in ten seconds
+on the development machine). Saved and put back, such a meta opens a
 state that never existed, whose free list names live pages: later commits overwrite them. So a
 checkpoint must never read the metas while a commit of this process writes them. The writer's
 transactions run under the commit lock's mutex, which checkpoints hold too; another process commits only
@@ -161,6 +161,7 @@ class Journal:
         self._data = -1  # data.mdb, read-only: the checkpoints read its meta pages
         self._side = self._journal_fd = self._want = -1
         self._buffer = mmap.mmap(-1, BLOCK * 16)  # page-aligned, as O_DIRECT wants
+        self._pin: Any = None
         try:
             self._side = os.open(path / "checkpoint.meta", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._want = os.open(path / "want.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -184,7 +185,6 @@ class Journal:
         self.writing = threading.Lock()
         self._env: Any = None
         self._dbs: dict[bytes, Any] = {}
-        self._pin: Any = None
         self.pin_lost = True
         self._seq = 0
         self._offset = 0

@@ -30,6 +30,8 @@ from vigil.store import checkpoint
 MIB = 1024 * 1024
 # A recorded map larger than this is not believed (a damaged meta page must not make the open fail).
 RECORDED_MAX = 1 << 40
+# Less free space than this on the store's file system, and an I/O error is taken for a full disk.
+FULL_BELOW = MIB
 
 
 def map_size_for(path: Path, configured: int) -> int:
@@ -44,25 +46,49 @@ def map_size_for(path: Path, configured: int) -> int:
     return max(configured, recorded if recorded <= RECORDED_MAX else 0, need)
 
 
-_DO = {
-    errno.ENOSPC: ("the disk is full", "free some space on that disk, then start vigil again"),
-    errno.EDQUOT: ("the disk quota is used up", "free some space or raise the quota, then start vigil again"),
-    errno.EACCES: ("permission denied", "make the directory and its files the service user's "
-                   "(e.g. `chown -R vigil: DIR`), then start vigil again"),
-    errno.EPERM: ("permission denied", "make the directory and its files the service user's "
-                  "(e.g. `chown -R vigil: DIR`), then start vigil again"),
+_OWN = "make the directory and its files the service user's (`chown -R vigil: DIR`)"
+_FIX = {  # why, and what to do about it
+    errno.ENOSPC: ("the disk is full", "free some space on that disk"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space or raise the quota"),
+    errno.EACCES: ("permission denied", _OWN),
+    errno.EPERM: ("permission denied", _OWN),
     errno.EROFS: ("the file system is read-only", "mount it read-write or point VIGIL_DATA_DIR elsewhere"),
-    errno.EIO: ("the disk reported an I/O error", "check the disk (dmesg, smartctl); "
-                "if data.mdb is damaged, put a backup back with `vigil restore PATH`"),
-    errno.ENOTDIR: ("a file stands where a directory belongs", "move that file away or point "
-                    "VIGIL_DATA_DIR elsewhere"),
-    errno.EEXIST: ("a file stands where a directory belongs", "move that file away or point "
-                   "VIGIL_DATA_DIR elsewhere"),
-    errno.EMFILE: ("the process may open no more files", "raise its limit (LimitNOFILE=), then start vigil again"),
-    errno.ENFILE: ("the system may open no more files", "close other programs' files, then start vigil again"),
+    errno.EIO: ("the disk reported an I/O error", "check the disk (dmesg, smartctl); if data.mdb is damaged, "
+                "put a backup back with `vigil restore PATH`"),
+    errno.ENOTDIR: ("a file stands where a directory belongs", "move it away or point VIGIL_DATA_DIR elsewhere"),
+    errno.EEXIST: ("a file stands where a directory belongs", "move it away or point VIGIL_DATA_DIR elsewhere"),
+    errno.EMFILE: ("the process may open no more files", "raise its limit (LimitNOFILE=)"),
+    errno.ENFILE: ("the system may open no more files", "close other programs' files"),
 }
 _DAMAGED = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError, lmdb.PageNotFoundError,
             lmdb.BadValsizeError, lmdb.IncompatibleError)
+
+
+def describe(path: Path, exc: BaseException) -> tuple[str, str]:
+    """Why a store operation at `path` failed with `exc` (with the error's own words), and what to do ("" if
+    nothing but the log can say)."""
+    detail = _detail(exc)
+    number = _errno_of(exc)
+    if number == errno.EIO and _nearly_full(path):
+        number = errno.ENOSPC  # LMDB reports a write that the full disk cut short as EIO
+    if number in _FIX:
+        why, fix = _FIX[number]
+        return f"{why} ({detail})", fix.replace("DIR", str(path))
+    if isinstance(exc, _DAMAGED):
+        return (f"data.mdb is damaged or not a vigil store ({detail})",
+                "put a backup back with `vigil restore PATH`, or move the directory away to start afresh")
+    if isinstance(exc, lmdb.MapFullError):
+        return f"its map is full even after growing ({detail})", "raise VIGIL_STORE_MAP_MB above data.mdb's size"
+    return detail, ""
+
+
+def open_failure(path: Path, exc: BaseException) -> StoreError:
+    """The one sentence for an open of the store at `path` that raised `exc`: what, why, what to do."""
+    if isinstance(exc, StoreError):
+        return exc
+    why, fix = describe(path, exc)
+    then = f"{fix}, then start vigil again" if fix else "the log has the details"
+    return StoreError(f"cannot open the store at {path}: {why}; {then}")
 
 
 def _errno_of(exc: BaseException) -> int | None:
@@ -73,25 +99,15 @@ def _errno_of(exc: BaseException) -> int | None:
     if isinstance(exc, lmdb.ReadonlyError):
         return errno.EACCES
     text = str(exc)  # the OS's other errors py-lmdb reports by their strerror text
-    return next((number for number in _DO if os.strerror(number) in text), None)
+    return next((number for number in _FIX if os.strerror(number) in text), None)
 
 
-def open_failure(path: Path, exc: BaseException) -> StoreError:
-    """The one sentence for an open of the store at `path` that raised `exc`."""
-    if isinstance(exc, StoreError):
-        return exc
-    number = _errno_of(exc)
-    where = f"cannot open the store at {path}"
-    if number in _DO:
-        why, what = _DO[number]
-        return StoreError(f"{where}: {why} ({_detail(exc)}); {what.replace('DIR', str(path))}")
-    if isinstance(exc, _DAMAGED):
-        return StoreError(f"{where}: data.mdb is damaged or not a vigil store ({_detail(exc)}); put a backup "
-                          "back with `vigil restore PATH`, or move the directory away to start afresh")
-    if isinstance(exc, lmdb.MapFullError):
-        return StoreError(f"{where}: its map is full even after growing ({_detail(exc)}); raise "
-                          "VIGIL_STORE_MAP_MB above data.mdb's size and start vigil again")
-    return StoreError(f"{where}: {_detail(exc)}; the log has the details")
+def _nearly_full(path: Path) -> bool:
+    try:
+        found = os.statvfs(path)
+    except OSError:
+        return False
+    return found.f_bavail * found.f_frsize < FULL_BELOW
 
 
 def _detail(exc: BaseException) -> str:
