@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import run_vigil, vigil_env
 from vigil.errors import StoreError
 from vigil.store import opening
 from vigil.store.journal import Journal
@@ -188,3 +189,33 @@ def test_a_damaged_store_is_refused_in_one_sentence_that_says_what_to_do(tmp_pat
         message = str(caught.value)
         assert message.startswith(f"cannot open the store at {data_dir}: data.mdb is damaged"), (attempt, message)
         assert "vigil restore" in message
+
+
+@pytest.mark.parametrize("command", [("sessions", "list"), ("run",)])
+def test_the_command_line_says_why_a_store_cannot_be_opened_in_one_line(tmp_path: Path,
+                                                                       command: tuple[str, ...]) -> None:
+    env = vigil_env(tmp_path, TELEGRAM_BOT_TOKEN="123456:test-token", ANTHROPIC_API_KEY="sk-test",
+                    HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    data_dir = Path(env["VIGIL_DATA_DIR"]).resolve()
+    data_dir.mkdir()
+    (data_dir / "data.mdb").write_bytes(b"\x5a" * 3 * 4096)
+    done = run_vigil(list(command), env, timeout=WAIT)
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr  # not restarted by systemd
+    assert done.stderr.splitlines() == [
+        f"vigil: cannot open the store at {data_dir}: data.mdb is damaged or not a vigil store (MDB_INVALID: File "
+        "is not an LMDB file); put a backup back with `vigil restore PATH`, or move the directory away to start "
+        "afresh, then start vigil again"]
+
+
+def test_the_service_is_not_restarted_when_its_store_needs_someone(tmp_path: Path) -> None:
+    done = run_vigil(["systemd-unit"], vigil_env(tmp_path), timeout=WAIT)
+    assert "RestartPreventExitStatus=3" in done.stdout.splitlines()
+
+
+def test_the_command_line_reads_a_grown_store_killed_with_journal_records_with_a_1_mb_map(tmp_path: Path) -> None:
+    env = vigil_env(tmp_path, VIGIL_STORE_MAP_MB="1")
+    last = commit_then_kill(Path(env["VIGIL_DATA_DIR"]), map_mb=1, size=8000, acks=200)
+    done = run_vigil(["sessions", "show", "tg:1"], env, timeout=WAIT)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "store.journal_replayed" in done.stderr  # it was this command that recovered the store
+    assert f"{last + 1} turn" in done.stdout or f"{last + 2} turn" in done.stdout, done.stdout[:2000]

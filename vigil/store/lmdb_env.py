@@ -108,11 +108,8 @@ class LmdbEnv:
             self._abandon()
             if not isinstance(exc, Exception):
                 raise
-            log = get_logger(__name__)
-            if isinstance(exc, (StoreError, OSError, lmdb.Error)):
-                log.error("store.open_failed", path=str(path), error=repr(exc))
-            else:  # not one of the failures the sentence names: the traceback goes to the log
-                log.exception("store.open_failed", path=str(path))
+            if not isinstance(exc, (StoreError, OSError, lmdb.Error)):  # the sentence will point at the log
+                get_logger(__name__).exception("store.open_failed", path=str(path))
             raise opening.open_failure(path, exc) from None
 
     def _open(self, path: Path, map_size: int) -> None:

@@ -11,9 +11,11 @@ already is. The map is address space, not memory or disk. Every write path (the 
 the map on MapFullError: the room makes that rare, not impossible.
 
 The sentence. A store that cannot be opened stops vigil before it serves anyone; the operator reads
-one line (`vigil: ...`, exit 1) that says what failed, why, and what to do, never a traceback. The
-errors LMDB and the OS raise are turned into that sentence here; anything else is logged in full and
-named in the sentence.
+one line (`vigil: ...`) that says what failed, why, and what to do, never a traceback. The errors LMDB
+and the OS raise are turned into that sentence here; anything else is logged in full and named in the
+sentence. What no restart can mend (a damaged data.mdb, files not the service user's, a read-only file
+system) exits 3, which the systemd unit does not restart on: it would only fail again every few seconds.
+A full disk exits 1 and is restarted: the service comes back by itself once there is room.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import lmdb
 
-from vigil.errors import StoreError
+from vigil.errors import StoreError, StoreNeedsAttention
 from vigil.store import checkpoint
 
 MIB = 1024 * 1024
@@ -64,13 +66,15 @@ _DAMAGED = (lmdb.InvalidError, lmdb.CorruptedError, lmdb.VersionMismatchError, l
             lmdb.BadValsizeError, lmdb.IncompatibleError)
 
 
+# Failures no restart can mend: the operator must act (StoreNeedsAttention, exit 3, not restarted by systemd).
+_STUCK = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
+
 def describe(path: Path, exc: BaseException) -> tuple[str, str]:
     """Why a store operation at `path` failed with `exc` (with the error's own words), and what to do ("" if
     nothing but the log can say)."""
-    detail = _detail(exc)
-    number = _errno_of(exc)
-    if number == errno.EIO and _nearly_full(path):
-        number = errno.ENOSPC  # LMDB reports a write that the full disk cut short as EIO
+    detail = _detail(exc).removeprefix(f"{path}: ")  # py-lmdb names the directory; the sentence already does
+    number = _cause(path, exc)
     if number in _FIX:
         why, fix = _FIX[number]
         return f"{why} ({detail})", fix.replace("DIR", str(path))
@@ -88,7 +92,15 @@ def open_failure(path: Path, exc: BaseException) -> StoreError:
         return exc
     why, fix = describe(path, exc)
     then = f"{fix}, then start vigil again" if fix else "the log has the details"
-    return StoreError(f"cannot open the store at {path}: {why}; {then}")
+    stuck = isinstance(exc, _DAMAGED) or _cause(path, exc) in _STUCK
+    return (StoreNeedsAttention if stuck else StoreError)(f"cannot open the store at {path}: {why}; {then}")
+
+
+def _cause(path: Path, exc: BaseException) -> int | None:
+    number = _errno_of(exc)
+    if number == errno.EIO and _nearly_full(path):
+        return errno.ENOSPC  # LMDB reports a write that the full disk cut short as EIO
+    return number
 
 
 def _errno_of(exc: BaseException) -> int | None:
