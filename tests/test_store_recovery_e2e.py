@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
 CHATS = 20
-ROUNDS = 3
+ROUNDS = 2
 TOKEN = re.compile(r"<t-\d+-\d+-\d+>")
 FILL = "the quick brown fox jumps over the lazy dog " * 70  # about 3 KB: the echo makes a long reply
 
