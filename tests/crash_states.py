@@ -9,7 +9,7 @@ bytes, and their barriers, in the order they completed. The model of the disk, b
   storage when it returns, and so is whatever else the page cache held for the blocks it wrote;
 - until then a block may hold its last stable content or what any later write left in it: the disk
   writes the page cache's blocks back in any order, each whole, and a block written again and again
-  holds one of its versions in order (a prefix of its pending writes);
+  holds one of its versions in order (a prefix of its pending writes); a 4 KiB block is not torn;
 - a file is as long as its stable content, or longer if a block written past that end reached the disk.
 A crash point is every barrier (with its own write still pending: a crash while it runs) and the end.
 
@@ -20,6 +20,8 @@ than modelled wrongly: vigil does none of it, and a change that starts to would 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 import random
 import re
 import struct
@@ -31,6 +33,7 @@ from pathlib import Path
 from vigil.store import checkpoint, journal
 
 BLOCK = 4096
+EVERY_BELOW = 32  # a crash point with at most this many possible disk states has every one of them built
 FILES = ("data.mdb", "journal.wal", "checkpoint.meta")
 SYSCALLS = ("openat,close,write,pwrite64,writev,pwritev,pwritev2,lseek,fsync,fdatasync,sync_file_range,ftruncate,"
             "fallocate,rename,renameat,renameat2,unlink,unlinkat,msync,copy_file_range,sendfile,splice")
@@ -243,10 +246,15 @@ def image(point: CrashPoint, choice: dict[tuple[str, int], int]) -> dict[str, by
 
 
 def choices(point: CrashPoint, randomised: int, rng: random.Random) -> Iterator[dict[tuple[str, int], int]]:
-    """Which pending writes reach the disk: none; all; all of some files and none of the others (one order of
-    the files' write-backs against another's); then `randomised` draws of a prefix for every block."""
+    """Which pending writes reach the disk: every combination when there are at most EVERY_BELOW; else none;
+    all; all of some files and none of the others (one order of the files' write-backs against another's);
+    then `randomised` draws of a prefix for every block."""
     keys = sorted(point.pending)
     everything = {key: len(point.pending[key]) for key in keys}
+    if math.prod(count + 1 for count in everything.values()) <= EVERY_BELOW:
+        for counts in itertools.product(*(range(everything[key] + 1) for key in keys)):
+            yield dict(zip(keys, counts, strict=True))
+        return
     yield {}
     yield everything
     touched = sorted({file for file, _ in keys})

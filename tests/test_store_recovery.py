@@ -219,3 +219,32 @@ def test_the_command_line_reads_a_grown_store_killed_with_journal_records_with_a
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "store.journal_replayed" in done.stderr  # it was this command that recovered the store
     assert f"{last + 1} turn" in done.stdout or f"{last + 2} turn" in done.stdout, done.stdout[:2000]
+
+
+OPEN_AND_COUNT = r"""
+import sys
+from pathlib import Path
+from vigil.store.store import LmdbStore
+store = LmdbStore(Path(sys.argv[1]), 1)
+print("sessions", store.session_count(), flush=True)
+store.close()
+"""
+
+
+@pytest.mark.parametrize("cut", ["metas only", "first meta torn"])
+def test_a_store_whose_making_a_power_cut_interrupted_is_made_anew(tmp_path: Path, cut: str) -> None:
+    """Power lost before the store's first checkpoint (nothing in it was acknowledged yet): what reached the
+    disk may be the meta pages without the pages they name, or one meta page and not the other. LMDB would
+    die of SIGBUS or refuse the file at every start; vigil sets it aside and makes the store anew."""
+    made = (tmp_path / "made").resolve()
+    LmdbStore(made, 1).close()
+    metas = (made / "data.mdb").read_bytes()[:8192]
+    data_dir = (tmp_path / "cut").resolve()
+    data_dir.mkdir()
+    (data_dir / "data.mdb").write_bytes(metas if cut == "metas only" else bytes(4096) + metas[4096:])
+    done = subprocess.run([sys.executable, "-c", OPEN_AND_COUNT, str(data_dir)], capture_output=True, text=True,
+                          timeout=WAIT)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "sessions 0" in done.stdout
+    assert "store.unfinished_set_aside" in done.stdout + done.stderr
+    assert [p.name.startswith("data.mdb.unfinished-") for p in data_dir.iterdir()].count(True) == 1

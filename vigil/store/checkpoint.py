@@ -23,8 +23,10 @@ which is the recovering process (it holds the store's exclusive open lock).
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ from pathlib import Path
 MAGIC = b"VGCKPT01"
 _HEAD = struct.Struct("<8sQQIII")  # magic, generation, inode of data.mdb, page size, clean, length of the metas
 SLOT_BYTES = 65536  # room for two meta pages of up to 16 KiB each, with the head and the crc
+# What a store's making writes before its first checkpoint: two meta pages and a page or two.
+UNFINISHED_BYTES = 64 * 1024
 META_MAGIC = 0xBEEFC0DE
 MAPSIZE_AT = 32
 LAST_PG_AT = 136
@@ -113,15 +117,38 @@ def write_slot(fd: int, inode: int, page_size: int, metas: bytes, clean: bool = 
     os.fdatasync(fd)
 
 
+def _unfinished(data: int) -> bool:
+    """data.mdb is no more than a store's making writes before its first checkpoint, and LMDB could not open
+    it: its metas are not both whole meta pages, or one names pages the file does not reach (LMDB would
+    read them through its map, and the process die of SIGBUS). An empty file is not unfinished: LMDB
+    makes a store in it."""
+    size = os.fstat(data).st_size
+    if size == 0 or size > UNFINISHED_BYTES:
+        return False
+    head = os.pread(data, UNFINISHED_BYTES, 0)
+    page = int(struct.unpack_from("<I", head, 16 + 24)[0]) if len(head) >= 16 + 28 else 0
+    if page not in (4096, 8192, 16384, 65536) or meta_txnid(head[:page]) is None:
+        page = mmap.PAGESIZE
+    metas = (head[:page], head[page:2 * page])
+    if any(meta_txnid(meta) is None for meta in metas):
+        return True
+    return any(int(struct.unpack_from("<Q", meta, LAST_PG_AT)[0]) >= size // page for meta in metas)
+
+
 def restore(data_mdb: Path, side: Path) -> str:
     """Before LMDB opens: after an unclean end, put the last checkpoint's meta pages back into data.mdb.
 
     Only called by a process that holds the store's exclusive open lock: no other process has the
     environment open. Returns "restored" or "same" (an unclean end: the journal is to be replayed),
     "clean" (the last process left after its final sync; a write since, by a tool that syncs as LMDB
-    does, stands), "foreign" (the side file is another data.mdb's) or "none". In every case but
-    "restored"/"same" the side file is first marked unclean with data.mdb's current (durable) metas,
-    so that from here on a power loss finds a checkpoint to go back to.
+    does, stands), "foreign" (the side file is another data.mdb's), "unfinished" (see below) or "none".
+    In every case but "restored"/"same"/"unfinished" the side file is first marked unclean with
+    data.mdb's current (durable) metas, so that from here on a power loss finds a checkpoint to go back to.
+
+    "unfinished": power was lost while the store was being made, before its first checkpoint (which
+    comes before its first commit: nothing in it was ever acknowledged), and data.mdb's meta pages never
+    reached the disk whole; LMDB would refuse it at every start. It is set aside
+    (`data.mdb.unfinished-<ns>`) and the store is made anew.
     """
     if not data_mdb.exists():
         return "none"
@@ -129,6 +156,14 @@ def restore(data_mdb: Path, side: Path) -> str:
     data = os.open(data_mdb, os.O_RDWR | os.O_CLOEXEC)
     try:
         slot = latest(fd)
+        if slot is None and _unfinished(data):
+            os.rename(data_mdb, data_mdb.with_name(f"data.mdb.unfinished-{time.time_ns()}"))
+            directory = os.open(data_mdb.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            return "unfinished"
         inode = os.fstat(data).st_ino
         if slot is not None and slot.inode == inode and not slot.clean:
             if os.pread(data, len(slot.metas), 0) == slot.metas:

@@ -120,6 +120,9 @@ class LmdbEnv:
         try:
             fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             restored = checkpoint.restore(path / "data.mdb", path / "checkpoint.meta")
+            if restored == "unfinished":
+                get_logger(__name__).warning("store.unfinished_set_aside", path=str(path),
+                                             why="power was lost while the store was being made")
         except BlockingIOError:
             fcntl.flock(self._open_lock, fcntl.LOCK_SH)
             restored = ""
