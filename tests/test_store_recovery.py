@@ -179,10 +179,16 @@ def test_an_open_that_fails_lets_go_of_every_lock_and_descriptor(killed_store: t
     assert {path for path in open_descriptors() if str(data_dir) in path} == before
 
 
+def damage(data_dir: Path) -> None:
+    """A store that was in use, whose data.mdb then lost its meta pages (a disk fault, a stray write)."""
+    LmdbStore(data_dir, 1).close()
+    with open(data_dir / "data.mdb", "r+b") as handle:
+        handle.write(b"\x5a" * 2 * 4096)
+
+
 def test_a_damaged_store_is_refused_in_one_sentence_that_says_what_to_do(tmp_path: Path) -> None:
     data_dir = (tmp_path / "store").resolve()
-    data_dir.mkdir()
-    (data_dir / "data.mdb").write_bytes(b"\x5a" * 3 * 4096)
+    damage(data_dir)
     for attempt in range(2):  # and again: nothing was left locked by the first refusal
         with pytest.raises(StoreError) as caught:
             LmdbStore(data_dir, 1)
@@ -197,8 +203,7 @@ def test_the_command_line_says_why_a_store_cannot_be_opened_in_one_line(tmp_path
     env = vigil_env(tmp_path, TELEGRAM_BOT_TOKEN="123456:test-token", ANTHROPIC_API_KEY="sk-test",
                     HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
     data_dir = Path(env["VIGIL_DATA_DIR"]).resolve()
-    data_dir.mkdir()
-    (data_dir / "data.mdb").write_bytes(b"\x5a" * 3 * 4096)
+    damage(data_dir)
     done = run_vigil(list(command), env, timeout=WAIT)
     assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr  # not restarted by systemd
     assert done.stderr.splitlines() == [

@@ -193,17 +193,18 @@ class LmdbEnv:
 
     def adopt_new_size(self) -> None:
         """Another process grew the map; take its size (needs no open transaction here)."""
-        self._resize(0)
+        self._resize(grow=False)
 
     def grow(self) -> int:
         """Double the map; called by a write that found it full (the writer's, the apply thread's, the replay)."""
-        return self._resize(int(self.env.info()["map_size"]) * 2)  # not `map_size`: the apply thread grows it
+        return self._resize(grow=True)
 
-    def _resize(self, size: int) -> int:
+    def _resize(self, grow: bool) -> int:
         # The commit lock's mutex first, as every writer takes it before the gate: a checkpoint (which holds
         # it) uses its pinned transaction outside the gate, and set_mapsize ends every transaction.
         with self.journal.lock.mutex, self.gate.exclusive():
-            self.env.set_mapsize(size)
+            # Not `map_size` (it waits for the apply thread, which may be the caller): LMDB's own figure.
+            self.env.set_mapsize(int(self.env.info()["map_size"]) * 2 if grow else 0)
             self.journal.lost_pin()
             return int(self.env.info()["map_size"])
 
