@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vigil.store import checkpoint, journal
+from vigil.store import checkpoint, records
 
 BLOCK = 4096
 EVERY_BELOW = 32  # a crash point with at most this many possible disk states has every one of them built
@@ -288,16 +288,16 @@ def rekey(files: dict[str, bytes], old: int, new: int) -> dict[str, bytes]:
         struct.pack_into("<I", side, end, zlib.crc32(side[start:end]))
     log = bytearray(files["journal.wal"])
     offset, previous = 0, None
-    rec = journal._REC
+    rec = records.REC
     while offset + rec.size <= len(log):
         length, crc, seq = rec.unpack_from(log, offset)
         payload = bytes(log[offset + rec.size:offset + rec.size + length])
-        if length == 0 or offset + rec.size + length > len(log) or journal._crc(old, seq, payload) != crc or (
+        if length == 0 or offset + rec.size + length > len(log) or records.crc(old, seq, payload) != crc or (
                 previous is not None and seq != previous + 1):
             break
-        rec.pack_into(log, offset, length, journal._crc(new, seq, payload), seq)
+        rec.pack_into(log, offset, length, records.crc(new, seq, payload), seq)
         previous = seq
-        offset += journal.span(length)
+        offset += records.span(length)
     return {**files, "checkpoint.meta": bytes(side), "journal.wal": bytes(log)}
 
 

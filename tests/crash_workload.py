@@ -55,7 +55,7 @@ def step_of(index: int) -> tuple[str, str]:
 
 def configure(broken: bool) -> None:
     """Shrink the journal, checkpoint by growth only; `broken`: the journal's record is not made durable."""
-    from vigil.store import journal
+    from vigil.store import journal, records
 
     journal.JOURNAL_BYTES = JOURNAL_BLOCKS * journal.BLOCK
     journal.CHECKPOINT_S = 3600.0
@@ -65,7 +65,7 @@ def configure(broken: bool) -> None:
             if callable(written):
                 written()
             os.pwrite(self._fd, record, self._offset)  # no fdatasync: acknowledged from the page cache
-            self._offset += journal.span(len(record) - journal._REC.size)
+            self._offset += journal.span(len(record) - records.REC.size)
 
         journal._open_direct = lambda path: -1
         journal.Journal._write = write_without_barrier  # type: ignore[method-assign]

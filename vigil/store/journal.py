@@ -23,36 +23,32 @@ backups as they are, and pays one barrier per commit):
   fdatasync), then drops the older pin, and starts the journal over if the pinned state holds every
   logged commit (else the records it lacks stay, and a later checkpoint starts it over).
 
-Why it survives power loss. With sync off, LMDB writes data and meta pages in any order as far as the
-disk is concerned: after a power loss the newest meta may name pages never written. (a) Every writer
-holds a read transaction pinned at or before the last checkpoint, so LMDB (in any process: the reader
-table is shared) never reuses a page of the checkpointed tree; (b) the checkpoint's meta pages are
-saved only after the sync made that whole tree durable; (c) the first process to open the store after
-everyone stopped (it holds the exclusive open lock) writes the saved meta pages back into data.mdb
-BEFORE LMDB opens it, so LMDB opens at exactly the checkpoint, whose pages are intact, and then
-replays the journal records whose sequence is above the one stored in that state, in order, stopping
-at the first record that is torn (bad length or crc) or out of sequence (a leftover of an earlier round:
-sequences only grow). The replay grows the map when it does not fit, like every other write (the state
-it starts from may use fewer pages than the last process had: vigil.store.opening), and is checkpointed
-before anything new is written. Every acknowledged
-commit is either in the checkpointed state or in a whole journal record after it. A kill -9 loses
-nothing either way (the page cache survives, and the journal holds what LMDB had not yet been given):
-recovery then takes the same path, harmlessly.
+Why it survives power loss. With sync off, LMDB writes data and meta pages in any order as far as the disk
+is concerned: after a power loss the newest meta may name pages never written. (a) Every writer holds a read
+transaction pinned at or before the last checkpoint, so LMDB (in any process: the reader table is shared)
+never reuses a page of the checkpointed tree; (b) the checkpoint's meta pages are saved only after the sync
+made that whole tree durable; (c) the first process to open the store after everyone stopped (it holds the
+exclusive open lock) writes the saved meta pages back into data.mdb BEFORE LMDB opens it, so LMDB opens at
+exactly the checkpoint, whose pages are intact, and then replays the journal records whose sequence is above
+the one stored in that state, in order, stopping at the first record that is torn (bad length or crc) or out
+of sequence (a leftover of an earlier round: sequences only grow). The replay grows the map when it does not
+fit, like every other write (the state it starts from may use fewer pages than the last process had:
+vigil.store.opening), and is checkpointed before anything new is written. Every acknowledged commit is
+either in the checkpointed state or in a whole journal record after it. A kill -9 loses nothing either way
+(the page cache survives, and the journal holds what LMDB had not yet been given): recovery then takes the
+same path, harmlessly.
 
-Reading the meta pages (issue 22). A checkpoint reads data.mdb's two meta pages with a plain pread while
-LMDB may be committing, and a commit writes its meta page with a plain pwrite (120 bytes, from
-`mm_mapsize` to `mm_txnid`). Linux does not make a buffered read atomic against a concurrent write of
-the same page: both copy bytes in ascending order, so a read that starts before the write and is
-overtaken by it returns the new `mm_txnid` with older roots, e.g. txn N naming the free-page tree of
-N-2 (a loop of 26,000 preads a second against 54,000 commits a second saw it 5-7 times in ten seconds
-on the development machine). Saved and put back, such a meta opens a
-state that never existed, whose free list names live pages: later commits overwrite them. So a
-checkpoint must never read the metas while a commit of this process writes them. The writer's
-transactions run under the commit lock's mutex, which checkpoints hold too; another process commits only
-under the cross-process flock, which checkpoints hold too; the apply thread (vigil.store.behind) commits
-without the mutex, on purpose (the committer holds it through the barrier the apply overlaps), so its
-transactions and the checkpoint's pin-and-read take `writing`, a lock of their own. The pin is begun
-before the pages are read, under the same lock: the metas then name exactly the pinned state.
+Reading the meta pages (issue 22). A checkpoint preads data.mdb's meta pages while LMDB may be committing,
+and a commit pwrites its meta page (120 bytes, `mm_mapsize` to `mm_txnid`). Linux does not make a buffered
+read atomic against a concurrent write: both copy bytes upwards, so a read that the write overtakes returns
+the new `mm_txnid` with older roots, e.g. txn N naming N-2's free-page tree (26,000 preads a second against
+54,000 commits a second saw it 5-7 times in ten seconds here). Put back, such a meta opens a state that
+never existed, whose free list names live pages. So no commit of this process may write the metas while a
+checkpoint reads them: the writer's commits hold the commit lock's mutex and other processes' its flock, as
+checkpoints do; the apply thread (vigil.store.behind) commits without the mutex on purpose (the committer
+holds it through the barrier the apply overlaps), so its transactions and the checkpoint's pin-and-read take
+`writing`, a lock of their own. The pin is begun under it, before the pages are read: the metas name exactly
+the pinned state.
 
 Other processes (`vigil sessions ...`, `vigil backup`) open the store the same way but do not own the
 journal (one process does: the first to take its lock): each of their commits is followed by a
@@ -72,23 +68,23 @@ import errno
 import fcntl
 import mmap
 import os
-import struct
 import threading
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lmdb
-import msgspec
 
 from vigil.logs import get_logger
 from vigil.store import checkpoint
 from vigil.store.applier import Change, write
 from vigil.store.commit_lock import CommitLock
+from vigil.store.records import BLOCK as BLOCK  # their old home: re-exported
+from vigil.store.records import REC, crc, decode_changes, read_records
+from vigil.store.records import encode_changes as encode_changes
+from vigil.store.records import span as span
 
 JOURNAL_BYTES = 16 * 1024 * 1024
-BLOCK = 4096
 CHECKPOINT_S = 0.5
 # Also once data.mdb has grown by this many pages since the last checkpoint. While the pin holds the
 # checkpointed tree, LMDB cannot reuse the pages later transactions free (about 7 each), so a store that
@@ -97,10 +93,6 @@ CHECKPOINT_S = 0.5
 # otherwise compete with the journal's barrier.
 GROW_PAGES = 8
 SEQ_KEY = b"journal_seq"
-_REC = struct.Struct("<IIQ")  # payload length, crc32 of (sequence + payload), sequence
-_CHANGES = msgspec.msgpack.Encoder()
-_READ_CHANGES = msgspec.msgpack.Decoder(list[tuple[bytes, bytes, bytes | None]])
-
 
 
 def _open_direct(path: Path) -> int:
@@ -112,42 +104,12 @@ def _open_direct(path: Path) -> int:
         return -1
 
 
-def _crc(inode: int, seq: int, payload: bytes) -> int:
-    # The inode of data.mdb is in the checksum: a journal left beside a data.mdb that `vigil restore` put in
-    # place (a new file) never replays into it, whatever its sequence numbers.
-    return zlib.crc32(payload, zlib.crc32(struct.pack("<QQ", inode, seq)))
-
-
-def encode_changes(changes: list[Change]) -> bytes:
-    return _CHANGES.encode(changes)
-
-
 def _applied(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> int:
     """The sequence of the newest logged commit in the state `txn` sees."""
     raw = txn.get(SEQ_KEY, db=dbs[b"meta"])
     return 0 if raw is None else int(raw)
 
 
-def span(length: int) -> int:
-    """The bytes a record with a payload of `length` takes in the journal: whole blocks, so that each record
-    can be written straight to the disk (O_DIRECT) from a block-aligned buffer."""
-    return -(-(_REC.size + length) // BLOCK) * BLOCK
-
-
-def read_records(fd: int, size: int, inode: int) -> Iterator[tuple[int, bytes]]:
-    """The journal's whole records in order: stops at a torn one or a break in the sequence."""
-    offset = 0
-    previous: int | None = None
-    while offset + _REC.size <= size:
-        length, crc, seq = _REC.unpack(os.pread(fd, _REC.size, offset))
-        if length == 0 or offset + _REC.size + length > size:
-            return
-        payload = os.pread(fd, length, offset + _REC.size)
-        if _crc(inode, seq, payload) != crc or (previous is not None and seq != previous + 1):
-            return
-        yield seq, payload
-        previous = seq
-        offset += span(length)
 
 
 class Journal:
@@ -231,7 +193,7 @@ class Journal:
         for seq, payload in read_records(self._fd, JOURNAL_BYTES, self._inode):
             last = max(last, seq)
             if seq > applied:
-                changes.extend(_READ_CHANGES.decode(payload))
+                changes.extend(decode_changes(payload))
         if last == applied:
             return
         while True:
@@ -240,15 +202,14 @@ class Journal:
                 write(txn, self._dbs, changes)
                 txn.put(SEQ_KEY, str(last).encode(), db=self._dbs[b"meta"])
                 txn.commit()
+                break
             except lmdb.MapFullError:
                 txn.abort()
                 self._log.info("store.map_grown", map_size=grow(), why="replay")
-                continue
             except BaseException:
                 with contextlib.suppress(lmdb.Error):
                     txn.abort()
                 raise
-            break
         self._seq = last
         self._log.warning("store.journal_replayed", records=last - applied, changes=len(changes))
 
@@ -274,7 +235,7 @@ class Journal:
         self._seq = seq
         self.transaction()
         record = self.record(seq, encode_changes(changes))
-        size = span(len(record) - _REC.size)
+        size = span(len(record) - REC.size)
         if size > JOURNAL_BYTES // 2:
             self._checkpoint_locked()  # too big to log: the checkpoint makes it durable
             return
@@ -283,11 +244,11 @@ class Journal:
         self._write(record)
 
     def record(self, seq: int, payload: bytes) -> bytes:
-        return _REC.pack(len(payload), _crc(self._inode, seq, payload), seq) + payload
+        return REC.pack(len(payload), crc(self._inode, seq, payload), seq) + payload
 
     def fits(self, size: int) -> bool:
         """Whether a record of `size` bytes can be logged without a checkpoint first (inside `committing`)."""
-        size = span(size - _REC.size)
+        size = span(size - REC.size)
         return self.owner and size <= JOURNAL_BYTES // 2 and self._offset + size <= JOURNAL_BYTES
 
     def next_seq(self) -> int:
@@ -305,7 +266,7 @@ class Journal:
 
     def _write(self, record: bytes, written: Callable[[], None] | None = None) -> None:
         """The record at the journal's end, on stable storage when this returns; `written` is called first."""
-        size = span(len(record) - _REC.size)
+        size = span(len(record) - REC.size)
         if written is not None:
             written()
         if self._direct < 0 or not self._write_direct(record, size):
@@ -427,25 +388,18 @@ class Journal:
                 except Exception as exc:  # a failed checkpoint leaves the journal as the durable point
                     self._log.error("store.checkpoint_failed", error=repr(exc))
 
-    def close(self, last: bool = False) -> None:
-        """The final checkpoint; `last`: no other process has the store open (it is marked clean)."""
-        self._stop_background()
-        if self._env is not None:
-            with contextlib.suppress(lmdb.Error):
-                self.checkpoint(clean=last)
-        self._release()
-
-    def abandon(self) -> None:
-        """The open failed: let go of everything taken, without a checkpoint (the files stay as they were, and
-        the next open recovers from them)."""
-        self._stop_background()
-        self._release()
-
-    def _stop_background(self) -> None:
+    def close(self, last: bool = False, final: bool = True) -> None:
+        """The final checkpoint (`last`: no other process has the store open: it is marked clean), then every
+        descriptor and lock let go. `final=False` after a failed open: no checkpoint, the files stay as they
+        were and the next open recovers from them."""
         self._closed.set()
         self._due.set()
         if self._thread is not None:
             self._thread.join()
+        if final and self._env is not None:
+            with contextlib.suppress(lmdb.Error):
+                self.checkpoint(clean=last)
+        self._release()
 
     def _release(self) -> None:
         """Every descriptor and lock this journal holds (the flocks go with their descriptors)."""

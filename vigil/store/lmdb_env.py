@@ -147,7 +147,7 @@ class LmdbEnv:
         journal: Journal | None = getattr(self, "journal", None)
         if journal is not None:
             with contextlib.suppress(Exception):
-                journal.abandon()
+                journal.close(final=False)
         env: lmdb.Environment | None = getattr(self, "env", None)
         if env is not None:
             with contextlib.suppress(Exception):
