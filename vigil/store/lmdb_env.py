@@ -108,8 +108,6 @@ class LmdbEnv:
             self._abandon()
             if not isinstance(exc, Exception):
                 raise
-            if not isinstance(exc, (StoreError, OSError, lmdb.Error)):  # the sentence will point at the log
-                get_logger(__name__).exception("store.open_failed", path=str(path))
             raise opening.open_failure(path, exc) from None
 
     def _open(self, path: Path, map_size: int) -> None:

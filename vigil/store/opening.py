@@ -27,6 +27,7 @@ from pathlib import Path
 import lmdb
 
 from vigil.errors import StoreError, StoreNeedsAttention
+from vigil.logs import get_logger
 from vigil.store import checkpoint
 
 MIB = 1024 * 1024
@@ -59,6 +60,8 @@ _FIX = {  # why, and what to do about it
                 "put a backup back with `vigil restore PATH`"),
     errno.ENOTDIR: ("a file stands where a directory belongs", "move it away or point VIGIL_DATA_DIR elsewhere"),
     errno.EEXIST: ("a file stands where a directory belongs", "move it away or point VIGIL_DATA_DIR elsewhere"),
+    errno.ENOMEM: ("the process may not map the store (memory or address space)",
+                   "raise its limits (ulimit -v, MemoryMax=) or lower VIGIL_STORE_MAP_MB"),
     errno.EMFILE: ("the process may open no more files", "raise its limit (LimitNOFILE=)"),
     errno.ENFILE: ("the system may open no more files", "close other programs' files"),
 }
@@ -91,6 +94,8 @@ def open_failure(path: Path, exc: BaseException) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
     why, fix = describe(path, exc)
+    if not fix:  # the sentence can only point at the log: the traceback goes there
+        get_logger(__name__).error("store.open_failed", path=str(path), exc_info=exc)
     then = f"{fix}, then start vigil again" if fix else "the log has the details"
     stuck = isinstance(exc, _DAMAGED) or _cause(path, exc) in _STUCK
     return (StoreNeedsAttention if stuck else StoreError)(f"cannot open the store at {path}: {why}; {then}")
@@ -106,10 +111,12 @@ def _cause(path: Path, exc: BaseException) -> int | None:
 def _errno_of(exc: BaseException) -> int | None:
     if isinstance(exc, OSError):
         return exc.errno
-    if isinstance(exc, lmdb.DiskError):  # py-lmdb's names for ENOSPC and EACCES
+    if isinstance(exc, lmdb.DiskError):  # py-lmdb's names for ENOSPC, EACCES and ENOMEM
         return errno.ENOSPC
     if isinstance(exc, lmdb.ReadonlyError):
         return errno.EACCES
+    if isinstance(exc, lmdb.MemoryError):
+        return errno.ENOMEM
     text = str(exc)  # the OS's other errors py-lmdb reports by their strerror text
     return next((number for number in _FIX if os.strerror(number) in text), None)
 
