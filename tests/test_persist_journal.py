@@ -23,7 +23,8 @@ import msgspec
 import pytest
 
 from vigil.store import checkpoint
-from vigil.store.journal import JOURNAL_BYTES, read_records, span
+from vigil.store.journal import JOURNAL_BYTES
+from vigil.store.records import read_records, span
 from vigil.store.schema import decode_turn
 from vigil.store.store import LmdbStore
 

@@ -12,6 +12,7 @@ Attacks on what that design could get wrong, each run against real LMDB, a real 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ import pytest
 
 from vigil.bench._rig import _turn
 from vigil.errors import SessionGone, StoreError
-from vigil.store import behind
+from vigil.store import applier, behind, checkpoint
 from vigil.store.schema import SessionHeader, Target
 from vigil.store.store import LmdbStore, open_store
 
@@ -49,6 +50,16 @@ def store(tmp_path: Path) -> Iterator[LmdbStore]:
     s = open_store(tmp_path / "store")
     yield s
     s.close()
+
+
+WAIT = 30.0
+
+
+def store_header(store: LmdbStore) -> SessionHeader:
+    """tg:1, made in `store`."""
+    header = new_header()
+    store.commit(header, create=True).result()
+    return header
 
 
 def commit_turns(store: LmdbStore, header: SessionHeader, count: int) -> SessionHeader:
@@ -235,3 +246,46 @@ def test_a_full_journal_starts_over_and_kill_9_still_loses_nothing(tmp_path: Pat
                           timeout=60)
     assert read.returncode == 0, read.stderr
     assert {int(seq) for seq in read.stdout.splitlines()[-1].split()} >= set(range(last + 1))
+
+
+def test_a_checkpoint_never_reads_the_meta_pages_while_the_apply_thread_commits(
+        store: LmdbStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buffered read racing LMDB's write of a meta page can return half of each (vigil.store.journal,
+    "Reading the meta pages"); saved and put back, such a meta opens a state that never existed. So a
+    checkpoint that starts while the apply thread is inside a transaction waits for its commit, and what
+    it saves is the state that commit made."""
+    header = commit_turns(store, store_header(store), 3)
+    store._lmdb.settle()  # the apply thread is idle: the transaction held below is the next commit's
+    inside, release = threading.Event(), threading.Event()
+    held_txn: list[int] = []
+    real = applier.write
+
+    def held(txn: Any, dbs: Any, changes: Any) -> None:
+        real(txn, dbs, changes)
+        if not inside.is_set():
+            held_txn.append(txn.id())
+            inside.set()
+        assert release.wait(WAIT)
+
+    monkeypatch.setattr(behind, "write", held)
+    header = commit_turns(store, header, 1)  # acknowledged: the apply thread is now held in its transaction
+    assert inside.wait(WAIT)
+    journal = store._lmdb.journal
+    before = journal.checkpoints
+    taker = threading.Thread(target=journal.checkpoint)
+    taker.start()
+    taker.join(timeout=1.0)  # long enough for a checkpoint that does not wait to have finished
+    finished_while_held = not taker.is_alive()
+    release.set()
+    taker.join(timeout=WAIT)
+    assert not taker.is_alive() and journal.checkpoints > before
+    assert not finished_while_held, "the checkpoint read the meta pages while the apply thread was committing"
+    side = os.open(store.data_dir / "checkpoint.meta", os.O_RDONLY)
+    try:
+        slot = checkpoint.latest(side)
+    finally:
+        os.close(side)
+    assert slot is not None
+    page = len(slot.metas) // 2
+    saved = max(checkpoint.meta_txnid(slot.metas[:page]) or 0, checkpoint.meta_txnid(slot.metas[page:]) or 0)
+    assert saved >= held_txn[0], "the checkpoint saved a state from before the commit it should have waited for"

@@ -7,7 +7,8 @@
     │   └── AlreadyRunning          another live process holds the data directory's lock
     ├── ServiceError    exit 1      vigil cannot go on: the store or Telegram refused
     │   ├── StoreError              the store cannot do what was asked (disk full, locked, closed)
-    │   │   └── CorruptRecord       one session's stored record can't be read: its writes are refused
+    │   │   ├── CorruptRecord       one session's stored record can't be read: its writes are refused
+    │   │   └── StoreNeedsAttention exit 3: it cannot be opened until someone acts (damaged, not ours, read-only)
     │   ├── UnreadableRecord        a stored record that cannot be decoded; `reason` is for listings
     │   │   ├── NewerSchemaError    written by a newer vigil (or of a shape this one does not know)
     │   │   └── DamagedRecord       bytes that are no record at all
@@ -90,6 +91,14 @@ class CorruptRecord(StoreError):
         self.reason = reason
 
 
+class StoreNeedsAttention(StoreError):
+    """The store cannot be opened until someone acts: data.mdb damaged, its files not the service user's, a
+    read-only file system. Exit 3, on which the systemd unit does not restart vigil: every start would fail
+    the same way (a full disk is a plain StoreError: restarts bring the service back once there is room)."""
+
+    exit_code: ClassVar[int] = 3
+
+
 class UnreadableRecord(ServiceError):
     """A stored record that cannot be decoded; `reason` says why in a few words, for listings."""
 
@@ -154,4 +163,4 @@ class TranscriptionError(VigilError):
 
 __all__ = ["AlreadyRunning", "CorruptRecord", "DamagedRecord", "DurationError", "ModelError", "ModelErrorKind",
            "NewerSchemaError", "ServiceError", "SessionGone", "SettingsError", "StartupError", "StoreError",
-           "TranscriptionError", "UnreadableRecord", "UserError", "VigilError"]
+           "StoreNeedsAttention", "TranscriptionError", "UnreadableRecord", "UserError", "VigilError"]

@@ -75,6 +75,8 @@ NotifyAccess=main
 ExecStart={_vigil_executable()} run
 Restart=on-failure
 RestartSec=5s
+# Exit 3: the store cannot be opened until someone acts (damaged, not the service user's, read-only).
+RestartPreventExitStatus=3
 WatchdogSec=60s
 TimeoutStopSec=20s
 KillMode=mixed

@@ -32,6 +32,7 @@ import lmdb
 
 from vigil.errors import StoreError
 from vigil.logs import get_logger
+from vigil.store import opening
 from vigil.store.applier import Change, InboxWrite, NeedsRead, SessionWrite, SessionWriteApplier, write
 from vigil.store.journal import SEQ_KEY, encode_changes
 from vigil.store.lmdb_env import LmdbEnv
@@ -148,8 +149,9 @@ class ApplyBehind:
             while self.applied != self.handed and self.failed is None:
                 self._cond.wait()
         if self.failed is not None:
-            raise StoreError(f"the store stopped: a logged write could not be applied ({self.failed}); "
-                             "restart vigil to replay it")
+            why, fix = opening.describe(self._env.path, self.failed)
+            raise StoreError(f"the store stopped: a logged write could not be applied: {why}; "
+                             f"{fix + ', then ' if fix else ''}restart vigil to replay it")
 
     def close(self) -> None:
         with contextlib.suppress(StoreError):
@@ -229,16 +231,19 @@ class ApplyBehind:
         return True
 
     def _apply(self, batch: list[tuple[int, list[Change]]]) -> None:
-        env, dbs = self._env, self._env.dbs
+        env, dbs, writing = self._env, self._env.dbs, self._journal.writing
         while True:
             txn = env.begin_write()
             try:
-                for _, changes in batch:
-                    write(txn, dbs, changes)
-                txn.put(SEQ_KEY, str(batch[-1][0]).encode(), db=dbs[b"meta"])
-                txn_id = txn.id()
-                self._applier.applying(txn_id)
-                txn.commit()
+                # Not the commit lock's mutex (the committer holds it through its barrier, which this overlaps):
+                # `writing`, so that no checkpoint reads a meta page this commit is writing (vigil.store.journal).
+                with writing:
+                    for _, changes in batch:
+                        write(txn, dbs, changes)
+                    txn.put(SEQ_KEY, str(batch[-1][0]).encode(), db=dbs[b"meta"])
+                    txn_id = txn.id()
+                    self._applier.applying(txn_id)
+                    txn.commit()
             except lmdb.MapFullError:
                 txn.abort()
                 self._log.info("store.map_grown", map_size=env.grow())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -124,6 +123,3 @@ class CommitLock:
                 fcntl.flock(self._side, fcntl.LOCK_UN)
             fcntl.flock(self._want, fcntl.LOCK_SH)  # returns once it has committed and let go
             fcntl.flock(self._want, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        os.close(self._want)

@@ -35,7 +35,11 @@ class StoreCore:
         self._lmdb = LmdbEnv(data_dir, map_mb * 1024 * 1024)
         self._db: dict[bytes, Any] = self._lmdb.dbs
         self._applier = SessionWriteApplier(self._db)
-        self.writer = GroupCommitWriter(self._lmdb, self._applier)
+        try:
+            self.writer = GroupCommitWriter(self._lmdb, self._applier)
+        except BaseException:
+            self._lmdb.close()
+            raise
         self.closed = False
         try:
             self._check_meta()

@@ -23,19 +23,32 @@ backups as they are, and pays one barrier per commit):
   fdatasync), then drops the older pin, and starts the journal over if the pinned state holds every
   logged commit (else the records it lacks stay, and a later checkpoint starts it over).
 
-Why it survives power loss. With sync off, LMDB writes data and meta pages in any order as far as the
-disk is concerned: after a power loss the newest meta may name pages never written. (a) Every writer
-holds a read transaction pinned at or before the last checkpoint, so LMDB (in any process: the reader
-table is shared) never reuses a page of the checkpointed tree; (b) the checkpoint's meta pages are
-saved only after the sync made that whole tree durable; (c) the first process to open the store after
-everyone stopped (it holds the exclusive open lock) writes the saved meta pages back into data.mdb
-BEFORE LMDB opens it, so LMDB opens at exactly the checkpoint, whose pages are intact, and then
-replays the journal records whose sequence is above the one stored in that state, in order, stopping
-at the first record that is torn (bad length or crc) or out of sequence (a leftover of an earlier round:
-sequences only grow). The replay is checkpointed before anything new is written. Every acknowledged
-commit is either in the checkpointed state or in a whole journal record after it. A kill -9 loses
-nothing either way (the page cache survives, and the journal holds what LMDB had not yet been given):
-recovery then takes the same path, harmlessly.
+Why it survives power loss. With sync off, LMDB writes data and meta pages in any order as far as the disk
+is concerned: after a power loss the newest meta may name pages never written. (a) Every writer holds a read
+transaction pinned at or before the last checkpoint, so LMDB (in any process: the reader table is shared)
+never reuses a page of the checkpointed tree; (b) the checkpoint's meta pages are saved only after the sync
+made that whole tree durable; (c) the first process to open the store after everyone stopped (it holds the
+exclusive open lock) writes the saved meta pages back into data.mdb BEFORE LMDB opens it, so LMDB opens at
+exactly the checkpoint, whose pages are intact, and then replays the journal records whose sequence is above
+the one stored in that state, in order, stopping at the first record that is torn (bad length or crc) or out
+of sequence (a leftover of an earlier round: sequences only grow). The replay grows the map when it does not
+fit, like every other write (the state it starts from may use fewer pages than the last process had:
+vigil.store.opening), and is checkpointed before anything new is written. Every acknowledged commit is
+either in the checkpointed state or in a whole journal record after it. A kill -9 loses nothing either way
+(the page cache survives, and the journal holds what LMDB had not yet been given): recovery then takes the
+same path, harmlessly.
+
+Reading the meta pages (issue 22). A checkpoint preads data.mdb's meta pages while LMDB may be committing,
+and a commit pwrites its meta page (120 bytes, `mm_mapsize` to `mm_txnid`). Linux does not make a buffered
+read atomic against a concurrent write: both copy bytes upwards, so a read that the write overtakes returns
+the new `mm_txnid` with older roots, e.g. txn N naming N-2's free-page tree (26,000 preads a second against
+54,000 commits a second saw it 5-7 times in ten seconds here). Put back, such a meta opens a state that
+never existed, whose free list names live pages. So no commit of this process may write the metas while a
+checkpoint reads them: the writer's commits hold the commit lock's mutex and other processes' its flock, as
+checkpoints do; the apply thread (vigil.store.behind) commits without the mutex on purpose (the committer
+holds it through the barrier the apply overlaps), so its transactions and the checkpoint's pin-and-read take
+`writing`, a lock of their own. The pin is begun under it, before the pages are read: the metas name exactly
+the pinned state.
 
 Other processes (`vigil sessions ...`, `vigil backup`) open the store the same way but do not own the
 journal (one process does: the first to take its lock): each of their commits is followed by a
@@ -55,23 +68,23 @@ import errno
 import fcntl
 import mmap
 import os
-import struct
 import threading
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lmdb
-import msgspec
 
 from vigil.logs import get_logger
 from vigil.store import checkpoint
 from vigil.store.applier import Change, write
 from vigil.store.commit_lock import CommitLock
+from vigil.store.records import BLOCK as BLOCK  # their old home: re-exported
+from vigil.store.records import REC, crc, decode_changes, read_records
+from vigil.store.records import encode_changes as encode_changes
+from vigil.store.records import span as span
 
 JOURNAL_BYTES = 16 * 1024 * 1024
-BLOCK = 4096
 CHECKPOINT_S = 0.5
 # Also once data.mdb has grown by this many pages since the last checkpoint. While the pin holds the
 # checkpointed tree, LMDB cannot reuse the pages later transactions free (about 7 each), so a store that
@@ -80,10 +93,6 @@ CHECKPOINT_S = 0.5
 # otherwise compete with the journal's barrier.
 GROW_PAGES = 8
 SEQ_KEY = b"journal_seq"
-_REC = struct.Struct("<IIQ")  # payload length, crc32 of (sequence + payload), sequence
-_CHANGES = msgspec.msgpack.Encoder()
-_READ_CHANGES = msgspec.msgpack.Decoder(list[tuple[bytes, bytes, bytes | None]])
-
 
 
 def _open_direct(path: Path) -> int:
@@ -95,42 +104,12 @@ def _open_direct(path: Path) -> int:
         return -1
 
 
-def _crc(inode: int, seq: int, payload: bytes) -> int:
-    # The inode of data.mdb is in the checksum: a journal left beside a data.mdb that `vigil restore` put in
-    # place (a new file) never replays into it, whatever its sequence numbers.
-    return zlib.crc32(payload, zlib.crc32(struct.pack("<QQ", inode, seq)))
-
-
-def encode_changes(changes: list[Change]) -> bytes:
-    return _CHANGES.encode(changes)
-
-
 def _applied(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> int:
     """The sequence of the newest logged commit in the state `txn` sees."""
     raw = txn.get(SEQ_KEY, db=dbs[b"meta"])
     return 0 if raw is None else int(raw)
 
 
-def span(length: int) -> int:
-    """The bytes a record with a payload of `length` takes in the journal: whole blocks, so that each record
-    can be written straight to the disk (O_DIRECT) from a block-aligned buffer."""
-    return -(-(_REC.size + length) // BLOCK) * BLOCK
-
-
-def read_records(fd: int, size: int, inode: int) -> Iterator[tuple[int, bytes]]:
-    """The journal's whole records in order: stops at a torn one or a break in the sequence."""
-    offset = 0
-    previous: int | None = None
-    while offset + _REC.size <= size:
-        length, crc, seq = _REC.unpack(os.pread(fd, _REC.size, offset))
-        if length == 0 or offset + _REC.size + length > size:
-            return
-        payload = os.pread(fd, length, offset + _REC.size)
-        if _crc(inode, seq, payload) != crc or (previous is not None and seq != previous + 1):
-            return
-        yield seq, payload
-        previous = seq
-        offset += span(length)
 
 
 class Journal:
@@ -139,26 +118,35 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._log = get_logger(__name__)
-        self._side = os.open(path / "checkpoint.meta", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        want = os.open(path / "want.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._journal_fd = os.open(path / "journal.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self.owner = True
-        except BlockingIOError:
-            self.owner = False
-        self.lock = CommitLock(self._side, want, self.owner)  # this process's commits and checkpoints
         self._fd = -1
         self._direct = -1  # journal.wal opened O_DIRECT | O_DSYNC, where the file system allows it
+        self._data = -1  # data.mdb, read-only: the checkpoints read its meta pages
+        self._side = self._journal_fd = self._want = -1
         self._buffer = mmap.mmap(-1, BLOCK * 16)  # page-aligned, as O_DIRECT wants
-        if self.owner:
-            self._fd = os.open(path / "journal.wal", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            if os.fstat(self._fd).st_size < JOURNAL_BYTES:
-                self._preallocate()
-            self._direct = _open_direct(path / "journal.wal")
+        self._pin: Any = None
+        try:
+            self._side = os.open(path / "checkpoint.meta", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._want = os.open(path / "want.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._journal_fd = os.open(path / "journal.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(self._journal_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.owner = True
+            except BlockingIOError:
+                self.owner = False
+            if self.owner:
+                self._fd = os.open(path / "journal.wal", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                if os.fstat(self._fd).st_size < JOURNAL_BYTES:
+                    self._preallocate()
+                self._direct = _open_direct(path / "journal.wal")
+        except BaseException:
+            self._release()
+            raise
+        self.lock = CommitLock(self._side, self._want, self.owner)  # this process's commits and checkpoints
+        # Held by a write transaction that runs outside the commit lock's mutex (the apply thread's), and by a
+        # checkpoint while it pins and reads the meta pages: see "Reading the meta pages" above.
+        self.writing = threading.Lock()
         self._env: Any = None
         self._dbs: dict[bytes, Any] = {}
-        self._pin: Any = None
         self.pin_lost = True
         self._seq = 0
         self._offset = 0
@@ -180,9 +168,10 @@ class Journal:
 
     # ------------------------------------------------------------------ opening
 
-    def attach(self, env: Any, dbs: dict[bytes, Any], replay: bool) -> None:
+    def attach(self, env: Any, dbs: dict[bytes, Any], replay: bool, grow: Callable[[], int]) -> None:
         """LMDB is open: replay the journal (`replay`: this process alone has the store open and the side
-        file is this data.mdb's), then checkpoint before anything new is written."""
+        file is this data.mdb's), then checkpoint before anything new is written. `grow` doubles the map
+        (the replay's transaction may not fit in it, like any other)."""
         self._env = env
         self._dbs = dbs
         self._data = os.open(self.path / "data.mdb", os.O_RDONLY | os.O_CLOEXEC)
@@ -191,26 +180,37 @@ class Journal:
         with env.begin() as txn:
             self._seq = _applied(txn, dbs)
         if self.owner and replay:
-            self._replay()
+            self._replay(grow)
         self.checkpoint()
         if self.owner:
             self._thread = threading.Thread(target=self._background, name="store-checkpoint", daemon=True)
             self._thread.start()
 
-    def _replay(self) -> None:
+    def _replay(self, grow: Callable[[], int]) -> None:
         applied = self._seq
         changes: list[Change] = []
         last = applied
         for seq, payload in read_records(self._fd, JOURNAL_BYTES, self._inode):
             last = max(last, seq)
             if seq > applied:
-                changes.extend(_READ_CHANGES.decode(payload))
-        self._seq = last
+                changes.extend(decode_changes(payload))
         if last == applied:
             return
-        with self._env.begin(write=True) as txn:
-            write(txn, self._dbs, changes)
-            txn.put(SEQ_KEY, str(last).encode(), db=self._dbs[b"meta"])
+        while True:
+            txn = self._env.begin(write=True)
+            try:
+                write(txn, self._dbs, changes)
+                txn.put(SEQ_KEY, str(last).encode(), db=self._dbs[b"meta"])
+                txn.commit()
+                break
+            except lmdb.MapFullError:
+                txn.abort()
+                self._log.info("store.map_grown", map_size=grow(), why="replay")
+            except BaseException:
+                with contextlib.suppress(lmdb.Error):
+                    txn.abort()
+                raise
+        self._seq = last
         self._log.warning("store.journal_replayed", records=last - applied, changes=len(changes))
 
     # ------------------------------------------------------------------ committing
@@ -235,7 +235,7 @@ class Journal:
         self._seq = seq
         self.transaction()
         record = self.record(seq, encode_changes(changes))
-        size = span(len(record) - _REC.size)
+        size = span(len(record) - REC.size)
         if size > JOURNAL_BYTES // 2:
             self._checkpoint_locked()  # too big to log: the checkpoint makes it durable
             return
@@ -244,11 +244,11 @@ class Journal:
         self._write(record)
 
     def record(self, seq: int, payload: bytes) -> bytes:
-        return _REC.pack(len(payload), _crc(self._inode, seq, payload), seq) + payload
+        return REC.pack(len(payload), crc(self._inode, seq, payload), seq) + payload
 
     def fits(self, size: int) -> bool:
         """Whether a record of `size` bytes can be logged without a checkpoint first (inside `committing`)."""
-        size = span(size - _REC.size)
+        size = span(size - REC.size)
         return self.owner and size <= JOURNAL_BYTES // 2 and self._offset + size <= JOURNAL_BYTES
 
     def next_seq(self) -> int:
@@ -266,7 +266,7 @@ class Journal:
 
     def _write(self, record: bytes, written: Callable[[], None] | None = None) -> None:
         """The record at the journal's end, on stable storage when this returns; `written` is called first."""
-        size = span(len(record) - _REC.size)
+        size = span(len(record) - REC.size)
         if written is not None:
             written()
         if self._direct < 0 or not self._write_direct(record, size):
@@ -306,9 +306,16 @@ class Journal:
         with self.committing():
             self._checkpoint_locked(clean)
 
+    def _pin_and_metas(self) -> tuple[Any, bytes]:
+        """A read transaction pinning the state the meta pages name, and those pages, read whole: no write
+        transaction of this process is open meanwhile (`writing`; the commit lock's mutex, which the caller
+        holds, keeps out the writer's; its flock, other processes')."""
+        with self.writing:
+            pin = self._env.begin(buffers=False)
+            return pin, os.pread(self._data, 2 * self._page_size, 0)
+
     def _checkpoint_locked(self, clean: bool = False) -> None:
-        pin = self._env.begin(buffers=False)  # at or before the state whose metas are read next
-        metas = os.pread(self._data, 2 * self._page_size, 0)
+        pin, metas = self._pin_and_metas()
         applied = _applied(pin, self._dbs)
         self._env.sync(True)
         # Clean only if the state holds every logged commit: else (an apply that failed) the next start replays.
@@ -344,8 +351,7 @@ class Journal:
         with self.committing():
             if self.pin_lost:
                 return  # the writer re-checkpoints before its next transaction
-            pin = self._env.begin(buffers=False)
-            metas = os.pread(self._data, 2 * self._page_size, 0)
+            pin, metas = self._pin_and_metas()
             applied, count = _applied(pin, self._dbs), self.checkpoints
         try:
             self._env.sync(True)
@@ -382,21 +388,29 @@ class Journal:
                 except Exception as exc:  # a failed checkpoint leaves the journal as the durable point
                     self._log.error("store.checkpoint_failed", error=repr(exc))
 
-    def close(self, last: bool = False) -> None:
-        """The final checkpoint; `last`: no other process has the store open (it is marked clean)."""
+    def close(self, last: bool = False, final: bool = True) -> None:
+        """The final checkpoint (`last`: no other process has the store open: it is marked clean), then every
+        descriptor and lock let go. `final=False` after a failed open: no checkpoint, the files stay as they
+        were and the next open recovers from them."""
         self._closed.set()
         self._due.set()
         if self._thread is not None:
             self._thread.join()
-        if self._env is not None:
+        if final and self._env is not None:
             with contextlib.suppress(lmdb.Error):
                 self.checkpoint(clean=last)
-            if self._pin is not None:
-                with contextlib.suppress(lmdb.Error):
-                    self._pin.abort()
-            os.close(self._data)
-        self._buffer.close()
-        self.lock.close()
-        for fd in (self._fd, self._direct, self._side, self._journal_fd):
+        self._release()
+
+    def _release(self) -> None:
+        """Every descriptor and lock this journal holds (the flocks go with their descriptors)."""
+        if self._pin is not None:
+            with contextlib.suppress(lmdb.Error):
+                self._pin.abort()
+            self._pin = None
+        if not self._buffer.closed:
+            self._buffer.close()
+        for name in ("_data", "_fd", "_direct", "_side", "_want", "_journal_fd"):
+            fd = getattr(self, name)
             if fd >= 0:
+                setattr(self, name, -1)
                 os.close(fd)

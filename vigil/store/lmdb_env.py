@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import lmdb
 
 from vigil.errors import StoreError as StoreError  # its old home: re-exported
-from vigil.store import checkpoint
+from vigil.logs import get_logger
+from vigil.store import checkpoint, opening
 from vigil.store.journal import Journal
 
 if TYPE_CHECKING:
@@ -90,8 +91,26 @@ class LmdbEnv:
     """An opened environment with its named databases."""
 
     def __init__(self, path: Path, map_size: int) -> None:
+        """Open (and, after an unclean end, recover) the store at `path`; `map_size` is the least map.
+
+        Raises StoreError, one sentence, if it cannot (vigil.store.opening), having let go of every lock
+        and descriptor it took: the same process may try again.
+        """
         self.path = path
         self.gate = _ResizeGate()
+        self.behind: ApplyBehind | None = None  # the owner's apply thread, once the writer started it
+        self._open_lock = -1
+        self.journal: Journal  # set by _open, as is env
+        self.env: lmdb.Environment
+        try:
+            self._open(path, map_size)
+        except BaseException as exc:
+            self._abandon()
+            if not isinstance(exc, Exception):
+                raise
+            raise opening.open_failure(path, exc) from None
+
+    def _open(self, path: Path, map_size: int) -> None:
         path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         # Held shared for the process's life; exclusive only by a process that finds nobody else in the store,
         # which alone may put checkpointed meta pages back and replay the journal (vigil.store.journal).
@@ -99,31 +118,41 @@ class LmdbEnv:
         try:
             fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             restored = checkpoint.restore(path / "data.mdb", path / "checkpoint.meta")
+            if restored == "unfinished":
+                get_logger(__name__).warning("store.unfinished_set_aside", path=str(path),
+                                             why="power was lost while the store was being made")
         except BlockingIOError:
             fcntl.flock(self._open_lock, fcntl.LOCK_SH)
             restored = ""
         self.journal = Journal(path)
-        self.behind: ApplyBehind | None = None  # the owner's apply thread, once the writer started it
-        try:
-            # mode: the directory 0700, data.mdb and lock.mdb 0600 (py-lmdb drops the x bits for files).
-            # sync off: a commit is durable through the journal or a checkpoint (vigil.store.journal).
-            self.env = lmdb.open(
-                str(path), map_size=map_size, max_dbs=MAX_DBS, max_readers=MAX_READERS,
-                subdir=True, sync=False, metasync=False, readahead=False, meminit=False,
-                lock=True, mode=PRIVATE_DIR,
-            )
-        except lmdb.Error as exc:
-            self.journal.close()
-            os.close(self._open_lock)
-            raise StoreError(f"cannot open the store at {path}: {exc}") from None
+        # mode: the directory 0700, data.mdb and lock.mdb 0600 (py-lmdb drops the x bits for files).
+        # sync off: a commit is durable through the journal or a checkpoint (vigil.store.journal).
+        self.env = lmdb.open(
+            str(path), map_size=opening.map_size_for(path, map_size), max_dbs=MAX_DBS, max_readers=MAX_READERS,
+            subdir=True, sync=False, metasync=False, readahead=False, meminit=False, lock=True, mode=PRIVATE_DIR,
+        )
         private(path, PRIVATE_DIR)
         for name in ("data.mdb", "lock.mdb", "journal.wal", "checkpoint.meta", "journal.lock", "want.lock"):
             private(path / name, PRIVATE_FILE)
         with self.env.begin(write=True) as txn:
             self.dbs: dict[bytes, Any] = {name: self.env.open_db(name, txn=txn) for name in DB_NAMES}
-        self.journal.attach(self.env, self.dbs, replay=restored in ("same", "restored"))
+        self.journal.attach(self.env, self.dbs, replay=restored in ("same", "restored"), grow=self.grow)
         if restored:
             fcntl.flock(self._open_lock, fcntl.LOCK_SH)  # recovered: others may open it now
+
+    def _abandon(self) -> None:
+        """After a failed open: the journal's descriptors and locks, LMDB, open.lock, in that order."""
+        journal: Journal | None = getattr(self, "journal", None)
+        if journal is not None:
+            with contextlib.suppress(Exception):
+                journal.close(final=False)
+        env: lmdb.Environment | None = getattr(self, "env", None)
+        if env is not None:
+            with contextlib.suppress(Exception):
+                env.close()
+        if self._open_lock >= 0:
+            os.close(self._open_lock)
+            self._open_lock = -1
 
     def db(self, name: bytes) -> Any:
         return self.dbs[name]
@@ -162,17 +191,20 @@ class LmdbEnv:
 
     def adopt_new_size(self) -> None:
         """Another process grew the map; take its size (needs no open transaction here)."""
-        with self.gate.exclusive():
-            self.env.set_mapsize(0)
-            self.journal.lost_pin()
+        self._resize(grow=False)
 
     def grow(self) -> int:
-        """Double the map; called by the writer when a write found it full."""
-        with self.gate.exclusive():
-            new_size = int(self.env.info()["map_size"]) * 2  # not `map_size`: the apply thread grows it
-            self.env.set_mapsize(new_size)
+        """Double the map; called by a write that found it full (the writer's, the apply thread's, the replay)."""
+        return self._resize(grow=True)
+
+    def _resize(self, grow: bool) -> int:
+        # The commit lock's mutex first, as every writer takes it before the gate: a checkpoint (which holds
+        # it) uses its pinned transaction outside the gate, and set_mapsize ends every transaction.
+        with self.journal.lock.mutex, self.gate.exclusive():
+            # Not `map_size` (it waits for the apply thread, which may be the caller): LMDB's own figure.
+            self.env.set_mapsize(int(self.env.info()["map_size"]) * 2 if grow else 0)
             self.journal.lost_pin()
-            return new_size
+            return int(self.env.info()["map_size"])
 
     def begin_write(self) -> lmdb.Transaction:
         """A write transaction, begun only while this process's pin protects the last checkpoint, on the map's

@@ -13,8 +13,9 @@ LmdbStore, open_store, SessionGone, ...` keeps working.
 - `applier`: the bulk records (`SessionWrite`, `InboxWrite`) and how a batch of them is planned and applied;
 - `cursors`: the cursor helpers they share.
 
-Beneath them: `writer` (the group commit) and `future`; `journal` (the durable point), `behind` (LMDB
-written beside the committer), `commit_lock` (who may write, across processes), `checkpoint`.
+Beneath them: `writer` (the group commit) and `future`; `journal` (the durable point) and `records` (its
+records on disk), `behind` (LMDB written beside the committer), `commit_lock` (who may write, across
+processes), `checkpoint`; `opening` (the map an open starts with, and the sentence when it fails).
 
 Reads run in the caller's thread (LMDB read transactions are cheap and never
 block the writer; they wait only until LMDB holds every acknowledged write). Writes go to the

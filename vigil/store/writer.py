@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import lmdb
 
 from vigil.logs import get_logger
+from vigil.store import opening
 from vigil.store.applier import SessionWriteApplier
 from vigil.store.behind import ApplyBehind
 from vigil.store.future import WriteFuture as WriteFuture  # its old home: re-exported
@@ -287,7 +288,8 @@ class GroupCommitWriter:
                 _abort(txn)
                 if self._applier is not None:
                     self._applier.aborted()
-                error = StoreError(f"the store could not save ({exc})")
+                why, fix = opening.describe(self._env.path, exc)
+                error = StoreError(f"the store could not save: {why}" + (f"; {fix}" if fix else ""))
                 self._log.error("store.commit_failed", error=str(exc), ops=len(batch))
                 self._failed(exc)
                 for item in batch:
