@@ -300,6 +300,10 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Why the schedules are paused: Telegram refused a reply for good (actors/unreachable.py); "" when they
     # fire. Added with a default, so no schema bump.
     unreachable: str = ""
+    # The chat's /think: "" follows VIGIL_THINKING; `think_show` shows the summarized thinking above the answer
+    # (vigil/model/thinking.py, actors/think.py). Added with defaults, so no schema bump.
+    thinking: Literal["", "off", "auto", "low", "medium", "high"] = ""
+    think_show: bool = False
 
     @property
     def needs_recovery(self) -> bool:
