@@ -77,15 +77,16 @@ def test_claude_recalls_the_first_conversation_after_new_and_a_compaction_and_se
     # Another chat says the same phrase first: it must never come back to Rosa.
     rig.ask(sam.id, sam, f"note: {FACT}, samsecret", "echo: note")
 
-    rig.ask(rosa.id, rosa, f"note: {FACT}", "echo: note")
-    for n in range(3):
-        rig.ask(rosa.id, rosa, f"small talk {n}", f"echo: small talk {n}")
-    rig.ask(rosa.id, rosa, "/compact", "🗜 Compacted")
-    rig.ask(rosa.id, rosa, "/new Bread", "Fresh conversation started (#2")
-    rig.ask(rosa.id, rosa, "the sourdough starter wants feeding twice a day", "echo: the sourdough")
-    rig.ask(rosa.id, rosa, "/new Bikes", "Fresh conversation started (#3")
-    rig.ask(rosa.id, rosa, "my bicycle chain needs oil after the rain", "echo: my bicycle")
-    rig.ask(rosa.id, rosa, "/new", "Fresh conversation started (#4)")
+    # Conversation #1 (its first turns compacted away), #2 and #3 about other things, then a fresh #4.
+    script = [(f"note: {FACT}", "echo: note"), *((f"small talk {n}", f"echo: small talk {n}") for n in range(3)),
+              ("/compact", "🗜 Compacted"),
+              ("/new Bread", "Fresh conversation started (#2"),
+              ("the sourdough starter wants feeding twice a day", "echo: the sourdough"),
+              ("/new Bikes", "Fresh conversation started (#3"),
+              ("my bicycle chain needs oil after the rain", "echo: my bicycle"),
+              ("/new", "Fresh conversation started (#4)")]
+    for text, needle in script:
+        rig.ask(rosa.id, rosa, text, needle)
 
     wait_indexed(rig, "okonkwo", 4)  # Sam's words and Rosa's, each with its echo
     question = 'what did we say about the greenhouse? [[tool=recall {"query": "greenhouse lease"}]]'

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from vigil.actors.state import Session
+from vigil.actors.tools.web import PROGRESS_CHARS
 from vigil.actors.turn import ToolSet
 from vigil.cancel import CancelToken
 from vigil.recall import DEFAULT_LIMIT, MAX_LIMIT, format_hits
+from vigil.text import one_line
 from vigil.tools.outcome import ToolOutcome
 
 RECALL_TOOL: dict[str, Any] = {
@@ -50,7 +52,6 @@ def recall_tools(session: Session) -> ToolSet:
         return recall(session, tool_input)
 
     def describe(name: str, tool_input: dict[str, Any]) -> str:
-        query = " ".join(str(tool_input.get("query", "")).split())
-        return f"🔎 searching earlier conversations for «{query[:60]}»"
+        return f"🗂 recalling: {one_line(str(tool_input.get('query', '')), PROGRESS_CHARS)}"
 
     return ToolSet(specs=(RECALL_TOOL,), run=run, describe=describe)
