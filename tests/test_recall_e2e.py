@@ -8,15 +8,18 @@ of the index file itself (a contentless FTS5 table still answers MATCH for terms
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.procs import run_vigil
+from tests.procs import run_vigil, vigil_env
 from tests.rig import BOT, Rig
 from tests.standins.bot_api import SentMessage, User
+from vigil.lock import ProcessLock
+from vigil.recall.index import REBUILD_LOCK
 
 pytestmark = pytest.mark.e2e
 
@@ -178,3 +181,18 @@ def test_reindex_rebuilds_beside_the_running_service_and_a_restored_store_gets_i
     rig.start()
     rig.bot.wait_for(lambda: indexed(data_dir(rig), "heronstone") == 2 or None, 15, "the index made again")
     assert "heronstone" in search(rig, una.id, una, "heronstone", "🔎").text
+
+
+def test_a_second_reindex_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    env = vigil_env(tmp_path)
+    Path(env["VIGIL_DATA_DIR"]).mkdir(parents=True)
+    held = ProcessLock(Path(env["VIGIL_DATA_DIR"]) / REBUILD_LOCK, "a rebuild of the recall index").acquire()
+    try:
+        refused = run_vigil(["sessions", "reindex"], env, timeout=60)
+    finally:
+        held.release()
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (f"vigil: the recall index is being rebuilt already (pid {os.getpid()}); "
+                                      "try again once that is done.")
+    done = run_vigil(["sessions", "reindex"], env, timeout=60)
+    assert done.returncode == 0 and "rebuilt the recall index from 0 turn(s)" in done.stdout, done.stderr
