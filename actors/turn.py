@@ -26,13 +26,13 @@ from typing import Any, Protocol
 import msgspec
 
 from vigil.actors.meter import Meter
+from vigil.actors.model_call import ModelCall
 from vigil.actors.slots import QuerySlots
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.metrics import NULL_METRICS, Metrics
 from vigil.model.citations import reply_text
-from vigil.model.history import estimate_tokens, with_cache_point
-from vigil.model.prices import output_estimate
+from vigil.model.history import with_cache_point
 from vigil.model.thinking import thinking_text
 from vigil.ports import (
     ModelError,
@@ -177,80 +177,6 @@ def _retry_of(error: ModelError, on_refused: Refused | None) -> list[dict[str, A
     return on_refused(error)
 
 
-class _Call:
-    """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
-
-    __slots__ = ("abandoned", "cancel", "error", "latch", "meter", "on_server_tool", "on_text", "on_thinking",
-                 "opened", "release_lock", "request", "response", "seen", "streamed", "text_gate", "thought")
-
-    def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
-                 meter: Meter, on_server_tool: ServerToolSink | None = None,
-                 on_thinking: ThinkingSink | None = None) -> None:
-        self.request = request
-        self.on_text = on_text
-        self.on_server_tool = on_server_tool
-        self.on_thinking = on_thinking
-        self.thought = 0  # characters of thinking streamed: output tokens too
-        self.cancel = cancel
-        self.meter = meter
-        self.seen: TokenUsage | None = None  # the usage the API reported so far
-        self.latch = threading.Lock()
-        self.latch.acquire()
-        self.release_lock = threading.Lock()
-        self.opened = False
-        self.text_gate = threading.Lock()
-        self.abandoned = False
-        self.streamed: list[str] = []
-        self.response: ModelResponse | None = None
-        self.error: BaseException | None = None
-
-    def open(self) -> None:
-        with self.release_lock:
-            if not self.opened:
-                self.opened = True
-                self.latch.release()
-
-    def text(self, delta: str) -> None:
-        with self.text_gate:
-            if self.abandoned:
-                return
-            self.streamed.append(delta)
-            self.meter.streamed(len(delta))
-            self.on_text(delta)
-
-    def thinking(self, phase: ThinkingPhase, piece: str) -> None:
-        with self.text_gate:
-            if self.abandoned:
-                return
-            if phase == "text":
-                self.thought += len(piece)
-                self.meter.streamed(len(piece))
-            if self.on_thinking is not None:
-                self.on_thinking(phase, piece)
-
-    def server_tool(self, name: str, tool_input: dict[str, Any]) -> None:
-        with self.text_gate:
-            if not self.abandoned and self.on_server_tool is not None:
-                self.on_server_tool(name, tool_input)
-
-    def usage(self, usage: TokenUsage) -> None:
-        with self.text_gate:
-            if self.abandoned:
-                return
-            self.seen = usage
-            self.meter.started(self.request.model, usage)
-
-    def abandoned_usage(self) -> TokenUsage:
-        """What a call left behind used, as far as known: the reported input, else an estimate of it."""
-        seen = self.seen
-        if seen is None:  # no message_start yet: the request may still be billed, so count its input
-            request = self.request
-            seen = TokenUsage(input_tokens=estimate_tokens(
-                [{"role": "user", "content": [*request.system, *request.tools]}, *request.messages]))
-        output = output_estimate(sum(len(piece) for piece in self.streamed) + self.thought)
-        return msgspec.structs.replace(seen, output_tokens=max(seen.output_tokens, output))
-
-
 class TurnRunner:
     """Runs turns; one instance per process, used from many session threads."""
 
@@ -259,7 +185,7 @@ class TurnRunner:
         self._metrics = metrics
         self._slots = slots
         self._max_rounds = max_rounds
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[ModelCall | None] = queue.SimpleQueue()
         self._workers = [threading.Thread(target=self._work, name=f"model-call-{i}", daemon=True)
                          for i in range(slots.limit)]
         for worker in self._workers:
@@ -432,7 +358,7 @@ class TurnRunner:
         cancelled = ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
         if self._closed or not self._slots.acquire(cancel):
             return cancelled
-        call = _Call(request, on_text, cancel, meter, on_server_tool, on_thinking)
+        call = ModelCall(request, on_text, cancel, meter, on_server_tool, on_thinking)
         self._calls.put(call)
         with cancel.on_cancel(call.open):
             wait = FIRST_WAIT_S
