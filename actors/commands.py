@@ -17,6 +17,7 @@ from vigil.actors import (
     pin,
     schedule_commands,
     session_commands,
+    think,
 )
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
@@ -31,6 +32,7 @@ COMMANDS: Mapping[str, CommandHandler] = {
     **mode_command.COMMANDS,
     **compaction.COMMANDS,
     **schedule_commands.COMMANDS,
+    **think.COMMANDS,
 }
 
 

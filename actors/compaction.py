@@ -27,6 +27,7 @@ from vigil.actors.meter import Meter
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session, is_group, usage_of
 from vigil.actors.summary import summary_chars, summary_request
+from vigil.actors.think import not_asked
 from vigil.actors.turn import TurnDisplay
 from vigil.actors.window import HistoryWindow
 from vigil.budget import call_guard
@@ -75,7 +76,9 @@ def compact(session: Session, window: HistoryWindow, count: int, cancel: CancelT
     turns = deps.store.turns(session.key, header.generation, since, upto)
     display.progress("🗜 summarising earlier turns…")
     meter = Meter()
-    outcome = deps.runner.run(summary_request(header.model, previous, turns, deps.settings), cancel, display,
+    request = msgspec.structs.replace(summary_request(header.model, previous, turns, deps.settings),
+                                      thinking=not_asked(header, deps.settings))  # a summary does not think
+    outcome = deps.runner.run(request, cancel, display,
                               max_rounds=0, may_call=call_guard(deps.allowance, payer, cancel,
                                                                 on_wait=display.progress), meter=meter)
     usage = usage_of(outcome.calls)

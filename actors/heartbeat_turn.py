@@ -21,6 +21,7 @@ from vigil.actors.approvals import gate_for
 from vigil.actors.beat_schedule import next_due, zone_of
 from vigil.actors.meter import Meter
 from vigil.actors.state import Session, is_group, usage_of
+from vigil.actors.think import not_asked
 from vigil.actors.tools import beat_tools
 from vigil.actors.tools.send_message import BeatSends
 from vigil.actors.turn import SilentDisplay
@@ -85,7 +86,8 @@ def run_beat(session: Session, now: float, reschedule: bool = False) -> BeatResu
     request = ModelRequest(
         model=header.model, max_tokens=min(BEAT_MAX_OUTPUT_TOKENS, session.deps.settings.max_output_tokens),
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs]),
-        messages=tuple(join([history, [{"role": "user", "content": [{"type": "text", "text": prompt}]}]])))
+        messages=tuple(join([history, [{"role": "user", "content": [{"type": "text", "text": prompt}]}]])),
+        thinking=not_asked(header, session.deps.settings))  # a check-in does not think (actors/think.py)
     cancel = CancelToken()
     # The owner pays (as for the cost below); over their budget or rate limit a beat is not run, not delayed.
     may_call = call_guard(session.deps.allowance, header.heartbeat.owner)

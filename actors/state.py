@@ -38,6 +38,7 @@ from vigil.media import MediaStore
 from vigil.metrics import NULL_METRICS, Metrics
 from vigil.model.prices import to_usage
 from vigil.ports import Button, Outbox, Reply, Store, TokenUsage, UsageKind
+from vigil.recall.live import NO_RECALL, RecallPort
 from vigil.roles import ChatAdmins, Roles
 from vigil.settings import Settings
 from vigil.store.schema import Heartbeat, Note, SessionHeader, Summary, Target, Turn, UnreadableRecord, Usage
@@ -64,6 +65,7 @@ class SessionDeps:
     metrics: Metrics = NULL_METRICS  # told of turns, heartbeats, schedules (vigil/metrics.py)
     approvals: PendingApprovals = field(default_factory=PendingApprovals)  # prompts waiting for a tap
     chat_admins: ChatAdmins = field(default_factory=ChatAdmins)  # who administers a group, per channel
+    recall: RecallPort = NO_RECALL  # the recall index: fed final turns, told of deletions first (vigil/recall/)
 
     def outbox(self, target: Target) -> Outbox | None:
         return self.outboxes.get(target.channel)
@@ -205,6 +207,8 @@ class Session:
         self.unsynced = False  # the writer keeps order: a durable commit makes every earlier one durable
         try:
             future.result()
+            if turn is not None and turn.final:  # durable now: searchable soon (a queue append, no more)
+                self.deps.recall.feed(self.key, self.header.incarnation, self.header.generation, turn)
         except SessionGone:
             self._recreate_after_delete(turn, usage, consumed)
         except CorruptRecord as exc:  # found at commit time: another process wrote what we can't read
@@ -225,7 +229,9 @@ class Session:
 
     def forget(self) -> int:
         """Delete everything stored for this session and start afresh; the number of turns deleted."""
-        # Messages queued behind this /forget (or cleanup) came later and stay in the inbox.
+        # Messages queued behind this /forget (or cleanup) came later and stay in the inbox. The recall index
+        # reads the words it must take out from the store: first the index, then the store.
+        self.deps.recall.forget(self.key)
         removed = int(self.deps.store.delete_session(self.key, inbox_upto=self.last_inbox_id).result() or 0)
         self.deps.schedule_heartbeat(self.key, None)
         self.broken = ""  # whatever could not be read is gone with the rest
@@ -245,6 +251,7 @@ class Session:
         # Judged from the turns stored too, not only the header's (capped) list: see vigil/expiry.py.
         old = old_generations(self.deps.store, self.header, before)
         for generation in old:
+            self.deps.recall.forget(self.key, generation)  # before the store: the index reads the words back
             self.deps.store.drop_generation(self.key, generation).result()
         if old:
             kept = tuple(g for g in self.header.past_generations if g.generation not in old)
@@ -282,6 +289,8 @@ class Session:
         self.deps.store.commit(self.header, fresh, usage, self.header.participants, create=True,
                                consumed=consumed).result()
         self.committed = self.header
+        if fresh is not None and fresh.final:
+            self.deps.recall.feed(self.key, self.header.incarnation, self.header.generation, fresh)
 
     def break_(self, error: Exception) -> None:
         """The stored session can't be read (damaged, or a newer vigil's): refuse everything until it is removed.

@@ -26,19 +26,31 @@ from typing import Any, Protocol
 import msgspec
 
 from vigil.actors.meter import Meter
+from vigil.actors.model_call import ModelCall
 from vigil.actors.slots import QuerySlots
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.metrics import NULL_METRICS, Metrics
 from vigil.model.citations import reply_text
-from vigil.model.history import estimate_tokens, with_cache_point
-from vigil.model.prices import output_estimate
-from vigil.ports import ModelError, ModelPort, ModelRequest, ModelResponse, ServerToolSink, TokenUsage, TurnStatus
+from vigil.model.history import with_cache_point
+from vigil.model.thinking import thinking_text
+from vigil.ports import (
+    ModelError,
+    ModelPort,
+    ModelRequest,
+    ModelResponse,
+    ServerToolSink,
+    ThinkingPhase,
+    ThinkingSink,
+    TokenUsage,
+    TurnStatus,
+)
 from vigil.store.schema import Message
 from vigil.tools.outcome import ToolOutcome
 
 KEEPALIVE_S = 4.0  # Telegram's typing indicator lasts about five seconds
 FIRST_WAIT_S = 0.25  # a model call still running after this is a turn worth writing down as open
+THINKING_LINE = "💭 thinking…"  # the progress line while the model thinks (until its words come)
 
 
 Refused = Callable[[ModelError], "list[dict[str, Any]] | None"]
@@ -88,6 +100,8 @@ class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     note: str = ""
     calls: tuple[tuple[str, TokenUsage], ...] = ()
     error_kind: str = ""
+    # The summarized thinking of the turn's calls (`/think show` shows it); never part of `reply`.
+    thinking: str = ""
 
 
 @dataclass
@@ -163,67 +177,6 @@ def _retry_of(error: ModelError, on_refused: Refused | None) -> list[dict[str, A
     return on_refused(error)
 
 
-class _Call:
-    """One model call handed to a worker; `latch` opens when it ends or the turn is cancelled."""
-
-    __slots__ = ("abandoned", "cancel", "error", "latch", "meter", "on_server_tool", "on_text", "opened",
-                 "release_lock", "request", "response", "seen", "streamed", "text_gate")
-
-    def __init__(self, request: ModelRequest, on_text: Callable[[str], None], cancel: CancelToken,
-                 meter: Meter, on_server_tool: ServerToolSink | None = None) -> None:
-        self.request = request
-        self.on_text = on_text
-        self.on_server_tool = on_server_tool
-        self.cancel = cancel
-        self.meter = meter
-        self.seen: TokenUsage | None = None  # the usage the API reported so far
-        self.latch = threading.Lock()
-        self.latch.acquire()
-        self.release_lock = threading.Lock()
-        self.opened = False
-        self.text_gate = threading.Lock()
-        self.abandoned = False
-        self.streamed: list[str] = []
-        self.response: ModelResponse | None = None
-        self.error: BaseException | None = None
-
-    def open(self) -> None:
-        with self.release_lock:
-            if not self.opened:
-                self.opened = True
-                self.latch.release()
-
-    def text(self, delta: str) -> None:
-        with self.text_gate:
-            if self.abandoned:
-                return
-            self.streamed.append(delta)
-            self.meter.streamed(len(delta))
-            self.on_text(delta)
-
-    def server_tool(self, name: str, tool_input: dict[str, Any]) -> None:
-        with self.text_gate:
-            if not self.abandoned and self.on_server_tool is not None:
-                self.on_server_tool(name, tool_input)
-
-    def usage(self, usage: TokenUsage) -> None:
-        with self.text_gate:
-            if self.abandoned:
-                return
-            self.seen = usage
-            self.meter.started(self.request.model, usage)
-
-    def abandoned_usage(self) -> TokenUsage:
-        """What a call left behind used, as far as known: the reported input, else an estimate of it."""
-        seen = self.seen
-        if seen is None:  # no message_start yet: the request may still be billed, so count its input
-            request = self.request
-            seen = TokenUsage(input_tokens=estimate_tokens(
-                [{"role": "user", "content": [*request.system, *request.tools]}, *request.messages]))
-        output = output_estimate(sum(len(piece) for piece in self.streamed))
-        return msgspec.structs.replace(seen, output_tokens=max(seen.output_tokens, output))
-
-
 class TurnRunner:
     """Runs turns; one instance per process, used from many session threads."""
 
@@ -232,7 +185,7 @@ class TurnRunner:
         self._metrics = metrics
         self._slots = slots
         self._max_rounds = max_rounds
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[ModelCall | None] = queue.SimpleQueue()
         self._workers = [threading.Thread(target=self._work, name=f"model-call-{i}", daemon=True)
                          for i in range(slots.limit)]
         for worker in self._workers:
@@ -249,7 +202,7 @@ class TurnRunner:
         while (call := self._calls.get()) is not None:
             try:
                 call.response = self._model.stream(call.request, call.text, call.cancel, on_usage=call.usage,
-                                                   on_server_tool=call.server_tool)
+                                                   on_server_tool=call.server_tool, on_thinking=call.thinking)
             except BaseException as exc:
                 call.error = exc
             finally:
@@ -282,6 +235,7 @@ class TurnRunner:
         base = list(request.messages)
         exchange: list[Message] = list(resume)
         said = _Progress()
+        thought: list[str] = []  # the summarized thinking of each call, for `/think show`
         status: TurnStatus
         status, note, error_kind = "done", "", ""
         for round_no in range(rounds + 1):
@@ -308,14 +262,19 @@ class TurnRunner:
                 if tools is not None:  # a web search or fetch running at the service: say so meanwhile
                     display.progress(tools.describe(name, tool_input))
 
+            def on_thinking(phase: ThinkingPhase, piece: str) -> None:
+                if phase == "start":  # until the words come (the display clears it when the text changes)
+                    display.progress(THINKING_LINE)
+
             try:
                 response, base = self._call_or_retry(call, base, on_refused, cancel, on_text, display, meter,
-                                                     on_server_tool)
+                                                     on_server_tool, on_thinking)
             except ModelError as exc:
                 said.current = []  # the partial below holds what was streamed; don't count it twice
                 partial = exc.partial
                 if partial is not None:
                     meter.add(partial.model or request.model, partial.usage)
+                    thought.append(thinking_text(partial.content))
                     if partial.content:
                         exchange.append(Message(role="assistant", content=partial.content))
                 else:
@@ -324,6 +283,7 @@ class TurnRunner:
                 said.rounds.append(reply_text(partial.content) if partial else "")
                 break
             meter.add(response.model or request.model, response.usage)
+            thought.append(thinking_text(response.content))
             if response.content and exchange and exchange[-1].role == "assistant":
                 # The continuation of a paused turn: one assistant message, as the API sees it.
                 exchange[-1] = Message(role="assistant", content=(*exchange[-1].content, *response.content))
@@ -370,18 +330,19 @@ class TurnRunner:
                 status, note = "stopped", "stopped"
                 break
         return TurnOutcome(messages=tuple(exchange), reply=said.joined(), status=status, note=note,
-                           calls=meter.calls, error_kind=error_kind)
+                           calls=meter.calls, error_kind=error_kind, thinking="\n\n".join(t for t in thought if t))
 
     def _call_or_retry(self, call: ModelRequest, base: list[dict[str, Any]], on_refused: Refused | None,
                        cancel: CancelToken, on_text: Callable[[str], None], display: TurnDisplay, meter: Meter,
-                       on_server_tool: ServerToolSink | None = None) -> tuple[ModelResponse, list[dict[str, Any]]]:
+                       on_server_tool: ServerToolSink | None = None, on_thinking: ThinkingSink | None = None,
+                       ) -> tuple[ModelResponse, list[dict[str, Any]]]:
         """One call; after a refusal `on_refused` can mend, the same call again with the mended messages.
 
         Returns the response and the request's messages it was made with (`base`, or the mended ones,
         which the turn's later rounds keep)."""
         while True:
             try:
-                return self._call(call, cancel, on_text, display, meter, on_server_tool), base
+                return self._call(call, cancel, on_text, display, meter, on_server_tool, on_thinking), base
             except ModelError as refused:
                 retry = _retry_of(refused, on_refused)
                 if retry is None:
@@ -392,11 +353,12 @@ class TurnRunner:
                 call = msgspec.structs.replace(call, messages=(*base, *exchanged))
 
     def _call(self, request: ModelRequest, cancel: CancelToken, on_text: Callable[[str], None],
-              display: TurnDisplay, meter: Meter, on_server_tool: ServerToolSink | None = None) -> ModelResponse:
+              display: TurnDisplay, meter: Meter, on_server_tool: ServerToolSink | None = None,
+              on_thinking: ThinkingSink | None = None) -> ModelResponse:
         cancelled = ModelResponse(content=(), stop_reason="cancelled", usage=TokenUsage(), model=request.model)
         if self._closed or not self._slots.acquire(cancel):
             return cancelled
-        call = _Call(request, on_text, cancel, meter, on_server_tool)
+        call = ModelCall(request, on_text, cancel, meter, on_server_tool, on_thinking)
         self._calls.put(call)
         with cancel.on_cancel(call.open):
             wait = FIRST_WAIT_S

@@ -22,6 +22,7 @@ from vigil.actors.protocol import UserText
 from vigil.actors.recovery import resend_undelivered
 from vigil.actors.refused_files import RefusedFiles, remember, tell
 from vigil.actors.state import Session, is_group, usage_of
+from vigil.actors.think import asked
 from vigil.actors.tools import user_turn_tools
 from vigil.actors.turn import TurnOutcome, resume_exchange
 from vigil.budget import call_guard
@@ -165,7 +166,7 @@ def run_user_turn(session: Session, turn: Turn) -> None:
     if session.window is not None and session.window.upto == final.seq:
         session.window.add(final)
     reply, note = _presentable(outcome, saved)
-    stream.finish(reply, note)
+    stream.finish(reply, note, thinking=outcome.thinking if session.header.think_show else "")
     ended = time.monotonic()
     session.deps.metrics.turn(turn.kind, outcome.status, ended - started,
                               min(display.first_shown or ended, ended) - started)
@@ -229,9 +230,11 @@ def _request(session: Session, turn: Turn) -> tuple[ModelRequest, RefusedFiles |
     if window.has_files or any(item.attachments for item in turn.inputs):
         refusals = RefusedFiles(messages, session.deps.media, frozenset(header.unreadable))
         messages = refusals.request_messages()
+    settings = session.deps.settings
+    thinking, max_tokens = asked(header, settings, settings.max_output_tokens, turn.messages)  # actors/think.py
     return ModelRequest(
-        model=header.model, max_tokens=session.deps.settings.max_output_tokens,
+        model=header.model, max_tokens=max_tokens,
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs],
-                             mode=effective_mode(header, session.deps.settings)),
-        messages=tuple(messages),
+                             mode=effective_mode(header, settings)),
+        messages=tuple(messages), thinking=thinking,
     ), refusals

@@ -49,8 +49,13 @@ class ConsoleStream:
             self._outbox.err.write(f"… {line}\n")
             self._outbox.err.flush()
 
-    def finish(self, text: str, note: str = "") -> None:
+    def finish(self, text: str, note: str = "", thinking: str = "") -> None:
         with self._outbox.lock:
+            if thinking.strip():  # `/think show`: Claude's summarized thinking, plainly, above the answer
+                lines = "\n".join(f"💭 {line}" if line.strip() else "💭" for line in thinking.strip().splitlines())
+                self._outbox.out.write(("\n" if self._printed and not self._printed.endswith("\n") else "")
+                                       + lines + "\n")
+                self._printed = ""  # the answer is printed whole below it
             self._emit(text)
             tail = ""
             if note:

@@ -307,10 +307,12 @@ class RecordingStream:
     def progress(self, line: str) -> None:
         self._outbox._add(self.record, ("progress", line, ""))
 
-    def finish(self, text: str, note: str = "") -> None:
+    def finish(self, text: str, note: str = "", thinking: str = "") -> None:
         hook = self._outbox.finish_hook
         if hook is not None:
             hook(self.record.key, text, note)
+        if thinking:  # shown above the answer (`/think show`): recorded before it
+            self._outbox._add(self.record, ("thinking", thinking, ""))
         self._outbox._add(self.record, ("finish", text, note))
 
 

@@ -1,4 +1,4 @@
-"""`vigil sessions list|show|cleanup|delete|export|stats`: the store from another shell.
+"""`vigil sessions list|show|cleanup|delete|export|stats|reindex`: the store from another shell.
 
 These open the same LMDB environment as the running service (LMDB is made
 for several processes); reads never block it, and the few writes (cleanup,
@@ -19,6 +19,7 @@ from vigil.durations import DurationError, parse_duration
 from vigil.expiry import activity, expired, old_generations
 from vigil.media import MediaStore
 from vigil.media_sweep import sweep
+from vigil.recall.upkeep import reindex_command, unindex
 from vigil.settings import Settings
 from vigil.store.store import LmdbStore, open_store, unreadable_line
 from vigil.store_stats import print_stats
@@ -116,6 +117,7 @@ def _cleanup(store: LmdbStore, args: argparse.Namespace) -> int:
         print(f"  and {old} earlier conversation(s) (from /new) older than {args.older_than} in other sessions")
     if not _confirm(f"Delete these {len(doomed)} session(s) and {old} earlier conversation(s)?", args.yes):
         return 1
+    unindex(store, [(h.key, None) for h in doomed] + [(k, g) for k, gens in old_of.items() for g in gens])
     for h in doomed:
         store.delete_session(h.key).result()
     pruned = sum(int(store.prune_generations(key, cutoff, gens).result()) for key, gens in old_of.items())
@@ -132,6 +134,7 @@ def _delete(store: LmdbStore, args: argparse.Namespace) -> int:
         return 1
     if not _confirm(f"Delete session {key} (history, notes, settings)?", args.yes):
         return 1
+    unindex(store, [(key, None)])  # first: the recall index reads the words it takes out from the store
     turns = store.delete_session(key).result()
     print(f"deleted {key} ({turns} turns)")
     _sweep_media(store)
@@ -170,7 +173,7 @@ def sessions_command(settings: Settings, args: argparse.Namespace) -> int:
     store = open_store(settings.data_dir, settings.store_map_mb)
     try:
         action = {"list": _list, "show": _show, "cleanup": _cleanup, "delete": _delete, "export": _export,
-                  "stats": _stats}
+                  "stats": _stats, "reindex": reindex_command}
         return action[args.action](store, args)
     finally:
         store.close()

@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
     stats = ssub.add_parser("stats", help="the store's size, live and free pages, bytes per turn, media")
     stats.add_argument("--json", action="store_true", help="one JSON object")
+    ssub.add_parser("reindex", help="build the recall index (/search, Claude's recall) anew from the store")
     sessions.set_defaults(func=cmd_sessions)
 
     backup = sub.add_parser("backup", help="a consistent, compacted copy of the store and its media (vigil may run)")

@@ -46,6 +46,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("compact", "/compact", "fold the earlier conversation into a summary now (/export keeps it all)",
                 "session"),
     CommandSpec("schedules", "/schedules [cancel ID]", "this chat's reminders and recurring tasks", "session"),
+    CommandSpec("search", "/search WORDS", "find words in this chat's conversations, earlier ones included", "control"),
+    CommandSpec("think", "/think [off|auto|low|medium|high|show [off]]",
+                "whether Claude thinks before answering here, and whether you see its thinking", "session"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

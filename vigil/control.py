@@ -31,6 +31,7 @@ from vigil.durations import format_duration
 from vigil.media_export import media_rows
 from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
+from vigil.search_command import search_reply
 from vigil.store.schema import SessionHeader, UnreadableRecord
 from vigil.store.store import Unreadable, UsageRow, unreadable_line, utc_day
 from vigil.tool_mode import mode_line
@@ -120,6 +121,8 @@ class Control:
         simple = {"start": self.start, "help": self.help}
         if command.name in simple:
             return simple[command.name]()
+        if command.name == "search":  # this chat's past conversations (vigil/search_command.py)
+            return search_reply(self.runtime.recall, caller.key, command.args, self.header)
         per_caller = {"status": self.status, "stop": self.stop, "pwd": self.pwd, "usage": self.usage,
                       "export": self.export}
         return per_caller[command.name](caller)

@@ -188,8 +188,10 @@ class ReplyStream(Protocol):
         """Show `line` (a tool being run) beside the reply until the text changes again."""
         ...
 
-    def finish(self, text: str, note: str = "") -> None:
-        """Show the final `text`, with `note` (e.g. "stopped") after it; nothing more is shown after this."""
+    def finish(self, text: str, note: str = "", thinking: str = "") -> None:
+        """Show the final `text`, with `note` (e.g. "stopped") after it; nothing more is shown after this.
+
+        `thinking`: the summarized thinking to show above the answer (`/think show`), apart from its text."""
         ...
 
 

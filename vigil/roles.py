@@ -59,6 +59,7 @@ _SETTINGS_WHAT = {
     "compact": "compact the conversation (/compact)",
     "forget": "delete this chat's data (/forget)",
     "sessions": "clean up this group's sessions (/sessions cleanup)",
+    "think": "change how Claude thinks here (/think off|auto|low|medium|high|show)",
 }
 
 
@@ -88,6 +89,8 @@ NEEDS: dict[str, Callable[[str], Need]] = {
     "pin": lambda args: "settings",
     "compact": lambda args: "settings",
     "forget": lambda args: "settings",
+    "search": lambda args: "member",  # this chat's own history, which every member could read
+    "think": lambda args: "settings" if _first_word(args) else "member",
 }
 
 

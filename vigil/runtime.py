@@ -37,6 +37,7 @@ from vigil.media import MediaStore
 from vigil.media_sweep import MediaSweeper
 from vigil.metrics import NULL_METRICS, Metrics, build_metrics
 from vigil.ports import ModelPort, Outbox, Store, WriteFuture
+from vigil.recall.live import RecallPort, recall_for
 from vigil.settings import Settings
 from vigil.store.store import open_store
 from vigil.tools.toolbox import Toolbox
@@ -58,7 +59,7 @@ class Runtime:
     def __init__(self, settings: Settings, outboxes: dict[str, Outbox], model: ModelPort,
                  store: Store | None = None, actor_class: type[SessionActor] | None = None,
                  clock: Callable[[], float] = time.time, serves: Callable[[str], bool] | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, recall: RecallPort | None = None) -> None:
         self.settings = settings
         self.outboxes = outboxes
         # The sessions whose unfinished work (open turns, the inbox) this process takes up at start:
@@ -84,10 +85,12 @@ class Runtime:
         self.timer = HeartbeatTimer(self.submit, clock=clock)
         # One for the process: the adapters' gates and every session's model calls share its rate window.
         self.allowance = Allowance(settings, self.store.user_cost_micros, clock=clock)
+        # The recall index (vigil/recall/): its own thread, started once the sessions run, closed before the store.
+        self.recall = recall if recall is not None else recall_for(settings.data_dir, self.store)
         self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
                                 toolbox=self.toolbox, registry=self.registry, allowance=self.allowance, clock=clock,
                                 schedule_heartbeat=self._schedule_heartbeat, media=self.media,
-                                sweep_media=self.sweeper.request, metrics=self.metrics)
+                                sweep_media=self.sweeper.request, metrics=self.metrics, recall=self.recall)
         self.roles = self.deps.roles  # who may do what: the adapters attach how they learn a group's admins
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None
@@ -114,6 +117,8 @@ class Runtime:
                                 if channel_of(k) in self.outboxes)
         self.timer.start()
         self.sweeper.request()  # files orphaned by a /forget within the last sweep's grace, or by a crash
+        # Checked against the store on its own thread (caught up or rebuilt if missing or behind): never delays start.
+        self.recall.start()
         # What exists now (modules, classes, the store) lives as long as the process: take it out of
         # the cyclic collector's reach, so its pauses stay short however much code vigil imported.
         gc.collect()
@@ -181,6 +186,7 @@ class Runtime:
             except pykka.ActorDeadError:
                 pass
         self.runner.close()
+        self.recall.close()  # what the sessions fed is indexed; the store must still be open
         self.disk.stop()
         self.sweeper.close()  # a sweep reads the store: it ends first
         self.metrics.close()

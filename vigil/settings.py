@@ -92,6 +92,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mcp_timeout_s: float = 60.0
     mcp_max_eager_tools: int = 20
     skills_dir: Path = Path("skills")  # always set by load_settings: <config dir>/skills unless named
+    # VIGIL_THINKING: the thinking of chats that did not choose with /think (vigil/model/thinking.py); "" leaves
+    # it to the model (no `thinking` sent at all).
+    thinking: Literal["", "off", "auto", "low", "medium", "high"] = ""
 
     @property
     def telegram_base_file_url(self) -> str:
@@ -179,6 +182,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_MCP_DEFAULT", "mcp_default", parse_server_names),
     _Var("VIGIL_MCP_TIMEOUT", "mcp_timeout_s", parse.duration),
     _Var("VIGIL_MCP_MAX_EAGER_TOOLS", "mcp_max_eager_tools", parse.non_negative_int),
+    _Var("VIGIL_THINKING", "thinking", parse.choice("off", "auto", "low", "medium", "high")),
 )
 # Variables handled by hand below (paths and the allowlist need more than a parser).
 _SPECIAL = ("VIGIL_DATA_DIR", "VIGIL_ALLOWED_USERS", "VIGIL_WORKDIR_ROOT", "VIGIL_MCP_CONFIG", "VIGIL_SKILLS_DIR")

@@ -11,6 +11,7 @@ from typing import Any
 
 from vigil.actors.state import Session
 from vigil.actors.tools.notes import note_tools
+from vigil.actors.tools.recall import recall_tools
 from vigil.actors.tools.schedule import schedule_tools
 from vigil.actors.tools.send_file import send_file_tools
 from vigil.actors.tools.send_message import BeatSends, send_message_tools
@@ -42,7 +43,7 @@ def merge(*parts: ToolSet, fallback: ToolSet | None = None) -> ToolSet:
 
 def user_turn_tools(session: Session) -> ToolSet:
     """The tools of a user turn: the editor (and bash when enabled) jailed to this session's workspace,
-    starting in its cwd; save_note; send_file (through the editor's jail); the web; schedule. Kept while the
+    starting in its cwd; save_note; send_file (through the editor's jail); the web; schedule; recall. Kept while the
     session's place stays the same."""
     assert session.header is not None, "tools run only in a session that has a header"
     header = session.header
@@ -52,11 +53,14 @@ def user_turn_tools(session: Session) -> ToolSet:
     workspace = workspace_tools(session, place)
     toolset = merge(workspace, note_tools(session), send_file_tools(session, place), web_tools(session.deps.settings),
                     schedule_tools(session),
+                    recall_tools(session),  # this chat's past conversations (actors/tools/recall.py)
                     fallback=workspace)
     session.toolset_cache = (place, toolset)
     return toolset
 
 
 def beat_tools(session: Session, sends: BeatSends) -> ToolSet:
-    """The tools of a heartbeat turn: send_message (the only way a beat reaches the chat), save_note, the web."""
-    return merge(send_message_tools(sends), note_tools(session), web_tools(session.deps.settings))
+    """The tools of a heartbeat turn: send_message (the only way a beat reaches the chat), save_note, the web,
+    recall."""
+    return merge(send_message_tools(sends), note_tools(session), web_tools(session.deps.settings),
+                 recall_tools(session))

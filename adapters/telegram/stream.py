@@ -42,6 +42,8 @@ from vigil.adapters.telegram.render import (
     split_for_telegram,
     utf16_len,
 )
+from vigil.adapters.telegram.thought import MARK as THOUGHT_MARK
+from vigil.adapters.telegram.thought import with_thought
 from vigil.logs import get_logger
 from vigil.store.schema import Target
 
@@ -107,8 +109,9 @@ class TelegramStream:
             rest = self._rest(text)
         return bool(rest.strip()) and settled_cut(rest) > 0
 
-    def finish(self, text: str, note: str = "") -> None:
-        self._outbox.submit(self._finish(text, note), None if self._ref is None else (self._key, self._ref))
+    def finish(self, text: str, note: str = "", thinking: str = "") -> None:
+        self._outbox.submit(self._finish(text, note, thinking),
+                            None if self._ref is None else (self._key, self._ref))
 
     def _schedule(self) -> None:
         if not self._first_at:
@@ -152,7 +155,7 @@ class TelegramStream:
             await self._settle(durable)
         with self._lock:
             rest = self._rest(text)
-        footer = f"\n\n{PROGRESS_MARK} {progress}" if progress else ""
+        footer = _footer(progress)
         # Nothing written yet and no tool running: an empty draft, which Telegram shows as "Thinking…".
         body = preview_text(rest, TELEGRAM_TEXT_LIMIT - utf16_len(footer)) if rest.strip() else ""
         preview = (body + footer).strip()
@@ -196,7 +199,7 @@ class TelegramStream:
         self._shown = None
 
     async def _edit(self, durable: str, progress: str) -> None:
-        footer = f"\n\n{PROGRESS_MARK} {progress}" if progress else ""
+        footer = _footer(progress)
         with self._lock:
             rest = self._rest(durable)
         if not rest.strip() and not footer:
@@ -219,7 +222,7 @@ class TelegramStream:
         except (Undeliverable, BadRequest, NetworkError, RetryAfter) as exc:
             _log.debug("outbox.preview_lost", error=str(exc))  # a lost preview is not worth more
 
-    async def _finish(self, text: str, note: str) -> None:
+    async def _finish(self, text: str, note: str, thinking: str = "") -> None:
         async with self._outbox.lock(self._target):
             self._finished = True
             with self._lock:
@@ -227,6 +230,7 @@ class TelegramStream:
             chunks = split_for_telegram(rest) if rest.strip() else []
             if note:
                 chunks = _with_note(chunks, note)
+            chunks = with_thought(chunks, thinking)  # `/think show`: the quote above the answer
             try:
                 for index, chunk in enumerate(chunks):
                     if index == 0 and self._message_id is not None:
@@ -239,6 +243,13 @@ class TelegramStream:
                 return
             except Exception as exc:  # retries ran out: the session keeps the reply to send again
                 self._outbox.report_failure(self._key, str(exc), self._ref)
+
+
+def _footer(progress: str) -> str:
+    """The progress line under a preview: a tool at work (🔧), or the model thinking (its own 💭)."""
+    if not progress:
+        return ""
+    return f"\n\n{progress}" if progress.startswith(THOUGHT_MARK) else f"\n\n{PROGRESS_MARK} {progress}"
 
 
 def _with_note(chunks: list[Chunk], note: str) -> list[Chunk]:

@@ -13,7 +13,7 @@
   word in twelve replaced by a rare made-up one, so the vocabulary grows as a real chat's does).
 - `recall_feed_overhead_pct`: what indexing adds to a turn, as a share of the CPU a turn costs: the
   committing thread's `feed` (a queue put) plus the indexer's CPU per bench turn, over the CPU per turn
-  of the throughput rounds. Beside it, the A/B: one runtime whose store feeds an indexer or not, rounds
+  of the throughput rounds. Beside it, the A/B: one runtime whose sessions feed an indexer or not, rounds
   alternating (off, on, off, ...), each round on against the two off around it, the indexer caught up
   after every round on (never a turn dropped from its queue).
 """
@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from vigil.recall import RecallIndex, RecallIndexer, StoreView
+from vigil.recall import RecallIndex, RecallIndexer, RecallResult, StoreView
 from vigil.recall.db import paths
 from vigil.store.schema import Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore, open_store
@@ -147,17 +147,28 @@ def measure_recall(data_dir: Path, turns: int, others: int = 50, other_turns: in
     return p95, size / total, details
 
 
-class _FeedingStore(LmdbStore):
-    """The store as the integration will drive it: a final turn committed is fed to the indexer."""
+class _Switched:
+    """The runtime's recall port (vigil/recall/live.py) as the sessions drive it, its feed switched per round."""
 
-    feeding: RecallIndexer | None = None
+    def __init__(self, indexer: RecallIndexer) -> None:
+        self.indexer = indexer
+        self.on = False
 
-    def commit(self, header: SessionHeader, turn: Turn | None = None, *args: Any, **kwargs: Any) -> Any:
-        future = super().commit(header, turn, *args, **kwargs)
-        indexer = self.feeding
-        if indexer is not None and turn is not None and turn.final:
-            indexer.feed(header.key, header.incarnation, header.generation, turn)
-        return future
+    def feed(self, key: str, incarnation: int, generation: int, turn: Turn) -> None:
+        if self.on:
+            self.indexer.feed(key, incarnation, generation, turn)
+
+    def forget(self, key: str, generation: int | None = None, timeout: float = 300.0) -> int:
+        return self.indexer.forget(key, generation, timeout)
+
+    def search(self, key: str, text: str, limit: int = 5) -> RecallResult:
+        return self.indexer.search(key, text, limit)
+
+    def start(self) -> None:
+        return None  # started and closed by the bench itself
+
+    def close(self, timeout: float = 10.0) -> None:
+        return None
 
 
 def _bench_turns(count: int) -> Iterator[tuple[str, int, int, Turn]]:
@@ -174,11 +185,12 @@ def measure_feed_overhead(data_dir: Path, chats: int, turns_each: int, samples: 
     from vigil.runtime import Runtime
 
     settings = _bench_settings(data_dir, max_live_sessions=max(1000, chats))
-    store = _FeedingStore(settings.data_dir, settings.store_map_mb)
+    store = open_store(settings.data_dir, settings.store_map_mb)
     indexer = RecallIndexer(settings.data_dir, StoreView(store))
     indexer.start()
+    feeding = _Switched(indexer)  # fed by Session.commit, as in the service
     outbox = BenchOutbox()
-    runtime = Runtime(settings, {"bench": outbox}, ZeroLatencyBenchModel(), store=store)
+    runtime = Runtime(settings, {"bench": outbox}, ZeroLatencyBenchModel(), store=store, recall=feeding)
     runtime.start()
     off: list[float] = []
     on: list[float] = []
@@ -187,14 +199,14 @@ def measure_feed_overhead(data_dir: Path, chats: int, turns_each: int, samples: 
         _warm_up(runtime, outbox, chats)
         closed_loop_round(runtime, outbox, chats, turns_each)
         for index in range(2 * samples + 1):  # off, on, off, ..., on, off
-            store.feeding = indexer if index % 2 == 1 else None
-            (on if store.feeding else off).append(closed_loop_round(runtime, outbox, chats, turns_each)[1])
-            if store.feeding:
+            feeding.on = index % 2 == 1
+            (on if feeding.on else off).append(closed_loop_round(runtime, outbox, chats, turns_each)[1])
+            if feeding.on:
                 began = time.perf_counter()
                 if not indexer.wait_idle(60):
                     raise RuntimeError("the recall indexer fell behind the bench's turns")
                 lag.append((time.perf_counter() - began) * 1000)
-        store.feeding = None
+        feeding.on = False
         overflows, applied, batch = indexer.overflows, indexer.applied, indexer.applied / indexer.transactions
     finally:
         runtime.shutdown(grace_s=1)

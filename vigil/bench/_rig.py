@@ -53,7 +53,7 @@ class _BenchStream:
     def progress(self, line: str) -> None:
         return None
 
-    def finish(self, text: str, note: str = "") -> None:
+    def finish(self, text: str, note: str = "", thinking: str = "") -> None:
         self._outbox.delivered(self._key)
 
 

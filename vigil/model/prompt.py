@@ -13,6 +13,9 @@ from typing import Any
 from vigil.store.schema import Note, SessionHeader, ToolMode
 from vigil.tool_mode import mode_sentence
 
+RECALL_SENTENCE = ("You can search this chat's earlier conversations, including what no longer fits in your "
+                   "context, with the recall tool: use it whenever the user refers to something said before that "
+                   "you cannot see.")
 NOTES_SHOWN = 20
 NOTES_CHARS = 4000
 
@@ -64,6 +67,8 @@ def system_blocks(header: SessionHeader, notes: Sequence[Note],
         tools += "You can send a file from the working directory to the chat with send_file.\n"
     if mode is not None and "str_replace_based_edit_tool" in tool_names:
         tools += mode_sentence(mode) + "\n"
+    if "recall" in tool_names:
+        tools += RECALL_SENTENCE + "\n"
     if "schedule" in tool_names:
         tools += ("You can set reminders and recurring tasks in this chat with schedule (its list action also "
                   "tells the current time).\n")

@@ -174,7 +174,8 @@ class Searcher:
         return hits
 
 
-def _when(at: float, tz: str) -> str:
+def when(at: float, tz: str) -> str:
+    """A moment as the chat reads it: its date and time in `tz` (a zone that is no zone reads as UTC)."""
     try:
         zone = ZoneInfo(tz) if tz and tz != "UTC" else UTC
     except (KeyError, ValueError):
@@ -188,12 +189,12 @@ def format_hits(result: RecallResult, tz: str = "UTC", now: float | None = None)
     if not result.hits:
         return result.note or "Nothing in this chat's past conversations matches."
     lines = [f"{len(result.hits)} passage{'s' if len(result.hits) != 1 else ''} from this chat's conversations, "
-             f"best match first (now is {_when(time.time() if now is None else now, tz)}):"]
+             f"best match first (now is {when(time.time() if now is None else now, tz)}):"]
     for n, hit in enumerate(result.hits, 1):
         title = f' "{hit.title}"' if hit.title else ""
         where = f"conversation #{hit.generation}{title}{' (current)' if hit.current else ''}"
         who = hit.name if hit.speaker == "claude" else (hit.name or "the user")
-        lines.append(f"[{n}] {where} · {_when(hit.at, tz)} · {who}: {hit.text}")
+        lines.append(f"[{n}] {where} · {when(hit.at, tz)} · {who}: {hit.text}")
     if result.note:
         lines.append(f"({result.note})")
     return "\n".join(lines)

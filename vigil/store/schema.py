@@ -4,11 +4,10 @@ Rules that keep old data readable for as long as users run vigil:
 - every record carries a `type` tag and a `schema` number from the first release;
 - fields are only ever added, each with a default, so older records decode;
 - `omit_defaults` keeps an encoding stable when a defaulted field is added;
-- a record whose `schema` is newer than this code knows is refused with a clear
-  message (`NewerSchemaError`) instead of being half-understood; bytes that are
-  no record at all raise `DamagedRecord`. Both are `UnreadableRecord`s: the
-  store refuses only the session that owns one, and listings name it and go on.
-Golden-bytes tests pin the v1 encodings.
+- a record whose `schema` is newer than this code knows is refused with a clear message
+  (`NewerSchemaError`) instead of being half-understood; bytes that are no record at all raise
+  `DamagedRecord`. Both are `UnreadableRecord`s: the store refuses only the session that owns one,
+  and listings name it and go on. Golden-bytes tests pin the v1 encodings.
 
 Records are `gc=False`: they hold only strings, numbers, tuples and plain
 dicts, so they can never be part of a reference cycle, and keeping them out of
@@ -300,6 +299,8 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Why the schedules are paused: Telegram refused a reply for good (actors/unreachable.py); "" when they
     # fire. Added with a default, so no schema bump.
     unreachable: str = ""
+    thinking: Literal["", "off", "auto", "low", "medium", "high"] = ""  # /think ("": VIGIL_THINKING's): actors/think.py
+    think_show: bool = False  # /think show: the summarized thinking above each answer. No schema bump for either.
 
     @property
     def needs_recovery(self) -> bool:

@@ -15,7 +15,7 @@ from tests.standins.messages_api.responders import ToolCall
 from tests.standins.messages_api.script import Plan, offered_tools
 from tests.standins.messages_api.server_tools import web_content
 from tests.standins.messages_api.state import State
-from tests.standins.messages_api.thinking import add_thinking
+from tests.standins.messages_api.thinking import add_thinking, thinking_seconds
 from tests.standins.messages_api.tool_search import callable_tools, search_content
 from tests.standins.messages_api.usage import input_usage, token_count
 
@@ -86,6 +86,7 @@ def build_message(state: State, body: dict[str, Any], plan: Plan) -> dict[str, A
         content, stop_reason, stop_sequence = web_content_blocks, web_stop, None
     with state.lock:  # thinking first, when on (`thinking`): its characters are output too
         thought, plan.thinking_drop = add_thinking(body, content, state.served)
+    plan.thinking_seconds = thinking_seconds(body)
     output_chars = thought + len(text) + sum(len(json.dumps(c.input)) + 40 for c in calls)
     output_chars += sum(len(b.get("text", "")) + len(json.dumps(b.get("input", "")))
                         for b in [*web_content_blocks, *searched])

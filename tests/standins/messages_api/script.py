@@ -55,6 +55,7 @@ class Plan:
     web: WebPlan | None = None
     tool_searches: list[str] = field(default_factory=list)  # the tool search tool's queries (tool_search)
     thinking_drop: int | None = None  # cut the stream after this many characters of thinking (`thinking`)
+    thinking_seconds: float = 0.0  # spread the thinking over this long (`thinking`: `[[think_slow=S]]`)
 
 
 def _plan_from_responder(responder: Responder) -> Plan:

@@ -78,7 +78,10 @@ def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any],
                     },
                 )
         elif block["type"] == "thinking":
-            if not stream_thinking(send, handler, index, block, plan.thinking_drop):
+            def slowly(pieces: int, seconds: float = plan.thinking_seconds) -> None:
+                wait(handler, stopping, seconds / pieces if seconds else 0.0)
+
+            if not stream_thinking(send, handler, index, block, plan.thinking_drop, slowly):
                 return
         elif block["type"] not in ("tool_use", "server_tool_use"):
             # A server tool's result arrives whole in its content_block_start.

@@ -6,9 +6,10 @@ made think by default with `MessagesAPI.think_by_default`) every answer starts w
 the signature is an HMAC over the text under a key of this process, so a block changed by a byte, or
 cut before its signature came, fails. `[[redacted_thinking]]` in the user's words puts a
 `redacted_thinking` block (its `data` HMAC-sealed too) before it; `[[think_drop=N]]` cuts the stream
-after N characters of thinking, before its signature. Streamed as the API streams it (the SDK's own
-test fixtures): `content_block_start` with empty `thinking` and `signature`, `thinking_delta`s ending
-with an empty one, one `signature_delta`, `content_block_stop`. Thinking counts as output tokens.
+after N characters of thinking, before its signature; `[[think_slow=S]]` spreads the thinking over S
+seconds. Streamed as the API streams it (the SDK's own test fixtures): `content_block_start` with empty
+`thinking` and `signature`, `thinking_delta`s ending with an empty one, one `signature_delta`,
+`content_block_stop`. Thinking counts as output tokens.
 
 Refused, in the API's words where known:
 - `thinking` of a shape the API refuses (keys per type, `display`), and thinking with a `tool_choice`
@@ -34,6 +35,7 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from tests.standins.messages_api.connection import Handler
@@ -46,6 +48,7 @@ _CONFIG_KEYS = {"enabled": frozenset({"type", "budget_tokens", "display"}),
                 "adaptive": frozenset({"type", "display"}), "disabled": frozenset({"type"}),
                 "between_tools": frozenset({"type"})}
 _DIRECTIVES = re.compile(r"\[\[(redacted_thinking|think_drop=(\d+))\]\]")
+_SLOW = re.compile(r"\[\[think_slow=(\d+(?:\.\d+)?)\]\]")
 _EXPECTED = ("Expected `thinking` or `redacted_thinking`, but found `{found}`. When `thinking` is enabled, a final "
              "`assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and "
              "`tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this "
@@ -121,15 +124,25 @@ def add_thinking(body: dict[str, Any], content: list[dict[str, Any]], served: di
     return len(text), drop
 
 
-def stream_block(send: Any, handler: Handler, index: int, block: dict[str, Any], drop: int | None) -> bool:
-    """Stream one thinking block as the API does; False if the stream was cut in it (`think_drop`)."""
+def thinking_seconds(body: dict[str, Any]) -> float:
+    """How long the thinking of an answer streams: `[[think_slow=S]]` in the user's words, else at once."""
+    found = _SLOW.search(current_turn_text(body))
+    return float(found.group(1)) if found else 0.0
+
+
+def stream_block(send: Any, handler: Handler, index: int, block: dict[str, Any], drop: int | None,
+                 pause: Callable[[int], None] = lambda pieces: None) -> bool:
+    """Stream one thinking block as the API does; False if the stream was cut in it (`think_drop`).
+    `pause(pieces)` is called before each of the block's `pieces` deltas (`think_slow`)."""
     send("content_block_start", {"type": "content_block_start", "index": index,
                                  "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
     if index == 0:
         send("ping", {"type": "ping"})
     text = block["thinking"]
     sent = 0
-    for piece in [*(text[i:i + PIECE] for i in range(0, len(text), PIECE)), ""]:
+    pieces = [*(text[i:i + PIECE] for i in range(0, len(text), PIECE)), ""]
+    for piece in pieces:
+        pause(len(pieces))
         if drop is not None and sent >= drop:
             handler.cut()
             return False
