@@ -103,8 +103,10 @@ def test_claude_recalls_the_first_conversation_after_new_and_a_compaction_and_se
 
     found = search(rig, rosa.id, rosa, "greenhouse lease", "🔎")
     assert "#1" in found.text and "Okonkwo" in found.text and "samsecret" not in found.text, found.text
-    first = buttons(found)[0]
-    assert str(first["callback_data"]).startswith("resume:1:"), buttons(found)
+    # Conversation #4 may rank first once its own reply (which quotes the recall) is indexed: the hit of #1
+    # is among the five, with its button.
+    first = next((b for b in buttons(found) if str(b["callback_data"]).startswith("resume:1:")), None)
+    assert first is not None, buttons(found)
     query = rig.bot.press_button(rosa.id, rosa.id, found.message_id, str(first["callback_data"]))
     back = rig.bot.wait_for_bot_text(rosa.id, "Back to conversation #1")
     assert "#4" in back.text, back.text  # the one left is kept
