@@ -300,6 +300,11 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Why the schedules are paused: Telegram refused a reply for good (actors/unreachable.py); "" when they
     # fire. Added with a default, so no schema bump.
     unreachable: str = ""
+    # MCP servers a vigil admin turned on here (/mcp on), and default ones (VIGIL_MCP_DEFAULT) turned off here
+    # (/mcp off): the chat's servers are vigil.mcp.config.effective_servers of these. Added with defaults, so no
+    # schema bump: an older vigil ignores them.
+    mcp_on: tuple[str, ...] = ()
+    mcp_off: tuple[str, ...] = ()
 
     @property
     def needs_recovery(self) -> bool:
