@@ -13,6 +13,7 @@ from vigil.actors import (
     compaction,
     conversation_commands,
     heartbeat,
+    mcp_command,
     mode_command,
     pin,
     schedule_commands,
@@ -31,6 +32,7 @@ COMMANDS: Mapping[str, CommandHandler] = {
     **mode_command.COMMANDS,
     **compaction.COMMANDS,
     **schedule_commands.COMMANDS,
+    **mcp_command.COMMANDS,
 }
 
 

@@ -46,6 +46,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("compact", "/compact", "fold the earlier conversation into a summary now (/export keeps it all)",
                 "session"),
     CommandSpec("schedules", "/schedules [cancel ID]", "this chat's reminders and recurring tasks", "session"),
+    CommandSpec("mcp", "/mcp [on|off NAME]",
+                "this chat's MCP servers: their state and tools (a vigil admin turns one on or off)", "control"),
+    CommandSpec("skills", "/skills", "the Agent Skills Claude can read and use", "control"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 
