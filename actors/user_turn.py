@@ -232,6 +232,7 @@ def _request(session: Session, turn: Turn) -> tuple[ModelRequest, RefusedFiles |
     return ModelRequest(
         model=header.model, max_tokens=session.deps.settings.max_output_tokens,
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs],
-                             mode=effective_mode(header, session.deps.settings)),
+                             mode=effective_mode(header, session.deps.settings),
+                             skills=session.deps.skills.current().prompt() if session.deps.skills else ""),
         messages=tuple(messages),
     ), refusals
