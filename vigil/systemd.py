@@ -87,6 +87,10 @@ Group={user}
 EnvironmentFile={env_file}
 StateDirectory=vigil
 StateDirectoryMode=0700
+# /etc/vigil, owned by root and read-only to the service: VIGIL_SKILLS_DIR defaults to /etc/vigil/skills
+# (one folder per Agent Skill); VIGIL_MCP_CONFIG=/etc/vigil/mcp.json is a good home for the MCP servers.
+# MCP stdio servers run as this user under this unit's rules: add what they must write to ReadWritePaths.
+ConfigurationDirectory=vigil
 Environment=VIGIL_WORKDIR_ROOT={workdir_root}
 Environment=VIGIL_LOG_FORMAT=json
 NoNewPrivileges=yes
