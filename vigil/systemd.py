@@ -87,10 +87,11 @@ Group={user}
 EnvironmentFile={env_file}
 StateDirectory=vigil
 StateDirectoryMode=0700
-# /etc/vigil, owned by root and read-only to the service: VIGIL_SKILLS_DIR defaults to /etc/vigil/skills
-# (one folder per Agent Skill); VIGIL_MCP_CONFIG=/etc/vigil/mcp.json is a good home for the MCP servers.
-# MCP stdio servers run as this user under this unit's rules: add what they must write to ReadWritePaths.
-ConfigurationDirectory=vigil
+# Agent Skills, one folder each: root's, read-only to the service (and to Claude), away from /etc/vigil
+# (the secrets, closed to the service user). An MCP config (VIGIL_MCP_CONFIG) holds credentials too: keep
+# it root:vigil 0640, e.g. /etc/vigil-mcp.json. MCP stdio servers run as this user, under this unit's rules.
+ConfigurationDirectory=vigil-skills
+Environment=VIGIL_SKILLS_DIR=/etc/vigil-skills
 Environment=VIGIL_WORKDIR_ROOT={workdir_root}
 Environment=VIGIL_LOG_FORMAT=json
 NoNewPrivileges=yes
