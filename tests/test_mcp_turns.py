@@ -21,6 +21,7 @@ from tests.mcp_servers import script
 from tests.standins.messages_api import MessagesAPI
 from tests.test_mcp_config import env
 from vigil.actors.approval_prompt import prompt_reply
+from vigil.actors.refused_files import RefusedFiles
 from vigil.actors.tools.mcp import searches_fit
 from vigil.actors.turn import tool_result
 from vigil.cancel import CancelToken
@@ -30,7 +31,7 @@ from vigil.media import MediaStore
 from vigil.model.anthropic_model import AnthropicModel
 from vigil.model.attached import materialize, ref_block
 from vigil.model.history import estimate_tokens
-from vigil.ports import ModelRequest
+from vigil.ports import ModelError, ModelRequest
 from vigil.roles import Place, Roles
 from vigil.settings import load_settings
 from vigil.store.schema import Attachment
@@ -214,3 +215,22 @@ def test_check_starts_each_server_and_says_which_failed(tmp_path: Path) -> None:
     with pytest.raises(CheckWarning) as warned:
         _mcp(load_settings(env(tmp_path, VIGIL_MCP_CONFIG=str(config))))
     assert "gone (failed" in str(warned.value) and "MCP server 'bad': url must be an http" in str(warned.value)
+
+
+def test_an_image_a_tool_returned_that_the_api_refuses_is_named_and_left_out_from_then_on(tmp_path: Path) -> None:
+    media = MediaStore(tmp_path / "media")
+    image = Attachment(kind="image", digest=media.put(b"\x89PNG-not-really"), media_type="image/png", size=15)
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "text", "text": "look"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "mcp__box__picture", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                      "content": [{"type": "text", "text": "a picture"}, ref_block(image)]}]}]
+    refusals = RefusedFiles(messages, media)
+    assert refusals.request_messages()[2]["content"][0]["content"][1]["type"] == "image"
+    error = ModelError("refused", "bad_request", detail="messages.2.content.0.content.1.image.source.base64.data: "
+                                                        "Could not process image")
+    mended = refusals.on_refused(error)
+    assert mended is not None
+    assert mended[2]["content"][0]["content"][1] == {
+        "type": "text", "text": "[image: the model service could not read it, so it is left out]"}
+    assert [a.digest for a, _ in refusals.refused(True)] == [image.digest]

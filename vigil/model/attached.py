@@ -119,7 +119,7 @@ Spot = tuple[int, int, int | None]
 """Where a placeholder stands: (message, block, index within that block's `tool_result` content or None)."""
 
 
-def _spots(messages: list[ApiMessage]) -> list[Spot]:
+def ref_spots(messages: list[ApiMessage]) -> list[Spot]:
     """Every placeholder: before a user's text, or in a tool's result (an MCP tool's images)."""
     spots: list[Spot] = []
     for m, message in enumerate(messages):
@@ -133,6 +133,12 @@ def _spots(messages: list[ApiMessage]) -> list[Spot]:
     return spots
 
 
+def ref_at(messages: list[ApiMessage], spot: Spot) -> Block:
+    m, b, k = spot
+    block: Block = messages[m]["content"][b]
+    return block if k is None else block["content"][k]
+
+
 def materialize(messages: list[ApiMessage], source: MediaSource | None,
                 limits: RequestLimits = LIMITS, unreadable: Collection[str] = ()) -> list[ApiMessage]:
     """`messages` with every placeholder replaced (new dicts where replaced; the rest shared).
@@ -142,20 +148,19 @@ def materialize(messages: list[ApiMessage], source: MediaSource | None,
     it once: actors/refused_files.py) becomes a line saying so, so that it never fails a request again.
     The placeholders of the last message are the ones the user is being answered about: a file of
     theirs left out is worded as such, not as one "sent earlier"."""
-    spots = _spots(messages)
+    spots = ref_spots(messages)
     if not spots:
         return messages
     budget = _Budget(limits)
     chosen: dict[Spot, Block] = {}
     last = len(messages) - 1
     for spot in reversed(spots):  # newest first: the files the user just sent are the ones that matter
-        m, b, k = spot
-        ref = messages[m]["content"][b] if k is None else messages[m]["content"][b]["content"][k]
+        ref = ref_at(messages, spot)
         attachment = attachment_of(ref)
         if attachment.digest in unreadable:
             block = _note(f"[{_what(attachment)}: the model service could not read it, so it is left out]")
         else:
-            block = _api_block(attachment, source, budget, current=m == last)
+            block = _api_block(attachment, source, budget, current=spot[0] == last)
         if "cache_control" in ref:
             block["cache_control"] = ref["cache_control"]
         chosen[spot] = block
