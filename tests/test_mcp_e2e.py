@@ -314,6 +314,9 @@ def test_mcp_on_by_anyone_but_a_vigil_admin_is_refused_in_a_private_chat_and_in_
     assert "not offered" in rig.answer(tia.id, sent, "not offered", timeout=30).text
     listing = rig.ask(group.id, uma, "/mcp", "🔌").text
     assert "No MCP server is on in this chat." in listing
+    menu = {c["command"]: c["description"] for c in rig.bot.commands}
+    assert "mcp" in menu and "skills" in menu, "in Telegram's command menu"
+    assert "/mcp [on|off NAME]" in rig.ask(tia.id, tia, "/help", "Commands:").text
     assert "Off here: box, far, twenty, many (a vigil admin can turn one on here with /mcp on NAME)." in listing
 
 
