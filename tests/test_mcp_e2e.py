@@ -24,7 +24,7 @@ import anthropic
 import pytest
 
 from tests.mcp_servers import script
-from tests.rig import BOT, Rig, close_rig, make_rig
+from tests.rig import BOT, Rig, make_rig, running
 from tests.standins.bot_api import Chat, Message, User
 from tests.standins.messages_api import RecordedRequest, ToolCall, ToolUseReply
 from tests.test_approve_e2e import prompt_after, tap
@@ -48,8 +48,9 @@ Run scripts/hello.sh first; then file the notes under notes/ by date.
 
 
 @pytest.fixture(scope="module")
-def mcp_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    """One vigil with the four servers configured (none on by default) and a skills directory."""
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """This module's one vigil (conftest's `rig` hands it to each test and checks it after): the four servers
+    configured (none on by default) and a skills directory."""
     tmp = tmp_path_factory.mktemp("mcp")
     box, far_dir, skills = tmp / "box", tmp / "far", tmp / "skills"
     for path in (box, far_dir, skills):
@@ -70,24 +71,12 @@ def mcp_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     (helper / "scripts" / "hello.sh").write_text("echo hello from the skill\n")
     (skills / "broken").mkdir()
     (skills / "broken" / "SKILL.md").write_text("---\ndescription: no name here\n---\nBody.\n")
-    rig = make_rig(tmp, VIGIL_MCP_CONFIG=str(tmp / "mcp.json"), VIGIL_SKILLS_DIR=str(skills), VIGIL_TOOL_MODE="ask",
-                   VIGIL_ENABLE_BASH="1", VIGIL_MCP_TIMEOUT="30s")
     try:
-        rig.start()
-        yield rig
-        assert not rig.api.errors, rig.api.errors
+        with running(make_rig(tmp, VIGIL_MCP_CONFIG=str(tmp / "mcp.json"), VIGIL_SKILLS_DIR=str(skills),
+                              VIGIL_TOOL_MODE="ask", VIGIL_ENABLE_BASH="1", VIGIL_MCP_TIMEOUT="30s")) as rig:
+            yield rig
     finally:
-        close_rig(rig)
         remote.stop()
-
-
-@pytest.fixture
-def rig(mcp_rig: Rig) -> Iterator[Rig]:
-    """The module's vigil, checked after each test: still running, no request refused by the API."""
-    errors_before = len(mcp_rig.api.errors)
-    yield mcp_rig
-    assert mcp_rig.alive(), mcp_rig.running().err.text[-3000:]
-    assert mcp_rig.api.errors[errors_before:] == [], "the Messages API refused a request vigil built"
 
 
 def box_dir(rig: Rig) -> Path:
