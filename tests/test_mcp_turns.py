@@ -10,6 +10,7 @@ through the real SDK and the Messages API stand-in.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ from tests.fakes import HarnessFactory, ScriptedModel, UseTools, key_of
 from tests.mcp_servers import script
 from tests.standins.messages_api import MessagesAPI
 from tests.test_mcp_config import env
+from tests.test_mcp_manager import wait_until
 from vigil.actors.approval_prompt import prompt_reply
 from vigil.actors.refused_files import RefusedFiles
 from vigil.actors.tools.mcp import searches_fit
 from vigil.actors.turn import tool_result
 from vigil.cancel import CancelToken
 from vigil.check import CheckWarning, _mcp
+from vigil.mcp.config import parse_config
+from vigil.mcp.manager import McpManager
 from vigil.mcp.tools import McpTool
 from vigil.media import MediaStore
 from vigil.model.anthropic_model import AnthropicModel
@@ -234,3 +238,21 @@ def test_an_image_a_tool_returned_that_the_api_refuses_is_named_and_left_out_fro
     assert mended[2]["content"][0]["content"][1] == {
         "type": "text", "text": "[image: the model service could not read it, so it is left out]"}
     assert [a.digest for a, _ in refusals.refused(True)] == [image.digest]
+
+
+def test_a_server_that_hangs_while_starting_holds_up_one_listing_not_every_turn(tmp_path: Path) -> None:
+    hang = tmp_path / "hang.py"
+    hang.write_text("import time\ntime.sleep(600)\n")  # never answers `initialize`
+    config = parse_config({"mcpServers": {"stuck": {"command": sys.executable, "args": [str(hang)]}}})
+    manager = McpManager(config, timeout_s=2, backoff=(0.0, 600.0))
+    try:
+        assert manager.tools(["stuck"], wait=False) == ()  # first use: waited for, until the time limit
+        (status,) = manager.status()
+        assert status.state == "failed" and "did not start within 2 s" in status.detail
+        assert manager.tools(["stuck"], wait=False) == ()  # tried before: started again, not waited for
+        wait_until(lambda: manager.status()[0].state == "starting", 1.5, "the start under way after the listing")
+        assert manager.tools(["stuck"], wait=False) == (), "a start under way is not begun twice"
+        wait_until(lambda: manager.status()[0].state == "failed", 10, "the second start to time out")
+        assert (manager.status()[0].retry_in_s or 0) > 500, "the next try waits its backoff"
+    finally:
+        manager.close()

@@ -81,7 +81,7 @@ def offered_mcp(session: Session, cancel: CancelToken | None = None) -> tuple[Mc
     manager, servers = session.deps.mcp, chat_servers(session)
     if manager is None or not servers or session.header is None:
         return ()
-    tools = manager.tools(servers, cancel)
+    tools = manager.tools(servers, cancel, wait=False)  # a server that hangs while starting holds up one turn
     if effective_mode(session.header, session.deps.settings) == "readonly":
         tools = tuple(t for t in tools if t.read_only)
     return tools
