@@ -19,6 +19,7 @@ from vigil.actors.state import Session
 from vigil.actors.tools.mcp import chat_servers
 from vigil.mcp.names import parse_server_names
 from vigil.mcp_control import NO_CONFIG, server_lines
+from vigil.roles import place_of
 
 NOT_SAVED = "⚠️ That could not be saved (the store refused the write), so it did not happen."
 
@@ -32,9 +33,9 @@ def cmd_mcp(session: Session, message: SessionCommand) -> None:
     if verb not in ("on", "off") or len(words) < 2:
         session.reply(message.target, "/mcp on NAME or /mcp off NAME; /mcp lists this chat's servers.")
         return
-    if not (session.key.startswith("console:") or settings.is_admin(message.sender.user_id)):
-        session.reply(message.target, "⛔ Only a vigil admin (VIGIL_ADMIN_USERS) can turn MCP servers on or off, "
-                                      "since that acts with the operator's own credentials.")
+    verdict = session.deps.roles.command(place_of(header), message.sender.user_id, "mcp", message.args)
+    if not verdict.allowed:  # vigil/roles.py, again: a command held across a restart runs under today's settings
+        session.reply(message.target, verdict.reason)
         return
     if manager is None:
         session.reply(message.target, NO_CONFIG)
@@ -43,6 +44,9 @@ def cmd_mcp(session: Session, message: SessionCommand) -> None:
         names = parse_server_names(words[1].replace(" ", ","))
     except ValueError as exc:
         session.reply(message.target, f"⛔ {exc}.")
+        return
+    if not names:
+        session.reply(message.target, f"Which server? /mcp {verb} NAME; /mcp lists them.")
         return
     unknown = [n for n in names if n not in manager.servers and not (verb == "off" and n in header.mcp_on)]
     if unknown:

@@ -27,6 +27,7 @@ import msgspec
 
 from vigil.actors.meter import Meter
 from vigil.actors.slots import QuerySlots
+from vigil.actors.toolset import ToolSet as ToolSet  # its home; the tool modules import it from here
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.metrics import NULL_METRICS, Metrics
@@ -74,19 +75,6 @@ class SilentDisplay:
         return None
 
 
-PerCall = Callable[[ModelRequest, CancelToken], ModelRequest]
-"""A tool set's say in each model call of a turn: the request about to go (tools and messages filled in), made
-ready, e.g. with tools whose list can change from one call to the next (MCP servers') added after `specs`."""
-
-
-@dataclass(frozen=True)
-class ToolSet:
-    specs: tuple[dict[str, Any], ...]
-    run: Callable[[str, dict[str, Any], CancelToken], ToolOutcome]
-    describe: Callable[[str, dict[str, Any]], str]
-    per_call: PerCall | None = None
-
-
 class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     messages: tuple[Message, ...]
     reply: str
@@ -109,9 +97,8 @@ class _Progress:
 
 
 def tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
-    content: str | list[dict[str, Any]] = outcome.content if outcome.content.strip() else "(no output)"
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id,
-                             "content": [dict(b) for b in outcome.blocks] if outcome.blocks else content}
+                             "content": outcome.result_content()}
     if outcome.is_error:
         block["is_error"] = True
     return block
@@ -305,8 +292,7 @@ class TurnRunner:
                 messages[-1] = with_cache_point(messages[-1])
             call = msgspec.structs.replace(request, messages=tuple(messages),
                                            tools=tools.specs if tools else ())
-            if tools is not None and tools.per_call is not None:
-                call = tools.per_call(call, cancel)  # e.g. the MCP tools, listed anew (actors/tools/mcp.py)
+            call = tools.per_call(call, cancel) if tools is not None and tools.per_call is not None else call
             said.current = []
 
             def on_text(delta: str) -> None:

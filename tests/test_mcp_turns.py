@@ -78,7 +78,8 @@ def test_a_tool_of_a_server_off_in_this_chat_is_refused_without_running_even_in_
 def test_mcp_on_is_the_vigil_admins_even_on_the_sessions_side(make: HarnessFactory, tmp_path: Path) -> None:
     h = make(mcp_config=box_config(tmp_path), admin_users=frozenset({ADMIN}))
     h.command(key_of(3), "mcp", "on box", user_id=7)  # as if queued before VIGIL_ADMIN_USERS changed
-    assert h.outbox.wait_for(lambda: any("Only a vigil admin" in t for t in h.outbox.sent(key_of(3))))
+    assert h.outbox.wait_for(lambda: any(t.startswith("⛔ Only a vigil admin (VIGIL_ADMIN_USERS) can turn MCP")
+                                         for t in h.outbox.sent(key_of(3))))
     h.command(key_of(3), "mcp", "on nothere", user_id=ADMIN)
     assert h.outbox.wait_for(lambda: any("No MCP server is called nothere (configured: box)" in t
                                          for t in h.outbox.sent(key_of(3))))

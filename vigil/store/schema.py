@@ -283,13 +283,10 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
     past_generations: tuple[GenerationInfo, ...] = ()
     turns_total: int = 0
-    # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
-    # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
+    # Files the model service refused to read, by digest (actors/refused_files.py): later requests name them.
     unreadable: tuple[str, ...] = ()
-    # The current conversation's title (`title` is the chat's): its first message cut short, or /title's.
-    conversation_title: str = ""
-    # Kept by retention and cleanups whatever its age (/pin). Added with a default, so no schema bump.
-    pinned: bool = False
+    conversation_title: str = ""  # this conversation's (`title` is the chat's): its first message cut, or /title's
+    pinned: bool = False  # kept by retention and cleanups whatever its age (/pin); no schema bump
     # The chat's /mode ("": VIGIL_TOOL_MODE's default), and the approvals of its open turn (actors/approvals.py).
     # Added with defaults, so no schema bump.
     tool_mode: Literal["", "ask", "auto", "readonly"] = ""
@@ -300,11 +297,8 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     # Why the schedules are paused: Telegram refused a reply for good (actors/unreachable.py); "" when they
     # fire. Added with a default, so no schema bump.
     unreachable: str = ""
-    # MCP servers a vigil admin turned on here (/mcp on), and default ones (VIGIL_MCP_DEFAULT) turned off here
-    # (/mcp off): the chat's servers are vigil.mcp.config.effective_servers of these. Added with defaults, so no
-    # schema bump: an older vigil ignores them.
-    mcp_on: tuple[str, ...] = ()
-    mcp_off: tuple[str, ...] = ()
+    mcp_on: tuple[str, ...] = ()  # MCP servers turned on here (/mcp on: actors/mcp_command.py); no schema bump
+    mcp_off: tuple[str, ...] = ()  # VIGIL_MCP_DEFAULT's turned off here (/mcp off); an older vigil ignores both
 
     @property
     def needs_recovery(self) -> bool:

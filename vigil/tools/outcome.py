@@ -22,3 +22,9 @@ class ToolOutcome(msgspec.Struct, frozen=True):
     content: str
     is_error: bool = False
     blocks: tuple[dict[str, Any], ...] = ()
+
+    def result_content(self) -> str | list[dict[str, Any]]:
+        """The `tool_result` block's content: the blocks when there are, else the text (never empty)."""
+        if self.blocks:
+            return [dict(block) for block in self.blocks]
+        return self.content if self.content.strip() else "(no output)"
