@@ -1,4 +1,5 @@
-"""What an approval prompt shows: the whole command, or the whole change as a diff, and who may answer.
+"""What an approval prompt shows: the whole command, the whole change as a diff, or an MCP tool's server, name
+and every argument, and who may answer.
 
 The person deciding must see everything they are asked about, not a summary of it: a command that is
 cut, or a diff that stops after a few lines, may hide what matters, and they would allow what they never
@@ -11,11 +12,14 @@ about) and shows its first lines. Sent as plain text, so the outbox escapes what
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from vigil.approvals import LABELS, button_data
 from vigil.durations import format_duration
+from vigil.mcp.tools import McpTool
 from vigil.ports import Button, Document, Reply
+from vigil.text import one_line
 from vigil.tool_mode import BASH
 
 PROMPT_LIMIT = 3500  # UTF-16 units of one prompt message, well under Telegram's 4096
@@ -40,9 +44,14 @@ def _text(tool_input: dict[str, Any], field: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def subject(name: str, tool_input: dict[str, Any]) -> tuple[str, str, str]:
-    """(the headline, the whole of what is asked about: the command or the change as `-`/`+` lines, the name of
-    the file that carries it when it does not fit the prompt)."""
+def subject(name: str, tool_input: dict[str, Any], mcp: McpTool | None = None) -> tuple[str, str, str]:
+    """(the headline, the whole of what is asked about: the command, the change as `-`/`+` lines or an MCP
+    tool's arguments, the name of the file that carries it when it does not fit the prompt)."""
+    if mcp is not None:
+        about = one_line(mcp.title or mcp.description, 200)
+        return (f"Claude wants to use the tool {_printable(mcp.tool)!r} of the MCP server {mcp.server!r}"
+                + (f" ({_printable(about)})" if about else "") + " with these arguments:",
+                json.dumps(tool_input, ensure_ascii=False, indent=2, sort_keys=True), "arguments.json")
     if name == BASH:
         command = _text(tool_input, "command").strip() or "(an empty command)"
         return "Claude wants to run this command:", command, "command.sh"
@@ -63,20 +72,22 @@ def subject(name: str, tool_input: dict[str, Any]) -> tuple[str, str, str]:
     return f"Claude wants to run the editor's {_printable(str(action))!r} on {path}.", "", ""
 
 
-def what(name: str, tool_input: dict[str, Any]) -> str:
-    """The action itself, whole: the command, or the change as a diff."""
-    headline, body, _ = subject(name, tool_input)
+def what(name: str, tool_input: dict[str, Any], mcp: McpTool | None = None) -> str:
+    """The action itself, whole: the command, the change as a diff, or the MCP tool and its arguments."""
+    headline, body, _ = subject(name, tool_input, mcp)
     return f"{headline}\n\n{_printable(body)}" if body else headline
 
 
-def prompt_reply(name: str, tool_input: dict[str, Any], asker_name: str, timeout_s: float, token: str) -> Reply:
-    """The prompt with its buttons; with the whole command or diff in a file before it when it is too long."""
+def prompt_reply(name: str, tool_input: dict[str, Any], asker_name: str, timeout_s: float, token: str,
+                 mcp: McpTool | None = None) -> Reply:
+    """The prompt with its buttons; with the whole command, diff or arguments in a file before it when it is too
+    long. `mcp`: the MCP tool `name` is, for a call of one."""
     who = asker_name or "the person whose message started this"
     footer = f"Only {who} (or an admin) can answer; no answer within {format_duration(timeout_s)} counts as Deny."
-    whole = f"🔐 {what(name, tool_input)}\n\n{footer}"
+    whole = f"🔐 {what(name, tool_input, mcp)}\n\n{footer}"
     if _units(whole) <= PROMPT_LIMIT:
         return Reply(text=whole, buttons=prompt_buttons(token))
-    headline, body, filename = subject(name, tool_input)
+    headline, body, filename = subject(name, tool_input, mcp)
     lines = _printable(body).splitlines()
     preview = "\n".join(line if len(line) <= LINE_CHARS else line[:LINE_CHARS - 1] + "…"
                         for line in lines[:PREVIEW_LINES])

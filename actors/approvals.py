@@ -1,7 +1,8 @@
 """The permission gate of a turn: its tool set, wrapped so that risky calls run only as the chat's mode allows.
 
 `TurnGate` wraps a turn's `ToolSet` (the runner's loop is untouched): in `auto` everything runs; in
-`readonly` bash is not offered and file changes are refused; in `ask` a risky call (vigil/tool_mode.py)
+`readonly` bash is not offered and file changes (and MCP tools not marked read-only) are refused; in `ask`
+a risky call (vigil/tool_mode.py: a command, a file change, an MCP tool that may change something)
 of a user's turn posts a prompt with Allow / Allow for this turn / Deny and waits for a press
 (vigil/approvals.py), the timeout (`VIGIL_APPROVAL_TIMEOUT`), `/stop` or `/new`; anything but Allow
 returns a `tool_result` saying it was declined, and the turn goes on. A turn nobody is there to
@@ -23,6 +24,7 @@ never run again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -30,10 +32,12 @@ import msgspec
 
 from vigil.actors.approval_prompt import prompt_reply
 from vigil.actors.state import Session
+from vigil.actors.tools.mcp import chat_tool, is_mcp
 from vigil.actors.turn import CANCELLED, RESTARTED_WHILE_RUNNING, ToolSet, TurnDisplay, tool_result, tool_uses
 from vigil.approvals import Decision
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration
+from vigil.mcp.tools import McpTool
 from vigil.roles import asker_of
 from vigil.store.schema import Approval, Message, SessionHeader, ToolMode, Turn
 from vigil.tool_mode import BASH, Risk, effective_mode, offers_bash, risk_of
@@ -46,11 +50,13 @@ READONLY = {
                            "The user can change that with /mode.", is_error=True),
     "change": ToolOutcome("refused: this chat is in read-only mode (/mode readonly): files can be viewed, not "
                           "changed. The user can change that with /mode.", is_error=True),
+    "mcp": ToolOutcome("refused: this chat is in read-only mode (/mode readonly): only MCP tools that their server "
+                       "marks read-only are run. The user can change that with /mode.", is_error=True),
 }
 UNATTENDED = ToolOutcome(
     "refused: this turn was not started by a user's message (a heartbeat or a scheduled task), and in ask mode shell "
-    "commands and file changes need a person's approval, which nobody is here to give. It was not run.",
-    is_error=True)
+    "commands, file changes and MCP tools that may change something need a person's approval, which nobody is here "
+    "to give. It was not run.", is_error=True)
 NOT_RECORDED = ToolOutcome("not run: vigil could not record the approval (a storage error); ask again later.",
                            is_error=True)
 RESTARTING = ToolOutcome("not run: vigil restarted while this waited for the user's approval; call it again if it "
@@ -89,8 +95,7 @@ def offered(session: Session, tools: ToolSet) -> ToolSet:
     assert session.header is not None
     if offers_bash(effective_mode(session.header, session.deps.settings)):
         return tools
-    return ToolSet(specs=tuple(s for s in tools.specs if s.get("name") != BASH), run=tools.run,
-                   describe=tools.describe)
+    return dataclasses.replace(tools, specs=tuple(s for s in tools.specs if s.get("name") != BASH))
 
 
 class TurnGate:
@@ -104,7 +109,7 @@ class TurnGate:
         self.attended = turn is not None and turn.kind == "user"  # someone is there to press a button
         self.exchange: tuple[Message, ...] = turn.messages if turn is not None else ()
         self._inner = tools
-        self.tools = ToolSet(specs=offered(session, tools).specs, run=self._run, describe=tools.describe)
+        self.tools = dataclasses.replace(offered(session, tools), run=self._run)
 
     def watch(self, on_tool: OnTool) -> OnTool:
         """`on_tool` for the runner: the gate learns the exchange (and so the next call's id) first."""
@@ -135,7 +140,10 @@ class TurnGate:
     # ------------------------------------------------------------------ the gate
 
     def _run(self, name: str, tool_input: dict[str, Any], cancel: CancelToken) -> ToolOutcome:
-        risk: Risk = risk_of(name, tool_input)
+        mcp = chat_tool(self.session, name) if is_mcp(name) else None
+        if is_mcp(name) and mcp is None:  # nothing to run, so nothing to approve (and nothing runs unapproved)
+            return ToolOutcome(f"{name} is not a tool of any MCP server that is on in this chat", is_error=True)
+        risk: Risk = risk_of(name, tool_input, read_only=mcp is not None and mcp.read_only)
         if risk == "safe" or self.mode == "auto":
             return self._inner.run(name, tool_input, cancel)
         if self.mode == "readonly":
@@ -152,7 +160,7 @@ class TurnGate:
             # Written before the prompt shows: a restart then knows this call waited and did not begin.
             if call_id and not self._record(Approval(generation=0, seq=0, tool_use_id=call_id, state="asked")):
                 return NOT_RECORDED
-            decision = self._ask(name, tool_input, call_id, cancel)
+            decision = self._ask(name, tool_input, call_id, cancel, mcp)
             if decision.reason == "shutdown":
                 return RESTARTING
             if decision.choice == "deny":
@@ -169,7 +177,8 @@ class TurnGate:
     def _timeout(self) -> float:
         return self.session.deps.settings.approval_timeout_s
 
-    def _ask(self, name: str, tool_input: dict[str, Any], call_id: str, cancel: CancelToken) -> Decision:
+    def _ask(self, name: str, tool_input: dict[str, Any], call_id: str, cancel: CancelToken,
+             mcp: McpTool | None = None) -> Decision:
         session = self.session
         assert session.header is not None and self.turn is not None
         starter = asker_of(self.turn.inputs, session.deps.allowance.limited)  # who asked answers (or an admin)
@@ -179,7 +188,8 @@ class TurnGate:
         target = session.header.target
         outbox = session.deps.outbox(target)
         if outbox is not None:
-            outbox.send(session.key, target, prompt_reply(name, tool_input, asker_name, self._timeout, pending.token))
+            outbox.send(session.key, target, prompt_reply(name, tool_input, asker_name, self._timeout, pending.token,
+                                                          mcp=mcp))
         session.log.info("approval.asked", tool=name, tool_use_id=call_id)
         decision = pending.wait(cancel, self._timeout)
         if cancel.cancelled:  # /stop means Deny, also against a tap in the same instant

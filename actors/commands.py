@@ -13,6 +13,7 @@ from vigil.actors import (
     compaction,
     conversation_commands,
     heartbeat,
+    mcp_command,
     mode_command,
     pin,
     schedule_commands,
@@ -33,6 +34,7 @@ COMMANDS: Mapping[str, CommandHandler] = {
     **compaction.COMMANDS,
     **schedule_commands.COMMANDS,
     **think.COMMANDS,
+    **mcp_command.COMMANDS,
 }
 
 

@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.errors import ModelError
-from vigil.model.attached import CARRIED, REF_TYPE, attachment_of, materialize
+from vigil.model.attached import CARRIED, attachment_of, materialize, ref_at, ref_spots
 from vigil.ports import MediaSource
 from vigil.store.schema import Attachment
 
 ApiMessage = dict[str, Any]
 
 MAX_REMEMBERED = 200  # refused digests a header keeps (the oldest go first): a header stays small
-_BLOCK_PATH = re.compile(r"^messages\.(\d+)\.content\.(\d+)\b")
+# A block of a message, or a block inside a tool_result's content (an MCP tool's image).
+_BLOCK_PATH = re.compile(r"^messages\.(\d+)\.content\.(\d+)(?:\.content\.(\d+))?\b")
 _PATH_PREFIX = re.compile(r"^[\w.\[\]-]+:\s*")
 
 
@@ -83,17 +84,12 @@ class RefusedFiles:
         if found is None:
             return None
         m, b = int(found.group(1)), int(found.group(2))
-        if m >= len(self.messages) or not isinstance(self.messages[m]["content"], list):
-            return None
-        content = self.messages[m]["content"]
-        if b >= len(content) or content[b].get("type") != REF_TYPE:
-            return None
-        return attachment_of(content[b])
+        spot = (m, b, int(found.group(3)) if found.group(3) is not None else None)
+        return attachment_of(ref_at(self.messages, spot)) if spot in ref_spots(self.messages) else None
 
     def _carried(self) -> list[Attachment]:
-        return [attachment_of(block) for message in self.messages if isinstance(message["content"], list)
-                for block in message["content"] if block.get("type") == REF_TYPE
-                and attachment_of(block).kind in CARRIED]
+        return [a for spot in ref_spots(self.messages) if (a := attachment_of(ref_at(self.messages, spot))).kind
+                in CARRIED]
 
 
 def reason_of(detail: str) -> str:

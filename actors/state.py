@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -46,6 +46,10 @@ from vigil.store.store import CorruptRecord, SessionGone, UsageEntry, utc_day
 from vigil.tools.toolbox import Toolbox
 from vigil.workspace import start_header
 
+if TYPE_CHECKING:  # the MCP SDK takes most of a second to import: only a vigil with servers loads it
+    from vigil.mcp.manager import McpManager
+    from vigil.skills import Skills
+
 
 @dataclass(frozen=True)
 class SessionDeps:
@@ -66,6 +70,8 @@ class SessionDeps:
     approvals: PendingApprovals = field(default_factory=PendingApprovals)  # prompts waiting for a tap
     chat_admins: ChatAdmins = field(default_factory=ChatAdmins)  # who administers a group, per channel
     recall: RecallPort = NO_RECALL  # the recall index: fed final turns, told of deletions first (vigil/recall/)
+    mcp: McpManager | None = None  # the operator's MCP servers (None: VIGIL_MCP_CONFIG names none)
+    skills: Skills | None = None  # the Agent Skills of VIGIL_SKILLS_DIR (None: a test without them)
 
     def outbox(self, target: Target) -> Outbox | None:
         return self.outboxes.get(target.channel)

@@ -28,6 +28,7 @@ import msgspec
 from vigil.actors.meter import Meter
 from vigil.actors.model_call import ModelCall
 from vigil.actors.slots import QuerySlots
+from vigil.actors.toolset import ToolSet as ToolSet  # its home; the tool modules import it from here
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.metrics import NULL_METRICS, Metrics
@@ -86,13 +87,6 @@ class SilentDisplay:
         return None
 
 
-@dataclass(frozen=True)
-class ToolSet:
-    specs: tuple[dict[str, Any], ...]
-    run: Callable[[str, dict[str, Any], CancelToken], ToolOutcome]
-    describe: Callable[[str, dict[str, Any]], str]
-
-
 class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     messages: tuple[Message, ...]
     reply: str
@@ -118,7 +112,7 @@ class _Progress:
 
 def tool_result(tool_use_id: str, outcome: ToolOutcome) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id,
-                             "content": outcome.content if outcome.content.strip() else "(no output)"}
+                             "content": outcome.result_content()}
     if outcome.is_error:
         block["is_error"] = True
     return block
@@ -252,6 +246,7 @@ class TurnRunner:
                 messages[-1] = with_cache_point(messages[-1])
             call = msgspec.structs.replace(request, messages=tuple(messages),
                                            tools=tools.specs if tools else ())
+            call = tools.per_call(call, cancel) if tools is not None and tools.per_call is not None else call
             said.current = []
 
             def on_text(delta: str) -> None:

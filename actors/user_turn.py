@@ -235,6 +235,7 @@ def _request(session: Session, turn: Turn) -> tuple[ModelRequest, RefusedFiles |
     return ModelRequest(
         model=header.model, max_tokens=max_tokens,
         system=system_blocks(header, session.notes(), [t["name"] for t in tools.specs],
-                             mode=effective_mode(header, settings)),
+                             mode=effective_mode(header, settings),
+                             skills=session.deps.skills.current().prompt() if session.deps.skills else ""),
         messages=tuple(messages), thinking=thinking,
     ), refusals

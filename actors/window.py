@@ -26,6 +26,7 @@ from collections import deque
 
 import msgspec
 
+from vigil.model.attached import ref_spots
 from vigil.model.history import ApiMessage, estimate_tokens, normalized_turn
 from vigil.ports import Store
 from vigil.store.schema import Summary, Turn
@@ -94,7 +95,8 @@ class HistoryWindow:
         if messages and self._turns and self._turns[-1][3] == messages[0]["role"]:
             self._joints += 1
         ends = messages[-1]["role"] if messages else (self._turns[-1][3] if self._turns else "")
-        files = turn.kind == "user" and any(item.attachments for item in turn.inputs)
+        # A user's files, or the images a tool returned (an MCP tool's): placeholders to read in.
+        files = (turn.kind == "user" and any(item.attachments for item in turn.inputs)) or bool(ref_spots(messages))
         self._turns.append((turn.seq, tokens, len(messages), ends, files))
         self._with_files += files
         self._tokens += tokens

@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes import HarnessFactory
 from tests.ptb import ALICE, BOB
-from tests.rig import Rig, close_rig, make_rig
+from tests.rig import Rig, close_rig, make_rig, running
 from tests.standins.bot_api import BotAPI
 from tests.standins.messages_api import MessagesAPI
 from vigil.store.store import LmdbStore, open_store
@@ -72,13 +72,8 @@ def claude(messages_api: MessagesAPI) -> Iterator[anthropic.Anthropic]:
 @pytest.fixture(scope="module")
 def shared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     """One running vigil for the tests of a module; a module's `RIG_SETTINGS` (a dict) adds to its environment."""
-    rig = make_rig(tmp_path_factory.mktemp("shared"), **getattr(request.module, "RIG_SETTINGS", {}))
-    try:
-        rig.start()
+    with running(make_rig(tmp_path_factory.mktemp("shared"), **getattr(request.module, "RIG_SETTINGS", {}))) as rig:
         yield rig
-        assert not rig.api.errors, rig.api.errors
-    finally:
-        close_rig(rig)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,17 @@ def make_rig(tmp: Path, **extra: str) -> Rig:
     admin = bot.add_user(ADMIN_ID, "Ada", "ada_admin")
     bot.add_private_chat(admin)
     return Rig(bot=bot, api=api, env=vigil_env(tmp, **settings), tmp=tmp, admin=admin)
+
+
+@contextmanager
+def running(rig: Rig) -> Iterator[Rig]:
+    """`rig` started; after the block, checked (the Messages API refused nothing vigil built) and torn down."""
+    try:
+        rig.start()
+        yield rig
+        assert not rig.api.errors, rig.api.errors
+    finally:
+        close_rig(rig)
 
 
 def close_rig(rig: Rig) -> None:

@@ -209,6 +209,8 @@ def test_systemd_unit_contents(unit_text: str) -> None:
     assert exec_start.split("=", 1)[1].startswith("/"), "systemd wants an absolute path"
     assert "EnvironmentFile=/etc/vigil/vigil.env" in lines
     assert "ReadWritePaths=/srv/vigil" in lines
+    # Agent Skills: root's, read-only to the service, not in /etc/vigil (the secrets' directory).
+    assert "ConfigurationDirectory=vigil-skills" in lines and "Environment=VIGIL_SKILLS_DIR=/etc/vigil-skills" in lines
     assert [line for line in lines if line.startswith("[")] == ["[Unit]", "[Service]", "[Install]"]
 
 

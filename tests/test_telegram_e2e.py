@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 OUTSIDER_ID = 5001
 COMMAND_NAMES = ("start", "help", "new", "status", "sessions", "cd", "pwd", "model", "heartbeat", "notes",
                  "usage", "stop", "export", "forget", "resume", "title", "pin",
-                 "mode", "compact", "schedules", "search", "think")
+                 "mode", "compact", "schedules", "search", "think", "mcp", "skills")
 
 
 def spaced(text: str) -> str:

@@ -1,4 +1,5 @@
-"""`vigil check`: settings, store, disk, the bash sandbox, Telegram getMe, model reachability — one line each.
+"""`vigil check`: settings, store, disk, the bash sandbox, MCP servers, Agent Skills, Telegram getMe, model
+reachability — one line each.
 
 Exit status 0 only when every check passes, so an operator (or a deploy
 script) can run it before starting the service. A disk running short is a
@@ -13,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vigil.disk import measure
-from vigil.logs import redact
+from vigil.logs import redact, redact_also
+from vigil.mcp.config import load_config
 from vigil.settings import Settings, ensure_data_dir
+from vigil.skills import read_skills
 from vigil.store.store import open_store
 from vigil.tools.sandbox import SandboxUnavailable, detect
 
@@ -56,6 +59,37 @@ def _bash(settings: Settings) -> str:
     return f"sandboxed by {sandbox.describe()}"
 
 
+def _mcp(settings: Settings) -> str:
+    """Every configured MCP server started (or connected to) as `vigil run` would, its tools counted."""
+    config = load_config(settings.mcp_config, settings.mcp_default)
+    redact_also(config.secrets())
+    shown = []
+    if config.servers:
+        from vigil.mcp.manager import McpManager
+
+        manager = McpManager(config, timeout_s=settings.mcp_timeout_s, extra_secrets=settings.secrets())
+        try:
+            manager.tools(config.servers)
+            statuses = manager.status()
+        finally:
+            manager.close()
+        shown = [f"{s.name} ({s.state}, {len(s.tools)} tools{': ' + s.detail if s.detail else ''})" for s in statuses]
+        if any(s.state != "running" for s in statuses) or config.problems:
+            raise CheckWarning("; ".join([*shown, *config.problems]))
+    elif config.problems:
+        raise CheckWarning("; ".join(config.problems))
+    return f"{len(shown)} server(s): {', '.join(shown) or 'none'}"
+
+
+def _skills(settings: Settings) -> str:
+    found = read_skills(settings.skills_dir)
+    names = ", ".join(skill.name for skill in found.skills) or "none"
+    if found.problems:
+        raise CheckWarning(f"{settings.skills_dir}: {names}; left out: "
+                           + "; ".join(problem.line() for problem in found.problems))
+    return f"{settings.skills_dir}: {len(found.skills)} skill(s): {names}"
+
+
 def _telegram(settings: Settings) -> str:
     if not settings.telegram_bot_token:
         raise RuntimeError("TELEGRAM_BOT_TOKEN is not set")
@@ -86,6 +120,10 @@ def run_checks(settings: Settings) -> int:
         ("settings", _settings), ("store", _store), ("disk", _disk), ("telegram", _telegram), ("model", _model)]
     if settings.enable_bash:  # its sandbox is checked only when bash is asked for
         checks.insert(2, ("bash", _bash))
+    if settings.mcp_config is not None:
+        checks.insert(-2, ("mcp", _mcp))
+    if settings.skills_dir.is_dir():
+        checks.insert(-2, ("skills", _skills))
     failed = 0
     for name, check in checks:
         try:

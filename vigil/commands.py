@@ -49,6 +49,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("search", "/search WORDS", "find words in this chat's conversations, earlier ones included", "control"),
     CommandSpec("think", "/think [off|auto|low|medium|high|show [off]]",
                 "whether Claude thinks before answering here, and whether you see its thinking", "session"),
+    CommandSpec("mcp", "/mcp [on|off NAME]",
+                "this chat's MCP servers: their state and tools (a vigil admin turns one on or off)", "control"),
+    CommandSpec("skills", "/skills", "the Agent Skills Claude can read and use", "control"),
 )
 BY_NAME = {spec.name: spec for spec in COMMANDS}
 

@@ -28,6 +28,7 @@ from vigil.caller import Caller
 from vigil.cleanup import DEFAULT_CLEANUP_AGE, Cleanup, activity
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import format_duration
+from vigil.mcp_control import McpCommands
 from vigil.media_export import media_rows
 from vigil.ports import Button, Document, Reply, Store
 from vigil.runtime import Runtime
@@ -59,6 +60,7 @@ class Control:
         self.settings = runtime.settings
         self.roles = runtime.roles
         self.cleanups = Cleanup(runtime, self.visible, self.header)
+        self.mcp = McpCommands(runtime, self.header)  # /mcp and /skills
 
     # ------------------------------------------------------------------ helpers
 
@@ -118,6 +120,10 @@ class Control:
             if args[:1] == ["cleanup"]:
                 return self.cleanups.command(caller, args[1:])
             return self.sessions(caller, int(args[0]) - 1 if args and args[0].isdigit() else 0)
+        if command.name == "mcp":
+            return self.mcp.mcp(caller, command.args)
+        if command.name == "skills":
+            return self.mcp.skills(caller)
         simple = {"start": self.start, "help": self.help}
         if command.name in simple:
             return simple[command.name]()

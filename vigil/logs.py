@@ -18,7 +18,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 _NOISY = {"httpx": logging.WARNING, "httpx2": logging.WARNING, "httpcore": logging.WARNING,
           "httpcore2": logging.WARNING, "anthropic": logging.WARNING, "telegram": logging.INFO,
-          "pykka": logging.INFO, "apscheduler": logging.WARNING, "hpack": logging.WARNING}
+          "pykka": logging.INFO, "apscheduler": logging.WARNING, "hpack": logging.WARNING,
+          "mcp": logging.WARNING}
 
 
 class Redactor:
@@ -31,6 +32,9 @@ class Redactor:
     def set(self, secrets: Iterable[str]) -> None:
         # Longest first, so a token containing another secret is replaced whole.
         self._secrets = tuple(sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True))
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self.set((*self._secrets, *secrets))
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
@@ -108,6 +112,12 @@ def get_logger(name: str, **bound: Any) -> structlog.stdlib.BoundLogger:
     """A logger with context bound up front (each actor binds `session=key` on its own thread)."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger.bind(**bound) if bound else logger
+
+
+def redact_also(secrets: Iterable[str]) -> None:
+    """Keep these out of every log line too, beside those `configure_logging` was given (the credentials of the
+    MCP servers, known once VIGIL_MCP_CONFIG is read)."""
+    _REDACTOR.add(secrets)
 
 
 def redact(text: str) -> str:

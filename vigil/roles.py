@@ -10,6 +10,8 @@ A chat shared by several people must not let each of them change what all of the
   there is (`/status`, `/usage`, `/export`, `/schedules`, ...) and cancel their own schedules;
 - changing the chat's settings and deleting its data (`NEEDS` says which commands do) needs an admin
   of either kind, unless `VIGIL_GROUP_SETTINGS=members` gives every member that too;
+- what acts with the operator's own credentials (turning an MCP server on or off in a chat) needs a vigil
+  admin, in every chat, private ones too;
 - what belongs to someone (a schedule, a prompt someone asked for) is theirs or an admin's, whatever
   that setting says.
 
@@ -41,10 +43,11 @@ GROUP_TYPES = ("group", "supergroup")
 # `sender_chat`), and only a group's admins can write anonymously, so in a group it stands for one of them.
 ANONYMOUS_ADMIN = 1087968824
 
-Need = Literal["member", "settings", "admin"]
+Need = Literal["member", "settings", "admin", "vigil admin"]
 """What an action needs: `member`, anyone allowed to talk; `settings`, an admin of either kind (every
 member with VIGIL_GROUP_SETTINGS=members); `admin`, an admin of either kind whatever that setting says
-(for what belongs to someone else: the owner always may)."""
+(for what belongs to someone else: the owner always may); `vigil admin`, a vigil admin (or the console's
+operator), in any chat, private ones too: what acts with the operator's own credentials (MCP servers)."""
 
 Role = Literal["operator", "owner", "vigil admin", "group admin", "member"]
 
@@ -60,6 +63,7 @@ _SETTINGS_WHAT = {
     "forget": "delete this chat's data (/forget)",
     "sessions": "clean up this group's sessions (/sessions cleanup)",
     "think": "change how Claude thinks here (/think off|auto|low|medium|high|show)",
+    "mcp": "turn MCP servers on or off (/mcp on|off NAME)",
 }
 
 
@@ -91,6 +95,8 @@ NEEDS: dict[str, Callable[[str], Need]] = {
     "forget": lambda args: "settings",
     "search": lambda args: "member",  # this chat's own history, which every member could read
     "think": lambda args: "settings" if _first_word(args) else "member",
+    "mcp": lambda args: "vigil admin" if _first_word(args) in ("on", "off") else "member",
+    "skills": lambda args: "member",
 }
 
 
@@ -178,6 +184,11 @@ class Roles:
         """May `user_id` do `what` (words after "can": "cancel abc123") in `place`? `owner`: whose it is."""
         if need == "member" or (owner is not None and owner and user_id == owner):
             return ALLOWED
+        if need == "vigil admin":  # whatever the chat: a private chat's owner or a group's admin is not enough
+            if place.channel == "console" or self.settings.is_admin(user_id):
+                return ALLOWED
+            return Verdict(False, f"⛔ Only a vigil admin (VIGIL_ADMIN_USERS) can {what}, since that acts with the "
+                                  "operator's own credentials.")
         if place.channel == "console" or self.settings.is_admin(user_id) or not place.group \
                 or user_id == ANONYMOUS_ADMIN:
             return ALLOWED

@@ -38,6 +38,7 @@ from vigil.media_sweep import MediaSweeper
 from vigil.metrics import NULL_METRICS, Metrics, build_metrics
 from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.recall.live import RecallPort, recall_for
+from vigil.runtime_extensions import extensions, log_extensions
 from vigil.settings import Settings
 from vigil.store.store import open_store
 from vigil.tools.toolbox import Toolbox
@@ -79,9 +80,11 @@ class Runtime:
         self.slots = QuerySlots(settings.max_concurrent_queries)
         self.metrics = metrics or build_metrics(settings, self.registry, self.store, self.slots)
         self.runner = TurnRunner(model, self.slots, settings.max_tool_rounds, self.metrics)
+        self.mcp_config, self.mcp, self.skills = extensions(settings)  # MCP servers, Agent Skills
         self.toolbox = Toolbox(settings.workdir_root, enable_bash=settings.enable_bash,
                                bash_timeout_s=settings.bash_timeout_s, scrub_env=SCRUBBED_ENV,
-                               bash_network=settings.bash_network == "on", data_dir=settings.data_dir)
+                               bash_network=settings.bash_network == "on", data_dir=settings.data_dir,
+                               read_only=lambda: self.skills.current().mounts())
         self.timer = HeartbeatTimer(self.submit, clock=clock)
         # One for the process: the adapters' gates and every session's model calls share its rate window.
         self.allowance = Allowance(settings, self.store.user_cost_micros, clock=clock)
@@ -90,7 +93,8 @@ class Runtime:
         self.deps = SessionDeps(settings=settings, store=self.store, outboxes=outboxes, runner=self.runner,
                                 toolbox=self.toolbox, registry=self.registry, allowance=self.allowance, clock=clock,
                                 schedule_heartbeat=self._schedule_heartbeat, media=self.media,
-                                sweep_media=self.sweeper.request, metrics=self.metrics, recall=self.recall)
+                                sweep_media=self.sweeper.request, metrics=self.metrics, recall=self.recall,
+                                mcp=self.mcp, skills=self.skills)
         self.roles = self.deps.roles  # who may do what: the adapters attach how they learn a group's admins
         self.actor_class = actor_class or SessionActor
         self.supervisor: pykka.ActorRef[Any] | None = None
@@ -125,6 +129,7 @@ class Runtime:
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         self._log_bash()
+        log_extensions(self.log, self.mcp_config, self.skills)
         self.log.info("runtime.started", channels=sorted(self.outboxes), recovering=len(recovered),
                       redelivered=len(waiting), heartbeats=beats)
 
@@ -186,6 +191,8 @@ class Runtime:
             except pykka.ActorDeadError:
                 pass
         self.runner.close()
+        if self.mcp is not None:
+            self.mcp.close()  # stdio servers: stdin closed, then SIGTERM, then SIGKILL
         self.recall.close()  # what the sessions fed is indexed; the store must still be open
         self.disk.stop()
         self.sweeper.close()  # a sweep reads the store: it ends first

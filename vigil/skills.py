@@ -30,11 +30,13 @@ import yaml
 
 from vigil.logs import get_logger
 
-__all__ = ["MAX_DESCRIPTION", "MAX_NAME", "Skill", "SkillProblem", "SkillSet", "Skills", "read_skills"]
+__all__ = ["MAX_DESCRIPTION", "MAX_NAME", "SKILLS_AT", "Skill", "SkillProblem", "SkillSet", "Skills", "read_skills",
+           "under_skills"]
 
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 SKILL_FILE = "SKILL.md"
+SKILLS_AT = "/skills"  # where Claude finds them: the editor (actors/tools/skills.py) and the bash sandbox
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _RESERVED = ("anthropic", "claude")
 _XML_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^<>]*>")
@@ -68,7 +70,11 @@ class SkillSet:
     def get(self, name: str) -> Skill | None:
         return next((s for s in self.skills if s.name == name), None)
 
-    def prompt(self, where: str = "/skills") -> str:
+    def mounts(self, where: str = SKILLS_AT) -> tuple[tuple[str, str], ...]:
+        """(folder, where Claude sees it) for each skill: what the bash sandbox binds read-only."""
+        return tuple((os.path.realpath(skill.path), f"{where}/{skill.name}") for skill in self.skills)
+
+    def prompt(self, where: str = SKILLS_AT) -> str:
         """The system prompt's listing: names and descriptions only, sorted; "" without skills."""
         if not self.skills:
             return ""
@@ -76,6 +82,14 @@ class SkillSet:
                  f"matches a skill's description, read {where}/<name>/{SKILL_FILE} first and follow it:"]
         lines += [f"- {skill.name}: {' '.join(skill.description.split())}" for skill in self.skills]
         return "\n".join(lines)
+
+
+def under_skills(path: object) -> bool:
+    """Whether a path the model gave names `/skills` or something in it (where Claude finds the skills)."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return False
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return bool(parts) and parts[0] == SKILLS_AT.strip("/")
 
 
 def read_skills(directory: Path) -> SkillSet:

@@ -89,6 +89,11 @@ Group={user}
 EnvironmentFile={env_file}
 StateDirectory=vigil
 StateDirectoryMode=0700
+# Agent Skills, one folder each: root's, read-only to the service (and to Claude), away from /etc/vigil
+# (the secrets, closed to the service user). An MCP config (VIGIL_MCP_CONFIG) holds credentials too: keep
+# it root:vigil 0640, e.g. /etc/vigil-mcp.json. MCP stdio servers run as this user, under this unit's rules.
+ConfigurationDirectory=vigil-skills
+Environment=VIGIL_SKILLS_DIR=/etc/vigil-skills
 Environment=VIGIL_WORKDIR_ROOT={workdir_root}
 Environment=VIGIL_LOG_FORMAT=json
 NoNewPrivileges=yes

@@ -53,7 +53,8 @@ class StdioServer:
         return tuple(v for v in self.env.values() if len(v) >= _MIN_SECRET)
 
     def describe(self) -> str:
-        return f"stdio: {self.command}" + (f" ({len(self.args)} arguments)" if self.args else "")
+        count = len(self.args)
+        return f"stdio: {self.command}" + (f" ({count} argument{'s' if count != 1 else ''})" if count else "")
 
 
 @dataclass(frozen=True)

@@ -114,13 +114,15 @@ class Connection:
             # Retrieved here so that a start nobody waits for any more does not warn when it fails.
             self._starting.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._begin()
+        starting = self._starting
         try:
-            return await asyncio.wait_for(asyncio.shield(self._starting), timeout)
+            return await asyncio.wait_for(asyncio.shield(starting), timeout)
         except TimeoutError:
-            runner = self._runner
-            await self._lost(f"did not start within {timeout:g} s")
-            if runner is not None:
-                runner.cancel()  # the SDK's shielded teardown stops the process
+            if self._starting is starting:  # not a later start's business: that one has its own waiters
+                runner = self._runner
+                await self._lost(f"did not start within {timeout:g} s")
+                if runner is not None:
+                    runner.cancel()  # the SDK's shielded teardown stops the process
             return f"MCP server {self.config.name!r} did not start within {timeout:g} s"
         except Exception as exc:
             return f"MCP server {self.config.name!r} could not start: {self._reason(exc)}"

@@ -83,14 +83,25 @@ class McpManager:
             shown.append(dataclasses.replace(status, retry_in_s=retry))
         return tuple(shown)
 
-    def tools(self, servers: Iterable[str], cancel: CancelToken | None = None) -> tuple[McpTool, ...]:
+    def tools(self, servers: Iterable[str], cancel: CancelToken | None = None,
+              wait: bool = True) -> tuple[McpTool, ...]:
         """The tools of `servers` (unknown names ignored), sorted by name: stable, for the prompt cache.
 
         A server that is not running is started first when it may be (first use, or its backoff has
         passed), waiting at most the time limit; one that may not yet keeps offering the tools it had,
-        so the prompt does not change while it is down (a call then says why it cannot run)."""
+        so the prompt does not change while it is down (a call then says why it cannot run). With
+        `wait` False, only a first start is waited for: a server tried before (that died, or failed) is
+        started again in the background, so a server that hangs while starting holds up a turn once, not
+        every turn (a call of one of its tools waits for that start)."""
         names = sorted({s for s in servers if s in self.config.servers})
         startable = [name for name in names if self._may_start(name)]
+        if not wait:
+            with self._lock:
+                again = [name for name in startable if name in self._connections]
+                under_way = {name for name in again if self._statuses[name].state == "starting"}
+            startable = [name for name in startable if name not in again]
+            if again and len(under_way) < len(again):
+                self._start_soon([name for name in again if name not in under_way])
         if startable:
             self._run(self._start_all(startable), self.timeout_s, cancel)
         with self._lock:
@@ -159,6 +170,13 @@ class McpManager:
         with self._lock:
             connection = self._connections.get(name)
         return connection is None or connection.may_start()
+
+    def _start_soon(self, names: list[str]) -> None:
+        try:
+            loop = self._ensure_loop()
+        except RuntimeError:  # closed: nothing starts any more
+            return
+        asyncio.run_coroutine_threadsafe(self._start_all(names), loop)
 
     async def _start_all(self, names: list[str]) -> None:
         await asyncio.gather(*(self._connection(name).ensure(self.timeout_s) for name in names))

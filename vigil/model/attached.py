@@ -4,10 +4,11 @@ Stored turns name their files by digest (`Attachment`), and the bytes live once 
 Building a request takes two steps, so that the history window stays small and history.py touches no
 disk:
 
-- `ref_block` is what `turn_messages` puts before an input's text: a small placeholder that names the
-  attachment. The window (actors/window.py) keeps these, not megabytes of base64 per photo in each of
-  a thousand live sessions, and counts each by the tokens estimated when the file arrived
-  (`block_tokens`), never by the length of its text.
+- `ref_block` is what `turn_messages` puts before an input's text (and an MCP tool's result holds for each
+  image it returned: actors/tools/mcp.py): a small placeholder that names the attachment. The window
+  (actors/window.py) keeps these, not megabytes of base64 per photo in each of a thousand live sessions,
+  and counts each by the tokens estimated when the file arrived (`block_tokens`), never by the length of
+  its text.
 - `materialize`, once per request, replaces each placeholder with the block the API takes: an image,
   a PDF `document`, or a text `document` (titled with the file's name: its contents stay marked as the
   file's, apart from what the user wrote, and the model can cite it), read through a `MediaSource`.
@@ -114,6 +115,30 @@ def has_refs(messages: list[ApiMessage]) -> bool:
                for m in messages)
 
 
+Spot = tuple[int, int, int | None]
+"""Where a placeholder stands: (message, block, index within that block's `tool_result` content or None)."""
+
+
+def ref_spots(messages: list[ApiMessage]) -> list[Spot]:
+    """Every placeholder: before a user's text, or in a tool's result (an MCP tool's images)."""
+    spots: list[Spot] = []
+    for m, message in enumerate(messages):
+        if not isinstance(message["content"], list):
+            continue
+        for b, block in enumerate(message["content"]):
+            if block.get("type") == REF_TYPE:
+                spots.append((m, b, None))
+            elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                spots += [(m, b, k) for k, inner in enumerate(block["content"]) if inner.get("type") == REF_TYPE]
+    return spots
+
+
+def ref_at(messages: list[ApiMessage], spot: Spot) -> Block:
+    m, b, k = spot
+    block: Block = messages[m]["content"][b]
+    return block if k is None else block["content"][k]
+
+
 def materialize(messages: list[ApiMessage], source: MediaSource | None,
                 limits: RequestLimits = LIMITS, unreadable: Collection[str] = ()) -> list[ApiMessage]:
     """`messages` with every placeholder replaced (new dicts where replaced; the rest shared).
@@ -123,15 +148,14 @@ def materialize(messages: list[ApiMessage], source: MediaSource | None,
     it once: actors/refused_files.py) becomes a line saying so, so that it never fails a request again.
     The placeholders of the last message are the ones the user is being answered about: a file of
     theirs left out is worded as such, not as one "sent earlier"."""
-    spots = [(m, b) for m, message in enumerate(messages) if isinstance(message["content"], list)
-             for b, block in enumerate(message["content"]) if block.get("type") == REF_TYPE]
+    spots = ref_spots(messages)
     if not spots:
         return messages
     budget = _Budget(limits)
-    chosen: dict[tuple[int, int], Block] = {}
+    chosen: dict[Spot, Block] = {}
     last = len(messages) - 1
     for spot in reversed(spots):  # newest first: the files the user just sent are the ones that matter
-        ref = messages[spot[0]]["content"][spot[1]]
+        ref = ref_at(messages, spot)
         attachment = attachment_of(ref)
         if attachment.digest in unreadable:
             block = _note(f"[{_what(attachment)}: the model service could not read it, so it is left out]")
@@ -141,8 +165,15 @@ def materialize(messages: list[ApiMessage], source: MediaSource | None,
             block["cache_control"] = ref["cache_control"]
         chosen[spot] = block
     out = list(messages)
-    for index in {m for m, _ in spots}:
-        content = [chosen.get((index, b), block) for b, block in enumerate(messages[index]["content"])]
+    for index in {m for m, _, _ in spots}:
+        content = []
+        for b, block in enumerate(messages[index]["content"]):
+            if (index, b, None) in chosen:
+                block = chosen[(index, b, None)]
+            elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                inner = [chosen.get((index, b, k), part) for k, part in enumerate(block["content"])]
+                block = {**block, "content": inner}
+            content.append(block)
         out[index] = {"role": messages[index]["role"], "content": content}
     return out
 

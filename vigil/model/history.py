@@ -239,6 +239,12 @@ def estimate_tokens(messages: Iterable[ApiMessage]) -> int:
                 chars += len(block["text"])
             elif (tokens := block_tokens(block)) is not None:
                 files += tokens
+            elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                # A tool's images (an MCP tool's) count as files, never by the length of their base64.
+                sizes = [block_tokens(part) for part in block["content"]]
+                files += sum(t for t in sizes if t is not None)
+                rest = [part for part, t in zip(block["content"], sizes, strict=True) if t is None]
+                chars += len(json.dumps({**block, "content": rest}, ensure_ascii=False))
             else:
                 chars += len(json.dumps(block, ensure_ascii=False))
     return int(chars / 3.5) + 4 + files

@@ -54,9 +54,11 @@ def notes_section(notes: Sequence[Note]) -> str:
 
 
 def system_blocks(header: SessionHeader, notes: Sequence[Note],
-                  tool_names: Sequence[str], mode: ToolMode | None = None) -> tuple[dict[str, Any], ...]:
+                  tool_names: Sequence[str], mode: ToolMode | None = None,
+                  skills: str = "") -> tuple[dict[str, Any], ...]:
     """The system prompt as text blocks; the last carries the cache breakpoint. `mode`: the chat's permission
-    mode, said in a line when the turn offers tools it governs (None: a turn where no one is asked)."""
+    mode, said in a line when the turn offers tools it governs (None: a turn where no one is asked). `skills`:
+    the Agent Skills' listing (vigil/skills.py: names and descriptions), shown when the editor can read them."""
     tools = ""
     if "str_replace_based_edit_tool" in tool_names:
         tools = ("You can read and edit files in the working directory with the text editor tool; "
@@ -76,6 +78,8 @@ def system_blocks(header: SessionHeader, notes: Sequence[Note],
                   if header.chat_type in ("group", "supergroup") else "")
     text = _BASE.format(channel="a terminal" if header.chat_type == "console" else "Telegram",
                         where=_where(header), cwd=header.cwd, tools=tools, group_hint=group_hint).strip()
+    if skills and "str_replace_based_edit_tool" in tool_names:
+        text = f"{text}\n\n{skills}"
     section = notes_section(notes)
     if section:
         text = f"{text}\n\n{section}"

@@ -282,13 +282,10 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
     past_generations: tuple[GenerationInfo, ...] = ()
     turns_total: int = 0
-    # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
-    # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
+    # Files the model service refused to read, by digest (actors/refused_files.py): later requests name them.
     unreadable: tuple[str, ...] = ()
-    # The current conversation's title (`title` is the chat's): its first message cut short, or /title's.
-    conversation_title: str = ""
-    # Kept by retention and cleanups whatever its age (/pin). Added with a default, so no schema bump.
-    pinned: bool = False
+    conversation_title: str = ""  # this conversation's (`title` is the chat's): its first message cut, or /title's
+    pinned: bool = False  # kept by retention and cleanups whatever its age (/pin); no schema bump
     # The chat's /mode ("": VIGIL_TOOL_MODE's default), and the approvals of its open turn (actors/approvals.py).
     # Added with defaults, so no schema bump.
     tool_mode: Literal["", "ask", "auto", "readonly"] = ""
@@ -301,6 +298,8 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     unreachable: str = ""
     thinking: Literal["", "off", "auto", "low", "medium", "high"] = ""  # /think ("": VIGIL_THINKING's): actors/think.py
     think_show: bool = False  # /think show: the summarized thinking above each answer. No schema bump for either.
+    mcp_on: tuple[str, ...] = ()  # MCP servers turned on here (/mcp on: actors/mcp_command.py); no schema bump
+    mcp_off: tuple[str, ...] = ()  # VIGIL_MCP_DEFAULT's turned off here (/mcp off); an older vigil ignores both
 
     @property
     def needs_recovery(self) -> bool:

@@ -34,7 +34,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from vigil.tools.outcome import ToolOutcome
@@ -238,8 +238,11 @@ class BashRunner:
         output_cap: int = 16000,
         scrub_env: Iterable[str] = (),
         sandbox: Sandbox | None = None,
+        read_only: Callable[[], Sequence[tuple[str, str]]] = lambda: (),
     ) -> None:
         """`sandbox` defaults to `detect()` (which raises `SandboxUnavailable`): never unsandboxed.
+        `read_only` gives, at each command, the directories bound read-only beside the workspace (the Agent
+        Skills' folders: they may change while vigil runs).
 
         `scrub_env` is still accepted but has nothing left to do: the sandbox's
         environment is built from nothing, so no variable of the service reaches a command.
@@ -252,6 +255,7 @@ class BashRunner:
         self._cap = output_cap
         self._scrub = frozenset(scrub_env)
         self.sandbox = sandbox if sandbox is not None else detect()
+        self._read_only = read_only
 
     def spec(self) -> dict[str, object]:
         """The tool definition to offer in the Messages API request."""
@@ -286,7 +290,7 @@ class BashRunner:
         status_read, status_write = os.pipe()
         try:
             argv = self.sandbox.argv(workspace if workspace is not None else cwd, cwd, command, status_write,
-                                     pause_fd=status_read)
+                                     pause_fd=status_read, read_only=self._read_only())
             proc = subprocess.Popen(
                 argv,
                 cwd="/",

@@ -126,11 +126,12 @@ class Jail:
     path it will not serve, and nothing else for bad input.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, also: Path | None = None) -> None:
         # The operator chose the root, so its own path may go through symlinks;
-        # we pin its real location once. The model may spell it either way.
+        # we pin its real location once. The model may spell it either way, or as `also`, the
+        # name it knows the root by (an Agent Skill's folder is `/skills/<name>` to it).
         self._root = Path(os.path.realpath(root))
-        spellings = {self._root, Path(os.path.abspath(root))}
+        spellings = {self._root, Path(os.path.abspath(root))} | ({Path(os.path.abspath(also))} if also else set())
         self._root_spellings: tuple[list[str], ...] = tuple(
             [p for p in _split(str(s)) if p] for s in sorted(spellings, key=str)
         )

@@ -35,7 +35,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -162,11 +162,14 @@ class Sandbox:
         `/proc/1/environ` is readable: so it gets nothing but a PATH."""
         return {"PATH": SANDBOX_PATH}
 
-    def argv(self, workspace: Path, cwd: Path, command: str, status_fd: int, pause_fd: int) -> list[str]:
+    def argv(self, workspace: Path, cwd: Path, command: str, status_fd: int, pause_fd: int,
+             read_only: Sequence[tuple[str, str]] = ()) -> list[str]:
         """bwrap's argv for `command` run in `cwd`, with `workspace` (which holds `cwd`) writable.
 
         `status_fd` (inherited by bwrap) gets the in-sandbox supervisor's report; `pause_fd`, the read
-        end of that pipe, lets it wait without forking.
+        end of that pipe, lets it wait without forking. `read_only` are (directory, where it shows) pairs
+        bound read-only (the Agent Skills' folders at `/skills/<name>`); one that is, holds or lies in the
+        data directory, or holds the service user's home, is left out.
         """
         work = os.path.realpath(workspace)
         here = os.path.realpath(cwd)
@@ -184,6 +187,13 @@ class Sandbox:
         for hidden in (*self._data_dirs, *([self._home] if self._home else [])):
             if _inside(hidden, work):
                 masks += ["--tmpfs", hidden, "--remount-ro", hidden]
+        shown: list[str] = []
+        for source, where in read_only:
+            real = os.path.realpath(source)
+            if real == "/" or any(_inside(real, d) or _inside(d, real) for d in self._data_dirs) \
+                    or (self._home is not None and _inside(self._home, real)):
+                continue
+            shown += ["--ro-bind-try", real, where]
         args = [
             self.bwrap,
             "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -191,6 +201,7 @@ class Sandbox:
             *([] if self.network else ["--unshare-net"]),
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", HOSTNAME,
             *self._fixed,
+            *shown,
             "--proc", "/proc", "--remount-ro", "/proc",
             "--dev", "/dev",
             "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from vigil.tools import bash as bash_tool
@@ -67,9 +67,11 @@ class Toolbox:
         bash_network: bool = True,
         data_dir: Path | None = None,
         sandbox: Sandbox | SandboxUnavailable | None = None,
+        read_only: Callable[[], Sequence[tuple[str, str]]] = lambda: (),
     ) -> None:
         """`sandbox` is the probe's result when the caller has one; otherwise it is probed here
-        (hiding `data_dir` and the service user's home) when bash is enabled."""
+        (hiding `data_dir` and the service user's home) when bash is enabled. `read_only`: the
+        (directory, where) pairs bash's sandbox binds read-only at each command (the Agent Skills)."""
         self._jail = Jail(root)
         self._view_max = view_max_characters
         self._editor = TextEditor(self._jail, max_characters=view_max_characters)
@@ -90,7 +92,7 @@ class Toolbox:
             self.bash_unavailable = str(sandbox)
             return
         self._bash = BashRunner(timeout_s=bash_timeout_s, output_cap=bash_output_cap, scrub_env=scrub_env,
-                                sandbox=sandbox)
+                                sandbox=sandbox, read_only=read_only)
 
     @property
     def sandbox(self) -> Sandbox | None:

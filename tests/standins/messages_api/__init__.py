@@ -18,7 +18,9 @@ What it answers is decided, in this order, by:
 3. directives in the text of the current turn's user message (``[[reply=...]]``, ``[[len=N]]``,
    ``[[delay=S]]``, ``[[slow=S]]``, ``[[error=STATUS times=K]]``, ``[[hang]]``, ``[[drop=N]]``,
    ``[[stream_error=overloaded]]``, ``[[tool=NAME {json}]]``, and the API's own web tools:
-   ``[[search=QUERY]]``, ``[[fetch=URL]]``, ``[[pause]]``, ``[[search_hang]]``, see ``server_tools``), so
+   ``[[search=QUERY]]``, ``[[fetch=URL]]``, ``[[pause]]``, ``[[search_hang]]``, see ``server_tools``; the
+   tool search tool: ``[[tool_search=QUERY]]``, with ``[[search_hang]]`` a search that never ends, see
+   ``tool_search``), so
    tests that only control what the user types can still steer the model. The current turn's user
    message is the latest one with a text block: user messages made only of tool_result blocks
    continue the turn;

@@ -82,6 +82,14 @@ class RecordedRequest:
     headers: dict[str, str]
     stream: bool
     refused: str | None = None
+    usage: dict[str, Any] | None = None  # the answer's usage, once built (input, cache read and written, output)
+
+    @property
+    def input_total(self) -> int:
+        """Every input token of the request: uncached, read from the cache and written to it."""
+        usage = self.usage or {}
+        return sum(int(usage.get(k) or 0) for k in ("input_tokens", "cache_read_input_tokens",
+                                                    "cache_creation_input_tokens"))
 
     def last_user_text(self) -> str:
         """Text blocks (newline-joined) of the latest user message that has any text block."""

@@ -54,6 +54,7 @@ class Plan:
     stream_error_after: int = 20
     web: WebPlan | None = None
     tool_searches: list[str] = field(default_factory=list)  # the tool search tool's queries (tool_search)
+    search_hang: bool = False  # [[search_hang]] with a tool search: it starts and never ends
     thinking_drop: int | None = None  # cut the stream after this many characters of thinking (`thinking`)
     thinking_seconds: float = 0.0  # spread the thinking over this long (`thinking`: `[[think_slow=S]]`)
 
@@ -197,6 +198,7 @@ def _plan_from_directives(state: State, body: dict[str, Any]) -> Plan:
     rounds = _tool_rounds(messages)
     if rounds == 0:
         plan.tool_searches = found.tool_searches
+        plan.search_hang = found.search_hang and bool(found.tool_searches)
     if rounds < len(found.tools):
         name, tool_input = found.tools[rounds]
         plan.calls = [ToolCall(name, tool_input)]

@@ -165,8 +165,9 @@ class Router:
         except Refusal as r:
             refusal = r
         stream = body.get("stream") is True
+        recorded = RecordedRequest(body, headers, stream, refusal.message if refusal else None)
         with self.state.arrived:
-            self.state.requests.append(RecordedRequest(body, headers, stream, refusal.message if refusal else None))
+            self.state.requests.append(recorded)
             self.state.arrived.notify_all()
         if refusal is not None:
             raise refusal
@@ -186,6 +187,7 @@ class Router:
             )
             return
         message = build_message(self.state, body, plan)
+        recorded.usage = message["usage"]
         if stream:
             sse.stream(handler, self.state.stopping, message, plan, request_id)
         else:

@@ -106,7 +106,8 @@ def stream(handler: Handler, stopping: threading.Event, message: dict[str, Any],
                     },
                 )
         send("content_block_stop", {"type": "content_block_stop", "index": index})
-        if block["type"] == "server_tool_use" and plan.web is not None and plan.web.hang_in_search:
+        if block["type"] == "server_tool_use" and (plan.search_hang or (plan.web is not None
+                                                                         and plan.web.hang_in_search)):
             wait(handler, stopping, math.inf)  # the search runs on and on: only a hang-up or stop() ends it
     if plan.drop_after is not None:
         handler.cut()
