@@ -6,7 +6,7 @@ meanwhile, and it never blocks the service (LMDB is made for readers in several 
 process opens the store as `vigil sessions` does and takes no lock). Compaction writes only the live
 pages, so the copy is as small as the data, however large the live file grew before a retention pass.
 
-Then the media files the *copied* store names (vigil/store/media_refs.py, run on the copy) are copied,
+Then the media files the *copied* store names (its media index, vigil/store/media_refs.py) are copied,
 byte for byte with fsync (a hard link would share the very inode a disk fault or an operator's rm
 takes away) and checked against their name (the sha256 of their bytes). Last comes `manifest.json`:
 vigil's version, when, counts, and the size and sha256 of every file, which `vigil restore` verifies
@@ -80,7 +80,7 @@ def read_copy(store_dir: Path) -> tuple[set[str], int, int]:
     try:
         with env.begin() as txn:
             dbs: dict[bytes, Any] = {name: env.open_db(name, txn=txn, create=False) for name in DB_NAMES}
-            referenced = media_refs.scan(txn, dbs)
+            referenced = media_refs.indexed(txn, dbs)
             return referenced, int(txn.stat(dbs[b"sessions"])["entries"]), int(txn.stat(dbs[b"turns"])["entries"])
     finally:
         env.close()

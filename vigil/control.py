@@ -259,7 +259,8 @@ class Control:
 
 
 def export_session(store: Store, key: str) -> bytes | None:
-    """The whole stored session (every generation with its turns and compaction summaries, notes) as JSON bytes.
+    """The whole stored session (every generation with its turns and compaction summaries, the records of its
+    past conversations, notes) as JSON bytes.
 
     Raises UnreadableRecord for a session whose header can't be read.
     """
@@ -274,6 +275,7 @@ def export_session(store: Store, key: str) -> bytes | None:
     document = {
         "exported_at": clock(time.time()),
         "session": complete(header),
+        "conversations": [complete(c) for c in store.scan_conversations(key)[0]],
         "generations": generations,
         "notes": [complete(n) for n in store.notes(key)],
         "media": media_rows(header, stored),

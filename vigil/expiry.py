@@ -4,10 +4,11 @@ A session is old when its last activity (a user message, a turn, its creation) i
 and it is not pinned (`/pin`). A past conversation (a generation other than the session's current
 one) is old when its last activity is before the cutoff; pinned sessions keep every conversation.
 
-Past conversations are judged from the turns actually stored, not only from the header's list of
-them (`past_generations`): that list is capped, and other parts may move the current generation
-(resuming an earlier conversation), so a generation's turns can outlive its entry. A generation's
-activity is the later of its entry's `ended_at` (when it was left) and its last turn's time.
+A past conversation's activity is in its record (`Conversation`, one range read per session): the
+later of `ended_at` (when it was left) and `last_at` (its last turn), so no turn is read to judge it.
+Turns stored under a generation that has no record and is not current (left behind by a crash midway
+through a deletion, which deletes the record first) are judged by their last turn's time, so they go
+too. A record this vigil can't read (a newer one's) is never judged old: its generation is kept.
 
 This module reads through the `Store` port only and imports no actors, so that the session itself
 (actors/state.py, for a live session), the service's cleanup flow (vigil/cleanup.py) and the
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vigil.ports import Store
-from vigil.store.schema import SessionHeader
+from vigil.store.schema import Conversation, SessionHeader
 
 
 def activity(header: SessionHeader) -> float:
@@ -27,19 +28,20 @@ def activity(header: SessionHeader) -> float:
     return max(header.last_activity, header.last_turn_at, header.created_at)
 
 
+def conversation_activity(record: Conversation) -> float:
+    """When a past conversation was last active: left, or its last turn (whichever is later)."""
+    return max(record.ended_at, record.last_at)
+
+
 def past_activity(store: Store, header: SessionHeader) -> dict[int, float]:
-    """Each past conversation (stored or listed, not the current one) and its last activity."""
-    listed = {info.generation: info.ended_at for info in header.past_generations}
-    found: dict[int, float] = {}
+    """Each past conversation (recorded, or with turns and no record; not the current one) and its last activity."""
+    records, unreadable = store.scan_conversations(header.key)
+    found = {r.generation: conversation_activity(r) for r in records if r.generation != header.generation}
+    kept = {generation for generation, _ in unreadable} | set(found) | {header.generation}
     for generation in store.generations(header.key):
-        if generation == header.generation:
-            continue
-        last = store.last_turns(header.key, generation, 1)
-        at = max((max(t.started_at, t.ended_at) for t in last), default=0.0)
-        found[generation] = max(at, listed.get(generation, 0.0))
-    for generation, ended_at in listed.items():
-        if generation != header.generation:
-            found.setdefault(generation, ended_at)
+        if generation not in kept:
+            last = store.last_turns(header.key, generation, 1)
+            found[generation] = max((max(t.started_at, t.ended_at) for t in last), default=0.0)
     return found
 
 

@@ -12,7 +12,8 @@ Nothing of the old is deleted: before the swap, `data.mdb` and every media file 
 `pre-restore-<time>/` in the data directory (a link costs no space and keeps the old bytes when the
 names are replaced; it is a place to go back to, not a backup). The backup's media files are copied
 into the media store beside the old ones (content-addressed: a file of the same name holds the same
-bytes); those the restored store does not name are removed by the service's media sweep at start-up.
+bytes); every file is then marked for the next sweep (vigil/media.py), so those the restored store does
+not name are removed by the service's media sweep at start-up.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def restore_backup(settings: Settings, backup: Path) -> dict[str, Any]:
         os.chmod(partial, 0o600)
         os.replace(partial, data_dir / "data.mdb")  # the one step: old store or new, never neither
         fsync_dir(data_dir)
+        media.mark(media.digests())  # the old store's files and the backup's: the sweep keeps what is named
         store = open_store(data_dir, settings.store_map_mb)
         try:
             headers, skipped = store.scan_headers()

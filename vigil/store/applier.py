@@ -15,7 +15,7 @@ import lmdb
 
 from vigil.errors import CorruptRecord, SessionGone
 from vigil.ports import UsageEntry
-from vigil.store import cursors, keys
+from vigil.store import cursors, keys, media_refs
 from vigil.store.schema import UnreadableRecord, Usage, UsageDay, decode_header, decode_usage_day, encode
 
 _UNKNOWN = object()
@@ -30,15 +30,19 @@ class SessionWrite:
     `consumed` are the inbox keys of the messages this commit makes part of the session's state:
     deleted only if the commit is accepted. `summary` is a compaction's summary record, written with
     the header that moves the window past what it covers (and the usage of the call that made it).
+    `conversations` are puts (and deletes: value None) of past-conversation records, written with the
+    header that makes another conversation current (vigil/conversations.py). The media files the turn
+    and the header name are indexed here too (vigil/store/media_refs.py), from their bytes.
     """
 
-    __slots__ = ("consumed", "create", "header", "heartbeat", "incarnation", "key", "members", "recover", "summary",
-                 "summary_key", "turn", "turn_key", "usage")
+    __slots__ = ("consumed", "conversations", "create", "header", "heartbeat", "incarnation", "key", "members",
+                 "recover", "summary", "summary_key", "turn", "turn_key", "usage")
 
     def __init__(self, key: bytes, incarnation: int, create: bool, header: bytes, turn_key: bytes | None,
                  turn: bytes | None, recover: bytes | None, heartbeat: bytes | None, members: tuple[bytes, ...],
                  usage: tuple[UsageEntry, ...], consumed: tuple[bytes, ...] = (),
-                 summary_key: bytes | None = None, summary: bytes | None = None) -> None:
+                 summary_key: bytes | None = None, summary: bytes | None = None,
+                 conversations: tuple[tuple[bytes, bytes | None], ...] = ()) -> None:
         self.key = key
         self.incarnation = incarnation
         self.create = create
@@ -52,6 +56,7 @@ class SessionWrite:
         self.consumed = consumed
         self.summary_key = summary_key
         self.summary = summary
+        self.conversations = conversations
 
 
 class InboxWrite:
@@ -150,6 +155,8 @@ class SessionWriteApplier:
                 seen.extend(write.seen)  # also when the message is taken up in this same transaction
                 if write.value is not None:
                     inbox_puts[write.key] = write.value
+                    if media_refs.MARK in write.value:
+                        others += media_refs.pairs(keys.inbox_session(write.key), media_refs.LIVE, write.value)
                 elif inbox_puts.pop(write.key, None) is None:
                     inbox_deletes.append(write.key)
                 results.append(None)
@@ -172,6 +179,12 @@ class SessionWriteApplier:
             headers.append((b"sessions", key, write.header))
             if write.turn_key is not None and write.turn is not None:
                 turns.append((b"turns", write.turn_key, write.turn))
+                if media_refs.MARK in write.turn:
+                    others += media_refs.pairs(key, keys.turn_position(write.turn_key)[0], write.turn)
+            if media_refs.MARK in write.header:
+                others += media_refs.pairs(key, media_refs.LIVE, write.header)
+            for conversation_key, record in write.conversations:
+                others.append((b"conversations", conversation_key, record))
             if write.summary_key is not None and write.summary is not None:
                 others.append((b"summaries", write.summary_key, write.summary))
             if write.recover is not None:

@@ -35,6 +35,18 @@ def keys_of(cursor: lmdb.Cursor) -> Iterator[bytes]:
         yield bytes(key)
 
 
+def prefixed(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[bytes, bytes]]:
+    """The (key, value) pairs whose key starts with `prefix`, in key order, read in full (the caller may write)."""
+    out: list[tuple[bytes, bytes]] = []
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for raw_key, value in items(cursor):
+            if not raw_key.startswith(prefix):
+                break
+            out.append((raw_key, value))
+    return out
+
+
 def delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes, last: bytes | None = None) -> int:
     """Delete the keys that start with `prefix` (and sort at or before `last`, if given)."""
     cursor = txn.cursor(db=db)

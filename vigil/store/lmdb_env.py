@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members", b"recover",
-            b"aliases", b"notes", b"inbox", b"summaries", b"updates")
+            b"aliases", b"notes", b"inbox", b"summaries", b"updates", b"conversations", b"media")
 MAX_DBS = 16
 MAX_READERS = 4096
 
@@ -124,6 +124,22 @@ class LmdbEnv:
         self.journal.attach(self.env, self.dbs, replay=restored in ("same", "restored"))
         if restored:
             fcntl.flock(self._open_lock, fcntl.LOCK_SH)  # recovered: others may open it now
+
+    @contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Whether no other process has the store open; while it says so, none can open it (the upgrade's need).
+
+        A refused upgrade of a flock drops the shared lock (Linux removes it first): it is taken back."""
+        try:
+            fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._open_lock, fcntl.LOCK_SH)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(self._open_lock, fcntl.LOCK_SH)
 
     def db(self, name: bytes) -> Any:
         return self.dbs[name]

@@ -1,35 +1,205 @@
-"""Which stored files are still referenced: the read a media sweep depends on.
+"""Which stored files are still referenced: an index kept in the transactions that add and drop references.
 
 A file in the media store (vigil/media.py) may be deleted only when no record names it any more: no
 turn of any generation of any session, no input pending in a header, no message waiting in the inbox.
-All three are read in one LMDB read transaction, so a message moving from the inbox into its
-session's header or turn (one write transaction) is seen in exactly one of the places, never missed.
+Reading every record to learn that costs a sweep time in proportion to the whole store; so the
+references are indexed, in the `media` database (layouts in vigil/store/keys.py):
+
+- `r`/`d` pairs (session, generation, digest), put in the very transaction that writes a turn (its
+  generation), a header (generation 0: its pending inputs) or an inbox entry (generation 0). Puts are
+  idempotent: a turn rewritten (open, then final) or a header written at every turn adds nothing.
+- Deleting a generation or a session deletes its pairs by range (no record is read: the `r` range says
+  which files it named) and marks those files `z`, in the same transaction.
+- A sweep looks only at the `z` files (and at new files the media store marked itself, see
+  vigil/media.py): for each, one `d` range says whether any pair is left. Pairs of generation 0 can
+  outlive what they stood for (a pending input answered, an inbox entry taken up): they are checked
+  against the session's header and inbox bytes, and dropped if those no longer name the file.
 
 Digests are found in the raw record bytes (a sha256 is 64 lowercase hex characters, stored as a
 MessagePack string), not by decoding: a record this vigil cannot decode (written by a newer one, or
-damaged) still keeps its files, and a record without attachments is skipped by one substring test.
-A digest that happens to appear in some text only keeps a file longer: a sweep errs towards keeping.
+damaged) still keeps its files, since its pairs were put when it was written, from its bytes (and the
+upgrade that built the index read every record's bytes the same way). A record without attachments is
+skipped by one substring test. A digest that happens to appear in some text only keeps a file longer:
+the index errs towards keeping, as the full scan it replaces did.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import lmdb
 
-_MARK = b"attachment"  # the tag every stored Attachment carries (vigil/store/schema.py)
+from vigil.store import keys
+from vigil.store.cursors import delete_prefix, items, keys_of
+
+MARK = b"attachment"  # the tag every stored Attachment carries (vigil/store/schema.py)
 _DIGEST = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+LIVE = 0  # the "generation" of a header's pending inputs and of the inbox
+Change = tuple[bytes, bytes, bytes | None]
+_MEDIA = b"media"
+
+
+def digests_in(raw: bytes) -> list[bytes]:
+    """The digests (raw 32 bytes) a record's bytes name; [] without a single attachment (one substring test)."""
+    if MARK not in raw:
+        return []
+    return list({bytes.fromhex(match.decode()) for match in _DIGEST.findall(raw)})
+
+
+def pairs(key: bytes, generation: int, raw: bytes) -> list[Change]:
+    """The index puts for a record of session `key` (encoded) in `generation` holding `raw`."""
+    found = digests_in(raw)
+    if not found:
+        return []
+    out: list[Change] = []
+    for digest in found:
+        out.append((_MEDIA, keys.ref(key, generation, digest), b""))
+        out.append((_MEDIA, keys.by_digest(digest, key, generation), b""))
+    return out
+
+
+def put_pairs(txn: lmdb.Transaction, db: Any, key: bytes, generation: int, raw: bytes) -> None:
+    for _, entry, value in pairs(key, generation, raw):
+        txn.put(entry, value or b"", db=db)
+
+
+def drop(txn: lmdb.Transaction, db: Any, key: bytes, generation: int | None, at: float) -> int:
+    """Delete the pairs of session `key` (of one generation, or all) and mark their files `z`; how many went."""
+    cursor = txn.cursor(db=db)
+    prefix = keys.ref_prefix(key, generation)
+    found: list[bytes] = []
+    if cursor.set_range(prefix):
+        for raw in keys_of(cursor):
+            if not raw.startswith(prefix):
+                break
+            found.append(raw)
+    when = keys.time_value(at)
+    for raw in found:
+        session, gen, digest = keys.parse_ref(raw)
+        txn.delete(raw, db=db)
+        txn.delete(keys.by_digest(digest, session, gen), db=db)
+        txn.put(keys.suspect(digest), when, db=db)
+    return len(found)
+
+
+def suspects(txn: lmdb.Transaction, db: Any) -> dict[str, bytes]:
+    """The files marked `z` (hex digest -> the mark's value, to delete it only if unchanged)."""
+    out: dict[str, bytes] = {}
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(keys.SUSPECT):
+        for raw, value in items(cursor):
+            if not raw.startswith(keys.SUSPECT):
+                break
+            out[raw[1:].hex()] = value
+    return out
+
+
+def names_live(txn: lmdb.Transaction, dbs: dict[bytes, Any], key: bytes, digest: str) -> bool:
+    """Whether session `key`'s header or one of its inbox entries names `digest` now (raw bytes, not decoded)."""
+    needle = digest.encode()
+    header = txn.get(key, db=dbs[b"sessions"])
+    if header is not None and needle in bytes(header):
+        return True
+    prefix = key + keys.SEP
+    cursor = txn.cursor(db=dbs[b"inbox"])
+    if cursor.set_range(prefix):
+        for raw, value in items(cursor):
+            if not raw.startswith(prefix):
+                break
+            if needle in value:
+                return True
+    return False
+
+
+def referenced(txn: lmdb.Transaction, dbs: dict[bytes, Any], digests: Iterable[str]) -> tuple[set[str], list[bytes]]:
+    """Of `digests`, those a record names; and the generation-0 pairs found to stand for nothing any more."""
+    db = dbs[_MEDIA]
+    named: set[str] = set()
+    stale: list[bytes] = []
+    cursor = txn.cursor(db=db)
+    for digest in digests:
+        prefix = keys.BY_DIGEST + bytes.fromhex(digest)
+        live: list[tuple[bytes, bytes]] = []
+        if cursor.set_range(prefix):
+            for raw in keys_of(cursor):
+                if not raw.startswith(prefix):
+                    break
+                session, generation = keys.parse_by_digest(raw)
+                if generation != LIVE:
+                    named.add(digest)  # a turn names it: turns are deleted only with their pairs
+                    break
+                live.append((raw, session))
+        if digest in named:
+            continue
+        for raw, session in live:
+            if names_live(txn, dbs, session, digest):
+                named.add(digest)
+                break
+            stale.append(raw)
+    return named, stale
+
+
+def settle(txn: lmdb.Transaction, dbs: dict[bytes, Any], looked_at: dict[str, bytes], stale: list[bytes]) -> None:
+    """After a sweep: drop the `z` marks it settled (unless marked again since) and the stale pairs (checked again
+    here, in the writer's transaction: a message naming the file may have arrived since the sweep read)."""
+    db = dbs[_MEDIA]
+    for digest, value in looked_at.items():
+        mark = keys.suspect(bytes.fromhex(digest))
+        now = txn.get(mark, db=db)
+        if now is not None and bytes(now) == value:
+            txn.delete(mark, db=db)
+    for raw in stale:
+        session, generation = keys.parse_by_digest(raw)
+        named = raw[1:1 + keys.DIGEST_SIZE]
+        if not names_live(txn, dbs, session, named.hex()):
+            txn.delete(raw, db=db)
+            txn.delete(keys.ref(session, generation, named), db=db)
+
+
+def indexed(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> set[str]:
+    """Every file some pair names (what a backup must copy): one walk of the `d` range, not of the records."""
+    found: set[str] = set()
+    cursor = txn.cursor(db=dbs[_MEDIA])
+    if cursor.set_range(keys.BY_DIGEST):
+        for raw in keys_of(cursor):
+            if not raw.startswith(keys.BY_DIGEST):
+                break
+            found.add(raw[1:1 + keys.DIGEST_SIZE].hex())
+    return found
+
+
 SCANNED = (b"turns", b"sessions", b"inbox")  # turns; headers (pending inputs); received messages
 
 
 def scan(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> set[str]:
-    """Every digest named by a turn, a header or an inbox entry, as of this transaction."""
+    """Every digest named by a turn, a header or an inbox entry, reading every record (the upgrade's, and tests')."""
     found: set[str] = set()
     for name in SCANNED:
         cursor = txn.cursor(db=dbs[name])
         for value in cursor.iternext(keys=False, values=True):
-            raw = bytes(value)
-            if _MARK in raw:
-                found.update(match.decode() for match in _DIGEST.findall(raw))
+            found.update(d.hex() for d in digests_in(bytes(value)))
     return found
+
+
+def build(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> int:
+    """Index every reference the records hold (the upgrade of a store of schema 1); pairs put."""
+    db = dbs[_MEDIA]
+    delete_prefix(txn, db, keys.REF)
+    delete_prefix(txn, db, keys.BY_DIGEST)
+    count = 0
+    for raw_key, value in items(txn.cursor(db=dbs[b"turns"])):
+        if MARK in value:
+            generation, _ = keys.turn_position(raw_key)
+            found = pairs(keys.turn_session(raw_key), generation, value)
+            for _, entry, put in found:
+                txn.put(entry, put or b"", db=db)
+            count += len(found) // 2
+    for raw_key, value in items(txn.cursor(db=dbs[b"sessions"])):
+        count += len(digests_in(value))
+        put_pairs(txn, db, raw_key, LIVE, value)
+    for raw_key, value in items(txn.cursor(db=dbs[b"inbox"])):
+        count += len(digests_in(value))
+        put_pairs(txn, db, keys.inbox_session(raw_key), LIVE, value)
+    return count

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import lmdb
 
 from vigil.ports import Unreadable, UsageRow
-from vigil.store import keys, media_refs
+from vigil.store import keys
 from vigil.store.core import StoreCore
 from vigil.store.cursors import get, items, keys_of
 from vigil.store.schema import SessionHeader, UnreadableRecord, decode_header, decode_usage_day
@@ -108,7 +108,3 @@ class Scans(StoreCore):
         if known is not None:
             return known
         return sum(row.usage.cost_micros for row in self.usage_rows(user_id, day) if row.day == day)
-
-    def media_references(self) -> set[str]:
-        """Digests of the files any stored record names (see vigil/store/media_refs.py)."""
-        return set(self._lmdb.read(lambda txn: media_refs.scan(txn, self._db)))

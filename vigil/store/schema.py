@@ -214,10 +214,9 @@ class Note(Record, frozen=True, gc=False, kw_only=True, tag="note"):
 
 class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
                      tag="generation"):
-    """A conversation of the session other than the current one (left by /new or /resume), kept until cleanup.
+    """A past conversation as headers listed them (`past_generations`) in stores of schema 1.
 
-    What is per conversation lives here while it is not current, and in the header while it is
-    (vigil/conversations.py moves it between the two): its seqs (`turns` is its next seq), window and title.
+    Read only by the upgrade (vigil/store/upgrade.py), which writes each as a `Conversation` record.
     """
 
     generation: int
@@ -227,6 +226,27 @@ class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_d
     title: str = ""
     window_start: int = 0
     last_at: float = 0.0  # its last turn (0 in records from before /resume: ended_at stands in)
+
+
+class Conversation(Record, frozen=True, gc=False, kw_only=True, tag="conversation"):
+    """A conversation of the session other than the current one (left by /new or /resume), kept until cleanup.
+
+    A record of its own under (key, generation) in `conversations` (vigil/store/keys.py), written once
+    when the conversation is left and deleted when it is resumed or deleted: the header, written at every
+    turn, holds the current conversation only, so a turn costs the same however many were left before.
+    What is per conversation lives here while it is not current, and in the header while it is
+    (vigil/conversations.py moves it between the two): its seqs (`turns` is its next seq), window and title.
+    """
+
+    CURRENT: ClassVar[int] = 1
+
+    generation: int
+    turns: int
+    started_at: float
+    ended_at: float  # when it was last left
+    title: str = ""
+    window_start: int = 0
+    last_at: float = 0.0  # its last turn (0 if it had none then: ended_at stands in)
 
 
 ToolMode = Literal["ask", "auto", "readonly"]
@@ -281,7 +301,8 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     pending: tuple[Input, ...] = ()  # received, not yet answered: survives a restart
     open_turn: int | None = None  # seq of a turn in progress: recovered after a crash
     undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
-    past_generations: tuple[GenerationInfo, ...] = ()
+    # (Stores of schema 1 listed the past conversations here, as `past_generations`; they are `Conversation`
+    # records now, and the field is gone: msgspec skips it in an old header, which the upgrade rewrites.)
     turns_total: int = 0
     # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
     # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
@@ -368,9 +389,15 @@ class Summary(Record, frozen=True, gc=False, kw_only=True, tag="summary"):
 
 
 class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):
-    """The store's own format marker."""
+    """The store's own format marker.
 
-    CURRENT: ClassVar[int] = 1
+    Schema 2: past conversations are `Conversation` records and media references are indexed
+    (vigil/store/media_refs.py). A store of schema 1 is upgraded in place when it is opened
+    (vigil/store/upgrade.py); a vigil that reads schema 1 at most refuses a store of schema 2, so no
+    older process can write records the index would not know.
+    """
+
+    CURRENT: ClassVar[int] = 2
 
     created_at: float
     created_by: str = ""
@@ -417,3 +444,4 @@ decode_usage_day = _Decoder(UsageDay)
 decode_meta = _Decoder(StoreMeta)
 decode_inbox = _Decoder(InboxEntry)
 decode_summary = _Decoder(Summary)
+decode_conversation = _Decoder(Conversation)

@@ -8,19 +8,21 @@ is. The rarer writes are closures run in the writer's transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable, Sequence
 
 import lmdb
 import msgspec
 
 from vigil.ports import UsageEntry
-from vigil.store import keys
+from vigil.store import keys, media_refs
 from vigil.store.applier import SessionWrite
 from vigil.store.core import RECOVER_NO, RECOVER_YES, StoreCore
-from vigil.store.cursors import delete_prefix, items, keys_of, stored_header
-from vigil.store.schema import Note, SessionHeader, Summary, Turn, UnreadableRecord, encode
+from vigil.store.cursors import delete_prefix, items, keys_of, prefixed, stored_header
+from vigil.store.schema import Note, SessionHeader, Summary, Turn, UnreadableRecord, decode_conversation, encode
 from vigil.store.wake import wake_at
 from vigil.store.writer import WriteFuture
+from vigil.store_port import ConversationMove
 
 HEARTBEAT_OFF = b""
 
@@ -31,7 +33,8 @@ class SessionWrites(StoreCore):
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
                previous: SessionHeader | None = None, urgent: bool = True,
-               consumed: Sequence[int] = (), summary: Summary | None = None) -> WriteFuture:
+               consumed: Sequence[int] = (), summary: Summary | None = None,
+               move: ConversationMove | None = None) -> WriteFuture:
         """Persist a session's header (and one turn, usage, membership) in one transaction.
 
         `create` says the header is new; otherwise the stored header must still be
@@ -41,6 +44,7 @@ class SessionWrites(StoreCore):
         `consumed` are the arrival ids of inbox messages this header (or turn) now holds: they
         leave the inbox in the same transaction, and only if the commit is accepted.
         `summary` (a compaction's) is stored under the header's current generation in the same transaction.
+        `move` (a /new or /resume) puts the conversation left in a record and deletes the resumed one's.
         """
         recover = None
         if previous is None or previous.needs_recovery != header.needs_recovery:
@@ -58,7 +62,8 @@ class SessionWrites(StoreCore):
             usage=tuple(usage),
             consumed=tuple([keys.inbox(header.key, arrival) for arrival in consumed]) if consumed else (),
             summary_key=keys.summary(header.key, summary.generation, summary.upto) if summary is not None else None,
-            summary=encode(summary) if summary is not None else None)
+            summary=encode(summary) if summary is not None else None,
+            conversations=_moved(header.key, move) if move is not None else ())
         return self.writer.submit_record(record, urgent)
 
     def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
@@ -87,9 +92,14 @@ class SessionWrites(StoreCore):
                 txn.delete(header_key, db=db[name])
             removed = delete_prefix(txn, db[b"turns"], keys.turn_prefix(key))
             delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key))
+            delete_prefix(txn, db[b"conversations"], keys.conversation_prefix(key))
             delete_prefix(txn, db[b"notes"], keys.note_prefix(key))
             delete_prefix(txn, db[b"inbox"], keys.inbox_prefix(key),
                            None if inbox_upto is None else keys.inbox(key, inbox_upto))
+            media_refs.drop(txn, db[b"media"], header_key, None, time.time())
+            # Messages queued behind the deletion stay in the inbox, and go on naming their files.
+            for _, value in prefixed(txn, db[b"inbox"], keys.inbox_prefix(key)):
+                media_refs.put_pairs(txn, db[b"media"], header_key, media_refs.LIVE, value)
             aliases = [k for k, v in items(txn.cursor(db=db[b"aliases"])) if v == header_key]
             for alias in aliases:
                 txn.delete(alias, db=db[b"aliases"])
@@ -98,25 +108,26 @@ class SessionWrites(StoreCore):
         return self.writer.submit(op)
 
     def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
-        """From another process: delete past generations that ended before `before`, and `generations`
-        (judged old by vigil/expiry.py from their turns); never the current one, nothing of a pinned
-        session. Resolves to how many went."""
+        """From another process: delete past conversations last active before `before`, and `generations`
+        (judged old by vigil/expiry.py), each with its record, turns and summaries; never the current one,
+        nothing of a pinned session. A record this vigil can't read is kept. Resolves to how many went."""
         db = self._db
 
         def op(txn: lmdb.Transaction) -> int:
-            header_key = keys.session(key)
-            header = stored_header(txn, header_key, db[b"sessions"])
+            header = stored_header(txn, keys.session(key), db[b"sessions"])
             if header is None or header.pinned:
                 return 0
-            old = {g.generation for g in header.past_generations if g.ended_at < before} | set(generations)
+            old = set(generations)
+            for _, raw in prefixed(txn, db[b"conversations"], keys.conversation_prefix(key)):
+                try:
+                    past = decode_conversation(raw)
+                except UnreadableRecord:
+                    continue
+                if max(past.ended_at, past.last_at) < before:
+                    old.add(past.generation)
             old.discard(header.generation)  # the session may have moved on since it was judged
             for generation in old:
-                delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, generation))
-                delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key, generation))
-            if old:
-                kept = tuple(g for g in header.past_generations if g.generation not in old)
-                txn.put(header_key, encode(msgspec.structs.replace(header, past_generations=kept)),
-                        db=db[b"sessions"])
+                self._drop(txn, key, generation)
             return len(old)
 
         return self.writer.submit(op)
@@ -137,12 +148,16 @@ class SessionWrites(StoreCore):
         return self.writer.submit(op)
 
     def drop_generation(self, key: str, generation: int) -> WriteFuture:
-        """Delete one generation's turns and its summaries; resolves to the number of turns removed."""
-        def op(txn: lmdb.Transaction) -> int:
-            delete_prefix(txn, self._db[b"summaries"], keys.turn_prefix(key, generation))
-            return delete_prefix(txn, self._db[b"turns"], keys.turn_prefix(key, generation))
+        """Delete one past conversation: its record, turns and summaries (and its files' references);
+        resolves to the number of turns removed."""
+        return self.writer.submit(lambda txn: self._drop(txn, key, generation))
 
-        return self.writer.submit(op)
+    def _drop(self, txn: lmdb.Transaction, key: str, generation: int) -> int:
+        db = self._db
+        txn.delete(keys.conversation(key, generation), db=db[b"conversations"])
+        delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key, generation))
+        media_refs.drop(txn, db[b"media"], keys.session(key), generation, time.time())
+        return delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, generation))
 
     def add_note(self, key: str, note: Note, keep: int) -> WriteFuture:
         """Append a note, dropping the oldest beyond `keep`."""
@@ -169,3 +184,14 @@ class SessionWrites(StoreCore):
     def set_alias(self, alias: str, canonical: str) -> WriteFuture:
         return self.writer.submit(lambda txn: txn.put(keys.session(alias), keys.session(canonical),
                                                       db=self._db[b"aliases"]))
+
+
+def _moved(key: str, move: ConversationMove) -> tuple[tuple[bytes, bytes | None], ...]:
+    """The conversation records a switch puts and deletes."""
+    out: list[tuple[bytes, bytes | None]] = []
+    if move.resumed is not None:
+        out.append((keys.conversation(key, move.resumed), None))
+    if move.left is not None:
+        out.append((keys.conversation(key, move.left.generation), encode(move.left)))
+    return tuple(out)
+
