@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import msgspec
 
@@ -25,7 +26,8 @@ from vigil import conversations
 from vigil.actors.edits import correction_text
 from vigil.actors.protocol import Sender, UserText
 from vigil.inbox import entry_of, message_of
-from vigil.store.schema import Conversation, Input, SessionHeader, Target, decode_conversation
+from vigil.store import keys
+from vigil.store.schema import Conversation, Input, SessionHeader, Target, decode_conversation, encode
 from vigil.store.store import open_store
 from vigil.store_port import ConversationMove
 
@@ -167,3 +169,43 @@ def test_edits_of_a_message_being_answered_make_one_correction_of_the_newest_tex
     assert wait_until(lambda: len(model.requests) == 3, WAIT_S)
     assert last_user_text(model.requests[-1]) == correction_text("first, best", "first, final")
 
+
+
+def test_the_header_a_turn_commits_does_not_grow_with_the_conversations_left(make: HarnessFactory) -> None:
+    """Every durable turn writes the header: forty conversations left behind must not make it any longer."""
+    h = make()
+    key = key_of(1)
+    store = h.runtime.store
+    sizes = []
+    for n in range(40):
+        h.say(key, f"topic {n}")
+        h.outbox.wait_finished(key, n + 1)
+        h.command(key, "new")
+        assert wait_until(lambda n=n: getattr(store.header(key), "generation", 0) == n + 2, WAIT_S)  # type: ignore[misc]
+        sizes.append(len(encode(store.header(key))))  # type: ignore[arg-type]
+    # Only counters widen (turns, tokens, the generation number): a few bytes, where a list of the
+    # conversations left would add tens of bytes for each.
+    assert max(sizes) - min(sizes) <= 8, sizes
+    assert len(store.scan_conversations(key)[0]) == 40
+
+
+def test_a_conversation_record_of_a_newer_vigil_is_named_and_not_resumed(make: HarnessFactory) -> None:
+    h = make()
+    key = key_of(1)
+    store = h.runtime.store
+    h.say(key, "apples")
+    h.outbox.wait_finished(key, 1)
+    h.command(key, "new")
+    assert wait_until(lambda: len(store.scan_conversations(key)[0]) == 1, WAIT_S)
+    newer = encode(Conversation(generation=7, turns=3, started_at=1.0, ended_at=2.0, schema=9))
+    lmdb_store: Any = store
+    lmdb_store.writer.write(lambda txn: txn.put(keys.conversation(key, 7), newer,
+                                                db=lmdb_store.environment.dbs[b"conversations"]))
+    h.command(key, "resume")
+    assert wait_until(lambda: any("Earlier conversations" in t for t in h.outbox.sent(key)), WAIT_S)
+    listing = next(t for t in h.outbox.sent(key) if "Earlier conversations" in t)
+    assert "#1 «apples»" in listing and "1 earlier conversation(s) can't be read: #7 (written by a newer vigil)" \
+        in listing, listing
+    h.command(key, "resume", "7")
+    assert wait_until(lambda: any("#7 can't be resumed" in t for t in h.outbox.sent(key)), WAIT_S)
+    assert store.header(key).generation == 2  # type: ignore[union-attr]

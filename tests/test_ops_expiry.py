@@ -12,8 +12,8 @@ from tests.procs import run_vigil, vigil_env
 from vigil.expiry import expired, old_generations
 from vigil.store import keys
 from vigil.store.schema import Conversation, Input, SessionHeader, Target, Turn, encode
-from vigil.store_port import ConversationMove
 from vigil.store.store import LmdbStore, open_store
+from vigil.store_port import ConversationMove
 
 DAY = 86400.0
 

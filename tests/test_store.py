@@ -756,7 +756,8 @@ def write_newer_meta(data_dir: Path) -> None:
     try:
         with env.begin(write=True) as txn:
             meta = env.open_db(b"meta", txn=txn)
-            txn.put(b"store", encode(StoreMeta(created_at=1.0, created_by="vigil 9", schema=StoreMeta.CURRENT + 1)), db=meta)
+            newer = StoreMeta(created_at=1.0, created_by="vigil 9", schema=StoreMeta.CURRENT + 1)
+            txn.put(b"store", encode(newer), db=meta)
     finally:
         env.close()
 
