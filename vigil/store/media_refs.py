@@ -15,12 +15,11 @@ references are indexed, in the `media` database (layouts in vigil/store/keys.py)
   outlive what they stood for (a pending input answered, an inbox entry taken up): they are checked
   against the session's header and inbox bytes, and dropped if those no longer name the file.
 
-Digests are found in the raw record bytes (a sha256 is 64 lowercase hex characters, stored as a
-MessagePack string), not by decoding: a record this vigil cannot decode (written by a newer one, or
-damaged) still keeps its files, since its pairs were put when it was written, from its bytes (and the
-upgrade that built the index read every record's bytes the same way). A record without attachments is
-skipped by one substring test. A digest that happens to appear in some text only keeps a file longer:
-the index errs towards keeping, as the full scan it replaces did.
+Digests are found in the raw record bytes, not by decoding: an `Attachment` writes its digest as the
+key "digest" and a 64-character MessagePack string of lowercase hex, which a substring search finds
+(a record without attachments is skipped by one test for the tag "attachment"). So a record this vigil
+cannot decode (written by a newer one, or damaged) still keeps its files: its pairs were put when it was
+written, from its bytes, and the upgrade that built the index read every record's bytes the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ from vigil.store import keys
 from vigil.store.cursors import delete_prefix, items, keys_of
 
 MARK = b"attachment"  # the tag every stored Attachment carries (vigil/store/schema.py)
-_DIGEST = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+_FIELD = b"\xa6digest\xd9\x40"  # its key "digest", then a str 8 of 64 bytes: the sha256 in hex
+_HEX = re.compile(rb"[0-9a-f]{64}")
 LIVE = 0  # the "generation" of a header's pending inputs and of the inbox
 Change = tuple[bytes, bytes, bytes | None]
 _MEDIA = b"media"
@@ -45,7 +45,15 @@ def digests_in(raw: bytes) -> list[bytes]:
     """The digests (raw 32 bytes) a record's bytes name; [] without a single attachment (one substring test)."""
     if MARK not in raw:
         return []
-    return list({bytes.fromhex(match.decode()) for match in _DIGEST.findall(raw)})
+    found: set[bytes] = set()
+    at = raw.find(_FIELD)
+    while at >= 0:
+        start = at + len(_FIELD)
+        value = raw[start:start + 64]
+        if _HEX.fullmatch(value):
+            found.add(bytes.fromhex(value.decode()))
+        at = raw.find(_FIELD, start)
+    return list(found)
 
 
 def pairs(key: bytes, generation: int, raw: bytes) -> list[Change]:
