@@ -1,13 +1,18 @@
-"""The writer's bulk records (`SessionWrite`, `InboxWrite`) and the applier that puts a batch of them in LMDB.
+"""The writer's bulk records (`SessionWrite`, `InboxWrite`, `ReadWrite`) and the applier that puts a batch in LMDB.
 
 The per-turn session commit and the inbox's puts and deletes are the hot path:
 they are records, not closures, so that a whole batch costs a handful of LMDB
 calls, and the incarnation and usage caches here spare a read per write.
+
+A `ReadWrite` is a write that must read first (a deletion by range, a sweep's bookkeeping). Unlike a
+closure its changes are known, so its batch is logged in the journal (one barrier) instead of being
+made durable by a checkpoint, which would hold every session's next commit for a sync of the store.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -74,6 +79,19 @@ class InboxWrite:
         self.seen = seen
 
 
+class ReadWrite:
+    """A write planned by reading in the writer's transaction: `plan(txn)` returns (its changes, its result).
+
+    Applied in order with the records around it (it sees what they wrote), its changes written and
+    logged as theirs are. Should `plan` raise, that write alone fails with the exception.
+    """
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: Callable[[lmdb.Transaction], tuple[list[Change], Any]]) -> None:
+        self.plan = plan
+
+
 class SessionWriteApplier:
     """Applies SessionWrites with a handful of LMDB calls per batch, not per write.
 
@@ -120,14 +138,41 @@ class SessionWriteApplier:
             if self._last_txnid >= 0:
                 self.foreign_seen_at = time.monotonic()
 
-    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite]) -> list[BaseException | None]:
-        """Plan the records (reading what the caches lack through `txn`) and write their changes in it."""
+    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite | ReadWrite]) -> list[Any]:
+        """Plan the records (reading what the caches lack through `txn`) and write their changes in it.
+
+        A `ReadWrite` is planned after the records before it are written, so that its reads see them."""
+        results: list[Any] = []
+        start = 0
+        for index, record in enumerate(records):
+            if type(record) is ReadWrite:
+                if start < index:
+                    results += self._apply_run(txn, records[start:index])
+                results.append(self._apply_read_write(txn, record))
+                start = index + 1
+        if start < len(records):
+            results += self._apply_run(txn, records[start:] if start else records)
+        return results
+
+    def _apply_run(self, txn: lmdb.Transaction, records: Sequence[SessionWrite | InboxWrite | ReadWrite]
+                   ) -> list[BaseException | None]:
         first = len(self.changes)
         results = self.plan(txn, records)
         write(txn, self._dbs, self.changes[first:])
         return results
 
-    def plan(self, txn: lmdb.Transaction | None, records: list[SessionWrite | InboxWrite]
+    def _apply_read_write(self, txn: lmdb.Transaction, record: ReadWrite) -> Any:
+        try:
+            changes, result = record.plan(txn)
+        except (lmdb.MapFullError, lmdb.MapResizedError):
+            raise
+        except Exception as exc:
+            return exc
+        self.changes += changes
+        write(txn, self._dbs, changes)
+        return result
+
+    def plan(self, txn: lmdb.Transaction | None, records: Sequence[SessionWrite | InboxWrite | ReadWrite]
              ) -> list[BaseException | None]:
         """Decide each record (None, or the exception refusing it) and put the batch's changes in `changes`.
 
@@ -151,6 +196,8 @@ class SessionWriteApplier:
         inbox_deletes: list[bytes] = []
         seen: list[tuple[bytes, bytes]] = []
         for write, rows in zip(records, rows_of, strict=True):
+            if type(write) is ReadWrite:
+                raise NeedsRead  # planned only in a transaction, by `apply`
             if type(write) is InboxWrite:
                 seen.extend(write.seen)  # also when the message is taken up in this same transaction
                 if write.value is not None:

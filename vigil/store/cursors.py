@@ -47,6 +47,21 @@ def prefixed(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[bytes,
     return out
 
 
+def keys_under(txn: lmdb.Transaction, db: Any, prefix: bytes, limit: int | None = None,
+               last: bytes | None = None) -> list[bytes]:
+    """The keys that start with `prefix` (at most `limit`; those sorting at or before `last`, if given)."""
+    out: list[bytes] = []
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for raw_key in keys_of(cursor):
+            if not raw_key.startswith(prefix) or (last is not None and raw_key > last):
+                break
+            out.append(raw_key)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
 def delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes, last: bytes | None = None) -> int:
     """Delete the keys that start with `prefix` (and sort at or before `last`, if given)."""
     cursor = txn.cursor(db=db)

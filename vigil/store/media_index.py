@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import lmdb
 
 from vigil.store import keys, media_refs
+from vigil.store.applier import ReadWrite
 from vigil.store.core import StoreCore
 from vigil.store.writer import WriteFuture
 
@@ -31,7 +32,8 @@ class MediaIndex(StoreCore):
 
     def media_settle(self, looked_at: dict[str, bytes], stale: list[bytes]) -> WriteFuture:
         """A sweep dealt with these marked files: drop their marks (unless marked again since) and the stale pairs."""
-        return self.writer.submit(lambda txn: media_refs.settle(txn, self._db, looked_at, stale))
+        return self.writer.submit_record(ReadWrite(lambda txn: (media_refs.settle(txn, self._db, looked_at, stale),
+                                                                None)))
 
     def suspect_media(self, digests: Iterable[str]) -> WriteFuture:
         """Mark files for the next sweep to look at (a restore put files beside a store that may not name them)."""

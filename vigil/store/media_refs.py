@@ -31,7 +31,7 @@ from typing import Any
 import lmdb
 
 from vigil.store import keys
-from vigil.store.cursors import delete_prefix, items, keys_of
+from vigil.store.cursors import delete_prefix, items, keys_of, keys_under, prefixed
 
 MARK = b"attachment"  # the tag every stored Attachment carries (vigil/store/schema.py)
 _FIELD = b"\xa6digest\xd9\x40"  # its key "digest", then a str 8 of 64 bytes: the sha256 in hex
@@ -68,40 +68,20 @@ def pairs(key: bytes, generation: int, raw: bytes) -> list[Change]:
     return out
 
 
-def put_pairs(txn: lmdb.Transaction, db: Any, key: bytes, generation: int, raw: bytes) -> None:
-    for _, entry, value in pairs(key, generation, raw):
-        txn.put(entry, value or b"", db=db)
-
-
-def drop(txn: lmdb.Transaction, db: Any, key: bytes, generation: int | None, at: float) -> int:
-    """Delete the pairs of session `key` (of one generation, or all) and mark their files `z`; how many went."""
-    cursor = txn.cursor(db=db)
-    prefix = keys.ref_prefix(key, generation)
-    found: list[bytes] = []
-    if cursor.set_range(prefix):
-        for raw in keys_of(cursor):
-            if not raw.startswith(prefix):
-                break
-            found.append(raw)
+def drop(txn: lmdb.Transaction, db: Any, key: bytes, generation: int | None, at: float) -> list[Change]:
+    """Deleting the pairs of session `key` (of one generation, or all) and marking their files `z`: the changes."""
     when = keys.time_value(at)
-    for raw in found:
+    out: list[Change] = []
+    for raw in keys_under(txn, db, keys.ref_prefix(key, generation)):
         session, gen, digest = keys.parse_ref(raw)
-        txn.delete(raw, db=db)
-        txn.delete(keys.by_digest(digest, session, gen), db=db)
-        txn.put(keys.suspect(digest), when, db=db)
-    return len(found)
+        out += [(_MEDIA, raw, None), (_MEDIA, keys.by_digest(digest, session, gen), None),
+                (_MEDIA, keys.suspect(digest), when)]
+    return out
 
 
 def suspects(txn: lmdb.Transaction, db: Any) -> dict[str, bytes]:
     """The files marked `z` (hex digest -> the mark's value, to delete it only if unchanged)."""
-    out: dict[str, bytes] = {}
-    cursor = txn.cursor(db=db)
-    if cursor.set_range(keys.SUSPECT):
-        for raw, value in items(cursor):
-            if not raw.startswith(keys.SUSPECT):
-                break
-            out[raw[1:].hex()] = value
-    return out
+    return {raw[1:].hex(): value for raw, value in prefixed(txn, db, keys.SUSPECT)}
 
 
 def names_live(txn: lmdb.Transaction, dbs: dict[bytes, Any], key: bytes, digest: str) -> bool:
@@ -110,15 +90,7 @@ def names_live(txn: lmdb.Transaction, dbs: dict[bytes, Any], key: bytes, digest:
     header = txn.get(key, db=dbs[b"sessions"])
     if header is not None and needle in bytes(header):
         return True
-    prefix = key + keys.SEP
-    cursor = txn.cursor(db=dbs[b"inbox"])
-    if cursor.set_range(prefix):
-        for raw, value in items(cursor):
-            if not raw.startswith(prefix):
-                break
-            if needle in value:
-                return True
-    return False
+    return any(needle in value for _, value in prefixed(txn, dbs[b"inbox"], key + keys.SEP))
 
 
 def referenced(txn: lmdb.Transaction, dbs: dict[bytes, Any], digests: Iterable[str]) -> tuple[set[str], list[bytes]]:
@@ -149,33 +121,28 @@ def referenced(txn: lmdb.Transaction, dbs: dict[bytes, Any], digests: Iterable[s
     return named, stale
 
 
-def settle(txn: lmdb.Transaction, dbs: dict[bytes, Any], looked_at: dict[str, bytes], stale: list[bytes]) -> None:
+def settle(txn: lmdb.Transaction, dbs: dict[bytes, Any], looked_at: dict[str, bytes], stale: list[bytes]
+           ) -> list[Change]:
     """After a sweep: drop the `z` marks it settled (unless marked again since) and the stale pairs (checked again
     here, in the writer's transaction: a message naming the file may have arrived since the sweep read)."""
     db = dbs[_MEDIA]
+    out: list[Change] = []
     for digest, value in looked_at.items():
         mark = keys.suspect(bytes.fromhex(digest))
         now = txn.get(mark, db=db)
         if now is not None and bytes(now) == value:
-            txn.delete(mark, db=db)
+            out.append((_MEDIA, mark, None))
     for raw in stale:
         session, generation = keys.parse_by_digest(raw)
         named = raw[1:1 + keys.DIGEST_SIZE]
         if not names_live(txn, dbs, session, named.hex()):
-            txn.delete(raw, db=db)
-            txn.delete(keys.ref(session, generation, named), db=db)
+            out += [(_MEDIA, raw, None), (_MEDIA, keys.ref(session, generation, named), None)]
+    return out
 
 
 def indexed(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> set[str]:
     """Every file some pair names (what a backup must copy): one walk of the `d` range, not of the records."""
-    found: set[str] = set()
-    cursor = txn.cursor(db=dbs[_MEDIA])
-    if cursor.set_range(keys.BY_DIGEST):
-        for raw in keys_of(cursor):
-            if not raw.startswith(keys.BY_DIGEST):
-                break
-            found.add(raw[1:1 + keys.DIGEST_SIZE].hex())
-    return found
+    return {raw[1:1 + keys.DIGEST_SIZE].hex() for raw in keys_under(txn, dbs[_MEDIA], keys.BY_DIGEST)}
 
 
 SCANNED = (b"turns", b"sessions", b"inbox")  # turns; headers (pending inputs); received messages
@@ -204,10 +171,10 @@ def build(txn: lmdb.Transaction, dbs: dict[bytes, Any]) -> int:
             for _, entry, put in found:
                 txn.put(entry, put or b"", db=db)
             count += len(found) // 2
-    for raw_key, value in items(txn.cursor(db=dbs[b"sessions"])):
-        count += len(digests_in(value))
-        put_pairs(txn, db, raw_key, LIVE, value)
-    for raw_key, value in items(txn.cursor(db=dbs[b"inbox"])):
-        count += len(digests_in(value))
-        put_pairs(txn, db, keys.inbox_session(raw_key), LIVE, value)
+    for name, session_of in ((b"sessions", bytes), (b"inbox", keys.inbox_session)):
+        for raw_key, value in items(txn.cursor(db=dbs[name])):
+            found = pairs(session_of(raw_key), LIVE, value)
+            for _, entry, put in found:
+                txn.put(entry, put or b"", db=db)
+            count += len(found) // 2
     return count

@@ -16,15 +16,18 @@ import msgspec
 
 from vigil.ports import UsageEntry
 from vigil.store import keys, media_refs
-from vigil.store.applier import SessionWrite
+from vigil.store.applier import Change, ReadWrite, SessionWrite
 from vigil.store.core import RECOVER_NO, RECOVER_YES, StoreCore
-from vigil.store.cursors import delete_prefix, items, keys_of, prefixed, stored_header
+from vigil.store.cursors import delete_prefix, items, keys_of, keys_under, prefixed, stored_header
 from vigil.store.schema import Note, SessionHeader, Summary, Turn, UnreadableRecord, decode_conversation, encode
 from vigil.store.wake import wake_at
 from vigil.store.writer import WriteFuture
 from vigil.store_port import ConversationMove
 
 HEARTBEAT_OFF = b""
+# Records one deletion transaction deletes at most: a turn committed meanwhile waits for one such chunk, and
+# each is logged in the journal (vigil/store/applier.py's ReadWrite), not made durable by a sync of the store.
+CHUNK = 2000
 
 
 class SessionWrites(StoreCore):
@@ -67,45 +70,47 @@ class SessionWrites(StoreCore):
         return self.writer.submit_record(record, urgent)
 
     def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
-        """Delete a session's header, every generation's turns, notes and indexes (not its usage).
+        """Delete a session's header, every conversation's turns and records, notes and indexes (not its usage).
 
         Its received messages go too: all of them, or (from the session itself, which may have
         newer ones queued that must survive) those with an arrival id up to `inbox_upto`.
+        A session of more than CHUNK turns loses them CHUNK per transaction first, oldest first (the
+        caller waits for those), and the rest in one: a crash midway leaves it with its oldest turns
+        gone, which the next deletion finishes.
         """
         db = self._db
+        header_key = keys.session(key)
+        before = self._turn_chunks(keys.turn_prefix(key))
 
-        def op(txn: lmdb.Transaction) -> int:
-            header_key = keys.session(key)
+        def plan(txn: lmdb.Transaction) -> tuple[list[Change], int]:
             self._applier.forget(header_key)
+            changes: list[Change] = []
             try:
                 header = stored_header(txn, header_key, db[b"sessions"])
             except UnreadableRecord:
                 # Deleting is how an operator gets rid of an unreadable record: find its members without it.
                 suffix = keys.SEP + header_key
-                for member in [k for k in keys_of(txn.cursor(db=db[b"members"])) if k.endswith(suffix)]:
-                    txn.delete(member, db=db[b"members"])
                 header = None
+                changes += [(b"members", k, None) for k in keys_of(txn.cursor(db=db[b"members"])) if k.endswith(suffix)]
             if header is not None:
-                for user in header.participants:
-                    txn.delete(keys.member(user, key), db=db[b"members"])
-            for name in (b"sessions", b"recover", b"heartbeats"):
-                txn.delete(header_key, db=db[name])
-            removed = delete_prefix(txn, db[b"turns"], keys.turn_prefix(key))
-            delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key))
-            delete_prefix(txn, db[b"conversations"], keys.conversation_prefix(key))
-            delete_prefix(txn, db[b"notes"], keys.note_prefix(key))
-            delete_prefix(txn, db[b"inbox"], keys.inbox_prefix(key),
-                           None if inbox_upto is None else keys.inbox(key, inbox_upto))
-            media_refs.drop(txn, db[b"media"], header_key, None, time.time())
+                changes += [(b"members", keys.member(user, key), None) for user in header.participants]
+            changes += [(name, header_key, None) for name in (b"sessions", b"recover", b"heartbeats")]
+            turns = keys_under(txn, db[b"turns"], keys.turn_prefix(key))
+            changes += [(b"turns", k, None) for k in turns]
+            for name, prefix in ((b"summaries", keys.turn_prefix(key)),
+                                 (b"conversations", keys.conversation_prefix(key)), (b"notes", keys.note_prefix(key))):
+                changes += [(name, k, None) for k in keys_under(txn, db[name], prefix)]
+            last = None if inbox_upto is None else keys.inbox(key, inbox_upto)
+            inbox = prefixed(txn, db[b"inbox"], keys.inbox_prefix(key))
+            changes += [(b"inbox", k, None) for k, _ in inbox if last is None or k <= last]
+            changes += media_refs.drop(txn, db[b"media"], header_key, None, time.time())
             # Messages queued behind the deletion stay in the inbox, and go on naming their files.
-            for _, value in prefixed(txn, db[b"inbox"], keys.inbox_prefix(key)):
-                media_refs.put_pairs(txn, db[b"media"], header_key, media_refs.LIVE, value)
-            aliases = [k for k, v in items(txn.cursor(db=db[b"aliases"])) if v == header_key]
-            for alias in aliases:
-                txn.delete(alias, db=db[b"aliases"])
-            return removed
+            for _, value in (entry for entry in inbox if last is not None and entry[0] > last):
+                changes += media_refs.pairs(header_key, media_refs.LIVE, value)
+            changes += [(b"aliases", k, None) for k, v in items(txn.cursor(db=db[b"aliases"])) if v == header_key]
+            return changes, before + len(turns)
 
-        return self.writer.submit(op)
+        return self.writer.submit_record(ReadWrite(plan))
 
     def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
         """From another process: delete past conversations last active before `before`, and `generations`
@@ -113,10 +118,10 @@ class SessionWrites(StoreCore):
         nothing of a pinned session. A record this vigil can't read is kept. Resolves to how many went."""
         db = self._db
 
-        def op(txn: lmdb.Transaction) -> int:
+        def judge(txn: lmdb.Transaction) -> set[int]:
             header = stored_header(txn, keys.session(key), db[b"sessions"])
             if header is None or header.pinned:
-                return 0
+                return set()
             old = set(generations)
             for _, raw in prefixed(txn, db[b"conversations"], keys.conversation_prefix(key)):
                 try:
@@ -125,12 +130,66 @@ class SessionWrites(StoreCore):
                     continue
                 if max(past.ended_at, past.last_at) < before:
                     old.add(past.generation)
-            old.discard(header.generation)  # the session may have moved on since it was judged
-            for generation in old:
-                self._drop(txn, key, generation)
-            return len(old)
+            return old
 
-        return self.writer.submit(op)
+        done = WriteFuture()
+        try:
+            old = set(self._lmdb.read(judge))
+            done.set_result(sum(self.drop_generation(key, generation).result() is not None for generation in old))
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
+
+    def drop_generation(self, key: str, generation: int) -> WriteFuture:
+        """Delete one past conversation: its record, turns and summaries (and its files' references); resolves
+        to the number of turns removed, or None if it is the current conversation (kept: the session moved on).
+
+        Its record goes first, with up to CHUNK turns, then CHUNK turns per transaction (the caller waits for
+        those), and its last turns, summaries and media references together: a crash midway leaves turns of
+        no conversation, which vigil/expiry.py judges by their own times, and files they name are kept."""
+        db = self._db
+        prefix = keys.turn_prefix(key, generation)
+        removed = 0
+        first = True
+
+        def plan(txn: lmdb.Transaction) -> tuple[list[Change], int | None]:
+            changes: list[Change] = []
+            if first:
+                header = stored_header(txn, keys.session(key), db[b"sessions"])
+                if header is not None and header.generation == generation:
+                    return [], None
+                changes.append((b"conversations", keys.conversation(key, generation), None))
+            turns = keys_under(txn, db[b"turns"], prefix, CHUNK + 1)
+            if len(turns) > CHUNK:
+                return changes + [(b"turns", k, None) for k in turns[:CHUNK]], -CHUNK  # more to come
+            changes += [(b"turns", k, None) for k in turns]
+            changes += [(b"summaries", k, None) for k in keys_under(txn, db[b"summaries"], prefix)]
+            changes += media_refs.drop(txn, db[b"media"], keys.session(key), generation, time.time())
+            return changes, removed + len(turns)
+
+        while True:
+            future = self.writer.submit_record(ReadWrite(plan))
+            taken = future.result()
+            if taken is None or taken >= 0:
+                return future
+            removed -= taken
+            first = False
+
+    def _turn_chunks(self, prefix: bytes) -> int:
+        """Delete turns under `prefix`, CHUNK per transaction, while more than CHUNK are left; how many went."""
+        db = self._db[b"turns"]
+
+        def plan(txn: lmdb.Transaction) -> tuple[list[Change], tuple[int, bool]]:
+            turns = keys_under(txn, db, prefix, 2 * CHUNK + 1)
+            if len(turns) <= CHUNK:
+                return [], (0, False)
+            return [(b"turns", k, None) for k in turns[:CHUNK]], (CHUNK, len(turns) > 2 * CHUNK)
+
+        removed, more = 0, True
+        while more:
+            taken, more = self.writer.submit_record(ReadWrite(plan)).result()
+            removed += taken
+        return removed
 
     def mark_undelivered(self, key: str, seq: int) -> WriteFuture:
         """Note that turn `seq`'s reply may not have arrived (used at shutdown, when no session runs)."""
@@ -146,18 +205,6 @@ class SessionWrites(StoreCore):
             txn.put(header_key, RECOVER_YES, db=db[b"recover"])
 
         return self.writer.submit(op)
-
-    def drop_generation(self, key: str, generation: int) -> WriteFuture:
-        """Delete one past conversation: its record, turns and summaries (and its files' references);
-        resolves to the number of turns removed."""
-        return self.writer.submit(lambda txn: self._drop(txn, key, generation))
-
-    def _drop(self, txn: lmdb.Transaction, key: str, generation: int) -> int:
-        db = self._db
-        txn.delete(keys.conversation(key, generation), db=db[b"conversations"])
-        delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key, generation))
-        media_refs.drop(txn, db[b"media"], keys.session(key), generation, time.time())
-        return delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, generation))
 
     def add_note(self, key: str, note: Note, keep: int) -> WriteFuture:
         """Append a note, dropping the oldest beyond `keep`."""
