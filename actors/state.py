@@ -32,7 +32,6 @@ from vigil.actors.turn import ToolSet, TurnRunner
 from vigil.actors.window import HistoryWindow
 from vigil.approvals import PendingApprovals
 from vigil.budget import Allowance
-from vigil.expiry import old_generations
 from vigil.logs import get_logger
 from vigil.media import MediaStore
 from vigil.metrics import NULL_METRICS, Metrics
@@ -233,17 +232,6 @@ class Session:
         self.publish()
         self.deps.sweep_media()  # its files, unless another chat shares them (off this thread)
         return removed
-
-    def prune(self, before: float) -> int:
-        """Delete past generations that ended before `before`; how many went."""
-        if self.header is None:
-            return 0
-        old = old_generations(self.deps.store, self.header, before)
-        for generation in old:  # each with its record: nothing of it is in the header
-            self.deps.store.drop_generation(self.key, generation).result()
-        if old:
-            self.deps.sweep_media()
-        return len(old)
 
     # ------------------------------------------------------------------ written elsewhere
 

@@ -41,7 +41,6 @@ from vigil.store.schema import (
     encode,
 )
 from vigil.store.store import LmdbStore
-from vigil.store.writes import SessionWrites
 from vigil.store_port import ConversationMove
 
 # ----------------------------------------------------------------------------- the window
@@ -160,7 +159,7 @@ def test_prune_generations_takes_their_summaries_along(store: LmdbStore, tmp_pat
     old = msgspec.structs.replace(header, generation=1)
     store.commit(old, turn=make_turn(0), summary=summary(1, "old")).result(timeout=10)
     store.commit(header, turn=make_turn(0), summary=summary(1, "kept", generation=2)).result(timeout=10)
-    assert SessionWrites.prune_generations(store, "tg:3", before=20.0).result(timeout=10) == 1
+    assert store.prune_generations("tg:3", before=20.0).result(timeout=10) == 1
     assert store.summaries("tg:3", 1) == [] and [s.text for s in store.summaries("tg:3", 2)] == ["kept"]
     assert store.scan_conversations("tg:3") == ([], []) and store.generations("tg:3") == [2]
 

@@ -136,8 +136,9 @@ def test_prune_drops_only_generations_that_ended_before(session: Session, store:
     session.header = msgspec.structs.replace(header, generation=3)
     assert session.commit(wait=True, move=ConversationMove(left=old))
     assert session.commit(wait=True, move=ConversationMove(left=recent))
-    assert session.prune(before=50.0) == 1
+    assert store.prune_generations(KEY, before=50.0).result() == 1
     assert store.scan_conversations(KEY) == ([recent], [])
+    assert session.commit(wait=True), "the session goes on: nothing of a past conversation was in its memory"
 
 
 def test_notes_are_read_once_and_read_again_after_a_note_is_saved(session: Session, store: LmdbStore) -> None:

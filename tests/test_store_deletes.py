@@ -19,7 +19,7 @@ import pytest
 from vigil.expiry import old_generations
 from vigil.media import MediaStore
 from vigil.media_sweep import sweep
-from vigil.store import writes
+from vigil.store import deletes
 from vigil.store.schema import Attachment, Conversation, Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore
 from vigil.store_port import ConversationMove
@@ -62,7 +62,7 @@ def checkpoints(store: LmdbStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_large_session_goes_in_chunks_each_logged_not_synced(store: LmdbStore, checkpoints: list[str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writes, "CHUNK", 10)
+    monkeypatch.setattr(deletes, "CHUNK", 10)
     fill(store, "tg:1", 1, 25)
     head = fill(store, "tg:1", 2, 12)
     store.commit(head, move=ConversationMove(left=Conversation(generation=1, turns=25, started_at=1, ended_at=2))
@@ -80,7 +80,7 @@ def test_a_large_session_goes_in_chunks_each_logged_not_synced(store: LmdbStore,
 
 def test_a_large_conversation_goes_in_chunks_its_record_first(store: LmdbStore, checkpoints: list[str],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writes, "CHUNK", 10)
+    monkeypatch.setattr(deletes, "CHUNK", 10)
     fill(store, "tg:1", 1, 25)
     head = fill(store, "tg:1", 2, 1)
     store.commit(head, move=ConversationMove(left=Conversation(generation=1, turns=25, started_at=1, ended_at=2))
@@ -97,10 +97,10 @@ def test_a_large_conversation_goes_in_chunks_its_record_first(store: LmdbStore, 
 _CHILD = """
 import sys, time
 from pathlib import Path
-from vigil.store import writes
+from vigil.store import deletes
 from vigil.store.store import LmdbStore
 
-writes.CHUNK = 10
+deletes.CHUNK = 10
 store = LmdbStore(Path(sys.argv[1]))
 real = store.writer.submit_record
 count = [0]
@@ -170,3 +170,22 @@ def test_a_kill_9_midway_through_dropping_a_conversation_leaves_turns_retention_
         assert sweep(store, media, grace_s=0) == (1, 31)
     finally:
         store.close()
+
+
+def test_a_resume_racing_the_deletion_of_its_conversation_is_refused_or_keeps_it(store: LmdbStore) -> None:
+    head = fill(store, "tg:1", 1, 2)
+    left = Conversation(generation=1, turns=2, started_at=1, ended_at=2)
+    head = header("tg:1", generation=2)
+    store.commit(head, move=ConversationMove(left=left)).result(WAIT)
+    # The resume read the record a moment before a cleanup deleted it: its commit is refused, nothing changes.
+    assert store.drop_generation("tg:1", 1).result(WAIT) == 2
+    back = header("tg:1", generation=1, next_seq=2)
+    with pytest.raises(LookupError, match="deleted meanwhile"):
+        store.commit(back, move=ConversationMove(left=None, resumed=1)).result(WAIT)
+    assert store.header("tg:1") == head
+    # The other way round: the resume lands first, and the deletion keeps what is current now.
+    fill(store, "tg:2", 1, 2)
+    store.commit(header("tg:2", generation=2), move=ConversationMove(left=left)).result(WAIT)
+    store.commit(header("tg:2", generation=1, next_seq=2), move=ConversationMove(resumed=1)).result(WAIT)
+    assert store.drop_generation("tg:2", 1).result(WAIT) is None
+    assert [t.seq for t in store.turns("tg:2", 1)] == [0, 1]

@@ -72,8 +72,9 @@ def raw_state(data_dir: Path) -> dict[str, dict[bytes, bytes]]:
 def open_state(store: LmdbStore) -> dict[str, dict[bytes, bytes]]:
     """`raw_state` of a store this process has open (LMDB opens an environment once per process)."""
     dbs = store.environment.dbs
-    return store.read(lambda txn: {name.decode(): {bytes(k): bytes(v) for k, v in txn.cursor(db=db)}
-                                   for name, db in dbs.items()})
+    state: dict[str, dict[bytes, bytes]] = store.read(
+        lambda txn: {name.decode(): {bytes(k): bytes(v) for k, v in txn.cursor(db=db)} for name, db in dbs.items()})
+    return state
 
 
 def schema_of(state: dict[str, dict[bytes, bytes]]) -> int:

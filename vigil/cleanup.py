@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vigil.actors.protocol import Forget, Prune, Sender
+from vigil.actors.protocol import Forget, Sender
 from vigil.caller import Caller
 from vigil.durations import DurationError, format_duration, parse_duration
 from vigil.expiry import activity as activity  # its old home: re-exported
@@ -107,26 +107,26 @@ class Cleanup:
         return self._carry_out(offer), ""
 
     def _offer(self, caller: Caller, age_s: float, candidates: list[SessionHeader],
-               headers: list[SessionHeader] | None = None) -> Offer:
-        """What to delete: `candidates` whole, and old conversations of the others of `headers`
-        (the caller's visible sessions when None)."""
+               prune: tuple[str, ...] | None = None) -> Offer:
+        """What to delete: `candidates` whole, and the old conversations of the caller's other visible sessions
+        (or of the sessions `prune` names, judged already)."""
         now = time.time()
         listed = tuple(Listed(key=h.key, incarnation=h.incarnation, activity=activity(h), title=session_title(h),
                               turns=h.next_seq) for h in candidates)
         cutoff = now - age_s
-        skip = {h.key for h in candidates}
-        others = [h for h in (self.visible(caller)[0] if headers is None else headers) if h.key not in skip]
-        prune = tuple(h.key for h in others if old_generations(self.store, h, cutoff))
+        if prune is None:
+            skip = {h.key for h in candidates}
+            others = [h for h in self.visible(caller)[0] if h.key not in skip]
+            prune = tuple(h.key for h in others if old_generations(self.store, h, cutoff))
         return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
                      prune_before=cutoff, created_at=now)
 
     def expire(self, age_s: float) -> tuple[int, int]:
         """Retention: every session idle longer than `age_s`, and every older conversation, deleted at once;
         (sessions, conversations) deleted."""
-        headers = self.store.headers()
-        candidates = self._idle(expired(self.store, headers, time.time() - age_s)[0])
+        doomed, prune = expired(self.store, self.store.headers(), time.time() - age_s)
         system = Caller(key="", target=RETENTION_TARGET, sender=RETENTION_SENDER, admin=True)
-        removed, _, pruned = self._delete(self._offer(system, age_s, candidates, headers))
+        removed, _, pruned = self._delete(self._offer(system, age_s, self._idle(doomed), tuple(prune)))
         return len(removed), pruned
 
     def _carry_out(self, offer: Offer) -> Reply:
@@ -169,13 +169,17 @@ class Cleanup:
         return removed, kept, self.prune_generations(offer.prune, offer.prune_before)
 
     def prune_generations(self, keys: tuple[str, ...], before: float) -> int:
-        """Past generations (kept readable after /new) of these sessions that ended before `before` go too."""
-        waits = []
+        """Past conversations (kept to /resume) of these sessions last active before `before` go too.
+
+        Through the store, from this thread: a past conversation is in no session's memory (its record and
+        turns are only in the store), so no session waits for it, and the store never drops the one a
+        session made current meanwhile (vigil/store/deletes.py)."""
+        pruned = 0
         for key in keys:
             header = self.header(key)
-            count = len(old_generations(self.store, header, before)) if header else 0
-            if count:
-                event = threading.Event()
-                self.runtime.submit(Prune(key=key, before=before, done=event))
-                waits.append((event, count))
-        return sum(count for event, count in waits if event.wait(CLEANUP_WAIT_S))
+            old = old_generations(self.store, header, before) if header is not None else []
+            if old:
+                pruned += int(self.store.prune_generations(key, before, old).result() or 0)
+        if pruned:
+            self.runtime.sweeper.request()  # their files, unless another conversation names them
+        return pruned

@@ -7,7 +7,7 @@ screen of contracts; the same rule holds: nothing heavy is imported, `lmdb` leas
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -210,6 +210,11 @@ class Store(UpdateMarks, Protocol):
     def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
         """Delete the session's header, turns, notes, indexes and inbox entries (up to `inbox_upto` when
         given), not its usage; resolves to the number of turns removed."""
+        ...
+
+    def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
+        """Delete the past conversations last active before `before`, and `generations`; never the current one,
+        nothing of a pinned session; resolves to how many went."""
         ...
 
     def drop_generation(self, key: str, generation: int) -> WriteFuture:

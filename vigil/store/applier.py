@@ -36,18 +36,20 @@ class SessionWrite:
     deleted only if the commit is accepted. `summary` is a compaction's summary record, written with
     the header that moves the window past what it covers (and the usage of the call that made it).
     `conversations` are puts (and deletes: value None) of past-conversation records, written with the
-    header that makes another conversation current (vigil/conversations.py). The media files the turn
-    and the header name are indexed here too (vigil/store/media_refs.py), from their bytes.
+    header that makes another conversation current (vigil/conversations.py); `requires` is the record of
+    the conversation resumed, which must still be there (a deletion racing the resume is either seen
+    here, and the resume refused, or sees the resumed conversation current, and keeps it). The media
+    files the turn and the header name are indexed here too (vigil/store/media_refs.py), from their bytes.
     """
 
     __slots__ = ("consumed", "conversations", "create", "header", "heartbeat", "incarnation", "key", "members",
-                 "recover", "summary", "summary_key", "turn", "turn_key", "usage")
+                 "recover", "requires", "summary", "summary_key", "turn", "turn_key", "usage")
 
     def __init__(self, key: bytes, incarnation: int, create: bool, header: bytes, turn_key: bytes | None,
                  turn: bytes | None, recover: bytes | None, heartbeat: bytes | None, members: tuple[bytes, ...],
                  usage: tuple[UsageEntry, ...], consumed: tuple[bytes, ...] = (),
                  summary_key: bytes | None = None, summary: bytes | None = None,
-                 conversations: tuple[tuple[bytes, bytes | None], ...] = ()) -> None:
+                 conversations: tuple[tuple[bytes, bytes | None], ...] = (), requires: bytes | None = None) -> None:
         self.key = key
         self.incarnation = incarnation
         self.create = create
@@ -62,6 +64,7 @@ class SessionWrite:
         self.summary_key = summary_key
         self.summary = summary
         self.conversations = conversations
+        self.requires = requires
 
 
 class InboxWrite:
@@ -138,7 +141,7 @@ class SessionWriteApplier:
             if self._last_txnid >= 0:
                 self.foreign_seen_at = time.monotonic()
 
-    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite | ReadWrite]) -> list[Any]:
+    def apply(self, txn: lmdb.Transaction, records: Sequence[SessionWrite | InboxWrite | ReadWrite]) -> list[Any]:
         """Plan the records (reading what the caches lack through `txn`) and write their changes in it.
 
         A `ReadWrite` is planned after the records before it are written, so that its reads see them."""
@@ -219,6 +222,9 @@ class SessionWriteApplier:
                 bad = next((row for row in rows if row in damaged), None)
                 if bad is not None:
                     error = CorruptRecord(key.decode(), damaged[bad], "usage record")
+            if error is None and write.requires is not None and \
+                    _reader(txn).get(write.requires, db=self._dbs[b"conversations"]) is None:
+                error = LookupError("the conversation resumed was deleted meanwhile (a cleanup)")
             if error is not None:
                 results.append(error)  # its consumed inbox entries stay: the messages are not lost
                 continue

@@ -12,6 +12,7 @@ LmdbStore, open_store, SessionGone, ...` keeps working.
 - `media_index`: which files the records still name, for sweeps and backups (`media_refs` keeps the index);
 - `upgrade`: a store of an earlier schema brought to this one when it is opened, once;
 - `writes`: the per-turn commit and the rarer session writes;
+- `deletes`: sessions and past conversations deleted in bounded, journaled chunks;
 - `applier`: the bulk records (`SessionWrite`, `InboxWrite`) and how a batch of them is planned and applied;
 - `cursors`: the cursor helpers they share.
 
@@ -33,6 +34,7 @@ from vigil.errors import CorruptRecord, SessionGone
 from vigil.ports import Unreadable, UsageEntry, UsageRow
 from vigil.store.applier import INCARNATION_CACHE_LIMIT, InboxWrite, SessionWrite, SessionWriteApplier
 from vigil.store.core import FOREIGN_GRACE_S, RECOVER_NO, RECOVER_YES
+from vigil.store.deletes import SessionDeletes
 from vigil.store.inbox import StoreInbox
 from vigil.store.lmdb_env import StoreError
 from vigil.store.media_index import MediaIndex
@@ -43,7 +45,7 @@ from vigil.store.upgrade import upgrade
 from vigil.store.writes import HEARTBEAT_OFF, SessionWrites
 
 
-class LmdbStore(SessionReads, Scans, StoreInbox, SessionWrites, SummaryReads, MediaIndex):
+class LmdbStore(SessionReads, Scans, StoreInbox, SessionWrites, SessionDeletes, SummaryReads, MediaIndex):
     """The real store port."""
 
     def __init__(self, data_dir: Path, map_mb: int = 64) -> None:

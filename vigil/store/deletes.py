@@ -1,0 +1,169 @@
+"""Deleting sessions and past conversations: in bounded, journaled transactions, one at a time.
+
+A deletion is a `ReadWrite` (vigil/store/applier.py): it reads what is under a session's or a
+conversation's key prefix in the writer's transaction and deletes it there, and its changes are logged in
+the journal like a turn's, rather than made durable by a checkpoint (a sync of the whole store that every
+session's next commit would wait for). A transaction deletes at most CHUNK turns, a few milliseconds' work,
+and deletions take turns (`_DELETIONS`, per chunk): however many sessions a retention pass or a cleanup
+deletes, a turn committed meanwhile shares its transaction with one chunk at most.
+
+What a crash midway leaves, and who finishes it:
+- a session loses its turns CHUNK at a time, oldest first, and its header, records, notes, inbox entries
+  and media references last, together: a crash leaves it with its oldest turns gone (the next
+  deletion, or retention, finishes it);
+- a past conversation loses its record first (so `/resume` no longer offers it, and a resume racing the
+  deletion is refused: vigil/store/applier.py checks the record in the resume's transaction), then its
+  turns, then its last turns with its summaries and media references: a crash leaves turns of no
+  conversation, which vigil/expiry.py judges by their own times, and whose files stay until they go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+import lmdb
+
+from vigil.store import keys, media_refs
+from vigil.store.applier import Change, ReadWrite
+from vigil.store.core import StoreCore
+from vigil.store.cursors import items, keys_of, keys_under, prefixed, stored_header
+from vigil.store.schema import UnreadableRecord, decode_conversation
+from vigil.store.writer import WriteFuture
+
+CHUNK = 500
+_DELETIONS = threading.Lock()
+
+
+class SessionDeletes(StoreCore):
+    """Deleting a session, or some of its past conversations."""
+
+    def _one(self, plan: Callable[[lmdb.Transaction], tuple[list[Change], Any]]) -> WriteFuture:
+        """One deletion transaction, once no other is under way; returned once it is durable (or refused)."""
+        with _DELETIONS:
+            future = self.writer.submit_record(ReadWrite(plan))
+            with contextlib.suppress(Exception):  # its outcome is the caller's to read, from the future
+                future.result()
+        return future
+
+    def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
+        """Delete a session's header, every conversation's turns and records, notes and indexes (not its usage);
+        resolves to the number of turns removed. The caller waits while a large session's turns go.
+
+        Its received messages go too: all of them, or (from the session itself, which may have
+        newer ones queued that must survive) those with an arrival id up to `inbox_upto`.
+        """
+        db = self._db
+        header_key = keys.session(key)
+        before = self._turn_chunks(keys.turn_prefix(key))
+
+        def plan(txn: lmdb.Transaction) -> tuple[list[Change], int]:
+            self._applier.forget(header_key)
+            changes: list[Change] = []
+            try:
+                header = stored_header(txn, header_key, db[b"sessions"])
+            except UnreadableRecord:
+                # Deleting is how an operator gets rid of an unreadable record: find its members without it.
+                suffix = keys.SEP + header_key
+                header = None
+                changes += [(b"members", k, None) for k in keys_of(txn.cursor(db=db[b"members"]))
+                            if k.endswith(suffix)]
+            if header is not None:
+                changes += [(b"members", keys.member(user, key), None) for user in header.participants]
+            changes += [(name, header_key, None) for name in (b"sessions", b"recover", b"heartbeats")]
+            turns = keys_under(txn, db[b"turns"], keys.turn_prefix(key))
+            changes += [(b"turns", k, None) for k in turns]
+            for name, prefix in ((b"summaries", keys.turn_prefix(key)), (b"notes", keys.note_prefix(key)),
+                                 (b"conversations", keys.conversation_prefix(key))):
+                changes += [(name, k, None) for k in keys_under(txn, db[name], prefix)]
+            last = None if inbox_upto is None else keys.inbox(key, inbox_upto)
+            inbox = prefixed(txn, db[b"inbox"], keys.inbox_prefix(key))
+            changes += [(b"inbox", k, None) for k, _ in inbox if last is None or k <= last]
+            changes += media_refs.drop(txn, db[b"media"], header_key, None, time.time())
+            # Messages queued behind the deletion stay in the inbox, and go on naming their files.
+            for _, value in (entry for entry in inbox if last is not None and entry[0] > last):
+                changes += media_refs.pairs(header_key, media_refs.LIVE, value)
+            changes += [(b"aliases", k, None) for k, v in items(txn.cursor(db=db[b"aliases"])) if v == header_key]
+            return changes, before + len(turns)
+
+        return self._one(plan)
+
+    def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
+        """Delete past conversations last active before `before` (by their records), and `generations` (judged
+        old by vigil/expiry.py: it also knows turns of no conversation); never the current one, nothing of a
+        pinned session, no record this vigil can't read. Resolves to how many went."""
+        db = self._db
+
+        def judge(txn: lmdb.Transaction) -> set[int]:
+            header = stored_header(txn, keys.session(key), db[b"sessions"])
+            if header is None or header.pinned:
+                return set()
+            old = set(generations)
+            for raw_key, raw in prefixed(txn, db[b"conversations"], keys.conversation_prefix(key)):
+                try:
+                    past = decode_conversation(raw)
+                except UnreadableRecord:
+                    old.discard(keys.conversation_generation(raw_key))
+                    continue
+                if max(past.ended_at, past.last_at) < before:
+                    old.add(past.generation)
+            return old
+
+        done = WriteFuture()
+        try:
+            old = sorted(self._lmdb.read(judge))
+            done.set_result(sum(self.drop_generation(key, generation).result() is not None for generation in old))
+        except Exception as exc:
+            done.set_exception(exc)
+        return done
+
+    def drop_generation(self, key: str, generation: int) -> WriteFuture:
+        """Delete one past conversation: its record, turns and summaries (and its files' references); resolves
+        to the number of turns removed, or None if it is the current conversation (kept: the session moved on).
+        The caller waits while a large conversation's turns go."""
+        db = self._db
+        prefix = keys.turn_prefix(key, generation)
+        removed = 0
+        first = True
+
+        def plan(txn: lmdb.Transaction) -> tuple[list[Change], int | None]:
+            changes: list[Change] = []
+            if first:
+                header = stored_header(txn, keys.session(key), db[b"sessions"])
+                if header is not None and header.generation == generation:
+                    return [], None
+                changes.append((b"conversations", keys.conversation(key, generation), None))
+            turns = keys_under(txn, db[b"turns"], prefix, CHUNK + 1)
+            if len(turns) > CHUNK:
+                return changes + [(b"turns", k, None) for k in turns[:CHUNK]], -CHUNK  # more to come
+            changes += [(b"turns", k, None) for k in turns]
+            changes += [(b"summaries", k, None) for k in keys_under(txn, db[b"summaries"], prefix)]
+            changes += media_refs.drop(txn, db[b"media"], keys.session(key), generation, time.time())
+            return changes, removed + len(turns)
+
+        while True:
+            future = self._one(plan)
+            taken = future.result()
+            if taken is None or taken >= 0:
+                return future
+            removed -= taken
+            first = False
+
+    def _turn_chunks(self, prefix: bytes) -> int:
+        """Delete turns under `prefix`, CHUNK per transaction, while more than CHUNK are left; how many went."""
+        db = self._db[b"turns"]
+
+        def plan(txn: lmdb.Transaction) -> tuple[list[Change], tuple[int, bool]]:
+            turns = keys_under(txn, db, prefix, 2 * CHUNK + 1)
+            if len(turns) <= CHUNK:
+                return [], (0, False)
+            return [(b"turns", k, None) for k in turns[:CHUNK]], (CHUNK, len(turns) > 2 * CHUNK)
+
+        removed, more = 0, True
+        while more:
+            taken, more = self._one(plan).result()
+            removed += taken
+        return removed
