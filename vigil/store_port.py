@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from vigil.marks import UpdateMarks
-from vigil.store.schema import Conversation, InboxEntry, Note, SessionHeader, Summary, Turn, Usage
+from vigil.store.schema import Conversation, InboxEntry, Note, SessionActivity, SessionHeader, Summary, Turn, Usage
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,10 @@ class Store(UpdateMarks, Protocol):
 
     def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]:
         """Like `headers`, and the sessions skipped because their record can't be read, named."""
+        ...
+
+    def scan_activity(self, user_id: int | None = None) -> tuple[list[SessionActivity], list[Unreadable]]:
+        """Like `scan_headers`, only each session's key and times (quick: what a listing sorts by)."""
         ...
 
     def has_session(self, key: str) -> bool:
