@@ -91,7 +91,7 @@ def cmd_resume(session: Session, message: SessionCommand) -> None:
     except UnreadableRecord as exc:
         session.reply(message.target, f"⚠️ Conversation #{generation} can't be resumed: its record {exc.reason}.")
         return
-    if info is None:
+    if info is None or info.deleting:
         session.reply(message.target, f"⛔ Conversation #{generation} no longer exists here (a cleanup may have "
                       "deleted it). /resume lists what there is.")
         return
@@ -106,7 +106,7 @@ def cmd_resume(session: Session, message: SessionCommand) -> None:
 
 def _list(session: Session, message: SessionCommand, header: SessionHeader) -> None:
     past, unreadable = session.deps.store.scan_conversations(session.key)
-    earlier = conversations.earlier(past)
+    earlier = conversations.earlier([c for c in past if not c.deleting])
     current = f"Now: #{header.generation} {_quoted(header.conversation_title)}, {header.next_seq} turns."
     bad = ""
     if unreadable:

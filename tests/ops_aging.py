@@ -25,11 +25,11 @@ DAY = 86400.0
 
 
 def age_session(store: LmdbStore, key: str, at: float, past: dict[int, float] | None = None,
-                unlist: frozenset[int] = frozenset(), filler_turns: int = 0) -> None:
+                interrupted: frozenset[int] = frozenset(), filler_turns: int = 0) -> None:
     """Make `key`'s current conversation last active at `at`, and past conversation g at `past[g]`.
 
-    Every turn of a generation gets that time, and so does its record; `unlist` deletes the records of
-    these generations (their turns stay: what a crash midway through a deletion may leave);
+    Every turn of a generation gets that time, and so does its record; `interrupted` marks the records of
+    these generations `deleting` (what a crash midway through deleting a large conversation leaves);
     `filler_turns` appends that many old 2 KB turns to the current conversation (to measure sizes).
     """
     db: dict[bytes, Any] = store._db  # a test rewriting history on purpose
@@ -62,12 +62,10 @@ def age_session(store: LmdbStore, key: str, at: float, past: dict[int, float] | 
         for generation in past or {}:
             record_key = keys.conversation(key, generation)
             stored = txn.get(record_key, db=db[b"conversations"])
-            if generation in unlist or stored is None:
-                txn.delete(record_key, db=db[b"conversations"])
-                continue
+            assert stored is not None, (key, generation)
             when = times[generation]
             record = msgspec.structs.replace(decode_conversation(bytes(stored)), started_at=when - 10,
-                                             ended_at=when, last_at=when - 1)
+                                             ended_at=when, last_at=when - 1, deleting=generation in interrupted)
             txn.put(record_key, encode(record), db=db[b"conversations"])
         header = msgspec.structs.replace(
             header, created_at=min(times.values()) - 20, last_activity=at, last_turn_at=at,

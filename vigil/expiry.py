@@ -6,9 +6,10 @@ one) is old when its last activity is before the cutoff; pinned sessions keep ev
 
 A past conversation's activity is in its record (`Conversation`, one range read per session): the
 later of `ended_at` (when it was left) and `last_at` (its last turn), so no turn is read to judge it.
-Turns stored under a generation that has no record and is not current (left behind by a crash midway
-through a deletion, which deletes the record first) are judged by their last turn's time, so they go
-too. A record this vigil can't read (a newer one's) is never judged old: its generation is kept.
+Every stored turn of a past conversation has its record (written when it was left; the upgrade made one
+for each generation an earlier build stopped listing; a deletion removes the record with the last
+turns), so the records are all there is to judge. One whose deletion a crash interrupted (`deleting`)
+is old whatever its times. A record this vigil can't read (a newer one's) is never judged old.
 
 This module reads through the `Store` port only and imports no actors, so that the session itself
 (actors/state.py, for a live session), the service's cleanup flow (vigil/cleanup.py) and the
@@ -17,6 +18,7 @@ command line (vigil/admin.py) all use it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 from vigil.ports import Store
@@ -34,15 +36,10 @@ def conversation_activity(record: Conversation) -> float:
 
 
 def past_activity(store: Store, header: SessionHeader) -> dict[int, float]:
-    """Each past conversation (recorded, or with turns and no record; not the current one) and its last activity."""
-    records, unreadable = store.scan_conversations(header.key)
-    found = {r.generation: conversation_activity(r) for r in records if r.generation != header.generation}
-    kept = {generation for generation, _ in unreadable} | set(found) | {header.generation}
-    for generation in store.generations(header.key):
-        if generation not in kept:
-            last = store.last_turns(header.key, generation, 1)
-            found[generation] = max((max(t.started_at, t.ended_at) for t in last), default=0.0)
-    return found
+    """Each past conversation (not the current one) and its last activity (-inf: its deletion was begun)."""
+    records, _ = store.scan_conversations(header.key)
+    return {r.generation: -math.inf if r.deleting else conversation_activity(r) for r in records
+            if r.generation != header.generation}
 
 
 def old_generations(store: Store, header: SessionHeader, before: float) -> list[int]:

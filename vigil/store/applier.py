@@ -21,7 +21,15 @@ import lmdb
 from vigil.errors import CorruptRecord, SessionGone
 from vigil.ports import UsageEntry
 from vigil.store import cursors, keys, media_refs
-from vigil.store.schema import UnreadableRecord, Usage, UsageDay, decode_header, decode_usage_day, encode
+from vigil.store.schema import (
+    UnreadableRecord,
+    Usage,
+    UsageDay,
+    decode_conversation,
+    decode_header,
+    decode_usage_day,
+    encode,
+)
 
 _UNKNOWN = object()
 _NO_ROWS: list[bytes] = []
@@ -222,8 +230,8 @@ class SessionWriteApplier:
                 bad = next((row for row in rows if row in damaged), None)
                 if bad is not None:
                     error = CorruptRecord(key.decode(), damaged[bad], "usage record")
-            if error is None and write.requires is not None and \
-                    _reader(txn).get(write.requires, db=self._dbs[b"conversations"]) is None:
+            if error is None and write.requires is not None and not _resumable(
+                    _reader(txn).get(write.requires, db=self._dbs[b"conversations"])):
                 error = LookupError("the conversation resumed was deleted meanwhile (a cleanup)")
             if error is not None:
                 results.append(error)  # its consumed inbox entries stay: the messages are not lost
@@ -384,6 +392,16 @@ class SessionWriteApplier:
 
 class NeedsRead(Exception):
     """A record could not be planned from the caches alone: commit it in a transaction instead."""
+
+
+def _resumable(raw: bytes | memoryview | None) -> bool:
+    """Whether a conversation's record is there and not being deleted (vigil/store/deletes.py)."""
+    if raw is None:
+        return False
+    try:
+        return not decode_conversation(bytes(raw)).deleting
+    except UnreadableRecord:
+        return False
 
 
 def _reader(txn: lmdb.Transaction | None) -> lmdb.Transaction:

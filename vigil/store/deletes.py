@@ -11,10 +11,12 @@ What a crash midway leaves, and who finishes it:
 - a session loses its turns CHUNK at a time, oldest first, and its header, records, notes, inbox entries
   and media references last, together: a crash leaves it with its oldest turns gone (the next
   deletion, or retention, finishes it);
-- a past conversation loses its record first (so `/resume` no longer offers it, and a resume racing the
-  deletion is refused: vigil/store/applier.py checks the record in the resume's transaction), then its
-  turns, then its last turns with its summaries and media references: a crash leaves turns of no
-  conversation, which vigil/expiry.py judges by their own times, and whose files stay until they go.
+- a past conversation too large for one transaction is first marked `deleting` in its record (so `/resume`
+  no longer offers it, and a resume racing the deletion is refused: vigil/store/applier.py checks the
+  record in the resume's transaction), then loses its turns, then its last turns with its record,
+  summaries and media references: a crash leaves a record marked `deleting` with some of its turns, which
+  vigil/expiry.py judges old, so the next cleanup or retention pass finishes it; its files stay until
+  then. Every stored turn of a past conversation therefore always has its record.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import lmdb
+import msgspec
 
 from vigil.store import keys, media_refs
 from vigil.store.applier import Change, ReadWrite
 from vigil.store.core import StoreCore
 from vigil.store.cursors import items, keys_of, keys_under, prefixed, stored_header
-from vigil.store.schema import UnreadableRecord, decode_conversation
+from vigil.store.schema import UnreadableRecord, decode_conversation, encode
 from vigil.store.writer import WriteFuture
 
 CHUNK = 500
@@ -108,7 +111,7 @@ class SessionDeletes(StoreCore):
                 except UnreadableRecord:
                     old.discard(keys.conversation_generation(raw_key))
                     continue
-                if max(past.ended_at, past.last_at) < before:
+                if past.deleting or max(past.ended_at, past.last_at) < before:
                     old.add(past.generation)
             return old
 
@@ -130,15 +133,16 @@ class SessionDeletes(StoreCore):
         first = True
 
         def plan(txn: lmdb.Transaction) -> tuple[list[Change], int | None]:
-            changes: list[Change] = []
+            record = keys.conversation(key, generation)
             if first:
                 header = stored_header(txn, keys.session(key), db[b"sessions"])
                 if header is not None and header.generation == generation:
                     return [], None
-                changes.append((b"conversations", keys.conversation(key, generation), None))
             turns = keys_under(txn, db[b"turns"], prefix, CHUNK + 1)
-            if len(turns) > CHUNK:
-                return changes + [(b"turns", k, None) for k in turns[:CHUNK]], -CHUNK  # more to come
+            if len(turns) > CHUNK:  # more to come: marked, so that no one resumes half a conversation
+                marked = _marked(txn, db[b"conversations"], record) if first else []
+                return marked + [(b"turns", k, None) for k in turns[:CHUNK]], -CHUNK
+            changes: list[Change] = [(b"conversations", record, None)]
             changes += [(b"turns", k, None) for k in turns]
             changes += [(b"summaries", k, None) for k in keys_under(txn, db[b"summaries"], prefix)]
             changes += media_refs.drop(txn, db[b"media"], keys.session(key), generation, time.time())
@@ -167,3 +171,15 @@ class SessionDeletes(StoreCore):
             taken, more = self._one(plan).result()
             removed += taken
         return removed
+
+
+def _marked(txn: lmdb.Transaction, db: Any, record_key: bytes) -> list[Change]:
+    """The record rewritten as `deleting` (one this vigil can't read is deleted instead: it is going anyway)."""
+    raw = txn.get(record_key, db=db)
+    if raw is None:
+        return []
+    try:
+        record = decode_conversation(bytes(raw))
+    except UnreadableRecord:
+        return [(b"conversations", record_key, None)]
+    return [(b"conversations", record_key, encode(msgspec.structs.replace(record, deleting=True)))]

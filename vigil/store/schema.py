@@ -247,6 +247,9 @@ class Conversation(Record, frozen=True, gc=False, kw_only=True, tag="conversatio
     title: str = ""
     window_start: int = 0
     last_at: float = 0.0  # its last turn (0 if it had none then: ended_at stands in)
+    # Its deletion began (a large conversation goes in several transactions, vigil/store/deletes.py): it is
+    # no longer offered, cannot be resumed, and the next cleanup or retention pass finishes deleting it.
+    deleting: bool = False
 
 
 ToolMode = Literal["ask", "auto", "readonly"]
