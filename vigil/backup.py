@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from vigil import __version__
-from vigil.durable import fsync_dir
+from vigil.durable import fsync_dir, fsync_path
 from vigil.errors import UserError
 from vigil.media import MediaStore
 from vigil.settings import Settings
@@ -57,14 +57,6 @@ def in_parallel(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """`work` over `items` on a few threads (for I/O and hashing, which release the GIL), in order."""
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
         return list(pool.map(work, items))
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sync_tree(root: Path) -> None:

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vigil.backup import MANIFEST, STORE_FILE, fsync_path, in_parallel, verify
-from vigil.durable import fsync_dir
+from vigil.backup import MANIFEST, STORE_FILE, in_parallel, verify
+from vigil.durable import fsync_dir, fsync_path
 from vigil.errors import AlreadyRunning, UserError
 from vigil.lock import ProcessLock
 from vigil.media import MediaStore

@@ -62,6 +62,18 @@ def keys_under(txn: lmdb.Transaction, db: Any, prefix: bytes, limit: int | None 
     return out
 
 
+def generations_under(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[int]:
+    """The generations that have keys under a session's prefix (`<key> NUL`) of turns: one seek each."""
+    found: list[int] = []
+    cursor = txn.cursor(db=db)
+    position = prefix
+    while cursor.set_range(position) and bytes(cursor.key()).startswith(prefix):
+        generation = int.from_bytes(bytes(cursor.key())[len(prefix):len(prefix) + 4], "big")
+        found.append(generation)
+        position = prefix + (generation + 1).to_bytes(4, "big")
+    return found
+
+
 def delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes, last: bytes | None = None) -> int:
     """Delete the keys that start with `prefix` (and sort at or before `last`, if given)."""
     cursor = txn.cursor(db=db)

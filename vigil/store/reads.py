@@ -11,7 +11,7 @@ import lmdb
 
 from vigil.store import keys
 from vigil.store.core import RECOVER_YES, StoreCore
-from vigil.store.cursors import get, items, prefixed
+from vigil.store.cursors import generations_under, get, items, prefixed
 from vigil.store.schema import (
     Conversation,
     Note,
@@ -83,19 +83,7 @@ class SessionReads(StoreCore):
         return [decode_turn(raw) for raw in reversed(self._lmdb.read(scan))]
 
     def generations(self, key: str) -> list[int]:
-        prefix = keys.turn_prefix(key)
-
-        def scan(txn: lmdb.Transaction) -> list[int]:
-            found: list[int] = []
-            cursor = txn.cursor(db=self._db[b"turns"])
-            position = prefix
-            while cursor.set_range(position) and bytes(cursor.key()).startswith(prefix):
-                generation = keys.turn_position(bytes(cursor.key()))[0]
-                found.append(generation)
-                position = keys.turn_prefix(key, generation + 1)
-            return found
-
-        return list(self._lmdb.read(scan))
+        return list(self._lmdb.read(lambda txn: generations_under(txn, self._db[b"turns"], keys.turn_prefix(key))))
 
     def scan_conversations(self, key: str) -> tuple[list[Conversation], list[tuple[int, str]]]:
         """The session's past conversations in generation order (one range), and (generation, reason) of the

@@ -31,7 +31,7 @@ from vigil.logs import get_logger
 from vigil.media import MediaStore
 from vigil.store import keys, media_refs
 from vigil.store.core import StoreCore
-from vigil.store.cursors import get, items
+from vigil.store.cursors import generations_under, get, items
 from vigil.store.lmdb_env import StoreError
 from vigil.store.schema import (
     Conversation,
@@ -90,7 +90,7 @@ def _to_2(txn: lmdb.Transaction, dbs: dict[bytes, Any], files: list[str], now: f
             continue  # refused as before, and deleted whole some day: nothing of it can be judged here
         records = {info.generation: _from_listed(txn, dbs, header.key, info) for info in listed
                    if info.generation != header.generation}
-        for generation in _generations(txn, dbs, header.key):
+        for generation in generations_under(txn, dbs[b"turns"], keys.turn_prefix(header.key)):
             if generation != header.generation and generation not in records:
                 records[generation] = _from_turns(txn, dbs, header.key, generation, now)
         for generation, record in records.items():
@@ -107,18 +107,6 @@ def _to_2(txn: lmdb.Transaction, dbs: dict[bytes, Any], files: list[str], now: f
     meta = decode_meta(raw_meta) if raw_meta is not None else StoreMeta(created_at=now)
     txn.put(META_KEY, encode(msgspec.structs.replace(meta, schema=StoreMeta.CURRENT)), db=dbs[b"meta"])
     return {"sessions": sessions, "conversations": conversations, "media_pairs": pairs, "media_files": len(files)}
-
-
-def _generations(txn: lmdb.Transaction, dbs: dict[bytes, Any], key: str) -> list[int]:
-    prefix = keys.turn_prefix(key)
-    found: list[int] = []
-    cursor = txn.cursor(db=dbs[b"turns"])
-    position = prefix
-    while cursor.set_range(position) and bytes(cursor.key()).startswith(prefix):
-        generation = keys.turn_position(bytes(cursor.key()))[0]
-        found.append(generation)
-        position = keys.turn_prefix(key, generation + 1)
-    return found
 
 
 def _ends(txn: lmdb.Transaction, dbs: dict[bytes, Any], key: str, generation: int
