@@ -4,13 +4,14 @@ The per-turn session commit and the inbox's puts and deletes are the hot path:
 they are records, not closures, so that a whole batch costs a handful of LMDB
 calls, and the incarnation and usage caches here spare a read per write.
 
-A `ReadWrite` is a write that must read first (a deletion by range, a sweep's bookkeeping). Unlike a
-closure its changes are known, so its batch is logged in the journal (one barrier) instead of being
-made durable by a checkpoint, which would hold every session's next commit for a sync of the store.
+A `ReadWrite` must read first (a deletion by range, a sweep's bookkeeping); unlike a closure's, its changes
+are known, so it is logged in the journal (one barrier), not made durable by a checkpoint (a sync of the
+store, which every session's next commit would wait for).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from operator import itemgetter
@@ -43,11 +44,9 @@ class SessionWrite:
     `consumed` are the inbox keys of the messages this commit makes part of the session's state:
     deleted only if the commit is accepted. `summary` is a compaction's summary record, written with
     the header that moves the window past what it covers (and the usage of the call that made it).
-    `conversations` are puts (and deletes: value None) of past-conversation records, written with the
-    header that makes another conversation current (vigil/conversations.py); `requires` is the record of
-    the conversation resumed, which must still be there (a deletion racing the resume is either seen
-    here, and the resume refused, or sees the resumed conversation current, and keeps it). The media
-    files the turn and the header name are indexed here too (vigil/store/media_refs.py), from their bytes.
+    `conversations` puts (and deletes: None) past-conversation records with the header that switches
+    (vigil/conversations.py); `requires` is the resumed one's record, which must still be there and not being
+    deleted (vigil/store/deletes.py). The files the turn and header name are indexed too (`media_refs`).
     """
 
     __slots__ = ("consumed", "conversations", "create", "header", "heartbeat", "incarnation", "key", "members",
@@ -92,10 +91,7 @@ class InboxWrite:
 
 class ReadWrite:
     """A write planned by reading in the writer's transaction: `plan(txn)` returns (its changes, its result).
-
-    Applied in order with the records around it (it sees what they wrote), its changes written and
-    logged as theirs are. Should `plan` raise, that write alone fails with the exception.
-    """
+    Applied in order with the records around it (it sees their writes); should `plan` raise, it alone fails."""
 
     __slots__ = ("plan",)
 
@@ -396,12 +392,9 @@ class NeedsRead(Exception):
 
 def _resumable(raw: bytes | memoryview | None) -> bool:
     """Whether a conversation's record is there and not being deleted (vigil/store/deletes.py)."""
-    if raw is None:
-        return False
-    try:
-        return not decode_conversation(bytes(raw)).deleting
-    except UnreadableRecord:
-        return False
+    with contextlib.suppress(UnreadableRecord):
+        return raw is not None and not decode_conversation(bytes(raw)).deleting
+    return False
 
 
 def _reader(txn: lmdb.Transaction | None) -> lmdb.Transaction:

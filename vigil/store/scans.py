@@ -17,7 +17,8 @@ from vigil.ports import Unreadable, UsageRow
 from vigil.store import keys
 from vigil.store.core import StoreCore
 from vigil.store.cursors import get, items, keys_of
-from vigil.store.schema import SessionActivity, SessionHeader, UnreadableRecord, decode_header, decode_usage_day
+from vigil.store.schema import SessionHeader, UnreadableRecord, decode_header, decode_usage_day
+from vigil.store_port import SessionActivity
 
 _ACTIVITY = msgspec.msgpack.Decoder(SessionActivity)
 

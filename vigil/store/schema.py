@@ -212,33 +212,10 @@ class Note(Record, frozen=True, gc=False, kw_only=True, tag="note"):
     at: float
 
 
-class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
-                     tag="generation"):
-    """A past conversation as headers listed them (`past_generations`) in stores of schema 1.
-
-    Read only by the upgrade (vigil/store/upgrade.py), which writes each as a `Conversation` record.
-    """
-
-    generation: int
-    turns: int
-    started_at: float
-    ended_at: float  # when it was last left
-    title: str = ""
-    window_start: int = 0
-    last_at: float = 0.0  # its last turn (0 in records from before /resume: ended_at stands in)
-
-
 class Conversation(Record, frozen=True, gc=False, kw_only=True, tag="conversation"):
-    """A conversation of the session other than the current one (left by /new or /resume), kept until cleanup.
-
-    A record of its own under (key, generation) in `conversations` (vigil/store/keys.py), written once
-    when the conversation is left and deleted when it is resumed or deleted: the header, written at every
-    turn, holds the current conversation only, so a turn costs the same however many were left before.
-    What is per conversation lives here while it is not current, and in the header while it is
-    (vigil/conversations.py moves it between the two): its seqs (`turns` is its next seq), window and title.
-    """
-
-    CURRENT: ClassVar[int] = 1
+    """A conversation of the session other than the current one (left by /new or /resume), kept until cleanup:
+    a record under (key, generation); the header holds only the current one (vigil/conversations.py moves the
+    per-conversation fields between the two: seqs, `turns` being its next seq, window and title)."""
 
     generation: int
     turns: int
@@ -247,9 +224,7 @@ class Conversation(Record, frozen=True, gc=False, kw_only=True, tag="conversatio
     title: str = ""
     window_start: int = 0
     last_at: float = 0.0  # its last turn (0 if it had none then: ended_at stands in)
-    # Its deletion began (a large conversation goes in several transactions, vigil/store/deletes.py): it is
-    # no longer offered, cannot be resumed, and the next cleanup or retention pass finishes deleting it.
-    deleting: bool = False
+    deleting: bool = False  # its deletion began (vigil/store/deletes.py): not resumable, old whatever its times
 
 
 ToolMode = Literal["ask", "auto", "readonly"]
@@ -304,8 +279,6 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     pending: tuple[Input, ...] = ()  # received, not yet answered: survives a restart
     open_turn: int | None = None  # seq of a turn in progress: recovered after a crash
     undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
-    # (Stores of schema 1 listed the past conversations here, as `past_generations`; they are `Conversation`
-    # records now, and the field is gone: msgspec skips it in an old header, which the upgrade rewrites.)
     turns_total: int = 0
     # Digests of files the model service refused to read (actors/refused_files.py): later requests carry
     # them as a line. Added with a default, so no schema bump: an older vigil ignores it.
@@ -328,25 +301,6 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     @property
     def needs_recovery(self) -> bool:
         return bool(self.pending) or self.open_turn is not None or bool(self.undelivered)
-
-
-class SessionActivity(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="type", tag="session"):
-    """A view of a `SessionHeader` record: what a listing sorts by, decoded without the rest (never written).
-
-    Decoding these fields alone skips the header's nested records (heartbeat, usage, schedules): a tenth
-    of the time, which `/sessions` over thousands of sessions pays for each of them.
-    """
-
-    schema: int = 1
-    key: str
-    created_at: float
-    last_activity: float = 0.0
-    last_turn_at: float = 0.0
-
-    @property
-    def activity(self) -> float:
-        """When anything last happened in the session (as vigil/expiry.py's `activity`)."""
-        return max(self.last_activity, self.last_turn_at, self.created_at)
 
 
 class UsageDay(Record, frozen=True, gc=False, kw_only=True, tag="usage_day"):
@@ -411,13 +365,8 @@ class Summary(Record, frozen=True, gc=False, kw_only=True, tag="summary"):
 
 
 class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):
-    """The store's own format marker.
-
-    Schema 2: past conversations are `Conversation` records and media references are indexed
-    (vigil/store/media_refs.py). A store of schema 1 is upgraded in place when it is opened
-    (vigil/store/upgrade.py); a vigil that reads schema 1 at most refuses a store of schema 2, so no
-    older process can write records the index would not know.
-    """
+    """The store's own format marker. Schema 2: `Conversation` records and the media index; a store of
+    schema 1 is upgraded when opened (vigil/store/upgrade.py), and an older vigil refuses schema 2."""
 
     CURRENT: ClassVar[int] = 2
 

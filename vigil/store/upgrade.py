@@ -35,7 +35,6 @@ from vigil.store.cursors import generations_under, get, items
 from vigil.store.lmdb_env import StoreError
 from vigil.store.schema import (
     Conversation,
-    GenerationInfo,
     StoreMeta,
     Turn,
     UnreadableRecord,
@@ -46,6 +45,19 @@ from vigil.store.schema import (
 )
 
 META_KEY = b"store"  # the meta record's key (vigil/store/core.py writes it first)
+
+
+class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
+                     tag="generation"):
+    """A past conversation as headers listed them (`past_generations`) in stores of schema 1."""
+
+    generation: int
+    turns: int
+    started_at: float
+    ended_at: float  # when it was last left
+    title: str = ""
+    window_start: int = 0
+    last_at: float = 0.0  # its last turn (0 in records from before /resume: ended_at stands in)
 
 
 class _Listed(msgspec.Struct):
