@@ -37,7 +37,7 @@ from vigil.store.cursors import items, keys_of, keys_under, prefixed, stored_hea
 from vigil.store.schema import UnreadableRecord, decode_conversation, encode
 from vigil.store.writer import WriteFuture
 
-CHUNK = 500
+CHUNK = 250
 _DELETIONS = threading.Lock()
 
 
