@@ -20,8 +20,8 @@ command takes:
   have some; and a retention pass (`VIGIL_RETENTION` of 240 days: the chats and conversations of the
   year's first four months go) while turns arrive in other chats at a steady rate:
   year_retention_s, its time, and year_retention_added_p99_ms, the p99 of those turns' submit-to-reply
-  latency over the same load's p99 just before the pass (the pass's own cost to a user; both p99s are in
-  the details).
+  latency over the same load's p99 without it (the lower of just before and just after the pass: the
+  pass's own cost to a user; the p99s themselves are in the details).
 """
 
 from __future__ import annotations
@@ -266,8 +266,8 @@ def _retention(runtime: Any, outbox: BenchOutbox, control: Any, headers: list[Se
                retention_class: Any, baseline_s: float, rate: float = 100.0) -> dict[str, Any]:
     """A retention pass while turns arrive at `rate` per second in chats it keeps; the same load before and after.
 
-    Its cost to a user is the p99 while it runs over the p99 without it (the mean of before and after:
-    a shared machine's load drifts, and this brackets the pass)."""
+    Its cost to a user is the p99 while it runs over the p99 without it: the lower of before and after (the
+    pass is bracketed, as a shared machine's load drifts; the lower makes the cost the larger)."""
     now = time.time()
     active = [h for h in headers if max(h.last_activity, h.last_turn_at) > now - 30 * DAY]
     loop = OpenLoop(runtime, outbox, {h.key: partial(_said, h, "and one more thing") for h in active}, rate, seed=11)
@@ -288,7 +288,7 @@ def _retention(runtime: Any, outbox: BenchOutbox, control: Any, headers: list[Se
     during = loop.run(finished.is_set)
     thread.join()
     after = loop.run(partial(_past, time.perf_counter() + baseline_s))
-    baseline = (percentile(before, 0.99) + percentile(after, 0.99)) / 2
+    baseline = min(percentile(before, 0.99), percentile(after, 0.99))
     return {**passed, "baseline_turn_p99_ms": round(baseline, 2),
             "baseline_turn_p99_before_after_ms": [round(percentile(x, 0.99), 2) for x in (before, after)],
             "retention_turn_p99_ms": round(percentile(during, 0.99), 2),
