@@ -19,7 +19,7 @@ command takes:
   (listing a chat's earlier conversations) from the command's submission to its answer, in the chats that
   have some; and a retention pass (`VIGIL_RETENTION` of 240 days: the chats and conversations of the
   year's first four months go) while turns arrive in other chats at a steady rate:
-  year_retention_s, its time, and year_retention_added_p99_ms, the p99 of those turns' submit-to-reply
+  its time (retention_s in the details), and year_retention_added_p99_ms, the p99 of those turns' submit-to-reply
   latency over the same load's p99 without it (the lower of just before and just after the pass: the
   pass's own cost to a user; the p99s themselves are in the details).
 """
