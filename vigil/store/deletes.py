@@ -95,9 +95,9 @@ class SessionDeletes(StoreCore):
         return self._one(plan)
 
     def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
-        """Delete past conversations last active before `before` (by their records), and `generations` (judged
-        old by vigil/expiry.py: it also knows turns of no conversation); never the current one, nothing of a
-        pinned session, no record this vigil can't read. Resolves to how many went."""
+        """Delete past conversations last active before `before` (by their records, as vigil/expiry.py judges),
+        and `generations`; never the current one, nothing of a pinned session, no record this vigil can't read.
+        Resolves to how many went."""
         db = self._db
 
         def judge(txn: lmdb.Transaction) -> set[int]:
@@ -150,7 +150,10 @@ class SessionDeletes(StoreCore):
 
         while True:
             future = self._one(plan)
-            taken = future.result()
+            try:
+                taken = future.result()
+            except Exception:
+                return future  # refused (a header this vigil can't read): the caller reads why
             if taken is None or taken >= 0:
                 return future
             removed -= taken
