@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.procs import run_vigil, vigil_env
 from vigil.media import MediaStore
 from vigil.media_sweep import GRACE_S, sweep
 from vigil.store import media_refs
@@ -213,3 +214,29 @@ def test_the_index_never_misses_what_the_records_name(store: LmdbStore, media: M
     sweep(store, media)
     named = full_scan(store)
     assert {p.digest for p in photos if media.has(p.digest)} == named
+
+
+def test_after_a_restore_the_first_sweep_removes_what_the_restored_store_does_not_name(
+        tmp_path: Path, no_whole_store_reads: list[set[str]]) -> None:
+    """The backup's files join those already there (content-addressed); the restore marks them all, so the first
+    sweep over the restored store deletes the files it does not name, without listing the directory."""
+    first = vigil_env(tmp_path / "first")
+    store = LmdbStore(Path(first["VIGIL_DATA_DIR"]))
+    named = photo(MediaStore(store.data_dir / "media"), 1)
+    store.commit(header("tg:1", next_seq=1), turn(0, named), create=True).result(WAIT)
+    store.close()
+    assert run_vigil(["backup", str(tmp_path / "backup")], first).returncode == 0
+
+    second = vigil_env(tmp_path / "second")
+    data = Path(second["VIGIL_DATA_DIR"])
+    media = MediaStore(data / "media")
+    stray = photo(media, 2)  # a file of the store being replaced, named by nothing the backup holds
+    restored = run_vigil(["restore", str(tmp_path / "backup")], second)
+    assert restored.returncode == 0, restored.stderr
+    store = LmdbStore(data)
+    try:
+        assert sweep(store, media, grace_s=0) == (1, 140)
+        assert media.has(named.digest) and not media.has(stray.digest)
+        assert no_whole_store_reads[-1] == {named.digest, stray.digest}
+    finally:
+        store.close()
