@@ -193,3 +193,20 @@ def test_a_resume_racing_the_deletion_of_its_conversation_is_refused_or_keeps_it
     store.commit(header("tg:2", generation=1, next_seq=2), move=ConversationMove(resumed=1)).result(WAIT)
     assert store.drop_generation("tg:2", 1).result(WAIT) is None
     assert [t.seq for t in store.turns("tg:2", 1)] == [0, 1]
+
+
+def test_small_old_conversations_go_together_and_a_large_one_alone(store: LmdbStore, checkpoints: list[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deletes, "CHUNK", 10)
+    sizes = {1: 3, 2: 4, 3: 25, 4: 2, 5: 6}
+    for generation, count in sizes.items():
+        head = fill(store, "tg:1", generation, count)
+        left = Conversation(generation=generation, turns=count, started_at=1, ended_at=2)
+        store.commit(header("tg:1", generation=generation + 1), move=ConversationMove(left=left)).result(WAIT)
+    fill(store, "tg:1", 6, 1)
+    transactions = store.writer.commits
+    assert store.prune_generations("tg:1", before=10.0).result(WAIT) == 5
+    # 1 and 2 (7 turns) together; 3 alone in three chunks; 4 and 5 (8 turns) together.
+    assert store.writer.commits - transactions == 5 and checkpoints == []
+    assert store.generations("tg:1") == [6] and store.scan_conversations("tg:1") == ([], [])
+    assert head.generation == 5

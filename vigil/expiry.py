@@ -19,10 +19,13 @@ command line (vigil/admin.py) all use it.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 
 from vigil.ports import Store
 from vigil.store.schema import Conversation, SessionHeader
+
+YIELD_EVERY = 20  # sessions judged between two chances for other threads to take the GIL
 
 
 def activity(header: SessionHeader) -> float:
@@ -57,7 +60,9 @@ def expired(store: Store, headers: Iterable[SessionHeader], before: float
     """
     doomed: list[SessionHeader] = []
     prune: list[str] = []
-    for header in headers:
+    for n, header in enumerate(headers):
+        if n % YIELD_EVERY == 0:
+            time.sleep(0)  # a pass over thousands of sessions runs beside live chats: it gives way to them often
         if header.pinned:
             continue
         if activity(header) < before:

@@ -25,6 +25,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Collection
+from functools import partial
 from typing import Any
 
 import lmdb
@@ -37,7 +38,7 @@ from vigil.store.cursors import items, keys_of, keys_under, prefixed, stored_hea
 from vigil.store.schema import UnreadableRecord, decode_conversation, encode
 from vigil.store.writer import WriteFuture
 
-CHUNK = 250
+CHUNK = 100
 _DELETIONS = threading.Lock()
 
 
@@ -100,28 +101,55 @@ class SessionDeletes(StoreCore):
         Resolves to how many went."""
         db = self._db
 
-        def judge(txn: lmdb.Transaction) -> set[int]:
+        def judge(txn: lmdb.Transaction) -> dict[int, int]:
             header = stored_header(txn, keys.session(key), db[b"sessions"])
             if header is None or header.pinned:
-                return set()
-            old = set(generations)
-            for raw_key, raw in prefixed(txn, db[b"conversations"], keys.conversation_prefix(key)):
+                return {}
+            sizes: dict[int, int] = {}  # the old ones, with their turns as their records say
+            for _, raw in prefixed(txn, db[b"conversations"], keys.conversation_prefix(key)):
                 try:
                     past = decode_conversation(raw)
                 except UnreadableRecord:
-                    old.discard(keys.conversation_generation(raw_key))
                     continue
-                if past.deleting or max(past.ended_at, past.last_at) < before:
-                    old.add(past.generation)
-            return old
+                if past.deleting or past.generation in generations or max(past.ended_at, past.last_at) < before:
+                    sizes[past.generation] = past.turns
+            return sizes
 
         done = WriteFuture()
         try:
-            old = sorted(self._lmdb.read(judge))
-            done.set_result(sum(self.drop_generation(key, generation).result() is not None for generation in old))
+            sizes = self._lmdb.read(judge)
+            gone = 0
+            for group in _groups(sizes):
+                if len(group) == 1 and sizes[group[0]] > CHUNK:
+                    gone += self.drop_generation(key, group[0]).result() is not None
+                    continue
+                taken, rest = self._one(partial(self._whole, key=key, generations=group)).result()
+                gone += taken
+                gone += sum(self.drop_generation(key, generation).result() is not None for generation in rest)
+            done.set_result(gone)
         except Exception as exc:
             done.set_exception(exc)
         return done
+
+    def _whole(self, txn: lmdb.Transaction, key: str, generations: list[int]
+               ) -> tuple[list[Change], tuple[int, list[int]]]:
+        """Small past conversations deleted whole in one transaction, CHUNK turns in all at most: (changes,
+        (how many, those left for one at a time: more turns than their records said, or current now))."""
+        db = self._db
+        header = stored_header(txn, keys.session(key), db[b"sessions"])
+        changes: list[Change] = []
+        budget = CHUNK
+        for index, generation in enumerate(generations):
+            prefix = keys.turn_prefix(key, generation)
+            turns = keys_under(txn, db[b"turns"], prefix, budget + 1)
+            if len(turns) > budget or (header is not None and header.generation == generation):
+                return changes, (index, generations[index:])
+            budget -= len(turns)
+            changes += [(b"conversations", keys.conversation(key, generation), None)]
+            changes += [(b"turns", k, None) for k in turns]
+            changes += [(b"summaries", k, None) for k in keys_under(txn, db[b"summaries"], prefix)]
+            changes += media_refs.drop(txn, db[b"media"], keys.session(key), generation, time.time())
+        return changes, (len(generations), [])
 
     def drop_generation(self, key: str, generation: int) -> WriteFuture:
         """Delete one past conversation: its record, turns and summaries (and its files' references); resolves
@@ -186,3 +214,18 @@ def _marked(txn: lmdb.Transaction, db: Any, record_key: bytes) -> list[Change]:
     except UnreadableRecord:
         return [(b"conversations", record_key, None)]
     return [(b"conversations", record_key, encode(msgspec.structs.replace(record, deleting=True)))]
+
+
+def _groups(sizes: dict[int, int]) -> list[list[int]]:
+    """Conversations to delete, in generation order, grouped so that each group holds CHUNK turns at most (a
+    larger one alone): a retention pass over hundreds of small ones then takes few transactions."""
+    groups: list[list[int]] = []
+    room = 0
+    for generation in sorted(sizes):
+        if sizes[generation] > CHUNK or not groups or sizes[generation] > room:
+            groups.append([generation])
+            room = CHUNK - sizes[generation]
+        else:
+            groups[-1].append(generation)
+            room -= sizes[generation]
+    return groups
