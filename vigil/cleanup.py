@@ -143,8 +143,11 @@ class Cleanup:
         return Reply(text="\n".join(lines))
 
     def _delete(self, offer: Offer) -> tuple[list[str], int, int]:
-        """(the sessions deleted, as lines; how many were kept; how many old conversations went)."""
-        done: list[tuple[Listed, threading.Event]] = []
+        """(the sessions deleted, as lines; how many were kept; how many old conversations went).
+
+        One session at a time: deletions take turns in the store anyway (vigil/store/deletes.py), and a
+        hundred sessions woken at once to delete themselves would crowd out the chats that talk meanwhile."""
+        removed = []
         kept = 0
         for item in offer.sessions:
             header = self.header(item.key)
@@ -157,9 +160,6 @@ class Cleanup:
             # Each session deletes itself (a live one must drop what it holds in memory too), and only if
             # nothing happened in it since it was listed: the check runs in the session's own thread.
             self.runtime.submit(Forget(key=item.key, done=event, idle_since=item.activity))
-            done.append((item, event))
-        removed = []
-        for item, event in done:
             if event.wait(CLEANUP_WAIT_S):
                 after = self.store.header(item.key)
                 if after is None or after.incarnation != item.incarnation:

@@ -45,8 +45,14 @@ _DELETIONS = threading.Lock()
 class SessionDeletes(StoreCore):
     """Deleting a session, or some of its past conversations."""
 
-    def _one(self, plan: Callable[[lmdb.Transaction], tuple[list[Change], Any]]) -> WriteFuture:
-        """One deletion transaction, once no other is under way; returned once it is durable (or refused)."""
+    def _one(self, plan: Callable[[lmdb.Transaction], tuple[list[Change], Any]], *warm: bytes) -> WriteFuture:
+        """One deletion transaction, once no other is under way; returned once it is durable (or refused).
+
+        The turns under the `warm` prefixes it will delete (CHUNK at most) are read first, outside the writer:
+        LMDB reads a large value's first page to free it, and old turns are the pages least likely to be in
+        memory; read here, the disk is waited for by the deleting thread, not by every chat's next commit."""
+        if warm:
+            self._lmdb.read(lambda txn: _touch(txn, self._db[b"turns"], warm))
         with _DELETIONS:
             future = self.writer.submit_record(ReadWrite(plan))
             with contextlib.suppress(Exception):  # its outcome is the caller's to read, from the future
@@ -93,7 +99,7 @@ class SessionDeletes(StoreCore):
             changes += [(b"aliases", k, None) for k, v in items(txn.cursor(db=db[b"aliases"])) if v == header_key]
             return changes, before + len(turns)
 
-        return self._one(plan)
+        return self._one(plan, keys.turn_prefix(key))
 
     def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
         """Delete past conversations last active before `before` (by their records, as vigil/expiry.py judges),
@@ -123,7 +129,8 @@ class SessionDeletes(StoreCore):
                 if len(group) == 1 and sizes[group[0]] > CHUNK:
                     gone += self.drop_generation(key, group[0]).result() is not None
                     continue
-                taken, rest = self._one(partial(self._whole, key=key, generations=group)).result()
+                taken, rest = self._one(partial(self._whole, key=key, generations=group),
+                                        *(keys.turn_prefix(key, generation) for generation in group)).result()
                 gone += taken
                 gone += sum(self.drop_generation(key, generation).result() is not None for generation in rest)
             done.set_result(gone)
@@ -177,7 +184,7 @@ class SessionDeletes(StoreCore):
             return changes, removed + len(turns)
 
         while True:
-            future = self._one(plan)
+            future = self._one(plan, prefix)
             try:
                 taken = future.result()
             except Exception:
@@ -199,7 +206,7 @@ class SessionDeletes(StoreCore):
 
         removed, more = 0, True
         while more:
-            taken, more = self._one(plan).result()
+            taken, more = self._one(plan, prefix).result()
             removed += taken
         return removed
 
@@ -229,3 +236,18 @@ def _groups(sizes: dict[int, int]) -> list[list[int]]:
             groups[-1].append(generation)
             room -= sizes[generation]
     return groups
+
+
+def _touch(txn: lmdb.Transaction, db: Any, prefixes: tuple[bytes, ...]) -> int:
+    """Read the first CHUNK turns under these prefixes (their pages into memory); how many bytes."""
+    read = count = 0
+    cursor = txn.cursor(db=db)
+    for prefix in prefixes:
+        if not cursor.set_range(prefix):
+            break
+        for raw_key, value in cursor:
+            if not bytes(raw_key).startswith(prefix) or count >= CHUNK:
+                break
+            read += len(value)
+            count += 1
+    return read
