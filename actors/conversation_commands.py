@@ -1,9 +1,10 @@
 """The commands that choose a chat's conversation: /new [TITLE], /resume [N], /title [NAME].
 
 They run inside the session's actor, in order with its messages (a /resume sent after a question
-acts once that question is answered), and each change is one durable header write: what moves
-between "current" and "earlier" is bookkeeping in the header (vigil/conversations.py); the turns
-stay where they are in the store.
+acts once that question is answered), and each change is one durable commit: what moves between
+"current" and "earlier" is the header and one record each (vigil/conversations.py), written together;
+the turns stay where they are in the store. The earlier conversations are read from the store by range
+when they are listed or resumed, never carried in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from vigil.actors.protocol import SessionCommand
 from vigil.actors.recovery import resend_undelivered
 from vigil.actors.state import Session
 from vigil.ports import Button
-from vigil.store.schema import SessionHeader
+from vigil.store.schema import SessionHeader, UnreadableRecord
+from vigil.store_port import ConversationMove
 from vigil.views import ago
 
 NOT_SAVED = "⚠️ That could not be saved (the store refused the write), so it did not happen."
@@ -38,12 +40,12 @@ def _current(session: Session, message: SessionCommand) -> SessionHeader:
 
 
 def _switch(session: Session, header: SessionHeader,
-            change: Callable[[SessionHeader, float, float], SessionHeader]) -> bool:
+            change: Callable[[SessionHeader, float, float], tuple[SessionHeader, ConversationMove]]) -> bool:
     """Put `change(header, now, last turn's time)` in place with one durable write; False (unchanged) if refused."""
     now = session.deps.clock()
     last_at = conversations.last_turn_at(session.deps.store, session.key, header.generation) if header.next_seq else 0.0
-    session.header = change(header, now, last_at)
-    if not session.commit(wait=True):
+    session.header, move = change(header, now, last_at)
+    if not session.commit(wait=True, move=move):
         session.header = header
         return False
     session.window = None  # the window cached is the other conversation's
@@ -53,7 +55,8 @@ def _switch(session: Session, header: SessionHeader,
 def cmd_new(session: Session, message: SessionCommand) -> None:
     header = _current(session, message)
     title = message.args.strip()
-    if not _switch(session, header, lambda h, now, last: conversations.start_new(h, now, last, title)):
+    newest = session.deps.store.newest_generation(session.key)
+    if not _switch(session, header, lambda h, now, last: conversations.start_new(h, now, last, newest, title)):
         session.reply(message.target, "⚠️ Couldn't start a fresh conversation: the store refused the write.")
         return
     assert session.header is not None
@@ -83,12 +86,16 @@ def cmd_resume(session: Session, message: SessionCommand) -> None:
         session.reply(message.target, f"💬 #{generation} {_quoted(header.conversation_title)} is the current "
                       "conversation already.")
         return
-    info = conversations.find(header, generation)
-    if info is None:
+    try:
+        info = session.deps.store.conversation(session.key, generation)
+    except UnreadableRecord as exc:
+        session.reply(message.target, f"⚠️ Conversation #{generation} can't be resumed: its record {exc.reason}.")
+        return
+    if info is None or info.deleting:
         session.reply(message.target, f"⛔ Conversation #{generation} no longer exists here (a cleanup may have "
                       "deleted it). /resume lists what there is.")
         return
-    if not _switch(session, header, lambda h, now, last: conversations.switch_to(h, generation, now, last)):
+    if not _switch(session, header, lambda h, now, last: conversations.switch_to(h, info, now, last)):
         session.reply(message.target, f"{NOT_SAVED} The current conversation is still #{header.generation}.")
         return
     left = (f" The one you left, #{header.generation} {_quoted(header.conversation_title)}, is kept: "
@@ -98,11 +105,16 @@ def cmd_resume(session: Session, message: SessionCommand) -> None:
 
 
 def _list(session: Session, message: SessionCommand, header: SessionHeader) -> None:
-    earlier = conversations.earlier(header)
+    past, unreadable = session.deps.store.scan_conversations(session.key)
+    earlier = conversations.earlier([c for c in past if not c.deleting])
     current = f"Now: #{header.generation} {_quoted(header.conversation_title)}, {header.next_seq} turns."
+    bad = ""
+    if unreadable:
+        numbers = ", ".join(f"#{generation} ({reason})" for generation, reason in unreadable[:10])
+        bad = f"\n⚠️ {len(unreadable)} earlier conversation(s) can't be read: {numbers}."
     if not earlier:
         session.reply(message.target, f"💬 No earlier conversations in this chat. {current} "
-                      "/new starts another and keeps this one.")
+                      f"/new starts another and keeps this one.{bad}")
         return
     now = time.time()
     lines = [f"💬 Earlier conversations in this chat, most recent first. {current}", ""]
@@ -110,6 +122,8 @@ def _list(session: Session, message: SessionCommand, header: SessionHeader) -> N
               f"{ago(conversations.last_activity(g), now)}" for g in earlier[:LISTED]]
     if len(earlier) > LISTED:
         lines.append(f"…and {len(earlier) - LISTED} older: /resume N goes to any of them.")
+    if bad:
+        lines.append(bad.strip())
     lines += ["", "Press one to continue it, or type /resume N."]
     buttons = tuple((Button(f"#{g.generation} {g.title or '(untitled)'}"[:48],
                             conversations.resume_button(g.generation, header.incarnation)),)

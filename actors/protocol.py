@@ -96,14 +96,6 @@ class Forget(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     idle_since: float | None = None
 
 
-class Prune(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """Delete the session's past generations (earlier /new conversations) that ended before `before`."""
-
-    key: str
-    before: float
-    done: threading.Event
-
-
 class Drain(msgspec.Struct, frozen=True, gc=False, kw_only=True):
     """Set `done` once the session has answered everything it holds (the console waits on it)."""
 

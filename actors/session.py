@@ -34,7 +34,6 @@ from vigil.actors.protocol import (
     Evicted,
     Forget,
     HeartbeatDue,
-    Prune,
     Recover,
     RunTurn,
     SessionCommand,
@@ -156,11 +155,9 @@ class SessionActor(pykka.ThreadingActor):
             else:
                 message.done.set()
             return None
-        if isinstance(message, Forget | Prune):
+        if isinstance(message, Forget):
             try:
-                if isinstance(message, Prune):
-                    session.prune(message.before)
-                elif message.idle_since is None or session.idle_since(message.idle_since):
+                if message.idle_since is None or session.idle_since(message.idle_since):
                     session.forget()
             finally:
                 message.done.set()

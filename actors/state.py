@@ -32,7 +32,6 @@ from vigil.actors.turn import ToolSet, TurnRunner
 from vigil.actors.window import HistoryWindow
 from vigil.approvals import PendingApprovals
 from vigil.budget import Allowance
-from vigil.expiry import old_generations
 from vigil.logs import get_logger
 from vigil.media import MediaStore
 from vigil.metrics import NULL_METRICS, Metrics
@@ -43,6 +42,7 @@ from vigil.roles import ChatAdmins, Roles
 from vigil.settings import Settings
 from vigil.store.schema import Heartbeat, Note, SessionHeader, Summary, Target, Turn, UnreadableRecord, Usage
 from vigil.store.store import CorruptRecord, SessionGone, UsageEntry, utc_day
+from vigil.store_port import ConversationMove
 from vigil.tools.toolbox import Toolbox
 from vigil.workspace import start_header
 
@@ -189,8 +189,9 @@ class Session:
     # ------------------------------------------------------------------ writing
 
     def commit(self, turn: Turn | None = None, usage: Sequence[UsageEntry] = (), wait: bool = False,
-               summary: Summary | None = None) -> bool:
-        """Persist the header (and a turn, a summary). Waiting makes it durable; False if the store refused."""
+               summary: Summary | None = None, move: ConversationMove | None = None) -> bool:
+        """Persist the header (and a turn, a summary, a switch of conversations). Waiting makes it durable;
+        False if the store refused."""
         assert self.header is not None
         if self.broken:
             return False
@@ -201,7 +202,8 @@ class Session:
         if (self.unconsumed or self.in_flight) and (turn is not None or self.current is None):
             consumed = (*self.in_flight, *self.unconsumed)
         future = self.deps.store.commit(self.header, turn, usage, members, create=self.committed is None,
-                                        previous=self.committed, urgent=wait, consumed=consumed, summary=summary)
+                                        previous=self.committed, urgent=wait, consumed=consumed, summary=summary,
+                                        move=move)
         self.committed = self.header
         self.dirty = False
         self.publish()
@@ -250,22 +252,6 @@ class Session:
         self.deps.sweep_media()  # its files, unless another chat shares them (off this thread)
         return removed
 
-    def prune(self, before: float) -> int:
-        """Delete past generations that ended before `before`; how many went."""
-        if self.header is None:
-            return 0
-        # Judged from the turns stored too, not only the header's (capped) list: see vigil/expiry.py.
-        old = old_generations(self.deps.store, self.header, before)
-        for generation in old:
-            self.deps.recall.forget(self.key, generation)  # before the store: the index reads the words back
-            self.deps.store.drop_generation(self.key, generation).result()
-        if old:
-            kept = tuple(g for g in self.header.past_generations if g.generation not in old)
-            self.header = msgspec.structs.replace(self.header, past_generations=kept)
-            self.commit(wait=True)
-            self.deps.sweep_media()
-        return len(old)
-
     # ------------------------------------------------------------------ written elsewhere
 
     def deleted_elsewhere(self) -> bool:
@@ -287,8 +273,8 @@ class Session:
         now = self.deps.clock()
         self.header = msgspec.structs.replace(
             self.header, incarnation=random.getrandbits(62), created_at=now, generation=1,
-            generation_started_at=now, next_seq=1 if turn is not None else 0, window_start=0,
-            past_generations=(), usage=Usage(), heartbeat_usage=Usage(), turns_total=1 if turn else 0,
+            generation_started_at=now, next_seq=1 if turn is not None else 0, window_start=0, usage=Usage(),
+            heartbeat_usage=Usage(), turns_total=1 if turn else 0,
             participants=self.header.participants[-1:], open_turn=None if turn is None or turn.final else 0)
         self.window = None
         fresh = msgspec.structs.replace(turn, seq=0) if turn is not None else None

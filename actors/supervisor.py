@@ -27,7 +27,6 @@ from vigil.actors.protocol import (
     Evicted,
     Forget,
     HeartbeatDue,
-    Prune,
     Recover,
     SessionCommand,
     TargetMoved,
@@ -43,7 +42,7 @@ class StopSessions(msgspec.Struct, frozen=True):
     """Asked by the runtime at shutdown: stop every live session; answers their stop futures."""
 
 
-_ROUTED = (UserText, SessionCommand, HeartbeatDue, DeliveryFailed, TargetMoved, Recover, Drain, Forget, Prune)
+_ROUTED = (UserText, SessionCommand, HeartbeatDue, DeliveryFailed, TargetMoved, Recover, Drain, Forget)
 
 
 class Supervisor(pykka.ThreadingActor):
@@ -98,7 +97,7 @@ class Supervisor(pykka.ThreadingActor):
         key: str = message.key
         if self.stopping:
             self.log.info("supervisor.dropped_during_shutdown", session=key, kind=type(message).__name__)
-            if isinstance(message, Drain | Forget | Prune):
+            if isinstance(message, Drain | Forget):
                 message.done.set()
             return
         if key in self.evicting:

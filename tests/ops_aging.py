@@ -1,6 +1,6 @@
 """Making a store's sessions old, for retention tests: real sessions (made through `vigil run`), moved back in time.
 
-Retention judges by the times stored in headers, turns and the past-conversation list; a test cannot
+Retention judges by the times stored in headers, turns and past-conversation records; a test cannot
 wait 30 days, so while vigil is stopped it rewrites those times in the real LMDB store (the writer's
 own transaction, the real encodings) and sets media files' times back past the sweep's grace.
 """
@@ -18,18 +18,18 @@ import msgspec
 
 from tests.procs import run_vigil
 from vigil.store import keys
-from vigil.store.schema import Input, Turn, decode_header, decode_turn, encode
+from vigil.store.schema import Input, Turn, decode_conversation, decode_header, decode_turn, encode
 from vigil.store.store import LmdbStore
 
 DAY = 86400.0
 
 
 def age_session(store: LmdbStore, key: str, at: float, past: dict[int, float] | None = None,
-                unlist: frozenset[int] = frozenset(), filler_turns: int = 0) -> None:
+                interrupted: frozenset[int] = frozenset(), filler_turns: int = 0) -> None:
     """Make `key`'s current conversation last active at `at`, and past conversation g at `past[g]`.
 
-    Every turn of a generation gets that time; `unlist` drops generations from the header's list of
-    past conversations (their turns stay: the list is capped, and may be rewritten by other parts);
+    Every turn of a generation gets that time, and so does its record; `interrupted` marks the records of
+    these generations `deleting` (what a crash midway through deleting a large conversation leaves);
     `filler_turns` appends that many old 2 KB turns to the current conversation (to measure sizes).
     """
     db: dict[bytes, Any] = store._db  # a test rewriting history on purpose
@@ -59,13 +59,17 @@ def age_session(store: LmdbStore, key: str, at: float, past: dict[int, float] | 
                           inputs=(Input(text=f"filler {n} " + "x" * 1000, at=at - 2),), reply="y" * 1000)
             txn.put(keys.turn(key, header.generation, next_seq), encode(filler), db=db[b"turns"])
             next_seq += 1
-        listed = tuple(msgspec.structs.replace(info, started_at=times.get(info.generation, at) - 10,
-                                               ended_at=times.get(info.generation, info.ended_at))
-                       for info in header.past_generations if info.generation not in unlist)
+        for generation in past or {}:
+            record_key = keys.conversation(key, generation)
+            stored = txn.get(record_key, db=db[b"conversations"])
+            assert stored is not None, (key, generation)
+            when = times[generation]
+            record = msgspec.structs.replace(decode_conversation(bytes(stored)), started_at=when - 10,
+                                             ended_at=when, last_at=when - 1, deleting=generation in interrupted)
+            txn.put(record_key, encode(record), db=db[b"conversations"])
         header = msgspec.structs.replace(
             header, created_at=min(times.values()) - 20, last_activity=at, last_turn_at=at,
-            generation_started_at=at - 5, past_generations=listed, next_seq=next_seq,
-            turns_total=header.turns_total + filler_turns)
+            generation_started_at=at - 5, next_seq=next_seq, turns_total=header.turns_total + filler_turns)
         txn.put(header_key, encode(header), db=db[b"sessions"])
 
     store.writer.submit(op).result()

@@ -1,7 +1,7 @@
 """Chats written into a real store the way sessions write them, for the recall index's tests.
 
 `Chat` commits headers and turns through `LmdbStore.commit` (the per-turn commit the actors use), keeps
-its conversations' numbers and titles in the header as /new and /title do, and hands back each
+its conversations' numbers and titles as /new and /title do (past ones as records), and hands back each
 committed turn so a test can feed it to the indexer as the integration will, right after the commit.
 """
 
@@ -11,8 +11,9 @@ import itertools
 
 import msgspec
 
+from vigil.conversations import start_new
 from vigil.recall import RecallIndexer
-from vigil.store.schema import GenerationInfo, Input, SessionHeader, Target, Turn
+from vigil.store.schema import Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore
 
 _CLOCK = itertools.count(1_700_000_000)
@@ -52,11 +53,8 @@ class Chat:
         return done
 
     def new_conversation(self, title: str) -> None:
-        """/new TITLE: the current conversation becomes a past one; the next turns start at seq 0."""
-        h = self.header
-        past = GenerationInfo(generation=h.generation, turns=h.next_seq, started_at=h.generation_started_at,
-                              ended_at=float(next(_CLOCK)), title=h.conversation_title)
-        self.header = msgspec.structs.replace(h, generation=h.generation + 1, next_seq=0,
-                                              past_generations=(*h.past_generations, past),
-                                              conversation_title=title)
-        self.store.commit(self.header).result()
+        """/new TITLE: the current conversation becomes a past one (a record of its own); the next turns start at
+        seq 0."""
+        now = float(next(_CLOCK))
+        self.header, move = start_new(self.header, now, now, self.store.newest_generation(self.key), title)
+        self.store.commit(self.header, move=move).result()

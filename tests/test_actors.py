@@ -35,9 +35,10 @@ from tests.fakes import (
     response,
     wait_until,
 )
-from vigil.actors.protocol import DeliveryFailed, Prune, Tick
+from vigil.actors.protocol import DeliveryFailed, Tick
 from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
+from vigil.cleanup import Cleanup
 from vigil.ports import ModelRequest, ModelResponse
 from vigil.store.schema import Message, Note
 from vigil.store.store import LmdbStore, open_store
@@ -665,7 +666,7 @@ def test_new_starts_a_fresh_generation(make: HarnessFactory) -> None:
     assert reply.startswith("🆕")
     header = h.runtime.store.header(key)
     assert header is not None and header.generation == 2 and header.next_seq == 0
-    assert [g.generation for g in header.past_generations] == [1]
+    assert [g.generation for g in h.runtime.store.scan_conversations(key)[0]] == [1]
 
     h.say(key, "new topic")
     h.outbox.wait_finished(key, 2)
@@ -788,12 +789,14 @@ def test_cleanup_prunes_old_conversations_of_sessions_that_stay(make: HarnessFac
     assert h.drain(key)
     store = h.runtime.store
     assert store.generations(key) == [1, 2]
-    done = threading.Event()
-    h.runtime.submit(Prune(key=key, before=time.time() + 1, done=done))
-    assert done.wait(5)
+    cleanup = Cleanup(h.runtime, lambda caller: (store.headers(), []), store.header)
+    assert cleanup.prune_generations((key,), before=time.time() + 1) == 1
     assert store.generations(key) == [2]
-    assert store.header(key).past_generations == ()  # type: ignore[union-attr]
+    assert store.scan_conversations(key) == ([], [])
     assert [t.inputs[0].text for t in h.turns(key)] == ["from the second conversation"]
+    h.say(key, "and on it goes")  # the live session never held the pruned conversation
+    assert h.drain(key)
+    assert [t.inputs[0].text for t in h.turns(key)][-1] == "and on it goes"
 
 
 def test_a_command_acts_after_the_messages_sent_before_it(make: HarnessFactory) -> None:

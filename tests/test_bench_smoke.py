@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from tests.procs import run_vigil, vigil_env
-from vigil.bench import GOALS
+from vigil.bench import GOALS, YEAR_GOALS
 
 
 def test_the_quick_bench_reports_every_metric_as_json(tmp_path: Path) -> None:
@@ -21,3 +21,15 @@ def test_the_quick_bench_reports_every_metric_as_json(tmp_path: Path) -> None:
     assert report["details"]["metrics_us_per_turn"] > 0
     assert report["details"]["metrics_turns_counted_by_scrape"] > 0
     assert report["details"]["persist_us_per_turn_at_10"] > 0
+
+
+def test_the_quick_year_bench_reports_every_year_metric_as_json(tmp_path: Path) -> None:
+    result = run_vigil(["bench", "--year", "--quick", "--json"], vigil_env(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(YEAR_GOALS) <= set(report)
+    assert all(isinstance(report[name], int | float) and report[name] >= 0 for name in YEAR_GOALS)
+    assert report["year_bytes_per_turn"] > 0 and report["year_backup_s"] > 0 and report["year_restore_s"] > 0
+    details = report["details"]
+    assert details["resume_chats"] > 0 and details["retention_conversations"] > 0
+    assert details["backup_mb"] > 0 and details["touch_all_s"] >= 0

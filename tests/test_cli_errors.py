@@ -128,7 +128,8 @@ def test_a_store_from_a_newer_vigil(env: dict[str, str]) -> None:
     raw = lmdb.open(str(data), max_dbs=16)
     try:
         with raw.begin(write=True) as txn:
-            txn.put(b"store", encode(StoreMeta(created_at=1.0, schema=2)), db=raw.open_db(b"meta", txn=txn))
+            newer = encode(StoreMeta(created_at=1.0, schema=StoreMeta.CURRENT + 1))
+            txn.put(b"store", newer, db=raw.open_db(b"meta", txn=txn))
     finally:
         raw.close()
     line = one_line_error(vigil(env, "sessions", "list"), code=1)

@@ -30,7 +30,7 @@ from vigil.control import export_session
 from vigil.model.history import join, normalize, turn_messages
 from vigil.ports import ModelRequest
 from vigil.store.schema import (
-    GenerationInfo,
+    Conversation,
     Message,
     SessionHeader,
     Summary,
@@ -41,7 +41,7 @@ from vigil.store.schema import (
     encode,
 )
 from vigil.store.store import LmdbStore
-from vigil.store.writes import SessionWrites
+from vigil.store_port import ConversationMove
 
 # ----------------------------------------------------------------------------- the window
 
@@ -153,14 +153,15 @@ def test_summaries_are_kept_per_conversation_and_deleted_with_it(store: LmdbStor
 
 def test_prune_generations_takes_their_summaries_along(store: LmdbStore, tmp_path: Path) -> None:
     header = SessionHeader(key="tg:3", incarnation=3, created_at=0.0, target=Target(channel="telegram", chat_id=3),
-                           cwd=str(tmp_path), model="claude-sonnet-5-5", generation=2,
-                           past_generations=(GenerationInfo(generation=1, turns=1, started_at=0.0, ended_at=10.0),))
-    store.commit(header, create=True).result(timeout=10)
+                           cwd=str(tmp_path), model="claude-sonnet-5-5", generation=2)
+    store.commit(header, create=True, move=ConversationMove(
+        left=Conversation(generation=1, turns=1, started_at=0.0, ended_at=10.0))).result(timeout=10)
     old = msgspec.structs.replace(header, generation=1)
     store.commit(old, turn=make_turn(0), summary=summary(1, "old")).result(timeout=10)
     store.commit(header, turn=make_turn(0), summary=summary(1, "kept", generation=2)).result(timeout=10)
-    assert SessionWrites.prune_generations(store, "tg:3", before=20.0).result(timeout=10) == 1
+    assert store.prune_generations("tg:3", before=20.0).result(timeout=10) == 1
     assert store.summaries("tg:3", 1) == [] and [s.text for s in store.summaries("tg:3", 2)] == ["kept"]
+    assert store.scan_conversations("tg:3") == ([], []) and store.generations("tg:3") == [2]
 
 
 def test_the_summary_record_round_trips_and_keeps_its_tag() -> None:

@@ -245,4 +245,4 @@ def test_cleanup_from_the_shell_prunes_old_conversations_and_keeps_active_sessio
     assert "deleted 0 session(s) and 1 earlier conversation(s)" in cleaned.stdout
     exported = json.loads(run_vigil(["sessions", "export", "console:default"], env).stdout)
     assert [g["generation"] for g in exported["generations"]] == [2]
-    assert exported["session"]["past_generations"] == []
+    assert exported["conversations"] == []

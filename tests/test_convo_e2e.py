@@ -86,7 +86,7 @@ def test_export_keeps_every_turn_of_both_conversations_after_switching_back_and_
                     3: [(0, "three a")]}, said
     session = document["session"]
     assert session["generation"] == 3 and session["conversation_title"] == "third"
-    earlier = {g["generation"]: (g["title"], g["turns"]) for g in session["past_generations"]}
+    earlier = {g["generation"]: (g["title"], g["turns"]) for g in document["conversations"]}
     assert earlier == {1: ("one a", 3), 2: ("two a", 2)}, earlier
     assert session["turns_total"] == 6
 

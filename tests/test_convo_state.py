@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import msgspec
 
@@ -25,8 +26,10 @@ from vigil import conversations
 from vigil.actors.edits import correction_text
 from vigil.actors.protocol import Sender, UserText
 from vigil.inbox import entry_of, message_of
-from vigil.store.schema import GenerationInfo, Input, SessionHeader, Target, decode_header, encode
+from vigil.store import keys
+from vigil.store.schema import Conversation, Input, SessionHeader, Target, decode_conversation, encode
 from vigil.store.store import open_store
+from vigil.store_port import ConversationMove
 
 
 def _header(**changes: object) -> SessionHeader:
@@ -57,39 +60,33 @@ def test_a_title_is_the_first_words_cut_at_a_word() -> None:
 
 def test_switching_moves_every_per_conversation_field_and_back() -> None:
     first = _header(generation=1, generation_started_at=10.0, next_seq=5, window_start=3, conversation_title="one")
-    second = conversations.start_new(first, now=20.0, last_at=19.0, title="two")
+    second, move = conversations.start_new(first, now=20.0, last_at=19.0, newest=1, title="two")
     assert (second.generation, second.next_seq, second.window_start, second.conversation_title) == (2, 0, 0, "two")
-    assert second.past_generations == (GenerationInfo(generation=1, turns=5, started_at=10.0, ended_at=20.0,
-                                                      title="one", window_start=3, last_at=19.0),)
+    left = Conversation(generation=1, turns=5, started_at=10.0, ended_at=20.0, title="one", window_start=3,
+                        last_at=19.0)
+    assert move == ConversationMove(left=left)
     second = msgspec.structs.replace(second, next_seq=2, window_start=1)
-    back = conversations.switch_to(second, 1, now=30.0, last_at=29.0)
+    back, move = conversations.switch_to(second, left, now=30.0, last_at=29.0)
     assert (back.generation, back.generation_started_at, back.next_seq, back.window_start,
             back.conversation_title) == (1, 10.0, 5, 3, "one")
-    assert [(g.generation, g.turns, g.window_start, g.title) for g in back.past_generations] == [(2, 2, 1, "two")]
-    # The current conversation need not be the newest: /new numbers past all of them.
-    assert conversations.start_new(back, now=40.0, last_at=39.0).generation == 3
-    assert [g.generation for g in conversations.earlier(conversations.start_new(back, 40.0, 39.0))] == [1, 2]
+    assert move.resumed == 1 and move.left is not None
+    assert (move.left.generation, move.left.turns, move.left.window_start, move.left.title) == (2, 2, 1, "two")
+    # The current conversation need not be the newest: /new numbers past everything the store holds.
+    assert conversations.start_new(back, now=40.0, last_at=39.0, newest=2)[0].generation == 3
+    assert conversations.start_new(back, now=40.0, last_at=39.0, newest=7)[0].generation == 8
 
 
-def test_an_empty_conversation_is_not_kept_and_an_unknown_one_is_refused() -> None:
-    empty = _header(generation=4, next_seq=0, past_generations=(
-        GenerationInfo(generation=1, turns=2, started_at=1.0, ended_at=2.0),))
-    assert [g.generation for g in conversations.start_new(empty, 5.0, 0.0).past_generations] == [1]
-    assert conversations.switch_to(empty, 1, 5.0, 0.0).past_generations == ()
-    try:
-        conversations.switch_to(empty, 3, 5.0, 0.0)
-    except KeyError:
-        pass
-    else:
-        raise AssertionError("resumed a conversation that does not exist")
+def test_an_empty_conversation_is_not_kept() -> None:
+    empty = _header(generation=4, next_seq=0)
+    assert conversations.start_new(empty, 5.0, 0.0, newest=4)[1] == ConversationMove()
+    past = Conversation(generation=1, turns=2, started_at=1.0, ended_at=2.0)
+    assert conversations.switch_to(empty, past, 5.0, 0.0)[1] == ConversationMove(resumed=1)
 
 
 def test_an_old_record_of_an_earlier_conversation_reads_with_its_end_as_last_activity() -> None:
-    old = msgspec.msgpack.encode({"type": "generation", "generation": 1, "turns": 4, "started_at": 1.0,
+    old = msgspec.msgpack.encode({"type": "conversation", "generation": 1, "turns": 4, "started_at": 1.0,
                                   "ended_at": 9.0})
-    raw = msgspec.msgpack.decode(encode(_header(generation=2)))
-    raw["past_generations"] = [msgspec.msgpack.decode(old)]
-    info = decode_header(msgspec.msgpack.encode(raw)).past_generations[0]
+    info = decode_conversation(old)
     assert (info.title, info.window_start, info.last_at, conversations.last_activity(info)) == ("", 0, 0.0, 9.0)
 
 
@@ -104,7 +101,7 @@ def test_resume_buttons_fit_telegrams_64_bytes_and_read_back() -> None:
 # ----------------------------------------------------------------------------- sessions
 
 
-def test_resume_is_one_durable_header_write_and_the_window_follows(make: HarnessFactory) -> None:
+def test_resume_is_one_durable_write_and_the_window_follows(make: HarnessFactory) -> None:
     h = make()
     key = key_of(1)
     h.say(key, "apples")
@@ -117,7 +114,8 @@ def test_resume_is_one_durable_header_write_and_the_window_follows(make: Harness
     header = h.runtime.store.header(key)
     assert header is not None
     assert (header.generation, header.next_seq, header.conversation_title) == (1, 1, "apples")
-    assert [(g.generation, g.turns, g.title) for g in header.past_generations] == [(2, 1, "Pears talk")]
+    past, _ = h.runtime.store.scan_conversations(key)
+    assert [(g.generation, g.turns, g.title) for g in past] == [(2, 1, "Pears talk")]
     h.say(key, "which fruit")
     h.outbox.wait_finished(key, 3)
     request = h.model.requests[-1]
@@ -171,3 +169,43 @@ def test_edits_of_a_message_being_answered_make_one_correction_of_the_newest_tex
     assert wait_until(lambda: len(model.requests) == 3, WAIT_S)
     assert last_user_text(model.requests[-1]) == correction_text("first, best", "first, final")
 
+
+
+def test_the_header_a_turn_commits_does_not_grow_with_the_conversations_left(make: HarnessFactory) -> None:
+    """Every durable turn writes the header: forty conversations left behind must not make it any longer."""
+    h = make()
+    key = key_of(1)
+    store = h.runtime.store
+    sizes = []
+    for n in range(40):
+        h.say(key, f"topic {n}")
+        h.outbox.wait_finished(key, n + 1)
+        h.command(key, "new")
+        assert wait_until(lambda n=n: getattr(store.header(key), "generation", 0) == n + 2, WAIT_S)  # type: ignore[misc]
+        sizes.append(len(encode(store.header(key))))  # type: ignore[arg-type]
+    # Only counters widen (turns, tokens, the generation number): a few bytes, where a list of the
+    # conversations left would add tens of bytes for each.
+    assert max(sizes) - min(sizes) <= 8, sizes
+    assert len(store.scan_conversations(key)[0]) == 40
+
+
+def test_a_conversation_record_of_a_newer_vigil_is_named_and_not_resumed(make: HarnessFactory) -> None:
+    h = make()
+    key = key_of(1)
+    store = h.runtime.store
+    h.say(key, "apples")
+    h.outbox.wait_finished(key, 1)
+    h.command(key, "new")
+    assert wait_until(lambda: len(store.scan_conversations(key)[0]) == 1, WAIT_S)
+    newer = encode(Conversation(generation=7, turns=3, started_at=1.0, ended_at=2.0, schema=9))
+    lmdb_store: Any = store
+    lmdb_store.writer.write(lambda txn: txn.put(keys.conversation(key, 7), newer,
+                                                db=lmdb_store.environment.dbs[b"conversations"]))
+    h.command(key, "resume")
+    assert wait_until(lambda: any("Earlier conversations" in t for t in h.outbox.sent(key)), WAIT_S)
+    listing = next(t for t in h.outbox.sent(key) if "Earlier conversations" in t)
+    assert "#1 «apples»" in listing and "1 earlier conversation(s) can't be read: #7 (written by a newer vigil)" \
+        in listing, listing
+    h.command(key, "resume", "7")
+    assert wait_until(lambda: any("#7 can't be resumed" in t for t in h.outbox.sent(key)), WAIT_S)
+    assert store.header(key).generation == 2  # type: ignore[union-attr]

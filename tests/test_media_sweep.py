@@ -111,11 +111,17 @@ def test_the_sweeper_runs_off_the_callers_thread_and_coalesces(store: LmdbStore,
     threads: list[str] = []
 
     class SlowStore:
-        def media_references(self) -> set[str]:
+        def media_suspects(self) -> dict[str, bytes]:
+            return store.media_suspects()
+
+        def media_named(self, digests: Any) -> tuple[set[str], list[bytes]]:
             threads.append(threading.current_thread().name)
             entered.set()
             gate.wait(WAIT)
-            return store.media_references()
+            return store.media_named(digests)
+
+        def media_settle(self, looked_at: dict[str, bytes], stale: list[bytes]) -> Any:
+            return store.media_settle(looked_at, stale)
 
     sweeper = MediaSweeper(SlowStore(), media)  # type: ignore[arg-type]
     try:
@@ -154,7 +160,7 @@ def test_a_put_by_another_process_at_the_moment_of_deletion_keeps_its_file(tmp_p
         real_unlink(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "unlink", unlink_after_a_put)
-    sweeper.sweep(referenced=(), written_before=time.time() - 60)
+    sweeper.remove([digest], written_before=time.time() - 60)
     monkeypatch.undo()
     assert raced == [digest]
     assert service.has(digest) and service.path(digest).read_bytes() == data

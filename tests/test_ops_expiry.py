@@ -11,18 +11,24 @@ import lmdb
 from tests.procs import run_vigil, vigil_env
 from vigil.expiry import expired, old_generations
 from vigil.store import keys
-from vigil.store.schema import GenerationInfo, Input, SessionHeader, Target, Turn, encode
+from vigil.store.schema import Conversation, Input, SessionHeader, Target, Turn, encode
 from vigil.store.store import LmdbStore, open_store
+from vigil.store_port import ConversationMove
 
 DAY = 86400.0
 
 
 def seed(store: LmdbStore, key: str, at: float, pinned: bool = False, generation: int = 1,
-         past: tuple[GenerationInfo, ...] = (), old_turns: dict[int, float] | None = None) -> SessionHeader:
+         past: tuple[Conversation, ...] = (), old_turns: dict[int, float] | None = None) -> SessionHeader:
     header = SessionHeader(key=key, incarnation=random.getrandbits(62), created_at=at, target=Target(channel="tg"),
-                           cwd="/", model="m", generation=generation, last_activity=at, pinned=pinned,
-                           past_generations=past)
+                           cwd="/", model="m", generation=generation, last_activity=at, pinned=pinned)
     store.commit(header, create=True).result()
+    listed = {record.generation for record in past}
+    for gen, when in (old_turns or {}).items():  # left as /new leaves them: with a record
+        if gen not in listed:
+            past = (*past, Conversation(generation=gen, turns=1, started_at=when, ended_at=when, last_at=when))
+    for record in past:
+        store.commit(header, move=ConversationMove(left=record)).result()
     for gen, when in (old_turns or {}).items():  # turns of other generations, written as an older vigil left them
         turn = Turn(seq=0, status="done", started_at=when, ended_at=when, inputs=(Input(text=f"{key} {gen}", at=when),))
         raw_key, raw = keys.turn(key, gen, 0), encode(turn)
@@ -34,15 +40,22 @@ def seed(store: LmdbStore, key: str, at: float, pinned: bool = False, generation
     return header
 
 
-def test_old_conversations_are_judged_from_their_turns_and_pinned_sessions_are_never_old(store: LmdbStore) -> None:
+def test_old_conversations_are_judged_from_their_records_and_pinned_sessions_are_never_old(store: LmdbStore) -> None:
     now = time.time()
     cutoff = now - 30 * DAY
-    listed = GenerationInfo(generation=1, turns=1, started_at=now - 40 * DAY, ended_at=now - 31 * DAY)
-    a = seed(store, "tg:1", now, generation=3, past=(listed,), old_turns={1: now - 31 * DAY, 2: now - 32 * DAY})
+    recorded = Conversation(generation=1, turns=1, started_at=now - 40 * DAY, ended_at=now - 31 * DAY,
+                            last_at=now - 32 * DAY)
+    recent = Conversation(generation=4, turns=1, started_at=now - 40 * DAY, ended_at=now - 31 * DAY,
+                          last_at=now - 29 * DAY)
+    going = Conversation(generation=5, turns=900, started_at=now, ended_at=now, last_at=now, deleting=True)
+    a = seed(store, "tg:1", now, generation=3, past=(recorded, recent, going),
+             old_turns={1: now - 20 * DAY, 2: now - 32 * DAY, 4: now - 50 * DAY})
     b = seed(store, "tg:2", now, generation=2, old_turns={1: now - 29 * DAY})
     c = seed(store, "tg:3", now - 40 * DAY, pinned=True, generation=2, old_turns={1: now - 50 * DAY})
     d = seed(store, "tg:4", now - 31 * DAY)
-    assert old_generations(store, a, cutoff) == [1, 2], "generation 2 is in no list: its turns say it is old"
+    # 1: its record says it was left 31 days ago (its turns are not read); 2: its record, from its turn, says
+    # 32 days; 4: its last turn, as its record holds it, is 29 days old; 5: a deletion was begun.
+    assert old_generations(store, a, cutoff) == [1, 2, 5]
     assert old_generations(store, b, cutoff) == [], "just newer than the cutoff"
     assert old_generations(store, c, cutoff) == []
     doomed, prune = expired(store, [a, b, c, d], cutoff)

@@ -24,8 +24,9 @@ from vigil.actors.tools.notes import save_note
 from vigil.actors.turn import TurnRunner
 from vigil.budget import Allowance
 from vigil.inbox import Inbox
-from vigil.store.schema import GenerationInfo, Target
+from vigil.store.schema import Conversation, Target
 from vigil.store.store import CorruptRecord, LmdbStore, open_store
+from vigil.store_port import ConversationMove
 from vigil.tools.toolbox import Toolbox
 
 KEY = f"{CHANNEL}:7"
@@ -130,13 +131,14 @@ def test_forget_deletes_everything_and_starts_afresh(session: Session, store: Lm
 
 def test_prune_drops_only_generations_that_ended_before(session: Session, store: LmdbStore) -> None:
     header = session.ensure_header(TARGET)
-    old, recent = (GenerationInfo(generation=1, turns=0, started_at=0.0, ended_at=10.0),
-                   GenerationInfo(generation=2, turns=0, started_at=10.0, ended_at=100.0))
-    session.header = msgspec.structs.replace(header, generation=3, past_generations=(old, recent))
-    assert session.commit(wait=True)
-    assert session.prune(before=50.0) == 1
-    stored = store.header(KEY)
-    assert stored is not None and stored.past_generations == (recent,)
+    old, recent = (Conversation(generation=1, turns=0, started_at=0.0, ended_at=10.0),
+                   Conversation(generation=2, turns=0, started_at=10.0, ended_at=100.0))
+    session.header = msgspec.structs.replace(header, generation=3)
+    assert session.commit(wait=True, move=ConversationMove(left=old))
+    assert session.commit(wait=True, move=ConversationMove(left=recent))
+    assert store.prune_generations(KEY, before=50.0).result() == 1
+    assert store.scan_conversations(KEY) == ([recent], [])
+    assert session.commit(wait=True), "the session goes on: nothing of a past conversation was in its memory"
 
 
 def test_notes_are_read_once_and_read_again_after_a_note_is_saved(session: Session, store: LmdbStore) -> None:

@@ -435,11 +435,12 @@ def test_an_added_field_still_decodes(record: Any, golden: bytes, decode: Any) -
 
 @pytest.mark.parametrize(("record", "golden", "decode"), GOLDEN)
 def test_a_newer_schema_is_refused(record: Any, golden: bytes, decode: Any) -> None:
-    newer = encode(msgspec.structs.replace(record, schema=2))
+    schema = type(record).CURRENT + 1
+    newer = encode(msgspec.structs.replace(record, schema=schema))
     with pytest.raises(NewerSchemaError) as caught:
         decode(newer)
     message = str(caught.value)
-    assert "schema 2" in message
+    assert f"schema {schema}" in message
     assert "written by a newer vigil" in message
     assert type(record).__name__ in message
 
@@ -756,7 +757,8 @@ def write_newer_meta(data_dir: Path) -> None:
     try:
         with env.begin(write=True) as txn:
             meta = env.open_db(b"meta", txn=txn)
-            txn.put(b"store", encode(StoreMeta(created_at=1.0, created_by="vigil 9", schema=2)), db=meta)
+            newer = StoreMeta(created_at=1.0, created_by="vigil 9", schema=StoreMeta.CURRENT + 1)
+            txn.put(b"store", encode(newer), db=meta)
     finally:
         env.close()
 
@@ -767,7 +769,7 @@ def test_a_store_written_by_a_newer_vigil_is_refused(data_dir: Path) -> None:
     with pytest.raises(NewerSchemaError) as caught:
         LmdbStore(data_dir.resolve())
     message = str(caught.value)
-    assert "schema 2" in message
+    assert f"schema {StoreMeta.CURRENT + 1}" in message
     assert "written by a newer vigil" in message
     assert "Upgrade vigil" in message
 

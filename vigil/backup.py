@@ -6,12 +6,16 @@ meanwhile, and it never blocks the service (LMDB is made for readers in several 
 process opens the store as `vigil sessions` does and takes no lock). Compaction writes only the live
 pages, so the copy is as small as the data, however large the live file grew before a retention pass.
 
-Then the media files the *copied* store names (vigil/store/media_refs.py, run on the copy) are copied,
-byte for byte with fsync (a hard link would share the very inode a disk fault or an operator's rm
-takes away) and checked against their name (the sha256 of their bytes). Last comes `manifest.json`:
-vigil's version, when, counts, and the size and sha256 of every file, which `vigil restore` verifies
-before it touches anything. The backup is built in `PATH.partial-<pid>` and renamed to PATH once
-complete, so PATH either is a whole backup or does not exist.
+Then the media files the *copied* store names (its media index, vigil/store/media_refs.py) are copied,
+byte for byte (a hard link would share the very inode a disk fault or an operator's rm takes away) and
+checked against their name (the sha256 of their bytes). Last comes `manifest.json`: vigil's version,
+when, counts, and the size and sha256 of every file, which `vigil restore` verifies before it touches
+anything. The backup is built in `PATH.partial-<pid>` and renamed to PATH once complete and synced, so
+PATH either is a whole backup or does not exist.
+
+A year's store is gigabytes and tens of thousands of files: files are copied, hashed and synced by a few
+threads at once (hashing and I/O release the GIL, and many fsyncs in flight share the file system's
+journal commits), and each file is synced once, after all are written, not as each is written.
 
 Layout: `PATH/manifest.json`, `PATH/store/data.mdb`, `PATH/media/<2 hex>/<sha256>`.
 """
@@ -23,13 +27,15 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
 from vigil import __version__
-from vigil.durable import fsync_dir
+from vigil.durable import fsync_dir, fsync_path
 from vigil.errors import UserError
 from vigil.media import MediaStore
 from vigil.settings import Settings
@@ -42,10 +48,30 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STORE_FILE = "store/data.mdb"
 CHUNK = 1 << 20
+THREADS = 8
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-def copy_file(source: Path, target: Path) -> tuple[int, str]:
-    """Copy bytes (never a link) to a new file, fsynced; (size, sha256 hex)."""
+def in_parallel(work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`work` over `items` on a few threads (for I/O and hashing, which release the GIL), in order."""
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return list(pool.map(work, items))
+
+
+def sync_tree(root: Path) -> None:
+    """Every file under `root` on disk, then every directory (its names)."""
+    files: list[Path] = []
+    directories: list[Path] = []
+    for directory, _, names in os.walk(root):
+        directories.append(Path(directory))
+        files += [Path(directory) / name for name in names]
+    in_parallel(fsync_path, files)
+    in_parallel(fsync_dir, directories)
+
+
+def copy_file(source: Path, target: Path, sync: bool = True) -> tuple[int, str]:
+    """Copy bytes (never a link) to a new file (fsynced unless `sync` is False); (size, sha256 hex)."""
     digest = hashlib.sha256()
     size = 0
     target.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
@@ -58,7 +84,8 @@ def copy_file(source: Path, target: Path) -> tuple[int, str]:
                 while view:
                     view = view[os.write(fd, view):]
                 size += len(chunk)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
     return size, digest.hexdigest()
@@ -80,21 +107,10 @@ def read_copy(store_dir: Path) -> tuple[set[str], int, int]:
     try:
         with env.begin() as txn:
             dbs: dict[bytes, Any] = {name: env.open_db(name, txn=txn, create=False) for name in DB_NAMES}
-            referenced = media_refs.scan(txn, dbs)
+            referenced = media_refs.indexed(txn, dbs)
             return referenced, int(txn.stat(dbs[b"sessions"])["entries"]), int(txn.stat(dbs[b"turns"])["entries"])
     finally:
         env.close()
-
-
-def _fsync_tree(root: Path) -> None:
-    for directory, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(Path(directory) / name, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(Path(directory))
 
 
 def take_backup(settings: Settings, target: Path) -> dict[str, Any]:
@@ -135,25 +151,32 @@ def _write(settings: Settings, staging: Path) -> dict[str, Any]:
         store.close()
     os.chmod(staging / STORE_FILE, 0o600)
     files: dict[str, dict[str, Any]] = {}
-    size, digest = file_digest(staging / STORE_FILE)
-    files[STORE_FILE] = {"size": size, "sha256": digest}
     referenced, sessions, turns = read_copy(staging / "store")
     media = MediaStore(settings.data_dir / "media")
+
+    def copied(name: str) -> tuple[str, int, str] | None:
+        if not name:  # the store's copy: hashed beside the media files' copies
+            size, digest = file_digest(staging / STORE_FILE)
+            return STORE_FILE, size, digest
+        try:
+            size, digest = copy_file(media.path(name), staging / f"media/{name[:2]}/{name}", sync=False)
+        except FileNotFoundError:
+            return None  # named by a record, gone from the disk (deleted by hand, or never arrived)
+        if digest != name:
+            (staging / f"media/{name[:2]}/{name}").unlink()
+            return None  # damaged on disk: a backup must not carry bad bytes under a good name
+        return name, size, digest
+
     missing: list[str] = []
     media_bytes = 0
-    for name in sorted(referenced):
-        relative = f"media/{name[:2]}/{name}"
-        try:
-            size, digest = copy_file(media.path(name), staging / relative)
-        except FileNotFoundError:
-            missing.append(name)  # named by a record, gone from the disk (deleted by hand, or never arrived)
+    names = ["", *sorted(referenced)]
+    for name, outcome in zip(names, in_parallel(copied, names), strict=True):
+        if outcome is None:
+            missing.append(name)
             continue
-        if digest != name:
-            (staging / relative).unlink()
-            missing.append(name)  # damaged on disk: a backup must not carry bad bytes under a good name
-            continue
-        files[relative] = {"size": size, "sha256": digest}
-        media_bytes += size
+        _, size, digest = outcome
+        files[f"media/{name[:2]}/{name}" if name else STORE_FILE] = {"size": size, "sha256": digest}
+        media_bytes += size if name else 0
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "vigil_version": __version__,
         "created_at": started, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -163,7 +186,7 @@ def _write(settings: Settings, staging: Path) -> dict[str, Any]:
     fd = os.open(staging / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True)
-    _fsync_tree(staging)
+    sync_tree(staging)
     return manifest
 
 
@@ -183,15 +206,24 @@ def verify(backup: Path) -> dict[str, Any]:
     files = manifest.get("files")
     if not isinstance(files, dict) or STORE_FILE not in files:
         raise UserError(f"{backup}: the manifest lists no store")
-    for relative, expected in sorted(files.items()):
-        file = backup / relative
+    for relative in files:
         if ".." in Path(relative).parts or Path(relative).is_absolute():
             raise UserError(f"{backup}: the manifest names {relative!r}, outside the backup")
+
+    def found(relative: str) -> tuple[int, str] | None:
         try:
-            size, digest = file_digest(file)
+            return file_digest(backup / relative)
         except FileNotFoundError:
-            raise UserError(f"{backup} is damaged: {relative} is missing; nothing was restored") from None
-        if size != expected.get("size") or digest != expected.get("sha256"):
+            return None
+
+    ordered = sorted(files, key=lambda r: (r != STORE_FILE, r))  # the largest first: it takes longest
+    outcomes = dict(zip(ordered, in_parallel(found, ordered), strict=True))
+    for relative in sorted(files):  # the first problem by name, whichever hash ended first
+        outcome = outcomes[relative]
+        if outcome is None:
+            raise UserError(f"{backup} is damaged: {relative} is missing; nothing was restored")
+        expected = files[relative]
+        if outcome != (expected.get("size"), expected.get("sha256")):
             raise UserError(f"{backup} is damaged: {relative} does not match its manifest (size or sha256); "
                             "nothing was restored")
     return manifest

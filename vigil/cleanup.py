@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vigil.actors.protocol import Forget, Prune, Sender
+from vigil.actors.protocol import Forget, Sender
 from vigil.caller import Caller
 from vigil.commands import cancel_button
 from vigil.durations import DurationError, format_duration, parse_duration
@@ -119,26 +119,26 @@ class Cleanup:
         return self._carry_out(offer), ""
 
     def _offer(self, caller: Caller, age_s: float, candidates: list[SessionHeader],
-               headers: list[SessionHeader] | None = None) -> Offer:
-        """What to delete: `candidates` whole, and old conversations of the others of `headers`
-        (the caller's visible sessions when None)."""
+               prune: tuple[str, ...] | None = None) -> Offer:
+        """What to delete: `candidates` whole, and the old conversations of the caller's other visible sessions
+        (or of the sessions `prune` names, judged already)."""
         now = time.time()
         listed = tuple(Listed(key=h.key, incarnation=h.incarnation, activity=activity(h), title=session_title(h),
                               turns=h.next_seq) for h in candidates)
         cutoff = now - age_s
-        skip = {h.key for h in candidates}
-        others = [h for h in (self.deletable(caller) if headers is None else headers) if h.key not in skip]
-        prune = tuple(h.key for h in others if old_generations(self.store, h, cutoff))
+        if prune is None:
+            skip = {h.key for h in candidates}
+            others = [h for h in self.deletable(caller) if h.key not in skip]
+            prune = tuple(h.key for h in others if old_generations(self.store, h, cutoff))
         return Offer(asker=caller.user_id, chat_key=caller.key, age_s=age_s, sessions=listed, prune=prune,
                      prune_before=cutoff, created_at=now)
 
     def expire(self, age_s: float) -> tuple[int, int]:
         """Retention: every session idle longer than `age_s`, and every older conversation, deleted at once;
         (sessions, conversations) deleted."""
-        headers = self.store.headers()
-        candidates = self._idle(expired(self.store, headers, time.time() - age_s)[0])
+        doomed, prune = expired(self.store, self.store.headers(), time.time() - age_s)
         system = Caller(key="", target=RETENTION_TARGET, sender=RETENTION_SENDER, admin=True)
-        removed, _, pruned = self._delete(self._offer(system, age_s, candidates, headers))
+        removed, _, pruned = self._delete(self._offer(system, age_s, self._idle(doomed), tuple(prune)))
         return len(removed), pruned
 
     def _carry_out(self, offer: Offer) -> Reply:
@@ -155,8 +155,11 @@ class Cleanup:
         return Reply(text="\n".join(lines))
 
     def _delete(self, offer: Offer) -> tuple[list[str], int, int]:
-        """(the sessions deleted, as lines; how many were kept; how many old conversations went)."""
-        done: list[tuple[Listed, threading.Event]] = []
+        """(the sessions deleted, as lines; how many were kept; how many old conversations went).
+
+        One session at a time: deletions take turns in the store anyway (vigil/store/deletes.py), and a
+        hundred sessions woken at once to delete themselves would crowd out the chats that talk meanwhile."""
+        removed = []
         kept = 0
         for item in offer.sessions:
             header = self.header(item.key)
@@ -169,9 +172,6 @@ class Cleanup:
             # Each session deletes itself (a live one must drop what it holds in memory too), and only if
             # nothing happened in it since it was listed: the check runs in the session's own thread.
             self.runtime.submit(Forget(key=item.key, done=event, idle_since=item.activity))
-            done.append((item, event))
-        removed = []
-        for item, event in done:
             if event.wait(CLEANUP_WAIT_S):
                 after = self.store.header(item.key)
                 if after is None or after.incarnation != item.incarnation:
@@ -181,13 +181,19 @@ class Cleanup:
         return removed, kept, self.prune_generations(offer.prune, offer.prune_before)
 
     def prune_generations(self, keys: tuple[str, ...], before: float) -> int:
-        """Past generations (kept readable after /new) of these sessions that ended before `before` go too."""
-        waits = []
+        """Past conversations (kept to /resume) of these sessions last active before `before` go too.
+
+        Through the store, from this thread: a past conversation is in no session's memory (its record and
+        turns are only in the store), so no session waits for it, and the store never drops the one a
+        session made current meanwhile (vigil/store/deletes.py)."""
+        pruned = 0
         for key in keys:
             header = self.header(key)
-            count = len(old_generations(self.store, header, before)) if header else 0
-            if count:
-                event = threading.Event()
-                self.runtime.submit(Prune(key=key, before=before, done=event))
-                waits.append((event, count))
-        return sum(count for event, count in waits if event.wait(CLEANUP_WAIT_S))
+            old = old_generations(self.store, header, before) if header is not None else []
+            if old:
+                for generation in old:  # first: the recall index reads the words it takes out from the store
+                    self.runtime.recall.forget(key, generation)
+                pruned += int(self.store.prune_generations(key, before, old).result() or 0)
+        if pruned:
+            self.runtime.sweeper.request()  # their files, unless another conversation names them
+        return pruned

@@ -25,7 +25,7 @@ import msgspec
 
 from vigil.actors.protocol import SessionCommand
 from vigil.caller import Caller
-from vigil.cleanup import DEFAULT_CLEANUP_AGE, Cleanup, activity
+from vigil.cleanup import DEFAULT_CLEANUP_AGE, Cleanup
 from vigil.commands import ParsedCommand, help_text
 from vigil.durations import format_duration
 from vigil.mcp_control import McpCommands
@@ -219,18 +219,30 @@ class Control:
         return ""
 
     def sessions(self, caller: Caller, page: int = 0) -> Reply:
-        headers, skipped = self.visible(caller)
-        headers.sort(key=activity, reverse=True)
-        unreadable = f"⚠️ {unreadable_line(skipped)}" if skipped else ""
-        if not headers:
-            return Reply(text="\n\n".join(t for t in ("🗂 No stored sessions yet.", unreadable) if t))
-        pages = (len(headers) + PAGE_SIZE - 1) // PAGE_SIZE
+        # Sorted by times alone (a quick decoding of each header); only the page's headers are read whole.
+        listed, skipped = self.store.scan_activity(None if caller.admin else caller.user_id)
+        if caller.group_key is not None:
+            listed, skipped = [a for a in listed if caller.sees(a.key)], [u for u in skipped if caller.sees(u.key)]
+        listed.sort(key=lambda a: a.activity, reverse=True)
+        pages = (len(listed) + PAGE_SIZE - 1) // PAGE_SIZE
         page = min(max(page, 0), pages - 1)
+        shown = []
+        for index, item in enumerate(listed[page * PAGE_SIZE:(page + 1) * PAGE_SIZE], page * PAGE_SIZE + 1):
+            try:
+                header = self.store.header(item.key)
+            except UnreadableRecord as exc:
+                skipped.append(Unreadable(item.key, exc.reason))
+                continue
+            if header is not None:
+                shown.append((index, header))
+        unreadable = f"⚠️ {unreadable_line(skipped)}" if skipped else ""
+        if not listed:
+            return Reply(text="\n\n".join(t for t in ("🗂 No stored sessions yet.", unreadable) if t))
         now = time.time()
         whose = ("This group's sessions" if caller.group_key is not None
                  else "All sessions" if caller.admin else "Your sessions")
-        lines = [f"🗂 {whose} ({len(headers)}), newest first — page {page + 1}/{pages}", ""]
-        for index, header in enumerate(headers[page * PAGE_SIZE:(page + 1) * PAGE_SIZE], page * PAGE_SIZE + 1):
+        lines = [f"🗂 {whose} ({len(listed)}), newest first — page {page + 1}/{pages}", ""]
+        for index, header in shown:
             lines.append(session_line(index, header, self.state(header.key, now), now))
         if unreadable:
             lines += ["", unreadable]
@@ -277,7 +289,8 @@ class Control:
 
 
 def export_session(store: Store, key: str) -> bytes | None:
-    """The whole stored session (every generation with its turns and compaction summaries, notes) as JSON bytes.
+    """The whole stored session (every generation with its turns and compaction summaries, the records of its
+    past conversations, notes) as JSON bytes.
 
     Raises UnreadableRecord for a session whose header can't be read.
     """
@@ -292,6 +305,7 @@ def export_session(store: Store, key: str) -> bytes | None:
     document = {
         "exported_at": clock(time.time()),
         "session": complete(header),
+        "conversations": [complete(c) for c in store.scan_conversations(key)[0]],
         "generations": generations,
         "notes": [complete(n) for n in store.notes(key)],
         "media": media_rows(header, stored),

@@ -4,13 +4,16 @@ A session key has one *current* conversation (a generation: its turns are stored
 (key, generation, seq)) and any number of earlier ones, left by `/new` or `/resume`. Seqs, the
 history window and the title belong to a conversation, so they live in the header while it is
 current (`generation`, `generation_started_at`, `next_seq`, `window_start`, `conversation_title`)
-and in a `GenerationInfo` of `past_generations` while it is not. The counters of the session as
-a whole (`turns_total`, `usage`, `last_turn_at`) are not per conversation.
+and in a `Conversation` record of its own while it is not (stored under (key, generation), read by
+range: the header, written at every turn, stays the same size however many conversations were left).
+The counters of the session as a whole (`turns_total`, `usage`, `last_turn_at`) are not per conversation.
 
-Every function here is pure: a header in, a header out. Switching is therefore one header write
-by the caller; a crash before it leaves the old conversation current, after it the new one, and
-the turns of both are in the store either way (they are never moved). Parts that add per-conversation
-data (summaries, retention) extend `leave` and `enter` and nothing else.
+Every function here is pure: a header in, a header and a `ConversationMove` out (the record of the one
+left, and the generation whose record goes because it is current now). Switching is therefore one
+commit by the caller, header and records in one transaction; a crash before it leaves the old
+conversation current, after it the new one, and the turns of both are in the store either way (they
+are never moved). Parts that add per-conversation data (summaries, retention) extend `leave` and
+`enter` and nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 import msgspec
 
 from vigil.ports import Store
-from vigil.store.schema import GenerationInfo, Input, SessionHeader
+from vigil.store.schema import Conversation, Input, SessionHeader
+from vigil.store_port import ConversationMove
 
 TITLE_CHARS = 40
 MAX_TITLE_CHARS = 100  # what /title keeps of a name
@@ -52,22 +56,19 @@ def named(header: SessionHeader, name: str) -> SessionHeader:
     return msgspec.structs.replace(header, conversation_title=title_from(name, MAX_TITLE_CHARS))
 
 
-def last_activity(info: GenerationInfo) -> float:
+def last_activity(info: Conversation) -> float:
     return info.last_at or info.ended_at
 
 
-def earlier(header: SessionHeader) -> list[GenerationInfo]:
+def earlier(past: list[Conversation]) -> list[Conversation]:
     """The conversations one may resume, the most recently active first."""
-    return sorted(header.past_generations, key=lambda g: (last_activity(g), g.generation), reverse=True)
+    return sorted(past, key=lambda g: (last_activity(g), g.generation), reverse=True)
 
 
-def find(header: SessionHeader, generation: int) -> GenerationInfo | None:
-    return next((g for g in header.past_generations if g.generation == generation), None)
-
-
-def next_generation(header: SessionHeader) -> int:
-    """A number no conversation of this session has (after a /resume the current one need not be the newest)."""
-    return max((header.generation, *(g.generation for g in header.past_generations))) + 1
+def next_generation(header: SessionHeader, newest: int) -> int:
+    """A number no conversation of this session has: `newest` is the highest the store holds anything under
+    (after a /resume the current one need not be the newest)."""
+    return max(header.generation, newest) + 1
 
 
 def last_turn_at(store: Store, key: str, generation: int) -> float:
@@ -76,49 +77,37 @@ def last_turn_at(store: Store, key: str, generation: int) -> float:
     return max((t.ended_at or t.started_at for t in turns), default=0.0)
 
 
-def leave(header: SessionHeader, now: float, last_at: float) -> GenerationInfo:
+def leave(header: SessionHeader, now: float, last_at: float) -> Conversation:
     """The current conversation as an earlier one."""
-    return GenerationInfo(generation=header.generation, turns=header.next_seq,
-                          started_at=header.generation_started_at, ended_at=now, title=header.conversation_title,
-                          window_start=header.window_start, last_at=last_at)
+    return Conversation(generation=header.generation, turns=header.next_seq,
+                        started_at=header.generation_started_at, ended_at=now, title=header.conversation_title,
+                        window_start=header.window_start, last_at=last_at)
 
 
-def enter(header: SessionHeader, info: GenerationInfo) -> SessionHeader:
+def enter(header: SessionHeader, info: Conversation) -> SessionHeader:
     """The header with `info` as its current conversation (the caller has put the current one away)."""
     return msgspec.structs.replace(header, generation=info.generation, generation_started_at=info.started_at,
                                    next_seq=info.turns, window_start=info.window_start,
                                    conversation_title=info.title)
 
 
-def _kept(header: SessionHeader, now: float, last_at: float, without: int | None = None) -> tuple[GenerationInfo, ...]:
-    """The earlier conversations after leaving the current one: an empty one is not kept (nothing to resume)."""
-    past = tuple(g for g in header.past_generations if g.generation != without)
-    return (*past, leave(header, now, last_at)) if header.next_seq else past
+def _left(header: SessionHeader, now: float, last_at: float) -> Conversation | None:
+    """The record of the conversation being left: an empty one is not kept (nothing to resume)."""
+    return leave(header, now, last_at) if header.next_seq else None
 
 
-def start_new(header: SessionHeader, now: float, last_at: float, title: str = "") -> SessionHeader:
+def start_new(header: SessionHeader, now: float, last_at: float, newest: int, title: str = ""
+              ) -> tuple[SessionHeader, ConversationMove]:
     """`/new [TITLE]`: a fresh current conversation; the one left stays resumable."""
-    fresh = GenerationInfo(generation=next_generation(header), turns=0, started_at=now, ended_at=now,
-                           title=title_from(title, MAX_TITLE_CHARS) if title.strip() else "")
-    return enter(msgspec.structs.replace(header, past_generations=_kept(header, now, last_at)), fresh)
+    fresh = Conversation(generation=next_generation(header, newest), turns=0, started_at=now, ended_at=now,
+                         title=title_from(title, MAX_TITLE_CHARS) if title.strip() else "")
+    return enter(header, fresh), ConversationMove(left=_left(header, now, last_at))
 
 
-def switch_to(header: SessionHeader, generation: int, now: float, last_at: float) -> SessionHeader:
-    """`/resume`: the earlier conversation `generation` becomes current, the current one earlier.
-
-    Raises KeyError if there is no such earlier conversation.
-    """
-    info = find(header, generation)
-    if info is None:
-        raise KeyError(generation)
-    return enter(msgspec.structs.replace(header, past_generations=_kept(header, now, last_at, without=generation)),
-                 info)
-
-
-def drop(header: SessionHeader, generations: set[int]) -> SessionHeader:
-    """The header without these earlier conversations (their turns are the caller's to delete first)."""
-    return msgspec.structs.replace(
-        header, past_generations=tuple(g for g in header.past_generations if g.generation not in generations))
+def switch_to(header: SessionHeader, info: Conversation, now: float, last_at: float
+              ) -> tuple[SessionHeader, ConversationMove]:
+    """`/resume`: the earlier conversation `info` becomes current, the current one earlier."""
+    return enter(header, info), ConversationMove(left=_left(header, now, last_at), resumed=info.generation)
 
 
 RESUME_PREFIX = "resume:"

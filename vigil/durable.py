@@ -20,10 +20,13 @@ def write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a new or renamed name in `path` durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's bytes durable (a file), or a new or renamed name in it (a directory)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_path

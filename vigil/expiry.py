@@ -4,10 +4,12 @@ A session is old when its last activity (a user message, a turn, its creation) i
 and it is not pinned (`/pin`). A past conversation (a generation other than the session's current
 one) is old when its last activity is before the cutoff; pinned sessions keep every conversation.
 
-Past conversations are judged from the turns actually stored, not only from the header's list of
-them (`past_generations`): that list is capped, and other parts may move the current generation
-(resuming an earlier conversation), so a generation's turns can outlive its entry. A generation's
-activity is the later of its entry's `ended_at` (when it was left) and its last turn's time.
+A past conversation's activity is in its record (`Conversation`, one range read per session): the
+later of `ended_at` (when it was left) and `last_at` (its last turn), so no turn is read to judge it.
+Every stored turn of a past conversation has its record (written when it was left; the upgrade made one
+for each generation an earlier build stopped listing; a deletion removes the record with the last
+turns), so the records are all there is to judge. One whose deletion a crash interrupted (`deleting`)
+is old whatever its times. A record this vigil can't read (a newer one's) is never judged old.
 
 This module reads through the `Store` port only and imports no actors, so that the session itself
 (actors/state.py, for a live session), the service's cleanup flow (vigil/cleanup.py) and the
@@ -16,10 +18,14 @@ command line (vigil/admin.py) all use it.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterable
 
 from vigil.ports import Store
-from vigil.store.schema import SessionHeader
+from vigil.store.schema import Conversation, SessionHeader
+
+YIELD_EVERY = 20  # sessions judged between two chances for other threads to take the GIL
 
 
 def activity(header: SessionHeader) -> float:
@@ -27,20 +33,16 @@ def activity(header: SessionHeader) -> float:
     return max(header.last_activity, header.last_turn_at, header.created_at)
 
 
+def conversation_activity(record: Conversation) -> float:
+    """When a past conversation was last active: left, or its last turn (whichever is later)."""
+    return max(record.ended_at, record.last_at)
+
+
 def past_activity(store: Store, header: SessionHeader) -> dict[int, float]:
-    """Each past conversation (stored or listed, not the current one) and its last activity."""
-    listed = {info.generation: info.ended_at for info in header.past_generations}
-    found: dict[int, float] = {}
-    for generation in store.generations(header.key):
-        if generation == header.generation:
-            continue
-        last = store.last_turns(header.key, generation, 1)
-        at = max((max(t.started_at, t.ended_at) for t in last), default=0.0)
-        found[generation] = max(at, listed.get(generation, 0.0))
-    for generation, ended_at in listed.items():
-        if generation != header.generation:
-            found.setdefault(generation, ended_at)
-    return found
+    """Each past conversation (not the current one) and its last activity (-inf: its deletion was begun)."""
+    records, _ = store.scan_conversations(header.key)
+    return {r.generation: -math.inf if r.deleting else conversation_activity(r) for r in records
+            if r.generation != header.generation}
 
 
 def old_generations(store: Store, header: SessionHeader, before: float) -> list[int]:
@@ -58,7 +60,9 @@ def expired(store: Store, headers: Iterable[SessionHeader], before: float
     """
     doomed: list[SessionHeader] = []
     prune: list[str] = []
-    for header in headers:
+    for n, header in enumerate(headers):
+        if n % YIELD_EVERY == 0:
+            time.sleep(0)  # a pass over thousands of sessions runs beside live chats: it gives way to them often
         if header.pinned:
             continue
         if activity(header) < before:

@@ -9,8 +9,14 @@ message replayed from the inbox after a crash finds its file already there.
 
 Writes are durable before anything references them: temp file, fsync, rename, fsync of the directory.
 Files are 0600 in 0700 directories (the service's user only; the bash sandbox never sees the data
-dir). Removal is only ever of what no session references (`sweep`), decided by the caller, which
+dir). Removal is only ever of what no session references (`remove`), decided by the caller, which
 knows the references (vigil/media_sweep.py).
+
+A new file is marked before it is written (an empty file of its name in `fresh/`, made durable first):
+the store learns of a file only from a record naming it, and a file whose record never lands (a crash
+before the inbox write, a refused upload) would otherwise never be looked at again. A sweep looks at
+the marked files as well as those the store's deletions marked, and unmarks what it settled; so no
+sweep lists the whole directory.
 
 A file is written before the record naming it (the inbox entry of the message) is committed, so a
 sweep that gathered the references a moment earlier would not see that record: `sweep` therefore
@@ -36,6 +42,8 @@ from pathlib import Path
 from vigil.durable import fsync_dir, write_all
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_BUCKET = re.compile(r"[0-9a-f]{2}")
+FRESH = "fresh"
 
 
 def digest_of(data: bytes) -> str:
@@ -72,6 +80,7 @@ class MediaStore:
                 pass
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
+        self.mark((digest,))
         tmp = final.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -112,11 +121,11 @@ class MediaStore:
         return text
 
     def digests(self) -> Iterator[str]:
-        """Every stored digest."""
+        """Every stored digest (a walk of every file: for stats, backups and restores, never for a sweep)."""
         if not self.root.is_dir():
             return
         for bucket in sorted(self.root.iterdir()):
-            if bucket.is_dir():
+            if _BUCKET.fullmatch(bucket.name) and bucket.is_dir():
                 for item in sorted(bucket.iterdir()):
                     if _DIGEST.fullmatch(item.name):
                         yield item.name
@@ -124,29 +133,55 @@ class MediaStore:
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
 
-    def sweep(self, referenced: Iterable[str], written_before: float | None = None) -> tuple[int, int]:
-        """Delete every stored file not in `referenced`; returns (files, bytes) removed.
+    def mark(self, digests: Iterable[str]) -> None:
+        """Mark files for the next sweep to look at, durably (before a new file is written; after a restore)."""
+        fresh = self.root / FRESH
+        made = False
+        for digest in digests:
+            path = fresh / self.path(digest).name
+            if not made:
+                fresh.mkdir(mode=0o700, parents=True, exist_ok=True)
+                made = True
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        if made:
+            fsync_dir(fresh)
 
-        With `written_before` (a time.time()), a file written or put again since then is spared:
-        a message naming it may be on its way to the store (see the module docstring)."""
-        keep = set(referenced)
+    def marked(self) -> list[str]:
+        """The files marked for the next sweep (new since the last one, or put back by a restore)."""
+        try:
+            return [entry.name for entry in os.scandir(self.root / FRESH) if _DIGEST.fullmatch(entry.name)]
+        except FileNotFoundError:
+            return []
+
+    def unmark(self, digests: Iterable[str]) -> None:
+        for digest in digests:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.root / FRESH / self.path(digest).name)
+
+    def remove(self, digests: Iterable[str], written_before: float | None = None) -> tuple[list[str], int, int]:
+        """Delete these files (no record names them); (those settled: deleted or gone, files, bytes removed).
+
+        With `written_before` (a time.time()), a file written or put again since then is spared, and not
+        settled: a message naming it may be on its way to the store (see the module docstring)."""
+        settled: list[str] = []
         files = removed = 0
-        for digest in list(self.digests()):
-            if digest in keep:
-                continue
-            size = self._take_away(digest, written_before)
+        for digest in digests:
+            size = self.take_away(digest, written_before)
             if size is None:
+                if self.path(digest).exists():
+                    continue  # spared: looked at again by a later sweep
+                settled.append(digest)
                 continue
             with self._lock:
                 encoded = self._encoded.pop(digest, None)
                 if encoded is not None:
                     self._encoded_chars -= len(encoded)
+            settled.append(digest)
             files += 1
             removed += size
-        return files, removed
+        return settled, files, removed
 
-
-    def _take_away(self, digest: str, written_before: float | None) -> int | None:
+    def take_away(self, digest: str, written_before: float | None) -> int | None:
         """Delete a file unless it was put since `written_before`; its size, or None if spared or gone.
 
         The lock keeps this process's `put` out; another process's (`vigil sessions delete` sweeps from

@@ -1,15 +1,19 @@
 """Deleting the media files no session references any more, after /forget and cleanups.
 
 The media store keeps each file once, for every chat that shared it, so a file can go only when no
-stored record names it (vigil/store/media_refs.py reads them all in one transaction). Deleting a
-session is quick; a sweep walks every record, so it runs on a thread of its own (`MediaSweeper`),
-never on a session's actor thread, and requests made while one runs are served by one more run.
+stored record names it. The store keeps an index of what names what (vigil/store/media_refs.py), in
+the transactions that add and drop references, and marks the files a deletion dropped a reference to;
+the media store marks the files it wrote new. A sweep looks at those marked files only, asks the index
+(one read transaction) which are still named, deletes the others, and drops the marks it settled: its
+cost follows what was deleted (and written) since the last one, not the size of the store. It still
+runs on a thread of its own (`MediaSweeper`), never on a session's actor thread, and requests made
+while one runs are served by one more run.
 
 The race that matters: a photo arrives (its file is written, then its inbox record) while a sweep
 runs. The file may be written, or found already there and touched, after the sweep read the
 references and before the inbox record lands; so a sweep spares every file written or touched
 within `GRACE_S` before it began (vigil/media.py). A file orphaned within that time goes at the next
-sweep (the service sweeps at start-up too).
+sweep (the service sweeps at start-up too, over the marks a crash left: no store is read in full).
 
 `vigil sessions delete|cleanup` run `sweep` themselves, from their own process: the grace covers the
 service writing a file at the same moment, since it is judged by the file's time on disk.
@@ -28,12 +32,19 @@ GRACE_S = 15 * 60.0
 
 
 def sweep(store: Store, media: MediaStore, grace_s: float = GRACE_S) -> tuple[int, int]:
-    """Delete the files no record references and not written within `grace_s`; (files, bytes) removed."""
+    """Delete the marked files no record references and not written within `grace_s`; (files, bytes) removed."""
     began = time.time()  # before the references are read: what is written after this is spared anyway
-    if next(media.digests(), None) is None:
-        return 0, 0  # nothing stored: no need to read every record
-    referenced = store.media_references()
-    return media.sweep(referenced, written_before=began - grace_s)
+    new = media.marked()
+    suspects = store.media_suspects()
+    if not new and not suspects:
+        return 0, 0
+    named, stale = store.media_named({*new, *suspects})
+    settled, files, removed = media.remove(sorted({*new, *suspects} - named), written_before=began - grace_s)
+    done = named.union(settled)
+    # Not waited for: until it lands, a later sweep looks at the same files again, harmlessly.
+    store.media_settle({d: mark for d, mark in suspects.items() if d in done}, stale)
+    media.unmark(d for d in new if d in done)
+    return files, removed
 
 
 class MediaSweeper:

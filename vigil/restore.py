@@ -8,11 +8,14 @@ nothing is touched then.
 
 Otherwise the store is replaced in one step: the backup's store is copied next to `data.mdb`, fsynced,
 and renamed over it (atomic: at every instant `data.mdb` is the old store or the new one, whole).
+Files are copied by the kernel (`copy_file_range`), a few at once, and synced once each before their
+names are given (vigil/backup.py says why: a year's backup is gigabytes in tens of thousands of files).
 Nothing of the old is deleted: before the swap, `data.mdb` and every media file are hard-linked into
 `pre-restore-<time>/` in the data directory (a link costs no space and keeps the old bytes when the
 names are replaced; it is a place to go back to, not a backup). The backup's media files are copied
 into the media store beside the old ones (content-addressed: a file of the same name holds the same
-bytes); those the restored store does not name are removed by the service's media sweep at start-up.
+bytes); every file is then marked for the next sweep (vigil/media.py), so those the restored store does
+not name are removed by the service's media sweep at start-up.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vigil.backup import MANIFEST, STORE_FILE, copy_file, verify
-from vigil.durable import fsync_dir
+from vigil.backup import MANIFEST, STORE_FILE, in_parallel, verify
+from vigil.durable import fsync_dir, fsync_path
 from vigil.errors import AlreadyRunning, UserError
 from vigil.lock import ProcessLock
 from vigil.media import MediaStore
@@ -73,6 +76,22 @@ def _move_aside(data_dir: Path, stamp: str) -> Path | None:
     return aside
 
 
+def _already(media: MediaStore, manifest: dict[str, Any], relative: str) -> bool:
+    """The media store holds this file already (content-addressed: the same name is the same bytes)."""
+    final = media.path(Path(relative).name)
+    return final.is_file() and final.stat().st_size == manifest["files"][relative]["size"]
+
+
+def _copied(source: Path, final: Path) -> Path:
+    """`source`'s bytes in a partial file beside `final` (the kernel copies them; not yet synced)."""
+    final.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    partial = final.with_name(f".{final.name}.restore.tmp")
+    partial.unlink(missing_ok=True)
+    shutil.copyfile(source, partial)
+    os.chmod(partial, 0o600)
+    return partial
+
+
 def restore_backup(settings: Settings, backup: Path) -> dict[str, Any]:
     """Verify and put in place; a summary (counts, where the old store went)."""
     backup = backup.absolute()
@@ -86,24 +105,17 @@ def restore_backup(settings: Settings, backup: Path) -> dict[str, Any]:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         aside = _move_aside(data_dir, stamp)
         media = MediaStore(data_dir / "media")
-        for relative in sorted(manifest["files"]):
-            if relative == STORE_FILE:
-                continue
-            name = Path(relative).name
-            final = media.path(name)
-            if final.is_file() and final.stat().st_size == manifest["files"][relative]["size"]:
-                continue  # the same name is the same bytes (content-addressed)
-            partial = final.with_name(f".{name}.restore.tmp")
-            partial.unlink(missing_ok=True)
-            copy_file(backup / relative, partial)
-            os.replace(partial, final)
-            fsync_dir(final.parent)
-        partial = data_dir / ".data.mdb.restore.tmp"
-        partial.unlink(missing_ok=True)
-        copy_file(backup / STORE_FILE, partial)
-        os.chmod(partial, 0o600)
+        wanted = [r for r in sorted(manifest["files"]) if r != STORE_FILE and not _already(media, manifest, r)]
+        partials = in_parallel(lambda relative: _copied(backup / relative, media.path(Path(relative).name)), wanted)
+        in_parallel(fsync_path, partials)  # every file's bytes on disk, then their names
+        for partial in partials:
+            os.replace(partial, partial.with_name(partial.name.removeprefix(".").removesuffix(".restore.tmp")))
+        in_parallel(fsync_dir, sorted({p.parent for p in partials}))
+        partial = _copied(backup / STORE_FILE, data_dir / "data.mdb")
+        fsync_path(partial)
         os.replace(partial, data_dir / "data.mdb")  # the one step: old store or new, never neither
         fsync_dir(data_dir)
+        media.mark(media.digests())  # the old store's files and the backup's: the sweep keeps what is named
         store = open_store(data_dir, settings.store_map_mb)
         try:
             headers, skipped = store.scan_headers()

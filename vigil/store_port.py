@@ -7,12 +7,14 @@ screen of contracts; the same rule holds: nothing heavy is imported, `lmdb` leas
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from vigil.marks import UpdateMarks
-from vigil.store.schema import InboxEntry, Note, SessionHeader, Summary, Turn, Usage
+from vigil.store.schema import Conversation, InboxEntry, Note, SessionHeader, Summary, Turn, Usage
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,37 @@ class UsageRow:
     key: str
     kind: str  # as read back: a newer vigil may have written a kind this one does not know
     usage: Usage
+
+
+class SessionActivity(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="type", tag="session"):
+    """A view of a `SessionHeader` record: what a listing sorts by, decoded without the rest (never written).
+
+    Decoding these fields alone skips the header's nested records (heartbeat, usage, schedules): a tenth
+    of the time, which `/sessions` over thousands of sessions pays for each of them.
+    """
+
+    schema: int = 1
+    key: str
+    created_at: float
+    last_activity: float = 0.0
+    last_turn_at: float = 0.0
+
+    @property
+    def activity(self) -> float:
+        """When anything last happened in the session (as vigil/expiry.py's `activity`)."""
+        return max(self.last_activity, self.last_turn_at, self.created_at)
+
+
+class ConversationMove(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """What a switch of conversations writes beside the header that makes another one current.
+
+    `left`: the conversation put away, as its record (None: it was empty, and is not kept); `resumed`: the
+    generation made current, whose record goes (its header fields hold it now). One transaction with the
+    header, so a crash leaves one current conversation and every other one in a record, never a mix.
+    """
+
+    left: Conversation | None = None
+    resumed: int | None = None
 
 
 class WriteFuture(Protocol):
@@ -88,12 +121,29 @@ class Store(UpdateMarks, Protocol):
         """The generations that still have stored turns, in ascending order."""
         ...
 
+    def scan_conversations(self, key: str) -> tuple[list[Conversation], list[tuple[int, str]]]:
+        """The session's past conversations in generation order, and (generation, reason) of the records that
+        can't be read (written by a newer vigil, or damaged)."""
+        ...
+
+    def conversation(self, key: str, generation: int) -> Conversation | None:
+        """One past conversation's record, or None; UnreadableRecord if it can't be read."""
+        ...
+
+    def newest_generation(self, key: str) -> int:
+        """The highest generation the session has anything stored under (0 if none)."""
+        ...
+
     def headers(self, user_id: int | None = None) -> list[SessionHeader]:
         """Every session (user_id None) or those the user takes part in; unreadable ones are skipped."""
         ...
 
     def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]:
         """Like `headers`, and the sessions skipped because their record can't be read, named."""
+        ...
+
+    def scan_activity(self, user_id: int | None = None) -> tuple[list[SessionActivity], list[Unreadable]]:
+        """Like `scan_headers`, only each session's key and times (quick: what a listing sorts by)."""
         ...
 
     def has_session(self, key: str) -> bool:
@@ -117,7 +167,23 @@ class Store(UpdateMarks, Protocol):
         ...
 
     def media_references(self) -> set[str]:
-        """Digests of the media files any stored turn, pending input or inbox message names, read at once."""
+        """Digests of the media files any stored turn, pending input or inbox message names (from the index)."""
+        ...
+
+    def media_suspects(self) -> dict[str, bytes]:
+        """The files a deletion dropped a reference to since the last sweep (digest -> its mark)."""
+        ...
+
+    def media_named(self, digests: Iterable[str]) -> tuple[set[str], list[bytes]]:
+        """Of `digests`, those a record names now; and the index's stale entries met on the way."""
+        ...
+
+    def media_settle(self, looked_at: dict[str, bytes], stale: list[bytes]) -> WriteFuture:
+        """A sweep is done with these marked files: their marks go (unless marked again since), and stale entries."""
+        ...
+
+    def suspect_media(self, digests: Iterable[str]) -> WriteFuture:
+        """Mark files for the next sweep to look at."""
         ...
 
     def recovery_keys(self) -> list[str]:
@@ -148,9 +214,11 @@ class Store(UpdateMarks, Protocol):
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
                previous: SessionHeader | None = None, urgent: bool = True,
-               consumed: Sequence[int] = (), summary: Summary | None = None) -> WriteFuture:
-        """Persist the header with one turn, usage and members (and a compaction's summary), and delete the
-        `consumed` inbox entries, all or nothing; SessionGone if deleted elsewhere."""
+               consumed: Sequence[int] = (), summary: Summary | None = None,
+               move: ConversationMove | None = None) -> WriteFuture:
+        """Persist the header with one turn, usage and members (and a compaction's summary, or the records of a
+        switch of conversations), and delete the `consumed` inbox entries, all or nothing; SessionGone if
+        deleted elsewhere."""
         ...
 
     def receive(self, arrival: int, entry: InboxEntry, updates: Sequence[int] = ()) -> WriteFuture:
@@ -167,8 +235,13 @@ class Store(UpdateMarks, Protocol):
         given), not its usage; resolves to the number of turns removed."""
         ...
 
+    def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
+        """Delete the past conversations last active before `before`, and `generations`; never the current one,
+        nothing of a pinned session; resolves to how many went."""
+        ...
+
     def drop_generation(self, key: str, generation: int) -> WriteFuture:
-        """Delete one generation's turns (and its summaries)."""
+        """Delete one past conversation: its record, turns and summaries; resolves to the turns removed."""
         ...
 
     def summaries(self, key: str, generation: int, newest: int | None = None) -> list[Summary]:

@@ -21,6 +21,11 @@ Metrics:
 - metrics_overhead_pct: throughput lost with Prometheus metrics on, one runtime whose rounds alternate.
 - recall_p95_ms_100k_turns, index_bytes_per_turn, recall_feed_overhead_pct: the recall index (`_recall`):
   a search over a chat of 100,000 turns, the index's size per text turn, indexing's share of a turn's CPU.
+- persist_ratio_500_vs_0_conversations: a durable turn commit in a session that left 500 conversations
+  behind (/new) over one that left none (median of each, committed alternately).
+- sweep_ms_1m_turns: the media sweep a /forget asks for, in a store of a million turns naming 20,000 files.
+
+`vigil bench --year` builds the store of a busy year and measures what using it costs (`_year`).
 
 The measurements live beside this face: `_rig` (model, outbox, runtime, turns), `_throughput`,
 `_persist`, `_sqlite`, `_metrics`, `_recall`; `python -m vigil.bench --cold-start-probe` is `__main__`.
@@ -41,8 +46,10 @@ from vigil.bench._metrics import measure_metrics_overhead
 from vigil.bench._persist import measure_json_speedup, measure_persist_ratio
 from vigil.bench._recall import measure_feed_overhead, measure_recall
 from vigil.bench._rig import BENCH_MAX_CONCURRENT_QUERIES, REPLY, BenchOutbox, ZeroLatencyBenchModel
+from vigil.bench._shape import measure_conversation_ratio, measure_sweep
 from vigil.bench._sqlite import SqliteStore, measure_lone, measure_many
 from vigil.bench._throughput import measure_cold_start, measure_latency, measure_many_chats, measure_throughput
+from vigil.bench._year import YEAR_GOALS, run_year
 
 GOALS = {
     "turns_per_s": (">=", 2000.0),
@@ -57,6 +64,8 @@ GOALS = {
     "recall_p95_ms_100k_turns": ("<=", 50.0),
     "index_bytes_per_turn": ("<=", 1024.0),
     "recall_feed_overhead_pct": ("<=", 5.0),
+    "persist_ratio_500_vs_0_conversations": ("<=", 1.2),
+    "sweep_ms_1m_turns": ("<=", 50.0),
 }
 
 
@@ -91,6 +100,13 @@ def run_bench(as_json: bool = False, quick: bool = False) -> int:
         details["persist_us_per_turn_vigil_lone"] = round(lone_vigil, 1)
         details["persist_us_per_turn_sqlite_lone"] = round(lone_sqlite, 1)
         results["persist_speedup_vs_sqlite"] = lone_sqlite / lone_vigil
+        at0, at500 = measure_conversation_ratio(root / "conversations", commits=400 // scale)
+        details["persist_us_per_turn_0_conversations"] = round(at0, 1)
+        details["persist_us_per_turn_500_conversations"] = round(at500, 1)
+        results["persist_ratio_500_vs_0_conversations"] = at500 / at0
+        swept = measure_sweep(root / "sweep", turns=1_000_000 // scale)
+        results["sweep_ms_1m_turns"] = swept.pop("sweep_ms")
+        details.update({k: round(v, 1) for k, v in swept.items()})
         many_vigil, many_sqlite = measure_many(root / "sqlite-many", chats=1000 // scale, turns_each=10)
         details["store_turns_per_s_vigil_1000"] = round(many_vigil)
         details["store_turns_per_s_sqlite_1000"] = round(many_sqlite)
@@ -122,6 +138,22 @@ def run_bench(as_json: bool = False, quick: bool = False) -> int:
     return 0
 
 
-__all__ = ["BENCH_MAX_CONCURRENT_QUERIES", "GOALS", "REPLY", "BenchOutbox", "SqliteStore", "ZeroLatencyBenchModel",
-           "measure_cold_start", "measure_json_speedup", "measure_latency", "measure_lone", "measure_many",
-           "measure_many_chats", "measure_persist_ratio", "measure_throughput", "run_bench"]
+__all__ = [
+    "BENCH_MAX_CONCURRENT_QUERIES",
+    "GOALS",
+    "REPLY",
+    "YEAR_GOALS",
+    "BenchOutbox",
+    "SqliteStore",
+    "ZeroLatencyBenchModel",
+    "measure_cold_start",
+    "measure_json_speedup",
+    "measure_latency",
+    "measure_lone",
+    "measure_many",
+    "measure_many_chats",
+    "measure_persist_ratio",
+    "measure_throughput",
+    "run_bench",
+    "run_year",
+]

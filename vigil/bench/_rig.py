@@ -6,9 +6,10 @@ model answers at once (every millisecond measured is vigil's) and the turns are 
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,81 @@ def _warm_up(runtime: Any, outbox: BenchOutbox, chats: int) -> None:
         runtime.submit(_message(f"bench:{i}", i, "hello"))
     for _ in range(chats):
         warm.acquire()
+
+
+def each_once(runtime: Any, outbox: BenchOutbox, messages: Iterable[Any], in_flight: int) -> int:
+    """Submit each message (one per chat), `in_flight` at most awaiting their replies; returns once all are in."""
+    window = threading.Semaphore(in_flight)
+    finished = threading.Semaphore(0)
+
+    def delivered(key: str) -> None:
+        window.release()
+        finished.release()
+
+    outbox.on_delivered = delivered
+    sent = 0
+    for message in messages:
+        window.acquire()
+        runtime.submit(message)
+        sent += 1
+    for _ in range(sent):
+        if not finished.acquire(timeout=300):
+            raise RuntimeError("a chat's turn did not finish")
+    return sent
+
+
+class OpenLoop:
+    """Turns arriving at `rate` per second (Poisson), each in a chat not waiting for a reply; latencies in ms.
+
+    `chats` maps each chat's key to the message it sends. The outbox's delivery callback is this loop's.
+    """
+
+    def __init__(self, runtime: Any, outbox: BenchOutbox, chats: dict[str, Callable[[], Any]], rate: float,
+                 seed: int) -> None:
+        self._runtime = runtime
+        self._chats = chats
+        self._rate = rate
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._sent: dict[str, float] = {}
+        self._latencies: list[float] = []
+        self._idle = list(chats)
+        outbox.on_delivered = self._delivered
+
+    def _delivered(self, key: str) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            started = self._sent.pop(key, None)
+            if started is not None:
+                self._latencies.append((now - started) * 1000)
+                self._idle.append(key)
+
+    def run(self, done: Callable[[], bool]) -> list[float]:
+        """Send until `done()`, then wait (10 s at most) for the replies; their latencies."""
+        with self._lock:
+            self._latencies.clear()
+        next_at = time.perf_counter()
+        while not done():
+            next_at += self._rng.expovariate(self._rate)
+            pause = next_at - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            with self._lock:
+                if not self._idle:
+                    continue
+                key = self._idle.pop(self._rng.randrange(len(self._idle)))
+                self._sent[key] = time.perf_counter()
+            self._runtime.submit(self._chats[key]())
+        end = time.perf_counter() + 10
+        while self._sent and time.perf_counter() < end:
+            time.sleep(0.01)
+        with self._lock:
+            return list(self._latencies)
+
+
+def percentile(samples: list[float], share: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))] if ordered else float("nan")
 
 
 def _turn(seq: int, text: str) -> Turn:

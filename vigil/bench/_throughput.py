@@ -7,15 +7,15 @@ cold start times a fresh process (`python -m vigil.bench --cold-start-probe`) ov
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from vigil.bench._rig import _message, _runtime, _warm_up
+from vigil.bench._rig import OpenLoop, _message, _runtime, _warm_up, each_once, percentile
 
 
 def closed_loop_round(runtime: Any, outbox: Any, chats: int, turns_each: int) -> tuple[float, float]:
@@ -60,47 +60,19 @@ def measure_throughput(data_dir: Path, chats: int, turns_each: int, rounds: int 
 def measure_latency(data_dir: Path, chats: int, rate: float, seconds: float, rounds: int = 3) -> list[float]:
     """Open loop at `rate` turns/s spread over idle chats; p99 of submit-to-delivered per round, in ms."""
     runtime, outbox = _runtime(data_dir, max_live_sessions=max(1000, chats))
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    lock = threading.Lock()
-    idle = list(range(chats))
-
-    def delivered(key: str) -> None:
-        now = time.perf_counter()
-        with lock:
-            started = sent.pop(key, None)
-            if started is not None:
-                latencies.append(now - started)
-            idle.append(int(key.split(":")[1]))
-
     _warm_up(runtime, outbox, chats)
-    outbox.on_delivered = delivered
-    rng = random.Random(7)
+    loop = OpenLoop(runtime, outbox, {f"bench:{i}": partial(_message, f"bench:{i}", i, "ping") for i in range(chats)},
+                    rate, seed=7)
     p99s = []
     for _ in range(rounds):
         deadline = time.perf_counter() + seconds
-        next_at = time.perf_counter()
-        while next_at < deadline:
-            next_at += rng.expovariate(rate)
-            pause = next_at - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            with lock:
-                if not idle:
-                    continue
-                chat = idle.pop(rng.randrange(len(idle)))
-                key = f"bench:{chat}"
-                sent[key] = time.perf_counter()
-            runtime.submit(_message(key, chat, "ping"))
-        end = time.perf_counter() + 10
-        while sent and time.perf_counter() < end:
-            time.sleep(0.01)
-        with lock:
-            ordered = sorted(latencies)
-            latencies.clear()
-        p99s.append(ordered[int(len(ordered) * 0.99)] * 1000 if ordered else float("nan"))
+        p99s.append(percentile(loop.run(partial(_past, deadline)), 0.99))
     runtime.shutdown(grace_s=1)
     return p99s
+
+
+def _past(deadline: float) -> bool:
+    return time.perf_counter() >= deadline
 
 
 def _rss_mb() -> float:
@@ -114,19 +86,7 @@ def _rss_mb() -> float:
 def measure_many_chats(data_dir: Path, chats: int, live: int, in_flight: int = 2000) -> float:
     """Every one of `chats` distinct chats has a turn; returns RSS in MiB afterwards."""
     runtime, outbox = _runtime(data_dir, max_live_sessions=live)
-    window = threading.Semaphore(in_flight)
-    finished = threading.Semaphore(0)
-
-    def delivered(key: str) -> None:
-        window.release()
-        finished.release()
-
-    outbox.on_delivered = delivered
-    for i in range(chats):
-        window.acquire()
-        runtime.submit(_message(f"bench:{i}", i, "hello"))
-    for _ in range(chats):
-        finished.acquire()
+    each_once(runtime, outbox, (_message(f"bench:{i}", i, "hello") for i in range(chats)), in_flight)
     rss = _rss_mb()
     runtime.shutdown(grace_s=1)
     return rss

@@ -156,8 +156,9 @@ class Searcher:
         titles: dict[int, str] = {}
         current = header.generation if header is not None else 0
         if header is not None:
-            titles = {g.generation: g.title for g in header.past_generations}
             titles[header.generation] = header.conversation_title
+        for generation in {g for _, g, *_ in ranked} - titles.keys():
+            titles[generation] = self._source.title(key, generation)  # a past one: its record holds it
         width = max(MIN_SNIPPET, min(MAX_SNIPPET, MAX_RESULT_CHARS // limit))
         hits: list[RecallHit] = []
         for _, generation, seq, part, crc, score in ranked:

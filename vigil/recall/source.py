@@ -42,6 +42,8 @@ class TurnSource(Protocol):
 
     def turn(self, key: str, generation: int, seq: int) -> Turn | None: ...
 
+    def title(self, key: str, generation: int) -> str: ...
+
     def chunk(self, key: str, generation: int, start: int) -> list[tuple[int, Turn | None]]: ...
 
     def turns_from(self, key: str, generation: int, start: int) -> Iterator[list[tuple[int, Turn | None]]]: ...
@@ -99,6 +101,14 @@ class StoreView:
             return self.store.turn(key, generation, seq)
         except UnreadableRecord:
             return None
+
+    def title(self, key: str, generation: int) -> str:
+        """A past conversation's title, from its own record ("" if it has none, or none can be read)."""
+        try:
+            past = self.store.conversation(key, generation)
+        except UnreadableRecord:
+            return ""
+        return past.title if past is not None else ""
 
     def chunk(self, key: str, generation: int, start: int) -> list[tuple[int, Turn | None]]:
         """(seq, turn) of up to CHUNK turns of a generation from seq `start` on, in one read; None: unreadable."""

@@ -1,13 +1,19 @@
-"""The writer's bulk records (`SessionWrite`, `InboxWrite`) and the applier that puts a batch of them in LMDB.
+"""The writer's bulk records (`SessionWrite`, `InboxWrite`, `ReadWrite`) and the applier that puts a batch in LMDB.
 
 The per-turn session commit and the inbox's puts and deletes are the hot path:
 they are records, not closures, so that a whole batch costs a handful of LMDB
 calls, and the incarnation and usage caches here spare a read per write.
+
+A `ReadWrite` must read first (a deletion by range, a sweep's bookkeeping); unlike a closure's, its changes
+are known, so it is logged in the journal (one barrier), not made durable by a checkpoint (a sync of the
+store, which every session's next commit would wait for).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -15,8 +21,16 @@ import lmdb
 
 from vigil.errors import CorruptRecord, SessionGone
 from vigil.ports import UsageEntry
-from vigil.store import cursors, keys
-from vigil.store.schema import UnreadableRecord, Usage, UsageDay, decode_header, decode_usage_day, encode
+from vigil.store import cursors, keys, media_refs
+from vigil.store.schema import (
+    UnreadableRecord,
+    Usage,
+    UsageDay,
+    decode_conversation,
+    decode_header,
+    decode_usage_day,
+    encode,
+)
 
 _UNKNOWN = object()
 _NO_ROWS: list[bytes] = []
@@ -30,15 +44,19 @@ class SessionWrite:
     `consumed` are the inbox keys of the messages this commit makes part of the session's state:
     deleted only if the commit is accepted. `summary` is a compaction's summary record, written with
     the header that moves the window past what it covers (and the usage of the call that made it).
+    `conversations` puts (and deletes: None) past-conversation records with the header that switches
+    (vigil/conversations.py); `requires` is the resumed one's record, which must still be there and not being
+    deleted (vigil/store/deletes.py). The files the turn and header name are indexed too (`media_refs`).
     """
 
-    __slots__ = ("consumed", "create", "header", "heartbeat", "incarnation", "key", "members", "recover", "summary",
-                 "summary_key", "turn", "turn_key", "usage")
+    __slots__ = ("consumed", "conversations", "create", "header", "heartbeat", "incarnation", "key", "members",
+                 "recover", "requires", "summary", "summary_key", "turn", "turn_key", "usage")
 
     def __init__(self, key: bytes, incarnation: int, create: bool, header: bytes, turn_key: bytes | None,
                  turn: bytes | None, recover: bytes | None, heartbeat: bytes | None, members: tuple[bytes, ...],
                  usage: tuple[UsageEntry, ...], consumed: tuple[bytes, ...] = (),
-                 summary_key: bytes | None = None, summary: bytes | None = None) -> None:
+                 summary_key: bytes | None = None, summary: bytes | None = None,
+                 conversations: tuple[tuple[bytes, bytes | None], ...] = (), requires: bytes | None = None) -> None:
         self.key = key
         self.incarnation = incarnation
         self.create = create
@@ -52,6 +70,8 @@ class SessionWrite:
         self.consumed = consumed
         self.summary_key = summary_key
         self.summary = summary
+        self.conversations = conversations
+        self.requires = requires
 
 
 class InboxWrite:
@@ -68,6 +88,16 @@ class InboxWrite:
         self.key = key
         self.value = value
         self.seen = seen
+
+
+class ReadWrite:
+    """A write planned by reading in the writer's transaction: `plan(txn)` returns (its changes, its result).
+    Applied in order with the records around it (it sees their writes); should `plan` raise, it alone fails."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: Callable[[lmdb.Transaction], tuple[list[Change], Any]]) -> None:
+        self.plan = plan
 
 
 class SessionWriteApplier:
@@ -116,14 +146,41 @@ class SessionWriteApplier:
             if self._last_txnid >= 0:
                 self.foreign_seen_at = time.monotonic()
 
-    def apply(self, txn: lmdb.Transaction, records: list[SessionWrite | InboxWrite]) -> list[BaseException | None]:
-        """Plan the records (reading what the caches lack through `txn`) and write their changes in it."""
+    def apply(self, txn: lmdb.Transaction, records: Sequence[SessionWrite | InboxWrite | ReadWrite]) -> list[Any]:
+        """Plan the records (reading what the caches lack through `txn`) and write their changes in it.
+
+        A `ReadWrite` is planned after the records before it are written, so that its reads see them."""
+        results: list[Any] = []
+        start = 0
+        for index, record in enumerate(records):
+            if type(record) is ReadWrite:
+                if start < index:
+                    results += self._apply_run(txn, records[start:index])
+                results.append(self._apply_read_write(txn, record))
+                start = index + 1
+        if start < len(records):
+            results += self._apply_run(txn, records[start:] if start else records)
+        return results
+
+    def _apply_run(self, txn: lmdb.Transaction, records: Sequence[SessionWrite | InboxWrite | ReadWrite]
+                   ) -> list[BaseException | None]:
         first = len(self.changes)
         results = self.plan(txn, records)
         write(txn, self._dbs, self.changes[first:])
         return results
 
-    def plan(self, txn: lmdb.Transaction | None, records: list[SessionWrite | InboxWrite]
+    def _apply_read_write(self, txn: lmdb.Transaction, record: ReadWrite) -> Any:
+        try:
+            changes, result = record.plan(txn)
+        except (lmdb.MapFullError, lmdb.MapResizedError):
+            raise
+        except Exception as exc:
+            return exc
+        self.changes += changes
+        write(txn, self._dbs, changes)
+        return result
+
+    def plan(self, txn: lmdb.Transaction | None, records: Sequence[SessionWrite | InboxWrite | ReadWrite]
              ) -> list[BaseException | None]:
         """Decide each record (None, or the exception refusing it) and put the batch's changes in `changes`.
 
@@ -147,12 +204,16 @@ class SessionWriteApplier:
         inbox_deletes: list[bytes] = []
         seen: list[Change] = []
         for write, rows in zip(records, rows_of, strict=True):
+            if type(write) is ReadWrite:
+                raise NeedsRead  # planned only in a transaction, by `apply`
             if type(write) is InboxWrite:
                 seen.extend(write.seen)  # also when the message is taken up in this same transaction
                 if write.key is None:
                     pass
                 elif write.value is not None:
                     inbox_puts[write.key] = write.value
+                    if media_refs.MARK in write.value:
+                        others += media_refs.pairs(keys.inbox_session(write.key), media_refs.LIVE, write.value)
                 elif inbox_puts.pop(write.key, None) is None:
                     inbox_deletes.append(write.key)
                 results.append(None)
@@ -168,6 +229,9 @@ class SessionWriteApplier:
                 bad = next((row for row in rows if row in damaged), None)
                 if bad is not None:
                     error = CorruptRecord(key.decode(), damaged[bad], "usage record")
+            if error is None and write.requires is not None and not _resumable(
+                    _reader(txn).get(write.requires, db=self._dbs[b"conversations"])):
+                error = LookupError("the conversation resumed was deleted meanwhile (a cleanup)")
             if error is not None:
                 results.append(error)  # its consumed inbox entries stay: the messages are not lost
                 continue
@@ -175,6 +239,12 @@ class SessionWriteApplier:
             headers.append((b"sessions", key, write.header))
             if write.turn_key is not None and write.turn is not None:
                 turns.append((b"turns", write.turn_key, write.turn))
+                if media_refs.MARK in write.turn:
+                    others += media_refs.pairs(key, keys.turn_position(write.turn_key)[0], write.turn)
+            if media_refs.MARK in write.header:
+                others += media_refs.pairs(key, media_refs.LIVE, write.header)
+            for conversation_key, record in write.conversations:
+                others.append((b"conversations", conversation_key, record))
             if write.summary_key is not None and write.summary is not None:
                 others.append((b"summaries", write.summary_key, write.summary))
             if write.recover is not None:
@@ -321,6 +391,13 @@ class SessionWriteApplier:
 
 class NeedsRead(Exception):
     """A record could not be planned from the caches alone: commit it in a transaction instead."""
+
+
+def _resumable(raw: bytes | memoryview | None) -> bool:
+    """Whether a conversation's record is there and not being deleted (vigil/store/deletes.py)."""
+    with contextlib.suppress(UnreadableRecord):
+        return raw is not None and not decode_conversation(bytes(raw)).deleting
+    return False
 
 
 def _reader(txn: lmdb.Transaction | None) -> lmdb.Transaction:

@@ -50,7 +50,7 @@ class StoreCore:
     def _check_meta(self) -> None:
         raw = self._lmdb.read(lambda txn: get(txn, _META_KEY, self._db[b"meta"]))
         if raw is None:
-            meta = StoreMeta(created_at=time.time(), created_by=f"vigil pid {os.getpid()}")
+            meta = StoreMeta(schema=StoreMeta.CURRENT, created_at=time.time(), created_by=f"vigil pid {os.getpid()}")
             self.writer.write(lambda txn: txn.put(_META_KEY, encode(meta), db=self._db[b"meta"],
                                                   overwrite=False))
         else:

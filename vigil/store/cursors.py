@@ -35,6 +35,45 @@ def keys_of(cursor: lmdb.Cursor) -> Iterator[bytes]:
         yield bytes(key)
 
 
+def prefixed(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[tuple[bytes, bytes]]:
+    """The (key, value) pairs whose key starts with `prefix`, in key order, read in full (the caller may write)."""
+    out: list[tuple[bytes, bytes]] = []
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for raw_key, value in items(cursor):
+            if not raw_key.startswith(prefix):
+                break
+            out.append((raw_key, value))
+    return out
+
+
+def keys_under(txn: lmdb.Transaction, db: Any, prefix: bytes, limit: int | None = None,
+               last: bytes | None = None) -> list[bytes]:
+    """The keys that start with `prefix` (at most `limit`; those sorting at or before `last`, if given)."""
+    out: list[bytes] = []
+    cursor = txn.cursor(db=db)
+    if cursor.set_range(prefix):
+        for raw_key in keys_of(cursor):
+            if not raw_key.startswith(prefix) or (last is not None and raw_key > last):
+                break
+            out.append(raw_key)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def generations_under(txn: lmdb.Transaction, db: Any, prefix: bytes) -> list[int]:
+    """The generations that have keys under a session's prefix (`<key> NUL`) of turns: one seek each."""
+    found: list[int] = []
+    cursor = txn.cursor(db=db)
+    position = prefix
+    while cursor.set_range(position) and bytes(cursor.key()).startswith(prefix):
+        generation = int.from_bytes(bytes(cursor.key())[len(prefix):len(prefix) + 4], "big")
+        found.append(generation)
+        position = prefix + (generation + 1).to_bytes(4, "big")
+    return found
+
+
 def delete_prefix(txn: lmdb.Transaction, db: Any, prefix: bytes, last: bytes | None = None) -> int:
     """Delete the keys that start with `prefix` (and sort at or before `last`, if given)."""
     cursor = txn.cursor(db=db)

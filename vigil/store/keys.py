@@ -11,6 +11,14 @@
   summaries are contiguous, newest last, and go with the turn prefix of their generation.
 - updates: `<update id i64 BE>`: the Telegram updates taken in (value: when, f64 BE).
 - held: `<update id i64 BE>`: Telegram updates kept as they came until taken (value: a HeldUpdate).
+- conversations: `<session key> NUL <generation u32 BE>`: a session's past conversations, one record
+  each (vigil/conversations.py), in generation order; deleted by the same prefixes as their turns.
+- media (vigil/store/media_refs.py), three ranges in one database, a digest as its 32 raw bytes:
+  `r <session key> NUL <generation u32 BE> <digest>`: the files a session's records name, per generation
+  (0: its header's pending inputs and its inbox), so deleting a generation finds them by range;
+  `d <digest> <session key> NUL <generation u32 BE>`: the same pairs by file, so a sweep asks one range
+  per file whether anything still names it; `z <digest>`: files to look at in the next sweep (value:
+  when, f64 BE), put in the transaction that dropped a reference to them.
 Session keys never contain NUL (they are `tg:<id>[:<thread>]` or `console:<name>`).
 """
 
@@ -24,6 +32,10 @@ _TIME = struct.Struct(">d")
 TIME_SIZE = _TIME.size
 _ARRIVAL = struct.Struct(">Q")
 _UPDATE = struct.Struct(">q")
+_GENERATION = struct.Struct(">I")
+GENERATION_SIZE = _GENERATION.size
+DIGEST_SIZE = 32
+REF, BY_DIGEST, SUSPECT = b"r", b"d", b"z"
 
 
 def session(key: str) -> bytes:
@@ -43,6 +55,11 @@ def turn_position(raw: bytes) -> tuple[int, int]:
     """(generation, seq) of a turn key."""
     generation, seq = _TURN.unpack(raw[-_TURN.size:])
     return int(generation), int(seq)
+
+
+def turn_session(raw: bytes) -> bytes:
+    """The session key (encoded) of a turn or summary key."""
+    return raw[:-_TURN.size - 1]
 
 
 def summary(key: str, generation: int, upto: int) -> bytes:
@@ -95,12 +112,61 @@ def inbox_position(raw: bytes) -> tuple[str, int]:
     return raw[:-_ARRIVAL.size - 1].decode(), int(_ARRIVAL.unpack(raw[-_ARRIVAL.size:])[0])
 
 
+def inbox_session(raw: bytes) -> bytes:
+    """The session key (encoded) of an inbox key."""
+    return raw[:-_ARRIVAL.size - 1]
+
+
 def update(update_id: int) -> bytes:
     return _UPDATE.pack(update_id)
 
 
 def update_id(raw: bytes) -> int:
     return int(_UPDATE.unpack(raw)[0])
+
+
+def conversation(key: str, generation: int) -> bytes:
+    return key.encode() + SEP + _GENERATION.pack(generation)
+
+
+def conversation_prefix(key: str) -> bytes:
+    return key.encode() + SEP
+
+
+def conversation_generation(raw: bytes) -> int:
+    """The generation of a conversation key."""
+    return int(_GENERATION.unpack(raw[-GENERATION_SIZE:])[0])
+
+
+def ref(key: bytes, generation: int, digest: bytes) -> bytes:
+    """`r` entry: `key` (a session key, encoded) names `digest` (raw) in `generation`."""
+    return REF + key + SEP + _GENERATION.pack(generation) + digest
+
+
+def ref_prefix(key: bytes, generation: int | None = None) -> bytes:
+    base = REF + key + SEP
+    return base if generation is None else base + _GENERATION.pack(generation)
+
+
+def by_digest(digest: bytes, key: bytes, generation: int) -> bytes:
+    """`d` entry: the `r` entry's pair, by file."""
+    return BY_DIGEST + digest + key + SEP + _GENERATION.pack(generation)
+
+
+def parse_ref(raw: bytes) -> tuple[bytes, int, bytes]:
+    """(session key, generation, digest) of an `r` entry."""
+    digest = raw[-DIGEST_SIZE:]
+    generation = int(_GENERATION.unpack(raw[-DIGEST_SIZE - GENERATION_SIZE:-DIGEST_SIZE])[0])
+    return raw[1:-DIGEST_SIZE - GENERATION_SIZE - 1], generation, digest
+
+
+def parse_by_digest(raw: bytes) -> tuple[bytes, int]:
+    """(session key, generation) of a `d` entry."""
+    return raw[1 + DIGEST_SIZE:-GENERATION_SIZE - 1], int(_GENERATION.unpack(raw[-GENERATION_SIZE:])[0])
+
+
+def suspect(digest: bytes) -> bytes:
+    return SUSPECT + digest
 
 
 def time_value(at: float) -> bytes:

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members", b"recover",
-            b"aliases", b"notes", b"inbox", b"summaries", b"updates", b"held")
-MAX_DBS = 16
+            b"aliases", b"notes", b"inbox", b"summaries", b"updates", b"held", b"conversations", b"media")
+MAX_DBS = 32  # 16 named now; room to add more without touching old stores (a per-process limit)
 MAX_READERS = 4096
 
 
@@ -153,6 +153,22 @@ class LmdbEnv:
         if self._open_lock >= 0:
             os.close(self._open_lock)
             self._open_lock = -1
+
+    @contextmanager
+    def alone(self) -> Iterator[bool]:
+        """Whether no other process has the store open; while it says so, none can open it (the upgrade's need).
+
+        A refused upgrade of a flock drops the shared lock (Linux removes it first): it is taken back."""
+        try:
+            fcntl.flock(self._open_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._open_lock, fcntl.LOCK_SH)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(self._open_lock, fcntl.LOCK_SH)
 
     def db(self, name: bytes) -> Any:
         return self.dbs[name]

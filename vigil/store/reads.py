@@ -1,4 +1,4 @@
-"""Reads of one session: its header, turns, generations, notes, alias; and the start-up indexes.
+"""Reads of one session: its header, turns, generations, past conversations, notes, alias; the start-up indexes.
 
 Reads run in the caller's thread: LMDB read transactions are cheap and never
 block the writer. Ranges are one cursor walk each, thanks to the key layouts
@@ -11,8 +11,18 @@ import lmdb
 
 from vigil.store import keys
 from vigil.store.core import RECOVER_YES, StoreCore
-from vigil.store.cursors import get, items
-from vigil.store.schema import Note, SessionHeader, Turn, decode_header, decode_note, decode_turn
+from vigil.store.cursors import generations_under, get, items, prefixed
+from vigil.store.schema import (
+    Conversation,
+    Note,
+    SessionHeader,
+    Turn,
+    UnreadableRecord,
+    decode_conversation,
+    decode_header,
+    decode_note,
+    decode_turn,
+)
 
 
 class SessionReads(StoreCore):
@@ -73,19 +83,45 @@ class SessionReads(StoreCore):
         return [decode_turn(raw) for raw in reversed(self._lmdb.read(scan))]
 
     def generations(self, key: str) -> list[int]:
-        prefix = keys.turn_prefix(key)
+        return list(self._lmdb.read(lambda txn: generations_under(txn, self._db[b"turns"], keys.turn_prefix(key))))
 
-        def scan(txn: lmdb.Transaction) -> list[int]:
-            found: list[int] = []
-            cursor = txn.cursor(db=self._db[b"turns"])
-            position = prefix
-            while cursor.set_range(position) and bytes(cursor.key()).startswith(prefix):
-                generation = keys.turn_position(bytes(cursor.key()))[0]
-                found.append(generation)
-                position = keys.turn_prefix(key, generation + 1)
-            return found
+    def scan_conversations(self, key: str) -> tuple[list[Conversation], list[tuple[int, str]]]:
+        """The session's past conversations in generation order (one range), and (generation, reason) of the
+        records that can't be read (a newer vigil's, or damaged): named, never judged, never deleted here."""
+        raw = self._lmdb.read(lambda txn: prefixed(txn, self._db[b"conversations"], keys.conversation_prefix(key)))
+        found: list[Conversation] = []
+        unreadable: list[tuple[int, str]] = []
+        for raw_key, value in raw:
+            try:
+                found.append(decode_conversation(value))
+            except UnreadableRecord as exc:
+                unreadable.append((keys.conversation_generation(raw_key), exc.reason))
+        return found, unreadable
 
-        return list(self._lmdb.read(scan))
+    def conversation(self, key: str, generation: int) -> Conversation | None:
+        """One past conversation's record (UnreadableRecord if it can't be read)."""
+        raw = self._lmdb.read(lambda txn: get(txn, keys.conversation(key, generation), self._db[b"conversations"]))
+        return None if raw is None else decode_conversation(raw)
+
+    def newest_generation(self, key: str) -> int:
+        """The highest generation anything of the session is stored under (records, turns, summaries); 0 if none."""
+        prefix = keys.conversation_prefix(key)  # the same `<key> NUL` for the three layouts
+        end = prefix + b"\xff" * (keys.GENERATION_SIZE + 8)
+
+        def last(txn: lmdb.Transaction, name: bytes) -> int:
+            cursor = txn.cursor(db=self._db[name])
+            if not cursor.set_range(end):
+                if not cursor.last():
+                    return 0
+            elif not cursor.prev():
+                return 0
+            raw = bytes(cursor.key())
+            if not raw.startswith(prefix) or len(raw) < len(prefix) + keys.GENERATION_SIZE:
+                return 0
+            return keys.conversation_generation(raw[:len(prefix) + keys.GENERATION_SIZE])
+
+        return int(self._lmdb.read(lambda txn: max(last(txn, name) for name in (b"conversations", b"turns",
+                                                                                     b"summaries"))))
 
     def has_session(self, key: str) -> bool:
         """Whether a header is stored for `key`, readable or not (nothing is decoded)."""

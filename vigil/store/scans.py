@@ -11,12 +11,16 @@ import time
 from collections.abc import Sequence
 
 import lmdb
+import msgspec
 
 from vigil.ports import Unreadable, UsageRow
-from vigil.store import keys, media_refs
+from vigil.store import keys
 from vigil.store.core import StoreCore
 from vigil.store.cursors import get, items, keys_of
 from vigil.store.schema import SessionHeader, UnreadableRecord, decode_header, decode_usage_day
+from vigil.store_port import SessionActivity
+
+_ACTIVITY = msgspec.msgpack.Decoder(SessionActivity)
 
 
 def unreadable_line(skipped: Sequence[Unreadable]) -> str:
@@ -42,6 +46,36 @@ class Scans(StoreCore):
 
     def scan_headers(self, user_id: int | None = None) -> tuple[list[SessionHeader], list[Unreadable]]:
         """Like `headers`, and the sessions skipped because their record can't be read, named."""
+        headers: list[SessionHeader] = []
+        skipped: list[Unreadable] = []
+        for raw_key, raw in self._header_records(user_id):
+            try:
+                headers.append(decode_header(raw))
+            except UnreadableRecord as exc:  # one bad record must not hide every other session
+                skipped.append(Unreadable(raw_key.decode(errors="replace"), exc.reason))
+        return headers, skipped
+
+    def scan_activity(self, user_id: int | None = None) -> tuple[list[SessionActivity], list[Unreadable]]:
+        """Like `scan_headers`, but only each session's key and times (what `/sessions` sorts by): quick."""
+        found: list[SessionActivity] = []
+        skipped: list[Unreadable] = []
+        for raw_key, raw in self._header_records(user_id):
+            try:
+                view = _ACTIVITY.decode(raw)
+            except msgspec.ValidationError:
+                reason = "written by a newer vigil"
+            except msgspec.DecodeError:
+                reason = "damaged"
+            else:
+                if view.schema <= SessionHeader.CURRENT:
+                    found.append(view)
+                    continue
+                reason = "written by a newer vigil"
+            skipped.append(Unreadable(raw_key.decode(errors="replace"), reason))
+        return found, skipped
+
+    def _header_records(self, user_id: int | None) -> list[tuple[bytes, bytes]]:
+        """(key, bytes) of every session's header, or of those the user takes part in."""
 
         def scan(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
             sessions = self._db[b"sessions"]
@@ -60,14 +94,8 @@ class Scans(StoreCore):
                         out.append((session_key, value))
             return out
 
-        headers: list[SessionHeader] = []
-        skipped: list[Unreadable] = []
-        for raw_key, raw in self._lmdb.read(scan):
-            try:
-                headers.append(decode_header(raw))
-            except UnreadableRecord as exc:  # one bad record must not hide every other session
-                skipped.append(Unreadable(raw_key.decode(errors="replace"), exc.reason))
-        return headers, skipped
+        records: list[tuple[bytes, bytes]] = self._lmdb.read(scan)
+        return records
 
     def usage_rows(self, user_id: int | None = None, since_day: str = "") -> list[UsageRow]:
         return self.scan_usage(user_id, since_day)[0]
@@ -108,7 +136,3 @@ class Scans(StoreCore):
         if known is not None:
             return known
         return sum(row.usage.cost_micros for row in self.usage_rows(user_id, day) if row.day == day)
-
-    def media_references(self) -> set[str]:
-        """Digests of the files any stored record names (see vigil/store/media_refs.py)."""
-        return set(self._lmdb.read(lambda txn: media_refs.scan(txn, self._db)))

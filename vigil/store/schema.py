@@ -211,13 +211,10 @@ class Note(Record, frozen=True, gc=False, kw_only=True, tag="note"):
     at: float
 
 
-class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True, tag_field="type",
-                     tag="generation"):
-    """A conversation of the session other than the current one (left by /new or /resume), kept until cleanup.
-
-    What is per conversation lives here while it is not current, and in the header while it is
-    (vigil/conversations.py moves it between the two): its seqs (`turns` is its next seq), window and title.
-    """
+class Conversation(Record, frozen=True, gc=False, kw_only=True, tag="conversation"):
+    """A conversation of the session other than the current one (left by /new or /resume), kept until cleanup:
+    a record under (key, generation); the header holds only the current one (vigil/conversations.py moves the
+    per-conversation fields between the two: seqs, `turns` being its next seq, window and title)."""
 
     generation: int
     turns: int
@@ -225,7 +222,8 @@ class GenerationInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True, omit_d
     ended_at: float  # when it was last left
     title: str = ""
     window_start: int = 0
-    last_at: float = 0.0  # its last turn (0 in records from before /resume: ended_at stands in)
+    last_at: float = 0.0  # its last turn (0 if it had none then: ended_at stands in)
+    deleting: bool = False  # its deletion began (vigil/store/deletes.py): not resumable, old whatever its times
 
 
 ToolMode = Literal["ask", "auto", "readonly"]
@@ -280,7 +278,6 @@ class SessionHeader(Record, frozen=True, gc=False, kw_only=True, tag="session"):
     pending: tuple[Input, ...] = ()  # received, not yet answered: survives a restart
     open_turn: int | None = None  # seq of a turn in progress: recovered after a crash
     undelivered: tuple[int, ...] = ()  # seqs whose final reply may not have reached the chat: sent again
-    past_generations: tuple[GenerationInfo, ...] = ()
     turns_total: int = 0
     # Files the model service refused to read, by digest (actors/refused_files.py): later requests name them.
     unreadable: tuple[str, ...] = ()
@@ -368,9 +365,10 @@ class Summary(Record, frozen=True, gc=False, kw_only=True, tag="summary"):
 
 
 class StoreMeta(Record, frozen=True, gc=False, kw_only=True, tag="store"):
-    """The store's own format marker."""
+    """The store's own format marker. Schema 2: `Conversation` records and the media index; a store of
+    schema 1 is upgraded when opened (vigil/store/upgrade.py), and an older vigil refuses schema 2."""
 
-    CURRENT: ClassVar[int] = 1
+    CURRENT: ClassVar[int] = 2
 
     created_at: float
     created_by: str = ""
@@ -417,3 +415,4 @@ decode_usage_day = _Decoder(UsageDay)
 decode_meta = _Decoder(StoreMeta)
 decode_inbox = _Decoder(InboxEntry)
 decode_summary = _Decoder(Summary)
+decode_conversation = _Decoder(Conversation)

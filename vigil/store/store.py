@@ -9,7 +9,10 @@ LmdbStore, open_store, SessionGone, ...` keeps working.
 - `scans`: every header and usage row, naming the records that can't be read;
 - `inbox`: received messages waiting for the session commit that takes them up;
 - `summaries`: what compaction made of a conversation's oldest turns;
+- `media_index`: which files the records still name, for sweeps and backups (`media_refs` keeps the index);
+- `upgrade`: a store of an earlier schema brought to this one when it is opened, once;
 - `writes`: the per-turn commit and the rarer session writes;
+- `deletes`: sessions and past conversations deleted in bounded, journaled chunks;
 - `applier`: the bulk records (`SessionWrite`, `InboxWrite`) and how a batch of them is planned and applied;
 - `cursors`: the cursor helpers they share.
 
@@ -32,16 +35,27 @@ from vigil.errors import CorruptRecord, SessionGone
 from vigil.ports import Unreadable, UsageEntry, UsageRow
 from vigil.store.applier import INCARNATION_CACHE_LIMIT, InboxWrite, SessionWrite, SessionWriteApplier
 from vigil.store.core import FOREIGN_GRACE_S, RECOVER_NO, RECOVER_YES
+from vigil.store.deletes import SessionDeletes
 from vigil.store.inbox import StoreInbox
 from vigil.store.lmdb_env import StoreError
+from vigil.store.media_index import MediaIndex
 from vigil.store.reads import SessionReads
 from vigil.store.scans import Scans, unreadable_line, utc_day
 from vigil.store.summaries import SummaryReads
+from vigil.store.upgrade import upgrade
 from vigil.store.writes import HEARTBEAT_OFF, SessionWrites
 
 
-class LmdbStore(SessionReads, Scans, StoreInbox, SessionWrites, SummaryReads):
+class LmdbStore(SessionReads, Scans, StoreInbox, SessionWrites, SessionDeletes, SummaryReads, MediaIndex):
     """The real store port."""
+
+    def __init__(self, data_dir: Path, map_mb: int = 64) -> None:
+        super().__init__(data_dir, map_mb)
+        try:
+            upgrade(self)
+        except BaseException:
+            self.close()
+            raise
 
 
 _OPEN: dict[Path, LmdbStore] = {}

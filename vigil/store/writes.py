@@ -1,4 +1,4 @@
-"""Writes to sessions: the per-turn commit, deletion, pruning, notes, aliases.
+"""Writes to sessions: the per-turn commit, notes, aliases, undelivered replies (deletions: `deletes`).
 
 Each returns a future that resolves once the write is durable. The per-turn
 commit is a `SessionWrite` record the writer applies in bulk; it writes the
@@ -8,7 +8,7 @@ is. The rarer writes are closures run in the writer's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import lmdb
 import msgspec
@@ -17,10 +17,11 @@ from vigil.ports import UsageEntry
 from vigil.store import keys
 from vigil.store.applier import SessionWrite
 from vigil.store.core import RECOVER_NO, RECOVER_YES, StoreCore
-from vigil.store.cursors import delete_prefix, items, keys_of, stored_header
-from vigil.store.schema import Note, SessionHeader, Summary, Turn, UnreadableRecord, encode
+from vigil.store.cursors import delete_prefix, keys_of, stored_header
+from vigil.store.schema import Note, SessionHeader, Summary, Turn, encode
 from vigil.store.wake import wake_at
 from vigil.store.writer import WriteFuture
+from vigil.store_port import ConversationMove
 
 HEARTBEAT_OFF = b""
 
@@ -31,7 +32,8 @@ class SessionWrites(StoreCore):
     def commit(self, header: SessionHeader, turn: Turn | None = None, usage: Sequence[UsageEntry] = (),
                new_members: Iterable[int] = (), create: bool = False,
                previous: SessionHeader | None = None, urgent: bool = True,
-               consumed: Sequence[int] = (), summary: Summary | None = None) -> WriteFuture:
+               consumed: Sequence[int] = (), summary: Summary | None = None,
+               move: ConversationMove | None = None) -> WriteFuture:
         """Persist a session's header (and one turn, usage, membership) in one transaction.
 
         `create` says the header is new; otherwise the stored header must still be
@@ -41,6 +43,7 @@ class SessionWrites(StoreCore):
         `consumed` are the arrival ids of inbox messages this header (or turn) now holds: they
         leave the inbox in the same transaction, and only if the commit is accepted.
         `summary` (a compaction's) is stored under the header's current generation in the same transaction.
+        `move` (a /new or /resume) puts the conversation left in a record and deletes the resumed one's.
         """
         recover = None
         if previous is None or previous.needs_recovery != header.needs_recovery:
@@ -58,68 +61,10 @@ class SessionWrites(StoreCore):
             usage=tuple(usage),
             consumed=tuple([keys.inbox(header.key, arrival) for arrival in consumed]) if consumed else (),
             summary_key=keys.summary(header.key, summary.generation, summary.upto) if summary is not None else None,
-            summary=encode(summary) if summary is not None else None)
+            summary=encode(summary) if summary is not None else None,
+            conversations=_moved(header.key, move) if move is not None else (),
+            requires=None if move is None or move.resumed is None else keys.conversation(header.key, move.resumed))
         return self.writer.submit_record(record, urgent)
-
-    def delete_session(self, key: str, inbox_upto: int | None = None) -> WriteFuture:
-        """Delete a session's header, every generation's turns, notes and indexes (not its usage).
-
-        Its received messages go too: all of them, or (from the session itself, which may have
-        newer ones queued that must survive) those with an arrival id up to `inbox_upto`.
-        """
-        db = self._db
-
-        def op(txn: lmdb.Transaction) -> int:
-            header_key = keys.session(key)
-            self._applier.forget(header_key)
-            try:
-                header = stored_header(txn, header_key, db[b"sessions"])
-            except UnreadableRecord:
-                # Deleting is how an operator gets rid of an unreadable record: find its members without it.
-                suffix = keys.SEP + header_key
-                for member in [k for k in keys_of(txn.cursor(db=db[b"members"])) if k.endswith(suffix)]:
-                    txn.delete(member, db=db[b"members"])
-                header = None
-            if header is not None:
-                for user in header.participants:
-                    txn.delete(keys.member(user, key), db=db[b"members"])
-            for name in (b"sessions", b"recover", b"heartbeats"):
-                txn.delete(header_key, db=db[name])
-            removed = delete_prefix(txn, db[b"turns"], keys.turn_prefix(key))
-            delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key))
-            delete_prefix(txn, db[b"notes"], keys.note_prefix(key))
-            delete_prefix(txn, db[b"inbox"], keys.inbox_prefix(key),
-                           None if inbox_upto is None else keys.inbox(key, inbox_upto))
-            aliases = [k for k, v in items(txn.cursor(db=db[b"aliases"])) if v == header_key]
-            for alias in aliases:
-                txn.delete(alias, db=db[b"aliases"])
-            return removed
-
-        return self.writer.submit(op)
-
-    def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
-        """From another process: delete past generations that ended before `before`, and `generations`
-        (judged old by vigil/expiry.py from their turns); never the current one, nothing of a pinned
-        session. Resolves to how many went."""
-        db = self._db
-
-        def op(txn: lmdb.Transaction) -> int:
-            header_key = keys.session(key)
-            header = stored_header(txn, header_key, db[b"sessions"])
-            if header is None or header.pinned:
-                return 0
-            old = {g.generation for g in header.past_generations if g.ended_at < before} | set(generations)
-            old.discard(header.generation)  # the session may have moved on since it was judged
-            for generation in old:
-                delete_prefix(txn, db[b"turns"], keys.turn_prefix(key, generation))
-                delete_prefix(txn, db[b"summaries"], keys.turn_prefix(key, generation))
-            if old:
-                kept = tuple(g for g in header.past_generations if g.generation not in old)
-                txn.put(header_key, encode(msgspec.structs.replace(header, past_generations=kept)),
-                        db=db[b"sessions"])
-            return len(old)
-
-        return self.writer.submit(op)
 
     def mark_undelivered(self, key: str, seq: int) -> WriteFuture:
         """Note that turn `seq`'s reply may not have arrived (used at shutdown, when no session runs)."""
@@ -133,14 +78,6 @@ class SessionWrites(StoreCore):
             header = msgspec.structs.replace(header, undelivered=(*header.undelivered, seq)[-50:])
             txn.put(header_key, encode(header), db=db[b"sessions"])
             txn.put(header_key, RECOVER_YES, db=db[b"recover"])
-
-        return self.writer.submit(op)
-
-    def drop_generation(self, key: str, generation: int) -> WriteFuture:
-        """Delete one generation's turns and its summaries; resolves to the number of turns removed."""
-        def op(txn: lmdb.Transaction) -> int:
-            delete_prefix(txn, self._db[b"summaries"], keys.turn_prefix(key, generation))
-            return delete_prefix(txn, self._db[b"turns"], keys.turn_prefix(key, generation))
 
         return self.writer.submit(op)
 
@@ -169,3 +106,14 @@ class SessionWrites(StoreCore):
     def set_alias(self, alias: str, canonical: str) -> WriteFuture:
         return self.writer.submit(lambda txn: txn.put(keys.session(alias), keys.session(canonical),
                                                       db=self._db[b"aliases"]))
+
+
+def _moved(key: str, move: ConversationMove) -> tuple[tuple[bytes, bytes | None], ...]:
+    """The conversation records a switch puts and deletes."""
+    out: list[tuple[bytes, bytes | None]] = []
+    if move.resumed is not None:
+        out.append((keys.conversation(key, move.resumed), None))
+    if move.left is not None:
+        out.append((keys.conversation(key, move.left.generation), encode(move.left)))
+    return tuple(out)
+
