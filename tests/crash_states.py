@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vigil.store import checkpoint, records
+from vigil.store.engine import checkpoint, records
 
 BLOCK = 4096
 EVERY_BELOW = 32  # a crash point with at most this many possible disk states has every one of them built

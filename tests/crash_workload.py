@@ -55,7 +55,7 @@ def step_of(index: int) -> tuple[str, str]:
 
 def configure(broken: bool) -> None:
     """Shrink the journal, checkpoint by growth only; `broken`: the journal's record is not made durable."""
-    from vigil.store import journal, records
+    from vigil.store.engine import journal, records
 
     journal.JOURNAL_BYTES = JOURNAL_BLOCKS * journal.BLOCK
     journal.CHECKPOINT_S = 3600.0
@@ -74,7 +74,7 @@ def configure(broken: bool) -> None:
 def phase(data_dir: Path, marks: Path, first: int, count: int, broken: bool, crash: bool) -> None:
     configure(broken)
     from vigil.bench._rig import _turn
-    from vigil.store.schema import Note, SessionHeader, Target
+    from vigil.records.schema import Note, SessionHeader, Target
     from vigil.store.store import LmdbStore
 
     mark = os.open(marks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

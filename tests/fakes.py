@@ -30,6 +30,7 @@ import msgspec
 from vigil.actors.protocol import Drain, Sender, SessionCommand, UserText
 from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
+from vigil.config.settings import Settings, load_settings
 from vigil.ports import (
     FileDelivery,
     ModelError,
@@ -42,9 +43,8 @@ from vigil.ports import (
     TokenUsage,
     UsageSink,
 )
+from vigil.records.schema import Target, Turn
 from vigil.runtime import Runtime
-from vigil.settings import Settings, load_settings
-from vigil.store.schema import Target, Turn
 
 CHANNEL = "test"
 WAIT_S = 5.0

@@ -17,8 +17,8 @@ import lmdb
 import msgspec
 
 from tests.procs import run_vigil
-from vigil.store import keys
-from vigil.store.schema import Input, Turn, decode_conversation, decode_header, decode_turn, encode
+from vigil.records.schema import Input, Turn, decode_conversation, decode_header, decode_turn, encode
+from vigil.store.engine import keys
 from vigil.store.store import LmdbStore
 
 DAY = 86400.0
@@ -76,7 +76,7 @@ def age_session(store: LmdbStore, key: str, at: float, past: dict[int, float] | 
 
 
 def age_media(media_dir: Path, seconds: float = 3600.0) -> None:
-    """Every stored media file written `seconds` ago: past the sweep's grace (vigil/media_sweep.py)."""
+    """Every stored media file written `seconds` ago: past the sweep's grace (vigil/media/sweep.py)."""
     when = time.time() - seconds
     for path in media_dir.glob("*/*"):
         os.utime(path, (when, when))

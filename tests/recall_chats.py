@@ -11,9 +11,9 @@ import itertools
 
 import msgspec
 
-from vigil.conversations import start_new
 from vigil.recall import RecallIndexer
-from vigil.store.schema import Input, SessionHeader, Target, Turn
+from vigil.records.conversations import start_new
+from vigil.records.schema import Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore
 
 _CLOCK = itertools.count(1_700_000_000)

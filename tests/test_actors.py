@@ -38,9 +38,9 @@ from tests.fakes import (
 from vigil.actors.protocol import DeliveryFailed, Tick
 from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
-from vigil.cleanup import Cleanup
+from vigil.control.cleanup import Cleanup
 from vigil.ports import ModelRequest, ModelResponse
-from vigil.store.schema import Message, Note
+from vigil.records.schema import Message, Note
 from vigil.store.store import LmdbStore, open_store
 
 

@@ -1,4 +1,4 @@
-"""Albums (adapters/telegram/albums.py): parts sharing a media_group_id are handed on once, together, in order.
+"""Albums (adapters/telegram/receive/albums.py): parts sharing a media_group_id are handed on once, together, in order.
 
 The scenarios run on an event loop of virtual time (`run`): the quiet window is measured on the loop's
 clock, which moves only when every task waits for a timer, and then straight to the next one. So a
@@ -14,7 +14,7 @@ from typing import Any
 
 from telegram import Message
 
-from vigil.adapters.telegram.albums import MAX_PARTS, Albums, lane_of
+from vigil.adapters.telegram.receive.albums import MAX_PARTS, Albums, lane_of
 
 CHAT = {"id": 77, "type": "private", "first_name": "Ann"}
 ANN = {"id": 77, "is_bot": False, "first_name": "Ann"}

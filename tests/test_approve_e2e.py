@@ -19,7 +19,7 @@ from tests.rig import BOT, Rig
 from tests.standins.bot_api import CallbackQuery, Message, SentMessage, User
 from tests.standins.messages_api import RecordedRequest, ToolCall, ToolUseReply
 from tests.test_tools_e2e import result_text, tool, tool_results
-from vigil.approvals import GONE
+from vigil.tools.approvals import GONE
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")]

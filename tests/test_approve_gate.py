@@ -23,17 +23,17 @@ from tests.fakes import (
     key_of,
     make_settings,
 )
-from vigil.actors.approval_prompt import prompt_reply, what
 from vigil.actors.protocol import Sender
-from vigil.actors.turn import resume_exchange
-from vigil.approvals import GONE, Decision, PendingApprovals, button_data, parse_button
-from vigil.caller import Caller
+from vigil.actors.tools.approval_prompt import prompt_reply, what
+from vigil.actors.turns.base import resume_exchange
 from vigil.commands import parse_command
-from vigil.control import Control
+from vigil.config.settings import SettingsError, load_settings
+from vigil.control.caller import Caller
+from vigil.control.dispatch import Control
+from vigil.policy.tool_mode import effective_mode
 from vigil.ports import ModelRequest, Reply
-from vigil.settings import SettingsError, load_settings
-from vigil.store.schema import Message, SessionHeader, Target
-from vigil.tool_mode import effective_mode
+from vigil.records.schema import Message, SessionHeader, Target
+from vigil.tools.approvals import GONE, Decision, PendingApprovals, button_data, parse_button
 
 EDITOR = "str_replace_based_edit_tool"
 CREATE = {"command": "create", "path": "made.txt", "file_text": "made by claude\n"}

@@ -1,4 +1,4 @@
-"""Ingest of what users send (vigil/attachments.py) and saving it under uploads/ (vigil/uploads.py).
+"""Ingest of what users send (vigil/media/attachments.py) and saving it under uploads/ (vigil/media/uploads.py).
 
 Real files throughout: images and PDFs made with Pillow, a real work root with hostile names and
 symlinks planted the way a sandboxed shell could plant them.
@@ -19,8 +19,8 @@ from PIL import Image
 
 from tests.media_samples import jpeg, noisy_png, pdf, png
 from tests.standins.images import make_png
-from vigil import attachments
-from vigil.attachments import (
+from vigil.media import attachments
+from vigil.media.attachments import (
     MAX_DECODES,
     MAX_IMAGE_BASE64,
     MAX_TEXT_BYTES,
@@ -29,8 +29,8 @@ from vigil.attachments import (
     pdf_page_count,
     prepare,
 )
-from vigil.media import MediaStore, digest_of
-from vigil.uploads import MAX_NAME_BYTES, UploadError, safe_name, save_upload
+from vigil.media.files import MediaStore, digest_of
+from vigil.media.uploads import MAX_NAME_BYTES, UploadError, safe_name, save_upload
 
 # ------------------------------------------------------------------------------------------- kinds
 
@@ -307,7 +307,7 @@ def test_nothing_half_saved_when_the_disk_refuses(workspace: tuple[Path, Path],
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "fsync", full)  # the os module vigil.uploads writes through
+    monkeypatch.setattr(os, "fsync", full)  # the os module vigil.media.uploads writes through
     with pytest.raises(UploadError, match="No space left"):
         save_upload(root, cwd, "big.bin", b"x" * 100_000)
     assert _listing(cwd / "uploads") == []

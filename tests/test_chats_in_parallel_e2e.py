@@ -16,7 +16,7 @@ import pytest
 
 from tests.rig import Rig, close_rig, make_rig
 from tests.standins.bot_api import User
-from vigil.store.schema import Input, SessionHeader, Target, Turn
+from vigil.records.schema import Input, SessionHeader, Target, Turn
 from vigil.store.store import open_store
 
 pytestmark = pytest.mark.e2e

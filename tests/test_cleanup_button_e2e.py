@@ -14,7 +14,7 @@ import pytest
 
 from tests.rig import BOT, Rig, cleanup_button
 from tests.standins.bot_api import CallbackQuery
-from vigil.offers import EXPIRED, NOT_YOURS
+from vigil.control.offers import EXPIRED, NOT_YOURS
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ import lmdb
 import pytest
 
 from tests.standins.messages_api import MessagesAPI
-from vigil.store.schema import StoreMeta, encode
+from vigil.records.schema import StoreMeta, encode
 from vigil.store.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,12 +24,13 @@ from tests.fakes import (
     wait_until,
 )
 from tests.test_history import _histories, make_turn, refusal, sized_turn, text, user
-from vigil.actors.summary import SUMMARY_MARKER, summary_request, transcript
-from vigil.actors.window import HistoryWindow, summary_message
-from vigil.control import export_session
+from vigil.actors.turns.summary import SUMMARY_MARKER, summary_request, transcript
+from vigil.actors.turns.window import HistoryWindow, summary_message
+from vigil.control.dispatch import export_session
 from vigil.model.history import join, normalize, turn_messages
 from vigil.ports import ModelRequest
-from vigil.store.schema import (
+from vigil.ports.store import ConversationMove
+from vigil.records.schema import (
     Conversation,
     Message,
     SessionHeader,
@@ -41,7 +42,6 @@ from vigil.store.schema import (
     encode,
 )
 from vigil.store.store import LmdbStore
-from vigil.store_port import ConversationMove
 
 # ----------------------------------------------------------------------------- the window
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.procs import VigilProcess, run_vigil, vigil_env
 from tests.standins.messages_api import MessagesAPI, filler_text
-from vigil.store.schema import SessionHeader, Target
+from vigil.records.schema import SessionHeader, Target
 from vigil.store.store import open_store
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""Conversation bookkeeping (vigil/conversations.py) and edits in the session, beneath the end-to-end tests.
+"""Conversation bookkeeping (vigil/records/conversations.py) and edits in the session, beneath the end-to-end tests.
 
 Sessions run on the fakes (scripted model, recording outbox) over a real LMDB store.
 """
@@ -22,14 +22,14 @@ from tests.fakes import (
     last_user_text,
     wait_until,
 )
-from vigil import conversations
-from vigil.actors.edits import correction_text
 from vigil.actors.protocol import Sender, UserText
-from vigil.inbox import entry_of, message_of
-from vigil.store import keys
-from vigil.store.schema import Conversation, Input, SessionHeader, Target, decode_conversation, encode
+from vigil.actors.turns.edits import correction_text
+from vigil.intake.inbox import entry_of, message_of
+from vigil.ports.store import ConversationMove
+from vigil.records import conversations
+from vigil.records.schema import Conversation, Input, SessionHeader, Target, decode_conversation, encode
+from vigil.store.engine import keys
 from vigil.store.store import open_store
-from vigil.store_port import ConversationMove
 
 
 def _header(**changes: object) -> SessionHeader:

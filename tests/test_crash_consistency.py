@@ -33,7 +33,7 @@ import pytest
 from tests import crash_states
 from tests.crash_workload import JOURNAL_BLOCKS, KEYS, MAP_MB, note_text, turn_text
 from vigil.bench._rig import _turn
-from vigil.store import journal
+from vigil.store.engine import journal
 from vigil.store.store import LmdbStore
 
 REPO = Path(__file__).resolve().parents[1]

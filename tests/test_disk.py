@@ -1,4 +1,4 @@
-"""The disk in view (vigil/disk.py): sizes and free space as measured on this machine, and the admins told
+"""The disk in view (vigil/telemetry/disk.py): sizes and free space as measured on this machine, and the admins told
 once a day per cause, remembered across restarts in a file written in place.
 
 Everything here is real: the files, `statvfs` of the test's own file system, the `disk-warned` file. A
@@ -16,7 +16,7 @@ import pytest
 
 from tests.test_settings import home as home  # the fixture
 from tests.test_settings import load, refusal
-from vigil.disk import WARNED_FILE, DiskWatch, measure, no_room, parse_percent, size
+from vigil.telemetry.disk import WARNED_FILE, DiskWatch, measure, no_room, parse_percent, size
 
 DAY = 86400.0
 

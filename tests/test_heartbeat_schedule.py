@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vigil.actors.beat_schedule import in_active_hours, message_digest, next_due, next_window_start
-from vigil.actors.beat_schedule import parse_hours as _hours
 from vigil.actors.protocol import HeartbeatDue
 from vigil.actors.timer import CATCH_UP_SPREAD_S, HeartbeatTimer
-from vigil.store.schema import Heartbeat
+from vigil.actors.timing.beats import in_active_hours, message_digest, next_due, next_window_start
+from vigil.actors.timing.beats import parse_hours as _hours
+from vigil.records.schema import Heartbeat
 
 LISBON = ZoneInfo("Europe/Lisbon")
 

@@ -1,4 +1,4 @@
-"""The durable inbox (vigil/inbox.py, the store's `inbox` sub-database): no received message is lost.
+"""The durable inbox (vigil/intake/inbox.py, the store's `inbox` sub-database): no received message is lost.
 
 Store tests run on real LMDB; the crash between receiving a message and a session taking it up is a
 real `kill -9` of a second process. Runtime tests use the real actors on a real store (tests/fakes.py);
@@ -21,12 +21,12 @@ import pytest
 from tests.fakes import CHANNEL, WAIT_S, Block, HarnessFactory, ScriptedModel, key_of, last_user_text, wait_until
 from tests.procs import run_vigil, vigil_env
 from vigil.actors.protocol import SessionCommand, UserText
-from vigil.inbox import entry_of, message_of
+from vigil.intake.inbox import entry_of, message_of
 from vigil.ports import Store
 from vigil.ports import WriteFuture as PortFuture
-from vigil.store.schema import InboxEntry, Input, SessionHeader, Target, encode
+from vigil.records.schema import InboxEntry, Input, SessionHeader, Target, encode
+from vigil.store.engine.writer import WriteFuture
 from vigil.store.store import LmdbStore, SessionGone, open_store
-from vigil.store.writer import WriteFuture
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 20.0
@@ -97,7 +97,7 @@ RECEIVER = r"""
 import sys, time
 from pathlib import Path
 from vigil.ports import Store
-from vigil.store.schema import InboxEntry, Target
+from vigil.records.schema import InboxEntry, Target
 from vigil.store.store import open_store
 store = open_store(Path(sys.argv[1]))
 future = None

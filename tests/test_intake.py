@@ -1,4 +1,4 @@
-"""Media intake (adapters/telegram/intake.py) with the real PTB Bot over HTTP against the Bot API stand-in.
+"""Media intake (adapters/telegram/receive/intake.py) with the real PTB Bot over HTTP against the Bot API stand-in.
 
 The paths the end-to-end tests cannot reach from a client's side: getFile's own "file is too big" for a
 file whose size the update did not say, a planted `uploads` symlink, a media store that cannot be
@@ -21,11 +21,10 @@ from tests.fakes import HarnessFactory
 from tests.ptb import ALICE, with_bot
 from tests.standins.bot_api import BotAPI
 from tests.standins.images import make_jpeg
-from vigil import attachments
 from vigil.actors.protocol import UserText
 from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.handlers import TelegramHandlers
-from vigil.adapters.telegram.intake import (
+from vigil.adapters.telegram.receive.intake import (
     DOWNLOAD_LIMIT,
     MAX_RECORDING_S,
     SAVE_FAILED,
@@ -34,15 +33,16 @@ from vigil.adapters.telegram.intake import (
     Intake,
     Taken,
 )
-from vigil.adapters.telegram.outbox import TelegramOutbox
-from vigil.control import Control
+from vigil.adapters.telegram.send.outbox import TelegramOutbox
+from vigil.control.dispatch import Control
 from vigil.errors import TranscriptionError
-from vigil.media import MediaStore
+from vigil.media import attachments
+from vigil.media.files import MediaStore
+from vigil.media.transcribe import NO_EXTRA, NOT_UNDERSTOOD
+from vigil.media.uploads import Workplace
 from vigil.ports import Reply, WriteFuture
+from vigil.records.schema import Attachment, Target
 from vigil.runtime import Runtime
-from vigil.store.schema import Attachment, Target
-from vigil.transcribe import NO_EXTRA, NOT_UNDERSTOOD
-from vigil.uploads import Workplace
 
 
 def message(bot: Bot, **fields: Any) -> Message:

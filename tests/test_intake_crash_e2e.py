@@ -120,7 +120,7 @@ def fetched(rig: Rig, message: Message) -> bool:
 @polling_only
 def test_polling_does_not_confirm_an_update_the_store_has_not_saved(rig: Rig, store: LmdbStore) -> None:
     ida = rig.person("Ida")
-    # The test holds the store's commit lock, as another process committing would (vigil.store.journal):
+    # The test holds the store's commit lock, as another process committing would (vigil.store.engine.journal):
     # vigil can make nothing durable, so its next getUpdates must still ask for the update.
     lock = store._lmdb.journal.lock
     lock.hold()

@@ -1,5 +1,5 @@
 """The MCP config file (vigil/mcp/config.py), tool names (vigil/mcp/names.py) and the MCP and skills
-settings (vigil/settings.py): strict, one sentence per problem, credentials never shown."""
+settings (vigil/config/settings.py): strict, one sentence per problem, credentials never shown."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vigil.config.settings import SettingsError, load_settings
 from vigil.mcp.config import RemoteServer, StdioServer, effective_servers, load_config, parse_config
 from vigil.mcp.names import API_TOOL_NAME, exposed_names
-from vigil.settings import SettingsError, load_settings
 
 GOOD = {"mcpServers": {
     "notes": {"command": "uvx", "args": ["notes-mcp", "--token", "argv-secret-123"],

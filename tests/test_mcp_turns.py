@@ -22,24 +22,24 @@ from tests.mcp_servers import script
 from tests.standins.messages_api import MessagesAPI
 from tests.test_mcp_config import env
 from tests.test_mcp_manager import wait_until
-from vigil.actors.approval_prompt import prompt_reply
-from vigil.actors.refused_files import RefusedFiles
+from vigil.actors.tools.approval_prompt import prompt_reply
 from vigil.actors.tools.mcp import searches_fit
-from vigil.actors.turn import tool_result
+from vigil.actors.turns.base import tool_result
+from vigil.actors.turns.refused_files import RefusedFiles
 from vigil.cancel import CancelToken
-from vigil.check import CheckWarning, _mcp
+from vigil.config.settings import load_settings
 from vigil.mcp.config import parse_config
 from vigil.mcp.manager import McpManager
 from vigil.mcp.tools import McpTool
-from vigil.media import MediaStore
+from vigil.media.files import MediaStore
 from vigil.model.anthropic_model import AnthropicModel
 from vigil.model.attached import materialize, ref_block
 from vigil.model.history import estimate_tokens
+from vigil.ops.check import CheckWarning, _mcp
+from vigil.policy.roles import Place, Roles
+from vigil.policy.tool_mode import risk_of
 from vigil.ports import ModelError, ModelRequest
-from vigil.roles import Place, Roles
-from vigil.settings import load_settings
-from vigil.store.schema import Attachment
-from vigil.tool_mode import risk_of
+from vigil.records.schema import Attachment
 from vigil.tools.outcome import ToolOutcome
 
 ADMIN = 99

@@ -1,4 +1,4 @@
-"""The media reference index (vigil/store/media_refs.py): kept in the transactions that add and drop references,
+"""The media reference index (vigil/store/engine/media_refs.py): kept in the transactions that add and drop references,
 so that a sweep looks at what was deleted and at new files only, and still never deletes a file a record names.
 
 Real LMDB store and media directory. "Only what was deleted" is checked by making the whole-store reads
@@ -19,13 +19,13 @@ import msgspec
 import pytest
 
 from tests.procs import run_vigil, vigil_env
-from vigil.media import MediaStore
-from vigil.media_sweep import GRACE_S, sweep
-from vigil.store import media_refs
+from vigil.media.files import MediaStore
+from vigil.media.sweep import GRACE_S, sweep
+from vigil.ports.store import ConversationMove
+from vigil.records.schema import Attachment, Conversation, InboxEntry, Input, SessionHeader, Target, Turn
+from vigil.store.engine import media_refs
 from vigil.store.media_index import MediaIndex
-from vigil.store.schema import Attachment, Conversation, InboxEntry, Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore
-from vigil.store_port import ConversationMove
 
 WAIT = 20.0
 

@@ -15,13 +15,13 @@ import pytest
 
 from tests.fakes import check_request
 from tests.media_samples import jpeg, pdf
-from vigil.actors.window import HistoryWindow
-from vigil.attachments import ingest
-from vigil.media import MediaStore
+from vigil.actors.turns.window import HistoryWindow
+from vigil.media.attachments import ingest
+from vigil.media.files import MediaStore
 from vigil.model.attached import REF_TYPE, RequestLimits, has_refs, materialize
 from vigil.model.history import estimate_tokens, join, normalize, turn_messages, with_cache_point
 from vigil.ports import ModelRequest
-from vigil.store.schema import Attachment, Input, Message, Turn
+from vigil.records.schema import Attachment, Input, Message, Turn
 
 
 @pytest.fixture

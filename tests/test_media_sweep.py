@@ -16,10 +16,10 @@ import pytest
 
 from tests.media_samples import jpeg
 from tests.test_inbox import hold_writer
-from vigil.attachments import ingest
-from vigil.media import MediaStore
-from vigil.media_sweep import GRACE_S, MediaSweeper, sweep
-from vigil.store.schema import Attachment, InboxEntry, Input, SessionHeader, Target, Turn
+from vigil.media.attachments import ingest
+from vigil.media.files import MediaStore
+from vigil.media.sweep import GRACE_S, MediaSweeper, sweep
+from vigil.records.schema import Attachment, InboxEntry, Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore
 
 WAIT = 10.0

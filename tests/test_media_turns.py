@@ -21,15 +21,15 @@ from tests.fakes import CHANNEL, Harness, HarnessFactory, Say, UseTools, chat_id
 from tests.media_samples import jpeg, pdf
 from tests.procs import run_vigil, vigil_env
 from vigil.actors.protocol import Sender, UserText
-from vigil.attachments import ingest
-from vigil.control import export_session
-from vigil.media import MediaStore
-from vigil.media_sweep import GRACE_S
+from vigil.control.dispatch import export_session
+from vigil.media.attachments import ingest
+from vigil.media.files import MediaStore
+from vigil.media.sweep import GRACE_S
 from vigil.model.history import estimate_tokens
+from vigil.ops.stats import store_stats
 from vigil.ports import ModelRequest
-from vigil.store.schema import Attachment, Target
+from vigil.records.schema import Attachment, Target
 from vigil.store.store import LmdbStore
-from vigil.store_stats import store_stats
 
 
 @pytest.fixture
@@ -263,7 +263,7 @@ def test_store_growth_for_100_photos(make: HarnessFactory, capsys: pytest.Captur
     live_growth = (store_stats(store)["live_pages"] - live_before) * 4096
     assert live_growth < 101 * 4096  # records only: a few hundred bytes per turn, no photo bytes
     # The file also holds free pages, kept for reuse while the journal's checkpoint pins an older tree
-    # (vigil.store.journal, GROW_PAGES): bounded, and far from the photos' bytes.
+    # (vigil.store.engine.journal, GROW_PAGES): bounded, and far from the photos' bytes.
     assert lmdb_growth < live_growth + 1024 * 1024
     with capsys.disabled():
         print(f"\n[store growth] 101 photo turns (100 distinct JPEGs of 1280x960, {photo_bytes / 1e6:.1f} MB): "

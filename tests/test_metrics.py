@@ -16,12 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.fakes import HarnessFactory, key_of
 from vigil.actors.registry import Registry
 from vigil.actors.slots import QuerySlots
+from vigil.config.settings import SettingsError, load_settings
 from vigil.errors import StartupError
-from vigil.metrics import NULL_METRICS, call_figures, model_label, skip_label
-from vigil.metrics_prom import PromMetrics
 from vigil.ports import ModelError, ModelResponse, TokenUsage
-from vigil.settings import SettingsError, load_settings
 from vigil.store.store import LmdbStore
+from vigil.telemetry.metrics import NULL_METRICS, call_figures, model_label, skip_label
+from vigil.telemetry.prometheus import PromMetrics
 
 
 class WebUsage(TokenUsage, frozen=True, kw_only=True):

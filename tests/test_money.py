@@ -6,14 +6,14 @@ import threading
 from pathlib import Path
 
 from tests.fakes import ScriptedModel, UseTools, make_settings
-from vigil.actors.meter import Meter
 from vigil.actors.slots import QuerySlots
-from vigil.actors.turn import SilentDisplay, ToolSet, TurnRunner
-from vigil.budget import Allowance, call_guard
+from vigil.actors.turns.base import SilentDisplay, ToolSet, TurnRunner
+from vigil.actors.turns.meter import Meter
 from vigil.cancel import CancelToken
+from vigil.control.offers import EXPIRED, NOT_YOURS, Offer, Offers
 from vigil.model.history import normalize
 from vigil.model.prices import price_for, to_usage
-from vigil.offers import EXPIRED, NOT_YOURS, Offer, Offers
+from vigil.policy.budget import Allowance, call_guard
 from vigil.ports import ModelRequest, TokenUsage
 from vigil.tools.outcome import ToolOutcome
 

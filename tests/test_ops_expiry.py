@@ -1,4 +1,4 @@
-"""What counts as old (vigil/expiry.py), on a real LMDB store, and `vigil sessions cleanup` using that rule."""
+"""What counts as old (vigil/policy/expiry.py), on a real LMDB store, and `vigil sessions cleanup` using that rule."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import lmdb
 
 from tests.procs import run_vigil, vigil_env
-from vigil.expiry import expired, old_generations
-from vigil.store import keys
-from vigil.store.schema import Conversation, Input, SessionHeader, Target, Turn, encode
+from vigil.policy.expiry import expired, old_generations
+from vigil.ports.store import ConversationMove
+from vigil.records.schema import Conversation, Input, SessionHeader, Target, Turn, encode
+from vigil.store.engine import keys
 from vigil.store.store import LmdbStore, open_store
-from vigil.store_port import ConversationMove
 
 DAY = 86400.0
 

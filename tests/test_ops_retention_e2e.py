@@ -20,8 +20,8 @@ from tests.ops_aging import DAY, age_media, age_session, stats, stored_keys
 from tests.rig import Rig
 from tests.standins.bot_api import User
 from tests.standins.images import make_jpeg
-from vigil.expiry import activity
-from vigil.media import digest_of
+from vigil.media.files import digest_of
+from vigil.policy.expiry import activity
 from vigil.store.store import open_store
 
 pytestmark = pytest.mark.e2e

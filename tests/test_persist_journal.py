@@ -22,21 +22,21 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from vigil.store import checkpoint
-from vigil.store.journal import JOURNAL_BYTES
-from vigil.store.records import read_records, span
-from vigil.store.schema import decode_turn
+from vigil.records.schema import decode_turn
+from vigil.store.engine import checkpoint
+from vigil.store.engine.journal import JOURNAL_BYTES
+from vigil.store.engine.records import read_records, span
 from vigil.store.store import LmdbStore
 
 CHILD = r"""
 import sys, time
 import msgspec
-import vigil.store.journal as journal
+import vigil.store.engine.journal as journal
 journal.CHECKPOINT_S = 3600  # no background checkpoint: the kill finds the journal holding every turn
 journal.GROW_PAGES = 10**9
 from pathlib import Path
 from vigil.bench._rig import _turn
-from vigil.store.schema import SessionHeader, Target
+from vigil.records.schema import SessionHeader, Target
 from vigil.store.store import open_store
 store = open_store(Path(sys.argv[1]))
 header = SessionHeader(key="tg:1", incarnation=1, created_at=1.0, target=Target(channel="t"), cwd="/", model="m")

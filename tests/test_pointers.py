@@ -1,4 +1,4 @@
-"""What a message points at (adapters/telegram/pointers.py), on Messages parsed by PTB from Bot API JSON."""
+"""What a message points at (adapters/telegram/receive/pointers.py), on Messages parsed by PTB from Bot API JSON."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from telegram import Message
 
-from vigil.adapters.telegram.pointers import QUOTE_CHARS, context_lines, reply_line, trimmed
+from vigil.adapters.telegram.receive.pointers import QUOTE_CHARS, context_lines, reply_line, trimmed
 
 BOT_ID = 42
 ANN = {"id": 7, "is_bot": False, "first_name": "Ann", "last_name": "Lee"}

@@ -17,14 +17,15 @@ import pytest
 from tests.test_store import header, turn
 from tests.test_unreadable_records import raw_put
 from vigil import errors, ports
-from vigil.store import keys
-from vigil.store.schema import Turn, decode_turn, encode
+from vigil.records.schema import Turn, decode_turn, encode
+from vigil.store.engine import keys
 from vigil.store.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Modules the contract must never pull in: the store's implementation and what it stands on.
-_HEAVY = ("lmdb", "vigil.store.store", "vigil.store.lmdb_env", "vigil.store.writer", "anthropic", "telegram")
+_HEAVY = ("lmdb", "vigil.store.store", "vigil.store.engine.lmdb_env", "vigil.store.engine.writer", "anthropic",
+          "telegram")
 
 
 def test_the_contract_imports_without_lmdb() -> None:
@@ -39,7 +40,7 @@ def test_the_contract_imports_without_lmdb() -> None:
     assert not loaded & set(_HEAVY), sorted(loaded & set(_HEAVY))
 
 
-CONTRACT_MODULES = ("vigil.ports", "vigil.store_port", "vigil.marks")  # ports re-exports the other two's names
+CONTRACT_MODULES = ("vigil.ports", "vigil.ports.store", "vigil.ports.marks")  # ports re-exports the other two's names
 
 
 def _protocols() -> list[type]:
@@ -67,7 +68,9 @@ def test_every_protocol_method_says_what_it_promises() -> None:
 
 def test_the_store_implements_the_contract_types() -> None:
     # Old import paths name the very same classes: callers of either path catch the same errors.
-    from vigil.store import lmdb_env, schema, store, writer
+    from vigil.records import schema
+    from vigil.store import store
+    from vigil.store.engine import lmdb_env, writer
 
     assert store.SessionGone is ports.SessionGone is errors.SessionGone
     assert store.UsageEntry is ports.UsageEntry and store.UsageRow is ports.UsageRow
@@ -81,8 +84,9 @@ def test_the_store_implements_the_contract_types() -> None:
 
 
 def test_one_error_tree_with_an_exit_code_per_branch() -> None:
-    from vigil import durations, lock, settings
+    from vigil import durations, lock
     from vigil.adapters.telegram import service
+    from vigil.config import settings
 
     assert settings.SettingsError is errors.SettingsError and lock.AlreadyRunning is errors.AlreadyRunning
     assert service.StartupError is errors.StartupError and durations.DurationError is errors.DurationError

@@ -19,7 +19,7 @@ from vigil.recall import RecallIndex, RecallIndexer, StoreView, format_hits
 from vigil.recall.db import paths
 from vigil.recall.passages import MAX_PASSAGE_CHARS, passages, texts
 from vigil.recall.query import parse_query, snippet
-from vigil.store.schema import Input, Turn
+from vigil.records.schema import Input, Turn
 from vigil.store.store import LmdbStore
 
 

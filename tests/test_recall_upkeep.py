@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.recall_chats import Chat
-from vigil.backup import take_backup
+from vigil.config.settings import load_settings
 from vigil.errors import AlreadyRunning
+from vigil.ops.backup import take_backup
+from vigil.ops.restore import restore_backup
 from vigil.recall import RecallIndex, RecallIndexer, StoreView, reindex
 from vigil.recall.db import paths
 from vigil.recall.source import CHUNK
-from vigil.restore import restore_backup
-from vigil.settings import load_settings
-from vigil.store.schema import Turn
+from vigil.records.schema import Turn
 from vigil.store.store import LmdbStore, open_store
 
 

@@ -2,7 +2,7 @@
 
 Store tests run on real LMDB. The receiver runs with a stand-in for PTB's Application that only does
 what `process_update` does for vigil: hand the update to a handler, here one that submits to the real
-durable inbox (vigil/inbox.py) on the real store, as `TelegramHandlers.take` does through the runtime.
+durable inbox (vigil/intake/inbox.py) on the real store, as `TelegramHandlers.take` does through the runtime.
 The whole path with `vigil run` is tests/test_webhook_e2e.py and tests/test_intake_crash_e2e.py.
 """
 
@@ -19,13 +19,13 @@ from telegram import Update
 
 from tests.test_inbox import done, entry, header, hold_writer
 from vigil.actors.protocol import Sender, UserText
-from vigil.adapters.telegram import receiver as receiver_module
-from vigil.adapters.telegram.receiver import MAX_REPLAYS, UpdateReceiver
-from vigil.adapters.telegram.webhook import WebhookServer
-from vigil.inbox import Inbox
-from vigil.receipt import CURRENT, Receipt
-from vigil.store.held import HeldUpdate
-from vigil.store.schema import Target
+from vigil.adapters.telegram.receive import receiver as receiver_module
+from vigil.adapters.telegram.receive.receiver import MAX_REPLAYS, UpdateReceiver
+from vigil.adapters.telegram.receive.webhook import WebhookServer
+from vigil.intake.inbox import Inbox
+from vigil.intake.receipt import CURRENT, Receipt
+from vigil.records.held import HeldUpdate
+from vigil.records.schema import Target
 from vigil.store.store import LmdbStore
 
 # ----------------------------------------------------------------------------- the store's marks and held copies

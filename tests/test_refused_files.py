@@ -1,4 +1,4 @@
-"""Files the model service refuses, through the real actors over a real store (actors/refused_files.py).
+"""Files the model service refuses, through the real actors over a real store (actors/turns/refused_files.py).
 
 The scripted model refuses requests as the Messages API does (a bad_request `ModelError` whose detail is
 the API's message, naming the refused block or not); every request it answers is checked by the
@@ -18,12 +18,12 @@ import pytest
 from tests.fakes import CHANNEL, Custom, Harness, HarnessFactory, chat_id_of, check_request, key_of, response
 from tests.media_samples import jpeg
 from vigil.actors.protocol import Sender, UserText
-from vigil.actors.refused_files import MAX_REMEMBERED, reason_of, remember
-from vigil.attachments import ingest
+from vigil.actors.turns.refused_files import MAX_REMEMBERED, reason_of, remember
 from vigil.cancel import CancelToken
 from vigil.errors import ModelError
+from vigil.media.attachments import ingest
 from vigil.ports import ModelRequest, ModelResponse
-from vigil.store.schema import Attachment, Target
+from vigil.records.schema import Attachment, Target
 
 BAD = "Could not process image"
 TextSink = Callable[[str], None]

@@ -1,6 +1,6 @@
-"""The rule of vigil/roles.py on its own, and Telegram's answer about a group's admins (adapters/telegram/access.py)
-through the real PTB Bot over HTTP against the Bot API stand-in: asked once, kept for a bounded time, never
-taken for "admin" when Telegram can't be asked."""
+"""The rule of vigil/policy/roles.py on its own, and Telegram's answer about a group's admins
+(adapters/telegram/access.py) through the real PTB Bot over HTTP against the Bot API stand-in: asked once,
+kept for a bounded time, never taken for "admin" when Telegram can't be asked."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from tests.ptb import ALICE, BOB, with_bot
 from tests.standins.bot_api import BotAPI
 from vigil.adapters.telegram.access import ADMIN_TTL_S, TelegramAdmins
 from vigil.commands import COMMANDS
-from vigil.roles import ANONYMOUS_ADMIN, NEEDS, ChatAdmins, Place, Roles, asker_of, command_need
-from vigil.settings import Settings, load_settings
-from vigil.store.schema import Input
+from vigil.config.settings import Settings, load_settings
+from vigil.policy.roles import ANONYMOUS_ADMIN, NEEDS, ChatAdmins, Place, Roles, asker_of, command_need
+from vigil.records.schema import Input
 
 GROUP = -4_000_003
 ADMIN = 9001

@@ -1,4 +1,4 @@
-"""Who may do what in a shared chat, end to end: `vigil run` against the stand-ins (vigil/roles.py).
+"""Who may do what in a shared chat, end to end: `vigil run` against the stand-ins (vigil/policy/roles.py).
 
 In a group, members talk and use what is theirs; settings and deletion are for an admin of either kind:
 a vigil admin (VIGIL_ADMIN_USERS) or the group's own Telegram admin, whom vigil learns from Telegram

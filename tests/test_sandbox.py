@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import processes_with
-from vigil.store.schema import Input, SessionHeader, Target, Turn
+from vigil.records.schema import Input, SessionHeader, Target, Turn
 from vigil.store.store import open_store
 from vigil.tools import Toolbox, ToolOutcome
 from vigil.tools.sandbox import MAX_PROCESSES, Sandbox, SandboxUnavailable, WorkspaceRefused, detect

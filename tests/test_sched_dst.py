@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from vigil.actors.schedule_rules import parse_rule
-from vigil.actors.schedules import advanced
-from vigil.store.schema import Schedule
+from vigil.actors.timing.rules import parse_rule
+from vigil.actors.timing.schedules import advanced
+from vigil.records.schema import Schedule
 
 LISBON = ZoneInfo("Europe/Lisbon")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from msgspec.structs import replace
 
-from vigil.actors.schedule_rules import check_floor, new_id, parse_at, parse_rule
-from vigil.actors.schedules import advanced
-from vigil.store.schema import Schedule, SessionHeader, Target, decode_header, encode
-from vigil.store.wake import wake_at
+from vigil.actors.timing.rules import check_floor, new_id, parse_at, parse_rule
+from vigil.actors.timing.schedules import advanced
+from vigil.records.schema import Schedule, SessionHeader, Target, decode_header, encode
+from vigil.records.wake import wake_at
 
 LISBON = ZoneInfo("Europe/Lisbon")
 

@@ -14,7 +14,7 @@ from tests.fakes import Harness, HarnessFactory, RecordingOutbox, Say, ScriptedM
 from vigil.adapters.console import ConsoleOutbox
 from vigil.cancel import CancelToken
 from vigil.ports import FileDelivery, OutgoingFile
-from vigil.store.schema import Target
+from vigil.records.schema import Target
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(40)
 CHAT = 1

@@ -15,18 +15,18 @@ import msgspec
 import pytest
 
 from tests.fakes import CHANNEL, RecordingOutbox, ScriptedModel, make_settings
-from vigil.actors import user_turn
 from vigil.actors.protocol import Sender, UserText
 from vigil.actors.registry import Registry, SessionControl
 from vigil.actors.slots import QuerySlots
 from vigil.actors.state import Session, SessionDeps
 from vigil.actors.tools.notes import save_note
-from vigil.actors.turn import TurnRunner
-from vigil.budget import Allowance
-from vigil.inbox import Inbox
-from vigil.store.schema import Conversation, Target
+from vigil.actors.turns import user as user_turn
+from vigil.actors.turns.base import TurnRunner
+from vigil.intake.inbox import Inbox
+from vigil.policy.budget import Allowance
+from vigil.ports.store import ConversationMove
+from vigil.records.schema import Conversation, Target
 from vigil.store.store import CorruptRecord, LmdbStore, open_store
-from vigil.store_port import ConversationMove
 from vigil.tools.toolbox import Toolbox
 
 KEY = f"{CHANNEL}:7"

@@ -1,4 +1,4 @@
-"""Settings (`vigil/settings.py`) and human durations (`vigil/durations.py`).
+"""Settings (`vigil/config/settings.py`) and human durations (`vigil/durations.py`).
 
 Every variable of the environment contract is read, defaulted and refused here; a refusal is a
 `SettingsError` whose one-line message names the variable and says what is wrong with it.
@@ -15,8 +15,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from vigil.durations import DurationError, format_duration, parse_duration
-from vigil.settings import (
+from vigil.config.settings import (
     DEFAULT_MODEL,
     DEFAULT_TELEGRAM_BASE_URL,
     Settings,
@@ -25,6 +24,7 @@ from vigil.settings import (
     ensure_workdir_root,
     load_settings,
 )
+from vigil.durations import DurationError, format_duration, parse_duration
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Agent Skills (vigil/skills.py): folders read from disk, front matter held to Anthropic's rules, the
+"""Agent Skills (vigil/tools/skills.py): folders read from disk, front matter held to Anthropic's rules, the
 malformed ones left out with a reason and a log line, the directory read again when it changes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from vigil.skills import Skills, read_skills
+from vigil.tools.skills import Skills, read_skills
 
 
 def skill(root: Path, folder: str, front: str, body: str = "Do the thing.\n") -> Path:

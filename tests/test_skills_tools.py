@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from vigil.actors.tools.skills import view
-from vigil.skills import read_skills, under_skills
-from vigil.tool_mode import EDITOR, risk_of
+from vigil.policy.tool_mode import EDITOR, risk_of
 from vigil.tools.bash import BashRunner
 from vigil.tools.sandbox import Sandbox, detect
+from vigil.tools.skills import read_skills, under_skills
 
 SECRET = "the-data-directorys-secret"
 SKILL = "---\nname: tidy\ndescription: Tidies things.\n---\nStep one: run scripts/go.sh\n"

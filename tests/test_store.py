@@ -18,9 +18,7 @@ import lmdb
 import msgspec
 import pytest
 
-from vigil.store import keys
-from vigil.store.lmdb_env import StoreError
-from vigil.store.schema import (
+from vigil.records.schema import (
     Heartbeat,
     InboxEntry,
     Input,
@@ -41,8 +39,10 @@ from vigil.store.schema import (
     decode_usage_day,
     encode,
 )
+from vigil.store.engine import keys
+from vigil.store.engine.lmdb_env import StoreError
+from vigil.store.engine.writer import WriteFuture
 from vigil.store.store import LmdbStore, SessionGone, UsageEntry, open_store
-from vigil.store.writer import WriteFuture
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 20.0  # seconds any single write or subprocess step may take before the test fails

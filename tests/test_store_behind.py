@@ -1,4 +1,4 @@
-"""Applying behind the journal (vigil.store.behind): an acknowledged commit is in the journal; LMDB catches up.
+"""Applying behind the journal (vigil.store.engine.behind): an acknowledged commit is in the journal; LMDB catches up.
 
 Attacks on what that design could get wrong, each run against real LMDB, a real journal and real processes:
 - a read right after an acknowledgement while LMDB is held far behind (it must still see the write);
@@ -28,8 +28,8 @@ import pytest
 
 from vigil.bench._rig import _turn
 from vigil.errors import SessionGone, StoreError
-from vigil.store import applier, behind, checkpoint
-from vigil.store.schema import SessionHeader, Target
+from vigil.records.schema import SessionHeader, Target
+from vigil.store.engine import applier, behind, checkpoint
 from vigil.store.store import LmdbStore, open_store
 
 
@@ -99,8 +99,8 @@ def test_a_read_sees_every_acknowledged_write_while_lmdb_lags(lagging: None, sto
 CHILD = r"""
 import sys
 import msgspec
-import vigil.store.behind as behind
-import vigil.store.journal as journal
+import vigil.store.engine.behind as behind
+import vigil.store.engine.journal as journal
 behind.GATHER_S = 3600.0  # LMDB is written only when the queue is full: it lags far behind the journal
 behind.LINGER_S = 7200.0
 behind.GATHER_MAX = 10**9
@@ -110,7 +110,7 @@ if int(sys.argv[3]):
     journal.JOURNAL_BYTES = int(sys.argv[3]) * journal.BLOCK
 from pathlib import Path
 from vigil.bench._rig import _turn
-from vigil.store.schema import SessionHeader, Target
+from vigil.records.schema import SessionHeader, Target
 from vigil.store.store import open_store
 store = open_store(Path(sys.argv[1]))
 if sys.argv[2] == "write":
@@ -221,7 +221,7 @@ def test_lmdb_refusing_a_logged_batch_stops_the_store_and_the_next_start_replays
     def refuse(*args: Any) -> None:
         raise lmdb.DiskError("simulated: the disk refused the pages")
 
-    monkeypatch.setattr("vigil.store.behind.write", refuse)
+    monkeypatch.setattr("vigil.store.engine.behind.write", refuse)
     header = commit_turns(store, header, 1)  # acknowledged: it is in the journal
     with pytest.raises(StoreError, match="restart vigil"):
         store.turns("tg:1", 1, 0, 10)
@@ -250,7 +250,7 @@ def test_a_full_journal_starts_over_and_kill_9_still_loses_nothing(tmp_path: Pat
 
 def test_a_checkpoint_never_reads_the_meta_pages_while_the_apply_thread_commits(
         store: LmdbStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A buffered read racing LMDB's write of a meta page can return half of each (vigil.store.journal,
+    """A buffered read racing LMDB's write of a meta page can return half of each (vigil.store.engine.journal,
     "Reading the meta pages"); saved and put back, such a meta opens a state that never existed. So a
     checkpoint that starts while the apply thread is inside a transaction waits for its commit, and what
     it saves is the state that commit made."""

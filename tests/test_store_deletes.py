@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from vigil.expiry import old_generations
-from vigil.media import MediaStore
-from vigil.media_sweep import sweep
+from vigil.media.files import MediaStore
+from vigil.media.sweep import sweep
+from vigil.policy.expiry import old_generations
+from vigil.ports.store import ConversationMove
+from vigil.records.schema import Attachment, Conversation, Input, SessionHeader, Target, Turn
 from vigil.store import deletes
-from vigil.store.schema import Attachment, Conversation, Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore
-from vigil.store_port import ConversationMove
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 20.0

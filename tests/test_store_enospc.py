@@ -33,7 +33,7 @@ from vigil.store import journal
 journal.JOURNAL_BYTES = 64 * journal.BLOCK
 from vigil.bench._rig import _turn
 from vigil.errors import StoreError
-from vigil.store.schema import Note, SessionHeader, Target
+from vigil.records.schema import Note, SessionHeader, Target
 from vigil.store.store import LmdbStore
 
 data_dir, filler = mount / "store", mount / "filler"

@@ -22,8 +22,8 @@ import pytest
 
 from tests.procs import run_vigil, vigil_env
 from vigil.errors import StoreError
-from vigil.store import opening
-from vigil.store.journal import Journal
+from vigil.store.engine import opening
+from vigil.store.engine.journal import Journal
 from vigil.store.store import LmdbStore
 
 MIB = 1024 * 1024
@@ -35,12 +35,12 @@ WAIT = 60.0
 CHILD = r"""
 import sys
 import msgspec
-import vigil.store.journal as journal
+import vigil.store.engine.journal as journal
 journal.CHECKPOINT_S = 3600
 journal.GROW_PAGES = 10**9
 from pathlib import Path
 from vigil.bench._rig import _turn
-from vigil.store.schema import SessionHeader, Target
+from vigil.records.schema import SessionHeader, Target
 from vigil.store.store import open_store
 store = open_store(Path(sys.argv[1]), map_mb=int(sys.argv[2]))
 size = int(sys.argv[3])

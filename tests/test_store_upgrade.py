@@ -24,11 +24,11 @@ import pytest
 
 from tests.procs import run_vigil, vigil_env
 from tests.standins.messages_api import MessagesAPI
-from vigil.media import MediaStore
-from vigil.media_sweep import sweep
-from vigil.store import keys, media_refs
-from vigil.store.lmdb_env import DB_NAMES, MAX_DBS, StoreError
-from vigil.store.schema import Conversation, StoreMeta, decode_meta, encode
+from vigil.media.files import MediaStore
+from vigil.media.sweep import sweep
+from vigil.records.schema import Conversation, StoreMeta, decode_meta, encode
+from vigil.store.engine import keys, media_refs
+from vigil.store.engine.lmdb_env import DB_NAMES, MAX_DBS, StoreError
 from vigil.store.store import LmdbStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v1_store"

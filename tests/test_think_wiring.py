@@ -1,5 +1,6 @@
 """Thinking as vigil wires it, beneath the end-to-end tests: which turns ask for it, what a cut thinking call is
-charged, the setting, and the quote Telegram shows (actors/think.py, actors/turn.py, adapters/telegram/thought.py)."""
+charged, the setting, and the quote Telegram shows (actors/turns/think.py, actors/turns/base.py,
+adapters/telegram/send/thought.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ import pytest
 
 from tests.test_turn_runner import REQUEST, RecordingDisplay
 from vigil.actors.slots import QuerySlots
-from vigil.actors.think import DISABLED, asked, level_of, not_asked
-from vigil.actors.turn import THINKING_LINE, TurnRunner
+from vigil.actors.turns.base import THINKING_LINE, TurnRunner
+from vigil.actors.turns.think import DISABLED, asked, level_of, not_asked
 from vigil.adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, split_for_telegram, utf16_len
-from vigil.adapters.telegram.thought import MAX_THOUGHT, thought_chunk, with_thought
+from vigil.adapters.telegram.send.thought import MAX_THOUGHT, thought_chunk, with_thought
 from vigil.cancel import CancelToken
+from vigil.config.settings import SettingsError, load_settings
 from vigil.model.prices import output_estimate
 from vigil.ports import ModelRequest, ModelResponse, ThinkingSink, TokenUsage, UsageSink
-from vigil.settings import SettingsError, load_settings
-from vigil.store.schema import Message, SessionHeader, Target
+from vigil.records.schema import Message, SessionHeader, Target
 
 THINKING = {"type": "thinking", "thinking": "hmm", "signature": "sig"}
 

@@ -20,7 +20,7 @@ from vigil.model.anthropic_model import AnthropicModel
 from vigil.model.history import join, normalized_turn
 from vigil.model.thinking import LEVELS, MAX_OUTPUT_TOKENS, ThinkingLevel, kept_thinking, thinking_request
 from vigil.ports import ModelError, ModelRequest, ModelResponse, ThinkingPhase
-from vigil.store.schema import Input, Message, Turn
+from vigil.records.schema import Input, Message, Turn
 
 MODEL = "claude-sonnet-5-5"
 LOOKUP = {"name": "lookup", "description": "Look a word up.",

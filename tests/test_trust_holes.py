@@ -25,11 +25,11 @@ from tests.fakes import Block, Harness, HarnessFactory, Say, ScriptedModel, key_
 from tests.procs import run_vigil, vigil_env
 from tests.standins.messages_api import MessagesAPI
 from vigil.actors.protocol import HeartbeatDue
-from vigil.actors.turn import RESTARTED_BEFORE_IT_BEGAN, RESTARTED_WHILE_RUNNING, resume_exchange
-from vigil.store.lmdb_env import StoreError
-from vigil.store.schema import Message, Note
+from vigil.actors.turns.base import RESTARTED_BEFORE_IT_BEGAN, RESTARTED_WHILE_RUNNING, resume_exchange
+from vigil.records.schema import Message, Note
+from vigil.store.engine.lmdb_env import StoreError
+from vigil.store.engine.writer import WriteFuture
 from vigil.store.store import LmdbStore, open_store
-from vigil.store.writer import WriteFuture
 
 
 def refuse_writes(monkeypatch: pytest.MonkeyPatch, store: Any) -> None:

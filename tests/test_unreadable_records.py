@@ -17,9 +17,9 @@ import msgspec
 import pytest
 
 from tests.test_store import WAIT, header, hold_writer, raw_items, turn
-from vigil.store import keys
-from vigil.store.lmdb_env import StoreError
-from vigil.store.schema import Usage, UsageDay, encode
+from vigil.records.schema import Usage, UsageDay, encode
+from vigil.store.engine import keys
+from vigil.store.engine.lmdb_env import StoreError
 from vigil.store.store import (
     CorruptRecord,
     InboxWrite,

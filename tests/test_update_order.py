@@ -7,7 +7,7 @@ import datetime as dt
 
 from telegram import Chat, Message, MessageEntity, Update, User
 
-from vigil.adapters.telegram.order import PerChatOrder, lanes_of
+from vigil.adapters.telegram.receive.order import PerChatOrder, lanes_of
 
 
 def update(update_id: int, chat_id: int, text: str) -> Update:

@@ -16,16 +16,16 @@ import pytest
 from tests.standins.messages_api import validate_request
 from vigil.actors.tools.web import describe_web, web_specs
 from vigil.adapters.telegram.render import markdown_to_html, split_for_telegram, utf16_len, visible_text
+from vigil.config.settings import Settings, load_settings
+from vigil.control.views import usage_report
 from vigil.errors import SettingsError
 from vigil.model.citations import reply_text
 from vigil.model.history import normalize
 from vigil.model.prices import cost_micros, to_usage
 from vigil.model.server_blocks import kept_whole
 from vigil.ports import TokenUsage
-from vigil.settings import Settings, load_settings
-from vigil.store.schema import Usage
+from vigil.records.schema import Usage
 from vigil.store.store import UsageRow
-from vigil.views import usage_report
 
 TOOLS = [{"type": "web_search_20260318", "name": "web_search", "max_uses": 5}]
 

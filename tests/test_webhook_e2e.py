@@ -149,7 +149,7 @@ def test_kill_9_before_the_update_is_durable_means_no_answer_then_a_redelivery_a
         rig: Rig, store: LmdbStore) -> None:
     ida = rig.person("Ida")
     key = f"tg:{ida.id}"
-    # The test holds the store's commit lock, as another process committing would (vigil.store.journal):
+    # The test holds the store's commit lock, as another process committing would (vigil.store.engine.journal):
     # vigil can make nothing durable, so it must not answer Telegram.
     lock = store._lmdb.journal.lock
     lock.hold()

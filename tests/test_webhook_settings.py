@@ -1,5 +1,5 @@
-"""Webhook mode's settings (vigil/webhook.py, read by vigil/settings.py): Telegram's rules, refused in one line,
-and the generated secret token kept in the data directory."""
+"""Webhook mode's settings (vigil/config/webhook.py, read by vigil/config/settings.py): Telegram's rules, refused in
+one line, and the generated secret token kept in the data directory."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.test_settings import home, load, refusal  # noqa: F401  (home: the fixture the helpers need)
-from vigil.settings import SettingsError
-from vigil.webhook import kept_secret, path_of, secret_token
+from vigil.config.settings import SettingsError
+from vigil.config.webhook import kept_secret, path_of, secret_token
 
 
 def test_polling_unless_a_url_is_set(home: Path) -> None:  # noqa: F811

@@ -1,4 +1,4 @@
-"""vigil/workspace.py and the toolbox's per-workspace jail, on a real directory tree.
+"""vigil/tools/workspace.py and the toolbox's per-workspace jail, on a real directory tree.
 
 The end-to-end behaviour is in tests/test_workspace_e2e.py; here are the corners a chat cannot reach
 easily: planted symlinks on the way to a new chat's directory, a workspace swapped for a symlink,
@@ -14,9 +14,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from vigil.store.schema import SessionHeader, Target
+from vigil.records.schema import SessionHeader, Target
 from vigil.tools.toolbox import Toolbox
-from vigil.workspace import (
+from vigil.tools.workspace import (
     WorkspaceError,
     ensure_directory,
     is_operator,

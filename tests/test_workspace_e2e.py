@@ -20,7 +20,7 @@ import pytest
 
 from tests.rig import BOT, Rig
 from tests.standins.messages_api import RecordedRequest
-from vigil.store.schema import Heartbeat, SessionHeader, Target
+from vigil.records.schema import Heartbeat, SessionHeader, Target
 from vigil.store.store import open_store
 
 pytestmark = pytest.mark.e2e
@@ -160,7 +160,7 @@ def test_an_admin_points_a_chat_at_a_project_and_its_editor_works_there(rig: Rig
                       old_str="project x", new_str="project x, edited by the team")
     assert not result.get("is_error"), result
     assert (project / "README").read_text() == "project x, edited by the team\n"
-    # Moving a group's directory is for its admins (vigil/roles.py): the member is told who may.
+    # Moving a group's directory is for its admins (vigil/policy/roles.py): the member is told who may.
     (project / "src").mkdir()
     assert "Only this group's admins" in rig.ask(group.id, member, "/cd src", "⛔").text
     rig.ask(group.id, ada, "/cd src", f"📁 {project / 'src'}")

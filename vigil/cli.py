@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import msgspec
 
 from vigil import __version__
+from vigil.config.settings import Settings, ensure_data_dir, ensure_workdir_root, load_settings
 from vigil.errors import ServiceError, SettingsError, UserError
 from vigil.logs import configure_logging, get_logger
-from vigil.settings import Settings, ensure_data_dir, ensure_workdir_root, load_settings
 
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    from vigil.admin import sessions_command
+    from vigil.ops.admin import sessions_command
 
     settings = _settings(log_default="warning")
     ensure_data_dir(settings)
@@ -99,7 +99,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vigil.backup import take_backup
+    from vigil.ops.backup import take_backup
 
     settings = _settings(log_default="warning")
     manifest = take_backup(settings, Path(args.path))
@@ -113,7 +113,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vigil.restore import restore_backup
+    from vigil.ops.restore import restore_backup
 
     settings = _settings(log_default="warning")
     done = restore_backup(settings, Path(args.path))
@@ -127,7 +127,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from vigil.check import run_checks
+    from vigil.ops.check import run_checks
 
     try:
         settings = _settings(log_default="warning")
@@ -138,7 +138,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_systemd_unit(args: argparse.Namespace) -> int:
-    from vigil.systemd import unit_file
+    from vigil.ops.systemd import unit_file
 
     print(unit_file(user=args.user, env_file=args.env_file, workdir_root=args.workdir_root), end="")
     return 0

@@ -24,7 +24,7 @@ turn, the adapter) and never reach it.
 
 The classes live here, not beside the code that raises them, so that the contract (`vigil.ports`)
 and the command line can name them without importing the store (and with it `lmdb`). The old
-homes (`vigil.settings`, `vigil.store.schema`, `vigil.store.store`, `vigil.lock`...) re-export them.
+homes (`vigil.config.settings`, `vigil.records.schema`, `vigil.store.store`, `vigil.lock`...) re-export them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The running system: store, model, Supervisor, timers, wired together for the adapters.
 
 Adapters only call `submit` (the message goes to the durable inbox, then is told
-to the Supervisor: see vigil/inbox.py) and the out-of-band `stop_turn` / `status`;
+to the Supervisor: see vigil/intake/inbox.py) and the out-of-band `stop_turn` / `status`;
 everything else happens on actor threads. Start-up tells the sessions what the
 last run left unanswered (open turns, then the inbox, in arrival order) before
 the adapters take anything new. Shutdown
@@ -28,19 +28,19 @@ from vigil.actors.slots import QuerySlots
 from vigil.actors.state import SessionDeps
 from vigil.actors.supervisor import StopSessions, Supervisor
 from vigil.actors.timer import HeartbeatTimer
-from vigil.actors.turn import TurnRunner
-from vigil.budget import Allowance
-from vigil.disk import DiskWatch
-from vigil.inbox import Inbox
+from vigil.actors.turns.base import TurnRunner
+from vigil.config.settings import Settings
+from vigil.intake.inbox import Inbox
 from vigil.logs import get_logger
-from vigil.media import MediaStore
-from vigil.media_sweep import MediaSweeper
-from vigil.metrics import NULL_METRICS, Metrics, build_metrics
+from vigil.mcp.extensions import extensions, log_extensions
+from vigil.media.files import MediaStore
+from vigil.media.sweep import MediaSweeper
+from vigil.policy.budget import Allowance
 from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.recall.live import RecallPort, recall_for
-from vigil.runtime_extensions import extensions, log_extensions
-from vigil.settings import Settings
 from vigil.store.store import open_store
+from vigil.telemetry.disk import DiskWatch
+from vigil.telemetry.metrics import NULL_METRICS, Metrics, build_metrics
 from vigil.tools.toolbox import Toolbox
 
 SCRUBBED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "TELEGRAM_BOT_TOKEN")

@@ -31,8 +31,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from vigil.metrics import NULL_METRICS, BeatDecision, Metrics, RetryReason, ScheduleOutcome, SupervisorView
 from vigil.ports import ModelResponse, TokenUsage
+from vigil.telemetry.metrics import NULL_METRICS, BeatDecision, Metrics, RetryReason, ScheduleOutcome, SupervisorView
 
 MICRO_TURNS = 20_000
 
@@ -118,8 +118,8 @@ def measure_metrics_overhead(data_dir: Path, chats: int, turns_each: int, sample
     """(overhead in percent, details): each of `samples` rounds with metrics on between two rounds with them off."""
     from vigil.bench._rig import BenchOutbox, ZeroLatencyBenchModel, _bench_settings, _warm_up
     from vigil.bench._throughput import closed_loop_round
-    from vigil.metrics_prom import PromMetrics
     from vigil.runtime import Runtime
+    from vigil.telemetry.prometheus import PromMetrics
 
     switch = _Switch()
     outbox = BenchOutbox()

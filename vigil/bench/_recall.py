@@ -33,7 +33,7 @@ import msgspec
 
 from vigil.recall import RecallIndex, RecallIndexer, RecallResult, StoreView
 from vigil.recall.db import paths
-from vigil.store.schema import Input, SessionHeader, Target, Turn
+from vigil.records.schema import Input, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore, open_store
 
 _SYLLABLES = ("ka", "lo", "mi", "ra", "zen", "tor", "vel", "quo", "pri", "sa", "nu", "dex", "mar", "lin", "bo", "fe")

@@ -17,9 +17,9 @@ import msgspec
 
 from vigil.actors.protocol import Sender, UserText
 from vigil.cancel import CancelToken
+from vigil.config.settings import Settings, load_settings
 from vigil.ports import FileDelivery, ModelRequest, ModelResponse, OutgoingFile, Reply, TokenUsage, UsageSink
-from vigil.settings import Settings, load_settings
-from vigil.store.schema import Input, Message, SessionHeader, Target, Turn
+from vigil.records.schema import Input, Message, SessionHeader, Target, Turn
 from vigil.store.store import LmdbStore
 
 REPLY = "Noted. Here is a short answer of about the length a chat reply has, give or take a few words."

@@ -2,7 +2,7 @@
 sweep in a store of a million turns.
 
 Both go through the store's real API: conversations are left with the same functions `/new` uses
-(vigil/conversations.py) and committed with their records; the sweep is vigil/media_sweep.py's, after
+(vigil/records/conversations.py) and committed with their records; the sweep is vigil/media/sweep.py's, after
 `delete_session`, as `/forget` runs it. The million turns are written in bulk (vigil/bench/_year_store.py,
 short texts), which is quick and the store's own format.
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import msgspec
 
-from vigil import conversations
 from vigil.bench._rig import _session, _turn
 from vigil.bench._year_store import YearShape, build
-from vigil.media import MediaStore
-from vigil.media_sweep import sweep
-from vigil.store.schema import SessionHeader
+from vigil.media.files import MediaStore
+from vigil.media.sweep import sweep
+from vigil.records import conversations
+from vigil.records.schema import SessionHeader
 from vigil.store.store import LmdbStore, open_store
 
 

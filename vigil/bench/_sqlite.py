@@ -3,7 +3,7 @@
 The SQLite store is the one bots in this field keep: stdlib `sqlite3`, `journal_mode=WAL`,
 `synchronous=FULL` (so a committed turn survives power loss, as vigil's does), one transaction per
 turn that inserts the turn row and updates the session row, a table per record kind with a proper
-primary key, and the very bytes vigil stores (`vigil.store.schema.encode` of the same records, encoded
+primary key, and the very bytes vigil stores (`vigil.records.schema.encode` of the same records, encoded
 inside the timed section on both sides).
 
 For many chats at once it is one connection shared by all threads behind a lock (`check_same_thread=
@@ -29,7 +29,7 @@ from pathlib import Path
 import msgspec
 
 from vigil.bench._rig import _session, _turn
-from vigil.store.schema import SessionHeader, Turn, encode
+from vigil.records.schema import SessionHeader, Turn, encode
 from vigil.store.store import open_store
 
 SCHEMA = (

@@ -44,7 +44,7 @@ from vigil.bench._rig import BenchOutbox, OpenLoop, ZeroLatencyBenchModel, _benc
 from vigil.bench._throughput import _rss_mb, measure_cold_start
 from vigil.bench._year_store import DAY, YearShape, build
 from vigil.ports import Reply
-from vigil.store.schema import SessionHeader, Target
+from vigil.records.schema import SessionHeader, Target
 from vigil.store.store import LmdbStore
 
 YEAR_GOALS: dict[str, tuple[str, float] | None] = {
@@ -172,10 +172,10 @@ class _ReplyOutbox(BenchOutbox):
 def year_probe(data: Path, retention_days: float, baseline_s: float) -> int:
     """Run by `_probe` in a fresh process: the runtime over the year's store, measured; one JSON line."""
     from vigil.actors.protocol import Sender, SessionCommand
-    from vigil.caller import Caller
-    from vigil.control import Control
+    from vigil.control.caller import Caller
+    from vigil.control.dispatch import Control
     from vigil.logs import configure_logging
-    from vigil.retention import Retention
+    from vigil.ops.retention import Retention
     from vigil.runtime import Runtime
 
     configure_logging("warning", "json")

@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 
 import lmdb
 
-from vigil.conversations import title_from
-from vigil.media import MediaStore
-from vigil.store import keys, media_refs
-from vigil.store.core import RECOVER_NO
-from vigil.store.schema import (
+from vigil.media.files import MediaStore
+from vigil.records.conversations import title_from
+from vigil.records.schema import (
     Attachment,
     Conversation,
     Input,
@@ -43,6 +41,8 @@ from vigil.store.schema import (
     UsageDay,
     encode,
 )
+from vigil.store.core import RECOVER_NO
+from vigil.store.engine import keys, media_refs
 from vigil.store.store import LmdbStore
 
 DAY = 86400.0

@@ -8,5 +8,5 @@
 - `results`: a `CallToolResult` made `tool_result` content (`McpOutcome`);
 - `deferral`: which tool definitions go in full and which wait behind the tool search tool.
 
-Nothing is imported here, so that `vigil.settings` can use `names` without loading the SDK.
+Nothing is imported here, so that `vigil.config.settings` can use `names` without loading the SDK.
 """

@@ -4,7 +4,7 @@
   bash output is (head and tail kept, the cut said), so one chatty tool cannot fill the context;
 - images become image blocks, but only what the Messages API takes: the bytes are decoded and
   checked by their signature (JPEG, PNG, GIF, WebP), never by the MIME type the server claimed, and
-  an image over the API's limits is downscaled as a user's photo is (vigil/attachments.py). A broken
+  an image over the API's limits is downscaled as a user's photo is (vigil/media/attachments.py). A broken
   image in the history would make every later request of the chat fail, so it is described instead;
 - audio and binary resources are described (kind, size), not sent;
 - `isError` becomes `is_error`.
@@ -31,7 +31,7 @@ from mcp_types import (
     TextResourceContents,
 )
 
-from vigil.attachments import MAX_IMAGE_BASE64, prepare
+from vigil.media.attachments import MAX_IMAGE_BASE64, prepare
 from vigil.tools.bash import _CappedOutput  # the one cap for tool output (the bash tool's, 16000 bytes)
 
 __all__ = ["OUTPUT_CAP", "ImagePart", "McpOutcome", "convert"]

@@ -6,7 +6,7 @@ disk:
 
 - `ref_block` is what `turn_messages` puts before an input's text (and an MCP tool's result holds for each
   image it returned: actors/tools/mcp.py): a small placeholder that names the attachment. The window
-  (actors/window.py) keeps these, not megabytes of base64 per photo in each of a thousand live sessions,
+  (actors/turns/window.py) keeps these, not megabytes of base64 per photo in each of a thousand live sessions,
   and counts each by the tokens estimated when the file arrived (`block_tokens`), never by the length of
   its text.
 - `materialize`, once per request, replaces each placeholder with the block the API takes: an image,
@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from vigil.ports import MediaSource
-from vigil.store.schema import Attachment
+from vigil.records.schema import Attachment
 
 Block = dict[str, Any]
 ApiMessage = dict[str, Any]
@@ -145,7 +145,7 @@ def materialize(messages: list[ApiMessage], source: MediaSource | None,
 
     `source` None (a heartbeat, which should not pay for the chat's photos at every beat): each file
     becomes a short line naming it. A file whose digest is in `unreadable` (the model service refused
-    it once: actors/refused_files.py) becomes a line saying so, so that it never fails a request again.
+    it once: actors/turns/refused_files.py) becomes a line saying so, so that it never fails a request again.
     The placeholders of the last message are the ones the user is being answered about: a file of
     theirs left out is worded as such, not as one "sent earlier"."""
     spots = ref_spots(messages)

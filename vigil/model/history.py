@@ -24,7 +24,7 @@ from typing import Any
 
 from vigil.model.attached import CARRIED, block_tokens, ref_block
 from vigil.model.server_blocks import kept_whole
-from vigil.store.schema import Input, Turn
+from vigil.records.schema import Input, Turn
 
 Block = dict[str, Any]
 ApiMessage = dict[str, Any]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from vigil.logs import get_logger
 from vigil.ports import TokenUsage
-from vigil.store.schema import Usage
+from vigil.records.schema import Usage
 
 
 @dataclass(frozen=True)

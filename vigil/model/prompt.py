@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vigil.store.schema import Note, SessionHeader, ToolMode
-from vigil.tool_mode import mode_sentence
+from vigil.policy.tool_mode import mode_sentence
+from vigil.records.schema import Note, SessionHeader, ToolMode
 
 RECALL_SENTENCE = ("You can search this chat's earlier conversations, including what no longer fits in your "
                    "context, with the recall tool: use it whenever the user refers to something said before that "
@@ -58,7 +58,7 @@ def system_blocks(header: SessionHeader, notes: Sequence[Note],
                   skills: str = "") -> tuple[dict[str, Any], ...]:
     """The system prompt as text blocks; the last carries the cache breakpoint. `mode`: the chat's permission
     mode, said in a line when the turn offers tools it governs (None: a turn where no one is asked). `skills`:
-    the Agent Skills' listing (vigil/skills.py: names and descriptions), shown when the editor can read them."""
+    the Agent Skills' listing (vigil/tools/skills.py: names and descriptions), shown when the editor can read them."""
     tools = ""
     if "str_replace_based_edit_tool" in tool_names:
         tools = ("You can read and edit files in the working directory with the text editor tool; "

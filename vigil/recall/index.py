@@ -39,7 +39,7 @@ from vigil.recall.db import (
 from vigil.recall.passages import PASSAGES_VERSION
 from vigil.recall.source import CHUNK, TurnSource
 from vigil.recall.writes import SetWriter
-from vigil.store.schema import Turn
+from vigil.records.schema import Turn
 
 REBUILD_LOCK = "recall.rebuild.lock"
 Plan = Literal["ok", "scan", "rebuild"]

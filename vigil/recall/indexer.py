@@ -35,7 +35,7 @@ from vigil.recall.db import IndexUnreadable, is_damage, remove
 from vigil.recall.index import Fed, RecallIndex
 from vigil.recall.search import DEFAULT_LIMIT, RecallResult, Searcher
 from vigil.recall.source import TurnSource
-from vigil.store.schema import Turn
+from vigil.records.schema import Turn
 
 QUEUE_SIZE = 50_000  # turns waiting to be indexed before the index counts itself behind
 # At most one transaction this often while turns keep coming (the first turn after a quiet spell is

@@ -14,7 +14,7 @@ from typing import Protocol
 from vigil.recall.indexer import RecallIndexer
 from vigil.recall.search import DEFAULT_LIMIT, RecallResult
 from vigil.recall.source import StoreView
-from vigil.store.schema import Turn
+from vigil.records.schema import Turn
 from vigil.store.store import LmdbStore
 
 

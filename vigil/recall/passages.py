@@ -19,7 +19,7 @@ from typing import Literal
 
 import msgspec
 
-from vigil.store.schema import Turn
+from vigil.records.schema import Turn
 
 Speaker = Literal["user", "claude"]
 

@@ -21,8 +21,8 @@ import lmdb
 
 from vigil.errors import UnreadableRecord
 from vigil.logs import get_logger
-from vigil.store import keys
-from vigil.store.schema import SessionHeader, Turn, decode_meta, decode_turn
+from vigil.records.schema import SessionHeader, Turn, decode_meta, decode_turn
+from vigil.store.engine import keys
 from vigil.store.store import LmdbStore
 
 CHUNK = 500  # turns read per read transaction while catching up or rebuilding

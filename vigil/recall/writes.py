@@ -23,7 +23,7 @@ from typing import Literal
 from vigil.recall.db import Tables, set_meta
 from vigil.recall.passages import checksum, passages, texts
 from vigil.recall.source import CHUNK, TurnSource
-from vigil.store.schema import Turn
+from vigil.records.schema import Turn
 
 ROW_BITS = 32
 _IN_LIMIT = 2000  # values bound in one IN list (SQLite allows 32,766)

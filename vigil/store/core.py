@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vigil.store.applier import SessionWriteApplier
-from vigil.store.cursors import get
-from vigil.store.lmdb_env import LmdbEnv
-from vigil.store.schema import StoreMeta, decode_meta, encode
-from vigil.store.writer import GroupCommitWriter
+from vigil.records.schema import StoreMeta, decode_meta, encode
+from vigil.store.engine.applier import SessionWriteApplier
+from vigil.store.engine.cursors import get
+from vigil.store.engine.lmdb_env import LmdbEnv
+from vigil.store.engine.writer import GroupCommitWriter
 
 # The recovery index's flags: written, never deleted, on the hot path; readers filter.
 RECOVER_YES = b"1"

@@ -1,6 +1,6 @@
 """Deleting sessions and past conversations: in bounded, journaled transactions, one at a time.
 
-A deletion is a `ReadWrite` (vigil/store/applier.py): it reads what is under a session's or a
+A deletion is a `ReadWrite` (vigil/store/engine/applier.py): it reads what is under a session's or a
 conversation's key prefix in the writer's transaction and deletes it there, and its changes are logged in
 the journal like a turn's, rather than made durable by a checkpoint (a sync of the whole store that every
 session's next commit would wait for). A transaction deletes at most CHUNK turns, a few milliseconds' work,
@@ -12,10 +12,10 @@ What a crash midway leaves, and who finishes it:
   and media references last, together: a crash leaves it with its oldest turns gone (the next
   deletion, or retention, finishes it);
 - a past conversation too large for one transaction is first marked `deleting` in its record (so `/resume`
-  no longer offers it, and a resume racing the deletion is refused: vigil/store/applier.py checks the
+  no longer offers it, and a resume racing the deletion is refused: vigil/store/engine/applier.py checks the
   record in the resume's transaction), then loses its turns, then its last turns with its record,
   summaries and media references: a crash leaves a record marked `deleting` with some of its turns, which
-  vigil/expiry.py judges old, so the next cleanup or retention pass finishes it; its files stay until
+  vigil/policy/expiry.py judges old, so the next cleanup or retention pass finishes it; its files stay until
   then. Every stored turn of a past conversation therefore always has its record.
 """
 
@@ -31,12 +31,12 @@ from typing import Any
 import lmdb
 import msgspec
 
-from vigil.store import keys, media_refs
-from vigil.store.applier import Change, ReadWrite
+from vigil.records.schema import UnreadableRecord, decode_conversation, encode
 from vigil.store.core import StoreCore
-from vigil.store.cursors import items, keys_of, keys_under, prefixed, stored_header
-from vigil.store.schema import UnreadableRecord, decode_conversation, encode
-from vigil.store.writer import WriteFuture
+from vigil.store.engine import keys, media_refs
+from vigil.store.engine.applier import Change, ReadWrite
+from vigil.store.engine.cursors import items, keys_of, keys_under, prefixed, stored_header
+from vigil.store.engine.writer import WriteFuture
 
 CHUNK = 100
 _DELETIONS = threading.Lock()
@@ -102,7 +102,7 @@ class SessionDeletes(StoreCore):
         return self._one(plan, keys.turn_prefix(key))
 
     def prune_generations(self, key: str, before: float, generations: Collection[int] = ()) -> WriteFuture:
-        """Delete past conversations last active before `before` (by their records, as vigil/expiry.py judges),
+        """Delete past conversations last active before `before` (by their records, as vigil/policy/expiry.py judges),
         and `generations`; never the current one, nothing of a pinned session, no record this vigil can't read.
         Resolves to how many went."""
         db = self._db

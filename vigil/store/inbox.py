@@ -4,7 +4,7 @@ A message is put in on arrival (`receive`, an `InboxWrite` record the writer
 applies in bulk) and leaves in the same transaction as the session commit that
 makes it part of the session's state (`SessionWrite.consumed`), or through
 `consume` when it was handled without one; so a crash loses no message and
-answers none twice. `vigil.inbox` is the side that stamps arrival ids and
+answers none twice. `vigil.intake.inbox` is the side that stamps arrival ids and
 hands the messages to the sessions; this module is what it stores.
 
 It also keeps which Telegram updates were taken in (`updates`, by update id): the mark is written in
@@ -23,13 +23,13 @@ from collections.abc import Sequence
 import lmdb
 
 from vigil.logs import get_logger
-from vigil.store import keys
-from vigil.store.applier import Change, InboxWrite
+from vigil.records.held import HeldUpdate, decode_held
+from vigil.records.schema import InboxEntry, UnreadableRecord, decode_inbox, encode
 from vigil.store.core import StoreCore
-from vigil.store.cursors import items, keys_of
-from vigil.store.held import HeldUpdate, decode_held
-from vigil.store.schema import InboxEntry, UnreadableRecord, decode_inbox, encode
-from vigil.store.writer import WriteFuture
+from vigil.store.engine import keys
+from vigil.store.engine.applier import Change, InboxWrite
+from vigil.store.engine.cursors import items, keys_of
+from vigil.store.engine.writer import WriteFuture
 
 
 class StoreInbox(StoreCore):

@@ -1,7 +1,7 @@
 """The store's side of a media sweep: which of the files to look at are still named, read from the index.
 
-The index itself (vigil/store/media_refs.py) is kept by the writes that add and drop references; this
-part answers the sweep (vigil/media_sweep.py): the files marked since the last one, whether each is still
+The index itself (vigil/store/engine/media_refs.py) is kept by the writes that add and drop references; this
+part answers the sweep (vigil/media/sweep.py): the files marked since the last one, whether each is still
 named, and, once the files are dealt with, the marks and stale pairs to drop.
 """
 
@@ -12,10 +12,10 @@ from collections.abc import Iterable
 
 import lmdb
 
-from vigil.store import keys, media_refs
-from vigil.store.applier import ReadWrite
 from vigil.store.core import StoreCore
-from vigil.store.writer import WriteFuture
+from vigil.store.engine import keys, media_refs
+from vigil.store.engine.applier import ReadWrite
+from vigil.store.engine.writer import WriteFuture
 
 
 class MediaIndex(StoreCore):

@@ -2,17 +2,14 @@
 
 Reads run in the caller's thread: LMDB read transactions are cheap and never
 block the writer. Ranges are one cursor walk each, thanks to the key layouts
-in `vigil.store.keys`.
+in `vigil.store.engine.keys`.
 """
 
 from __future__ import annotations
 
 import lmdb
 
-from vigil.store import keys
-from vigil.store.core import RECOVER_YES, StoreCore
-from vigil.store.cursors import generations_under, get, items, prefixed
-from vigil.store.schema import (
+from vigil.records.schema import (
     Conversation,
     Note,
     SessionHeader,
@@ -23,6 +20,9 @@ from vigil.store.schema import (
     decode_note,
     decode_turn,
 )
+from vigil.store.core import RECOVER_YES, StoreCore
+from vigil.store.engine import keys
+from vigil.store.engine.cursors import generations_under, get, items, prefixed
 
 
 class SessionReads(StoreCore):

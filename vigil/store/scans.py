@@ -14,11 +14,11 @@ import lmdb
 import msgspec
 
 from vigil.ports import Unreadable, UsageRow
-from vigil.store import keys
+from vigil.ports.store import SessionActivity
+from vigil.records.schema import SessionHeader, UnreadableRecord, decode_header, decode_usage_day
 from vigil.store.core import StoreCore
-from vigil.store.cursors import get, items, keys_of
-from vigil.store.schema import SessionHeader, UnreadableRecord, decode_header, decode_usage_day
-from vigil.store_port import SessionActivity
+from vigil.store.engine import keys
+from vigil.store.engine.cursors import get, items, keys_of
 
 _ACTIVITY = msgspec.msgpack.Decoder(SessionActivity)
 

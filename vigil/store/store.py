@@ -33,11 +33,11 @@ from pathlib import Path
 
 from vigil.errors import CorruptRecord, SessionGone
 from vigil.ports import Unreadable, UsageEntry, UsageRow
-from vigil.store.applier import INCARNATION_CACHE_LIMIT, InboxWrite, SessionWrite, SessionWriteApplier
 from vigil.store.core import FOREIGN_GRACE_S, RECOVER_NO, RECOVER_YES
 from vigil.store.deletes import SessionDeletes
+from vigil.store.engine.applier import INCARNATION_CACHE_LIMIT, InboxWrite, SessionWrite, SessionWriteApplier
+from vigil.store.engine.lmdb_env import StoreError
 from vigil.store.inbox import StoreInbox
-from vigil.store.lmdb_env import StoreError
 from vigil.store.media_index import MediaIndex
 from vigil.store.reads import SessionReads
 from vigil.store.scans import Scans, unreadable_line, utc_day

@@ -1,6 +1,6 @@
 """Reads of compaction summaries: the newest of a conversation (what a window carries), or all of them.
 
-Summaries live in their own database, keyed like turns (`vigil.store.keys.summary`), so that a
+Summaries live in their own database, keyed like turns (`vigil.store.engine.keys.summary`), so that a
 generation's turns and summaries share one key prefix and are deleted together (`delete_session`,
 `drop_generation`, `prune_generations`). They are written only with a session commit (`commit(...,
 summary=...)`), in the transaction that moves the session's window past what they cover.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import lmdb
 
-from vigil.store import keys
+from vigil.records.schema import Summary, decode_summary
 from vigil.store.core import StoreCore
-from vigil.store.schema import Summary, decode_summary
+from vigil.store.engine import keys
 
 
 class SummaryReads(StoreCore):

@@ -4,11 +4,11 @@ Schema 1 to 2: each header's list of past conversations (`past_generations`, car
 commit) becomes one `Conversation` record per conversation, and the header is written again without it;
 a generation whose turns are stored but that no header listed (an earlier build capped the list) gets a
 record too, from its turns, so that every past conversation has one from now on. The media references
-are indexed from every record's bytes (vigil/store/media_refs.py), and every file of the media store is
+are indexed from every record's bytes (vigil/store/engine/media_refs.py), and every file of the media store is
 marked for the next sweep to look at (files nothing names, left by a crash or a refused upload, then go).
 
 Durably and whole: the upgrade is one write transaction through the store's writer, made durable as any
-other (a checkpoint, vigil/store/journal.py), and the meta record's schema moves to 2 in it. A crash
+other (a checkpoint, vigil/store/engine/journal.py), and the meta record's schema moves to 2 in it. A crash
 during it leaves schema 1 (the next open upgrades again, from the start) or schema 2; an open of a store
 of schema 2 reads one record and does nothing.
 
@@ -26,14 +26,10 @@ from typing import Any
 import lmdb
 import msgspec
 
-from vigil.conversations import title_from
 from vigil.logs import get_logger
-from vigil.media import MediaStore
-from vigil.store import keys, media_refs
-from vigil.store.core import StoreCore
-from vigil.store.cursors import generations_under, get, items
-from vigil.store.lmdb_env import StoreError
-from vigil.store.schema import (
+from vigil.media.files import MediaStore
+from vigil.records.conversations import title_from
+from vigil.records.schema import (
     Conversation,
     StoreMeta,
     Turn,
@@ -43,6 +39,10 @@ from vigil.store.schema import (
     decode_turn,
     encode,
 )
+from vigil.store.core import StoreCore
+from vigil.store.engine import keys, media_refs
+from vigil.store.engine.cursors import generations_under, get, items
+from vigil.store.engine.lmdb_env import StoreError
 
 META_KEY = b"store"  # the meta record's key (vigil/store/core.py writes it first)
 

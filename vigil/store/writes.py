@@ -14,14 +14,14 @@ import lmdb
 import msgspec
 
 from vigil.ports import UsageEntry
-from vigil.store import keys
-from vigil.store.applier import SessionWrite
+from vigil.ports.store import ConversationMove
+from vigil.records.schema import Note, SessionHeader, Summary, Turn, encode
+from vigil.records.wake import wake_at
 from vigil.store.core import RECOVER_NO, RECOVER_YES, StoreCore
-from vigil.store.cursors import delete_prefix, keys_of, stored_header
-from vigil.store.schema import Note, SessionHeader, Summary, Turn, encode
-from vigil.store.wake import wake_at
-from vigil.store.writer import WriteFuture
-from vigil.store_port import ConversationMove
+from vigil.store.engine import keys
+from vigil.store.engine.applier import SessionWrite
+from vigil.store.engine.cursors import delete_prefix, keys_of, stored_header
+from vigil.store.engine.writer import WriteFuture
 
 HEARTBEAT_OFF = b""
 
@@ -48,7 +48,7 @@ class SessionWrites(StoreCore):
         recover = None
         if previous is None or previous.needs_recovery != header.needs_recovery:
             recover = RECOVER_YES if header.needs_recovery else RECOVER_NO
-        # The timer's index: when the session next needs waking, for a beat or a schedule (vigil/store/wake.py).
+        # The timer's index: when the session next needs waking, for a beat or a schedule (vigil/records/wake.py).
         wake = wake_at(header)
         heartbeat = None
         if previous is None or wake_at(previous) != wake:

@@ -62,7 +62,7 @@ def current_turn_text(body: dict[str, Any]) -> str:
 
 
 SUMMARY_MARKER = "You are compacting a conversation"
-"""How vigil's compaction call begins its system prompt (actors/summary.py): such a request asks for a
+"""How vigil's compaction call begins its system prompt (actors/turns/summary.py): such a request asks for a
 summary of a transcript, so the words quoted in it are not the user's directives."""
 
 
