@@ -16,7 +16,8 @@ import pytest
 
 from tests.test_settings import home as home  # the fixture
 from tests.test_settings import load, refusal
-from vigil.telemetry.disk import WARNED_FILE, DiskWatch, measure, no_room, parse_percent, size
+from vigil.config.parsing import percent as parse_percent
+from vigil.telemetry.disk import WARNED_FILE, DiskWatch, measure, no_room, size
 
 DAY = 86400.0
 

@@ -56,12 +56,12 @@ def test_the_generated_secret_is_made_once_0600_and_kept(home: Path, tmp_path: P
     data = tmp_path / "data"
     data.mkdir()
     settings = load(home, VIGIL_DATA_DIR=str(data), VIGIL_WEBHOOK_URL="https://bot.example.org/hook")
-    first = secret_token(settings)
+    first = secret_token(settings.webhook_secret, settings.data_dir)
     path = data / "webhook-secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(first) >= 32 and first == path.read_text()
-    assert secret_token(settings) == first == kept_secret(path)
+    assert secret_token(settings.webhook_secret, settings.data_dir) == first == kept_secret(path)
     assert [p.name for p in data.iterdir()] == ["webhook-secret"]  # no temporary file left behind
     path.write_text("not valid!")
     with pytest.raises(SettingsError, match="webhook-secret"):
-        secret_token(settings)
+        secret_token(settings.webhook_secret, settings.data_dir)

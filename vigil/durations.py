@@ -7,6 +7,7 @@ duration means the same thing wherever a user types it.
 from __future__ import annotations
 
 import re
+import time
 
 from vigil.errors import DurationError as DurationError  # its old home: re-exported
 
@@ -42,3 +43,10 @@ def format_duration(seconds: float) -> str:
             count, total = divmod(total, size)
             parts.append(f"{count}{unit}")
     return "".join(parts[:2])
+
+
+def ago(at: float, now: float | None = None) -> str:
+    if at <= 0:
+        return "never"
+    delta = (time.time() if now is None else now) - at
+    return "just now" if delta < 5 else f"{format_duration(delta)} ago"

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from vigil.ports import ModelResponse
+    from vigil.values import ModelResponse
 
 
 class VigilError(Exception):

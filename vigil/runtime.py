@@ -40,7 +40,7 @@ from vigil.ports import ModelPort, Outbox, Store, WriteFuture
 from vigil.recall.live import RecallPort, recall_for
 from vigil.store.store import open_store
 from vigil.telemetry.disk import DiskWatch
-from vigil.telemetry.metrics import NULL_METRICS, Metrics, build_metrics
+from vigil.telemetry.metrics import NULL_METRICS, Metrics
 from vigil.tools.toolbox import Toolbox
 
 SCRUBBED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "TELEGRAM_BOT_TOKEN")
@@ -241,3 +241,12 @@ class Runtime:
             self.store.mark_undelivered(key, seq).result()
         if refs:
             self.log.warning("runtime.undelivered_kept", replies=len(refs))
+
+
+def build_metrics(settings: Settings, registry: Registry, store: Store, slots: QuerySlots) -> Metrics:
+    """The process's metrics: Prometheus when VIGIL_METRICS_LISTEN is set (not yet serving), else the null ones."""
+    if not settings.metrics_listen:
+        return NULL_METRICS
+    from vigil.telemetry.prometheus import PromMetrics
+
+    return PromMetrics(settings.metrics_listen, registry=registry, store=store, slots=slots)

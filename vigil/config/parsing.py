@@ -165,3 +165,21 @@ def web(raw: str) -> tuple[WebTool, ...]:
     if unknown := chosen - set(get_args(WebTool)):
         raise ValueError(f"{min(unknown)!r} is not a web tool: use search,fetch (the default), search, fetch or off")
     return tuple(tool for tool in get_args(WebTool) if tool in chosen)
+
+
+DISK_WARN_PERCENT = 10.0
+"""VIGIL_DISK_WARN_PERCENT's default: admins are told when free space falls under it (vigil/telemetry/disk.py)."""
+
+
+def percent(raw: str) -> float:
+    """VIGIL_DISK_WARN_PERCENT: a number from 0 to 100 (a `%` may follow); `off` or 0 warns never."""
+    value = raw.strip().removesuffix("%").strip()
+    if value.lower() == "off":
+        return 0.0
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("must be a percentage from 0 to 100, or off") from None
+    if not 0 <= number <= 100:
+        raise ValueError("must be a percentage from 0 to 100, or off")
+    return number

@@ -24,7 +24,6 @@ from vigil.config.parsing import MAX_UPLOAD_MB as MAX_UPLOAD_MB
 from vigil.config.parsing import WebTool as WebTool
 from vigil.errors import SettingsError as SettingsError  # its old home: re-exported
 from vigil.mcp.names import parse_server_names
-from vigil.telemetry import disk
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_TELEGRAM_BASE_URL = "https://api.telegram.org/bot"
@@ -83,7 +82,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_listen: tuple[str, int] = webhook.DEFAULT_LISTEN
     heartbeat_idle_pause_s: float = 7 * 86400.0  # 0: never paused (actors/timing/idle_pause.py)
     max_schedules: int = 20  # per chat (actors/timing/schedules.py)
-    disk_warn_percent: float = disk.DEFAULT_WARN_PERCENT  # admins are told when free space falls under it (disk.py)
+    disk_warn_percent: float = parse.DISK_WARN_PERCENT  # admins are told when free space falls under it
     # Who may change a group's settings and delete its data (vigil/policy/roles.py): its admins, or every member.
     group_settings: Literal["admins", "members"] = "admins"
     # MCP servers and Agent Skills (vigil/mcp/, vigil/tools/skills.py). The config file is read by vigil/mcp/config.py:
@@ -178,7 +177,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("VIGIL_WEBHOOK_LISTEN", "webhook_listen", webhook.parse_listen),
     _Var("VIGIL_HEARTBEAT_IDLE_PAUSE", "heartbeat_idle_pause_s", parse.duration_or_off),
     _Var("VIGIL_MAX_SCHEDULES", "max_schedules", parse.positive_int),
-    _Var("VIGIL_DISK_WARN_PERCENT", "disk_warn_percent", disk.parse_percent),
+    _Var("VIGIL_DISK_WARN_PERCENT", "disk_warn_percent", parse.percent),
     _Var("VIGIL_GROUP_SETTINGS", "group_settings", parse.choice("admins", "members")),
     _Var("VIGIL_MCP_DEFAULT", "mcp_default", parse_server_names),
     _Var("VIGIL_MCP_TIMEOUT", "mcp_timeout_s", parse.duration),

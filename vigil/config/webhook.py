@@ -16,15 +16,11 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from vigil.config.parsing import host_port
 from vigil.durable import fsync_dir, write_all
 from vigil.errors import SettingsError
-
-if TYPE_CHECKING:
-    from vigil.config.settings import Settings
 
 DEFAULT_LISTEN = ("127.0.0.1", 8443)
 TELEGRAM_PORTS = (443, 80, 88, 8443)
@@ -84,11 +80,11 @@ def path_of(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
-def secret_token(settings: Settings) -> str:
-    """VIGIL_WEBHOOK_SECRET, else the one kept in the data directory (made on first use)."""
-    if settings.webhook_secret:
-        return settings.webhook_secret
-    return kept_secret(settings.data_dir / SECRET_FILE)
+def secret_token(configured: str | None, data_dir: Path) -> str:
+    """VIGIL_WEBHOOK_SECRET (`configured`), else the one kept in the data directory (made on first use)."""
+    if configured:
+        return configured
+    return kept_secret(data_dir / SECRET_FILE)
 
 
 def kept_secret(path: Path) -> str:

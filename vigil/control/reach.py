@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from vigil.actors.protocol import SessionCommand
 from vigil.control.caller import Caller
 from vigil.mcp.config import effective_servers
-from vigil.mcp.tools import ServerStatus
+from vigil.mcp.tools import NO_CONFIG, server_lines
 from vigil.ports import Reply
 from vigil.records.schema import SessionHeader
 
@@ -30,10 +30,6 @@ if TYPE_CHECKING:  # the session's side (actors/commands/mcp.py) shares server_l
     from vigil.runtime import Runtime
 
 __all__ = ["McpCommands"]
-
-NO_CONFIG = ("🔌 No MCP servers are configured here: the operator lists them in the file VIGIL_MCP_CONFIG names "
-             "(the mcpServers format of Claude Desktop and Claude Code).")
-
 
 class McpCommands:
     """The control side of `/mcp` and `/skills`; `header` reads a chat's header (live, else stored)."""
@@ -90,15 +86,3 @@ class McpCommands:
         return Reply(text="\n".join(lines))
 
 
-def server_lines(status: ServerStatus) -> list[str]:
-    """One server for /mcp: its summary line, what it is, and its tools (read-only ones first)."""
-    lines = [f"• {status.line()} — {status.describe}"]
-    if status.state == "not started":
-        lines.append("  starts when Claude first uses it")
-    reads = [tool.tool for tool in status.tools if tool.read_only]
-    changes = [tool.tool for tool in status.tools if not tool.read_only]
-    if reads:
-        lines.append(f"  read-only: {', '.join(reads)}")
-    if changes:
-        lines.append(f"  may change things (asks first in ask mode): {', '.join(changes)}")
-    return lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from vigil.durations import format_duration
+from vigil.durations import ago, format_duration
 from vigil.model.prices import WEB_SEARCH_MICROS
 from vigil.records.schema import Heartbeat, SessionHeader, Usage
 from vigil.store.store import UsageRow
@@ -22,13 +22,6 @@ def tokens(count: int) -> str:
 def money(micros: int) -> str:
     dollars = micros / 1_000_000
     return f"${dollars:.4f}" if dollars < 1 else f"${dollars:.2f}"
-
-
-def ago(at: float, now: float | None = None) -> str:
-    if at <= 0:
-        return "never"
-    delta = (time.time() if now is None else now) - at
-    return "just now" if delta < 5 else f"{format_duration(delta)} ago"
 
 
 def clock(at: float) -> str:

@@ -7,9 +7,9 @@ strings) are added to the log redactor before anything could print them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from vigil.config.settings import Settings
 from vigil.logs import redact_also
 from vigil.mcp.config import McpConfig, load_config
 from vigil.tools.skills import Skills
@@ -17,10 +17,34 @@ from vigil.tools.skills import Skills
 if TYPE_CHECKING:
     from vigil.mcp.manager import McpManager
 
-__all__ = ["extensions", "log_extensions"]
+__all__ = ["ExtensionSettings", "extensions", "log_extensions"]
 
 
-def extensions(settings: Settings) -> tuple[McpConfig, McpManager | None, Skills]:
+class ExtensionSettings(Protocol):
+    """What of the settings (`vigil.config.settings.Settings`) the extensions are made from: named here,
+    so that the settings, which read `VIGIL_MCP_DEFAULT` with `vigil.mcp.names`, stay beneath this package."""
+
+    @property
+    def mcp_config(self) -> Path | None:
+        """VIGIL_MCP_CONFIG: the servers' JSON file, or None for none."""
+
+    @property
+    def mcp_default(self) -> tuple[str, ...]:
+        """VIGIL_MCP_DEFAULT: the servers on in every chat."""
+
+    @property
+    def mcp_timeout_s(self) -> float:
+        """VIGIL_MCP_TIMEOUT: how long one tool call may take."""
+
+    @property
+    def skills_dir(self) -> Path:
+        """Where the Agent Skills are read from."""
+
+    def secrets(self) -> tuple[str, ...]:
+        """vigil's own secrets, which a server's output must never echo."""
+
+
+def extensions(settings: ExtensionSettings) -> tuple[McpConfig, McpManager | None, Skills]:
     """The MCP config as read (its problems included), its manager (None: no servers), the skills."""
     config = load_config(settings.mcp_config, settings.mcp_default)
     redact_also(config.secrets())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["McpTool", "ServerState", "ServerStatus"]
+__all__ = ["NO_CONFIG", "McpTool", "ServerState", "ServerStatus", "server_lines"]
 
 ServerState = Literal["not started", "starting", "running", "failed"]
 
@@ -57,3 +57,21 @@ class ServerStatus:
         if self.state == "failed" and self.retry_in_s:
             parts.append(f"next try in {self.retry_in_s:.0f} s")
         return " · ".join(parts)
+
+
+def server_lines(status: ServerStatus) -> list[str]:
+    """One server for /mcp: its summary line, what it is, and its tools (read-only ones first)."""
+    lines = [f"• {status.line()} — {status.describe}"]
+    if status.state == "not started":
+        lines.append("  starts when Claude first uses it")
+    reads = [tool.tool for tool in status.tools if tool.read_only]
+    changes = [tool.tool for tool in status.tools if not tool.read_only]
+    if reads:
+        lines.append(f"  read-only: {', '.join(reads)}")
+    if changes:
+        lines.append(f"  may change things (asks first in ask mode): {', '.join(changes)}")
+    return lines
+
+
+NO_CONFIG = ("🔌 No MCP servers are configured here: the operator lists them in the file VIGIL_MCP_CONFIG names "
+             "(the mcpServers format of Claude Desktop and Claude Code).")

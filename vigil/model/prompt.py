@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from vigil.policy.tool_mode import mode_sentence
 from vigil.records.schema import Note, SessionHeader, ToolMode
 
 RECALL_SENTENCE = ("You can search this chat's earlier conversations, including what no longer fits in your "
@@ -84,3 +83,16 @@ def system_blocks(header: SessionHeader, notes: Sequence[Note],
     if section:
         text = f"{text}\n\n{section}"
     return ({"type": "text", "text": text, "cache_control": {"type": "ephemeral"}},)
+
+
+def mode_sentence(mode: ToolMode) -> str:
+    """The system prompt's line about the mode: brief, and what it asks of Claude."""
+    if mode == "ask":
+        return ("Permission mode: ask. The user sees each shell command (or the diff of each file change, or the "
+                "arguments of each MCP tool that may change something) before it runs and must approve it, and "
+                "may decline. So say in a sentence what a command or change is for before you make the call; if "
+                "one is declined, don't retry it: ask instead.")
+    if mode == "readonly":
+        return ("Permission mode: read-only. You can view files but not change them or run commands; "
+                "the user can switch with /mode.")
+    return "Permission mode: auto. Your commands and file changes run without asking the user."

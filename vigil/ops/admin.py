@@ -16,8 +16,8 @@ import time
 
 from vigil.config.settings import Settings
 from vigil.control.dispatch import complete, export_session
-from vigil.control.views import ago, clock, heartbeat_line, money, session_title, usage_line
-from vigil.durations import DurationError, parse_duration
+from vigil.control.views import clock, heartbeat_line, money, session_title, usage_line
+from vigil.durations import DurationError, ago, parse_duration
 from vigil.media.files import MediaStore
 from vigil.media.sweep import sweep
 from vigil.ops.stats import print_stats

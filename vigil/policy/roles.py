@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from vigil.config.settings import Settings
-from vigil.records.schema import Input, SessionHeader
+from vigil.records.schema import Input, Schedule, SessionHeader
 
 GROUP_TYPES = ("group", "supergroup")
 # Telegram's GroupAnonymousBot: whatever an anonymous admin writes in a group comes from it (with the group as
@@ -227,3 +227,9 @@ def asker_of(inputs: Sequence[Input], limited: Callable[[int], bool]) -> Input |
 def senders_of(inputs: Sequence[Input]) -> tuple[int, ...]:
     """Everyone whose message a turn answers, once each, in order."""
     return tuple(dict.fromkeys(item.user_id for item in inputs))
+
+
+def cancel_verdict(roles: Roles, header: SessionHeader, schedule: Schedule, *user_ids: int) -> Verdict:
+    """May these people (a presser, or everyone a turn answers) cancel `schedule` of the chat of `header`?"""
+    return roles.everyone(place_of(header), user_ids, "admin", f"cancel {schedule.id}", owner=schedule.owner,
+                          owner_name=schedule.owner_name or (f"user {schedule.owner}" if schedule.owner else ""))

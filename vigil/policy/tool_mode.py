@@ -77,16 +77,3 @@ def risk_of(name: str, tool_input: dict[str, Any], read_only: bool = False) -> R
 def offers_bash(mode: ToolMode) -> bool:
     """Read-only chats are not offered bash at all: offering a shell only to refuse it would confuse."""
     return mode != "readonly"
-
-
-def mode_sentence(mode: ToolMode) -> str:
-    """The system prompt's line about the mode: brief, and what it asks of Claude."""
-    if mode == "ask":
-        return ("Permission mode: ask. The user sees each shell command (or the diff of each file change, or the "
-                "arguments of each MCP tool that may change something) before it runs and must approve it, and "
-                "may decline. So say in a sentence what a command or change is for before you make the call; if "
-                "one is declined, don't retry it: ask instead.")
-    if mode == "readonly":
-        return ("Permission mode: read-only. You can view files but not change them or run commands; "
-                "the user can switch with /mode.")
-    return "Permission mode: auto. Your commands and file changes run without asking the user."

@@ -40,6 +40,9 @@ from vigil.ports.store import WriteFuture as WriteFuture
 from vigil.records.schema import Target
 from vigil.records.schema import TurnKind as TurnKind
 from vigil.records.schema import TurnStatus as TurnStatus
+from vigil.values import ModelRequest as ModelRequest
+from vigil.values import ModelResponse as ModelResponse
+from vigil.values import TokenUsage as TokenUsage
 
 # ---------------------------------------------------------------------------- closed sets
 
@@ -53,35 +56,6 @@ UsageKind = Literal["chat", "heartbeat", "compact"]
 """What a session's model calls were for, as it charges them (the store keeps any kind it is given)."""
 
 # ---------------------------------------------------------------------------- model
-
-
-class TokenUsage(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    web_search_requests: int = 0  # Anthropic's server web searches in the call (`usage.server_tool_use`), billed each
-
-
-class ModelRequest(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """One Messages API call, already valid: alternating roles, answered tool_use, no empty text."""
-
-    model: str
-    max_tokens: int
-    system: tuple[dict[str, Any], ...]
-    messages: tuple[dict[str, Any], ...]
-    tools: tuple[dict[str, Any], ...] = ()
-    # The Messages API's `thinking` as vigil/model/thinking.py makes it from the chat's level; None: not sent.
-    thinking: dict[str, Any] | None = None
-
-
-class ModelResponse(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """The assistant message. `stop_reason` is "cancelled" when /stop cut it short."""
-
-    content: tuple[dict[str, Any], ...]
-    stop_reason: str
-    usage: TokenUsage
-    model: str = ""
 
 
 UsageSink = Callable[[TokenUsage], None]

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from vigil.ports.marks import UpdateMarks
+from vigil.records.conversations import ConversationMove as ConversationMove
 from vigil.records.schema import Conversation, InboxEntry, Note, SessionHeader, Summary, Turn, Usage
 
 
@@ -64,18 +65,6 @@ class SessionActivity(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_f
     def activity(self) -> float:
         """When anything last happened in the session (as vigil/policy/expiry.py's `activity`)."""
         return max(self.last_activity, self.last_turn_at, self.created_at)
-
-
-class ConversationMove(msgspec.Struct, frozen=True, gc=False, kw_only=True):
-    """What a switch of conversations writes beside the header that makes another one current.
-
-    `left`: the conversation put away, as its record (None: it was empty, and is not kept); `resumed`: the
-    generation made current, whose record goes (its header fields hold it now). One transaction with the
-    header, so a crash leaves one current conversation and every other one in a record, never a mix.
-    """
-
-    left: Conversation | None = None
-    resumed: int | None = None
 
 
 class WriteFuture(Protocol):

@@ -20,12 +20,22 @@ from __future__ import annotations
 
 import msgspec
 
-from vigil.ports import Store
-from vigil.ports.store import ConversationMove
 from vigil.records.schema import Conversation, Input, SessionHeader
 
 TITLE_CHARS = 40
 MAX_TITLE_CHARS = 100  # what /title keeps of a name
+
+
+class ConversationMove(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """What a switch of conversations writes beside the header that makes another one current.
+
+    `left`: the conversation put away, as its record (None: it was empty, and is not kept); `resumed`: the
+    generation made current, whose record goes (its header fields hold it now). One transaction with the
+    header, so a crash leaves one current conversation and every other one in a record, never a mix.
+    """
+
+    left: Conversation | None = None
+    resumed: int | None = None
 
 
 def title_from(text: str, limit: int = TITLE_CHARS) -> str:
@@ -69,12 +79,6 @@ def next_generation(header: SessionHeader, newest: int) -> int:
     """A number no conversation of this session has: `newest` is the highest the store holds anything under
     (after a /resume the current one need not be the newest)."""
     return max(header.generation, newest) + 1
-
-
-def last_turn_at(store: Store, key: str, generation: int) -> float:
-    """When the conversation's last turn ended (or began), read from the store: 0 if it has none."""
-    turns = store.last_turns(key, generation, 1)
-    return max((t.ended_at or t.started_at for t in turns), default=0.0)
 
 
 def leave(header: SessionHeader, now: float, last_at: float) -> Conversation:

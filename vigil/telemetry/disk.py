@@ -32,27 +32,12 @@ CHECK_EVERY_S = 60.0
 MEDIA_WALK_EVERY_S = 60.0
 TELL_AGAIN_AFTER_S = 86400.0
 WARNED_FILE = "disk-warned"
-DEFAULT_WARN_PERCENT = 10.0
 FULL_BYTES = 1024 * 1024  # less room than this where the store lives: a failed write is the disk being full
 
 Cause = Literal["space", "store"]
 CAUSES: tuple[Cause, ...] = ("space", "store")
 _TIMES = struct.Struct("<" + "d" * len(CAUSES))  # when each cause was last told, epoch seconds
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-def parse_percent(raw: str) -> float:
-    """VIGIL_DISK_WARN_PERCENT: a number from 0 to 100 (a `%` may follow); `off` or 0 warns never."""
-    value = raw.strip().removesuffix("%").strip()
-    if value.lower() == "off":
-        return 0.0
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError("must be a percentage from 0 to 100, or off") from None
-    if not 0 <= number <= 100:
-        raise ValueError("must be a percentage from 0 to 100, or off")
-    return number
 
 
 def size(count: int) -> str:

@@ -17,15 +17,9 @@ Supervisor's spawn/evict/respawn counters) is read then, and costs the hot paths
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from vigil.ports import ModelError, ModelResponse, TokenUsage
-
-if TYPE_CHECKING:
-    from vigil.actors.registry import Registry
-    from vigil.actors.slots import QuerySlots
-    from vigil.config.settings import Settings
-    from vigil.ports import Store
 
 BeatDecision = Literal["spoke", "silent", "failed", "cut"]
 """What a heartbeat that ran came to: it sent something, said nothing, failed, or was cut by a shutdown."""
@@ -76,6 +70,27 @@ def call_figures(model: str, response: ModelResponse | None, error: BaseExceptio
         return error.kind, (partial.model if partial is not None and partial.model else model), (
             partial.usage if partial is not None else None)
     return "internal", model, None
+
+
+class SessionsView(Protocol):
+    """What the scrape reads from the registry of live sessions (`vigil.actors.registry.Registry`)."""
+
+    def live_count(self) -> int:
+        """Sessions with a live actor."""
+
+    def busy_count(self) -> int:
+        """Sessions answering (a turn or a heartbeat) now."""
+
+    def queued_count(self) -> int:
+        """Messages the live sessions hold waiting for their turn."""
+
+
+class SlotsView(Protocol):
+    """What the scrape reads from the model-call slots (`vigil.actors.slots.QuerySlots`)."""
+
+    @property
+    def in_flight(self) -> int:
+        """Model calls running now."""
 
 
 class SupervisorView(Protocol):
@@ -182,12 +197,3 @@ class NullMetrics:
 
 
 NULL_METRICS = NullMetrics()
-
-
-def build_metrics(settings: Settings, registry: Registry, store: Store, slots: QuerySlots) -> Metrics:
-    """The process's metrics: Prometheus when VIGIL_METRICS_LISTEN is set (not yet serving), else the null ones."""
-    if not settings.metrics_listen:
-        return NULL_METRICS
-    from vigil.telemetry.prometheus import PromMetrics
-
-    return PromMetrics(settings.metrics_listen, registry=registry, store=store, slots=slots)

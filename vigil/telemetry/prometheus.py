@@ -37,15 +37,13 @@ from vigil.telemetry.metrics import (
     BeatSkip,
     RetryReason,
     ScheduleOutcome,
+    SessionsView,
+    SlotsView,
     SupervisorView,
     call_figures,
     model_label,
     skip_label,
 )
-
-if typing.TYPE_CHECKING:
-    from vigil.actors.registry import Registry
-    from vigil.actors.slots import QuerySlots
 
 # Turns take from well under a second (a short answer) to minutes (tools, long replies).
 TURN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -99,7 +97,7 @@ class PromMetrics(Collector):
     of plain numbers per event, which is what this keeps (measured: vigil/bench/_metrics.py).
     """
 
-    def __init__(self, listen: str, registry: Registry, store: Store, slots: QuerySlots) -> None:
+    def __init__(self, listen: str, registry: SessionsView, store: Store, slots: SlotsView) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._listen = listen
         self._server: ThreadingWSGIServer | None = None
@@ -302,7 +300,7 @@ def _host_in_url(host: str) -> str:
 class _ScrapeCollector(Collector):
     """What is read when Prometheus asks: cheap gauges and the Supervisor's own counters."""
 
-    def __init__(self, registry: Registry, store: Store, slots: QuerySlots) -> None:
+    def __init__(self, registry: SessionsView, store: Store, slots: SlotsView) -> None:
         self.registry = registry
         self.store = store
         self.slots = slots

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.recovery import resend_undelivered
 from vigil.actors.state import Session
-from vigil.control.views import ago
-from vigil.ports import Button
+from vigil.durations import ago
+from vigil.ports import Button, Store
 from vigil.ports.store import ConversationMove
 from vigil.records import conversations
 from vigil.records.schema import SessionHeader, UnreadableRecord
@@ -43,7 +43,7 @@ def _switch(session: Session, header: SessionHeader,
             change: Callable[[SessionHeader, float, float], tuple[SessionHeader, ConversationMove]]) -> bool:
     """Put `change(header, now, last turn's time)` in place with one durable write; False (unchanged) if refused."""
     now = session.deps.clock()
-    last_at = conversations.last_turn_at(session.deps.store, session.key, header.generation) if header.next_seq else 0.0
+    last_at = last_turn_at(session.deps.store, session.key, header.generation) if header.next_seq else 0.0
     session.header, move = change(header, now, last_at)
     if not session.commit(wait=True, move=move):
         session.header = header
@@ -150,3 +150,9 @@ def cmd_title(session: Session, message: SessionCommand) -> None:
 
 
 COMMANDS = {"new": cmd_new, "resume": cmd_resume, "title": cmd_title}
+
+
+def last_turn_at(store: Store, key: str, generation: int) -> float:
+    """When the conversation's last turn ended (or began), read from the store: 0 if it has none."""
+    turns = store.last_turns(key, generation, 1)
+    return max((t.ended_at or t.started_at for t in turns), default=0.0)

@@ -17,8 +17,8 @@ import msgspec
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
 from vigil.actors.tools.mcp import chat_servers
-from vigil.control.reach import NO_CONFIG, server_lines
 from vigil.mcp.names import parse_server_names
+from vigil.mcp.tools import NO_CONFIG, server_lines
 from vigil.policy.roles import place_of
 
 NOT_SAVED = "⚠️ That could not be saved (the store refused the write), so it did not happen."

@@ -14,9 +14,9 @@ from __future__ import annotations
 from vigil.actors.protocol import SessionCommand
 from vigil.actors.state import Session
 from vigil.actors.timing import schedules, unreachable
-from vigil.policy.roles import Roles, Verdict, place_of
+from vigil.policy.roles import cancel_verdict
 from vigil.ports import Button
-from vigil.records.schema import Schedule, SessionHeader
+from vigil.records.schema import Schedule
 
 CANCEL_PREFIX = "sched:cancel:"
 USAGE = "Usage: /schedules, or /schedules cancel ID"
@@ -24,12 +24,6 @@ USAGE = "Usage: /schedules, or /schedules cancel ID"
 
 def cancel_button(schedule: Schedule) -> Button:
     return Button(f"✖ Cancel {schedule.id}", f"{CANCEL_PREFIX}{schedule.id}")
-
-
-def cancel_verdict(roles: Roles, header: SessionHeader, schedule: Schedule, *user_ids: int) -> Verdict:
-    """May these people (a presser, or everyone a turn answers) cancel `schedule` of the chat of `header`?"""
-    return roles.everyone(place_of(header), user_ids, "admin", f"cancel {schedule.id}", owner=schedule.owner,
-                          owner_name=schedule.owner_name or (f"user {schedule.owner}" if schedule.owner else ""))
 
 
 def cmd_schedules(session: Session, message: SessionCommand) -> None:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.actors.commands.schedules import cancel_verdict
 from vigil.actors.state import Session
 from vigil.actors.timing import schedules
 from vigil.actors.timing.beats import zone_of
 from vigil.actors.timing.rules import describe_rule, local_time
 from vigil.actors.turns.base import ToolSet
 from vigil.cancel import CancelToken
-from vigil.policy.roles import asker_of, senders_of
+from vigil.policy.roles import asker_of, cancel_verdict, senders_of
 from vigil.records.schema import Input
 from vigil.tools.outcome import ToolOutcome
 

@@ -28,13 +28,12 @@ from telegram import CallbackQuery, Message
 from telegram.error import BadRequest
 
 from vigil.actors.commands.schedules import CANCEL_PREFIX as SCHEDULE_CANCEL
-from vigil.actors.commands.schedules import cancel_verdict
 from vigil.actors.protocol import SessionCommand
 from vigil.adapters.telegram.send.outbox import TelegramOutbox, markup_for
 from vigil.commands import cancel_asker
 from vigil.control.caller import Caller
 from vigil.control.dispatch import Control
-from vigil.policy.roles import Need, Verdict
+from vigil.policy.roles import Need, Verdict, cancel_verdict
 from vigil.ports import Reply
 from vigil.records.conversations import resume_args
 from vigil.runtime import Runtime

@@ -48,7 +48,7 @@ async def start_webhook(settings: Settings, app: Application, receiver: UpdateRe
     """
     url = settings.webhook_url
     assert url is not None
-    secret = await asyncio.to_thread(secret_token, settings)
+    secret = await asyncio.to_thread(secret_token, settings.webhook_secret, settings.data_dir)
     server = WebhookServer(receiver, app, secret, path_of(url), settings.webhook_listen)
     await server.start()
     try:
