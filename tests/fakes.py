@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.protocol import Drain, Sender, SessionCommand, UserText
+from vigil.actors.core.protocol import Drain, Sender, SessionCommand, UserText
 from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
 from vigil.config.settings import Settings, load_settings

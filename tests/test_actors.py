@@ -35,7 +35,7 @@ from tests.fakes import (
     response,
     wait_until,
 )
-from vigil.actors.protocol import DeliveryFailed, Tick
+from vigil.actors.core.protocol import DeliveryFailed, Tick
 from vigil.actors.session import SessionActor
 from vigil.cancel import CancelToken
 from vigil.control.cleanup import Cleanup

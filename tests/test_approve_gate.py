@@ -23,9 +23,9 @@ from tests.fakes import (
     key_of,
     make_settings,
 )
-from vigil.actors.protocol import Sender
+from vigil.actors.core.protocol import Sender
+from vigil.actors.engine.runner import resume_exchange
 from vigil.actors.tools.approval_prompt import prompt_reply, what
-from vigil.actors.turns.base import resume_exchange
 from vigil.commands import parse_command
 from vigil.config.settings import SettingsError, load_settings
 from vigil.control.caller import Caller

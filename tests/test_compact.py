@@ -24,8 +24,8 @@ from tests.fakes import (
     wait_until,
 )
 from tests.test_history import _histories, make_turn, refusal, sized_turn, text, user
+from vigil.actors.engine.window import HistoryWindow, summary_message
 from vigil.actors.turns.summary import SUMMARY_MARKER, summary_request, transcript
-from vigil.actors.turns.window import HistoryWindow, summary_message
 from vigil.control.dispatch import export_session
 from vigil.model.history import join, normalize, turn_messages
 from vigil.ports import ModelRequest

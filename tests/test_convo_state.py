@@ -22,7 +22,7 @@ from tests.fakes import (
     last_user_text,
     wait_until,
 )
-from vigil.actors.protocol import Sender, UserText
+from vigil.actors.core.protocol import Sender, UserText
 from vigil.actors.turns.edits import correction_text
 from vigil.intake.inbox import entry_of, message_of
 from vigil.ports.store import ConversationMove

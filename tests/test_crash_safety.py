@@ -20,7 +20,7 @@ import pytest
 from tests.procs import VigilProcess, vigil_env
 from tests.standins.bot_api import BotAPI
 from tests.standins.messages_api import MessagesAPI, validate_request
-from vigil.actors.turns.window import HistoryWindow
+from vigil.actors.engine.window import HistoryWindow
 from vigil.model.history import join
 from vigil.store.store import open_store
 

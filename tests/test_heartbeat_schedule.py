@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vigil.actors.protocol import HeartbeatDue
+from vigil.actors.core.protocol import HeartbeatDue
 from vigil.actors.timer import CATCH_UP_SPREAD_S, HeartbeatTimer
 from vigil.actors.timing.beats import in_active_hours, message_digest, next_due, next_window_start
 from vigil.actors.timing.beats import parse_hours as _hours

@@ -1,4 +1,4 @@
-"""Stored turns -> Messages API requests (`vigil/model/history.py`) and the history window (`actors/turns/window.py`).
+"""Stored turns -> Messages API requests (`vigil/model/history.py`) and the history window (`actors/engine/window.py`).
 
 Whatever happened to a turn (stopped, failed, cut by a crash between a tool_use and its result),
 the request built from it must be one the API accepts. "Accepts" is decided by the Messages API
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.standins.messages_api import validate_request
-from vigil.actors.turns.window import SLIDE_TO, HistoryWindow
+from vigil.actors.engine.window import SLIDE_TO, HistoryWindow
 from vigil.model.history import (
     INTERRUPTED_RESULT,
     estimate_tokens,

@@ -20,7 +20,7 @@ import pytest
 
 from tests.fakes import CHANNEL, WAIT_S, Block, HarnessFactory, ScriptedModel, key_of, last_user_text, wait_until
 from tests.procs import run_vigil, vigil_env
-from vigil.actors.protocol import SessionCommand, UserText
+from vigil.actors.core.protocol import SessionCommand, UserText
 from vigil.intake.inbox import entry_of, message_of
 from vigil.ports import Store
 from vigil.ports import WriteFuture as PortFuture
@@ -199,7 +199,7 @@ def test_messages_convert_to_records_and_back() -> None:
 
 
 def _sender() -> Any:
-    from vigil.actors.protocol import Sender
+    from vigil.actors.core.protocol import Sender
 
     return Sender(user_id=5, name="Tess Ng", username="tess")
 

@@ -21,7 +21,7 @@ from tests.fakes import HarnessFactory
 from tests.ptb import ALICE, with_bot
 from tests.standins.bot_api import BotAPI
 from tests.standins.images import make_jpeg
-from vigil.actors.protocol import UserText
+from vigil.actors.core.protocol import UserText
 from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.handlers import TelegramHandlers
 from vigil.adapters.telegram.receive.intake import (

@@ -22,9 +22,9 @@ from tests.mcp_servers import script
 from tests.standins.messages_api import MessagesAPI
 from tests.test_mcp_config import env
 from tests.test_mcp_manager import wait_until
+from vigil.actors.engine.runner import tool_result
 from vigil.actors.tools.approval_prompt import prompt_reply
 from vigil.actors.tools.mcp import searches_fit
-from vigil.actors.turns.base import tool_result
 from vigil.actors.turns.refused_files import RefusedFiles
 from vigil.cancel import CancelToken
 from vigil.config.settings import load_settings

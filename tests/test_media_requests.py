@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes import check_request
 from tests.media_samples import jpeg, pdf
-from vigil.actors.turns.window import HistoryWindow
+from vigil.actors.engine.window import HistoryWindow
 from vigil.media.attachments import ingest
 from vigil.media.files import MediaStore
 from vigil.model.attached import REF_TYPE, RequestLimits, has_refs, materialize

@@ -20,7 +20,7 @@ import pytest
 from tests.fakes import CHANNEL, Harness, HarnessFactory, Say, UseTools, chat_id_of, check_request, key_of, wait_until
 from tests.media_samples import jpeg, pdf
 from tests.procs import run_vigil, vigil_env
-from vigil.actors.protocol import Sender, UserText
+from vigil.actors.core.protocol import Sender, UserText
 from vigil.control.dispatch import export_session
 from vigil.media.attachments import ingest
 from vigil.media.files import MediaStore

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes import HarnessFactory, key_of
-from vigil.actors.registry import Registry
-from vigil.actors.slots import QuerySlots
+from vigil.actors.core.registry import Registry
+from vigil.actors.engine.slots import QuerySlots
 from vigil.config.settings import SettingsError, load_settings
 from vigil.errors import StartupError
 from vigil.ports import ModelError, ModelResponse, TokenUsage

@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 
 from tests.fakes import ScriptedModel, UseTools, make_settings
-from vigil.actors.slots import QuerySlots
-from vigil.actors.turns.base import SilentDisplay, ToolSet, TurnRunner
-from vigil.actors.turns.meter import Meter
+from vigil.actors.engine.meter import Meter
+from vigil.actors.engine.runner import SilentDisplay, ToolSet, TurnRunner
+from vigil.actors.engine.slots import QuerySlots
 from vigil.cancel import CancelToken
 from vigil.control.offers import EXPIRED, NOT_YOURS, Offer, Offers
 from vigil.model.history import normalize

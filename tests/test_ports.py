@@ -40,7 +40,7 @@ def test_the_contract_imports_without_lmdb() -> None:
     assert not loaded & set(_HEAVY), sorted(loaded & set(_HEAVY))
 
 
-CONTRACT_MODULES = ("vigil.ports", "vigil.ports.store", "vigil.ports.marks")  # ports re-exports the other two's names
+CONTRACT_MODULES = ("vigil.ports", "vigil.ports.store", "vigil.ports.store")  # ports re-exports the other two's names
 
 
 def _protocols() -> list[type]:

@@ -18,7 +18,7 @@ import pytest
 from telegram import Update
 
 from tests.test_inbox import done, entry, header, hold_writer
-from vigil.actors.protocol import Sender, UserText
+from vigil.actors.core.protocol import Sender, UserText
 from vigil.adapters.telegram.receive import receiver as receiver_module
 from vigil.adapters.telegram.receive.receiver import MAX_REPLAYS, UpdateReceiver
 from vigil.adapters.telegram.receive.webhook import WebhookServer

@@ -17,7 +17,7 @@ import pytest
 
 from tests.fakes import CHANNEL, Custom, Harness, HarnessFactory, chat_id_of, check_request, key_of, response
 from tests.media_samples import jpeg
-from vigil.actors.protocol import Sender, UserText
+from vigil.actors.core.protocol import Sender, UserText
 from vigil.actors.turns.refused_files import MAX_REMEMBERED, reason_of, remember
 from vigil.cancel import CancelToken
 from vigil.errors import ModelError

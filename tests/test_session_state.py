@@ -1,4 +1,4 @@
-"""The plain Session (actors/state.py) over a real LMDB store, without actors: what reaches disk and when.
+"""The plain Session (actors/core/state.py) over a real LMDB store, without actors: what reaches disk and when.
 
 Each test builds a `Session` directly (no pykka, no Runtime) on a store in tmp_path, drives it the way
 the actor's parts do, and checks the store: the header written with the inbox messages it holds, a
@@ -15,13 +15,13 @@ import msgspec
 import pytest
 
 from tests.fakes import CHANNEL, RecordingOutbox, ScriptedModel, make_settings
-from vigil.actors.protocol import Sender, UserText
-from vigil.actors.registry import Registry, SessionControl
-from vigil.actors.slots import QuerySlots
-from vigil.actors.state import Session, SessionDeps
+from vigil.actors.core.protocol import Sender, UserText
+from vigil.actors.core.registry import Registry, SessionControl
+from vigil.actors.core.state import Session, SessionDeps
+from vigil.actors.engine.runner import TurnRunner
+from vigil.actors.engine.slots import QuerySlots
 from vigil.actors.tools.notes import save_note
 from vigil.actors.turns import user as user_turn
-from vigil.actors.turns.base import TurnRunner
 from vigil.intake.inbox import Inbox
 from vigil.policy.budget import Allowance
 from vigil.ports.store import ConversationMove

@@ -86,7 +86,8 @@ def test_a_read_sees_every_acknowledged_write_while_lmdb_lags(lagging: None, sto
     store.commit(header, create=True).result()
     header = commit_turns(store, header, 30)
     apply = store._lmdb.behind
-    assert apply is not None and apply.applied < apply.handed, "LMDB was meant to lag behind the journal"
+    assert isinstance(apply, behind.ApplyBehind)
+    assert apply.applied < apply.handed, "LMDB was meant to lag behind the journal"
     # From another thread, as a session's reader would: the read waits for LMDB, it does not miss the writes.
     seen: list[int] = []
     reader = threading.Thread(target=lambda: seen.extend(t.seq for t in store.turns("tg:1", 1, 0, 100)))

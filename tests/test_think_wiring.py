@@ -1,5 +1,5 @@
 """Thinking as vigil wires it, beneath the end-to-end tests: which turns ask for it, what a cut thinking call is
-charged, the setting, and the quote Telegram shows (actors/turns/think.py, actors/turns/base.py,
+charged, the setting, and the quote Telegram shows (actors/turns/think.py, actors/engine/runner.py,
 adapters/telegram/send/thought.py)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from tests.test_turn_runner import REQUEST, RecordingDisplay
-from vigil.actors.slots import QuerySlots
-from vigil.actors.turns.base import THINKING_LINE, TurnRunner
+from vigil.actors.engine.runner import THINKING_LINE, TurnRunner
+from vigil.actors.engine.slots import QuerySlots
 from vigil.actors.turns.think import DISABLED, asked, level_of, not_asked
 from vigil.adapters.telegram.render import TELEGRAM_TEXT_LIMIT, Chunk, split_for_telegram, utf16_len
 from vigil.adapters.telegram.send.thought import MAX_THOUGHT, thought_chunk, with_thought

@@ -24,8 +24,8 @@ import pytest
 from tests.fakes import Block, Harness, HarnessFactory, Say, ScriptedModel, key_of, wait_until
 from tests.procs import run_vigil, vigil_env
 from tests.standins.messages_api import MessagesAPI
-from vigil.actors.protocol import HeartbeatDue
-from vigil.actors.turns.base import RESTARTED_BEFORE_IT_BEGAN, RESTARTED_WHILE_RUNNING, resume_exchange
+from vigil.actors.core.protocol import HeartbeatDue
+from vigil.actors.engine.runner import RESTARTED_BEFORE_IT_BEGAN, RESTARTED_WHILE_RUNNING, resume_exchange
 from vigil.records.schema import Message, Note
 from vigil.store.engine.lmdb_env import StoreError
 from vigil.store.engine.writer import WriteFuture

@@ -1,4 +1,4 @@
-"""TurnRunner and QuerySlots (actors/turns/base.py) on their own: the tool loop, the round limit,
+"""TurnRunner and QuerySlots (actors/engine/runner.py) on their own: the tool loop, the round limit,
 cancellation (during a tool, during a blocked call, while waiting for a slot) and model errors.
 
 The model is a `ScriptedModel` from tests/fakes.py; tools and the display are recording doubles.
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import vigil.actors.turns.base
+import vigil.actors.engine.runner
 from tests.fakes import (
     Block,
     Crash,
@@ -24,8 +24,8 @@ from tests.fakes import (
     check_request,
     wait_until,
 )
-from vigil.actors.slots import QuerySlots
-from vigil.actors.turns.base import CANCELLED, ToolSet, TurnOutcome, TurnRunner
+from vigil.actors.engine.runner import CANCELLED, ToolSet, TurnOutcome, TurnRunner
+from vigil.actors.engine.slots import QuerySlots
 from vigil.cancel import CancelToken
 from vigil.ports import ModelRequest
 from vigil.records.schema import Message
@@ -289,7 +289,7 @@ def test_slots_are_handed_on_when_released(rigs: list[Rig]) -> None:
 
 
 def test_keepalive_while_a_call_is_slow(rigs: list[Rig], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(vigil.actors.turns.base, "KEEPALIVE_S", 0.02)
+    monkeypatch.setattr(vigil.actors.engine.runner, "KEEPALIVE_S", 0.02)
     gate = threading.Event()
     r = rig(rigs, ScriptedModel([Block(gate, text="finally")]))
     thread, out = r.run_in_thread(CancelToken())

@@ -21,14 +21,14 @@ from typing import Any
 
 import pykka
 
-from vigil.actors.protocol import DeliveryFailed, Recover, SessionCommand, Tick, UserText
-from vigil.actors.registry import Registry, SessionControl
+from vigil.actors.core.protocol import DeliveryFailed, Recover, SessionCommand, Tick, UserText
+from vigil.actors.core.registry import Registry, SessionControl
+from vigil.actors.core.state import SessionDeps
+from vigil.actors.engine.runner import TurnRunner
+from vigil.actors.engine.slots import QuerySlots
 from vigil.actors.session import SessionActor
-from vigil.actors.slots import QuerySlots
-from vigil.actors.state import SessionDeps
 from vigil.actors.supervisor import StopSessions, Supervisor
 from vigil.actors.timer import HeartbeatTimer
-from vigil.actors.turns.base import TurnRunner
 from vigil.config.settings import Settings
 from vigil.intake.inbox import Inbox
 from vigil.logs import get_logger

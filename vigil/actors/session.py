@@ -1,9 +1,9 @@
 """SessionActor: one per chat; the actor's job only: its mailbox, eviction, failure and stop.
 
-What the session is lives in a plain `Session` (actors/state.py); what it does is composed from
+What the session is lives in a plain `Session` (actors/core/state.py); what it does is composed from
 parts it calls: the user turn (actors/turns/user.py), commands (actors/commands/table.py, a table the
-parts contribute to), heartbeats (actors/heartbeat.py), and recovery of what a previous run left
-(actors/recovery.py).
+parts contribute to), heartbeats (actors/commands/heartbeat.py), and recovery of what a previous run left
+(actors/core/recovery.py).
 
 One turn at a time. A message that arrives during a turn waits in the mailbox; each user message
 is appended to the header's `pending` list and the actor tells itself `RunTurn`, which lands behind
@@ -23,9 +23,11 @@ from typing import Any
 import msgspec
 import pykka
 
-from vigil.actors import heartbeat, recovery, wake
+from vigil.actors import wake
+from vigil.actors.commands import heartbeat
 from vigil.actors.commands.table import COMMANDS, CommandHandler, run_command
-from vigil.actors.protocol import (
+from vigil.actors.core import recovery
+from vigil.actors.core.protocol import (
     ActorFailed,
     DeliveryFailed,
     Drain,
@@ -40,8 +42,8 @@ from vigil.actors.protocol import (
     TargetMoved,
     UserText,
 )
-from vigil.actors.registry import SessionControl
-from vigil.actors.state import Session, SessionDeps, is_group
+from vigil.actors.core.registry import SessionControl
+from vigil.actors.core.state import Session, SessionDeps, is_group
 from vigil.actors.timing import idle_pause, unreachable
 from vigil.actors.turns import edits
 from vigil.actors.turns import user as user_turn

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from vigil.actors.protocol import (
+from vigil.actors.core.protocol import (
     ActorFailed,
     DeliveryFailed,
     Drain,
@@ -33,8 +33,8 @@ from vigil.actors.protocol import (
     Tick,
     UserText,
 )
+from vigil.actors.core.state import SessionDeps
 from vigil.actors.session import SessionActor
-from vigil.actors.state import SessionDeps
 from vigil.logs import get_logger
 
 

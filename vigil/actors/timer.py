@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from vigil.actors.protocol import HeartbeatDue
+from vigil.actors.core.protocol import HeartbeatDue
 from vigil.logs import get_logger
 
 RETRY_S = 120.0

@@ -10,9 +10,9 @@ Then the timer is re-armed for whatever is next.
 
 from __future__ import annotations
 
-from vigil.actors import heartbeat
-from vigil.actors.protocol import HeartbeatDue
-from vigil.actors.state import Session
+from vigil.actors.commands import heartbeat
+from vigil.actors.core.protocol import HeartbeatDue
+from vigil.actors.core.state import Session
 from vigil.actors.timing import idle_pause
 from vigil.actors.timing.schedules import rearm
 from vigil.actors.turns.schedule import fire_due

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from vigil.actors.protocol import Drain, Sender, UserText
+from vigil.actors.core.protocol import Drain, Sender, UserText
 from vigil.actors.tools.send_file import human_size
 from vigil.cancel import CancelToken
 from vigil.commands import parse_command

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.protocol import Sender, UserText
+from vigil.actors.core.protocol import Sender, UserText
 from vigil.cancel import CancelToken
 from vigil.config.settings import Settings, load_settings
 from vigil.ports import FileDelivery, ModelRequest, ModelResponse, OutgoingFile, Reply, TokenUsage, UsageSink

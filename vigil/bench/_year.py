@@ -171,7 +171,7 @@ class _ReplyOutbox(BenchOutbox):
 
 def year_probe(data: Path, retention_days: float, baseline_s: float) -> int:
     """Run by `_probe` in a fresh process: the runtime over the year's store, measured; one JSON line."""
-    from vigil.actors.protocol import Sender, SessionCommand
+    from vigil.actors.core.protocol import Sender, SessionCommand
     from vigil.control.caller import Caller
     from vigil.control.dispatch import Control
     from vigil.logs import configure_logging
@@ -239,7 +239,7 @@ def year_probe(data: Path, retention_days: float, baseline_s: float) -> int:
 
 def _said(header: SessionHeader, text: str) -> Any:
     """A message in this chat from one of its people, as the Telegram adapter hands it over."""
-    from vigil.actors.protocol import Sender, UserText
+    from vigil.actors.core.protocol import Sender, UserText
 
     return UserText(key=header.key, target=header.target, text=text, at=time.time(), chat_type=header.chat_type,
                     sender=Sender(user_id=header.participants[0] if header.participants else 1, name="b"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vigil.actors.protocol import Sender
+from vigil.actors.core.protocol import Sender
 from vigil.policy.roles import GROUP_TYPES, Place
 from vigil.records.schema import Target
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from vigil.actors.protocol import Forget, Sender
+from vigil.actors.core.protocol import Forget, Sender
 from vigil.commands import cancel_button
 from vigil.control.caller import Caller
 from vigil.control.offers import OFFER_TTL_S, Listed, Offer, Offers

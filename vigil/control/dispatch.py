@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.protocol import SessionCommand
+from vigil.actors.core.protocol import SessionCommand
 from vigil.commands import ParsedCommand, help_text
 from vigil.control.caller import Caller
 from vigil.control.cleanup import DEFAULT_CLEANUP_AGE, Cleanup

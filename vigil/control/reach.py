@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vigil.actors.protocol import SessionCommand
+from vigil.actors.core.protocol import SessionCommand
 from vigil.control.caller import Caller
 from vigil.mcp.config import effective_servers
 from vigil.mcp.tools import NO_CONFIG, server_lines

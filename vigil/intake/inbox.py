@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from vigil.actors.protocol import Sender, SessionCommand, UserText
+from vigil.actors.core.protocol import Sender, SessionCommand, UserText
 from vigil.intake.receipt import CURRENT
 from vigil.ports import Store, WriteFuture
 from vigil.records.schema import InboxEntry

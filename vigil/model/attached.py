@@ -6,7 +6,7 @@ disk:
 
 - `ref_block` is what `turn_messages` puts before an input's text (and an MCP tool's result holds for each
   image it returned: actors/tools/mcp.py): a small placeholder that names the attachment. The window
-  (actors/turns/window.py) keeps these, not megabytes of base64 per photo in each of a thousand live sessions,
+  (actors/engine/window.py) keeps these, not megabytes of base64 per photo in each of a thousand live sessions,
   and counts each by the tokens estimated when the file arrived (`block_tokens`), never by the length of
   its text.
 - `materialize`, once per request, replaces each placeholder with the block the API takes: an image,

@@ -12,7 +12,7 @@ turns), so the records are all there is to judge. One whose deletion a crash int
 is old whatever its times. A record this vigil can't read (a newer one's) is never judged old.
 
 This module reads through the `Store` port only and imports no actors, so that the session itself
-(actors/state.py, for a live session), the service's cleanup flow (vigil/control/cleanup.py) and the
+(actors/core/state.py, for a live session), the service's cleanup flow (vigil/control/cleanup.py) and the
 command line (vigil/ops/admin.py) all use it.
 """
 

@@ -10,8 +10,8 @@ and its values live in `vigil/ports/store.py` (one screen each) and are re-expor
 
 The arrows point here:
 
-    actors, adapters, commands, model, store  ──►  vigil.ports  ──►  vigil.records.schema, vigil.errors,
-                                                                     vigil.cancel, msgspec
+    actors, adapters, commands, model, store  ──►  vigil.ports  ──►  vigil.records, vigil.values,
+                                                                     vigil.errors, vigil.cancel, msgspec
 
 The contract depends on nothing heavy: importing it loads neither `lmdb` nor the store, the SDK or
 Telegram (tests/test_ports.py proves it), so an implementation can be swapped or faked without them.
@@ -31,9 +31,9 @@ from vigil.errors import ModelError as ModelError
 from vigil.errors import ModelErrorKind as ModelErrorKind
 from vigil.errors import SessionGone as SessionGone
 from vigil.errors import TranscriptionError as TranscriptionError
-from vigil.ports.marks import UpdateMarks as UpdateMarks
 from vigil.ports.store import Store as Store
 from vigil.ports.store import Unreadable as Unreadable
+from vigil.ports.store import UpdateMarks as UpdateMarks
 from vigil.ports.store import UsageEntry as UsageEntry
 from vigil.ports.store import UsageRow as UsageRow
 from vigil.ports.store import WriteFuture as WriteFuture

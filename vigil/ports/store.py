@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from vigil.ports.marks import UpdateMarks
 from vigil.records.conversations import ConversationMove as ConversationMove
+from vigil.records.held import HeldUpdate
 from vigil.records.schema import Conversation, InboxEntry, Note, SessionHeader, Summary, Turn, Usage
 
 
@@ -76,6 +76,28 @@ class WriteFuture(Protocol):
 
     def done(self) -> bool:
         """Whether the outcome is known (durable or failed), without waiting."""
+        ...
+
+
+class UpdateMarks(Protocol):
+    def update_taken(self, update_id: int) -> bool:
+        """Whether this update was taken in before: marked (by `receive` or `mark_updates`) or held."""
+        ...
+
+    def mark_updates(self, updates: Sequence[int]) -> WriteFuture:
+        """Mark updates as taken that put nothing in the inbox; drops their held copies."""
+        ...
+
+    def hold_update(self, update_id: int, held: HeldUpdate) -> WriteFuture:
+        """Keep an update as it came until what it becomes is durable (its mark drops the copy)."""
+        ...
+
+    def held_updates(self) -> list[tuple[int, HeldUpdate]]:
+        """The updates held and not yet taken, in update order."""
+        ...
+
+    def forget_updates(self, before: float) -> WriteFuture:
+        """Drop the marks of updates taken before `before` (epoch seconds); the future's value: how many."""
         ...
 
 

@@ -73,7 +73,7 @@ def call_figures(model: str, response: ModelResponse | None, error: BaseExceptio
 
 
 class SessionsView(Protocol):
-    """What the scrape reads from the registry of live sessions (`vigil.actors.registry.Registry`)."""
+    """What the scrape reads from the registry of live sessions (`vigil.actors.core.registry.Registry`)."""
 
     def live_count(self) -> int:
         """Sessions with a live actor."""
@@ -86,7 +86,7 @@ class SessionsView(Protocol):
 
 
 class SlotsView(Protocol):
-    """What the scrape reads from the model-call slots (`vigil.actors.slots.QuerySlots`)."""
+    """What the scrape reads from the model-call slots (`vigil.actors.engine.slots.QuerySlots`)."""
 
     @property
     def in_flight(self) -> int:

@@ -1,4 +1,4 @@
-"""The tools Claude uses in a chat's working directory.
+"""The tools Claude uses in a chat's working directory, and what confines them.
 
 - `Toolbox` is the entry point the conversation uses: tool definitions to offer
   (`specs`), `run` for a `tool_use` block, `describe` for a progress line.
@@ -9,6 +9,11 @@
 - `BashRunner` implements Anthropic's `bash_20250124` tool. A shell cannot be
   confined by the jail, so every command runs in the bubblewrap `Sandbox`;
   it is opt-in, and not offered at all when the sandbox cannot be built.
+- `workspace` is each chat's directory and who shares it; `skills` the Agent Skills
+  mounted read-only; `approvals` the values of an approval prompt and its buttons.
+
+A new tool that works on files or runs things goes here; the session's side of it (which turns
+offer it) in `vigil/actors/tools/`. May import the records, cancel tokens and logs only.
 """
 
 from vigil.tools.bash import BashRunner

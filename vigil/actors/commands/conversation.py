@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.recovery import resend_undelivered
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.recovery import resend_undelivered
+from vigil.actors.core.state import Session
 from vigil.durations import ago
 from vigil.ports import Button, Store
 from vigil.ports.store import ConversationMove

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import msgspec
 
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session
 from vigil.actors.tools.mcp import chat_servers
 from vigil.mcp.names import parse_server_names
 from vigil.mcp.tools import NO_CONFIG, server_lines

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session
 from vigil.policy.tool_mode import ALLOWS, MODES, effective_mode, is_console
 from vigil.records.schema import ToolMode
 

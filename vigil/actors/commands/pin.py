@@ -11,8 +11,8 @@ from __future__ import annotations
 import msgspec
 
 from vigil.actors.commands.session import NOT_SAVED
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session
 
 _OFF = ("off", "no", "unpin", "release")
 

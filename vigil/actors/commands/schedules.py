@@ -11,8 +11,8 @@ a press into `/schedules cancel <id>` from whoever pressed it, so both go throug
 
 from __future__ import annotations
 
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session
 from vigil.actors.timing import schedules, unreachable
 from vigil.policy.roles import cancel_verdict
 from vigil.ports import Button

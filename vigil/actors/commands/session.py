@@ -1,4 +1,4 @@
-"""The commands that change a session: /cd, /model, /notes, /forget (/new is in conversation_commands.py).
+"""The commands that change a session: /cd, /model, /notes, /forget (/new is in conversation.py).
 
 Each is a function of the session and the command, run inside the session's actor (in order with
 its messages); `COMMANDS` is this part's contribution to the table in actors/commands/table.py.
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import msgspec
 
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session
 from vigil.commands import cancel_button
 from vigil.model.prices import MODEL_CHOICES
 from vigil.ports import Button

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from vigil.actors import heartbeat
 from vigil.actors.commands import (
     conversation as conversation_commands,
+)
+from vigil.actors.commands import (
+    heartbeat,
+    pin,
 )
 from vigil.actors.commands import (
     mcp as mcp_command,
@@ -20,16 +23,13 @@ from vigil.actors.commands import (
     mode as mode_command,
 )
 from vigil.actors.commands import (
-    pin,
-)
-from vigil.actors.commands import (
     schedules as schedule_commands,
 )
 from vigil.actors.commands import (
     session as session_commands,
 )
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session
 from vigil.actors.turns import compaction, think
 
 CommandHandler = Callable[[Session, SessionCommand], None]

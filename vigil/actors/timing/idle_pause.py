@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from vigil.actors.state import Session
+from vigil.actors.core.state import Session
 from vigil.actors.timing.beats import next_due, zone_of
 from vigil.actors.timing.schedules import rearm
 from vigil.durations import format_duration

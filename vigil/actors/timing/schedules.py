@@ -13,7 +13,7 @@ import math
 
 import msgspec
 
-from vigil.actors.state import Session
+from vigil.actors.core.state import Session
 from vigil.actors.timing.beats import zone_of
 from vigil.actors.timing.rules import Recurrence, check_floor, describe_rule, local_time, new_id, parse_at, parse_rule
 from vigil.records.schema import Schedule

@@ -2,7 +2,7 @@
 
 When Telegram refuses a reply for good (the bot was blocked, removed from the group, the chat is gone),
 every later firing of a reminder or a recurring task would be a model call paid for nothing, failing
-the same way. The heartbeat is turned off then (actors/heartbeat.py); schedules are kept, since someone
+the same way. The heartbeat is turned off then (actors/commands/heartbeat.py); schedules are kept, since someone
 asked for each of them, but paused: the header says why (`SessionHeader.unreachable`), which takes them
 out of the timer's index (vigil/records/wake.py). The next message from a user (they unblocked the bot, or
 added it back) resumes them: what fell due meanwhile fires at once, marked late, and recurring ones go on.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-from vigil.actors.protocol import DeliveryFailed
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import DeliveryFailed
+from vigil.actors.core.state import Session
 from vigil.actors.timing.schedules import rearm
 
 

@@ -1,15 +1,20 @@
-"""The tool sets turns offer, assembled in one place from small tool modules.
+"""The tool sets turns offer, assembled in one place from small tool modules, behind the approval gate.
 
 Each tool module gives a `ToolSet` (specs, run, describe) for one session; `merge` routes a call
 to the set that offers the name. A new tool is a new module here and one line in the turn kind's
-list below; a new turn kind is one more function.
+list below; a new turn kind is one more function. `approval_gate` wraps a turn's tools so that what
+the chat's mode calls risky waits for Allow, and `approval_prompt` is what the person is shown.
+
+May import `vigil.actors.core`, `engine` and `timing`, and the machinery beneath the actors (the
+tools, MCP, recall, media, policy); the turns import this, never the reverse.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from vigil.actors.state import Session
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.actors.tools.mcp import with_mcp
 from vigil.actors.tools.notes import note_tools
 from vigil.actors.tools.recall import recall_tools
@@ -19,7 +24,6 @@ from vigil.actors.tools.send_message import BeatSends, send_message_tools
 from vigil.actors.tools.skills import skill_files
 from vigil.actors.tools.web import web_tools
 from vigil.actors.tools.workspace import workspace_tools
-from vigil.actors.turns.base import ToolSet
 from vigil.cancel import CancelToken
 from vigil.ports import ModelRequest
 from vigil.tools.outcome import ToolOutcome

@@ -16,7 +16,7 @@ Durability, so that a restart neither loses a question nor runs a command twice:
 an `Approval` in the session header, keyed by the call's `tool_use_id` (which the gate learns from
 the exchange the runner hands `on_tool` before each call), written durably at each step:
 "asked" before the prompt is posted, "allowed" before the tool runs, "denied". After a restart
-(actors/recovery.py, `resume_exchange`) a call "asked" or "denied" certainly did not begin: its
+(actors/core/recovery.py, `resume_exchange`) a call "asked" or "denied" certainly did not begin: its
 round is left open and `finish_round` runs it again through the gate: a fresh prompt (or the stored
 denial). A call "allowed" without a stored result may have run: it is answered as interrupted and
 never run again.
@@ -30,10 +30,17 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.state import Session
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import (
+    CANCELLED,
+    RESTARTED_WHILE_RUNNING,
+    ToolSet,
+    TurnDisplay,
+    tool_result,
+    tool_uses,
+)
 from vigil.actors.tools.approval_prompt import prompt_reply
 from vigil.actors.tools.mcp import chat_tool, is_mcp
-from vigil.actors.turns.base import CANCELLED, RESTARTED_WHILE_RUNNING, ToolSet, TurnDisplay, tool_result, tool_uses
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration
 from vigil.mcp.tools import McpTool

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from vigil.actors.state import Session
-from vigil.actors.turns.base import ToolSet
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.cancel import CancelToken
 from vigil.mcp.config import effective_servers
 from vigil.mcp.deferral import TOOL_SEARCH_NAME, tool_specs

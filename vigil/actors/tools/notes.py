@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.actors.state import Session
-from vigil.actors.turns.base import ToolSet
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.cancel import CancelToken
 from vigil.records.schema import Note
 from vigil.tools.outcome import ToolOutcome

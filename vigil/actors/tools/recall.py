@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.actors.state import Session
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.actors.tools.web import PROGRESS_CHARS
-from vigil.actors.turns.base import ToolSet
 from vigil.cancel import CancelToken
 from vigil.recall import DEFAULT_LIMIT, MAX_LIMIT, format_hits
 from vigil.text import one_line

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.actors.state import Session
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.actors.timing import schedules
 from vigil.actors.timing.beats import zone_of
 from vigil.actors.timing.rules import describe_rule, local_time
-from vigil.actors.turns.base import ToolSet
 from vigil.cancel import CancelToken
 from vigil.policy.roles import asker_of, cancel_verdict, senders_of
 from vigil.records.schema import Input

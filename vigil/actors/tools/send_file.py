@@ -20,8 +20,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from vigil.actors.state import Session
-from vigil.actors.turns.base import ToolSet
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.cancel import CancelToken
 from vigil.media.files import sniff_image
 from vigil.ports import OutgoingFile

@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.state import Session
+from vigil.actors.core.state import Session
+from vigil.actors.engine.meter import Meter
+from vigil.actors.engine.runner import ToolSet
 from vigil.actors.timing.beats import message_digest
-from vigil.actors.turns.base import ToolSet
-from vigil.actors.turns.meter import Meter
 from vigil.cancel import CancelToken
 from vigil.records.schema import Turn
 from vigil.tools.outcome import ToolOutcome

@@ -16,8 +16,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from vigil.actors.state import Session
-from vigil.actors.turns.base import ToolSet
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.cancel import CancelToken
 from vigil.policy.tool_mode import EDITOR
 from vigil.tools.editor import TextEditor

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.actors.turns.base import ToolSet
+from vigil.actors.engine.runner import ToolSet
 from vigil.cancel import CancelToken
 from vigil.config.settings import Settings
 from vigil.text import one_line

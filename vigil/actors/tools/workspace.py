@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vigil.actors.state import Session
-from vigil.actors.turns.base import ToolSet
+from vigil.actors.core.state import Session
+from vigil.actors.engine.runner import ToolSet
 from vigil.cancel import CancelToken
 from vigil.tools.outcome import ToolOutcome
 

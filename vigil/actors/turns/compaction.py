@@ -1,6 +1,6 @@
 """Compaction: turns leaving the history window are summarised, not silently lost; and `/compact`.
 
-The window (actors/turns/window.py) holds the history sent to the model within `VIGIL_HISTORY_TOKENS`,
+The window (actors/engine/window.py) holds the history sent to the model within `VIGIL_HISTORY_TOKENS`,
 and moves in steps. Each time it would move, before the user turn's request is built, the turns
 about to leave it (and the summary made last time, so nothing is forgotten across compactions) go
 to one summarisation call (actors/turns/summary.py) through the turn runner: the same model port, the
@@ -23,13 +23,13 @@ from typing import Literal
 
 import msgspec
 
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session, is_group, usage_of
-from vigil.actors.turns.base import TurnDisplay
-from vigil.actors.turns.meter import Meter
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session, is_group, usage_of
+from vigil.actors.engine.meter import Meter
+from vigil.actors.engine.runner import TurnDisplay
+from vigil.actors.engine.window import HistoryWindow
 from vigil.actors.turns.summary import summary_chars, summary_request
 from vigil.actors.turns.think import not_asked
-from vigil.actors.turns.window import HistoryWindow
 from vigil.cancel import CancelToken
 from vigil.policy.budget import call_guard
 from vigil.records.schema import Summary, Turn

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import msgspec
 
-from vigil.actors.protocol import UserText
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import UserText
+from vigil.actors.core.state import Session
 from vigil.actors.turns import user as user_turn
 from vigil.records.schema import Input
 

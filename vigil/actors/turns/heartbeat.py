@@ -17,13 +17,13 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.state import Session, is_group, usage_of
+from vigil.actors.core.state import Session, is_group, usage_of
+from vigil.actors.engine.meter import Meter
+from vigil.actors.engine.runner import SilentDisplay
 from vigil.actors.timing.beats import next_due, zone_of
 from vigil.actors.tools import beat_tools
 from vigil.actors.tools.approval_gate import gate_for
 from vigil.actors.tools.send_message import BeatSends
-from vigil.actors.turns.base import SilentDisplay
-from vigil.actors.turns.meter import Meter
 from vigil.actors.turns.think import not_asked
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration

@@ -3,7 +3,7 @@
 Unlike a heartbeat it is never silent. The model is told the reminder's (or task's) text and that it
 fires now, with the chat's history and the user turn's tools, and its final reply is sent like any
 reply: committed durably first, sent with the turn's seq, so a reply the channel could not deliver is
-kept in the header's `undelivered` and sent again (actors/recovery.py). If the model can't be asked
+kept in the header's `undelivered` and sent again (actors/core/recovery.py). If the model can't be asked
 (the owner's budget, an outage, a failed call, an empty reply), the chat still gets "⏰ <text>".
 
 The schedule moves on (or, a one-shot, goes) in the same commit as the final turn: a crash during
@@ -19,13 +19,13 @@ import time
 
 import msgspec
 
-from vigil.actors.state import Session, usage_of
+from vigil.actors.core.state import Session, usage_of
+from vigil.actors.engine.meter import Meter
+from vigil.actors.engine.runner import TurnOutcome
 from vigil.actors.timing.beats import zone_of
 from vigil.actors.timing.schedules import advanced
 from vigil.actors.tools import user_turn_tools
 from vigil.actors.tools.approval_gate import gate_for
-from vigil.actors.turns.base import TurnOutcome
-from vigil.actors.turns.meter import Meter
 from vigil.actors.turns.user import build_request
 from vigil.cancel import CancelToken
 from vigil.durations import format_duration

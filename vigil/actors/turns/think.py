@@ -24,8 +24,8 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.protocol import SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import SessionCommand
+from vigil.actors.core.state import Session
 from vigil.config.settings import Settings
 from vigil.model.thinking import BUDGETS, LEVELS, THINKING_TYPES, ThinkingLevel, thinking_request
 from vigil.records.schema import Message, SessionHeader

@@ -13,15 +13,15 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.protocol import UserText
-from vigil.actors.recovery import resend_undelivered
-from vigil.actors.state import Session, is_group, usage_of
+from vigil.actors.core.protocol import UserText
+from vigil.actors.core.recovery import resend_undelivered
+from vigil.actors.core.state import Session, is_group, usage_of
+from vigil.actors.engine.display import CheckpointedDisplay
+from vigil.actors.engine.meter import Meter
+from vigil.actors.engine.runner import TurnOutcome, resume_exchange
 from vigil.actors.tools import user_turn_tools
 from vigil.actors.tools.approval_gate import TurnGate, not_begun, offered
 from vigil.actors.turns import compaction
-from vigil.actors.turns.base import TurnOutcome, resume_exchange
-from vigil.actors.turns.display import CheckpointedDisplay
-from vigil.actors.turns.meter import Meter
 from vigil.actors.turns.refused_files import RefusedFiles, remember, tell
 from vigil.actors.turns.think import asked
 from vigil.cancel import CancelToken

@@ -28,7 +28,7 @@ from telegram import CallbackQuery, Message
 from telegram.error import BadRequest
 
 from vigil.actors.commands.schedules import CANCEL_PREFIX as SCHEDULE_CANCEL
-from vigil.actors.protocol import SessionCommand
+from vigil.actors.core.protocol import SessionCommand
 from vigil.adapters.telegram.send.outbox import TelegramOutbox, markup_for
 from vigil.commands import cancel_asker
 from vigil.control.caller import Caller

@@ -17,13 +17,12 @@ from pathlib import Path
 from telegram import Chat, Message, MessageEntity, Update, User
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from vigil.actors.protocol import Sender, TargetMoved, UserText
+from vigil.actors.core.protocol import Sender, TargetMoved, UserText
 from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.buttons import Buttons
-from vigil.adapters.telegram.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
 from vigil.adapters.telegram.receive.albums import Albums, lane_of
-from vigil.adapters.telegram.receive.edits import take_edit
 from vigil.adapters.telegram.receive.intake import Intake, default_intake
+from vigil.adapters.telegram.receive.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
 from vigil.adapters.telegram.receive.order import OUT_OF_BAND, command_of
 from vigil.adapters.telegram.receive.pointers import context_lines
 from vigil.adapters.telegram.send.outbox import TelegramOutbox
@@ -179,7 +178,46 @@ class TelegramHandlers:
             self.outbox.send(key, target, Reply(text=f"🎙 {transcript}"))
 
     async def on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await take_edit(self, update)
+        """One `edited_message` update, handed to the session as an edit, or dropped.
+
+        An edit passes the same gates as a message (an outsider's is ignored, silently: they were told once
+        already; in a group only an edit addressed to the bot counts; the rate and budget apply), then goes
+        to the session like a message (`UserText` with `edited=True`: durable inbox first), which decides
+        what it means (actors/turns/edits.py): a replacement of a message not answered yet, or a correction of
+        one that was.
+
+        Not taken: edits of commands (a command has acted by the time it is edited; the edit would act
+        twice or not at all), edits of voice, audio and video notes (their transcript, not their caption,
+        is what the session holds), and edits of a message in an album (the session holds the album as one
+        message: its first part).
+        """
+        message = update.edited_message
+        user = update.effective_user
+        if message is None or user is None or user.is_bot:
+            return
+        raw = message.text if message.text is not None else message.caption
+        if (raw is None or message.media_group_id or _is_command(message)
+                or any(getattr(message, kind, None) for kind in _TRANSCRIBED)):
+            return
+        if not self.addressed(message, False):
+            return
+        if not self.runtime.settings.is_allowed(user.id):
+            self.log.info("telegram.edit_refused", user_id=user.id, chat_id=message.chat.id)
+            return
+        key, target = self.key_and_target(message)
+        spend = self.gate.spend(user.id)
+        if not spend.allowed:
+            if spend.reply:
+                self.outbox.send(key, target, Reply(text=spend.reply))
+            return
+        said = self.without_mention(clean(raw))
+        if not said.strip():
+            return
+        pointers = context_lines(message, self.bot_id)
+        self.runtime.submit(UserText(
+            key=key, target=target, sender=Sender(user_id=user.id, name=user.full_name, username=user.username or ""),
+            text=f"{pointers}\n{said}" if pointers else said, at=time.time(), message_id=message.message_id,
+            chat_title=chat_title(message.chat, user.full_name), chat_type=chat_type(message.chat), edited=True))
 
     def upload_directory(self, key: str, target: Target, kind: str) -> Workplace:
         """The chat's workspace and working directory, where its documents are saved through the workspace's
@@ -245,3 +283,11 @@ def _anonymous_admin(message: Message) -> bool:
 
 def _sender(user: User) -> Sender:
     return Sender(user_id=user.id, name=user.full_name, username=user.username or "")
+
+
+_TRANSCRIBED = ("voice", "audio", "video_note")  # an edit of these changes a caption, not the transcript held
+
+
+def _is_command(message: Message) -> bool:
+    entities = message.entities if message.text is not None else message.caption_entities
+    return any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities or ())

@@ -50,10 +50,10 @@ async def _serve(settings: Settings) -> int:
     from telegram.error import InvalidToken, NetworkError
     from telegram.ext import AIORateLimiter, ApplicationBuilder
 
-    from vigil.actors.protocol import TargetMoved
+    from vigil.actors.core.protocol import TargetMoved
     from vigil.adapters.telegram.access import Gate, TelegramAdmins
     from vigil.adapters.telegram.handlers import TelegramHandlers
-    from vigil.adapters.telegram.keys import chat_key, target_for
+    from vigil.adapters.telegram.receive.keys import chat_key, target_for
     from vigil.adapters.telegram.receive.order import PerChatOrder
     from vigil.adapters.telegram.receive.polling import Poller
     from vigil.adapters.telegram.receive.receiver import UpdateReceiver

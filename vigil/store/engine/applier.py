@@ -19,17 +19,9 @@ from typing import Any
 
 import lmdb
 
-from vigil.errors import CorruptRecord, SessionGone
+from vigil.errors import CorruptRecord, SessionGone, UnreadableRecord
 from vigil.ports import UsageEntry
-from vigil.records.schema import (
-    UnreadableRecord,
-    Usage,
-    UsageDay,
-    decode_conversation,
-    decode_header,
-    decode_usage_day,
-    encode,
-)
+from vigil.records.schema import Usage, UsageDay, decode_conversation, decode_header, decode_usage_day, encode
 from vigil.store.engine import cursors, keys, media_refs
 
 _UNKNOWN = object()

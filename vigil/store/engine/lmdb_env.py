@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import lmdb
 
@@ -25,10 +25,12 @@ from vigil.logs import get_logger
 from vigil.store.engine import checkpoint, opening
 from vigil.store.engine.journal import Journal
 
-if TYPE_CHECKING:
-    from vigil.store.engine.behind import ApplyBehind
-
 T = TypeVar("T")
+
+
+class _Settled(Protocol):
+    def settle(self) -> None:
+        """Return once every batch handed to the apply thread (vigil.store.engine.behind) is in LMDB."""
 
 DB_NAMES = (b"meta", b"sessions", b"turns", b"heartbeats", b"usage", b"members", b"recover",
             b"aliases", b"notes", b"inbox", b"summaries", b"updates", b"held", b"conversations", b"media")
@@ -98,7 +100,7 @@ class LmdbEnv:
         """
         self.path = path
         self.gate = _ResizeGate()
-        self.behind: ApplyBehind | None = None  # the owner's apply thread, once the writer started it
+        self.behind: _Settled | None = None  # the owner's apply thread, once the writer started it
         self._open_lock = -1
         self.journal: Journal  # set by _open, as is env
         self.env: lmdb.Environment

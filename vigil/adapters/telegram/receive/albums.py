@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from telegram import Message
 
-from vigil.adapters.telegram.keys import topic_of
+from vigil.adapters.telegram.receive.keys import topic_of
 from vigil.adapters.telegram.receive.receiver import finish_within
 from vigil.intake.receipt import CURRENT, Receipt, Submit
 from vigil.logs import get_logger

@@ -9,7 +9,7 @@ processor starts each update at once unless an earlier update of the same chat
 last update holding or waiting for it is done.
 
 `/stop` and `/status` skip the line of their own chat as well: they only signal
-a cancel flag or read a published snapshot (see actors/registry.py), so they
+a cancel flag or read a published snapshot (see actors/core/registry.py), so they
 must not wait behind a slow command of that chat either, and they cannot
 overtake anything they depend on.
 """
@@ -26,7 +26,7 @@ from typing import Any
 from telegram import Message, MessageEntity, Update
 from telegram.ext import BaseUpdateProcessor
 
-from vigil.adapters.telegram.keys import topic_of
+from vigil.adapters.telegram.receive.keys import topic_of
 from vigil.logs import get_logger
 
 # Updates waiting behind a slow one of their chat hold a slot too, so the cap is far above any real load:

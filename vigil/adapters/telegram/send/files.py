@@ -23,7 +23,7 @@ from vigil.ports import FileDelivery, OutgoingFile
 from vigil.records.schema import Target
 
 if TYPE_CHECKING:
-    from vigil.adapters.telegram.send.outbox import TelegramOutbox
+    from vigil.adapters.telegram.send.lane import OutboxLane
 
 CAPTION_LIMIT = 1024  # Telegram's limit on a caption, after entities parsing
 UPLOAD_BYTES_PER_S = 256 * 1024  # the slowest upload we wait for before calling it timed out
@@ -70,7 +70,7 @@ def _sentence(exc: Exception, file: OutgoingFile) -> str:
     return f"not sent: Telegram could not be reached ({exc})"
 
 
-async def upload(outbox: TelegramOutbox, key: str, target: Target, file: OutgoingFile) -> FileDelivery:
+async def upload(outbox: OutboxLane, key: str, target: Target, file: OutgoingFile) -> FileDelivery:
     """Send `file` in order with the chat's other deliveries; the outcome, never an exception."""
     parts = caption_parts(file.caption)
     if parts is None:

@@ -14,7 +14,7 @@ once per edit interval; the final reply replaces it. Nothing a draft does can lo
 the final `sendMessage` goes out whatever became of the drafts.
 
 In a group the first preview comes FIRST_WORDS_S after the first words (the session makes them
-durable at once: actors/turns/display.py), not a whole interval later, so a reply done sooner is still
+durable at once: actors/engine/display.py), not a whole interval later, so a reply done sooner is still
 sent once, final; edits then keep to the group's interval. Telegram allows a group about 20 messages
 and edits a minute, counted over every topic of it and every reply at once: previews use at most
 PREVIEW_BUDGET of those (the outbox counts them, `preview_room`), leaving the rest to final replies,
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 
-from vigil.actors.turns.display import FIRST_WORDS_S
+from vigil.actors.engine.display import FIRST_WORDS_S
 from vigil.adapters.telegram.render import (
     TELEGRAM_TEXT_LIMIT,
     Chunk,
@@ -48,7 +48,7 @@ from vigil.logs import get_logger
 from vigil.records.schema import Target
 
 if TYPE_CHECKING:
-    from vigil.adapters.telegram.send.outbox import TelegramOutbox
+    from vigil.adapters.telegram.send.lane import OutboxLane
 
 PROGRESS_MARK = "🔧"
 EDIT_INTERVAL_S = 1.0  # a private chat whose drafts were refused is edited at the usual pace
@@ -63,7 +63,7 @@ def new_draft_id() -> int:
 class TelegramStream:
     """ReplyStream: one reply, drafted (private chats) or edited in place, then finished into messages."""
 
-    def __init__(self, outbox: TelegramOutbox, key: str, target: Target, ref: int | None = None,
+    def __init__(self, outbox: OutboxLane, key: str, target: Target, ref: int | None = None,
                  drafts: bool = False) -> None:
         self._outbox = outbox
         self._key = key

@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 import msgspec
 
-from vigil.actors.slots import QuerySlots
-from vigil.actors.turns.meter import Meter
-from vigil.actors.turns.model_call import ModelCall
-from vigil.actors.turns.toolset import ToolSet as ToolSet
+from vigil.actors.engine.meter import Meter
+from vigil.actors.engine.model_call import ModelCall
+from vigil.actors.engine.slots import QuerySlots
+from vigil.actors.engine.toolset import ToolSet as ToolSet
 from vigil.cancel import CancelToken
 from vigil.logs import get_logger
 from vigil.model.citations import reply_text

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
-from vigil.actors.protocol import DeliveryFailed
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import DeliveryFailed
+from vigil.actors.core.state import Session
 from vigil.policy.roles import asker_of
 from vigil.ports import Reply, UsageKind
 from vigil.records.schema import Turn, UnreadableRecord, Usage

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from vigil.actors.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
-from vigil.actors.state import Session
+from vigil.actors.core.protocol import DeliveryFailed, HeartbeatDue, SessionCommand
+from vigil.actors.core.state import Session
 from vigil.actors.timing.beats import in_active_hours, next_due, next_window_start, parse_hours, parse_zone, zone_of
 from vigil.actors.timing.idle_pause import status_line
 from vigil.actors.timing.schedules import rearm

@@ -4,7 +4,7 @@ The turn's thread waits on `latch`, which opens when the call ends or the turn i
 still blocked then (a stuck connection) is abandoned: what it streams afterwards is dropped under
 `text_gate`, and what it used so far is charged (`abandoned_usage`: the input it reported, else an
 estimate of it, and its output estimated from the text and the thinking it streamed: thinking tokens
-are output tokens). Split from actors/turns/base.py, whose runner makes one per call.
+are output tokens). Split from actors/engine/runner.py, whose runner makes one per call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from vigil.actors.turns.meter import Meter
+from vigil.actors.engine.meter import Meter
 from vigil.cancel import CancelToken
 from vigil.model.history import estimate_tokens
 from vigil.model.prices import output_estimate

@@ -1,6 +1,6 @@
 """The process-wide cap on model calls in flight (VIGIL_MAX_CONCURRENT_QUERIES), shared by every session.
 
-Its own module because the turn runner (actors/turns/base.py) and the runtime both hold it; a turn waiting for
+Its own module because the turn runner (actors/engine/runner.py) and the runtime both hold it; a turn waiting for
 a slot gives up the moment it is cancelled (`/stop`), so a full cap never makes /stop wait.
 """
 

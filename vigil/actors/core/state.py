@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from vigil.actors.registry import Registry, SessionControl
-from vigil.actors.turns.base import ToolSet, TurnRunner
-from vigil.actors.turns.window import HistoryWindow
+from vigil.actors.core.registry import Registry, SessionControl
+from vigil.actors.engine.runner import ToolSet, TurnRunner
+from vigil.actors.engine.window import HistoryWindow
 from vigil.config.settings import Settings
 from vigil.logs import get_logger
 from vigil.media.files import MediaStore
