@@ -29,7 +29,7 @@ from pathlib import Path
 import msgspec
 mount = Path(sys.argv[1])
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
-from vigil.store import journal
+from vigil.store.engine import journal
 journal.JOURNAL_BYTES = 64 * journal.BLOCK
 from vigil.bench._rig import _turn
 from vigil.errors import StoreError

@@ -29,6 +29,8 @@ Metrics:
 
 The measurements live beside this face: `_rig` (model, outbox, runtime, turns), `_throughput`,
 `_persist`, `_sqlite`, `_metrics`, `_recall`; `python -m vigil.bench --cold-start-probe` is `__main__`.
+
+May import the runtime, the store, the control views and the operations: it builds the whole service in-process.
 """
 
 from __future__ import annotations

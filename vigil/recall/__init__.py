@@ -21,6 +21,8 @@ store deletes), and passages whose words are gone are made unfindable at once an
 The parts: `passages` (a turn's words), `db` (the file, its tables), `source` (what is read from the
 store), `writes` (a table set changed), `index` (the writer: take in, catch up, rebuild, forget),
 `indexer` (its thread and queue), `query` (words to FTS5, snippets), `search` (ranked, scoped hits).
+
+May import the store (the only copy of the words) and the records beneath it; the actors and `/search` import this.
 """
 
 from __future__ import annotations

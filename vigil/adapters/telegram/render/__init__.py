@@ -32,6 +32,8 @@ The parts, each importing only those listed before it:
 * ``_layout``   – where the source may be cut, and cutting it into pieces
 * ``_split``    – pieces → ``Chunk``s that fit, re-cut or escaped when they do not
 * ``_preview``  – the streaming preview
+
+Pure text in, text out: imports nothing of vigil, so the actors' display and the outbox both use it.
 """
 
 from __future__ import annotations
