@@ -6,8 +6,12 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from tests.procs import run_vigil, vigil_env
 from vigil.bench import GOALS, YEAR_GOALS
+
+pytestmark = pytest.mark.e2e  # runs vigil's own code as a subprocess
 
 
 def test_the_quick_bench_reports_every_metric_as_json(tmp_path: Path) -> None:
