@@ -16,6 +16,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.bytecode import CACHE as CACHE  # first of ours: bytecode is cached from here on
 from tests.fakes import HarnessFactory
 from tests.ptb import ALICE, BOB
 from tests.rig import Rig, close_rig, make_rig, running
