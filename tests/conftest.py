@@ -7,12 +7,16 @@ and checks it afterwards, `fresh` makes rigs of a test's own, with settings of i
 
 from __future__ import annotations
 
+import itertools
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
 
+from tests.bytecode import CACHE as CACHE  # first of ours: bytecode is cached from here on
 from tests.fakes import HarnessFactory
 from tests.ptb import ALICE, BOB
 from tests.rig import Rig, close_rig, make_rig, running
@@ -108,10 +112,51 @@ def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         close_rig(made_rig)
 
 
+# A test using any of these runs against the loopback stand-ins (and most start `vigil run`): it is end to end.
+E2E_FIXTURES = frozenset({"shared", "rig", "fresh", "bot_api", "messages_api", "claude"})
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked `e2e` that starts vigil as a subprocess or a stand-in's server fails at once, saying
+    so: `pytest -m "not e2e"` (the inner loop) must hold the unit layer only, and no test may forget its mark."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    name = request.node.nodeid
+
+    class InProcessOnly(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, args: Any, *rest: Any, **options: Any) -> None:
+            argv = [str(a) for a in args] if isinstance(args, list | tuple) else str(args).split()
+            if starts_vigil(argv):
+                raise AssertionError(f"{name} starts vigil as a subprocess ({' '.join(argv[:4])}): mark it e2e")
+            super().__init__(args, *rest, **options)
+
+    def refuse(self: object) -> None:
+        raise AssertionError(f"{name} starts the {type(self).__name__} stand-in's server: mark it e2e")
+
+    monkeypatch.setattr(subprocess, "Popen", InProcessOnly)
+    monkeypatch.setattr(BotAPI, "start", refuse)
+    monkeypatch.setattr(MessagesAPI, "start", refuse)
+
+
+def starts_vigil(argv: list[str]) -> bool:
+    """`python -m vigil ...`, the `vigil` script, or a workload of tests/ running vigil's code in a process."""
+    if argv and Path(argv[0]).name == "vigil":
+        return True
+    return any(flag == "-m" and (module == "vigil" or module.startswith(("vigil.", "tests.")))
+               for flag, module in itertools.pairwise(argv))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the marks added here count
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `latest` (tests/test_latest.py: the newest allowed releases, fetched from the
+    """Tests that use a rig or a stand-in are marked `e2e` (see E2E_FIXTURES), whatever their module says.
+
+    Tests marked `latest` (tests/test_latest.py: the newest allowed releases, fetched from the
     registry) run only when asked for by name (`pytest -m latest`); every other run leaves them out,
     whatever its own `-m` says, so `pytest -m "not e2e"` does not start installing packages."""
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
     if "latest" in (config.option.markexpr or ""):
         return
     chosen = [item for item in items if item.get_closest_marker("latest") is None]

@@ -22,6 +22,8 @@ from tests.standins.messages_api import MessagesAPI
 from vigil.records.schema import StoreMeta, encode
 from vigil.store.store import open_store
 
+pytestmark = pytest.mark.e2e  # runs vigil's own code as a subprocess
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60.0
 _DEAD_PROXY = "http://127.0.0.1:9"

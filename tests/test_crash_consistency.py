@@ -36,6 +36,8 @@ from vigil.bench._rig import _turn
 from vigil.store.engine import journal
 from vigil.store.store import LmdbStore
 
+pytestmark = pytest.mark.e2e  # runs vigil's own code as a subprocess
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = (260, 120)  # the workload's steps before the kill, and after it
 RANDOM_PER_POINT = int(os.environ.get("VIGIL_CRASH_STATES", "1"))

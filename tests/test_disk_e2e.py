@@ -60,9 +60,14 @@ WRAPPER = r"""
 set -e
 mount -t tmpfs -o size=40m,mode=0700 tmpfs "$VIGIL_DATA_DIR"
 "$VIGIL_PYTHON" -m vigil run < /dev/null &
+vigil=$!
 while read -r command; do
   case "$command" in
     fill) dd if=/dev/zero of="$VIGIL_DATA_DIR/ballast" bs=64k 2>/dev/null || true; echo filled ;;
+    free-and-restart)
+      kill -9 "$vigil"; wait "$vigil" || true; rm -f "$VIGIL_DATA_DIR/ballast"
+      "$VIGIL_PYTHON" -m vigil run < /dev/null &
+      vigil=$!; echo restarted ;;
   esac
 done
 """
@@ -126,6 +131,17 @@ def test_a_full_disk_is_told_to_the_admins_and_so_is_a_store_that_cannot_grow(
         [stuck] = rig.bot.wait_for(lambda: told(rig, CANNOT_GROW), WAIT, "the admin told the store cannot grow")
         assert "its disk is full" in stuck.text and "0 B free" in stuck.text, stuck.text
         assert len(told(rig, LOW)) == 1, "each cause once a day"
+
+        # A store that cannot save any more: a file sent now is not taken, and its sender hears so, once.
+        late = rig.bot.send_photo(ann.id, ann.id, make_jpeg(320, 240), caption="sent while the disk was full")
+        rig.answer(ann.id, late, "couldn't save your file", timeout=WAIT)
+        # Room again, and a restart (systemd's, when the watchdog misses the stopped store): nothing was lost.
+        vigil.send("free-and-restart")
+        vigil.out.wait_for(lambda text: "restarted" in text, WAIT, "vigil restarted with room")
+        request = rig.bot.wait_for(lambda: next(iter(rig.requests_with("sent while the disk was full")), None),
+                                   WAIT, "the file sent while the disk was full, taken in after the restart")
+        assert request.media(current_turn=True), "the photo reached the model with its caption"
+        assert sum("couldn't save your file" in m.text for m in rig.replies(ann.id, late)) == 1, "told once"
     finally:
         vigil.kill9()
         rig.vigil = None

@@ -261,6 +261,7 @@ def test_a_command_that_only_replies_leaves_the_inbox(make: HarnessFactory) -> N
 # ----------------------------------------------------------------------------- vigil sessions ...
 
 
+@pytest.mark.e2e
 def test_sessions_show_list_and_delete_know_the_inbox(tmp_path: Path) -> None:
     env = vigil_env(tmp_path)
     store = open_store(Path(env["VIGIL_DATA_DIR"]))

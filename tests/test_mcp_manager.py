@@ -80,12 +80,13 @@ def starts(box_dir: Path) -> list[int]:
 
 
 def alive(pid: int) -> bool:
+    # A zombie is gone for every purpose but its entry; /proc tells. The entry itself goes when the process
+    # is reaped, which may happen between any two looks (reading its stat then fails with ESRCH): gone too.
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    # A zombie is gone for every purpose but its entry; /proc tells.
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
 
 
 def test_tools_are_listed_sorted_with_valid_names_and_read_only_hints(manager: McpManager) -> None:

@@ -216,6 +216,7 @@ def test_the_index_never_misses_what_the_records_name(store: LmdbStore, media: M
     assert {p.digest for p in photos if media.has(p.digest)} == named
 
 
+@pytest.mark.e2e
 def test_after_a_restore_the_first_sweep_removes_what_the_restored_store_does_not_name(
         tmp_path: Path, no_whole_store_reads: list[set[str]]) -> None:
     """The backup's files join those already there (content-addressed); the restore marks them all, so the first

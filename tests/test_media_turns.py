@@ -215,6 +215,7 @@ def test_export_lists_the_media(make: HarnessFactory) -> None:
     ]
 
 
+@pytest.mark.e2e
 def test_vigil_sessions_delete_sweeps_the_media(tmp_path: Path, make: HarnessFactory) -> None:
     h = make()
     key = key_of(1)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import lmdb
+import pytest
 
 from tests.procs import run_vigil, vigil_env
 from vigil.policy.expiry import expired, old_generations
@@ -62,6 +63,7 @@ def test_old_conversations_are_judged_from_their_records_and_pinned_sessions_are
     assert [h.key for h in doomed] == ["tg:4"] and prune == ["tg:1"]
 
 
+@pytest.mark.e2e
 def test_sessions_cleanup_from_the_shell_keeps_pinned_sessions(tmp_path: Path) -> None:
     env = vigil_env(tmp_path)
     store = open_store(Path(env["VIGIL_DATA_DIR"]))

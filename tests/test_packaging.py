@@ -1,9 +1,10 @@
 """What `pip install .` puts into site-packages: vigil and its dist-info, nothing named `actors` or `adapters`.
 
 The real folders are `vigil/actors` and `vigil/adapters`; the checkout's top-level `actors/` and
-`adapters/` are links to them (the card's layout), which must not land in the wheel. This builds the real wheel from a copy of the checkout
-(with the project's own setuptools, no build isolation, so no network) and installs it into a directory
-of its own, then imports the actor and the Telegram service from there and nowhere else.
+`adapters/` are links to them (the card's layout), which must not land in the wheel. This builds the
+real wheel from a copy of the checkout (with the project's own setuptools, no build isolation, so no
+network) and installs it into a directory of its own, then imports the actor and the Telegram service
+from there and nowhere else.
 """
 
 from __future__ import annotations

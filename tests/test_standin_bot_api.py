@@ -265,6 +265,7 @@ def test_commands_and_mentions_carry_telegram_entities(bot_api: BotAPI) -> None:
     with_bot(bot_api, body)
 
 
+@pytest.mark.e2e
 def test_privacy_mode_hides_ordinary_group_chatter() -> None:
     with BotAPI(privacy_mode=True) as bot_api:
         bot_api.add_user(ALICE, "Alice")

@@ -226,6 +226,7 @@ def test_hang_times_out_the_client(messages_api: MessagesAPI, claude: anthropic.
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.e2e
 def test_hang_is_released_by_stop() -> None:
     server = MessagesAPI().start()
     sdk = anthropic.Anthropic(api_key="test-key", base_url=server.base_url, max_retries=0)

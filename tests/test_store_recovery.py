@@ -197,6 +197,7 @@ def test_a_damaged_store_is_refused_in_one_sentence_that_says_what_to_do(tmp_pat
         assert "vigil restore" in message
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", [("sessions", "list"), ("run",)])
 def test_the_command_line_says_why_a_store_cannot_be_opened_in_one_line(tmp_path: Path,
                                                                        command: tuple[str, ...]) -> None:
@@ -212,11 +213,13 @@ def test_the_command_line_says_why_a_store_cannot_be_opened_in_one_line(tmp_path
         "afresh, then start vigil again"]
 
 
+@pytest.mark.e2e
 def test_the_service_is_not_restarted_when_its_store_needs_someone(tmp_path: Path) -> None:
     done = run_vigil(["systemd-unit"], vigil_env(tmp_path), timeout=WAIT)
     assert "RestartPreventExitStatus=3" in done.stdout.splitlines()
 
 
+@pytest.mark.e2e
 def test_the_command_line_reads_a_grown_store_killed_with_journal_records_with_a_1_mb_map(tmp_path: Path) -> None:
     env = vigil_env(tmp_path, VIGIL_STORE_MAP_MB="1")
     last = commit_then_kill(Path(env["VIGIL_DATA_DIR"]), map_mb=1, size=8000, acks=200)

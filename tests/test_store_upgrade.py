@@ -216,6 +216,7 @@ def test_a_kill_9_during_or_after_the_upgrade_leaves_one_form_or_the_other(tmp_p
         store.close()
 
 
+@pytest.mark.e2e
 def test_an_upgrade_waits_for_no_one_and_says_what_to_do(tmp_path: Path) -> None:
     """Another process has the store open (as an older vigil would): the upgrade refuses, touching nothing."""
     data = copy_fixture(tmp_path / "data")

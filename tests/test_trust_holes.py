@@ -215,6 +215,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.e2e
 def test_files_vigil_creates_are_for_the_service_user_only(tmp_path: Path) -> None:
     previous = os.umask(0o002)  # a permissive umask, as a login shell may have: vigil must not depend on it
     try:

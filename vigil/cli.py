@@ -150,7 +150,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     configure_logging("warning", "auto")
     if args.year:
         return run_year(as_json=args.json, quick=args.quick)
-    return run_bench(as_json=args.json, quick=args.quick)
+    return run_bench(as_json=args.json, quick=args.quick, scale=args.scale)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure vigil in-process with a zero-latency model")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    bench.add_argument("--scale", type=int, metavar="N",
+                       help="divide every size by N (--quick is 10): a smoke test of every measurement")
     bench.add_argument("--year", action="store_true", help="build a busy year's store and measure using it")
     bench.set_defaults(func=cmd_bench)
     return parser

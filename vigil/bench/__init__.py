@@ -71,58 +71,64 @@ GOALS = {
 }
 
 
-def run_bench(as_json: bool = False, quick: bool = False) -> int:
-    scale = 10 if quick else 1
+def run_bench(as_json: bool = False, quick: bool = False, scale: int | None = None) -> int:
+    """`scale` divides every size (`quick`: 10); a smoke test runs tiny sizes through every measurement."""
+    scale = max(1, scale if scale is not None else 10 if quick else 1)
+    quick = scale > 1
+
+    def sized(full: int, least: int) -> int:
+        return max(least, full // scale)
+
     root = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     results: dict[str, float] = {}
-    details: dict[str, Any] = {"chats": 1000 // scale, "machine_cores": os.cpu_count(),
+    details: dict[str, Any] = {"chats": sized(1000, 10), "scale": scale, "machine_cores": os.cpu_count(),
                                "max_concurrent_queries": BENCH_MAX_CONCURRENT_QUERIES}
     try:
         started = time.perf_counter()
         # Three rounds each, the median reported: one slow stretch of a shared host must not decide it.
-        rates = measure_throughput(root / "throughput", chats=1000 // scale, turns_each=12)
+        rates = measure_throughput(root / "throughput", chats=sized(1000, 10), turns_each=12)
         results["turns_per_s"] = statistics.median(rates)
         details["turns_per_s_rounds"] = [round(r) for r in rates]
-        p99s = measure_latency(root / "latency", chats=1000 // scale, rate=results["turns_per_s"] / 2,
+        p99s = measure_latency(root / "latency", chats=sized(1000, 10), rate=results["turns_per_s"] / 2,
                                seconds=6 / scale)
         results["p99_overhead_ms"] = statistics.median(p99s)
         details["p99_overhead_ms_rounds"] = [round(p, 2) for p in p99s]
-        at10, at1000 = measure_persist_ratio(root / "persist", commits=400 // scale)
+        at10, at1000 = measure_persist_ratio(root / "persist", commits=sized(400, 10))
         details["persist_us_per_turn_at_10"] = round(at10, 1)
         details["persist_us_per_turn_at_1000"] = round(at1000, 1)
         results["persist_us_per_turn_ratio_1000_vs_10"] = at1000 / at10
-        vigil_s, json_s = measure_json_speedup(root / "json", chats=50, turns_each=20 // scale, history=200)
+        vigil_s, json_s = measure_json_speedup(root / "json", chats=50, turns_each=sized(20, 2), history=200)
         details["persist_vigil_s"] = round(vigil_s, 3)
         details["persist_json_files_s"] = round(json_s, 3)
         results["persist_speedup_vs_json_files"] = json_s / vigil_s
-        many = 100_000 // scale
-        results["rss_mb_after_100k_chats"] = measure_many_chats(root / "many", chats=many, live=1000)
+        many = sized(100_000, 100)  # a tenth of them live at most (1,000 at full size): the rest are evicted
+        results["rss_mb_after_100k_chats"] = measure_many_chats(root / "many", chats=many, live=min(1000, many // 10))
         results["cold_start_s_100k_sessions"] = measure_cold_start(root / "many")
-        lone_vigil, lone_sqlite = measure_lone(root / "sqlite-lone", commits=400 // scale)
+        lone_vigil, lone_sqlite = measure_lone(root / "sqlite-lone", commits=sized(400, 10))
         details["persist_us_per_turn_vigil_lone"] = round(lone_vigil, 1)
         details["persist_us_per_turn_sqlite_lone"] = round(lone_sqlite, 1)
         results["persist_speedup_vs_sqlite"] = lone_sqlite / lone_vigil
-        at0, at500 = measure_conversation_ratio(root / "conversations", commits=400 // scale)
+        at0, at500 = measure_conversation_ratio(root / "conversations", commits=sized(400, 10))
         details["persist_us_per_turn_0_conversations"] = round(at0, 1)
         details["persist_us_per_turn_500_conversations"] = round(at500, 1)
         results["persist_ratio_500_vs_0_conversations"] = at500 / at0
-        swept = measure_sweep(root / "sweep", turns=1_000_000 // scale)
+        swept = measure_sweep(root / "sweep", turns=sized(1_000_000, 1000))
         results["sweep_ms_1m_turns"] = swept.pop("sweep_ms")
         details.update({k: round(v, 1) for k, v in swept.items()})
-        many_vigil, many_sqlite = measure_many(root / "sqlite-many", chats=1000 // scale, turns_each=10)
+        many_vigil, many_sqlite = measure_many(root / "sqlite-many", chats=sized(1000, 10), turns_each=10)
         details["store_turns_per_s_vigil_1000"] = round(many_vigil)
         details["store_turns_per_s_sqlite_1000"] = round(many_sqlite)
         details["sqlite_concurrency"] = "one connection shared by all threads behind a lock"
         results["store_speedup_vs_sqlite_1000"] = many_vigil / many_sqlite
         results["recall_p95_ms_100k_turns"], results["index_bytes_per_turn"], more = measure_recall(
-            root / "recall", turns=100_000 // scale)
+            root / "recall", turns=sized(100_000, 1000))
         details.update(more)
         results["recall_feed_overhead_pct"], more = measure_feed_overhead(
-            root / "recall-feed", chats=1000 // scale, turns_each=20 if quick else 3, samples=4 if quick else 6)
+            root / "recall-feed", chats=sized(1000, 10), turns_each=20 if quick else 3, samples=4 if quick else 6)
         details.update(more)
         # Last: its two runtimes' actors must not weigh on the memory figure above.
         results["metrics_overhead_pct"], more = measure_metrics_overhead(
-            root / "metrics", chats=1000 // scale, turns_each=20 if quick else 3, samples=8 if quick else 12)
+            root / "metrics", chats=sized(1000, 10), turns_each=20 if quick else 3, samples=8 if quick else 12)
         details.update(more)
         details["bench_seconds"] = round(time.perf_counter() - started, 1)
     finally:

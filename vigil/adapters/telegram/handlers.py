@@ -21,13 +21,14 @@ from vigil.actors.core.protocol import Sender, TargetMoved, UserText
 from vigil.adapters.telegram.access import Gate
 from vigil.adapters.telegram.buttons import Buttons
 from vigil.adapters.telegram.receive.albums import Albums, lane_of
-from vigil.adapters.telegram.receive.intake import Intake, default_intake
+from vigil.adapters.telegram.receive.intake import Intake, default_intake, fetches
 from vigil.adapters.telegram.receive.keys import chat_key, chat_title, chat_type, session_key, target_for, topic_of
 from vigil.adapters.telegram.receive.order import OUT_OF_BAND, command_of
 from vigil.adapters.telegram.receive.pointers import context_lines
 from vigil.adapters.telegram.send.outbox import TelegramOutbox
 from vigil.commands import parse_command
 from vigil.control.dispatch import Caller, Control
+from vigil.errors import StoreError
 from vigil.intake.receipt import CURRENT
 from vigil.logs import get_logger
 from vigil.media.uploads import Workplace
@@ -38,6 +39,12 @@ from vigil.runtime import Runtime
 from vigil.text import clean
 from vigil.tools.jail import JailError
 from vigil.tools.workspace import WorkspaceError, ensure_directory, own_directory, placed, workspace_of
+
+# What the sender of a message hears while the store cannot save (its disk full): nothing is lost, so no resend.
+STORE_DOWN_FILE = ("I couldn't save your file on my side just now (my disk is full, or my store failed); it isn't "
+                   "lost: I'll take it in as soon as I can save again, no need to send it again.")
+STORE_DOWN = ("I couldn't save your message on my side just now (my disk is full, or my store failed); it isn't "
+              "lost: I'll answer it as soon as I can save again, no need to send it again.")
 
 
 class TelegramHandlers:
@@ -260,6 +267,16 @@ class TelegramHandlers:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.log.error("telegram.handler_error", error=repr(context.error))
+        message = update.effective_message if isinstance(update, Update) else None
+        user = message.from_user if message is not None else None
+        if (isinstance(context.error, StoreError) and message is not None and user is not None
+                and self.runtime.settings.is_allowed(user.id)):
+            # The store stopped (a full disk): the update was not confirmed, or its held copy is in the
+            # journal, so it comes again once vigil can save; its sender hears why nothing happens meanwhile.
+            # The chat's own key, unread: the store that maps a migrated group to its first id cannot be read.
+            thread = topic_of(message)
+            self.outbox.send(session_key(chat_key(message.chat.id), thread), target_for(message.chat.id, thread),
+                             Reply(text=STORE_DOWN_FILE if fetches(message) else STORE_DOWN))
 
 
 def _caption(messages: list[Message]) -> str | None:

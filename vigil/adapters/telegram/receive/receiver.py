@@ -43,6 +43,7 @@ from telegram import Message, Update
 from telegram.ext import Application
 
 from vigil.adapters.telegram.receive.intake import fetches
+from vigil.errors import StoreError
 from vigil.intake.receipt import CURRENT, Receipt
 from vigil.logs import get_logger
 from vigil.ports import Store, WriteFuture
@@ -102,7 +103,7 @@ class UpdateReceiver:
         if task is None and update_id in self._unsaved:
             task = self._answer(update_id, self._retry(update_id))
         elif task is None:
-            if self._store.update_taken(update_id):  # a cheap LMDB read: fine on the loop
+            if self._taken_before(update_id):
                 self._log.info("telegram.update_duplicate", update_id=update_id)
                 return 200
             task = self._start(update, raw)
@@ -110,6 +111,16 @@ class UpdateReceiver:
             self._log.info("telegram.update_duplicate_in_flight", update_id=update_id)
         # Shielded: a delivery given up (a webhook request Telegram dropped, a shutdown) must not cut the take short.
         return await asyncio.shield(task)
+
+    def _taken_before(self, update_id: int) -> bool:
+        """Whether the update was taken in before (a cheap LMDB read: fine on the loop). A store that cannot
+        be read (it stopped: a full disk) cannot say; the update is then handled, so its sender hears that it
+        could not be saved (handlers.py), and answered 503 when its write fails, so it comes again."""
+        try:
+            return self._store.update_taken(update_id)
+        except StoreError as exc:
+            self._log.error("telegram.update_not_checked", update_id=update_id, error=str(exc))
+            return False
 
     def _start(self, update: Update, raw: bytes | None, held: HeldUpdate | None = None) -> asyncio.Task[int]:
         return self._answer(update.update_id, self._take(update, raw, held))
