@@ -7,7 +7,7 @@ import threading
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from vigil.actors.core.protocol import HeartbeatDue
@@ -86,7 +86,16 @@ def test_the_same_message_is_recognised_whatever_its_spacing_and_case() -> None:
     assert message_digest("dentist at 3") != message_digest("dentist at 4")
 
 
+def test_a_window_the_clocks_skip_opens_the_next_day() -> None:
+    """Lisbon's clocks go from 01:00 to 02:00 on 2064-03-30: a 1-2 window has no instant that day."""
+    window = beat(active_from=1, active_until=2)
+    due = next_due(window, 2973979800)  # 2064-03-29 01:30 local
+    assert in_active_hours(window, due)
+    assert dt.datetime.fromtimestamp(due, ZoneInfo("Europe/Lisbon")).isoformat() == "2064-03-31T01:00:00+01:00"
+
+
 @given(st.floats(min_value=0, max_value=4e9), st.integers(0, 23), st.integers(1, 23))
+@example(now=2973979800, start=1, length=1)
 def test_next_due_is_never_in_the_past_and_always_in_hours(now: float, start: int, length: int) -> None:
     window = beat(active_from=start, active_until=(start + length) % 24)
     due = next_due(window, now)

@@ -45,6 +45,10 @@ def next_window_start(beat: Heartbeat, now: float) -> float:
     opening = local.replace(hour=beat.active_from, minute=0, second=0, microsecond=0)
     if opening <= local:
         opening += dt.timedelta(days=1)
+    # The night clocks go forward, an opening hour inside the gap resolves to the first wall time after it,
+    # which may already be past a one-hour window (1-2 in Lisbon has no instant that day): try the next day.
+    while not in_active_hours(beat, opening.timestamp()):
+        opening += dt.timedelta(days=1)
     return opening.timestamp()
 
 
