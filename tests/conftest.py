@@ -2,7 +2,9 @@
 their own (with PTB or the anthropic SDK driving them), and the end-to-end rigs.
 
 The rigs (`tests/rig.py`): `shared` is one running vigil per test module, `rig` hands it to a test
-and checks it afterwards, `fresh` makes rigs of a test's own, with settings of its own.
+and checks it afterwards, `pooled` hands a test the running vigil with the settings it names, shared
+with every test of the worker's session that names the same (its chats must be its own), and `fresh`
+makes rigs of a test's own, for tests that restart, kill or count everything a service did.
 """
 
 from __future__ import annotations
@@ -89,6 +91,42 @@ def rig(shared: Rig) -> Iterator[Rig]:
     assert shared.api.errors[errors_before:] == [], "the Messages API refused a request vigil built"
 
 
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[frozenset[tuple[str, str]], Rig]]:
+    """The running vigils `pooled` hands out, one for each set of settings asked for, stopped (and checked to
+    exit cleanly, the Messages API having refused nothing) at the end of the worker's session."""
+    pool: dict[frozenset[tuple[str, str]], Rig] = {}
+    try:
+        yield pool
+    finally:
+        for made in pool.values():
+            close_rig(made)
+        assert all(not made.api.errors for made in pool.values()), [made.api.errors for made in pool.values()]
+
+
+@pytest.fixture
+def pooled(services: dict[frozenset[tuple[str, str]], Rig], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Callable[..., Rig]]:
+    """A factory for the running vigil with these extra settings, shared by the tests that ask for the same (a
+    start costs seconds of CPU, a turn milliseconds): for a test that talks only in chats of its own, stops and
+    kills nothing, and judges only what its own chats did. Checked after the test like `rig`."""
+    handed: list[tuple[Rig, int]] = []
+
+    def factory(**extra: str) -> Rig:
+        key = frozenset(extra.items())
+        if key not in services:
+            made = make_rig(tmp_path_factory.mktemp("pooled"), **extra)
+            services[key] = made
+            made.start()
+        handed.append((services[key], len(services[key].api.errors)))
+        return services[key]
+
+    yield factory
+    for handed_rig, errors_before in handed:
+        assert handed_rig.alive(), handed_rig.running().err.text[-3000:]
+        assert handed_rig.api.errors[errors_before:] == [], "the Messages API refused a request vigil built"
+
+
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     """A factory for a rig of the test's own, with extra settings; vigil is started unless `start=False`.
@@ -113,7 +151,7 @@ def fresh(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
 
 
 # A test using any of these runs against the loopback stand-ins (and most start `vigil run`): it is end to end.
-E2E_FIXTURES = frozenset({"shared", "rig", "fresh", "bot_api", "messages_api", "claude"})
+E2E_FIXTURES = frozenset({"shared", "rig", "pooled", "services", "fresh", "bot_api", "messages_api", "claude"})
 
 
 @pytest.fixture(autouse=True)
@@ -163,3 +201,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(chosen) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("latest")])
         items[:] = chosen
+

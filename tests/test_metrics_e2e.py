@@ -184,8 +184,8 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
-def test_metrics_are_off_by_default(fresh: Callable[..., Rig]) -> None:
-    rig = fresh()
+def test_metrics_are_off_by_default(pooled: Callable[..., Rig]) -> None:
+    rig = pooled()
     yan = rig.person("Yan")
     rig.ask(yan.id, yan, "hello without metrics", "echo: hello without metrics")
     assert listening_ports(rig.running().process.pid) == set(), "vigil listens on no port without the setting"

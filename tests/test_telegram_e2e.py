@@ -584,19 +584,19 @@ def test_flood_control_is_waited_out(rig: Rig) -> None:
         assert retry.time - previous.time >= 0.95, "retry_after was not honoured"
 
 
-def test_bad_gateway_is_retried(fresh: Callable[..., Rig]) -> None:
-    rig = fresh()
+def test_bad_gateway_is_retried(pooled: Callable[..., Rig]) -> None:
+    rig = pooled()
     gus = rig.person("Gus")
-    rig.bot.fail(times=2, status=502, method="sendMessage")
+    rig.bot.fail(times=2, status=502, method="sendMessage", chat_id=gus.id)
     rig.ask(gus.id, gus, "through the gateway", "echo: through the gateway", timeout=15)
     sends = [c for c in rig.text_calls(gus.id) if c.method == "sendMessage"]
     assert [c.http_status for c in sends] == [502, 502, 200]
 
 
-def test_a_slow_telegram_answer_does_not_duplicate_the_reply(fresh: Callable[..., Rig]) -> None:
-    rig = fresh()
+def test_a_slow_telegram_answer_does_not_duplicate_the_reply(pooled: Callable[..., Rig]) -> None:
+    rig = pooled()
     sal = rig.person("Sal")
-    rig.bot.stall(seconds=6.5, method="sendMessage")
+    rig.bot.stall(seconds=6.5, method="sendMessage", chat_id=sal.id)
     sent = rig.say(sal.id, sal, "on a slow network day")
     rig.answer(sal.id, sent, "echo: on a slow network day", timeout=15)
     # The stalled call is recorded when its answer is finally given; any retry came before that.

@@ -353,13 +353,13 @@ class BotAPI(Posting):
         """The next ``times`` matching calls answer 429 "Too Many Requests: retry after N"."""
         self._faults.add(Fault("flood", times, fault_method(method), chat_id, retry_after=retry_after))
 
-    def fail(self, times: int = 1, status: int = 502, method: str | None = None) -> None:
+    def fail(self, times: int = 1, status: int = 502, method: str | None = None, chat_id: int | None = None) -> None:
         """The next matching calls answer ``status``; 502/504 come as a proxy's HTML page."""
-        self._faults.add(Fault("fail", times, fault_method(method), status=status))
+        self._faults.add(Fault("fail", times, fault_method(method), chat_id, status=status))
 
-    def stall(self, seconds: float, times: int = 1, method: str | None = None) -> None:
+    def stall(self, seconds: float, times: int = 1, method: str | None = None, chat_id: int | None = None) -> None:
         """The next matching calls take effect but their answer is held back ``seconds``."""
-        self._faults.add(Fault("stall", times, fault_method(method), seconds=seconds))
+        self._faults.add(Fault("stall", times, fault_method(method), chat_id, seconds=seconds))
 
     def clear_faults(self) -> None:
         self._faults.clear()
