@@ -202,3 +202,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("latest")])
         items[:] = chosen
 
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist hands out the tests of an end-to-end module (`*_e2e.py`) to one worker together, every other test
+    on its own: the module's `shared` vigil then starts once, not once on each worker (a start costs seconds
+    of CPU, a test on a running vigil little). The biggest modules go first, so none is left for the end.
+
+    `--dist loadgroup` with marks added here would say the same, but xdist 3.8 tells the group by rewriting
+    node ids, which pytest 9.2 ignores (pytest-dev/pytest-xdist#1386): the groups silently vanish."""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class EndToEndModulesTogether(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.endswith("_e2e.py") else nodeid
+
+    return EndToEndModulesTogether(config, log)
