@@ -203,13 +203,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = chosen
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any | None:
     """xdist hands out the tests of an end-to-end module (`*_e2e.py`) to one worker together, every other test
     on its own: the module's `shared` vigil then starts once, not once on each worker (a start costs seconds
     of CPU, a test on a running vigil little). The biggest modules go first, so none is left for the end.
 
     `--dist loadgroup` with marks added here would say the same, but xdist 3.8 tells the group by rewriting
     node ids, which pytest 9.2 ignores (pytest-dev/pytest-xdist#1386): the groups silently vanish."""
+    if config.getvalue("dist") != "load":
+        return None  # another distribution asked for by name (`--dist ...`): xdist's own
     from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
     class EndToEndModulesTogether(LoadScopeScheduling):  # type: ignore[misc]
