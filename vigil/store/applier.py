@@ -35,7 +35,10 @@ from vigil.store.schema import (
 _UNKNOWN = object()
 _NO_ROWS: list[bytes] = []
 Change = tuple[bytes, bytes, bytes | None]  # (database name, key, value; None deletes)
-INCARNATION_CACHE_LIMIT = 300_000
+# Entries each cache (incarnations, usage rows, spend) may hold before it is dropped and read again as needed:
+# about 500 bytes a session for the three, so 300,000 held ~50 MB for chats long evicted (100k chats' worth
+# was a fifth of the service's memory). Twenty times the default live sessions keeps every live one cached.
+INCARNATION_CACHE_LIMIT = 20_000
 
 
 class SessionWrite:
