@@ -35,9 +35,7 @@ from vigil.store.schema import (
 _UNKNOWN = object()
 _NO_ROWS: list[bytes] = []
 Change = tuple[bytes, bytes, bytes | None]  # (database name, key, value; None deletes)
-# Entries each cache (incarnations, usage rows, spend) may hold before it is dropped and read again as needed:
-# about 500 bytes a session for the three, so 300,000 held ~50 MB for chats long evicted (100k chats' worth
-# was a fifth of the service's memory). Twenty times the default live sessions keeps every live one cached.
+# ~500 bytes a session in the three caches: 300,000 kept ~50 MB for long-evicted chats; 20x the live default.
 INCARNATION_CACHE_LIMIT = 20_000
 
 
