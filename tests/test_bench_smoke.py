@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,15 @@ def test_the_quick_year_bench_reports_every_year_metric_as_json(tmp_path: Path) 
     details = report["details"]
     assert details["resume_chats"] > 0 and details["retention_conversations"] > 0
     assert details["backup_mb"] > 0 and details["touch_all_s"] >= 0
+
+
+def test_the_cold_start_probe_imports_vigil_not_the_other_measurements() -> None:
+    """The probe (`python -m vigil.bench --cold-start-probe`) times vigil's start-up: the package and the
+    probe's own module must not bring in the SQLite, recall, year or metrics measurements it never runs."""
+    code = ("import sys, vigil.bench, vigil.bench._throughput; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('vigil.bench.'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(result.stdout.split())
+    assert "vigil.bench._throughput" in loaded
+    assert not loaded & {f"vigil.bench.{m}" for m in ("_year", "_year_store", "_sqlite", "_recall", "_shape",
+                                                       "_metrics", "_persist")}

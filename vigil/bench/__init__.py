@@ -35,6 +35,7 @@ May import the runtime, the store, the control views and the operations: it buil
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -42,16 +43,32 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vigil.bench._metrics import measure_metrics_overhead
-from vigil.bench._persist import measure_json_speedup, measure_persist_ratio
-from vigil.bench._recall import measure_feed_overhead, measure_recall
-from vigil.bench._rig import BENCH_MAX_CONCURRENT_QUERIES, REPLY, BenchOutbox, ZeroLatencyBenchModel
-from vigil.bench._shape import measure_conversation_ratio, measure_sweep
-from vigil.bench._sqlite import SqliteStore, measure_lone, measure_many
-from vigil.bench._throughput import measure_cold_start, measure_latency, measure_many_chats, measure_throughput
-from vigil.bench._year import YEAR_GOALS, run_year
+if TYPE_CHECKING:
+    from vigil.bench._persist import measure_json_speedup, measure_persist_ratio
+    from vigil.bench._rig import BENCH_MAX_CONCURRENT_QUERIES, REPLY, BenchOutbox, ZeroLatencyBenchModel
+    from vigil.bench._sqlite import SqliteStore, measure_lone, measure_many
+    from vigil.bench._throughput import measure_cold_start, measure_latency, measure_many_chats, measure_throughput
+    from vigil.bench._year import YEAR_GOALS, run_year
+
+# Imported when first asked for: the cold-start probe (`python -m vigil.bench`) imports this package, and
+# must time vigil's start-up, not the compiling of the SQLite, recall and year measurements it never runs.
+_LAZY = {
+    "BENCH_MAX_CONCURRENT_QUERIES": "_rig", "REPLY": "_rig", "BenchOutbox": "_rig", "ZeroLatencyBenchModel": "_rig",
+    "SqliteStore": "_sqlite", "measure_lone": "_sqlite", "measure_many": "_sqlite",
+    "measure_cold_start": "_throughput", "measure_latency": "_throughput", "measure_many_chats": "_throughput",
+    "measure_throughput": "_throughput", "YEAR_GOALS": "_year", "run_year": "_year",
+    "measure_json_speedup": "_persist", "measure_persist_ratio": "_persist",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 GOALS = {
     "turns_per_s": (">=", 2000.0),
@@ -73,6 +90,13 @@ GOALS = {
 
 def run_bench(as_json: bool = False, quick: bool = False, scale: int | None = None) -> int:
     """`scale` divides every size (`quick`: 10); a smoke test runs tiny sizes through every measurement."""
+    from vigil.bench._metrics import measure_metrics_overhead
+    from vigil.bench._persist import measure_json_speedup, measure_persist_ratio
+    from vigil.bench._recall import measure_feed_overhead, measure_recall
+    from vigil.bench._rig import BENCH_MAX_CONCURRENT_QUERIES
+    from vigil.bench._shape import measure_conversation_ratio, measure_sweep
+    from vigil.bench._sqlite import measure_lone, measure_many
+    from vigil.bench._throughput import measure_cold_start, measure_latency, measure_many_chats, measure_throughput
     scale = max(1, scale if scale is not None else 10 if quick else 1)
     quick = scale > 1
 

@@ -125,10 +125,11 @@ def ref_spots(messages: list[ApiMessage]) -> list[Spot]:
     for m, message in enumerate(messages):
         if not isinstance(message["content"], list):
             continue
-        for b, block in enumerate(message["content"]):
-            if block.get("type") == REF_TYPE:
+        for b, block in enumerate(message["content"]):  # every block of the window, at every model call
+            kind = block.get("type")
+            if kind == REF_TYPE:
                 spots.append((m, b, None))
-            elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+            elif kind == "tool_result" and isinstance(block.get("content"), list):
                 spots += [(m, b, k) for k, inner in enumerate(block["content"]) if inner.get("type") == REF_TYPE]
     return spots
 

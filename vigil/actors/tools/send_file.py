@@ -15,6 +15,7 @@ Telegram. The tool waits for the channel's answer, so its result says whether th
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -35,7 +36,9 @@ CAPTION_LIMIT = 1024  # Telegram's limit on a caption
 DESCRIBE_WIDTH = 60
 
 
+@functools.lru_cache(maxsize=4)
 def spec(limit_mb: int) -> dict[str, Any]:
+    # One dict for every session (read only): a live session kept a copy of its 1.4 KB in its tool set.
     return {
         "name": TOOL_NAME,
         "description": (

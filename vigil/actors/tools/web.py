@@ -15,11 +15,12 @@ about the weather); its budget and `BEAT_MAX_ROUNDS` bound what that costs.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from vigil.actors.engine.runner import ToolSet
 from vigil.cancel import CancelToken
-from vigil.config.settings import Settings
+from vigil.config.settings import Settings, WebTool
 from vigil.text import one_line
 from vigil.tools.outcome import ToolOutcome
 
@@ -30,11 +31,17 @@ PROGRESS_CHARS = 120
 
 
 def web_specs(settings: Settings) -> tuple[dict[str, Any], ...]:
+    return _web_specs(tuple(settings.web), settings.web_max_uses)
+
+
+@functools.lru_cache(maxsize=8)
+def _web_specs(web: tuple[WebTool, ...], max_uses: int) -> tuple[dict[str, Any], ...]:
+    # Shared by every session's tool set (read only), not a copy in each live one.
     specs: list[dict[str, Any]] = []
-    if "search" in settings.web:
-        specs.append({"type": WEB_SEARCH_TYPE, "name": "web_search", "max_uses": settings.web_max_uses})
-    if "fetch" in settings.web:
-        specs.append({"type": WEB_FETCH_TYPE, "name": "web_fetch", "max_uses": settings.web_max_uses,
+    if "search" in web:
+        specs.append({"type": WEB_SEARCH_TYPE, "name": "web_search", "max_uses": max_uses})
+    if "fetch" in web:
+        specs.append({"type": WEB_FETCH_TYPE, "name": "web_fetch", "max_uses": max_uses,
                       "max_content_tokens": FETCH_MAX_CONTENT_TOKENS})
     return tuple(specs)
 

@@ -27,7 +27,8 @@ from vigil.store.engine import cursors, keys, media_refs
 _UNKNOWN = object()
 _NO_ROWS: list[bytes] = []
 Change = tuple[bytes, bytes, bytes | None]  # (database name, key, value; None deletes)
-INCARNATION_CACHE_LIMIT = 300_000
+# ~500 bytes a session in the three caches: 300,000 kept ~50 MB for long-evicted chats; 20x the live default.
+INCARNATION_CACHE_LIMIT = 20_000
 
 
 class SessionWrite:

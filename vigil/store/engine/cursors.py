@@ -7,7 +7,7 @@ callers never hold a buffer into LMDB's map past the transaction.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import lmdb
 
@@ -28,6 +28,11 @@ def stored_header(txn: lmdb.Transaction, header_key: bytes, db: Any) -> SessionH
 def items(cursor: lmdb.Cursor) -> Iterator[tuple[bytes, bytes]]:
     for key, value in cursor.iternext(keys=True, values=True):
         yield bytes(key), bytes(value)
+
+
+def pairs(cursor: lmdb.Cursor) -> Iterator[tuple[bytes, bytes]]:
+    """`items` without a Python generator in between: for scans over every session (start-up's)."""
+    return cast("Iterator[tuple[bytes, bytes]]", cursor.iternext(keys=True, values=True))
 
 
 def keys_of(cursor: lmdb.Cursor) -> Iterator[bytes]:
