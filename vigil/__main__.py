@@ -1,5 +1,5 @@
 """`python -m vigil` runs the same command line as the `vigil` script."""
 
-from vigil.cli import main
+from vigil.cli import entry
 
-raise SystemExit(main())
+entry()
