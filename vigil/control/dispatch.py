@@ -171,6 +171,8 @@ class Control:
         if caller.admin:  # the machine's disk is the operator's business, not every member's
             live_line = f"{live_line}\n{self.runtime.disk.report().line()}"
         if header is None and self.store.has_session(caller.key):
+            header = self.header(caller.key)  # made between the two reads (its first message): readable after all
+        if header is None and self.store.has_session(caller.key):
             return Reply(text=f"📊 Session {caller.key}\n⚠️ {unreadable_line([self._unreadable(caller.key)])}.\n"
                               f"{live_line}")
         if header is None:
