@@ -89,9 +89,11 @@ def turn_text(seq):
     return f"{seq:05d}" + "t" * 30000  # eight pages of overflow: LMDB must find (or grow by) a run of them
 
 # Turns: journal first (acknowledged at the record's barrier), LMDB written beside it by the apply thread.
+# The last round has room to spare: how many pages a commit needs depends on which pages LMDB frees and
+# reuses meanwhile (a short write for want of the last page reads as EIO), so "room enough" is made certain.
 acked, reopened = [], 0
 for room in range(rounds):
-    fill(room)
+    fill(room if room < rounds - 1 else 8 * rounds)
     seq = header.next_seq
     previous, header = header, msgspec.structs.replace(header, next_seq=seq + 1)
     still_full = ""
