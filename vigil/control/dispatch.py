@@ -172,9 +172,9 @@ class Control:
             live_line = f"{live_line}\n{self.runtime.disk.report().line()}"
         if header is None and self.store.has_session(caller.key):
             header = self.header(caller.key)  # made between the two reads (its first message): readable after all
-        if header is None and self.store.has_session(caller.key):
-            return Reply(text=f"📊 Session {caller.key}\n⚠️ {unreadable_line([self._unreadable(caller.key)])}.\n"
-                              f"{live_line}")
+            if header is None:
+                return Reply(text=f"📊 Session {caller.key}\n⚠️ {unreadable_line([self._unreadable(caller.key)])}.\n"
+                                  f"{live_line}")
         if header is None:
             return Reply(text=f"📊 Session {caller.key}\nNo conversation yet: write something to start one.\n"
                               f"Directory: {self.first_directory(caller)} · Model: {self.settings.model}\n{live_line}")
