@@ -203,7 +203,7 @@ class TelegramHandlers:
         if message is None or user is None or user.is_bot:
             return
         raw = message.text if message.text is not None else message.caption
-        if (raw is None or message.media_group_id or _is_command(message)
+        if (raw is None or message.media_group_id or _starts_with_command(message, caption=True)
                 or any(getattr(message, kind, None) for kind in _TRANSCRIBED)):
             return
         if not self.addressed(message, False):
@@ -285,9 +285,11 @@ def _caption(messages: list[Message]) -> str | None:
     return "\n".join(captions) if captions else None
 
 
-def _starts_with_command(message: Message) -> bool:
-    """Telegram marks commands: "/usr/lib is…" starts with a slash but is not one."""
-    return any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in message.entities or ())
+def _starts_with_command(message: Message, caption: bool = False) -> bool:
+    """Telegram marks commands: "/usr/lib is…" starts with a slash but is not one. A caption's marks count
+    only when asked (an edit's): a new photo captioned "/status" is a photo, not the command."""
+    entities = message.caption_entities if caption and message.text is None else message.entities
+    return any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities or ())
 
 
 def _anonymous_admin(message: Message) -> bool:
@@ -303,8 +305,3 @@ def _sender(user: User) -> Sender:
 
 
 _TRANSCRIBED = ("voice", "audio", "video_note")  # an edit of these changes a caption, not the transcript held
-
-
-def _is_command(message: Message) -> bool:
-    entities = message.entities if message.text is not None else message.caption_entities
-    return any(e.type == MessageEntity.BOT_COMMAND and e.offset == 0 for e in entities or ())
